@@ -27,7 +27,9 @@ export class IP {
   private constructor(readonly family: Family, readonly value: bigint) {}
 
   static parse(text: string, want?: Family): IP {
-    if (typeof text !== 'string' || text.includes('/')) {
+    // A zone ("fe80::1%eth0") names a link, not an address; ip-address would
+    // silently drop it, so it is refused here like a prefix length.
+    if (typeof text !== 'string' || text.includes('/') || text.includes('%')) {
       throw new InvalidAddressError(String(text), want === 6 ? 'an IPv6 address' : want === 4 ? 'an IPv4 address' : 'an IP address');
     }
     const family = familyOf(text);
@@ -60,10 +62,15 @@ export class IP {
     return this.family === other.family && this.value === other.value;
   }
 
+  /**
+   * RFC 5952 text: IPv6 in lower case with the longest run of zero groups
+   * compressed, and an IPv4-mapped address in its mixed form
+   * ("::ffff:192.0.2.1", RFC 5952 §5), as Go's netip prints it.
+   */
   toString(): string {
-    return this.family === 4
-      ? Address4.fromBigInt(this.value).correctForm()
-      : Address6.fromBigInt(this.value).correctForm();
+    if (this.family === 4) return Address4.fromBigInt(this.value).correctForm();
+    if (this.value >> 32n === 0xffffn) return `::ffff:${Address4.fromBigInt(this.value & 0xffffffffn).correctForm()}`;
+    return Address6.fromBigInt(this.value).correctForm();
   }
 }
 
