@@ -1,0 +1,29 @@
+/**
+ * `alloc`: leases a subnet and publishes it, with no datapath. flanneld has
+ * the same backend; it is useful where something else routes pod traffic.
+ * Its lease value is the same as udp's: `{"PublicIP":"…","PublicIPv6":null}`.
+ */
+import type { Backend, BackendFactory, BackendStart, LocalNode, ReconcileReport } from '../backend';
+import { EMPTY_REPORT } from '../backend';
+
+class AllocBackend implements Backend {
+  readonly type = 'alloc';
+
+  async start(local: LocalNode): Promise<BackendStart> {
+    return { mtu: local.extIface.mtu };
+  }
+
+  async reconcile(): Promise<ReconcileReport> {
+    return EMPTY_REPORT;
+  }
+
+  async stop(): Promise<void> {}
+
+  async teardown(): Promise<void> {}
+}
+
+export const allocBackend: BackendFactory = {
+  type: 'alloc',
+  validate() {},
+  create: () => new AllocBackend(),
+};

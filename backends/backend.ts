@@ -1,0 +1,69 @@
+/**
+ * The one interface every datapath sits behind (DESIGN §3).
+ *
+ * A backend owns the kernel objects it creates and can find them again
+ * (by device, route protocol or table), so `reconcile` and `teardown` never
+ * touch anything else. `reconcile` is level-triggered: it is handed the
+ * whole desired state — this node's lease and every peer — and makes the
+ * kernel match it, whatever happened before (start-up, lease events,
+ * periodic repair, restart, migration).
+ */
+import type { BackendConfig, NetworkConfig } from '../lib/config';
+import type { ExternalInterface } from '../lib/iface';
+import type { Lease } from '../lib/subnet';
+import type { Log } from '../lib/observe/logger';
+
+export interface LocalNode {
+  readonly extIface: ExternalInterface;
+  readonly publicIP: string;
+  readonly network: NetworkConfig;
+}
+
+export interface BackendStart {
+  /** Published in the lease as BackendData (flanneld peers read it). */
+  readonly backendData?: unknown;
+  /** MTU pods must use over this backend. */
+  readonly mtu: number;
+}
+
+export interface ReconcileReport {
+  /** Kernel objects created or replaced. */
+  readonly changed: number;
+  /** Kernel objects removed. */
+  readonly removed: number;
+  /** Peers skipped, each with the reason (a bad lease from another node). */
+  readonly skipped: readonly string[];
+}
+
+export interface Backend {
+  readonly type: string;
+  /** Creates or adopts the local devices; never removes what it finds. */
+  start(local: LocalNode): Promise<BackendStart>;
+  /** Makes the kernel hold exactly what `own` and `peers` call for. */
+  reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport>;
+  /** Releases sockets and timers; the datapath stays (restart without loss). */
+  stop(): Promise<void>;
+  /** Removes every kernel object this backend created (after a migration). */
+  teardown(): Promise<void>;
+}
+
+export interface BackendContext {
+  readonly log: Log;
+}
+
+export interface BackendFactory {
+  readonly type: string;
+  /** Checks the Backend settings of the network config; throws ConfigError naming the key. */
+  validate(config: BackendConfig): void;
+  create(config: BackendConfig, ctx: BackendContext): Backend;
+}
+
+/** The backend cannot run on this node; the message says why and what to do. */
+export class BackendUnavailableError extends Error {
+  constructor(readonly backendType: string, message: string) {
+    super(message);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+export const EMPTY_REPORT: ReconcileReport = { changed: 0, removed: 0, skipped: [] };

@@ -1,0 +1,30 @@
+/**
+ * The backend registry: every type a network config may name, and the
+ * implementations this build carries.
+ */
+import type { BackendConfig } from '../lib/config';
+import type { Backend, BackendContext, BackendFactory } from './backend';
+import { BackendUnavailableError } from './backend';
+import { allocBackend } from './alloc';
+
+/** Every backend type flanneld's etcd mode knows (configs naming others are refused). */
+export const KNOWN_BACKEND_TYPES: readonly string[] = ['alloc', 'host-gw', 'ipip', 'udp', 'vxlan'];
+
+const implementations = new Map<string, BackendFactory>([[allocBackend.type, allocBackend]]);
+
+export function backendFactory(type: string): BackendFactory {
+  const factory = implementations.get(type);
+  if (!factory) {
+    const have = [...implementations.keys()].sort().join(', ');
+    throw new BackendUnavailableError(type, `backend ${JSON.stringify(type)} is not implemented in this build of twill (available: ${have})`);
+  }
+  return factory;
+}
+
+export function createBackend(config: BackendConfig, ctx: BackendContext): Backend {
+  const factory = backendFactory(config.type);
+  factory.validate(config);
+  return factory.create(config, ctx);
+}
+
+export * from './backend';

@@ -1,0 +1,177 @@
+/**
+ * twilld's command line: flanneld's etcd-mode flags, each also read from
+ * `FLANNELD_<NAME>` (dashes as underscores) when not given on the command
+ * line. Go's flag syntax is accepted too (`-iface=eth0`, `--ip-masq=false`).
+ * Any bad flag or value is a `UsageError`: the daemon prints it with the
+ * usage and exits 2.
+ */
+import { Command, CommanderError, Option } from 'commander';
+
+export interface DaemonFlags {
+  etcdEndpoints: string[];
+  etcdPrefix: string;
+  etcdKeyfile?: string;
+  etcdCertfile?: string;
+  etcdCafile?: string;
+  etcdUsername?: string;
+  etcdPassword?: string;
+  iface: string[];
+  ifaceRegex: string[];
+  ifaceCanReach?: string;
+  publicIp?: string;
+  subnetFile: string;
+  subnetLeaseRenewMargin: number;
+  subnetLeaseTtl: number;
+  ipMasq: boolean;
+  iptablesResync: number;
+  iptablesForwardRules: boolean;
+  healthzIp: string;
+  healthzPort: number;
+  repairInterval: number;
+  logFormat: 'text' | 'json';
+  logLevel: string;
+}
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export type FlagsOutcome = { kind: 'run'; flags: DaemonFlags } | { kind: 'exit'; code: number };
+
+interface FlagSpec {
+  readonly name: string;
+  readonly help: string;
+  readonly kind: 'string' | 'list' | 'int' | 'bool';
+  readonly def?: string;
+}
+
+const SPECS: readonly FlagSpec[] = [
+  { name: 'etcd-endpoints', kind: 'string', def: 'http://127.0.0.1:4001,http://127.0.0.1:2379', help: 'comma-separated list of etcd endpoints' },
+  { name: 'etcd-prefix', kind: 'string', def: '/coreos.com/network', help: 'etcd prefix' },
+  { name: 'etcd-keyfile', kind: 'string', help: 'SSL key file used to secure etcd communication' },
+  { name: 'etcd-certfile', kind: 'string', help: 'SSL certification file used to secure etcd communication' },
+  { name: 'etcd-cafile', kind: 'string', help: 'SSL Certificate Authority file used to secure etcd communication' },
+  { name: 'etcd-username', kind: 'string', help: 'username for BasicAuth to etcd' },
+  { name: 'etcd-password', kind: 'string', help: 'password for BasicAuth to etcd' },
+  { name: 'iface', kind: 'list', help: 'interface to use (IP or name) for inter-host communication; repeatable, first match wins' },
+  { name: 'iface-regex', kind: 'list', help: 'regex of the IP or name of the interface to use; repeatable' },
+  { name: 'iface-can-reach', kind: 'string', help: 'use the interface the route to this address leaves by' },
+  { name: 'public-ip', kind: 'string', help: 'IP accessible by other nodes for inter-host communication' },
+  { name: 'subnet-file', kind: 'string', def: '/run/flannel/subnet.env', help: 'filename where env variables (subnet, MTU, ...) will be written to' },
+  { name: 'subnet-lease-renew-margin', kind: 'int', def: '60', help: 'subnet lease renewal margin, in minutes' },
+  { name: 'subnet-lease-ttl', kind: 'int', def: '86400', help: 'subnet lease time to live, in seconds' },
+  { name: 'ip-masq', kind: 'bool', def: 'false', help: 'setup IP masquerade rule for traffic destined outside of overlay network' },
+  { name: 'iptables-resync', kind: 'int', def: '5', help: 'resync period for NAT/forward rules, in seconds' },
+  { name: 'iptables-forward-rules', kind: 'bool', def: 'true', help: 'add forward rules for the pod network' },
+  { name: 'healthz-ip', kind: 'string', def: '127.0.0.1', help: 'the IP address for the health server to listen on (flanneld: 0.0.0.0)' },
+  { name: 'healthz-port', kind: 'int', def: '0', help: 'the port for the health server to listen on (0 disables it)' },
+  { name: 'repair-interval', kind: 'int', def: '5', help: 'seconds between re-checks of the kernel state (twill)' },
+  { name: 'log-format', kind: 'string', def: 'text', help: 'log format: text or json (twill)' },
+  { name: 'log-level', kind: 'string', def: 'info', help: 'log level: error, warn, info or debug (twill)' },
+];
+
+/** Go's flag package accepts `-name`; commander wants `--name`. */
+function normaliseGoFlags(argv: readonly string[]): string[] {
+  return argv.map((a) => (/^-[a-z][a-z-]+(=.*)?$/.test(a) ? `-${a}` : a));
+}
+
+function envName(flag: string): string {
+  return `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function buildCommand(version: string): Command {
+  const cmd = new Command('twilld')
+    .description('twill overlay network agent (flanneld-compatible, etcd mode)')
+    .version(version, '--version', 'print the version and exit')
+    .helpOption('-h, --help', 'show this help')
+    .allowExcessArguments(false)
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), outputError: () => undefined })
+    .exitOverride();
+  for (const spec of SPECS) {
+    const flag = spec.kind === 'bool' ? `--${spec.name} [bool]` : spec.kind === 'list' ? `--${spec.name} <value>` : `--${spec.name} <value>`;
+    const opt = new Option(flag, `${spec.help} (env ${envName(spec.name)})`);
+    if (spec.kind === 'list') opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+    if (spec.def !== undefined) opt.default(spec.kind === 'list' ? [] : spec.def);
+    cmd.addOption(opt);
+  }
+  return cmd;
+}
+
+/**
+ * Parses argv (without node and script) and the environment. Returns what
+ * to do: run with these flags, or exit with a code (after --help/--version).
+ */
+export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv, version: string): FlagsOutcome {
+  const cmd = buildCommand(version);
+  try {
+    cmd.parse(normaliseGoFlags(argv), { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return { kind: 'exit', code: 0 };
+      throw new UsageError(err.message.replace(/^error: /, ''));
+    }
+    throw err;
+  }
+  const raw = cmd.opts<Record<string, unknown>>();
+  const value = (spec: FlagSpec): { text: unknown; source: string } => {
+    const key = camel(spec.name);
+    const fromCli = cmd.getOptionValueSource(key) === 'cli';
+    const envValue = env[envName(spec.name)];
+    if (!fromCli && envValue !== undefined) {
+      return { text: spec.kind === 'list' ? envValue.split(',').map((s) => s.trim()).filter(Boolean) : envValue, source: envName(spec.name) };
+    }
+    return { text: raw[key], source: `--${spec.name}` };
+  };
+
+  const out: Record<string, unknown> = {};
+  for (const spec of SPECS) {
+    const { text, source } = value(spec);
+    out[camel(spec.name)] = convert(spec, text, source);
+  }
+  const flags = out as unknown as DaemonFlags;
+  flags.etcdEndpoints = String(out.etcdEndpoints).split(',').map((s) => s.trim()).filter(Boolean);
+  check(['text', 'json'].includes(flags.logFormat), `--log-format must be text or json, not ${JSON.stringify(flags.logFormat)}`);
+  check(['error', 'warn', 'info', 'debug'].includes(flags.logLevel), `--log-level must be error, warn, info or debug, not ${JSON.stringify(flags.logLevel)}`);
+  check(flags.etcdPrefix.startsWith('/'), `--etcd-prefix must start with "/", not ${JSON.stringify(flags.etcdPrefix)}`);
+  check(flags.subnetLeaseTtl > 0, `--subnet-lease-ttl must be a positive number of seconds, not ${flags.subnetLeaseTtl}`);
+  check(flags.healthzPort >= 0 && flags.healthzPort <= 65535, `--healthz-port must be 0..65535, not ${flags.healthzPort}`);
+  check(flags.repairInterval > 0, `--repair-interval must be a positive number of seconds, not ${flags.repairInterval}`);
+  check(flags.subnetLeaseRenewMargin >= 0, `--subnet-lease-renew-margin must not be negative`);
+  return { kind: 'run', flags };
+}
+
+function check(ok: boolean, message: string): void {
+  if (!ok) throw new UsageError(message);
+}
+
+function convert(spec: FlagSpec, text: unknown, source: string): unknown {
+  switch (spec.kind) {
+    case 'list':
+      return Array.isArray(text) ? text : [];
+    case 'string':
+      return text === undefined ? undefined : String(text);
+    case 'int': {
+      const s = String(text);
+      if (!/^-?\d+$/.test(s)) throw new UsageError(`${source} must be a whole number, not ${JSON.stringify(s)}`);
+      return Number(s);
+    }
+    case 'bool': {
+      if (text === true) return true; // bare --flag
+      const s = String(text).toLowerCase();
+      if (['true', '1', 't'].includes(s)) return true;
+      if (['false', '0', 'f'].includes(s)) return false;
+      throw new UsageError(`${source} must be true or false, not ${JSON.stringify(String(text))}`);
+    }
+  }
+}
+
+export function usage(version: string): string {
+  return buildCommand(version).helpInformation();
+}

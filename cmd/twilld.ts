@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+/**
+ * twilld — the node agent. Parses flags, builds the subnet manager and the
+ * agent, and runs until SIGTERM/SIGINT, which end it with exit code 0 and
+ * leave the datapath and the lease in place.
+ * Exit codes: 0 clean stop, 1 fatal error, 2 bad flags.
+ */
+import { Agent } from '../lib/agent/agent';
+import { createLogger, Log } from '../lib/observe/logger';
+import { createEtcdClient, EtcdRegistry, EtcdSubnetManager } from '../lib/subnet';
+import { parseDaemonFlags, usage, UsageError, DaemonFlags } from './flags';
+import { VERSION } from '../lib/version';
+
+async function main(): Promise<number> {
+  let flags: DaemonFlags;
+  try {
+    const outcome = parseDaemonFlags(process.argv.slice(2), process.env, VERSION);
+    if (outcome.kind === 'exit') return outcome.code;
+    flags = outcome.flags;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`twilld: ${err.message}\n\n${usage(VERSION)}`);
+      return 2;
+    }
+    throw err;
+  }
+
+  const log = createLogger({ format: flags.logFormat, level: flags.logLevel });
+  log.info('twilld starting', { version: VERSION, pid: process.pid });
+
+  let client;
+  try {
+    client = createEtcdClient({
+      endpoints: flags.etcdEndpoints,
+      keyFile: flags.etcdKeyfile,
+      certFile: flags.etcdCertfile,
+      caFile: flags.etcdCafile,
+      username: flags.etcdUsername,
+      password: flags.etcdPassword,
+    });
+  } catch (err) {
+    process.stderr.write(`twilld: ${(err as Error).message}\n`);
+    return 2;
+  }
+
+  const registry = new EtcdRegistry(client, flags.etcdPrefix);
+  let agent: Agent | undefined;
+  const manager = new EtcdSubnetManager(registry, {
+    ttlSeconds: flags.subnetLeaseTtl,
+    renewMarginSeconds: flags.subnetLeaseRenewMargin * 60,
+    log,
+    onOwnLeaseChanged: (lease) => agent?.ownLeaseChanged(lease).catch((err: Error) => log.error('cannot publish the re-acquired lease', { error: err.message })),
+  });
+  agent = new Agent(manager, {
+    interfaces: { iface: flags.iface, ifaceRegex: flags.ifaceRegex, ifaceCanReach: flags.ifaceCanReach, publicIP: flags.publicIp },
+    subnetFile: flags.subnetFile,
+    ipMasq: flags.ipMasq,
+    repairIntervalMs: flags.repairInterval * 1000,
+    configKey: registry.configKey,
+  }, log);
+
+  const stop = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    log.info(`received ${sig}; stopping and leaving the datapath in place`);
+    stop.abort();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+
+  try {
+    await agent.run(stop.signal);
+    return 0;
+  } catch (err) {
+    if (stop.signal.aborted) return 0;
+    fatal(log, err as Error);
+    return 1;
+  } finally {
+    client.close();
+  }
+}
+
+function fatal(log: Log, err: Error): void {
+  log.error(err.message, { error: err.name });
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: Error) => {
+    process.stderr.write(`twilld: ${err.stack ?? err.message}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,143 @@
+/**
+ * The agent loop (DESIGN §1): config → interface → backend → lease →
+ * subnet.env → watch peers → reconcile, for as long as it runs.
+ *
+ * Every input — start-up, a lease event, the repair timer, a re-acquired
+ * lease — ends in the same call, `backend.reconcile(own, peers)`. On
+ * shutdown it stops timers and watches and leaves the datapath and the
+ * lease in place, so a restart adopts them without dropping a packet.
+ */
+import { setTimeout as sleep } from 'timers/promises';
+import type { NetworkConfig } from '../config';
+import type { Log } from '../observe/logger';
+import { selectInterface, InterfaceOptions } from '../iface';
+import {
+  Lease, LeaseAttrs, LeaseWatcher, OutOfSubnetsError, SubnetManager,
+  readPreviousSubnets, writeSubnetFile,
+} from '../subnet';
+import { Backend, createBackend } from '../../backends';
+import { waitForNetworkConfig } from './config-source';
+import { ReconcileLoop } from './reconcile-loop';
+import { Backoff } from '../subnet/backoff';
+
+export interface AgentOptions {
+  readonly interfaces: InterfaceOptions;
+  readonly subnetFile: string;
+  readonly ipMasq: boolean;
+  readonly repairIntervalMs: number;
+  readonly configKey: string;
+}
+
+export class Agent {
+  private backend?: Backend;
+  private watcher?: LeaseWatcher;
+  private repairTimer?: NodeJS.Timeout;
+  private running?: { config: NetworkConfig; mtu: number };
+  private readonly loop = new ReconcileLoop((reason) => this.reconcile(reason));
+
+  constructor(
+    private readonly manager: SubnetManager,
+    private readonly opts: AgentOptions,
+    private readonly log: Log,
+  ) {}
+
+  /** Runs until `signal` aborts; rejects on a fault it cannot wait out. */
+  async run(signal: AbortSignal): Promise<void> {
+    try {
+      const config = await waitForNetworkConfig(this.manager, this.opts.configKey, this.log, signal);
+      const selection = selectInterface(this.opts.interfaces);
+      this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, why: selection.reason });
+
+      const backend = createBackend(config.backend, { log: this.log });
+      this.backend = backend;
+      const started = await backend.start({ extIface: selection.iface, publicIP: selection.publicIP, network: config });
+
+      const attrs: LeaseAttrs = {
+        publicIP: selection.publicIP,
+        publicIPv6: null,
+        backendType: backend.type === 'udp' || backend.type === 'alloc' ? undefined : backend.type,
+        backendData: started.backendData,
+      };
+      const previous = await readPreviousSubnets(this.opts.subnetFile, (m) => this.log.warn(m));
+      const lease = await this.acquire(config, attrs, previous, signal);
+      await this.writeSubnetFile(config, lease, started.mtu);
+      this.running = { config, mtu: started.mtu };
+
+      this.watcher = await this.manager.watchLeases(config, {
+        onEvents: (events) => {
+          for (const ev of events) this.log.info(`lease ${ev.type}`, { subnet: ev.lease.subnet.toString(), publicIP: ev.lease.attrs.publicIP });
+          this.loop.request('lease events');
+        },
+        onWarning: (m) => this.log.warn(m),
+        onConnectivity: (up, err) =>
+          up ? this.log.info('etcd reachable again; leases re-listed') : this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message }),
+      });
+      this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
+      this.loop.request('start-up');
+      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: backend.type, mtu: started.mtu });
+
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    } finally {
+      await this.shutdown();
+    }
+  }
+
+  /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */
+  async ownLeaseChanged(lease: Lease): Promise<void> {
+    if (this.running) await this.writeSubnetFile(this.running.config, lease, this.running.mtu);
+    this.loop.request('own lease re-acquired');
+  }
+
+  private async acquire(config: NetworkConfig, attrs: LeaseAttrs, previous: Awaited<ReturnType<typeof readPreviousSubnets>>, signal: AbortSignal): Promise<Lease> {
+    const backoff = new Backoff(1000, 30_000);
+    let lastError = '';
+    for (;;) {
+      signal.throwIfAborted();
+      try {
+        return await this.manager.acquireLease(config, attrs, previous);
+      } catch (err) {
+        const message = (err as Error).message;
+        if (message !== lastError) {
+          this.log[err instanceof OutOfSubnetsError ? 'error' : 'warn'](`cannot acquire a subnet lease: ${message}`);
+          lastError = message;
+        }
+      }
+      await sleep(backoff.next(), undefined, { signal });
+    }
+  }
+
+  private async writeSubnetFile(config: NetworkConfig, lease: Lease, mtu: number): Promise<void> {
+    await writeSubnetFile(this.opts.subnetFile, {
+      network: config.network,
+      subnet: lease.subnet,
+      ipv6Network: config.ipv6Network,
+      ipv6Subnet: lease.ipv6Subnet,
+      mtu,
+      ipMasq: this.opts.ipMasq,
+    });
+    this.log.info('wrote subnet file', { file: this.opts.subnetFile, subnet: lease.subnet.toString() });
+  }
+
+  /** Never throws: a failed reconcile is logged and retried by the repair timer. */
+  private async reconcile(reason: string): Promise<void> {
+    const own = this.manager.ownLease();
+    const backend = this.backend;
+    if (!own || !backend || !this.watcher) return;
+    const peers = [...this.watcher.leases().values()].filter((l) => l.key !== own.key);
+    try {
+      const report = await backend.reconcile(own, peers);
+      if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: peers.length, changed: report.changed, removed: report.removed });
+      for (const s of report.skipped) this.log.warn(s);
+    } catch (err) {
+      this.log.error('reconcile failed; will retry', { reason, error: (err as Error).message });
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.repairTimer) clearInterval(this.repairTimer);
+    await this.loop.stop();
+    await this.watcher?.stop();
+    await this.manager.close();
+    await this.backend?.stop();
+  }
+}

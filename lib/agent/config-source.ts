@@ -1,0 +1,47 @@
+/**
+ * Reading the network config from etcd until a valid one is there.
+ * While the key is missing, unreadable or invalid it retries; it logs once
+ * each time the situation changes (missing → invalid → etcd down …), never
+ * once per retry.
+ */
+import { setTimeout as sleep } from 'timers/promises';
+import { ConfigError, NetworkConfig, parseNetworkConfig } from '../config';
+import type { Log } from '../observe/logger';
+import type { SubnetManager } from '../subnet';
+import { KNOWN_BACKEND_TYPES } from '../../backends';
+
+export async function waitForNetworkConfig(
+  manager: SubnetManager,
+  configKey: string,
+  log: Log,
+  signal: AbortSignal,
+  retryMs = 1000,
+): Promise<NetworkConfig> {
+  let lastState = '';
+  const say = (state: string, level: 'info' | 'warn' | 'error', message: string, meta?: Record<string, unknown>) => {
+    if (state === lastState) return;
+    lastState = state;
+    log[level](message, meta);
+  };
+  for (;;) {
+    signal.throwIfAborted();
+    try {
+      const found = await manager.readNetworkConfig();
+      if (!found) {
+        say('missing', 'warn', `waiting for the network config: no key ${configKey} in etcd yet`);
+      } else {
+        const config = parseNetworkConfig(found.text, KNOWN_BACKEND_TYPES);
+        for (const w of config.warnings) log.warn(`network config: ${w}`);
+        if (lastState) log.info('network config found');
+        return config;
+      }
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        say(`invalid:${err.message}`, 'error', `the network config at ${configKey} is invalid, waiting for a fix: ${err.message}`, { field: err.field });
+      } else {
+        say('unreachable', 'warn', `cannot read the network config from etcd; retrying: ${(err as Error).message}`);
+      }
+    }
+    await sleep(retryMs, undefined, { signal });
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Choosing a free subnet, as flanneld does: walk from SubnetMin to SubnetMax,
+ * collect the first 100 free subnets (paired with IPv6 subnets in dual
+ * stack), and pick one at random so that nodes starting together rarely
+ * collide. Pure: the caller supplies the taken set and the random source.
+ */
+import { IP, IPNet } from '../ip';
+import type { NetworkConfig } from '../config';
+import type { SubnetKey } from './lease-codec';
+
+export const CANDIDATE_WINDOW = 100;
+
+/** No free subnet is left between SubnetMin and SubnetMax. */
+export class OutOfSubnetsError extends Error {
+  constructor(readonly range: string) {
+    super(`out of subnets: every subnet in ${range} is leased or reserved; free one (or widen SubnetMin/SubnetMax) and this node will retry`);
+    this.name = 'OutOfSubnetsError';
+  }
+}
+
+export interface AllocationRange {
+  readonly first: IPNet;
+  readonly last: IPNet;
+  readonly firstV6?: IPNet;
+  readonly lastV6?: IPNet;
+}
+
+export function allocationRange(config: NetworkConfig): AllocationRange {
+  if (!config.network || !config.subnetMin || !config.subnetMax) {
+    throw new Error('twill needs an IPv4 Network to allocate subnets (IPv6-only networks are not supported yet)');
+  }
+  const range: AllocationRange = {
+    first: IPNet.of(config.subnetMin, config.subnetLen),
+    last: IPNet.of(config.subnetMax, config.subnetLen),
+  };
+  if (config.enableIPv6 && config.ipv6Network && config.ipv6SubnetMin && config.ipv6SubnetMax) {
+    return {
+      ...range,
+      firstV6: IPNet.of(config.ipv6SubnetMin, config.ipv6SubnetLen),
+      lastV6: IPNet.of(config.ipv6SubnetMax, config.ipv6SubnetLen),
+    };
+  }
+  return range;
+}
+
+export function describeRange(range: AllocationRange): string {
+  const v4 = `${range.first.toString()} .. ${range.last.toString()}`;
+  return range.firstV6 && range.lastV6 ? `${v4} and ${range.firstV6.toString()} .. ${range.lastV6.toString()}` : v4;
+}
+
+/**
+ * The first `CANDIDATE_WINDOW` free subnets in the range, in order.
+ * `taken` holds `IPNet.toString()` of every subnet in use (both families).
+ */
+export function freeSubnets(range: AllocationRange, taken: ReadonlySet<string>, limit = CANDIDATE_WINDOW): SubnetKey[] {
+  const out: SubnetKey[] = [];
+  let v4: IPNet = range.first;
+  let v6: IPNet | undefined = range.firstV6;
+  for (;;) {
+    if (v4.ip.value > range.last.ip.value) break;
+    if (v6 && range.lastV6 && v6.ip.value > range.lastV6.ip.value) break;
+    if (!taken.has(v4.toString()) && !(v6 && taken.has(v6.toString()))) {
+      out.push(v6 ? { subnet: v4, ipv6Subnet: v6 } : { subnet: v4 });
+      if (out.length >= limit) break;
+    }
+    if (v4.ip.value + v4.size > maxValue(v4.ip)) break;
+    v4 = v4.step(1);
+    if (v6) v6 = v6.ip.value + v6.size > maxValue(v6.ip) ? undefined : v6.step(1);
+    if (range.firstV6 && !v6) break;
+  }
+  return out;
+}
+
+function maxValue(ip: IP): bigint {
+  return (1n << BigInt(ip.bits)) - 1n;
+}
+
+/** A random one of the first free subnets; throws OutOfSubnetsError when none is free. */
+export function pickSubnet(range: AllocationRange, taken: ReadonlySet<string>, random: () => number = Math.random): SubnetKey {
+  const free = freeSubnets(range, taken);
+  if (free.length === 0) throw new OutOfSubnetsError(describeRange(range));
+  return free[Math.floor(random() * free.length)];
+}

@@ -1,0 +1,151 @@
+/**
+ * Lease keys and values, byte-compatible with flanneld (etcd mode).
+ *
+ * Key:   `10.244.1.0-24` or, dual stack, `10.244.1.0-24&fc00:0:0:1::-64`.
+ * Value: JSON with the fields in flanneld's order — PublicIP, PublicIPv6
+ *        (always present, null when none), BackendType, BackendData,
+ *        BackendV6Data (each omitted when empty) — then twill's own fields.
+ * Decoding matches field names case-insensitively, as Go's encoding/json
+ * does, and ignores fields it does not know.
+ */
+import { IP, IPNet, InvalidAddressError } from '../ip';
+import type { LeaseAttrs, BackendAdvert } from './lease';
+
+/** A lease key or value that cannot be understood. */
+export class LeaseFormatError extends Error {
+  constructor(readonly what: string, message: string) {
+    super(message);
+    this.name = 'LeaseFormatError';
+  }
+}
+
+/** etcd values larger than this are refused unread: no node writes one. */
+export const MAX_LEASE_VALUE_BYTES = 64 * 1024;
+
+export interface SubnetKey {
+  readonly subnet: IPNet;
+  readonly ipv6Subnet?: IPNet;
+}
+
+const KEY_PATTERN = /^(\d{1,3}(?:\.\d{1,3}){3})-(\d{1,2})(?:&([0-9a-fA-F:]+)-(\d{1,3}))?$/;
+
+export function formatSubnetKey(key: SubnetKey): string {
+  const v4 = `${key.subnet.ip.toString()}-${key.subnet.prefixLen}`;
+  return key.ipv6Subnet ? `${v4}&${key.ipv6Subnet.ip.toString()}-${key.ipv6Subnet.prefixLen}` : v4;
+}
+
+export function parseSubnetKey(key: string): SubnetKey {
+  const m = KEY_PATTERN.exec(key);
+  if (!m) {
+    throw new LeaseFormatError('key', `lease key ${JSON.stringify(key)} is not of the form a.b.c.d-len[&ipv6-len]`);
+  }
+  try {
+    const subnet = IPNet.parse(`${m[1]}/${m[2]}`, { want: 4 });
+    const ipv6Subnet = m[3] === undefined ? undefined : IPNet.parse(`${m[3]}/${m[4]}`, { want: 6 });
+    return { subnet, ipv6Subnet };
+  } catch (err) {
+    if (err instanceof InvalidAddressError) {
+      throw new LeaseFormatError('key', `lease key ${JSON.stringify(key)}: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
+export function encodeLeaseAttrs(attrs: LeaseAttrs): string {
+  // Insertion order is serialisation order: this is flanneld's field order.
+  const out: Record<string, unknown> = { PublicIP: attrs.publicIP, PublicIPv6: attrs.publicIPv6 };
+  if (attrs.backendType) out.BackendType = attrs.backendType;
+  if (!isEmptyJson(attrs.backendData)) out.BackendData = attrs.backendData;
+  if (!isEmptyJson(attrs.backendV6Data)) out.BackendV6Data = attrs.backendV6Data;
+  if (attrs.backends && attrs.backends.length > 0) {
+    out.TwillBackends = attrs.backends.map((b) => (isEmptyJson(b.data) ? { Type: b.type } : { Type: b.type, Data: b.data }));
+  }
+  return JSON.stringify(out);
+}
+
+// Go's `omitempty` on json.RawMessage drops nil and empty values; flanneld
+// never writes `null` or `{}` for BackendData, so neither do we.
+function isEmptyJson(v: unknown): boolean {
+  return v === undefined || v === null || (typeof v === 'object' && !Array.isArray(v) && Object.keys(v as object).length === 0);
+}
+
+export function decodeLeaseAttrs(text: string): LeaseAttrs {
+  if (Buffer.byteLength(text) > MAX_LEASE_VALUE_BYTES) {
+    throw new LeaseFormatError('value', `lease value is ${Buffer.byteLength(text)} bytes, more than the ${MAX_LEASE_VALUE_BYTES} allowed`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new LeaseFormatError('value', `lease value is not JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new LeaseFormatError('value', 'lease value is not a JSON object');
+  }
+  const fields = foldKeys(parsed as Record<string, unknown>);
+
+  const publicIP = fields.get('publicip');
+  if (typeof publicIP !== 'string') {
+    throw new LeaseFormatError('PublicIP', `lease PublicIP must be a string, got ${describe(publicIP)}`);
+  }
+  checkIP('PublicIP', publicIP, 4);
+
+  const v6 = fields.get('publicipv6');
+  if (v6 !== undefined && v6 !== null && typeof v6 !== 'string') {
+    throw new LeaseFormatError('PublicIPv6', `lease PublicIPv6 must be a string or null, got ${describe(v6)}`);
+  }
+  if (typeof v6 === 'string') checkIP('PublicIPv6', v6, 6);
+
+  const backendType = fields.get('backendtype');
+  if (backendType !== undefined && typeof backendType !== 'string') {
+    throw new LeaseFormatError('BackendType', `lease BackendType must be a string, got ${describe(backendType)}`);
+  }
+  if (typeof backendType === 'string' && !/^[a-z0-9-]{0,32}$/.test(backendType)) {
+    throw new LeaseFormatError('BackendType', `lease BackendType ${JSON.stringify(backendType.slice(0, 40))} is not a backend name`);
+  }
+
+  return {
+    publicIP,
+    publicIPv6: typeof v6 === 'string' ? v6 : null,
+    backendType: backendType || undefined,
+    backendData: fields.get('backenddata') ?? undefined,
+    backendV6Data: fields.get('backendv6data') ?? undefined,
+    backends: decodeBackends(fields.get('twillbackends')),
+  };
+}
+
+function decodeBackends(v: unknown): BackendAdvert[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v)) throw new LeaseFormatError('TwillBackends', `lease TwillBackends must be a list, got ${describe(v)}`);
+  return v.map((item: unknown) => {
+    const entry = item !== null && typeof item === 'object' ? foldKeys(item as Record<string, unknown>) : undefined;
+    const type = entry?.get('type');
+    if (typeof type !== 'string' || !/^[a-z0-9-]{1,32}$/.test(type)) {
+      throw new LeaseFormatError('TwillBackends', `lease TwillBackends entry ${JSON.stringify(item)} has no valid Type`);
+    }
+    const data = entry?.get('data');
+    return data === undefined || data === null ? { type } : { type, data };
+  });
+}
+
+// Go's decoder matches keys case-insensitively; the last duplicate wins.
+function foldKeys(obj: Record<string, unknown>): Map<string, unknown> {
+  const m = new Map<string, unknown>();
+  for (const [k, v] of Object.entries(obj)) m.set(k.toLowerCase(), v);
+  return m;
+}
+
+function checkIP(field: string, text: string, family: 4 | 6): void {
+  try {
+    IP.parse(text, family);
+  } catch {
+    throw new LeaseFormatError(field, `lease ${field} ${JSON.stringify(text.slice(0, 64))} is not an IPv${family} address`);
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  return `${typeof v} ${JSON.stringify(v).slice(0, 40)}`;
+}

@@ -1,0 +1,99 @@
+/**
+ * The subnet file (`/run/flannel/subnet.env`) that CNI plugins read.
+ * Written atomically — a temp file in the same directory, fsync, rename —
+ * so a reader never sees half a file; mode 0644 because CNI plugins run as
+ * other users in some setups.
+ */
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { IPNet } from '../ip';
+
+export interface SubnetFileContents {
+  readonly network?: IPNet;
+  /** The node's subnet; the file carries its first address, e.g. 10.244.1.1/24. */
+  readonly subnet?: IPNet;
+  readonly ipv6Network?: IPNet;
+  readonly ipv6Subnet?: IPNet;
+  readonly mtu: number;
+  readonly ipMasq: boolean;
+}
+
+export function formatSubnetFile(c: SubnetFileContents): string {
+  const lines: string[] = [];
+  if (c.network && c.subnet) {
+    lines.push(`FLANNEL_NETWORK=${c.network.toString()}`);
+    lines.push(`FLANNEL_SUBNET=${c.subnet.ip.add(1).toString()}/${c.subnet.prefixLen}`);
+  }
+  if (c.ipv6Network && c.ipv6Subnet) {
+    lines.push(`FLANNEL_IPV6_NETWORK=${c.ipv6Network.toString()}`);
+    lines.push(`FLANNEL_IPV6_SUBNET=${c.ipv6Subnet.ip.add(1).toString()}/${c.ipv6Subnet.prefixLen}`);
+  }
+  lines.push(`FLANNEL_MTU=${c.mtu}`);
+  lines.push(`FLANNEL_IPMASQ=${c.ipMasq}`);
+  return lines.join('\n') + '\n';
+}
+
+export async function writeSubnetFile(file: string, c: SubnetFileContents): Promise<void> {
+  const dir = path.dirname(file);
+  await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+  const handle = await fs.open(tmp, 'w', 0o644);
+  try {
+    await handle.writeFile(formatSubnetFile(c));
+    await handle.chmod(0o644); // the umask must not narrow it
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** What a previous run left: the subnets it held. Absent or unreadable fields are undefined. */
+export interface PreviousSubnets {
+  readonly subnet?: IPNet;
+  readonly ipv6Subnet?: IPNet;
+}
+
+/**
+ * Reads the previous run's subnets. A missing file is normal (first start);
+ * a garbled one is reported through `warn` and ignored, never fatal.
+ */
+export async function readPreviousSubnets(file: string, warn: (msg: string) => void): Promise<PreviousSubnets> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') warn(`cannot read the previous subnet file ${file} (${code ?? String(err)}); choosing a subnet afresh`);
+    return {};
+  }
+  const vars = parseEnv(text);
+  return {
+    subnet: subnetOf(vars.get('FLANNEL_SUBNET'), 4, file, warn),
+    ipv6Subnet: subnetOf(vars.get('FLANNEL_IPV6_SUBNET'), 6, file, warn),
+  };
+}
+
+export function parseEnv(text: string): Map<string, string> {
+  const vars = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Z0-9_]+)=(.*?)\s*$/.exec(line);
+    if (m) vars.set(m[1], m[2]);
+  }
+  return vars;
+}
+
+function subnetOf(value: string | undefined, family: 4 | 6, file: string, warn: (msg: string) => void): IPNet | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return IPNet.parse(value, { want: family, allowHostBits: true });
+  } catch {
+    warn(`the previous subnet file ${file} holds an unreadable subnet ${JSON.stringify(value.slice(0, 64))}; ignoring it`);
+    return undefined;
+  }
+}

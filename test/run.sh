@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `npm test`: installs what the suite needs on a Debian machine (as root),
+# builds, and runs every test. Ends with the line `N passed, N failed`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash cmd/install-deps.sh
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build --silent
+
+exec node_modules/.bin/mocha "$@"
