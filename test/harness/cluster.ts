@@ -1,0 +1,612 @@
+/**
+ * A cluster of twill "nodes" on one machine, for the integration tests.
+ *
+ * Topology (id is 4 random hex digits, unique per run):
+ *
+ *   root namespace:  bridge tw<id>br 198.18.0.254/24 ── veth tw<id>n<i> ─┐
+ *   node tw<id>-n<i>: eth0 198.18.0.<i+1>/24, default via 198.18.0.253  ◄─┘
+ *                     cni0 <subnet>.1 ── veth-p<i> ─┐        (after addPod)
+ *   pod tw<id>-p<i>:   eth0 <subnet>.2, default via .1 ◄┘
+ *
+ * The default gateway 198.18.0.253 is an address nobody holds: it makes eth0
+ * the node's default-route interface (what twilld picks without --iface)
+ * while nothing can leave the machine. The bridge's own address lets a server
+ * in the root namespace (the tests' etcd on 198.18.0.254) serve the nodes.
+ * The root namespace never forwards: ip_forward is set inside nodes only.
+ *
+ * Ownership and cleanup: every object carries the cluster id in its name, and
+ * the bridge carries the owner's PID in its alias. `destroy()` removes
+ * everything named after the id, whether or not creation finished, and is safe
+ * to repeat. `cleanupStale()` does the same for clusters whose owner process
+ * is dead, so a crashed run never breaks the next one. Processes are killed by
+ * PID only (the ones this cluster spawned, then whatever `ip netns pids` finds
+ * in its namespaces).
+ */
+import { randomBytes } from 'crypto';
+import * as net from 'net';
+import { IP, IPNet } from '../../lib/ip';
+import {
+  NsProcess,
+  addNetns,
+  deleteLink,
+  deleteNetns,
+  execIn,
+  ip,
+  ipIn,
+  isAlive,
+  killNetnsProcesses,
+  listLinks,
+  listNetns,
+  sleep,
+  sysctlIn,
+  type RunOptions,
+  type RunResult,
+  type SpawnOptions,
+} from './netns';
+
+/** Every namespace and root-namespace link the harness makes starts with this. */
+export const HARNESS_PREFIX = 'tw';
+
+/** The underlay: one /24 out of 198.18.0.0/15 (RFC 2544 benchmarking space). */
+export const UNDERLAY = {
+  network: '198.18.0.0/24',
+  prefixLen: 24,
+  /** Address of the root-namespace bridge; root-namespace servers listen here. */
+  bridgeIp: '198.18.0.254',
+  /** The nodes' default gateway, deliberately unanswered. */
+  gateway: '198.18.0.253',
+} as const;
+
+/** Pods may only be given subnets inside this network. */
+export const POD_NETWORK = '10.244.0.0/16';
+
+/** Addresses tests may send to: underlay 198.18.0.0/15 and loopback anywhere; pods only inside namespaces. */
+const UNDERLAY_SPACE = IPNet.parse('198.18.0.0/15');
+const LOOPBACK = IPNet.parse('127.0.0.0/8');
+const POD_SPACE = IPNet.parse(POD_NETWORK);
+
+/** A target address outside the ranges the network-safety rules allow. */
+export class UnsafeAddressError extends Error {
+  constructor(readonly address: string, readonly fromNs: string | null) {
+    super(
+      `refusing to send to ${address} from ${fromNs ?? 'the root namespace'}: tests may target only ` +
+        `198.18.0.0/15, 127.0.0.0/8${fromNs === null ? '' : ` and (inside namespaces) ${POD_NETWORK}`}`,
+    );
+    this.name = 'UnsafeAddressError';
+  }
+}
+
+/**
+ * Throws `UnsafeAddressError` unless `address` is one tests may send to from
+ * `fromNs` (null = root namespace). Every traffic generator calls this first.
+ */
+export function assertSafeTarget(address: string, fromNs: string | null): void {
+  let addr: IP;
+  try {
+    addr = IP.parse(address, 4);
+  } catch {
+    throw new UnsafeAddressError(address, fromNs);
+  }
+  if (UNDERLAY_SPACE.contains(addr) || LOOPBACK.contains(addr)) return;
+  if (fromNs !== null && POD_SPACE.contains(addr)) return;
+  throw new UnsafeAddressError(address, fromNs);
+}
+
+/** A node by 0-based index or by namespace name. */
+export type NodeRef = number | string;
+
+export interface ClusterOptions {
+  /** Number of nodes, 1..32. */
+  nodes: number;
+  /** A label for error messages and the bridge alias (not part of any name). */
+  name?: string;
+  /**
+   * Called after each node is fully built. Tests throw from it to simulate a
+   * failure half way through creation.
+   */
+  afterNode?: (index: number) => void | Promise<void>;
+  /**
+   * How long to wait for another process's cluster to be destroyed (several
+   * test runs on one machine take turns); default 45 s.
+   */
+  underlayWaitMs?: number;
+}
+
+/** A pod namespace attached to a node's cni0 bridge. */
+export interface PodInfo {
+  node: number;
+  ns: string;
+  /** The pod subnet, e.g. "10.244.1.0/24". */
+  subnet: string;
+  /** The pod's address (subnet + 2). */
+  ip: string;
+  /** cni0's address (subnet + 1), the pod's default gateway. */
+  gateway: string;
+  /** The node-side end of the pod's veth. */
+  hostVeth: string;
+  mtu: number;
+}
+
+/** Creation failed; the partial cluster has already been destroyed. */
+export class ClusterCreateError extends Error {
+  constructor(readonly cluster: Cluster, override readonly cause: unknown, readonly cleanupError?: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const cleanup = cleanupError
+      ? `; cleanup also failed: ${cleanupError instanceof Error ? cleanupError.message : String(cleanupError)}`
+      : '';
+    super(`creating cluster ${cluster.id} failed: ${why}${cleanup}`);
+    this.name = 'ClusterCreateError';
+  }
+}
+
+/**
+ * The underlay addresses are taken: by a cluster of this same process that
+ * was not destroyed, by another process that kept the underlay lock longer
+ * than `underlayWaitMs`, or by a device holding 198.18.0.254 outside the lock.
+ */
+export class UnderlayInUseError extends Error {
+  constructor(readonly holder: string) {
+    super(`the harness underlay (${UNDERLAY.network}) is in use by ${holder}; destroy that cluster first`);
+    this.name = 'UnderlayInUseError';
+  }
+}
+
+/** Some objects could not be removed; `leftovers` names them. */
+export class CleanupError extends Error {
+  constructor(readonly clusterId: string, readonly leftovers: Leftovers, readonly errors: unknown[]) {
+    super(
+      `cluster ${clusterId}: could not remove namespaces [${leftovers.namespaces.join(', ')}] ` +
+        `links [${leftovers.links.join(', ')}]` +
+        (errors.length ? ` (${errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ')})` : ''),
+    );
+    this.name = 'CleanupError';
+  }
+}
+
+/** Objects of one cluster that still exist. */
+export interface Leftovers {
+  namespaces: string[];
+  links: string[];
+}
+
+const MAX_NODES = 32;
+const BRIDGE_ALIAS_TAG = 'twill-harness';
+
+export class Cluster {
+  readonly bridge: string;
+  private readonly pods = new Map<number, PodInfo>();
+  private readonly processes = new Set<NsProcess>();
+  private destroyed = false;
+  private destroying: Promise<void> | null = null;
+
+  /** Use `createCluster`; the constructor only names things. */
+  constructor(
+    readonly id: string,
+    readonly size: number,
+    readonly name: string,
+    readonly prefix: string = HARNESS_PREFIX,
+  ) {
+    this.bridge = `${prefix}${id}br`;
+  }
+
+  /** Node namespace names, index order. */
+  get nodeNames(): string[] {
+    return range(this.size).map((i) => this.nodeName(i));
+  }
+
+  /** Node underlay addresses, index order. */
+  get nodeIps(): string[] {
+    return range(this.size).map((i) => this.nodeIp(i));
+  }
+
+  nodeName(node: NodeRef): string {
+    return `${this.prefix}${this.id}-n${this.index(node)}`;
+  }
+
+  nodeIp(node: NodeRef): string {
+    return `198.18.0.${this.index(node) + 1}`;
+  }
+
+  /** 0-based index of a node given by index or namespace name. */
+  index(node: NodeRef): number {
+    const i = typeof node === 'number' ? node : this.nodeNamesUnchecked().indexOf(node);
+    if (!Number.isInteger(i) || i < 0 || i >= this.size) {
+      throw new RangeError(`cluster ${this.id} has no node ${String(node)} (nodes 0..${this.size - 1})`);
+    }
+    return i;
+  }
+
+  /** The root-namespace end of node i's underlay veth. */
+  rootVeth(node: NodeRef): string {
+    return `${this.prefix}${this.id}n${this.index(node)}`;
+  }
+
+  /** Runs argv inside a node namespace. */
+  exec(node: NodeRef, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    return execIn(this.nodeName(node), argv, opts);
+  }
+
+  /** Runs argv inside the pod of a node (see `addPod`). */
+  execPod(node: NodeRef, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    return execIn(this.pod(node).ns, argv, opts);
+  }
+
+  /** `ip -n <node> <args>`. */
+  ip(node: NodeRef, args: readonly string[], opts?: RunOptions): Promise<string> {
+    return ipIn(this.nodeName(node), args, opts);
+  }
+
+  /**
+   * Spawns a long-running process (twilld, say) in a node. The cluster keeps
+   * the handle and stops it in `destroy()`; stop it earlier with `handle.stop()`.
+   */
+  async spawn(node: NodeRef, argv: readonly string[], opts?: SpawnOptions): Promise<NsProcess> {
+    const p = await NsProcess.spawn(this.nodeName(node), argv, opts);
+    this.processes.add(p);
+    void p.exited.then(() => this.processes.delete(p));
+    return p;
+  }
+
+  /** The pod of a node; throws if `addPod` was not called for it. */
+  pod(node: NodeRef): PodInfo {
+    const i = this.index(node);
+    const pod = this.pods.get(i);
+    if (!pod) throw new Error(`cluster ${this.id}: node ${i} has no pod (call addPod first)`);
+    return pod;
+  }
+
+  /**
+   * Gives node `node` a cni0 bridge holding the first address of `subnetCidr`
+   * and one pod namespace behind it holding the second, with its default
+   * route via cni0. One pod per node; the subnet must lie in 10.244.0.0/16.
+   */
+  async addPod(node: NodeRef, subnetCidr: string, opts: { mtu?: number } = {}): Promise<PodInfo> {
+    const i = this.index(node);
+    if (this.pods.has(i)) throw new Error(`cluster ${this.id}: node ${i} already has a pod`);
+    const subnet = IPNet.parse(subnetCidr, { want: 4 });
+    if (!POD_SPACE.covers(subnet) || subnet.prefixLen > 30) {
+      throw new RangeError(`pod subnet ${subnetCidr} must be a /30 or larger inside ${POD_NETWORK}`);
+    }
+    const nodeNs = this.nodeName(i);
+    const podNs = `${this.prefix}${this.id}-p${i}`;
+    const gateway = subnet.ip.add(1).toString();
+    const podIp = subnet.ip.add(2).toString();
+    const hostVeth = `veth-p${i}`;
+    const mtu = opts.mtu ?? 1500;
+    const len = subnet.prefixLen;
+
+    await addNetns(podNs);
+    // Recorded at once so that a failure below still leaves setPodMtu/execPod usable for diagnosis.
+    const pod: PodInfo = { node: i, ns: podNs, subnet: subnet.toString(), ip: podIp, gateway, hostVeth, mtu };
+    this.pods.set(i, pod);
+
+    await ipIn(nodeNs, ['link', 'add', 'name', 'cni0', 'type', 'bridge', 'forward_delay', '0']);
+    await ipIn(nodeNs, ['addr', 'add', `${gateway}/${len}`, 'dev', 'cni0']);
+    await ipIn(nodeNs, ['link', 'set', 'cni0', 'up']);
+    await ipIn(nodeNs, ['link', 'add', hostVeth, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', String(mtu), 'netns', podNs]);
+    await ipIn(nodeNs, ['link', 'set', hostVeth, 'master', 'cni0', 'up']);
+    await ipIn(podNs, ['addr', 'add', `${podIp}/${len}`, 'dev', 'eth0']);
+    await ipIn(podNs, ['link', 'set', 'eth0', 'up']);
+    await ipIn(podNs, ['route', 'add', 'default', 'via', gateway, 'dev', 'eth0']);
+    return pod;
+  }
+
+  /**
+   * Sets the MTU of a node's pod interface and its node-side veth (overlay
+   * backends lower it: vxlan to ext − 50). cni0 follows its ports.
+   */
+  async setPodMtu(node: NodeRef, mtu: number): Promise<void> {
+    const pod = this.pod(node);
+    await ipIn(this.nodeName(node), ['link', 'set', pod.hostVeth, 'mtu', String(mtu)]);
+    await ipIn(pod.ns, ['link', 'set', 'eth0', 'mtu', String(mtu)]);
+    pod.mtu = mtu;
+  }
+
+  /** Objects of this cluster that still exist (namespaces and root-namespace links). */
+  leftovers(): Promise<Leftovers> {
+    return findClusterObjects(this.prefix, this.id);
+  }
+
+  /**
+   * Removes every namespace, device and process of this cluster: the ones it
+   * spawned first (by PID), then anything else still running in its
+   * namespaces, then root-namespace links, then namespaces. Works after a
+   * partial creation and when called again; rejects with `CleanupError` only
+   * if something survives, after trying everything.
+   */
+  destroy(): Promise<void> {
+    if (this.destroyed) return Promise.resolve();
+    if (!this.destroying) {
+      this.destroying = this.doDestroy().then(
+        () => {
+          this.destroyed = true;
+          this.destroying = null;
+        },
+        (err: unknown) => {
+          this.destroying = null; // a later call tries again
+          throw err;
+        },
+      );
+    }
+    return this.destroying;
+  }
+
+  /** Builds bridge and nodes. Called once by `createCluster`. */
+  async build(hooks: Pick<ClusterOptions, 'afterNode'> = {}): Promise<void> {
+    const alias = `${BRIDGE_ALIAS_TAG} pid=${process.pid} name=${this.name}`;
+    // `ip link add … alias` silently drops the alias, so it is set right after.
+    await ip(['link', 'add', 'name', this.bridge, 'type', 'bridge', 'forward_delay', '0']);
+    await ip(['link', 'set', 'dev', this.bridge, 'alias', alias]);
+    await ip(['addr', 'add', `${UNDERLAY.bridgeIp}/${UNDERLAY.prefixLen}`, 'dev', this.bridge]);
+    await ip(['link', 'set', this.bridge, 'up']);
+    for (let i = 0; i < this.size; i++) {
+      await this.buildNode(i);
+      await hooks.afterNode?.(i);
+    }
+  }
+
+  private async buildNode(i: number): Promise<void> {
+    const ns = this.nodeName(i);
+    const veth = this.rootVeth(i);
+    await addNetns(ns);
+    await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await ip(['link', 'set', veth, 'master', this.bridge, 'up']);
+    await ipIn(ns, ['addr', 'add', `${this.nodeIp(i)}/${UNDERLAY.prefixLen}`, 'dev', 'eth0']);
+    await ipIn(ns, ['link', 'set', 'eth0', 'up']);
+    await ipIn(ns, ['route', 'add', 'default', 'via', UNDERLAY.gateway, 'dev', 'eth0']);
+    await sysctlIn(ns, 'net.ipv4.ip_forward', '1');
+  }
+
+  private async doDestroy(): Promise<void> {
+    const errors: unknown[] = [];
+    await Promise.all(
+      [...this.processes].map((p) =>
+        p.stop(2000).then(
+          () => this.processes.delete(p),
+          (e: unknown) => errors.push(e),
+        ),
+      ),
+    );
+    await removeClusterObjects(this.prefix, this.id, errors);
+    const left = await this.leftovers();
+    // Released even when something survived: the next cluster's own checks
+    // (cleanupStale, the bridge-address check) deal with what is left.
+    releaseUnderlay(this);
+    if (left.namespaces.length || left.links.length) throw new CleanupError(this.id, left, errors);
+    this.pods.clear();
+  }
+
+  private nodeNamesUnchecked(): string[] {
+    return range(this.size).map((i) => `${this.prefix}${this.id}-n${i}`);
+  }
+}
+
+/**
+ * Builds a cluster of `nodes` node namespaces on a fresh underlay bridge.
+ * Leftovers of crashed earlier runs are removed first. On any failure the
+ * partial cluster is destroyed and `ClusterCreateError` (holding it) is thrown.
+ */
+export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
+  if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > MAX_NODES) {
+    throw new RangeError(`createCluster: nodes must be an integer 1..${MAX_NODES}, got ${String(opts.nodes)}`);
+  }
+  const name = (opts.name ?? 'cluster').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+  const lock = await acquireUnderlay(opts.underlayWaitMs ?? 45_000);
+  let cluster: Cluster;
+  try {
+    await cleanupStale(HARNESS_PREFIX);
+    await assertUnderlayFree();
+    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name);
+    lock.cluster = cluster;
+  } catch (e) {
+    releaseUnderlay(lock.cluster);
+    throw e;
+  }
+  try {
+    await cluster.build({ afterNode: opts.afterNode });
+  } catch (cause) {
+    let cleanupError: unknown;
+    try {
+      await cluster.destroy();
+    } catch (e) {
+      cleanupError = e;
+    }
+    throw new ClusterCreateError(cluster, cause, cleanupError);
+  }
+  return cluster;
+}
+
+/*
+ * The underlay lock. Every cluster uses the same addresses (198.18.0.0/24,
+ * etcd on .254), so only one may exist on the machine at a time; test runs
+ * started side by side take turns. The lock is an abstract Unix socket bound
+ * in the root namespace: binding is atomic, and the kernel releases it when
+ * the holder dies, so a crashed run never leaves a stale lock to break.
+ */
+const UNDERLAY_LOCK = '\0twill-harness-underlay';
+
+/** The lock while this process holds it; `cluster` is null until the cluster is named. */
+interface HeldLock {
+  server: net.Server;
+  cluster: Cluster | null;
+}
+let held: HeldLock | null = null;
+
+/** Takes the underlay lock, waiting up to `waitMs` for other processes; refuses at once if this process holds it. */
+async function acquireUnderlay(waitMs: number): Promise<HeldLock> {
+  const mine = (): UnderlayInUseError => new UnderlayInUseError(`cluster ${held?.cluster?.id ?? '(being built)'} of this process`);
+  if (held) throw mine();
+  const server = await bindLock(waitMs);
+  if (held) {
+    // Another createCluster of this process got it while this one waited.
+    server.close();
+    throw mine();
+  }
+  const lock: HeldLock = { server, cluster: null };
+  held = lock;
+  return lock;
+}
+
+/** Binds the lock socket, retrying while another process holds it. */
+async function bindLock(waitMs: number): Promise<net.Server> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const server = net.createServer();
+    const bound = await new Promise<boolean>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EADDRINUSE' ? resolve(false) : reject(e)));
+      server.listen({ path: UNDERLAY_LOCK }, () => resolve(true));
+    });
+    if (bound) {
+      server.unref(); // holding the lock must not keep the test process alive
+      return server;
+    }
+    if (Date.now() >= deadline) throw new UnderlayInUseError(`another process (still held after ${waitMs} ms)`);
+    await sleep(200);
+  }
+}
+
+/** Releases the lock if `cluster` holds it (null: the lock taken for a cluster not yet named). */
+function releaseUnderlay(cluster: Cluster | null): void {
+  if (!held || held.cluster !== cluster) return;
+  held.server.close();
+  held = null;
+}
+
+/** What `cleanupStale` removed, by cluster id. */
+export interface StaleReport {
+  removed: string[];
+  /** Ids skipped because their owner process is still alive. */
+  live: string[];
+}
+
+/**
+ * Removes namespaces, root-namespace links and processes of harness clusters
+ * (names `<prefix><4 hex>…`) whose owner process is gone — or that have no
+ * owner record at all (no bridge: creation or destroy was cut short). Clusters
+ * of live processes, this one included, are left alone. It runs under the
+ * underlay lock (waiting for it up to 45 s), so a cluster another process is
+ * still building, whose bridge has no alias yet, is never mistaken for stale.
+ */
+export async function cleanupStale(prefix: string = HARNESS_PREFIX): Promise<StaleReport> {
+  // Hold the underlay lock while looking, unless a cluster of ours already does,
+  // so that no other process is half way through building a cluster.
+  const ownLock = held === null ? await bindLock(45_000) : null;
+  try {
+    return await removeStale(prefix);
+  } finally {
+    ownLock?.close();
+  }
+}
+
+async function removeStale(prefix: string): Promise<StaleReport> {
+  const ids = new Set<string>();
+  const owners = new Map<string, number>();
+  const { nsRe, linkRe } = namePatterns(prefix);
+  for (const ns of await listNetns()) {
+    const m = nsRe.exec(ns);
+    if (m) ids.add(m[1]);
+  }
+  for (const link of await listLinks(null)) {
+    const m = linkRe.exec(link.ifname);
+    if (!m) continue;
+    ids.add(m[1]);
+    const owner = /\bpid=(\d+)/.exec(link.ifalias ?? '');
+    if (m[2] === 'br' && link.ifalias?.startsWith(BRIDGE_ALIAS_TAG) && owner) owners.set(m[1], Number(owner[1]));
+  }
+  const report: StaleReport = { removed: [], live: [] };
+  const errors: unknown[] = [];
+  for (const id of [...ids].sort()) {
+    const owner = owners.get(id);
+    if (owner !== undefined && (owner === process.pid || (await isAlive(owner)))) {
+      report.live.push(id);
+      continue;
+    }
+    await removeClusterObjects(prefix, id, errors);
+    report.removed.push(id);
+  }
+  if (errors.length) {
+    throw new Error(`cleanupStale: ${errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ')}`);
+  }
+  return report;
+}
+
+/** Namespaces and root-namespace links carrying cluster `id`. */
+export async function findClusterObjects(prefix: string, id: string): Promise<Leftovers> {
+  const { nsRe, linkRe } = namePatterns(prefix);
+  const namespaces = (await listNetns()).filter((n) => nsRe.exec(n)?.[1] === id);
+  const links = (await listLinks(null)).map((l) => l.ifname).filter((n) => linkRe.exec(n)?.[1] === id);
+  return { namespaces, links };
+}
+
+/**
+ * Removes everything named after cluster `id`, collecting errors instead of
+ * stopping at the first, so one stuck object does not keep the rest alive.
+ */
+async function removeClusterObjects(prefix: string, id: string, errors: unknown[]): Promise<void> {
+  const attempt = async (fn: () => Promise<unknown>): Promise<void> => {
+    try {
+      await fn();
+    } catch (e) {
+      errors.push(e);
+    }
+  };
+  const first = await findClusterObjects(prefix, id);
+  // Processes first: a namespace is only freed when nothing runs in it.
+  await Promise.all(first.namespaces.map((ns) => attempt(() => killNetnsProcesses(ns))));
+  // Root-side veths before namespaces: deleting one end removes the pair at
+  // once, whereas a deleted namespace frees its devices asynchronously.
+  const veths = first.links.filter((l) => !l.endsWith('br'));
+  const bridges = first.links.filter((l) => l.endsWith('br'));
+  for (const l of veths) await attempt(() => deleteLink(null, l));
+  for (const l of bridges) await attempt(() => deleteLink(null, l));
+  // Pods before nodes, for tidiness; either order works.
+  const ordered = [...first.namespaces].sort((a, b) => Number(b.includes('-p')) - Number(a.includes('-p')));
+  for (const ns of ordered) await attempt(() => deleteNetns(ns));
+  // A veth whose namespace was deleted can linger for a moment while the
+  // kernel tears the namespace down; wait for that rather than report it.
+  for (let i = 0; i < 50; i++) {
+    const left = await findClusterObjects(prefix, id);
+    if (!left.namespaces.length && !left.links.length) return;
+    for (const l of left.links) await attempt(() => deleteLink(null, l));
+    await sleep(20);
+  }
+}
+
+function namePatterns(prefix: string): { nsRe: RegExp; linkRe: RegExp } {
+  const p = prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return {
+    nsRe: new RegExp(`^${p}([0-9a-f]{4})-[np]\\d+$`),
+    linkRe: new RegExp(`^${p}([0-9a-f]{4})(br|n\\d+)$`),
+  };
+}
+
+/** A 4-hex-digit id no existing namespace or link uses. */
+async function freshId(prefix: string): Promise<string> {
+  const { nsRe, linkRe } = namePatterns(prefix);
+  const used = new Set<string>();
+  for (const n of await listNetns()) {
+    const m = nsRe.exec(n);
+    if (m) used.add(m[1]);
+  }
+  for (const l of await listLinks(null)) {
+    const m = linkRe.exec(l.ifname);
+    if (m) used.add(m[1]);
+  }
+  for (let tries = 0; tries < 100; tries++) {
+    const id = randomBytes(2).toString('hex');
+    if (!used.has(id)) return id;
+  }
+  throw new Error('createCluster: no free cluster id');
+}
+
+/** Two bridges holding 198.18.0.254/24 would split the root namespace's routes; refuse early. */
+async function assertUnderlayFree(): Promise<void> {
+  const out = await ip(['-j', '-4', 'addr', 'show']);
+  const links = JSON.parse(out || '[]') as { ifname: string; addr_info?: { local?: string }[] }[];
+  const holder = links.find((l) => (l.addr_info ?? []).some((a) => a.local === UNDERLAY.bridgeIp));
+  if (holder) throw new UnderlayInUseError(`device ${holder.ifname}`);
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
