@@ -46,6 +46,8 @@ interface FlagSpec {
   readonly help: string;
   readonly kind: 'string' | 'list' | 'int' | 'bool';
   readonly def?: string;
+  /** For a list read from the environment: the separator between its items (else the value is one item, as in flanneld). */
+  readonly envSeparator?: string;
 }
 
 const SPECS: readonly FlagSpec[] = [
@@ -56,7 +58,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'etcd-cafile', kind: 'string', help: 'SSL Certificate Authority file used to secure etcd communication' },
   { name: 'etcd-username', kind: 'string', help: 'username for BasicAuth to etcd' },
   { name: 'etcd-password', kind: 'string', help: 'password for BasicAuth to etcd' },
-  { name: 'iface', kind: 'list', help: 'interface to use (IP or name) for inter-host communication; repeatable, first match wins' },
+  { name: 'iface', kind: 'list', envSeparator: ',', help: 'interface to use (IP or name) for inter-host communication; repeatable, first match wins' },
   { name: 'iface-regex', kind: 'list', help: 'regex of the IP or name of the interface to use; repeatable' },
   { name: 'iface-can-reach', kind: 'string', help: 'use the interface the route to this address leaves by' },
   { name: 'public-ip', kind: 'string', help: 'IP accessible by other nodes for inter-host communication' },
@@ -73,9 +75,23 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'log-level', kind: 'string', def: 'info', help: 'log level: error, warn, info or debug (twill)' },
 ];
 
-/** Go's flag package accepts `-name`; commander wants `--name`. */
+/** Flags that take a value: every kind but bool. */
+const VALUE_FLAGS = new Set(SPECS.filter((s) => s.kind !== 'bool').map((s) => s.name));
+
+/**
+ * Go's flag package accepts `-name`; commander wants `--name`. The word after
+ * a flag that takes a value is that value however it looks, as in Go
+ * (`--etcd-password -secret`), so it is passed on untouched.
+ */
 function normaliseGoFlags(argv: readonly string[]): string[] {
-  return argv.map((a) => (/^-[a-z][a-z-]+(=.*)?$/.test(a) ? `-${a}` : a));
+  const out: string[] = [];
+  let isValue = false;
+  for (const a of argv) {
+    const m: RegExpExecArray | null = isValue ? null : /^--?([a-z][a-z-]+)(=.*)?$/.exec(a);
+    out.push(m && !a.startsWith('--') ? `-${a}` : a);
+    isValue = m !== null && m[2] === undefined && VALUE_FLAGS.has(m[1]);
+  }
+  return out;
 }
 
 function envName(flag: string): string {
@@ -124,26 +140,34 @@ export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     const key = camel(spec.name);
     const fromCli = cmd.getOptionValueSource(key) === 'cli';
     const envValue = env[envName(spec.name)];
-    if (!fromCli && envValue !== undefined) {
-      return { text: spec.kind === 'list' ? envValue.split(',').map((s) => s.trim()).filter(Boolean) : envValue, source: envName(spec.name) };
+    // An empty variable counts as unset, as in flanneld.
+    if (!fromCli && envValue !== undefined && envValue !== '') {
+      const text = spec.kind !== 'list' ? envValue
+        : spec.envSeparator === undefined ? [envValue]
+        : envValue.split(spec.envSeparator).map((s) => s.trim()).filter(Boolean);
+      return { text, source: envName(spec.name) };
     }
     return { text: raw[key], source: `--${spec.name}` };
   };
 
   const out: Record<string, unknown> = {};
+  /** Where each value came from (`--flag` or `FLANNELD_FLAG`), for the messages below. */
+  const from: Record<string, string> = {};
   for (const spec of SPECS) {
     const { text, source } = value(spec);
     out[camel(spec.name)] = convert(spec, text, source);
+    from[spec.name] = source;
   }
   const flags = out as unknown as DaemonFlags;
   flags.etcdEndpoints = String(out.etcdEndpoints).split(',').map((s) => s.trim()).filter(Boolean);
-  check(['text', 'json'].includes(flags.logFormat), `--log-format must be text or json, not ${JSON.stringify(flags.logFormat)}`);
-  check(['error', 'warn', 'info', 'debug'].includes(flags.logLevel), `--log-level must be error, warn, info or debug, not ${JSON.stringify(flags.logLevel)}`);
-  check(flags.etcdPrefix.startsWith('/'), `--etcd-prefix must start with "/", not ${JSON.stringify(flags.etcdPrefix)}`);
-  check(flags.subnetLeaseTtl > 0, `--subnet-lease-ttl must be a positive number of seconds, not ${flags.subnetLeaseTtl}`);
-  check(flags.healthzPort >= 0 && flags.healthzPort <= 65535, `--healthz-port must be 0..65535, not ${flags.healthzPort}`);
-  check(flags.repairInterval > 0, `--repair-interval must be a positive number of seconds, not ${flags.repairInterval}`);
-  check(flags.subnetLeaseRenewMargin >= 0, `--subnet-lease-renew-margin must not be negative`);
+  check(['text', 'json'].includes(flags.logFormat), `${from['log-format']} must be text or json, not ${JSON.stringify(flags.logFormat)}`);
+  check(['error', 'warn', 'info', 'debug'].includes(flags.logLevel), `${from['log-level']} must be error, warn, info or debug, not ${JSON.stringify(flags.logLevel)}`);
+  check(flags.etcdPrefix.startsWith('/'), `${from['etcd-prefix']} must start with "/", not ${JSON.stringify(flags.etcdPrefix)}`);
+  check(flags.subnetLeaseTtl > 0, `${from['subnet-lease-ttl']} must be a positive number of seconds, not ${flags.subnetLeaseTtl}`);
+  check(flags.healthzPort >= 0 && flags.healthzPort <= 65535, `${from['healthz-port']} must be 0..65535, not ${flags.healthzPort}`);
+  check(flags.repairInterval > 0, `${from['repair-interval']} must be a positive number of seconds, not ${flags.repairInterval}`);
+  // flanneld refuses 0 too: a lease renewed only as it expires can be lost to another node.
+  check(flags.subnetLeaseRenewMargin > 0, `${from['subnet-lease-renew-margin']} must be a positive number of minutes, not ${flags.subnetLeaseRenewMargin}`);
   return { kind: 'run', flags };
 }
 

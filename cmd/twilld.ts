@@ -55,6 +55,8 @@ async function main(): Promise<number> {
     interfaces: { iface: flags.iface, ifaceRegex: flags.ifaceRegex, ifaceCanReach: flags.ifaceCanReach, publicIP: flags.publicIp },
     subnetFile: flags.subnetFile,
     ipMasq: flags.ipMasq,
+    forwardRules: flags.iptablesForwardRules,
+    masqResyncMs: flags.iptablesResync * 1000,
     repairIntervalMs: flags.repairInterval * 1000,
     configKey: registry.configKey,
   }, log);

@@ -18,12 +18,15 @@ import {
 import { Backend, createBackend } from '../../backends';
 import { waitForNetworkConfig } from './config-source';
 import { ReconcileLoop } from './reconcile-loop';
+import { MasqController } from './masq-controller';
 import { Backoff } from '../subnet/backoff';
 
 export interface AgentOptions {
   readonly interfaces: InterfaceOptions;
   readonly subnetFile: string;
   readonly ipMasq: boolean;
+  readonly forwardRules: boolean;
+  readonly masqResyncMs: number;
   readonly repairIntervalMs: number;
   readonly configKey: string;
 }
@@ -33,6 +36,7 @@ export class Agent {
   private watcher?: LeaseWatcher;
   private repairTimer?: NodeJS.Timeout;
   private running?: { config: NetworkConfig; mtu: number };
+  private masq?: MasqController;
   private readonly loop = new ReconcileLoop((reason) => this.reconcile(reason));
 
   constructor(
@@ -73,10 +77,22 @@ export class Agent {
           up ? this.log.info('etcd reachable again; leases re-listed') : this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message }),
       });
       this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
+      if (config.network) {
+        const network = config.network;
+        this.masq = new MasqController(
+          { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs },
+          () => {
+            const own = this.manager.ownLease();
+            return own ? { podNetwork: network, nodeSubnet: own.subnet } : undefined;
+          },
+          this.log,
+        );
+        this.masq.start();
+      }
       this.loop.request('start-up');
       this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: backend.type, mtu: started.mtu });
 
-      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      await untilAborted(signal);
     } finally {
       await this.shutdown();
     }
@@ -135,9 +151,16 @@ export class Agent {
 
   private async shutdown(): Promise<void> {
     if (this.repairTimer) clearInterval(this.repairTimer);
+    await this.masq?.stop();
     await this.loop.stop();
     await this.watcher?.stop();
     await this.manager.close();
     await this.backend?.stop();
   }
+}
+
+/** Resolves when `signal` aborts — at once if it already has (a signal may arrive during start-up). */
+function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }

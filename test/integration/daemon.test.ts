@@ -33,8 +33,9 @@ describe('twilld as a process with the alloc backend (real etcd)', function () {
   });
 
   function run(extra: string[] = [], env: NodeJS.ProcessEnv = {}): DaemonProcess {
-    const d = startDaemon(['--etcd-endpoints', etcd.endpoint, '--iface', 'lo', '--public-ip', '198.18.0.3',
-      '--subnet-file', path.join(dir, 'subnet.env'), ...extra], { env });
+    // These daemons run in the root namespace: keep them off the host's nftables.
+    const d = startDaemon(['--etcd-endpoints', etcd.endpoint, '--iface', 'lo', '--iptables-forward-rules=false',
+      ...extra], { env: { FLANNELD_PUBLIC_IP: '198.18.0.3', FLANNELD_SUBNET_FILE: path.join(dir, 'subnet.env'), ...env } });
     daemons.push(d);
     return d;
   }
@@ -68,10 +69,11 @@ describe('twilld as a process with the alloc backend (real etcd)', function () {
 
   it('takes its settings from FLANNELD_* environment variables', async () => {
     await admin.put('/other/prefix/config').value('{"Network":"10.20.0.0/16","Backend":{"Type":"alloc"}}');
-    const d = run([], { FLANNELD_ETCD_PREFIX: '/other/prefix', FLANNELD_IP_MASQ: 'true' });
+    const d = run([], { FLANNELD_ETCD_PREFIX: '/other/prefix', FLANNELD_PUBLIC_IP: '198.18.0.77' });
     const env = await waitFor('subnet.env', () => readEnv(), 15_000);
-    expect(env).to.contain('FLANNEL_NETWORK=10.20.0.0/16').and.to.contain('FLANNEL_IPMASQ=true');
-    expect((await admin.getAll().prefix('/other/prefix/subnets/').keys()).length).to.equal(1);
+    expect(env).to.contain('FLANNEL_NETWORK=10.20.0.0/16');
+    const values = await admin.getAll().prefix('/other/prefix/subnets/').strings();
+    expect(Object.values(values)).to.deep.equal(['{"PublicIP":"198.18.0.77","PublicIPv6":null}']);
     await d.stop();
     await admin.delete().prefix('/other/prefix');
   });
