@@ -165,6 +165,7 @@ export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv
   check(flags.etcdPrefix.startsWith('/'), `${from['etcd-prefix']} must start with "/", not ${JSON.stringify(flags.etcdPrefix)}`);
   check(flags.subnetLeaseTtl > 0, `${from['subnet-lease-ttl']} must be a positive number of seconds, not ${flags.subnetLeaseTtl}`);
   check(flags.healthzPort >= 0 && flags.healthzPort <= 65535, `${from['healthz-port']} must be 0..65535, not ${flags.healthzPort}`);
+  check(flags.iptablesResync > 0, `--iptables-resync must be a positive number of seconds, not ${flags.iptablesResync}`);
   check(flags.repairInterval > 0, `${from['repair-interval']} must be a positive number of seconds, not ${flags.repairInterval}`);
   // flanneld refuses 0 too: a lease renewed only as it expires can be lost to another node.
   check(flags.subnetLeaseRenewMargin > 0, `${from['subnet-lease-renew-margin']} must be a positive number of minutes, not ${flags.subnetLeaseRenewMargin}`);

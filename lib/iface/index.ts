@@ -103,15 +103,20 @@ export function selectInterface(opts: InterfaceOptions, sys: SystemView = linuxS
   }
   const all = sys.interfaces();
   const byName = (name: string) => all.find((i) => i.name === name);
-  const byAddress = (ip: string) => all.find((i) => i.ipv4.includes(ip) || i.ipv6.includes(ip));
-  const finish = (name: string, reason: string, preferredIP?: string): InterfaceSelection => {
+  // By value, as flanneld compares them: "FD00::5" and "fd00:0:0:0:0:0:0:5" are one address.
+  const byAddress = (text: string) => {
+    const want = parseOrUndefined(text);
+    return want && all.find((i) => [...i.ipv4, ...i.ipv6].some((a) => parseOrUndefined(a)?.equals(want)));
+  };
+  // `flag` is the option that led to this interface, named when it cannot be used.
+  const finish = (name: string, reason: string, preferredIP?: string, flag = '--iface'): InterfaceSelection => {
     const entry = byName(name);
     const link = sys.linkInfo(name);
-    if (!entry || !link) throw new InterfaceSelectionError('--iface', `interface ${name} has vanished`);
+    if (!entry || !link) throw new InterfaceSelectionError(flag, `interface ${name} has vanished`);
     const ipv4 = preferredIP && entry.ipv4.includes(preferredIP) ? preferredIP : entry.ipv4[0];
     const iface: ExternalInterface = { name, index: link.index, mtu: link.mtu, ipv4, ipv6: entry.ipv6[0] };
     const publicIP = opts.publicIP ?? ipv4;
-    if (!publicIP) throw new InterfaceSelectionError('--iface', `interface ${name} has no IPv4 address; give --public-ip or choose another interface`);
+    if (!publicIP) throw new InterfaceSelectionError(flag, `interface ${name} has no IPv4 address; give --public-ip or choose another interface`);
     return { iface, publicIP, reason };
   };
 
@@ -149,7 +154,7 @@ export function selectInterface(opts: InterfaceOptions, sys: SystemView = linuxS
     }
     const name = routeInterface(sys, target.value);
     if (!name) throw new InterfaceSelectionError('--iface-can-reach', `no route reaches ${opts.ifaceCanReach}`);
-    return finish(name, `the route to ${opts.ifaceCanReach} leaves by ${name}`);
+    return finish(name, `the route to ${opts.ifaceCanReach} leaves by ${name}`, undefined, '--iface-can-reach');
   }
   if (opts.publicIP) {
     const holder = byAddress(opts.publicIP);
@@ -158,6 +163,14 @@ export function selectInterface(opts: InterfaceOptions, sys: SystemView = linuxS
   const dflt = routeInterface(sys, 0n, true);
   if (!dflt) throw new InterfaceSelectionError('--iface', 'there is no default route to pick an interface from; give --iface');
   return finish(dflt, 'it carries the default route');
+}
+
+function parseOrUndefined(text: string): IP | undefined {
+  try {
+    return IP.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function routeInterface(sys: SystemView, target: bigint, defaultOnly = false): string | undefined {

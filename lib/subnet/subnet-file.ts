@@ -33,23 +33,41 @@ export function formatSubnetFile(c: SubnetFileContents): string {
   return lines.join('\n') + '\n';
 }
 
+/** Numbers the temp files of this process, so that concurrent writes never share one. */
+let tmpSerial = 0;
+
 export async function writeSubnetFile(file: string, c: SubnetFileContents): Promise<void> {
   const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true, mode: 0o755 });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
-  const handle = await fs.open(tmp, 'w', 0o644);
+  await makeReadableDirs(dir);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${++tmpSerial}.tmp`);
   try {
-    await handle.writeFile(formatSubnetFile(c));
-    await handle.chmod(0o644); // the umask must not narrow it
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    const handle = await fs.open(tmp, 'w', 0o644);
+    try {
+      await handle.writeFile(formatSubnetFile(c));
+      await handle.chmod(0o644); // the umask must not narrow it
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Creates `dir` and its missing parents with mode 0755 whatever the umask:
+ * a 0644 file in a 0700 directory is no use to readers running as other
+ * users. Directories that already existed keep their mode.
+ */
+async function makeReadableDirs(dir: string): Promise<void> {
+  const first = await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+  if (first === undefined) return;
+  const top = path.resolve(first);
+  for (let d = path.resolve(dir); d.startsWith(top); d = path.dirname(d)) {
+    await fs.chmod(d, 0o755);
+    if (d === top) break;
   }
 }
 
@@ -73,6 +91,10 @@ export async function readPreviousSubnets(file: string, warn: (msg: string) => v
     return {};
   }
   const vars = parseEnv(text);
+  if (!vars.has('FLANNEL_SUBNET') && !vars.has('FLANNEL_IPV6_SUBNET')) {
+    warn(`the previous subnet file ${file} holds no FLANNEL_SUBNET or FLANNEL_IPV6_SUBNET; choosing a subnet afresh`);
+    return {};
+  }
   return {
     subnet: subnetOf(vars.get('FLANNEL_SUBNET'), 4, file, warn),
     ipv6Subnet: subnetOf(vars.get('FLANNEL_IPV6_SUBNET'), 6, file, warn),

@@ -281,6 +281,8 @@ describe('etcd subnet manager (real etcd)', function () {
         const l = watcher!.leases();
         return !l.has('10.244.7.0-24') && l.get('10.244.8.0-24')?.attrs.publicIP === '198.18.0.88' && l.has('10.244.9.0-24');
       }, 30_000);
+      // The state converges during the re-list; contact is declared once the new watch is up.
+      await waitFor('the watcher to report contact again', () => connectivity.includes(true), 10_000);
       const types = c.events.map((e) => `${e.type} ${e.lease.key}`);
       expect(types).to.include.members(['removed 10.244.7.0-24', 'changed 10.244.8.0-24', 'added 10.244.9.0-24']);
       expect(types.filter((t) => t === 'added 10.244.9.0-24')).to.have.length(1);
