@@ -12,6 +12,7 @@ import type { BackendConfig, NetworkConfig } from '../lib/config';
 import type { ExternalInterface } from '../lib/iface';
 import type { Lease } from '../lib/subnet';
 import type { Log } from '../lib/observe/logger';
+import type { Netlink } from '../lib/netlink';
 
 export interface LocalNode {
   readonly extIface: ExternalInterface;
@@ -33,6 +34,8 @@ export interface ReconcileReport {
   readonly removed: number;
   /** Peers skipped, each with the reason (a bad lease from another node). */
   readonly skipped: readonly string[];
+  /** Kernel operations refused, each with the reason; retried on the next reconcile. */
+  readonly failures: readonly string[];
 }
 
 export interface Backend {
@@ -49,6 +52,7 @@ export interface Backend {
 
 export interface BackendContext {
   readonly log: Log;
+  readonly netlink: Netlink;
 }
 
 export interface BackendFactory {
@@ -66,4 +70,4 @@ export class BackendUnavailableError extends Error {
   }
 }
 
-export const EMPTY_REPORT: ReconcileReport = { changed: 0, removed: 0, skipped: [] };
+export const EMPTY_REPORT: ReconcileReport = { changed: 0, removed: 0, skipped: [], failures: [] };

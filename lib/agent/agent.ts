@@ -16,6 +16,7 @@ import {
   readPreviousSubnets, writeSubnetFile,
 } from '../subnet';
 import { Backend, createBackend } from '../../backends';
+import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { waitForNetworkConfig } from './config-source';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
@@ -37,6 +38,10 @@ export class Agent {
   private repairTimer?: NodeJS.Timeout;
   private running?: { config: NetworkConfig; mtu: number };
   private masq?: MasqController;
+  private netlink?: Netlink;
+  private unsubscribeKernel?: Unsubscribe;
+  private kernelChangeTimer?: NodeJS.Timeout;
+  private reportedSkips = new Set<string>();
   private readonly loop = new ReconcileLoop((reason) => this.reconcile(reason));
 
   constructor(
@@ -52,7 +57,8 @@ export class Agent {
       const selection = selectInterface(this.opts.interfaces);
       this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, why: selection.reason });
 
-      const backend = createBackend(config.backend, { log: this.log });
+      this.netlink = Netlink.open();
+      const backend = createBackend(config.backend, { log: this.log, netlink: this.netlink });
       this.backend = backend;
       const started = await backend.start({ extIface: selection.iface, publicIP: selection.publicIP, network: config });
 
@@ -77,6 +83,7 @@ export class Agent {
           up ? this.log.info('etcd reachable again; leases re-listed') : this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message }),
       });
       this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
+      this.unsubscribeKernel = await this.netlink.subscribe(['link', 'ipv4-route', 'neigh'], (ev) => this.kernelChanged(ev));
       if (config.network) {
         const network = config.network;
         this.masq = new MasqController(
@@ -143,19 +150,44 @@ export class Agent {
     try {
       const report = await backend.reconcile(own, peers);
       if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: peers.length, changed: report.changed, removed: report.removed });
-      for (const s of report.skipped) this.log.warn(s);
+      for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);
+      this.reportSkips(report.skipped);
     } catch (err) {
       this.log.error('reconcile failed; will retry', { reason, error: (err as Error).message });
     }
   }
 
+  /** Logs each skipped peer once, not on every reconcile, and again only if it comes back after being fixed. */
+  private reportSkips(skipped: readonly string[]): void {
+    const now = new Set(skipped);
+    for (const s of now) if (!this.reportedSkips.has(s)) this.log.warn(s);
+    this.reportedSkips = now;
+  }
+
+  /**
+   * Someone removed a link, route or entry (or events were lost): reconcile
+   * soon, once for a burst. Additions and state changes are left to the
+   * repair timer, so ordinary ARP traffic does not cause reconciles.
+   */
+  private kernelChanged(ev: NetlinkEvent): void {
+    const relevant = ev.type === 'resync' || ev.type === 'link' || ev.action === 'del';
+    if (!relevant || this.kernelChangeTimer) return;
+    this.kernelChangeTimer = setTimeout(() => {
+      this.kernelChangeTimer = undefined;
+      this.loop.request(ev.type === 'resync' ? 'kernel events lost' : `kernel ${ev.type} changed`);
+    }, 100);
+  }
+
   private async shutdown(): Promise<void> {
+    this.unsubscribeKernel?.();
+    if (this.kernelChangeTimer) clearTimeout(this.kernelChangeTimer);
     if (this.repairTimer) clearInterval(this.repairTimer);
     await this.masq?.stop();
     await this.loop.stop();
     await this.watcher?.stop();
     await this.manager.close();
     await this.backend?.stop();
+    this.netlink?.close();
   }
 }
 

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'timers/promises';
 import { ConfigError, NetworkConfig, parseNetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
 import type { SubnetManager } from '../subnet';
-import { KNOWN_BACKEND_TYPES } from '../../backends';
+import { KNOWN_BACKEND_TYPES, backendFactory, BackendUnavailableError } from '../../backends';
 
 export async function waitForNetworkConfig(
   manager: SubnetManager,
@@ -31,6 +31,7 @@ export async function waitForNetworkConfig(
         say('missing', 'warn', `waiting for the network config: no key ${configKey} in etcd yet`);
       } else {
         const config = parseNetworkConfig(found.text, KNOWN_BACKEND_TYPES);
+        validateBackendSettings(config);
         for (const w of config.warnings) log.warn(`network config: ${w}`);
         if (lastState) log.info('network config found');
         return config;
@@ -43,5 +44,15 @@ export async function waitForNetworkConfig(
       }
     }
     await sleep(retryMs, undefined, { signal });
+  }
+}
+
+/** The backend's own keys (VNI, Port, …) are part of the config's validity. */
+function validateBackendSettings(config: NetworkConfig): void {
+  try {
+    backendFactory(config.backend.type).validate(config.backend);
+  } catch (err) {
+    // A known but unimplemented type is the agent's failure to report, not a config error.
+    if (!(err instanceof BackendUnavailableError)) throw err;
   }
 }

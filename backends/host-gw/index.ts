@@ -1,0 +1,47 @@
+/**
+ * host-gw: no encapsulation; each peer's subnet is routed via the peer's
+ * public IP on the external interface, so every node must be on one
+ * link-layer network with the others. It refuses to start when the public
+ * IP is not an address of the interface (a NAT in between would swallow
+ * the traffic).
+ */
+import type { Lease } from '../../lib/subnet';
+import type { Netlink } from '../../lib/netlink';
+import type { BackendFactory, BackendStart, LocalNode } from '../backend';
+import { BackendUnavailableError } from '../backend';
+import type { WantedRoute } from '../kernel-state';
+import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
+import { RouteBackend } from '../route-backend';
+
+class HostGwBackend extends RouteBackend {
+  readonly type = 'host-gw';
+  protected readonly protocol = BACKEND_ROUTE_PROTOCOL['host-gw'];
+  private local?: LocalNode;
+
+  constructor(nl: Netlink) {
+    super(nl);
+  }
+
+  async start(local: LocalNode): Promise<BackendStart> {
+    const addrs = await this.nl.listAddresses(local.extIface.index, 4);
+    if (!addrs.some((a) => a.address === local.publicIP)) {
+      const have = addrs.map((a) => a.address).join(', ') || 'none';
+      throw new BackendUnavailableError('host-gw',
+        `host-gw cannot run: the public IP ${local.publicIP} is not an address of ${local.extIface.name} (it has ${have}); ` +
+        'host-gw needs every node on one link-layer network without NAT. Use --public-ip with the interface\'s own address, or the vxlan backend');
+    }
+    this.local = local;
+    return { mtu: local.extIface.mtu };
+  }
+
+  protected routeTo(peer: Lease): WantedRoute {
+    const local = this.local!;
+    return { dst: peer.subnet.toString(), gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false };
+  }
+}
+
+export const hostGwBackend: BackendFactory = {
+  type: 'host-gw',
+  validate: () => undefined,
+  create: (_config, ctx) => new HostGwBackend(ctx.netlink),
+};

@@ -1,0 +1,95 @@
+/**
+ * ipip (kernel): device `flannel.ipip` (remote any, local = the interface
+ * address), MTU external − 20, and per peer
+ * `route <subnet> via <PublicIP> dev flannel.ipip onlink` — or, with
+ * DirectRouting, a plain route via the external interface to peers on the
+ * same link. Kernels without ipip support are detected at start and
+ * refused with a message that says so and what to use instead.
+ */
+import type { Lease } from '../../lib/subnet';
+import type { LinkInfo, Netlink } from '../../lib/netlink';
+import { isUnsupportedLinkKind } from '../../lib/netlink';
+import type { BackendFactory, BackendStart, LocalNode } from '../backend';
+import { BackendUnavailableError } from '../backend';
+import type { WantedRoute } from '../kernel-state';
+import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
+import { RouteBackend } from '../route-backend';
+import { boolSetting, enumSetting } from '../settings';
+import { onLink } from '../peers';
+
+export const IPIP_DEVICE = 'flannel.ipip';
+const IPIP_OVERHEAD = 20;
+
+export const NO_KERNEL_IPIP =
+  'the ipip backend cannot run: this kernel has no ipip support (the "ipip" link type is unknown; the ipip module is missing or not loadable). ' +
+  'Load it with "modprobe ipip" on the node, or use Backend.Mode "userspace" for the userspace ipip datapath (a later release), or the vxlan backend';
+
+class IpipBackend extends RouteBackend {
+  readonly type = 'ipip';
+  protected readonly protocol = BACKEND_ROUTE_PROTOCOL.ipip;
+  private local?: LocalNode;
+  private link?: LinkInfo;
+  private extPrefixLen?: number;
+  private mtu = 0;
+
+  constructor(nl: Netlink, private readonly directRouting: boolean) {
+    super(nl);
+  }
+
+  async start(local: LocalNode): Promise<BackendStart> {
+    this.local = local;
+    this.mtu = local.extIface.mtu - IPIP_OVERHEAD;
+    const addrs = await this.nl.listAddresses(local.extIface.index, 4);
+    this.extPrefixLen = addrs.find((a) => a.address === local.extIface.ipv4)?.prefixLen;
+    await this.ensureDevice();
+    return { mtu: this.mtu };
+  }
+
+  protected override async prepare(own: Lease): Promise<void> {
+    const link = await this.ensureDevice();
+    const cidr = `${own.subnet.ip.toString()}/32`;
+    const addrs = await this.nl.listAddresses(link.index, 4);
+    if (!addrs.some((a) => a.cidr === cidr)) await this.nl.replaceAddress(link.index, cidr);
+    for (const a of addrs) if (a.cidr !== cidr) await this.nl.deleteAddress(link.index, a.cidr);
+  }
+
+  protected routeTo(peer: Lease): WantedRoute {
+    const local = this.local!;
+    const dst = peer.subnet.toString();
+    if (this.directRouting && onLink(peer.attrs.publicIP, local.extIface.ipv4, this.extPrefixLen)) {
+      return { dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false };
+    }
+    return { dst, gateway: peer.attrs.publicIP, dev: IPIP_DEVICE, ifindex: this.link!.index, onlink: true };
+  }
+
+  override async teardown(): Promise<void> {
+    await super.teardown();
+    if (await this.nl.getLink(IPIP_DEVICE)) await this.nl.deleteLink(IPIP_DEVICE);
+  }
+
+  private async ensureDevice(): Promise<LinkInfo> {
+    const local = this.local!;
+    let link = await this.nl.getLink(IPIP_DEVICE);
+    if (!link) {
+      try {
+        link = await this.nl.createIpip({ name: IPIP_DEVICE, local: local.extIface.ipv4 ?? local.publicIP, dev: local.extIface.index, mtu: this.mtu });
+      } catch (err) {
+        if (isUnsupportedLinkKind(err)) throw new BackendUnavailableError('ipip', NO_KERNEL_IPIP);
+        throw err;
+      }
+    }
+    if (link.mtu !== this.mtu) await this.nl.setMtu(link.index, this.mtu);
+    if (!link.up) await this.nl.setLinkUp(link.index);
+    this.link = link;
+    return link;
+  }
+}
+
+export const ipipBackend: BackendFactory = {
+  type: 'ipip',
+  validate: (config) => {
+    boolSetting(config, 'DirectRouting', false);
+    enumSetting(config, 'Mode', ['auto', 'kernel', 'userspace'] as const, 'auto');
+  },
+  create: (config, ctx) => new IpipBackend(ctx.netlink, boolSetting(config, 'DirectRouting', false)),
+};

@@ -1,0 +1,39 @@
+/**
+ * The vxlan device `flannel.<VNI>`: adopted when one with the wanted
+ * settings exists (so its MAC — the VTEP MAC every peer has programmed —
+ * survives restarts), created otherwise with a MAC derived from the node's
+ * address and the VNI, so that even a recreated device keeps the MAC peers
+ * already hold.
+ */
+import { IP } from '../../lib/ip';
+import type { LinkInfo, Netlink, VxlanSpec } from '../../lib/netlink';
+import { vxlanMismatches } from '../../lib/netlink';
+import type { Log } from '../../lib/observe/logger';
+
+export function deviceName(vni: number): string {
+  return `flannel.${vni}`;
+}
+
+/**
+ * 0e:VV:a:b:c:d — locally administered, unicast; VV is the VNI's low byte
+ * and a.b.c.d the node's IPv4 address, so nodes (and VNIs on one node) differ.
+ */
+export function derivedVtepMac(address: string, vni: number): string {
+  const v = IP.parse(address, 4).value;
+  const bytes = [0x0e, vni & 0xff, Number((v >> 24n) & 0xffn), Number((v >> 16n) & 0xffn), Number((v >> 8n) & 0xffn), Number(v & 0xffn)];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Makes sure the device exists with `spec`'s settings; returns it (adopted or new). */
+export async function ensureVxlanDevice(nl: Netlink, spec: VxlanSpec, log: Log): Promise<LinkInfo> {
+  const existing = await nl.getLink(spec.name);
+  if (existing) {
+    const mismatches = existing.kind === 'vxlan' ? vxlanMismatches(existing, spec) : [`it is a ${existing.kind ?? 'plain'} device, not vxlan`];
+    if (mismatches.length === 0) return existing;
+    log.warn(`recreating ${spec.name}: ${mismatches.join('; ')}`);
+    await nl.deleteLink(existing.index);
+  }
+  const created = await nl.createVxlan(spec);
+  log.info(`created ${spec.name}`, { vni: spec.vni, port: spec.port, mac: spec.mac });
+  return created;
+}

@@ -1,0 +1,146 @@
+/**
+ * The vxlan backend (flanneld-compatible). Per peer on the vxlan backend:
+ *   neighbour  <peer subnet IP> lladdr <VtepMAC> nud permanent  dev flannel.<VNI>
+ *   FDB        <VtepMAC> dst <PublicIP> self permanent          dev flannel.<VNI>
+ *   route      <peer subnet> via <peer subnet IP> onlink         dev flannel.<VNI>
+ * With DirectRouting, a peer on the same link-layer network gets only
+ * `route <peer subnet> via <PublicIP> dev <ext>`.
+ *
+ * reconcile() reads the device's neighbours and FDB entries and the routes
+ * carrying vxlan's protocol number, and applies the difference; the device
+ * itself is recreated if someone deleted it.
+ */
+import type { Lease } from '../../lib/subnet';
+import type { Netlink, VxlanSpec } from '../../lib/netlink';
+import type { Log } from '../../lib/observe/logger';
+import type { Backend, BackendStart, LocalNode, ReconcileReport } from '../backend';
+import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
+import { diffFdb, diffNeighbors, diffRoutes, emptyPlan, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
+import { applyPlan } from '../apply-plan';
+import { onLink, partitionPeers } from '../peers';
+import { ensureVxlanDevice, deviceName, derivedVtepMac } from './device';
+import type { VxlanSettings } from './settings';
+
+const PROTOCOL = BACKEND_ROUTE_PROTOCOL.vxlan;
+const VXLAN_OVERHEAD = 50;
+const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+export interface VxlanLeaseData {
+  readonly VNI: number;
+  readonly VtepMAC: string;
+}
+
+export class VxlanBackend implements Backend {
+  readonly type = 'vxlan';
+  private local?: LocalNode;
+  private spec?: VxlanSpec;
+  private mtu = 0;
+  private extPrefixLen?: number;
+
+  constructor(private readonly settings: VxlanSettings, private readonly nl: Netlink, private readonly log: Log) {}
+
+  async start(local: LocalNode): Promise<BackendStart> {
+    this.local = local;
+    const localIP = local.extIface.ipv4 ?? local.publicIP;
+    this.mtu = this.settings.mtu ?? local.extIface.mtu - VXLAN_OVERHEAD;
+    this.spec = {
+      name: deviceName(this.settings.vni),
+      vni: this.settings.vni,
+      port: this.settings.port,
+      localIP,
+      dev: local.extIface.index,
+      learning: this.settings.learning,
+      gbp: this.settings.gbp,
+      mtu: this.mtu,
+      mac: derivedVtepMac(localIP, this.settings.vni),
+    };
+    const addrs = await this.nl.listAddresses(local.extIface.index, 4);
+    this.extPrefixLen = addrs.find((a) => a.address === localIP)?.prefixLen;
+    const link = await this.ensureDevice();
+    const data: VxlanLeaseData = { VNI: this.settings.vni, VtepMAC: link.mac ?? this.spec.mac! };
+    return { backendData: data, mtu: this.mtu };
+  }
+
+  async reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
+    const local = this.required(this.local);
+    const link = await this.ensureDevice();
+    await this.ensureAddress(link.index, `${own.subnet.ip.toString()}/32`);
+
+    const { carried, skipped } = partitionPeers(peers, this.type, own);
+    const routes: WantedRoute[] = [];
+    const neighbors: WantedNeighbor[] = [];
+    const fdb: WantedFdb[] = [];
+    for (const peer of carried) {
+      const data = vtepOf(peer);
+      if (typeof data === 'string') {
+        skipped.push(data);
+        continue;
+      }
+      const dst = peer.subnet.toString();
+      if (this.settings.directRouting && onLink(peer.attrs.publicIP, local.extIface.ipv4, this.extPrefixLen)) {
+        routes.push({ dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false });
+        continue;
+      }
+      const gateway = peer.subnet.ip.toString();
+      neighbors.push({ ip: gateway, mac: data.VtepMAC });
+      fdb.push({ mac: data.VtepMAC, dst: peer.attrs.publicIP });
+      routes.push({ dst, gateway, dev: link.name, ifindex: link.index, onlink: true });
+    }
+
+    const [haveRoutes, haveNeighbors, haveFdb] = await Promise.all([
+      this.nl.listRoutes({ family: 4, protocol: PROTOCOL }),
+      this.nl.listNeighbors(link.index, 4),
+      this.nl.listFdb(link.index),
+    ]);
+    const plan = emptyPlan();
+    // FDB and ARP first, so a route never points at a VTEP the kernel cannot resolve.
+    diffFdb(plan, link.index, fdb, haveFdb.filter((e) => e.ifindex === link.index));
+    diffNeighbors(plan, link.index, neighbors, haveNeighbors.filter((n) => n.ifindex === link.index && n.permanent));
+    diffRoutes(plan, routes, haveRoutes, PROTOCOL);
+    const outcome = await applyPlan(this.nl, plan);
+    return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
+  }
+
+  async stop(): Promise<void> {}
+
+  async teardown(): Promise<void> {
+    const spec = this.spec;
+    if (!spec) return;
+    const routes = await this.nl.listRoutes({ family: 4, protocol: PROTOCOL });
+    await this.nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol: PROTOCOL, table: r.table } })), { ignoreMissing: true });
+    if (await this.nl.getLink(spec.name)) await this.nl.deleteLink(spec.name);
+  }
+
+  private async ensureDevice() {
+    const spec = this.required(this.spec);
+    const link = await ensureVxlanDevice(this.nl, spec, this.log);
+    if (link.mtu !== this.mtu) await this.nl.setMtu(link.index, this.mtu);
+    if (!link.up) await this.nl.setLinkUp(link.index);
+    return link;
+  }
+
+  /** The device holds exactly `<own subnet IP>/32` (an old subnet's address goes). */
+  private async ensureAddress(ifindex: number, cidr: string): Promise<void> {
+    const addrs = await this.nl.listAddresses(ifindex, 4);
+    if (!addrs.some((a) => `${a.address}/${a.prefixLen}` === cidr)) await this.nl.replaceAddress(ifindex, cidr);
+    for (const a of addrs) {
+      const have = `${a.address}/${a.prefixLen}`;
+      if (have !== cidr) await this.nl.deleteAddress(ifindex, have);
+    }
+  }
+
+  private required<T>(v: T | undefined): T {
+    if (v === undefined) throw new Error('vxlan backend used before start()');
+    return v;
+  }
+}
+
+/** The peer's VTEP, or the reason its lease cannot be used. */
+function vtepOf(peer: Lease): VxlanLeaseData | string {
+  const d = peer.attrs.backendData as Partial<Record<string, unknown>> | undefined;
+  const mac = typeof d?.VtepMAC === 'string' ? d.VtepMAC.toLowerCase() : undefined;
+  if (!mac || !MAC_PATTERN.test(mac)) {
+    return `peer ${peer.subnet.toString()} (${peer.attrs.publicIP}) has no valid BackendData.VtepMAC; skipping it`;
+  }
+  return { VNI: typeof d?.VNI === 'number' ? d.VNI : 1, VtepMAC: mac };
+}

@@ -1,0 +1,151 @@
+/**
+ * A twill cluster for integration tests: the namespaces cluster, a real
+ * etcd listening on the underlay bridge, the network config, one real
+ * `twilld` process per node and one pod per node on the node's leased
+ * subnet. `destroy()` removes all of it (processes by PID).
+ */
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { Etcd3 } from 'etcd3';
+import { createCluster, Cluster, UNDERLAY } from './cluster';
+import { startEtcd, EtcdServer } from './etcd';
+import { NsProcess } from './netns';
+import { TWILLD } from './daemon';
+import { waitFor } from './wait';
+
+export const PREFIX = '/coreos.com/network';
+
+export interface TwillClusterOptions {
+  readonly nodes: number;
+  /** The network config JSON stored at <prefix>/config. */
+  readonly config: object;
+  /** Extra twilld flags for every node. */
+  readonly agentArgs?: readonly string[];
+  /** Start agents and pods at once (default true). */
+  readonly start?: boolean;
+}
+
+export interface NodeLease {
+  readonly subnet: string;
+  readonly mtu: number;
+}
+
+export class TwillCluster {
+  readonly agents = new Map<number, NsProcess>();
+  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'twill-cluster-'));
+
+  private constructor(readonly net: Cluster, readonly etcd: EtcdServer, readonly admin: Etcd3, private readonly opts: TwillClusterOptions) {}
+
+  static async create(opts: TwillClusterOptions): Promise<TwillCluster> {
+    const net = await createCluster({ nodes: opts.nodes });
+    let etcd: EtcdServer | undefined;
+    try {
+      etcd = await startEtcd({ listenIPs: [UNDERLAY.bridgeIp] });
+      const admin = etcd.client();
+      await admin.put(`${PREFIX}/config`).value(JSON.stringify(opts.config));
+      const tc = new TwillCluster(net, etcd, admin, opts);
+      if (opts.start !== false) {
+        try {
+          for (let i = 0; i < opts.nodes; i++) await tc.startAgent(i);
+          for (let i = 0; i < opts.nodes; i++) await tc.addPod(i);
+        } catch (err) {
+          await tc.destroy();
+          throw err;
+        }
+      }
+      return tc;
+    } catch (err) {
+      if (etcd) await etcd.destroy().catch(() => undefined);
+      await net.destroy();
+      throw err;
+    }
+  }
+
+  get size(): number {
+    return this.opts.nodes;
+  }
+
+  subnetFile(node: number): string {
+    return path.join(this.dir, `node${node}.env`);
+  }
+
+  /** Starts twilld in the node and waits until it has written its subnet file. */
+  async startAgent(node: number, extraArgs: readonly string[] = []): Promise<NsProcess> {
+    const args = [
+      process.execPath, TWILLD,
+      '--etcd-endpoints', this.etcd.endpointOn(UNDERLAY.bridgeIp),
+      '--subnet-file', this.subnetFile(node),
+      '--iface', 'eth0',
+      ...(this.opts.agentArgs ?? []),
+      ...extraArgs,
+    ];
+    const agent = await this.net.spawn(node, args);
+    this.agents.set(node, agent);
+    // "twilld running" is logged after the subnet file is written.
+    await waitFor(`twilld on node ${node} to run`, () => {
+      if (agent.exitedWith) throw new Error(`twilld on node ${node} exited (${JSON.stringify(agent.exitedWith)}): ${agent.stdout}${agent.stderr}`);
+      return (agent.stdout + agent.stderr).includes('twilld running');
+    }, 20_000);
+    return agent;
+  }
+
+  async stopAgent(node: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const agent = this.agents.get(node);
+    if (!agent) return null;
+    this.agents.delete(node);
+    agent.kill(signal);
+    const status = await agent.exited;
+    return status.code;
+  }
+
+  readSubnetFile(node: number): NodeLease | undefined {
+    const file = this.subnetFile(node);
+    if (!existsSync(file)) return undefined;
+    const text = readFileSync(file, 'utf8');
+    const subnet = /FLANNEL_SUBNET=([\d.]+)\/(\d+)/.exec(text);
+    const mtu = /FLANNEL_MTU=(\d+)/.exec(text);
+    if (!subnet || !mtu) return undefined;
+    const parts = subnet[1].split('.').map(Number);
+    parts[3] -= 1;
+    return { subnet: `${parts.join('.')}/${subnet[2]}`, mtu: Number(mtu[1]) };
+  }
+
+  lease(node: number): NodeLease {
+    const l = this.readSubnetFile(node);
+    if (!l) throw new Error(`node ${node} has no subnet file yet`);
+    return l;
+  }
+
+  async addPod(node: number): Promise<void> {
+    const l = this.lease(node);
+    await this.net.addPod(node, l.subnet, { mtu: l.mtu });
+  }
+
+  podIp(node: number): string {
+    return this.net.pod(node).ip;
+  }
+
+  podNs(node: number): string {
+    return this.net.pod(node).ns;
+  }
+
+  nodeNs(node: number): string {
+    return this.net.nodeName(node);
+  }
+
+  /** Agent output, for assertion messages. */
+  logs(node: number): string {
+    const a = this.agents.get(node);
+    return a ? a.stdout + a.stderr : '';
+  }
+
+  async destroy(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const node of [...this.agents.keys()]) await this.stopAgent(node, 'SIGKILL').catch((e) => errors.push(e));
+    await this.net.destroy().catch((e) => errors.push(e));
+    await this.etcd.destroy().catch((e) => errors.push(e));
+    rmSync(this.dir, { recursive: true, force: true });
+    if (errors.length) throw errors[0];
+  }
+}
