@@ -12,7 +12,7 @@ import type { NetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
 import { selectInterface, InterfaceOptions } from '../iface';
 import {
-  Lease, LeaseAttrs, LeaseWatcher, OutOfSubnetsError, SubnetManager,
+  Lease, LeaseAttrs, LeaseEvent, LeaseWatcher, OutOfSubnetsError, SubnetManager,
   readPreviousSubnets, writeSubnetFile,
 } from '../subnet';
 import { Backend, createBackend } from '../../backends';
@@ -75,7 +75,7 @@ export class Agent {
 
       this.watcher = await this.manager.watchLeases(config, {
         onEvents: (events) => {
-          for (const ev of events) this.log.info(`lease ${ev.type}`, { subnet: ev.lease.subnet.toString(), publicIP: ev.lease.attrs.publicIP });
+          this.logLeaseEvents(events);
           this.loop.request('lease events');
         },
         onWarning: (m) => this.log.warn(m),
@@ -83,7 +83,10 @@ export class Agent {
           up ? this.log.info('etcd reachable again; leases re-listed') : this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message }),
       });
       this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
-      this.unsubscribeKernel = await this.netlink.subscribe(['link', 'ipv4-route', 'neigh'], (ev) => this.kernelChanged(ev));
+      // The first reconcile need not wait for the event process to start: it
+      // reads the kernel itself, and anything deleted meanwhile it puts back.
+      this.loop.request('start-up');
+      await this.watchKernel(this.netlink);
       if (config.network) {
         const network = config.network;
         this.masq = new MasqController(
@@ -96,7 +99,6 @@ export class Agent {
         );
         this.masq.start();
       }
-      this.loop.request('start-up');
       this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: backend.type, mtu: started.mtu });
 
       await untilAborted(signal);
@@ -157,11 +159,31 @@ export class Agent {
     }
   }
 
+  /** One line per lease for a few changes; a count for a burst, so thousands of leases do not flood the log. */
+  private logLeaseEvents(events: readonly LeaseEvent[]): void {
+    if (events.length <= 10) {
+      for (const ev of events) this.log.info(`lease ${ev.type}`, { subnet: ev.lease.subnet.toString(), publicIP: ev.lease.attrs.publicIP });
+      return;
+    }
+    const count = (t: LeaseEvent['type']) => events.filter((e) => e.type === t).length;
+    this.log.info('leases changed', { added: count('added'), changed: count('changed'), removed: count('removed') });
+  }
+
   /** Logs each skipped peer once, not on every reconcile, and again only if it comes back after being fixed. */
   private reportSkips(skipped: readonly string[]): void {
     const now = new Set(skipped);
     for (const s of now) if (!this.reportedSkips.has(s)) this.log.warn(s);
     this.reportedSkips = now;
+  }
+
+  /** Kernel deletions trigger a reconcile; without events the repair timer still repairs, only later. */
+  private async watchKernel(nl: Netlink): Promise<void> {
+    try {
+      this.unsubscribeKernel = await nl.subscribe(['link', 'ipv4-route', 'neigh'], (ev) => this.kernelChanged(ev), { deletionsOnly: true });
+      this.loop.request('kernel events subscribed');
+    } catch (err) {
+      this.log.warn('cannot watch kernel changes; repairs will wait for the repair timer', { error: (err as Error).message });
+    }
   }
 
   /**

@@ -2,7 +2,7 @@
  * Child-process side of `subscribe()` (see event-relay.ts): opens the
  * notification socket, and forwards decoded events to the parent over IPC,
  * in batches. Started with the event groups as a JSON array in argv[2] and the receive
- * buffer size in argv[3] (0: default).
+ * buffer size in argv[3] (0: default), and 'deletions' or 'all' in argv[4].
  * Exits when the parent disconnects.
  */
 import { EventGroup, NetlinkEvent, openEventSocket } from './events';
@@ -31,7 +31,7 @@ function main(): void {
     unsubscribe = openEventSocket(groups, (event) => {
       if (batch.length === 0) setImmediate(flush);
       batch.push(event);
-    }, { recvBufferSize });
+    }, { recvBufferSize, deletionsOnly: process.argv[4] === 'deletions' });
   } catch (err) {
     send({ error: (err as Error).message });
     process.exit(1);

@@ -25,6 +25,8 @@ export interface SubscribeOptions {
   isolate?: boolean;
   /** SO_RCVBUF of the notification socket (default 4 MiB; capped by net.core.rmem_max). */
   recvBufferSize?: number;
+  /** Only removals and link changes (see EventSocketOptions). */
+  deletionsOnly?: boolean;
 }
 
 /**
@@ -66,7 +68,7 @@ class EventRelay {
 
   /** Starts a child; `onReady` once it listens, `onEarlyExit` if it dies before. */
   private spawn(onReady: () => void, onEarlyExit: (reason: string) => void): void {
-    const args = [JSON.stringify(this.groups), String(this.options.recvBufferSize ?? 0)];
+    const args = [JSON.stringify(this.groups), String(this.options.recvBufferSize ?? 0), this.options.deletionsOnly ? 'deletions' : 'all'];
     const child = fork(CHILD_SCRIPT, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
     this.child = child;
     const startedAt = Date.now();

@@ -87,7 +87,17 @@ export function decodeEvent(msg: NetlinkMessage): NetlinkEvent | undefined {
 export interface EventSocketOptions {
   /** SO_RCVBUF to ask for (default 4 MiB; capped by net.core.rmem_max). */
   recvBufferSize?: number;
+  /**
+   * Report only removals (and every link change): additions of routes,
+   * addresses and neighbours are dropped before decoding. An agent that
+   * repairs what others delete needs no more, and skipping the flood of
+   * notifications its own batches cause keeps it fast.
+   */
+  deletionsOnly?: boolean;
 }
+
+/** RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWNEIGH: additions skipped under `deletionsOnly`. */
+const ADDITIONS = new Set([20, 24, 28]);
 
 /**
  * Joins `groups` on a new socket in this process and calls `onEvent` for each
@@ -102,6 +112,7 @@ export function openEventSocket(groups: EventGroup[], onEvent: EventListener, op
   nl.ref(true);
   nl.on('message', (msgs: NetlinkMessage[]) => {
     for (const msg of msgs) {
+      if (options.deletionsOnly && ADDITIONS.has(msg.type)) continue;
       let event: NetlinkEvent | undefined;
       try {
         event = decodeEvent(msg);

@@ -16,7 +16,7 @@
 import type { Watcher, IKeyValue } from 'etcd3';
 import type { NetworkConfig } from '../config';
 import type { Lease, LeaseEvent } from './lease';
-import type { EtcdRegistry, RawKV } from './etcd-registry';
+import type { EtcdRegistry, LeaseListing, RawKV } from './etcd-registry';
 import { leaseFromRaw } from './lease-validation';
 import { Backoff } from './backoff';
 
@@ -48,6 +48,7 @@ export class LeaseWatcher {
   private retryTimer?: NodeJS.Timeout;
   private readonly backoff = new Backoff(500, 15_000);
   private resyncing?: Promise<void>;
+  private initial?: LeaseListing;
 
   constructor(
     private readonly registry: EtcdRegistry,
@@ -55,8 +56,12 @@ export class LeaseWatcher {
     private readonly hooks: LeaseWatcherHooks,
   ) {}
 
-  /** Lists and starts watching; rejects only if the first listing fails. */
-  async start(): Promise<void> {
+  /**
+   * Lists and starts watching; rejects only if the first listing fails.
+   * `initial`, a listing the caller just made, saves listing twice at start.
+   */
+  async start(initial?: LeaseListing): Promise<void> {
+    this.initial = initial;
     await this.resync('start');
   }
 
@@ -103,7 +108,8 @@ export class LeaseWatcher {
     this.watcher = undefined;
     if (old) await old.cancel().catch(() => undefined);
     try {
-      const listing = await this.registry.listLeases();
+      const listing = this.initial ?? (await this.registry.listLeases());
+      this.initial = undefined;
       if (gen !== this.generation || this.stopped) return;
       this.applyListing(listing.kvs);
       this.hooks.onResync?.(reason);
@@ -212,8 +218,11 @@ export class LeaseWatcher {
     const previous = this.valid.get(key);
     if (previous) {
       this.drop(key, previous, events);
-      // A key that lost a subnet dispute may hold it now.
-      for (const other of [...this.raw.values()]) if (!this.valid.has(other.key)) this.apply(other, events);
+      // A key that lost a subnet dispute may hold it now (only invalid keys can have lost one).
+      for (const other of [...this.warned.keys()]) {
+        const raw = this.raw.get(other);
+        if (raw) this.apply(raw, events);
+      }
     }
   }
 

@@ -18,7 +18,7 @@
 import type { NetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
 import type { Lease, LeaseAttrs, LeaseEvent } from './lease';
-import type { EtcdRegistry, RawKV } from './etcd-registry';
+import type { EtcdRegistry, LeaseListing, RawKV } from './etcd-registry';
 import type { PreviousSubnets } from './subnet-file';
 import { encodeLeaseAttrs, formatSubnetKey, parseSubnetKey, SubnetKey } from './lease-codec';
 import { leaseFromRaw } from './lease-validation';
@@ -73,6 +73,8 @@ export class EtcdSubnetManager implements SubnetManager {
   private readonly renewBackoff = new Backoff(1000, 30_000);
   private watcher?: LeaseWatcher;
   private readonly stopping = new AbortController();
+  /** The listing the last acquisition was decided on; the watcher starts from it. */
+  private acquisitionListing?: LeaseListing;
 
   constructor(private readonly registry: EtcdRegistry, private readonly opts: ManagerOptions) {}
 
@@ -117,7 +119,10 @@ export class EtcdSubnetManager implements SubnetManager {
       },
     });
     this.watcher = watcher;
-    await watcher.start();
+    // Watching from the acquisition's listing also delivers the own lease's creation.
+    const initial = this.acquisitionListing;
+    this.acquisitionListing = undefined;
+    await watcher.start(initial);
     return watcher;
   }
 
@@ -135,6 +140,7 @@ export class EtcdSubnetManager implements SubnetManager {
     const value = encodeLeaseAttrs(attrs);
     for (let attempt = 1; attempt <= MAX_CREATE_ATTEMPTS; attempt++) {
       const listing = await this.registry.listLeases();
+      this.acquisitionListing = listing;
       const taken = new Set<string>();
       const mine: RawKV[] = [];
       for (const raw of listing.kvs) {

@@ -72,8 +72,9 @@ export class TwillCluster {
 
   /** Starts twilld in the node and waits until it has written its subnet file. */
   async startAgent(node: number, extraArgs: readonly string[] = []): Promise<NsProcess> {
+    const nodeFlags = (process.env.TWILL_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
     const args = [
-      process.execPath, TWILLD,
+      process.execPath, ...nodeFlags, TWILLD,
       '--etcd-endpoints', this.etcd.endpointOn(UNDERLAY.bridgeIp),
       '--subnet-file', this.subnetFile(node),
       '--iface', 'eth0',

@@ -1,0 +1,71 @@
+/** Small measuring tools for the benchmarks: process RSS/CPU, iperf3, ping RTT. */
+import { readFileSync } from 'fs';
+import { NsProcess, run, nsArgv } from '../test/harness/netns';
+
+const CLK_TCK = 100;
+
+/** Resident set size in MB of a process (0 if it is gone). */
+export function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds (user + system) a process has used. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
+/** Children of a process (the agent's netlink event relay), by scanning /proc. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of require('fs').readdirSync('/proc') as string[]) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // raced with an exit
+    }
+  }
+  return out;
+}
+
+export interface IperfResult {
+  readonly gbps: number;
+  readonly retransmits: number;
+}
+
+/** iperf3 from `clientNs` to a server started in `serverNs` on `serverIp`, for `seconds`. */
+export async function iperf(serverNs: string, clientNs: string, serverIp: string, seconds: number, streams = 1): Promise<IperfResult> {
+  const server = await NsProcess.spawn(serverNs, ['iperf3', '-s', '-1', '-B', serverIp]);
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const res = await run(nsArgv(clientNs, ['iperf3', '-c', serverIp, '-t', String(seconds), '-P', String(streams), '-J']), { timeoutMs: (seconds + 20) * 1000 });
+    const j = JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
+    return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0 };
+  } finally {
+    await server.stop(2000);
+  }
+}
+
+/** Average RTT in ms of `count` pings at 10 ms intervals. */
+export async function rttMs(fromNs: string, to: string, count = 50): Promise<number> {
+  const res = await run(nsArgv(fromNs, ['ping', '-q', '-c', String(count), '-i', '0.01', to]), { timeoutMs: 30_000 });
+  const m = /= [\d.]+\/([\d.]+)\//.exec(res.stdout);
+  return m ? Number(m[1]) : NaN;
+}
+
+export function fmt(n: number, digits = 2): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}
