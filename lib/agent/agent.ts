@@ -15,7 +15,7 @@ import {
   Lease, LeaseAttrs, LeaseEvent, LeaseWatcher, OutOfSubnetsError, SubnetManager,
   readPreviousSubnets, writeSubnetFile,
 } from '../subnet';
-import { Backend, createBackend } from '../../backends';
+import { Backend, BackendStart, LocalNode, createBackend } from '../../backends';
 import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { waitForNetworkConfig } from './config-source';
 import { ReconcileLoop } from './reconcile-loop';
@@ -54,57 +54,63 @@ export class Agent {
   async run(signal: AbortSignal): Promise<void> {
     try {
       const config = await waitForNetworkConfig(this.manager, this.opts.configKey, this.log, signal);
-      const selection = selectInterface(this.opts.interfaces);
-      this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, why: selection.reason });
-
-      this.netlink = Netlink.open();
-      const backend = createBackend(config.backend, { log: this.log, netlink: this.netlink });
-      this.backend = backend;
-      const started = await backend.start({ extIface: selection.iface, publicIP: selection.publicIP, network: config });
-
-      const attrs: LeaseAttrs = {
-        publicIP: selection.publicIP,
-        publicIPv6: null,
-        backendType: backend.type === 'udp' || backend.type === 'alloc' ? undefined : backend.type,
-        backendData: started.backendData,
-      };
-      const previous = await readPreviousSubnets(this.opts.subnetFile, (m) => this.log.warn(m));
-      const lease = await this.acquire(config, attrs, previous, signal);
+      const local = this.chooseInterface(config);
+      const started = await this.startBackend(config, local);
+      const lease = await this.acquire(config, leaseAttrs(local, this.backend!.type, started), signal);
       await this.writeSubnetFile(config, lease, started.mtu);
       this.running = { config, mtu: started.mtu };
-
-      this.watcher = await this.manager.watchLeases(config, {
-        onEvents: (events) => {
-          this.logLeaseEvents(events);
-          this.loop.request('lease events');
-        },
-        onWarning: (m) => this.log.warn(m),
-        onConnectivity: (up, err) =>
-          up ? this.log.info('etcd reachable again; leases re-listed') : this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message }),
-      });
-      this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
-      // The first reconcile need not wait for the event process to start: it
-      // reads the kernel itself, and anything deleted meanwhile it puts back.
-      this.loop.request('start-up');
-      await this.watchKernel(this.netlink);
-      if (config.network) {
-        const network = config.network;
-        this.masq = new MasqController(
-          { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs },
-          () => {
-            const own = this.manager.ownLease();
-            return own ? { podNetwork: network, nodeSubnet: own.subnet } : undefined;
-          },
-          this.log,
-        );
-        this.masq.start();
-      }
-      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: backend.type, mtu: started.mtu });
-
+      await this.watchPeers(config);
+      await this.startRepairs(config);
+      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: this.backend!.type, mtu: started.mtu });
       await untilAborted(signal);
     } finally {
       await this.shutdown();
     }
+  }
+
+  private chooseInterface(config: NetworkConfig): LocalNode {
+    const selection = selectInterface(this.opts.interfaces);
+    this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, why: selection.reason });
+    return { extIface: selection.iface, publicIP: selection.publicIP, network: config };
+  }
+
+  private async startBackend(config: NetworkConfig, local: LocalNode): Promise<BackendStart> {
+    this.netlink = Netlink.open();
+    this.backend = createBackend(config.backend, { log: this.log, netlink: this.netlink });
+    return this.backend.start(local);
+  }
+
+  /** Every lease change asks for a reconcile. */
+  private async watchPeers(config: NetworkConfig): Promise<void> {
+    this.watcher = await this.manager.watchLeases(config, {
+      onEvents: (events) => {
+        this.logLeaseEvents(events);
+        this.loop.request('lease events');
+      },
+      onWarning: (m) => this.log.warn(m),
+      onConnectivity: (up, err) =>
+        up ? this.log.info('etcd reachable again; leases re-listed') : this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message }),
+    });
+  }
+
+  /** The first reconcile, then the repair timer, kernel deletion events and the NAT rules. */
+  private async startRepairs(config: NetworkConfig): Promise<void> {
+    // The first reconcile need not wait for the event process to start: it
+    // reads the kernel itself, and anything deleted meanwhile it puts back.
+    this.loop.request('start-up');
+    this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
+    await this.watchKernel(this.netlink!);
+    const network = config.network;
+    if (!network) return;
+    this.masq = new MasqController(
+      { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs },
+      () => {
+        const own = this.manager.ownLease();
+        return own ? { podNetwork: network, nodeSubnet: own.subnet } : undefined;
+      },
+      this.log,
+    );
+    this.masq.start();
   }
 
   /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */
@@ -113,7 +119,9 @@ export class Agent {
     this.loop.request('own lease re-acquired');
   }
 
-  private async acquire(config: NetworkConfig, attrs: LeaseAttrs, previous: Awaited<ReturnType<typeof readPreviousSubnets>>, signal: AbortSignal): Promise<Lease> {
+  /** Acquires the own lease, waiting out etcd faults and a full network (logged once per kind). */
+  private async acquire(config: NetworkConfig, attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease> {
+    const previous = await readPreviousSubnets(this.opts.subnetFile, (m) => this.log.warn(m));
     const backoff = new Backoff(1000, 30_000);
     let lastError = '';
     for (;;) {
@@ -217,4 +225,14 @@ export class Agent {
 function untilAborted(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/** What this node publishes: flanneld leaves BackendType out for udp (and alloc). */
+function leaseAttrs(local: LocalNode, backendType: string, started: BackendStart): LeaseAttrs {
+  return {
+    publicIP: local.publicIP,
+    publicIPv6: null,
+    backendType: backendType === 'udp' || backendType === 'alloc' ? undefined : backendType,
+    backendData: started.backendData,
+  };
 }
