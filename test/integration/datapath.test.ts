@@ -111,6 +111,22 @@ describe('vxlan datapath: 3 nodes running twilld', function () {
     expect(macAfter).to.equal(macBefore);
   });
 
+  it('replaces the old FDB entry when a peer\'s lease changes its VTEP MAC (flanneld leaks it)', async () => {
+    const key = `${PREFIX}/subnets/10.244.200.0-24`;
+    const lease = (mac: string) => JSON.stringify({ PublicIP: '198.18.0.50', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
+    const fdb = async () => (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])).stdout;
+    await tc.admin.put(key).value(lease('0e:01:c6:12:00:aa'));
+    await waitFor('the first MAC', async () => (await fdb()).includes('0e:01:c6:12:00:aa dst 198.18.0.50'), 5000);
+    await tc.admin.put(key).value(lease('0e:01:c6:12:00:bb'));
+    await waitFor('the second MAC alone', async () => {
+      const f = await fdb();
+      return f.includes('0e:01:c6:12:00:bb dst 198.18.0.50') && !f.includes('0e:01:c6:12:00:aa');
+    }, 5000);
+    expect(await ipOut(tc, 0, ['neigh', 'show', '10.244.200.0', 'dev', 'flannel.1'])).to.contain('0e:01:c6:12:00:bb');
+    await tc.admin.delete().key(key);
+    await waitFor('all its entries to go', async () => !(await fdb()).includes('198.18.0.50') && !(await ipOut(tc, 0, ['route', 'show', '10.244.200.0/24'])), 5000);
+  });
+
   it('removes a departed node\'s entries from the others, and reaches it again when it rejoins', async () => {
     const subnet = tc.lease(2).subnet;
     expect(await tc.stopAgent(2, 'SIGTERM')).to.equal(0);
@@ -161,5 +177,32 @@ describe('host-gw datapath: 3 nodes running twilld', function () {
     const subnet = tc.lease(1).subnet;
     await ipOut(tc, 0, ['route', 'del', subnet]);
     await waitFor('the route to come back', async () => (await ipOut(tc, 0, ['route', 'show', subnet])).includes('via 198.18.0.2'), 3000);
+  });
+});
+
+describe('vxlan with DirectRouting: on-link peers get plain routes, no encapsulation', function () {
+  this.timeout(120_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await TwillCluster.create({ nodes: NODES, config: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan', DirectRouting: true } } });
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('routes on-link peers via their public IP on eth0 and lets every pod ping every other pod', async () => {
+    const routes = await ipOut(tc, 0, ['route', 'show', 'proto', '117']);
+    expect(routes).to.contain(`${tc.lease(1).subnet} via 198.18.0.2 dev eth0`).and.to.contain(`${tc.lease(2).subnet} via 198.18.0.3 dev eth0`);
+    expect((await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])).stdout).to.not.contain('dst 198.18.0.');
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+  });
+
+  it('sends no VXLAN between on-link peers', async () => {
+    const cap = await startCapture(tc.nodeNs(0), 'eth0', 'udp port 8472 or icmp');
+    await ping(tc.podNs(0), tc.podIp(1), { count: 3, intervalMs: 100 });
+    const frames = await cap.stop();
+    expect(frames.filter((f) => f.udp?.dstPort === 8472)).to.deep.equal([]);
+    expect(frames.some((f) => f.outer.src === tc.podIp(0) && f.outer.dst === tc.podIp(1))).to.equal(true);
   });
 });
