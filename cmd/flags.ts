@@ -28,6 +28,7 @@ export interface DaemonFlags {
   healthzIp: string;
   healthzPort: number;
   repairInterval: number;
+  natBackend: 'auto' | 'nftables' | 'iptables';
   logFormat: 'text' | 'json';
   logLevel: string;
 }
@@ -70,6 +71,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'iptables-forward-rules', kind: 'bool', def: 'true', help: 'add forward rules for the pod network' },
   { name: 'healthz-ip', kind: 'string', def: '127.0.0.1', help: 'the IP address for the health server to listen on (flanneld: 0.0.0.0)' },
   { name: 'healthz-port', kind: 'int', def: '0', help: 'the port for the health server to listen on (0 disables it)' },
+  { name: 'nat-backend', kind: 'string', def: 'auto', help: 'how to install --ip-masq/forward rules: auto (nftables if nft exists, else iptables), nftables or iptables (twill)' },
   { name: 'repair-interval', kind: 'int', def: '5', help: 'seconds between re-checks of the kernel state (twill)' },
   { name: 'log-format', kind: 'string', def: 'text', help: 'log format: text or json (twill)' },
   { name: 'log-level', kind: 'string', def: 'info', help: 'log level: error, warn, info or debug (twill)' },
@@ -160,12 +162,13 @@ export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv
   }
   const flags = out as unknown as DaemonFlags;
   flags.etcdEndpoints = String(out.etcdEndpoints).split(',').map((s) => s.trim()).filter(Boolean);
+  check(['auto', 'nftables', 'iptables'].includes(flags.natBackend), `${from['nat-backend']} must be auto, nftables or iptables, not ${JSON.stringify(flags.natBackend)}`);
   check(['text', 'json'].includes(flags.logFormat), `${from['log-format']} must be text or json, not ${JSON.stringify(flags.logFormat)}`);
   check(['error', 'warn', 'info', 'debug'].includes(flags.logLevel), `${from['log-level']} must be error, warn, info or debug, not ${JSON.stringify(flags.logLevel)}`);
   check(flags.etcdPrefix.startsWith('/'), `${from['etcd-prefix']} must start with "/", not ${JSON.stringify(flags.etcdPrefix)}`);
   check(flags.subnetLeaseTtl > 0, `${from['subnet-lease-ttl']} must be a positive number of seconds, not ${flags.subnetLeaseTtl}`);
   check(flags.healthzPort >= 0 && flags.healthzPort <= 65535, `${from['healthz-port']} must be 0..65535, not ${flags.healthzPort}`);
-  check(flags.iptablesResync > 0, `--iptables-resync must be a positive number of seconds, not ${flags.iptablesResync}`);
+  check(flags.iptablesResync > 0, `${from['iptables-resync']} must be a positive number of seconds, not ${flags.iptablesResync}`);
   check(flags.repairInterval > 0, `${from['repair-interval']} must be a positive number of seconds, not ${flags.repairInterval}`);
   // flanneld refuses 0 too: a lease renewed only as it expires can be lost to another node.
   check(flags.subnetLeaseRenewMargin > 0, `${from['subnet-lease-renew-margin']} must be a positive number of minutes, not ${flags.subnetLeaseRenewMargin}`);

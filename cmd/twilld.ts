@@ -57,6 +57,7 @@ async function main(): Promise<number> {
     ipMasq: flags.ipMasq,
     forwardRules: flags.iptablesForwardRules,
     masqResyncMs: flags.iptablesResync * 1000,
+    natBackend: flags.natBackend,
     repairIntervalMs: flags.repairInterval * 1000,
     configKey: registry.configKey,
   }, log);

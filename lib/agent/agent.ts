@@ -20,6 +20,7 @@ import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { waitForNetworkConfig } from './config-source';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
+import type { NatBackend } from '../masq';
 import { Backoff } from '../subnet/backoff';
 
 export interface AgentOptions {
@@ -28,6 +29,7 @@ export interface AgentOptions {
   readonly ipMasq: boolean;
   readonly forwardRules: boolean;
   readonly masqResyncMs: number;
+  readonly natBackend: NatBackend;
   readonly repairIntervalMs: number;
   readonly configKey: string;
 }
@@ -103,7 +105,7 @@ export class Agent {
     const network = config.network;
     if (!network) return;
     this.masq = new MasqController(
-      { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs },
+      { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs, backend: this.opts.natBackend },
       () => {
         const own = this.manager.ownLease();
         return own ? { podNetwork: network, nodeSubnet: own.subnet } : undefined;

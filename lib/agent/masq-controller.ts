@@ -7,12 +7,13 @@
  */
 import type { IPNet } from '../ip';
 import type { Log } from '../observe/logger';
-import { NftablesMasq } from '../masq';
+import { createNatRules, NatBackend, NatRules } from '../masq';
 
 export interface MasqSettings {
   readonly masquerade: boolean;
   readonly forwardRules: boolean;
   readonly resyncMs: number;
+  readonly backend: NatBackend;
 }
 
 export class MasqController {
@@ -24,7 +25,7 @@ export class MasqController {
     private readonly settings: MasqSettings,
     private readonly networks: () => { podNetwork: IPNet; nodeSubnet: IPNet } | undefined,
     private readonly log: Log,
-    private readonly nft = new NftablesMasq(),
+    private readonly nft: NatRules = createNatRules(settings.backend),
   ) {}
 
   start(): void {
@@ -54,7 +55,7 @@ export class MasqController {
         const nets = this.networks();
         if (!nets) return;
         if (await this.nft.ensure({ ...nets, masquerade, forwardRules })) {
-          this.log.info('installed NAT/forward rules', { masquerade, forwardRules, podNetwork: nets.podNetwork.toString() });
+          this.log.info('installed NAT/forward rules', { with: this.nft.kind, masquerade, forwardRules, podNetwork: nets.podNetwork.toString() });
         }
       }
       this.lastError = '';

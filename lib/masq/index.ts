@@ -1,1 +1,3 @@
 export * from './nftables';
+export * from './iptables';
+export * from './nat-rules';

@@ -12,6 +12,7 @@
  */
 import { execFile } from 'child_process';
 import type { IPNet } from '../ip';
+import type { NatRules } from './nat-rules';
 
 export const TABLE = 'twill';
 
@@ -74,7 +75,8 @@ export function renderRules(p: MasqPolicy): string {
   return lines.join('\n') + '\n';
 }
 
-export class NftablesMasq {
+export class NftablesMasq implements NatRules {
+  readonly kind = 'nftables';
   private lastListing?: string;
   private lastScript?: string;
 
