@@ -10,6 +10,13 @@ import { createLogger, Log } from '../lib/observe/logger';
 import { createEtcdClient, EtcdRegistry, EtcdSubnetManager } from '../lib/subnet';
 import { parseDaemonFlags, usage, UsageError, DaemonFlags } from './flags';
 import { VERSION } from '../lib/version';
+import { startHealthServer, HealthServer } from '../lib/observe/health-server';
+
+/**
+ * /readyz turns 503 once etcd has been out of reach this long: long enough
+ * to ride out a reconnect, short enough for an operator to see an outage.
+ */
+const READINESS_ETCD_WINDOW_MS = 10_000;
 
 async function main(): Promise<number> {
   let flags: DaemonFlags;
@@ -49,7 +56,7 @@ async function main(): Promise<number> {
     ttlSeconds: flags.subnetLeaseTtl,
     renewMarginSeconds: flags.subnetLeaseRenewMargin * 60,
     log,
-    onOwnLeaseChanged: (lease) => agent?.ownLeaseChanged(lease).catch((err: Error) => log.error('cannot publish the re-acquired lease', { error: err.message })),
+    onOwnLeaseChanged: (lease, previous) => agent?.ownLeaseChanged(lease, previous).catch((err: Error) => log.error('cannot publish the re-acquired lease', { error: err.message })),
   });
   agent = new Agent(manager, {
     interfaces: { iface: flags.iface, ifaceRegex: flags.ifaceRegex, ifaceCanReach: flags.ifaceCanReach, publicIP: flags.publicIp },
@@ -61,6 +68,20 @@ async function main(): Promise<number> {
     repairIntervalMs: flags.repairInterval * 1000,
     configKey: registry.configKey,
   }, log);
+
+  let health: HealthServer | undefined;
+  if (flags.healthzPort > 0) {
+    const a = agent;
+    a.readiness.setRenewalWindowMs(READINESS_ETCD_WINDOW_MS);
+    try {
+      health = await startHealthServer({ host: flags.healthzIp, port: flags.healthzPort, readiness: () => a.readiness.status(), metrics: a.metrics, log });
+      log.info('health server listening', { address: `${health.address.host}:${health.address.port}` });
+    } catch (err) {
+      log.error((err as Error).message);
+      client.close();
+      return 1;
+    }
+  }
 
   const stop = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
@@ -78,6 +99,7 @@ async function main(): Promise<number> {
     fatal(log, err as Error);
     return 1;
   } finally {
+    await health?.close();
     client.close();
   }
 }

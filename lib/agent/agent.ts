@@ -21,6 +21,8 @@ import { waitForNetworkConfig } from './config-source';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
 import type { NatBackend } from '../masq';
+import { AgentMetrics } from '../observe/metrics';
+import { Readiness } from '../observe/readiness';
 import { Backoff } from '../subnet/backoff';
 
 export interface AgentOptions {
@@ -50,17 +52,27 @@ export class Agent {
     private readonly manager: SubnetManager,
     private readonly opts: AgentOptions,
     private readonly log: Log,
+    /** What /metrics and /readyz report; the agent feeds both as it goes. */
+    readonly metrics = new AgentMetrics(),
+    readonly readiness = new Readiness(),
   ) {}
 
   /** Runs until `signal` aborts; rejects on a fault it cannot wait out. */
   async run(signal: AbortSignal): Promise<void> {
     try {
-      const config = await waitForNetworkConfig(this.manager, this.opts.configKey, this.log, signal);
+      const config = await waitForNetworkConfig(this.manager, this.opts.configKey, this.log, signal, {
+        rejected: () => this.metrics.configRejected(),
+      });
+      this.metrics.setConfigValid(true);
       const local = this.chooseInterface(config);
       const started = await this.startBackend(config, local);
       const lease = await this.acquire(config, leaseAttrs(local, this.backend!.type, started), signal);
       await this.writeSubnetFile(config, lease, started.mtu);
       this.running = { config, mtu: started.mtu };
+      this.readiness.leaseHeld(true);
+      this.readiness.etcdContact(true);
+      this.metrics.setEtcdUp(true);
+      this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       await this.watchPeers(config);
       await this.startRepairs(config);
       this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: this.backend!.type, mtu: started.mtu });
@@ -79,6 +91,7 @@ export class Agent {
   private async startBackend(config: NetworkConfig, local: LocalNode): Promise<BackendStart> {
     this.netlink = Netlink.open();
     this.backend = createBackend(config.backend, { log: this.log, netlink: this.netlink });
+    this.metrics.setBackend(this.backend.type);
     return this.backend.start(local);
   }
 
@@ -89,9 +102,21 @@ export class Agent {
         this.logLeaseEvents(events);
         this.loop.request('lease events');
       },
-      onWarning: (m) => this.log.warn(m),
-      onConnectivity: (up, err) =>
-        up ? this.log.info('etcd reachable again; leases re-listed') : this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message }),
+      onWarning: (m) => {
+        this.log.warn(m);
+        if (m.startsWith('skipping lease')) this.metrics.leaseSkipped();
+      },
+      onConnectivity: (up, err) => {
+        this.readiness.etcdContact(up);
+        this.metrics.setEtcdUp(up);
+        if (up) {
+          this.metrics.etcdReconnected();
+          this.log.info('etcd reachable again; leases re-listed');
+        } else {
+          this.metrics.etcdError('watch');
+          this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message });
+        }
+      },
     });
   }
 
@@ -116,7 +141,9 @@ export class Agent {
   }
 
   /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */
-  async ownLeaseChanged(lease: Lease): Promise<void> {
+  async ownLeaseChanged(lease: Lease, previous: Lease): Promise<void> {
+    if (!lease.subnet.equals(previous.subnet)) this.metrics.subnetChanged();
+    this.readiness.leaseHeld(true);
     if (this.running) await this.writeSubnetFile(this.running.config, lease, this.running.mtu);
     this.loop.request('own lease re-acquired');
   }
@@ -159,12 +186,22 @@ export class Agent {
     const backend = this.backend;
     if (!own || !backend || !this.watcher) return;
     const peers = [...this.watcher.leases().values()].filter((l) => l.key !== own.key);
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
       const report = await backend.reconcile(own, peers);
       if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: peers.length, changed: report.changed, removed: report.removed });
       for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);
       this.reportSkips(report.skipped);
+      const ok = report.failures.length === 0;
+      this.metrics.observeReconcile(seconds(), ok);
+      this.metrics.countKernelChanges(report.changed, report.removed);
+      this.metrics.setPeers(backend.type, peers.length - report.skipped.length);
+      this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
+      this.readiness.reconciled(ok, ok ? undefined : `${report.failures.length} kernel change(s) refused, first: ${report.failures[0]}`);
     } catch (err) {
+      this.metrics.observeReconcile(seconds(), false);
+      this.readiness.reconciled(false, (err as Error).message);
       this.log.error('reconcile failed; will retry', { reason, error: (err as Error).message });
     }
   }

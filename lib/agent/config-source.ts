@@ -15,6 +15,7 @@ export async function waitForNetworkConfig(
   configKey: string,
   log: Log,
   signal: AbortSignal,
+  hooks: { rejected?: () => void } = {},
   retryMs = 1000,
 ): Promise<NetworkConfig> {
   let lastState = '';
@@ -38,6 +39,7 @@ export async function waitForNetworkConfig(
       }
     } catch (err) {
       if (err instanceof ConfigError) {
+        if (lastState !== `invalid:${err.message}`) hooks.rejected?.();
         say(`invalid:${err.message}`, 'error', `the network config at ${configKey} is invalid, waiting for a fix: ${err.message}`, { field: err.field });
       } else {
         say('unreachable', 'warn', `cannot read the network config from etcd; retrying: ${(err as Error).message}`);

@@ -113,6 +113,10 @@ export class EtcdSubnetManager implements SubnetManager {
   async watchLeases(config: NetworkConfig, hooks: LeaseWatcherHooks): Promise<LeaseWatcher> {
     const watcher = new LeaseWatcher(this.registry, config, {
       ...hooks,
+      onConnectivity: (up, error) => {
+        if (up && this.renewalOverdue()) this.scheduleRenewal(0);
+        hooks.onConnectivity?.(up, error);
+      },
       onEvents: (events) => {
         this.noticeOwnLease(events);
         hooks.onEvents(events);
@@ -230,6 +234,15 @@ export class EtcdSubnetManager implements SubnetManager {
     this.renewTimer = setTimeout(() => void this.renew(), due);
   }
 
+  /** True when a renewal failed and is waiting for its retry (etcd was away). */
+  private renewalOverdue(): boolean {
+    const own = this.own;
+    if (!own?.etcdLeaseId || !this.expiry) return false;
+    const ttlMs = this.opts.ttlSeconds * 1000;
+    const margin = Math.min(this.opts.renewMarginSeconds * 1000, ttlMs / 2);
+    return Date.now() >= this.expiry.getTime() - margin;
+  }
+
   private async renew(): Promise<void> {
     const own = this.own;
     if (this.closed || !own?.etcdLeaseId) return;
@@ -245,7 +258,10 @@ export class EtcdSubnetManager implements SubnetManager {
       this.scheduleRenewal();
     } catch (err) {
       this.opts.log.debug('lease renewal failed; retrying', { error: (err as Error).message });
-      this.scheduleRenewal(this.renewBackoff.next());
+      // Back off, but never past the point where the lease could expire
+      // between two attempts: as expiry nears, retries come closer together.
+      const left = (this.expiry?.getTime() ?? Date.now()) - Date.now();
+      this.scheduleRenewal(Math.min(this.renewBackoff.next(), Math.max(200, left / 4)));
     }
   }
 

@@ -1,5 +1,5 @@
 /**
- * A TCP proxy on 127.0.0.1 that a test can cut: `cut()` drops every
+ * A TCP proxy (on 127.0.0.1 unless told otherwise) that a test can cut: `cut()` drops every
  * connection and refuses new ones, `restore()` accepts again. It lets a
  * test take etcd away from one client while another keeps writing.
  */
@@ -13,7 +13,9 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+export async function startTcpProxy(targetPort: number, opts: { listenHost?: string; targetHost?: string } = {}): Promise<TcpProxy> {
+  const listenHost = opts.listenHost ?? '127.0.0.1';
+  const targetHost = opts.targetHost ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
   let open = true;
   const server = net.createServer((client) => {
@@ -21,7 +23,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       client.destroy();
       return;
     }
-    const upstream = net.connect(targetPort, '127.0.0.1');
+    const upstream = net.connect(targetPort, targetHost);
     sockets.add(client);
     sockets.add(upstream);
     const drop = () => {
@@ -35,11 +37,11 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, listenHost, resolve));
   const addr = server.address() as net.AddressInfo;
   return {
     port: addr.port,
-    endpoint: `http://127.0.0.1:${addr.port}`,
+    endpoint: `http://${listenHost}:${addr.port}`,
     cut() {
       open = false;
       for (const s of sockets) s.destroy();

@@ -22,6 +22,10 @@ export interface TwillClusterOptions {
   readonly config: object;
   /** Extra twilld flags for every node. */
   readonly agentArgs?: readonly string[];
+  /** Extra twilld flags for one node (after agentArgs, so they win). */
+  readonly agentArgsFor?: (node: number) => readonly string[];
+  /** etcd endpoints the agents use instead of the cluster's own etcd (e.g. a proxy or a 3-member cluster). */
+  readonly etcdEndpoints?: (node: number) => string;
   /** Start agents and pods at once (default true). */
   readonly start?: boolean;
 }
@@ -75,10 +79,11 @@ export class TwillCluster {
     const nodeFlags = (process.env.TWILL_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
     const args = [
       process.execPath, ...nodeFlags, TWILLD,
-      '--etcd-endpoints', this.etcd.endpointOn(UNDERLAY.bridgeIp),
+      '--etcd-endpoints', this.opts.etcdEndpoints?.(node) ?? this.etcd.endpointOn(UNDERLAY.bridgeIp),
       '--subnet-file', this.subnetFile(node),
       '--iface', 'eth0',
       ...(this.opts.agentArgs ?? []),
+      ...(this.opts.agentArgsFor?.(node) ?? []),
       ...extraArgs,
     ];
     const agent = await this.net.spawn(node, args);

@@ -1,0 +1,274 @@
+/**
+ * The Prometheus metrics twilld exposes on `/metrics` (DESIGN §5).
+ *
+ * `AgentMetrics` owns a private prom-client `Registry`, not the global
+ * one, so that tests (and anything else in the process) can hold several
+ * independent sets without "metric already registered" errors. The agent
+ * reports facts through one method per fact; the metric names and labels
+ * below are a public contract that dashboards and alerts depend on, so
+ * they are renamed only with a CHANGELOG entry:
+ *
+ * | metric                                   | type      | labels            |
+ * |------------------------------------------|-----------|-------------------|
+ * | twill_peers                              | gauge     | backend           |
+ * | twill_reconcile_total                    | counter   | result=ok\|error  |
+ * | twill_reconcile_duration_seconds         | histogram |                   |
+ * | twill_kernel_changes_total               | counter   | kind=changed\|removed |
+ * | twill_lease_expiry_timestamp_seconds     | gauge     |                   |
+ * | twill_subnet_changes_total               | counter   |                   |
+ * | twill_etcd_errors_total                  | counter   | operation         |
+ * | twill_etcd_reconnects_total              | counter   |                   |
+ * | twill_etcd_up                            | gauge     |                   |
+ * | twill_config_rejected_total              | counter   |                   |
+ * | twill_config_valid                       | gauge     |                   |
+ * | twill_leases_skipped_total               | counter   |                   |
+ * | twill_backend_info                       | gauge     | backend, mode     |
+ * | twill_datapath_receive_packets_total     | counter   | backend           |
+ * | twill_datapath_transmit_packets_total    | counter   | backend           |
+ * | twill_datapath_receive_bytes_total       | counter   | backend           |
+ * | twill_datapath_transmit_bytes_total      | counter   | backend           |
+ * | twill_datapath_drops_total               | counter   | backend           |
+ *
+ * plus prom-client's default process metrics, prefixed `twill_`
+ * (`twill_process_cpu_seconds_total`, `twill_nodejs_heap_size_used_bytes`, …).
+ *
+ * Failure semantics: no method throws. A value that is not a finite number
+ * (or a negative count) is a bug in the caller, not a reason to take the
+ * agent down; it is ignored and the metric keeps its previous value.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Absolute datapath counters as read back from a userspace datapath. */
+export interface DatapathCounters {
+  rxPackets: number;
+  txPackets: number;
+  rxBytes: number;
+  txBytes: number;
+  drops: number;
+}
+
+/** Histogram buckets from 1 ms to 10 s: a reconcile of a few peers takes milliseconds, of 5000 routes seconds. */
+const RECONCILE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+const DATAPATH_FIELDS = ['rxPackets', 'txPackets', 'rxBytes', 'txBytes', 'drops'] as const;
+type DatapathField = (typeof DATAPATH_FIELDS)[number];
+
+export class AgentMetrics {
+  /** The registry every twill metric lives in; `metrics()` renders it. */
+  readonly registry = new Registry();
+
+  private readonly peers: Gauge<'backend'>;
+  private readonly reconciles: Counter<'result'>;
+  private readonly reconcileDuration: Histogram;
+  private readonly kernelChanges: Counter<'kind'>;
+  private readonly leaseExpiry: Gauge;
+  private readonly subnetChanges: Counter;
+  private readonly etcdErrors: Counter<'operation'>;
+  private readonly etcdReconnects: Counter;
+  private readonly etcdUp: Gauge;
+  private readonly configRejections: Counter;
+  private readonly configValid: Gauge;
+  private readonly leasesSkipped: Counter;
+  private readonly backendInfo: Gauge<'backend' | 'mode'>;
+  private readonly datapath: Record<DatapathField, Counter<'backend'>>;
+  /** The last absolute datapath values seen per backend, to turn them into counter increments. */
+  private readonly datapathLast = new Map<string, DatapathCounters>();
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'twill_' });
+
+    this.peers = new Gauge({
+      name: 'twill_peers',
+      help: 'Peers (other nodes\' leases) currently programmed into the datapath, per backend.',
+      labelNames: ['backend'],
+      registers,
+    });
+    this.reconciles = new Counter({
+      name: 'twill_reconcile_total',
+      help: 'Reconciles of the kernel state with the leases, by result (ok: the backend ran to the end, error: it threw and will be retried).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.reconcileDuration = new Histogram({
+      name: 'twill_reconcile_duration_seconds',
+      help: 'Time one reconcile of the kernel state with the leases took, whether it succeeded or not.',
+      buckets: RECONCILE_BUCKETS,
+      registers,
+    });
+    this.kernelChanges = new Counter({
+      name: 'twill_kernel_changes_total',
+      help: 'Kernel objects (routes, FDB and ARP entries, links) that reconciles added or replaced (kind="changed") or deleted (kind="removed"). A steady rise on a quiet cluster means something else keeps undoing them.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.leaseExpiry = new Gauge({
+      name: 'twill_lease_expiry_timestamp_seconds',
+      help: 'Unix time at which this node\'s subnet lease expires unless renewed; 0 for a reservation (never expires) or when no lease is held.',
+      registers,
+    });
+    this.subnetChanges = new Counter({
+      name: 'twill_subnet_changes_total',
+      help: 'Times this node lost its own subnet lease and had to take a different subnet; every pod on the node needs a new address afterwards.',
+      registers,
+    });
+    this.etcdErrors = new Counter({
+      name: 'twill_etcd_errors_total',
+      help: 'Failed etcd requests, by operation (a small fixed set such as acquire, renew, watch, list, config).',
+      labelNames: ['operation'],
+      registers,
+    });
+    this.etcdReconnects = new Counter({
+      name: 'twill_etcd_reconnects_total',
+      help: 'Times contact with etcd came back after it was lost (leases are re-listed each time).',
+      registers,
+    });
+    this.etcdUp = new Gauge({
+      name: 'twill_etcd_up',
+      help: 'Whether etcd is reachable (1) or not (0) as of the last request or watch event; 0 until first reached.',
+      registers,
+    });
+    this.configRejections = new Counter({
+      name: 'twill_config_rejected_total',
+      help: 'Network configs read from etcd and refused as invalid; the last good config keeps running.',
+      registers,
+    });
+    this.configValid = new Gauge({
+      name: 'twill_config_valid',
+      help: 'Whether the network config currently in etcd is valid (1) or was refused (0); 0 until a config has been read.',
+      registers,
+    });
+    this.leasesSkipped = new Counter({
+      name: 'twill_leases_skipped_total',
+      help: 'Other nodes\' leases ignored because they are malformed or unusable (each is also logged once).',
+      registers,
+    });
+    this.backendInfo = new Gauge({
+      name: 'twill_backend_info',
+      help: 'Always 1, for the backend running on this node; mode says how it moves packets (kernel or userspace).',
+      labelNames: ['backend', 'mode'],
+      registers,
+    });
+    const datapath = (name: string, help: string) =>
+      new Counter({ name, help: `${help}, per backend (userspace datapaths only).`, labelNames: ['backend'], registers });
+    this.datapath = {
+      rxPackets: datapath('twill_datapath_receive_packets_total', 'Packets the datapath received from the overlay'),
+      txPackets: datapath('twill_datapath_transmit_packets_total', 'Packets the datapath sent into the overlay'),
+      rxBytes: datapath('twill_datapath_receive_bytes_total', 'Bytes the datapath received from the overlay'),
+      txBytes: datapath('twill_datapath_transmit_bytes_total', 'Bytes the datapath sent into the overlay'),
+      drops: datapath('twill_datapath_drops_total', 'Packets the datapath dropped'),
+    };
+
+    // Counters with a known label set start at 0, so that rate() and
+    // increase() see the first event instead of a series appearing from nothing.
+    this.reconciles.labels('ok').inc(0);
+    this.reconciles.labels('error').inc(0);
+    this.kernelChanges.labels('changed').inc(0);
+    this.kernelChanges.labels('removed').inc(0);
+    this.leaseExpiry.set(0);
+  }
+
+  /** The Content-Type header to serve `metrics()` with (Prometheus text format 0.0.4). */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Renders every metric in the Prometheus text format. Rejects only if a collector throws. */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Peers programmed by `backend` after a reconcile (0 once a backend stops). */
+  setPeers(backend: string, n: number): void {
+    if (isCount(n)) this.peers.labels(backend).set(n);
+  }
+
+  /** One reconcile finished after `seconds`; `ok` is false if it threw. */
+  observeReconcile(seconds: number, ok: boolean): void {
+    this.reconciles.labels(ok ? 'ok' : 'error').inc();
+    if (isCount(seconds)) this.reconcileDuration.observe(seconds);
+  }
+
+  /** Kernel objects a reconcile added/replaced and deleted (its report's `changed` and `removed`). */
+  countKernelChanges(changed: number, removed: number): void {
+    if (isCount(changed)) this.kernelChanges.labels('changed').inc(changed);
+    if (isCount(removed)) this.kernelChanges.labels('removed').inc(removed);
+  }
+
+  /** When the own lease expires; `undefined` for a reservation or no lease (exported as 0). */
+  setLeaseExpiry(date: Date | undefined): void {
+    const ms = date?.getTime();
+    this.leaseExpiry.set(ms !== undefined && Number.isFinite(ms) ? ms / 1000 : 0);
+  }
+
+  /** The own subnet was lost and replaced by a different one. */
+  subnetChanged(): void {
+    this.subnetChanges.inc();
+  }
+
+  /** An etcd request failed; keep `operation` to a small fixed set, one time series each. */
+  etcdError(operation: string): void {
+    this.etcdErrors.labels(operation).inc();
+  }
+
+  /** Contact with etcd came back after a loss. */
+  etcdReconnected(): void {
+    this.etcdReconnects.inc();
+  }
+
+  setEtcdUp(up: boolean): void {
+    this.etcdUp.set(up ? 1 : 0);
+  }
+
+  /** A network config was refused; the caller keeps running the last good one. */
+  configRejected(): void {
+    this.configRejections.inc();
+  }
+
+  setConfigValid(ok: boolean): void {
+    this.configValid.set(ok ? 1 : 0);
+  }
+
+  /** Another node's lease was ignored as malformed. */
+  leaseSkipped(): void {
+    this.leasesSkipped.inc();
+  }
+
+  /**
+   * The backend now running and how it moves packets (`kernel` unless
+   * given, e.g. `userspace` for the TUN ipip datapath). Replaces the
+   * previous backend's series, so exactly one is 1.
+   */
+  setBackend(backend: string, mode = 'kernel'): void {
+    this.backendInfo.reset();
+    this.backendInfo.labels(backend, mode).set(1);
+  }
+
+  /**
+   * Absolute counters read back from a userspace datapath. Prometheus
+   * counters only go up, so each call adds the difference from the values
+   * seen last time. A value lower than last time means the datapath
+   * restarted and counts from 0 again: the new value itself is then the
+   * increase since the restart, so nothing already exported is lost or
+   * counted twice. Invalid fields (negative, NaN) are ignored and do not
+   * move the baseline.
+   */
+  setDatapathCounters(backend: string, c: DatapathCounters): void {
+    const last = this.datapathLast.get(backend);
+    const next: DatapathCounters = { ...(last ?? { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0, drops: 0 }) };
+    for (const field of DATAPATH_FIELDS) {
+      const value = c[field];
+      if (!isCount(value)) continue;
+      const previous = last?.[field] ?? 0;
+      const delta = value >= previous ? value - previous : value;
+      this.datapath[field].labels(backend).inc(delta);
+      next[field] = value;
+    }
+    this.datapathLast.set(backend, next);
+  }
+}
+
+/** A finite, non-negative number: anything else cannot be a count, a size or a duration. */
+function isCount(n: number): boolean {
+  return Number.isFinite(n) && n >= 0;
+}
