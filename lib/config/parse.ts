@@ -141,7 +141,7 @@ function parseObject(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    fail('config', `not valid JSON: ${(err as Error).message}`);
+    fail('config', `not valid JSON: ${oneLine((err as Error).message)}`);
   }
   if (!isObject(value)) fail('config', `${show(value)} is not a JSON object; expected {"Network": "${IPV4.example}", ...}`);
   return value;
@@ -168,6 +168,18 @@ function indexFields(obj: Record<string, unknown>, fieldName: (key: string) => s
     fields.set(key.toLowerCase(), { key, value });
   }
   return fields;
+}
+
+/**
+ * For a message about a missing key: the unknown keys that were ignored,
+ * since a misspelt key ("Netwrok") is the usual reason, and the warning
+ * about it is never shown when the config is refused.
+ */
+function ignoredNote(fields: Fields): string {
+  const unknown = [...fields.values()].map((f) => f.key).filter((key) => !KEYS.some((k) => k.toLowerCase() === key.toLowerCase()));
+  if (unknown.length === 0) return '';
+  const shown = unknown.slice(0, 5).map((k) => show(k)).join(', ');
+  return `; unknown keys were ignored: ${shown}${unknown.length > 5 ? `, and ${unknown.length - 5} more` : ''}`;
 }
 
 /** The value of `key`, undefined when absent or null. */
@@ -216,12 +228,15 @@ function readAddress(fields: Fields, key: Key, family: Family): IP | undefined {
   return ip.value === 0n ? undefined : ip;
 }
 
-/** Runs an `ip` parser, turning its error (which names the text and what was expected) into a ConfigError. */
+/**
+ * Runs an `ip` parser, turning its error into a ConfigError that names the
+ * text (shortened) and what was expected.
+ */
 function parseAddress<T>(key: Key, parse: () => T): T {
   try {
     return parse();
   } catch (err) {
-    if (err instanceof InvalidAddressError) fail(key, err.message);
+    if (err instanceof InvalidAddressError) fail(key, `${show(err.text)} is not ${err.reason}`);
     throw err;
   }
 }
@@ -256,7 +271,7 @@ function resolveFamily(fields: Fields, rules: FamilyRules, enabled: boolean, war
         `give the pod network, such as "${rules.example}"`);
     }
     return fail(rules.network, `missing; it is required while ${rules.enable} is true ` +
-      `(give the pod network, such as "${rules.example}", or set ${rules.enable} to false)`);
+      `(give the pod network, such as "${rules.example}", or set ${rules.enable} to false)${ignoredNote(fields)}`);
   }
 
   const smallest = rules.maxSubnetLen - SUBNETS_BITS;
@@ -351,6 +366,15 @@ function parseBackend(value: unknown, knownBackendTypes: readonly string[]): Bac
 
 function fail(field: string, problem: string): never {
   throw new ConfigError(field, `${field}: ${problem}`);
+}
+
+/**
+ * A parser's message, which may quote the bad text raw (line breaks and
+ * all): control characters escaped and cut short, so it stays one line.
+ */
+function oneLine(message: string): string {
+  const escaped = message.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > 160 ? `${escaped.slice(0, 157)}...` : escaped;
 }
 
 /** A value as it appeared in the JSON, shortened for a one-line message. */

@@ -51,15 +51,19 @@ export function describeRange(range: AllocationRange): string {
 /**
  * The first `CANDIDATE_WINDOW` free subnets in the range, in order.
  * `taken` holds `IPNet.toString()` of every subnet in use (both families).
+ * A subnet is free when it overlaps none of them, as in flanneld: a lease
+ * of another length (written under an earlier SubnetLen) blocks every
+ * subnet it overlaps, not only one of the same address.
  */
 export function freeSubnets(range: AllocationRange, taken: ReadonlySet<string>, limit = CANDIDATE_WINDOW): SubnetKey[] {
   const out: SubnetKey[] = [];
+  const inUse = overlapTest(range, taken);
   let v4: IPNet = range.first;
   let v6: IPNet | undefined = range.firstV6;
   for (;;) {
     if (v4.ip.value > range.last.ip.value) break;
     if (v6 && range.lastV6 && v6.ip.value > range.lastV6.ip.value) break;
-    if (!taken.has(v4.toString()) && !(v6 && taken.has(v6.toString()))) {
+    if (!inUse(v4) && !(v6 && inUse(v6))) {
       out.push(v6 ? { subnet: v4, ipv6Subnet: v6 } : { subnet: v4 });
       if (out.length >= limit) break;
     }
@@ -69,6 +73,28 @@ export function freeSubnets(range: AllocationRange, taken: ReadonlySet<string>, 
     if (range.firstV6 && !v6) break;
   }
   return out;
+}
+
+/**
+ * Whether a subnet of the range's length overlaps one in `taken`. Subnets
+ * of that length overlap only when equal, so a set lookup settles them;
+ * taken subnets of other lengths (normally none) are checked one by one.
+ */
+function overlapTest(range: AllocationRange, taken: ReadonlySet<string>): (subnet: IPNet) => boolean {
+  const lengths = new Map<number, number>([[4, range.first.prefixLen]]);
+  if (range.firstV6) lengths.set(6, range.firstV6.prefixLen);
+  const others: IPNet[] = [];
+  for (const text of taken) {
+    const family = text.includes(':') ? 6 : 4;
+    const len = lengths.get(family);
+    if (len === undefined || text.endsWith(`/${len}`)) continue;
+    try {
+      others.push(IPNet.parse(text, { want: family, allowHostBits: true }));
+    } catch {
+      // Not a subnet: it blocks nothing.
+    }
+  }
+  return (subnet) => taken.has(subnet.toString()) || others.some((o) => o.overlaps(subnet));
 }
 
 function maxValue(ip: IP): bigint {

@@ -2,10 +2,31 @@
  * Building the etcd3 client from flanneld's flags. TLS is used exactly when
  * the endpoints say https://; certificate files given with http:// endpoints
  * are refused rather than silently ignored, so a typo never downgrades a
- * cluster to plaintext.
+ * cluster to plaintext. There is no fallback from https:// to http://.
+ *
+ * Failure semantics:
+ * - Settings that cannot work (bad endpoint, unreadable or unparsable PEM
+ *   file, a key that does not belong to its certificate, a flag without its
+ *   partner) throw `EtcdSettingsError` here, before any connection.
+ * - Every unary call's failure reaches the caller as an error from
+ *   `etcd-errors.ts` (`EtcdTlsError`, `EtcdAuthError`, `EtcdUnavailableError`)
+ *   whose message names the endpoint, the cause and what to do; others pass
+ *   unchanged. A call is tried up to three times on a transient failure
+ *   (etcd3's own default), then fails; while etcd3's per-host circuit breaker
+ *   is open the last failure is repeated, so a caller logging "once per
+ *   distinct message" sees one state, not two alternating ones.
+ * - Streams (watch, keepalive) are not translated here; callers may pass
+ *   their errors through `describeEtcdError`.
+ * - Given --etcd-username against an etcd without authentication, the client
+ *   carries on without credentials, as flanneld (etcd's Go client) does, and
+ *   says so once through `onNotice`.
  */
+import { X509Certificate, createPrivateKey } from 'crypto';
 import { readFileSync } from 'fs';
-import { Etcd3, IOptions } from 'etcd3';
+import { Etcd3, IOptions, isRecoverableError } from 'etcd3';
+import { ClientCertificateInfo, EtcdErrorContext, isBrokenCircuit, translateEtcdError } from './etcd-errors';
+
+export * from './etcd-errors';
 
 export interface EtcdConnectionOptions {
   readonly endpoints: readonly string[];
@@ -16,6 +37,8 @@ export interface EtcdConnectionOptions {
   readonly password?: string;
   /** Deadline of one unary call, in ms; streams (watch, keepalive) have none. */
   readonly callTimeoutMs?: number;
+  /** Told once about a setting that etcd made moot (credentials for an etcd without auth). */
+  readonly onNotice?: (message: string) => void;
 }
 
 /** The etcd connection settings cannot work as given. */
@@ -25,6 +48,10 @@ export class EtcdSettingsError extends Error {
     this.name = 'EtcdSettingsError';
   }
 }
+
+/** Attempts of one unary call on a transient failure, as etcd3's default policy. */
+const ATTEMPTS = 3;
+const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 export function createEtcdClient(opts: EtcdConnectionOptions): Etcd3 {
   if (opts.endpoints.length === 0) throw new EtcdSettingsError('--etcd-endpoints', '--etcd-endpoints lists no endpoint');
@@ -54,16 +81,72 @@ export function createEtcdClient(opts: EtcdConnectionOptions): Etcd3 {
     dialTimeout: timeout,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
   };
+  let clientCert: ClientCertificateInfo | undefined;
   if (secure) {
-    options.credentials = {
-      rootCertificate: opts.caFile ? readPem(opts.caFile, '--etcd-cafile') : readSystemRoots(),
-      ...(opts.certFile && opts.keyFile
-        ? { certChain: readPem(opts.certFile, '--etcd-certfile'), privateKey: readPem(opts.keyFile, '--etcd-keyfile') }
-        : {}),
-    };
+    const rootCertificate = opts.caFile ? readPem(opts.caFile, '--etcd-cafile') : readSystemRoots();
+    checkCertificates(rootCertificate, opts.caFile ? `--etcd-cafile ${opts.caFile}` : SYSTEM_CA_BUNDLE, '--etcd-cafile');
+    options.credentials = { rootCertificate };
+    if (opts.certFile && opts.keyFile) {
+      const certChain = readPem(opts.certFile, '--etcd-certfile');
+      const privateKey = readPem(opts.keyFile, '--etcd-keyfile');
+      clientCert = checkKeyPair(certChain, privateKey, opts.certFile, opts.keyFile);
+      options.credentials = { rootCertificate, certChain, privateKey };
+    }
   }
   if (opts.username && opts.password) options.auth = { username: opts.username, password: opts.password };
+
+  const context: EtcdErrorContext = {
+    endpoints: opts.endpoints,
+    username: opts.username,
+    caFile: opts.caFile,
+    certFile: opts.certFile,
+    clientCert,
+  };
+  options.faultHandling = { global: translatingPolicy(context, options, opts.onNotice) };
   return new Etcd3(options);
+}
+
+type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+/**
+ * etcd3's global policy, which every unary call (and the token exchange
+ * before it) runs through: retries a transient failure like etcd3's default,
+ * then translates the failure (see the file comment).
+ */
+function translatingPolicy(context: EtcdErrorContext, options: IOptions, onNotice?: (message: string) => void): GlobalPolicy {
+  let lastFailure: unknown;
+  const signal = new AbortController().signal;
+  const noEvent = () => ({ dispose: () => undefined });
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const result = await fn({ signal });
+          lastFailure = undefined;
+          return result;
+        } catch (err) {
+          if (options.auth && isAuthNotEnabled(err)) {
+            // etcd's Go client (and so flanneld) ignores credentials that etcd does not ask for.
+            options.auth = undefined;
+            onNotice?.(`etcd at ${context.endpoints.join(', ')} has authentication disabled; connecting without --etcd-username/--etcd-password`);
+            attempt--;
+            continue;
+          }
+          if (attempt < ATTEMPTS && err instanceof Error && isRecoverableError(err)) continue;
+          if (isBrokenCircuit(err) && lastFailure !== undefined) throw lastFailure;
+          lastFailure = translateEtcdError(err, context);
+          throw lastFailure;
+        }
+      }
+    },
+  };
+  return policy as unknown as GlobalPolicy;
+}
+
+function isAuthNotEnabled(err: unknown): boolean {
+  return err instanceof Error && /etcdserver: authentication is not enabled/.test(err.message);
 }
 
 function readPem(file: string, flag: string): Buffer {
@@ -76,8 +159,50 @@ function readPem(file: string, flag: string): Buffer {
 
 function readSystemRoots(): Buffer {
   try {
-    return readFileSync('/etc/ssl/certs/ca-certificates.crt');
+    return readFileSync(SYSTEM_CA_BUNDLE);
   } catch {
     throw new EtcdSettingsError('--etcd-cafile', 'https:// endpoints need --etcd-cafile (no system CA bundle found)');
   }
+}
+
+/** The CA file must hold at least one certificate, or every handshake would fail with a vaguer message. */
+function checkCertificates(pem: Buffer, what: string, flag: string): void {
+  if (!/-----BEGIN CERTIFICATE-----/.test(pem.toString('latin1'))) {
+    throw new EtcdSettingsError(flag, `${what} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+  }
+  try {
+    new X509Certificate(pem);
+  } catch (err) {
+    throw new EtcdSettingsError(flag, `${what} is not a readable PEM certificate: ${(err as Error).message}`);
+  }
+}
+
+/** Parses the client certificate (its first one) and checks that the key belongs to it. */
+function checkKeyPair(certPem: Buffer, keyPem: Buffer, certFile: string, keyFile: string): ClientCertificateInfo {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+  } catch (err) {
+    throw new EtcdSettingsError('--etcd-certfile', `--etcd-certfile ${certFile} is not a readable PEM certificate: ${(err as Error).message}`);
+  }
+  let matches: boolean;
+  try {
+    matches = cert.checkPrivateKey(createPrivateKey(keyPem));
+  } catch (err) {
+    throw new EtcdSettingsError('--etcd-keyfile', `--etcd-keyfile ${keyFile} is not a readable unencrypted PEM private key: ${(err as Error).message}`);
+  }
+  if (!matches) {
+    throw new EtcdSettingsError('--etcd-keyfile', `--etcd-keyfile ${keyFile} is not the private key of --etcd-certfile ${certFile}`);
+  }
+  return {
+    subject: oneLine(cert.subject),
+    issuer: oneLine(cert.issuer),
+    validFrom: new Date(cert.validFrom),
+    validTo: new Date(cert.validTo),
+  };
+}
+
+/** X509Certificate prints names one attribute per line: "CN=a\nO=b" → "CN=a, O=b". */
+function oneLine(name: string): string {
+  return name.split('\n').filter(Boolean).join(', ');
 }

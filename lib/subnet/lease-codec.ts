@@ -8,6 +8,7 @@
  * Decoding matches field names case-insensitively, as Go's encoding/json
  * does, and ignores fields it does not know.
  */
+import { Address6 } from 'ip-address';
 import { IP, IPNet, InvalidAddressError } from '../ip';
 import type { LeaseAttrs, BackendAdvert } from './lease';
 
@@ -31,13 +32,17 @@ const KEY_PATTERN = /^(\d{1,3}(?:\.\d{1,3}){3})-(\d{1,2})(?:&([0-9a-fA-F:]+)-(\d
 
 export function formatSubnetKey(key: SubnetKey): string {
   const v4 = `${key.subnet.ip.toString()}-${key.subnet.prefixLen}`;
-  return key.ipv6Subnet ? `${v4}&${key.ipv6Subnet.ip.toString()}-${key.ipv6Subnet.prefixLen}` : v4;
+  if (!key.ipv6Subnet) return v4;
+  // Hex groups only, as the key grammar (flanneld's) has no room for the
+  // dotted tail that an IPv4-mapped address is otherwise printed with.
+  const v6 = Address6.fromBigInt(key.ipv6Subnet.ip.value).correctForm();
+  return `${v4}&${v6}-${key.ipv6Subnet.prefixLen}`;
 }
 
 export function parseSubnetKey(key: string): SubnetKey {
   const m = KEY_PATTERN.exec(key);
   if (!m) {
-    throw new LeaseFormatError('key', `lease key ${JSON.stringify(key)} is not of the form a.b.c.d-len[&ipv6-len]`);
+    throw new LeaseFormatError('key', `lease key ${quote(key)} is not of the form a.b.c.d-len[&ipv6-len]`);
   }
   try {
     const subnet = IPNet.parse(`${m[1]}/${m[2]}`, { want: 4 });
@@ -45,7 +50,7 @@ export function parseSubnetKey(key: string): SubnetKey {
     return { subnet, ipv6Subnet };
   } catch (err) {
     if (err instanceof InvalidAddressError) {
-      throw new LeaseFormatError('key', `lease key ${JSON.stringify(key)}: ${err.message}`);
+      throw new LeaseFormatError('key', `lease key ${quote(key)}: ${quote(err.text)} is not ${err.reason}`);
     }
     throw err;
   }
@@ -77,7 +82,7 @@ export function decodeLeaseAttrs(text: string): LeaseAttrs {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new LeaseFormatError('value', `lease value is not JSON: ${(err as Error).message}`);
+    throw new LeaseFormatError('value', `lease value is not JSON: ${oneLine((err as Error).message)}`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new LeaseFormatError('value', 'lease value is not a JSON object');
@@ -121,7 +126,7 @@ function decodeBackends(v: unknown): BackendAdvert[] | undefined {
     const entry = item !== null && typeof item === 'object' ? foldKeys(item as Record<string, unknown>) : undefined;
     const type = entry?.get('type');
     if (typeof type !== 'string' || !/^[a-z0-9-]{1,32}$/.test(type)) {
-      throw new LeaseFormatError('TwillBackends', `lease TwillBackends entry ${JSON.stringify(item)} has no valid Type`);
+      throw new LeaseFormatError('TwillBackends', `lease TwillBackends entry ${quote(JSON.stringify(item) ?? String(item), false)} has no valid Type`);
     }
     const data = entry?.get('data');
     return data === undefined || data === null ? { type } : { type, data };
@@ -141,6 +146,27 @@ function checkIP(field: string, text: string, family: 4 | 6): void {
   } catch {
     throw new LeaseFormatError(field, `lease ${field} ${JSON.stringify(text.slice(0, 64))} is not an IPv${family} address`);
   }
+}
+
+/**
+ * Text from another node, quoted (unless `json` is false: it is JSON
+ * already) and cut short, so that a hostile or broken value cannot turn
+ * one warning into a megabyte of log.
+ */
+function quote(text: string, json = true): string {
+  const MAX = 80;
+  const short = text.length > MAX ? text.slice(0, MAX) : text;
+  return `${json ? JSON.stringify(short) : short}${text.length > MAX ? `... (${text.length} characters)` : ''}`;
+}
+
+/**
+ * A parser's message, which may quote the bad text raw: control and
+ * line-separator characters escaped, so that a value written by another
+ * node can never start a line of its own in the log, and cut short.
+ */
+function oneLine(message: string): string {
+  const escaped = message.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > 160 ? `${escaped.slice(0, 157)}...` : escaped;
 }
 
 function describe(v: unknown): string {

@@ -2,19 +2,44 @@
  * A real etcd server for tests: a free port on 127.0.0.1 (and optionally on
  * further local addresses, such as the cluster underlay bridge), a temporary
  * data dir, stopped and removed by `destroy()`. Ended by PID only.
+ *
+ * Optionally it serves TLS (`tls`: https:// endpoints, optionally demanding
+ * client certificates) and/or password auth (`auth`: a root user and users
+ * with read-write on a prefix are made, then auth is enabled). The clients
+ * that `client()` returns carry whatever credentials the server needs.
  */
 import { ChildProcess, spawn } from 'child_process';
-import { mkdtempSync, rmSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, EtcdRoleExistsError, IOptions, Range } from 'etcd3';
+
+export interface EtcdTlsSettings {
+  /** The server's certificate and key (PEM files). */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** `--trusted-ca-file`: the CA of acceptable client certificates; the harness's own clients trust it too. */
+  readonly trustedCAFile: string;
+  /** `--client-cert-auth`: refuse clients without a certificate signed by `trustedCAFile`. */
+  readonly clientCertAuth?: boolean;
+  /** The certificate the harness's own clients present (needed with `clientCertAuth`). */
+  readonly clientCertFile?: string;
+  readonly clientKeyFile?: string;
+}
+
+export interface EtcdAuthSettings {
+  readonly rootPassword: string;
+  /** Users made before auth is enabled, each with a role granting read-write on `prefix`. */
+  readonly users?: readonly { readonly name: string; readonly password: string; readonly prefix: string }[];
+}
 
 export interface EtcdServer {
   readonly port: number;
-  /** http://127.0.0.1:<port> */
+  /** http://127.0.0.1:<port> (https:// with `tls`) */
   readonly endpoint: string;
   endpointOn(ip: string): string;
+  /** A client with the credentials the server needs (CA and client certificate; root with `auth`); closed by `destroy()`. */
   client(): Etcd3;
   /** Stops the process, keeping the data (for outage tests). */
   stop(): Promise<void>;
@@ -35,32 +60,52 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startEtcd(opts: { listenIPs?: string[] } = {}): Promise<EtcdServer> {
+export async function startEtcd(opts: { listenIPs?: string[]; tls?: EtcdTlsSettings; auth?: EtcdAuthSettings } = {}): Promise<EtcdServer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'twill-etcd-'));
   const port = await freePort();
   const peerPort = await freePort();
   const ips = ['127.0.0.1', ...(opts.listenIPs ?? [])];
+  const scheme = opts.tls ? 'https' : 'http';
   const clients: Etcd3[] = [];
   let proc: ChildProcess | undefined;
   let stderr = '';
+  let authEnabled = false;
 
   const args = [
     '--name', 'twill-test',
     '--data-dir', path.join(dir, 'data'),
-    '--listen-client-urls', ips.map((ip) => `http://${ip}:${port}`).join(','),
-    '--advertise-client-urls', `http://127.0.0.1:${port}`,
+    '--listen-client-urls', ips.map((ip) => `${scheme}://${ip}:${port}`).join(','),
+    '--advertise-client-urls', `${scheme}://127.0.0.1:${port}`,
     '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
     '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
     '--initial-cluster', `twill-test=http://127.0.0.1:${peerPort}`,
     '--log-level', 'error',
+    ...(opts.tls ? ['--cert-file', opts.tls.certFile, '--key-file', opts.tls.keyFile, '--trusted-ca-file', opts.tls.trustedCAFile] : []),
+    ...(opts.tls?.clientCertAuth ? ['--client-cert-auth'] : []),
   ];
+
+  /** What a client of this server needs; root's password once auth is on. */
+  const clientOptions = (extra: Partial<IOptions> = {}): IOptions => {
+    const tls = opts.tls;
+    return {
+      hosts: `${scheme}://127.0.0.1:${port}`,
+      ...(tls ? {
+        credentials: {
+          rootCertificate: readFileSync(tls.trustedCAFile),
+          ...(tls.clientCertFile && tls.clientKeyFile ? { certChain: readFileSync(tls.clientCertFile), privateKey: readFileSync(tls.clientKeyFile) } : {}),
+        },
+      } : {}),
+      ...(authEnabled && opts.auth ? { auth: { username: 'root', password: opts.auth.rootPassword } } : {}),
+      ...extra,
+    };
+  };
 
   const server: EtcdServer = {
     port,
-    endpoint: `http://127.0.0.1:${port}`,
-    endpointOn: (ip) => `http://${ip}:${port}`,
+    endpoint: `${scheme}://127.0.0.1:${port}`,
+    endpointOn: (ip) => `${scheme}://${ip}:${port}`,
     client() {
-      const c = new Etcd3({ hosts: `http://127.0.0.1:${port}` });
+      const c = new Etcd3(clientOptions());
       clients.push(c);
       return c;
     },
@@ -71,7 +116,7 @@ export async function startEtcd(opts: { listenIPs?: string[] } = {}): Promise<Et
       child.stderr?.on('data', (d: Buffer) => {
         stderr = (stderr + d.toString()).slice(-4000);
       });
-      await waitReady(port, child, () => stderr);
+      await waitReady(port, child, () => stderr, clientOptions({ dialTimeout: 1000 }));
     },
     async stop() {
       const child = proc;
@@ -91,6 +136,10 @@ export async function startEtcd(opts: { listenIPs?: string[] } = {}): Promise<Et
   };
   try {
     await server.start();
+    if (opts.auth) {
+      await enableAuth(new Etcd3(clientOptions()), opts.auth);
+      authEnabled = true;
+    }
   } catch (err) {
     await server.destroy();
     throw err;
@@ -98,9 +147,30 @@ export async function startEtcd(opts: { listenIPs?: string[] } = {}): Promise<Et
   return server;
 }
 
-async function waitReady(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
+/** Root (with etcd's root role), then each user with a role over its prefix, then `auth enable`. */
+async function enableAuth(admin: Etcd3, auth: EtcdAuthSettings): Promise<void> {
+  try {
+    await admin.role('root').create().catch((err) => {
+      if (!(err instanceof EtcdRoleExistsError)) throw err;
+    });
+    await admin.user('root').create(auth.rootPassword);
+    await admin.user('root').addRole('root');
+    for (const u of auth.users ?? []) {
+      const role = admin.role(`${u.name}-rw`);
+      await role.create();
+      await role.grant({ permission: 'Readwrite', range: Range.prefix(u.prefix) });
+      await admin.user(u.name).create(u.password);
+      await admin.user(u.name).addRole(role);
+    }
+    await admin.auth.authEnable({});
+  } finally {
+    admin.close();
+  }
+}
+
+async function waitReady(port: number, child: ChildProcess, stderr: () => string, options: IOptions): Promise<void> {
   const deadline = Date.now() + 20_000;
-  const probe = new Etcd3({ hosts: `http://127.0.0.1:${port}`, dialTimeout: 1000 });
+  const probe = new Etcd3(options);
   try {
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`etcd exited with code ${child.exitCode}: ${stderr()}`);
