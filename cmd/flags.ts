@@ -133,6 +133,10 @@ export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return { kind: 'exit', code: 0 };
+      if (err.code === 'commander.excessArguments') {
+        // commander only counts them; say which, since flanneld takes no arguments at all.
+        throw new UsageError(`too many arguments: twilld takes only flags, but was given ${cmd.args.map((a) => JSON.stringify(a)).join(' ')}`);
+      }
       throw new UsageError(err.message.replace(/^error: /, ''));
     }
     throw err;

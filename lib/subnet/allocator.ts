@@ -97,6 +97,20 @@ function overlapTest(range: AllocationRange, taken: ReadonlySet<string>): (subne
   return (subnet) => taken.has(subnet.toString()) || others.some((o) => o.overlaps(subnet));
 }
 
+/**
+ * Whether `wanted` (a previous subnet.env subnet, or the subnet of a lost
+ * lease) can be taken as it is: in the range, of the range's length, and
+ * overlapping nothing in `taken` — the same rule `freeSubnets` applies.
+ */
+export function isFreeSubnet(range: AllocationRange, taken: ReadonlySet<string>, wanted: SubnetKey): boolean {
+  const inUse = overlapTest(range, taken);
+  const fits = (net: IPNet, first: IPNet, last: IPNet) =>
+    net.prefixLen === first.prefixLen && net.family === first.family && first.ip.value <= net.ip.value && net.ip.value <= last.ip.value && !inUse(net);
+  if (!fits(wanted.subnet, range.first, range.last)) return false;
+  if (!range.firstV6 || !range.lastV6) return true;
+  return wanted.ipv6Subnet !== undefined && fits(wanted.ipv6Subnet, range.firstV6, range.lastV6);
+}
+
 function maxValue(ip: IP): bigint {
   return (1n << BigInt(ip.bits)) - 1n;
 }

@@ -22,12 +22,13 @@ import type { EtcdRegistry, LeaseListing, RawKV } from './etcd-registry';
 import type { PreviousSubnets } from './subnet-file';
 import { encodeLeaseAttrs, formatSubnetKey, parseSubnetKey, SubnetKey } from './lease-codec';
 import { leaseFromRaw } from './lease-validation';
-import { allocationRange, pickSubnet } from './allocator';
+import { allocationRange, isFreeSubnet, pickSubnet } from './allocator';
 import { LeaseWatcher, LeaseWatcherHooks } from './lease-watcher';
 import { Backoff } from './backoff';
 import { setTimeout as sleep } from 'timers/promises';
 
 export const MAX_CREATE_ATTEMPTS = 10;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface SubnetManager {
   /** The raw network config, or undefined while the key is absent. */
@@ -168,9 +169,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
       const wanted = prefer ?? previous;
       const candidate: SubnetKey =
-        wanted.subnet && range.first.ip.value <= wanted.subnet.ip.value && wanted.subnet.ip.value <= range.last.ip.value &&
-        wanted.subnet.prefixLen === config.subnetLen && !taken.has(wanted.subnet.toString()) &&
-        (!range.firstV6 || (wanted.ipv6Subnet && !taken.has(wanted.ipv6Subnet.toString())))
+        wanted.subnet && isFreeSubnet(range, taken, { subnet: wanted.subnet, ipv6Subnet: wanted.ipv6Subnet })
           ? { subnet: wanted.subnet, ipv6Subnet: range.firstV6 ? wanted.ipv6Subnet : undefined }
           : pickSubnet(range, taken, this.opts.random);
       prefer = undefined;
@@ -231,7 +230,9 @@ export class EtcdSubnetManager implements SubnetManager {
     const ttlMs = this.opts.ttlSeconds * 1000;
     const margin = Math.min(this.opts.renewMarginSeconds * 1000, ttlMs / 2);
     const due = delayMs ?? Math.max(0, (this.expiry?.getTime() ?? Date.now() + ttlMs) - margin - Date.now());
-    this.renewTimer = setTimeout(() => void this.renew(), due);
+    // setTimeout fires at once for delays past 2^31−1 ms (24.8 days); an early
+    // renewal of a very long lease is harmless, a renewal loop is not.
+    this.renewTimer = setTimeout(() => void this.renew(), Math.min(due, MAX_TIMER_MS));
   }
 
   /** True when a renewal failed and is waiting for its retry (etcd was away). */

@@ -129,8 +129,12 @@ describe('subnet allocator', () => {
     });
 
     it('ignores taken entries that are not subnets of the range', () => {
-      const taken = new Set(['10.243.1.0/24', '10.244.1.0/25', '10.244.1.1/24', 'garbage', 'fc00:0:0:1::/64']);
+      const taken = new Set(['10.243.1.0/24', '10.244.1.1/24', 'garbage', 'fc00:0:0:1::/64']);
       expect(freeSubnets(rangeOf(VXLAN_16), taken).map(show)).to.deep.equal(v4s(1, 100));
+    });
+
+    it('treats a taken subnet of another length as occupying every subnet it overlaps, as flanneld does', () => {
+      expect(freeSubnets(rangeOf(VXLAN_16), new Set(['10.244.1.0/25'])).map(show)).to.deep.equal(v4s(2, 101));
     });
 
     it('stops at SubnetMax, listing fewer than 100 when the range is short', () => {
