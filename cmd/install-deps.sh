@@ -16,6 +16,7 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v iptables-restore >/dev/null 2>&1 || missing+=(iptables)
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -44,6 +44,7 @@ async function main(): Promise<number> {
       caFile: flags.etcdCafile,
       username: flags.etcdUsername,
       password: flags.etcdPassword,
+      onNotice: (m) => log.warn(m),
     });
   } catch (err) {
     process.stderr.write(`twilld: ${(err as Error).message}\n`);

@@ -20,6 +20,7 @@ import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { waitForNetworkConfig } from './config-source';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
+import { describeEtcdError, isEtcdConfigurationError } from '../subnet/etcd-errors';
 import type { NatBackend } from '../masq';
 import { AgentMetrics } from '../observe/metrics';
 import { Readiness } from '../observe/readiness';
@@ -114,7 +115,7 @@ export class Agent {
           this.log.info('etcd reachable again; leases re-listed');
         } else {
           this.metrics.etcdError('watch');
-          this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err?.message });
+          this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err && describeEtcdError(err) });
         }
       },
     });
@@ -158,6 +159,7 @@ export class Agent {
       try {
         return await this.manager.acquireLease(config, attrs, previous);
       } catch (err) {
+        if (isEtcdConfigurationError(err)) throw err;
         const message = (err as Error).message;
         if (message !== lastError) {
           this.log[err instanceof OutOfSubnetsError ? 'error' : 'warn'](`cannot acquire a subnet lease: ${message}`);

@@ -24,6 +24,7 @@
 import { X509Certificate, createPrivateKey } from 'crypto';
 import { readFileSync } from 'fs';
 import { Etcd3, IOptions, isRecoverableError } from 'etcd3';
+import { ExponentialBackoff } from 'cockatiel';
 import { ClientCertificateInfo, EtcdErrorContext, isBrokenCircuit, translateEtcdError } from './etcd-errors';
 
 export * from './etcd-errors';
@@ -85,12 +86,13 @@ export function createEtcdClient(opts: EtcdConnectionOptions): Etcd3 {
   if (secure) {
     const rootCertificate = opts.caFile ? readPem(opts.caFile, '--etcd-cafile') : readSystemRoots();
     checkCertificates(rootCertificate, opts.caFile ? `--etcd-cafile ${opts.caFile}` : SYSTEM_CA_BUNDLE, '--etcd-cafile');
-    options.credentials = { rootCertificate };
     if (opts.certFile && opts.keyFile) {
       const certChain = readPem(opts.certFile, '--etcd-certfile');
       const privateKey = readPem(opts.keyFile, '--etcd-keyfile');
       clientCert = checkKeyPair(certChain, privateKey, opts.certFile, opts.keyFile);
       options.credentials = { rootCertificate, certChain, privateKey };
+    } else {
+      options.credentials = { rootCertificate };
     }
   }
   if (opts.username && opts.password) options.auth = { username: opts.username, password: opts.password };
@@ -102,7 +104,12 @@ export function createEtcdClient(opts: EtcdConnectionOptions): Etcd3 {
     certFile: opts.certFile,
     clientCert,
   };
-  options.faultHandling = { global: translatingPolicy(context, options, opts.onNotice) };
+  options.faultHandling = {
+    global: translatingPolicy(context, options, opts.onNotice),
+    // etcd3's default lets watch reconnects back off to 30 s; after an outage
+    // the agent should be watching again within a few seconds of etcd's return.
+    watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 3000 }).next(),
+  };
   return new Etcd3(options);
 }
 

@@ -16,12 +16,16 @@ import * as path from 'path';
 import { Etcd3, EtcdRoleExistsError, IOptions, Range } from 'etcd3';
 
 export interface EtcdTlsSettings {
-  /** The server's certificate and key (PEM files). */
+  /** The server's certificate and key (PEM files); the certificate must name 127.0.0.1 and every listen IP. */
   readonly certFile: string;
   readonly keyFile: string;
-  /** `--trusted-ca-file`: the CA of acceptable client certificates; the harness's own clients trust it too. */
-  readonly trustedCAFile: string;
-  /** `--client-cert-auth`: refuse clients without a certificate signed by `trustedCAFile`. */
+  /** The CA that issued the server's certificate: the harness's own clients trust it. */
+  readonly caFile: string;
+  /**
+   * `--trusted-ca-file caFile --client-cert-auth`: refuse clients without a
+   * certificate issued by `caFile`. (etcd 3.4 demands client certificates
+   * whenever --trusted-ca-file is given, so without this it is left out.)
+   */
   readonly clientCertAuth?: boolean;
   /** The certificate the harness's own clients present (needed with `clientCertAuth`). */
   readonly clientCertFile?: string;
@@ -80,8 +84,8 @@ export async function startEtcd(opts: { listenIPs?: string[]; tls?: EtcdTlsSetti
     '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
     '--initial-cluster', `twill-test=http://127.0.0.1:${peerPort}`,
     '--log-level', 'error',
-    ...(opts.tls ? ['--cert-file', opts.tls.certFile, '--key-file', opts.tls.keyFile, '--trusted-ca-file', opts.tls.trustedCAFile] : []),
-    ...(opts.tls?.clientCertAuth ? ['--client-cert-auth'] : []),
+    ...(opts.tls ? ['--cert-file', opts.tls.certFile, '--key-file', opts.tls.keyFile] : []),
+    ...(opts.tls?.clientCertAuth ? ['--trusted-ca-file', opts.tls.caFile, '--client-cert-auth'] : []),
   ];
 
   /** What a client of this server needs; root's password once auth is on. */
@@ -91,7 +95,7 @@ export async function startEtcd(opts: { listenIPs?: string[]; tls?: EtcdTlsSetti
       hosts: `${scheme}://127.0.0.1:${port}`,
       ...(tls ? {
         credentials: {
-          rootCertificate: readFileSync(tls.trustedCAFile),
+          rootCertificate: readFileSync(tls.caFile),
           ...(tls.clientCertFile && tls.clientKeyFile ? { certChain: readFileSync(tls.clientCertFile), privateKey: readFileSync(tls.clientKeyFile) } : {}),
         },
       } : {}),
