@@ -6,6 +6,27 @@ import { Etcd3 } from 'etcd3';
 import { startEtcd, EtcdServer } from '../harness/etcd';
 import { startDaemon, DaemonProcess } from '../harness/daemon';
 import { waitFor, sleep } from '../harness/wait';
+import { freePort } from '../harness/etcd';
+import * as http from 'http';
+
+function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: urlPath, timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+/** Local addresses listening on `port`, from the kernel's socket table (hex, as /proc prints them). */
+function listeners(port: number): string[] {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A')
+    .map((f) => f[1]);
+}
 
 const PREFIX = '/coreos.com/network';
 
@@ -110,6 +131,25 @@ describe('twilld as a process with the alloc backend (real etcd)', function () {
     const d = run(['--etcd-cafile', '/nonexistent/ca.pem']);
     expect(await d.exited()).to.equal(2);
     expect(d.output()).to.contain('https://');
+  });
+
+  it('serves /healthz, /readyz and /metrics on 127.0.0.1 only, by default', async () => {
+    await admin.put(`${PREFIX}/config`).value('{"Network":"10.244.0.0/16","Backend":{"Type":"alloc"}}');
+    const port = await freePort();
+    const d = run(['--healthz-port', String(port)]);
+    await waitFor('/healthz', async () => (await get(port, '/healthz').catch(() => ({ status: 0 }))).status === 200, 15_000);
+    expect(listeners(port)).to.deep.equal([`0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`]);
+    const ready = await waitFor('/readyz 200', async () => {
+      const r = await get(port, '/readyz');
+      return r.status === 200 ? r : undefined;
+    }, 15_000);
+    expect(ready!.body).to.contain('ready');
+    const metrics = (await get(port, '/metrics')).body;
+    expect(metrics).to.match(/^twill_reconcile_total\{result="ok"\} [1-9]/m);
+    expect(metrics).to.match(/^twill_lease_expiry_timestamp_seconds [1-9]/m);
+    expect(metrics).to.match(/^twill_backend_info\{backend="alloc",mode="kernel"\} 1/m);
+    expect(metrics).to.match(/^twill_etcd_up 1/m);
+    await d.stop();
   });
 
   it('keeps running and logs in JSON with --log-format json', async () => {
