@@ -1,8 +1,74 @@
-import type { Command } from 'commander';
+/**
+ * `twill diagnose [--peer <subnet|ip>] [--json]`, run on a node: reads etcd
+ * and the local kernel and prints findings, `OK|WARN|FAIL <what>`, each WARN
+ * and FAIL followed by `  → <what to do>` (lib/diagnose). With --peer it
+ * also probes that peer's pod gateway while capturing the external
+ * interface. Exit code 0 when nothing FAILed, 1 otherwise (2: bad usage).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { addEtcdOptions, EtcdCliOptions, etcdClientFrom } from './etcd-options';
+import { runDiagnosis } from '../diagnose/diagnosis';
+import { formatJson, formatText } from '../diagnose/findings';
+import { isPeerSpec } from '../diagnose/probe';
+import { EtcdSettingsError } from '../subnet';
 
-/** `twill diagnose` — being written; see the operator-experience issue. */
+interface DiagnoseCliOptions extends EtcdCliOptions {
+  iface?: string[];
+  publicIp?: string;
+  subnetFile: string;
+  peer?: string;
+  json?: boolean;
+}
+
+const env = (name: string): string | undefined => process.env[`FLANNELD_${name}`] || undefined;
+
 export function registerDiagnose(program: Command): void {
-  program.command('diagnose').description('(not built yet)').action(() => {
-    throw new Error('twill diagnose is not built yet');
+  const cmd = program
+    .command('diagnose')
+    .description("check this node's datapath: kernel support, MTU, sysctls, checksum offload, its lease and every peer's kernel entries; with --peer, probe one peer")
+    .option('--iface <name|ip>', 'external interface, as given to twilld (repeatable; env FLANNELD_IFACE; default: the default-route interface)', collect)
+    .option('--public-ip <ip>', 'the public IP twilld publishes, when it is not the interface address (env FLANNELD_PUBLIC_IP)', env('PUBLIC_IP'))
+    .option('--subnet-file <file>', 'the subnet file twilld writes (env FLANNELD_SUBNET_FILE)', env('SUBNET_FILE') ?? '/run/flannel/subnet.env')
+    .option('--peer <subnet|ip>', "probe this peer: its subnet, public IP or an address inside its subnet; pings the peer's pod gateway (subnet + 1) and captures what leaves", parsePeer)
+    .option('--json', 'print the findings as JSON');
+  addEtcdOptions(cmd).action(async (opts: DiagnoseCliOptions) => {
+    const endpoints = opts.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean);
+    let etcd;
+    try {
+      etcd = etcdClientFrom(opts);
+    } catch (err) {
+      if (!(err instanceof EtcdSettingsError)) throw err;
+      process.stderr.write(`twill diagnose: ${err.message}\n`);
+      process.exitCode = 2; // bad usage, as twilld answers the same flags
+      return;
+    }
+    try {
+      const result = await runDiagnosis({
+        etcd,
+        etcdPrefix: opts.etcdPrefix,
+        etcdEndpoints: endpoints,
+        iface: opts.iface ?? envList('IFACE'),
+        publicIP: opts.publicIp,
+        subnetFile: opts.subnetFile,
+        peer: opts.peer,
+      });
+      process.stdout.write(opts.json ? formatJson(result.findings, result.probe ? { probe: result.probe } : {}) : formatText(result.findings));
+      process.exitCode = result.failed ? 1 : 0;
+    } finally {
+      etcd.close();
+    }
   });
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function envList(name: string): string[] {
+  return (env(name) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function parsePeer(value: string): string {
+  if (!isPeerSpec(value)) throw new InvalidArgumentError('give a subnet (10.244.2.0/24), a public IP or an address inside the peer\'s subnet');
+  return value;
 }

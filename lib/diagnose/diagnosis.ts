@@ -1,0 +1,190 @@
+/**
+ * `twill diagnose`, top to bottom: read the cluster from etcd, pick the
+ * external interface as twilld does, then check the kernel's capabilities,
+ * the MTU, the sysctls, checksum offload, this node's lease and every
+ * peer's kernel entries — and, given a peer, probe it end to end.
+ *
+ * Each check turns what it sees into findings (findings.ts); none throws for
+ * a condition of the node, so one broken part never hides the others. The
+ * findings come back in a fixed order of topics, whatever order the checks
+ * ran in.
+ */
+import type { Etcd3 } from 'etcd3';
+import { InterfaceSelection, InterfaceSelectionError, selectInterface } from '../iface';
+import { Netlink } from '../netlink';
+import { EtcdRegistry, Lease } from '../subnet';
+import { leaseBackendType } from '../../backends/peers';
+import { ClusterView, readClusterView } from './cluster-view';
+import { Finding, Findings } from './findings';
+import { checkKernelSupport } from './kernel-support';
+import { checkMtu } from './mtu';
+import { checkOffload } from './offload';
+import { checkPeerEntries, overlayDevice } from './peer-entries';
+import { findPeerLease, probePeer, ProbeReport } from './probe';
+import { checkSysctls } from './sysctls';
+
+export interface DiagnosisOptions {
+  readonly etcd: Etcd3;
+  readonly etcdPrefix: string;
+  readonly etcdEndpoints: readonly string[];
+  /** As twilld's --iface (names or addresses, first match wins); empty: the default-route interface. */
+  readonly iface: readonly string[];
+  readonly publicIP?: string;
+  readonly subnetFile: string;
+  /** A peer to probe: its subnet, its public IP, or an address inside its subnet. */
+  readonly peer?: string;
+  /** Capture time of the probe; default 2 s. */
+  readonly probeMs?: number;
+}
+
+export interface Diagnosis {
+  readonly findings: readonly Finding[];
+  readonly probe?: ProbeReport;
+  readonly failed: boolean;
+}
+
+/** The order findings are shown in. */
+const TOPIC_ORDER = ['kernel', 'interface', 'etcd', 'config', 'mtu', 'sysctl', 'offload', 'lease', 'device', 'peer', 'probe'];
+
+export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
+  const out = new Findings();
+  const view = await readClusterView(o.etcd, o.etcdPrefix, o.etcdEndpoints, out);
+  const local = chooseInterface(o, out);
+
+  let nl: Netlink;
+  try {
+    nl = Netlink.open();
+  } catch (err) {
+    out.fail('kernel', `cannot open rtnetlink: ${(err as Error).message}`, 'run twill diagnose as root on the node (it needs CAP_NET_ADMIN)');
+    return finish(out);
+  }
+  let probe: ProbeReport | undefined;
+  try {
+    const ext = local && (await describeInterface(nl, local, out));
+    const own = view && local ? await findOwnLease(o, view, local.publicIP, out) : undefined;
+    const backend = own ? leaseBackendType(own) : view?.config.backend.type;
+    if (own && view && backend !== view.config.backend.type) {
+      out.warn('lease', `this node's lease says backend ${backend}, the network config says ${view.config.backend.type}`,
+        'restart twilld on every node so that all run the configured backend');
+    }
+
+    await checkKernelSupport(nl, backend, out);
+    if (local) await checkMtu({ ext: local.iface, backend, config: view?.config, own, subnetFile: o.subnetFile }, out);
+    const device = backend && view ? overlayDevice(backend, view.config) : undefined;
+    const deviceExists = device !== undefined && (await nl.getLink(device)) !== undefined;
+    checkSysctls({ extIface: local?.iface.name, overlayDevice: deviceExists ? device : undefined }, out);
+    if (backend === 'vxlan' && device && deviceExists && local) {
+      await checkOffload({ device, natted: ext?.natted ?? false }, out);
+    }
+    if (view && own && local && backend) {
+      await checkPeerEntries({ nl, config: view.config, backend, own, leases: view.leases, ext: local.iface, extPrefixLen: ext?.prefixLen }, out);
+    }
+
+    if (o.peer !== undefined) {
+      if (!view || !own || !local || !backend) {
+        out.fail('probe', `cannot probe ${o.peer}: ${!local ? 'no external interface' : !view ? 'the cluster could not be read from etcd' : 'this node holds no lease'}`,
+          'fix the FAIL findings above first');
+      } else {
+        const peer = findPeerLease(o.peer, view.leases);
+        if (!peer) {
+          out.fail('probe', `no lease matches --peer ${o.peer}`,
+            `give a peer's subnet, public IP or an address inside its subnet; leases: ${view.leases.map((l) => `${l.subnet.toString()} (${l.attrs.publicIP})`).join(', ') || 'none'}`);
+        } else if (peer.key === own.key) {
+          out.fail('probe', `--peer ${o.peer} is this node's own lease ${own.subnet.toString()}`, 'name another node\'s subnet or public IP');
+        } else {
+          probe = await probePeer({
+            nl, config: view.config, backend, own, peer, ext: local.iface, extMac: ext?.mac, extPrefixLen: ext?.prefixLen, durationMs: o.probeMs,
+          }, out);
+        }
+      }
+    }
+  } finally {
+    nl.close();
+  }
+  return finish(out, probe);
+}
+
+function finish(out: Findings, probe?: ProbeReport): Diagnosis {
+  const rank = (f: Finding) => {
+    const i = TOPIC_ORDER.indexOf(f.topic);
+    return i < 0 ? TOPIC_ORDER.length : i;
+  };
+  // Array.prototype.sort is stable: within a topic the checks' order stays.
+  const findings = [...out.all].sort((a, b) => rank(a) - rank(b));
+  return { findings, probe, failed: out.failed };
+}
+
+function chooseInterface(o: DiagnosisOptions, out: Findings): InterfaceSelection | undefined {
+  try {
+    return selectInterface({ iface: o.iface.length ? o.iface : undefined, publicIP: o.publicIP });
+  } catch (err) {
+    const flag = err instanceof InterfaceSelectionError ? err.flag : '--iface';
+    out.fail('interface', `no external interface: ${(err as Error).message}`,
+      `give the ${flag} twilld runs with (twill diagnose picks the interface the same way)`);
+    return undefined;
+  }
+}
+
+interface InterfaceFacts {
+  readonly mac?: string;
+  readonly prefixLen?: number;
+  /** The public IP is not an address of the interface. */
+  readonly natted: boolean;
+}
+
+async function describeInterface(nl: Netlink, local: InterfaceSelection, out: Findings): Promise<InterfaceFacts> {
+  const { iface, publicIP } = local;
+  const [link, addrs] = await Promise.all([nl.getLink(iface.index), nl.listAddresses(iface.index, 4)]);
+  const prefixLen = addrs.find((a) => a.address === iface.ipv4)?.prefixLen;
+  const natted = !addrs.some((a) => a.address === publicIP);
+  const addr = `${iface.ipv4 ?? 'no IPv4'}${prefixLen !== undefined ? `/${prefixLen}` : ''}`;
+  const what = `${iface.name} (${addr}, MTU ${iface.mtu}), chosen because ${local.reason}; public IP ${publicIP}${natted ? ' (not on the interface: NAT)' : ''}`;
+  if (!link || !link.up) {
+    out.fail('interface', `${what}, but it is down`, `bring it up: ip link set ${iface.name} up`);
+  } else if (!link.lowerUp) {
+    out.fail('interface', `${what}, but it has no carrier`, `check the cable/virtual NIC of ${iface.name}`);
+  } else {
+    out.ok('interface', what);
+  }
+  return { mac: link?.mac, prefixLen, natted };
+}
+
+async function findOwnLease(o: DiagnosisOptions, view: ClusterView, publicIP: string, out: Findings): Promise<Lease | undefined> {
+  const mine = view.leases.filter((l) => l.attrs.publicIP === publicIP);
+  if (mine.length === 0) {
+    out.fail('lease', `no lease in etcd carries this node's public IP ${publicIP} (${view.leases.length} lease(s) held by others)`,
+      'is twilld running on this node? check `journalctl -u twilld`; if it publishes another address, pass the --iface/--public-ip it runs with');
+    return undefined;
+  }
+  if (mine.length > 1) {
+    out.warn('lease', `${mine.length} leases carry this node's public IP ${publicIP}: ${mine.map((l) => l.subnet.toString()).join(', ')}`,
+      'peers program each of them; delete the ones this node does not use (etcdctl del <prefix>/subnets/<key>)');
+  }
+  const own = mine[0];
+  const peers = view.leases.length - mine.length;
+  const data = own.attrs.backendData as Partial<Record<string, unknown>> | undefined;
+  const vtep = typeof data?.VtepMAC === 'string' ? `, VTEP ${data.VtepMAC}` : '';
+  const what = `this node (${publicIP}) holds ${own.subnet.toString()}, backend ${leaseBackendType(own)}${vtep}; ${peers} peer lease(s)`;
+  if (own.etcdLeaseId === undefined) {
+    out.ok('lease', `${what}; a reservation (never expires)`);
+    return own;
+  }
+  let ttl: number | undefined;
+  try {
+    ttl = await new EtcdRegistry(o.etcd, o.etcdPrefix).timeToLive(own.etcdLeaseId);
+  } catch {
+    ttl = undefined; // reported as unknown
+  }
+  if (ttl !== undefined && ttl <= 0) {
+    out.fail('lease', `${what}, but its etcd lease has expired`, 'is twilld running? it renews the lease; check `journalctl -u twilld`');
+  } else {
+    out.ok('lease', `${what}; expires in ${ttl === undefined ? 'unknown time' : formatDuration(ttl)}`);
+  }
+  return own;
+}
+
+function formatDuration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  return h > 0 ? `${h} h ${m} min` : m > 0 ? `${m} min` : `${seconds} s`;
+}

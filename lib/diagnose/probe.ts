@@ -1,0 +1,255 @@
+/**
+ * The probe of `twill diagnose --peer`: ICMP echo requests to the peer's pod
+ * gateway (its subnet's first address + 1, e.g. 10.244.2.1, which the CNI
+ * bridge holds) while libpcap captures the external interface, then what
+ * left the node — encapsulation, VNI, inner and outer addresses — and
+ * whether replies came back.
+ *
+ * Network safety: the only address probed is that gateway, computed from
+ * the peer's lease and checked to lie inside the peer's subnet and the
+ * cluster network; nothing else is ever sent to.
+ *
+ * Failure semantics: nothing leaving, leaving wrongly encapsulated or to
+ * the wrong node, and no reply are FAILs with advice; a capture that cannot
+ * be started is a WARN (the echo replies are still counted). Never throws
+ * for network conditions.
+ */
+import { execFile } from 'child_process';
+import type { NetworkConfig } from '../config';
+import type { ExternalInterface } from '../iface';
+import { IP, IPNet } from '../ip';
+import type { Lease } from '../subnet';
+import type { Netlink, RouteInfo } from '../netlink';
+import { onLink } from '../../backends/peers';
+import { boolSetting } from '../../backends/settings';
+import { vxlanSettings } from '../../backends/vxlan/settings';
+import { CaptureError, CapturedFrame, PacketCapture } from './capture';
+import { Findings, TWILLD_REPAIRS } from './findings';
+import { DEFAULT_FRAME_PORTS, describeFrame, Encapsulation, FramePorts, icmpName } from './frame';
+
+const TOPIC = 'probe';
+const ECHO_REQUEST = 8;
+const ECHO_REPLY = 0;
+
+export interface ProbeSetup {
+  readonly nl: Netlink;
+  readonly config: NetworkConfig;
+  /** The backend this node runs. */
+  readonly backend: string;
+  readonly own: Lease;
+  readonly peer: Lease;
+  readonly ext: ExternalInterface;
+  /** The external interface's MAC, to tell frames leaving from frames arriving. */
+  readonly extMac?: string;
+  readonly extPrefixLen?: number;
+  /** How long to capture; default 2 s. */
+  readonly durationMs?: number;
+}
+
+/** What the probe saw, for --json. */
+export interface ProbeReport {
+  readonly target: string;
+  readonly peer: { readonly subnet: string; readonly publicIP: string };
+  readonly expected: string;
+  readonly sent: number;
+  readonly received: number;
+  readonly left: readonly string[];
+  readonly returned: readonly string[];
+  readonly icmpErrors: readonly string[];
+  readonly captureError?: string;
+}
+
+/** The lease `spec` names: its subnet (`10.244.2.0/24` or `10.244.2.0-24`), its public IP, or an address inside its subnet. */
+export function findPeerLease(spec: string, leases: readonly Lease[]): Lease | undefined {
+  const text = spec.trim().replace(/^(\d+\.\d+\.\d+\.\d+)-(\d+)$/, '$1/$2');
+  if (text.includes('/')) {
+    const net = IPNet.parse(text, { want: 4, allowHostBits: true });
+    return leases.find((l) => l.subnet.equals(net));
+  }
+  const ip = IP.parse(text, 4);
+  return leases.find((l) => l.attrs.publicIP === ip.toString()) ?? leases.find((l) => l.subnet.contains(ip));
+}
+
+/** True when `spec` can name a peer (see findPeerLease). */
+export function isPeerSpec(spec: string): boolean {
+  try {
+    findPeerLease(spec, []);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The peer's pod gateway: its subnet's first address + 1. Throws if that is not inside the peer's subnet and the network. */
+export function podGateway(peer: Lease, config: NetworkConfig): string {
+  const gw = peer.subnet.ip.add(1);
+  if (!peer.subnet.contains(gw) || !config.network?.contains(gw)) {
+    throw new Error(`refusing to probe ${gw.toString()}: it is not inside ${peer.subnet.toString()} and ${config.network?.toString() ?? 'the network'}`);
+  }
+  return gw.toString();
+}
+
+interface Expectation {
+  readonly kind: Encapsulation['kind'];
+  readonly description: string;
+  readonly vni?: number;
+  readonly ports: FramePorts;
+  /** What carries it between the nodes, for the advice. */
+  readonly transport: string;
+}
+
+function expectation(s: ProbeSetup): Expectation {
+  const onSameLink = onLink(s.peer.attrs.publicIP, s.ext.ipv4, s.extPrefixLen);
+  if (s.backend === 'vxlan') {
+    const v = vxlanSettings(s.config.backend.type === 'vxlan' ? s.config.backend : { type: 'vxlan', settings: {} });
+    const ports = { ...DEFAULT_FRAME_PORTS, vxlan: [...new Set([v.port, ...DEFAULT_FRAME_PORTS.vxlan])] };
+    if (v.directRouting && onSameLink) return { kind: 'plain', description: 'plain IP (vxlan DirectRouting, peer on-link)', ports, transport: 'plain IP between the nodes' };
+    return { kind: 'vxlan', vni: v.vni, description: `VXLAN VNI ${v.vni} to UDP port ${v.port}`, ports, transport: `UDP port ${v.port}` };
+  }
+  if (s.backend === 'ipip') {
+    let dr = false;
+    try {
+      dr = boolSetting(s.config.backend, 'DirectRouting', false);
+    } catch {
+      // reported with the config
+    }
+    if (dr && onSameLink) return { kind: 'plain', description: 'plain IP (ipip DirectRouting, peer on-link)', ports: DEFAULT_FRAME_PORTS, transport: 'plain IP between the nodes' };
+    return { kind: 'ipip', description: 'IP proto 4 (IPIP)', ports: DEFAULT_FRAME_PORTS, transport: 'IP protocol 4' };
+  }
+  if (s.backend === 'udp') return { kind: 'udp', description: 'UDP 8285', ports: DEFAULT_FRAME_PORTS, transport: 'UDP port 8285' };
+  return { kind: 'plain', description: 'plain IP', ports: DEFAULT_FRAME_PORTS, transport: 'plain IP to the pod subnets (no NAT between nodes)' };
+}
+
+export async function probePeer(s: ProbeSetup, out: Findings): Promise<ProbeReport> {
+  const target = podGateway(s.peer, s.config);
+  const expect = expectation(s);
+  const durationMs = s.durationMs ?? 2000;
+  const peerText = `${s.peer.subnet.toString()} (${s.peer.attrs.publicIP})`;
+
+  let capture: PacketCapture | undefined;
+  let captureError: string | undefined;
+  try {
+    capture = PacketCapture.open(s.ext.name, `host ${s.peer.attrs.publicIP} or net ${s.peer.subnet.toString()}`, expect.ports);
+  } catch (err) {
+    captureError = err instanceof CaptureError ? err.message : String(err);
+  }
+  const [ping] = await Promise.all([runPing(target, durationMs), new Promise((r) => setTimeout(r, durationMs))]);
+  const frames = capture ? await capture.stop() : [];
+
+  const leaving = (f: CapturedFrame) => (s.extMac ? f.eth.srcMac === s.extMac : f.outer.src === s.ext.ipv4);
+  const requests = frames.filter((f) => leaving(f) && f.packet?.dst === target && f.packet.icmp?.type === ECHO_REQUEST);
+  const replies = frames.filter((f) => !leaving(f) && f.packet?.src === target && f.packet.icmp?.type === ECHO_REPLY);
+  const errors = frames.filter((f) => !leaving(f) && f.packet?.icmp?.quotedDst === target);
+  const report: ProbeReport = {
+    target,
+    peer: { subnet: s.peer.subnet.toString(), publicIP: s.peer.attrs.publicIP },
+    expected: expect.description,
+    sent: ping.sent,
+    received: ping.received,
+    left: requests.map(describeFrame),
+    returned: replies.map(describeFrame),
+    icmpErrors: errors.map((f) => `${icmpName(f.packet!.icmp!)} from ${f.packet!.src}`),
+    captureError,
+  };
+
+  if (ping.error) {
+    out.fail(TOPIC, `ping ${target} (the pod gateway of peer ${peerText}) could not send: ${ping.error}`,
+      `check \`ip route get ${target}\` on this node; ${TWILLD_REPAIRS}`);
+    return report;
+  }
+  out.ok(TOPIC, `sent ${ping.sent} ICMP echo request(s) to ${target}, the pod gateway of peer ${peerText}, capturing ${s.ext.name} for ${durationMs / 1000} s`);
+  if (captureError) {
+    out.warn(TOPIC, `${captureError}; what left the node is unknown`, 'run twill diagnose as root on the node, with libpcap installed (apt-get install libpcap0.8)');
+  } else {
+    await judgeRequests(s, expect, target, requests, out);
+  }
+
+  const answered = Math.max(ping.received, replies.length);
+  if (answered > 0) {
+    const how = replies.length > 0 ? ` as ${describeFrame(replies[0])}` : ` (not seen on ${s.ext.name})`;
+    out.ok(TOPIC, `reply received: ${ping.received} of ${ping.sent} echo replies from ${target}${how}`);
+  } else {
+    const icmp = report.icmpErrors.length ? `; the network answered ${[...new Set(report.icmpErrors)].join(', ')}` : '';
+    out.fail(TOPIC, `no reply from ${target} within ${durationMs / 1000} s (${ping.sent} request(s) sent)${icmp}`,
+      `on ${s.peer.attrs.publicIP}: is twilld running, and does \`twill diagnose\` there pass? ${target} exists once a pod runs there (the CNI bridge holds it); ` +
+      `firewalls between the nodes must pass ${expect.transport}`);
+  }
+  return report;
+}
+
+async function judgeRequests(s: ProbeSetup, expect: Expectation, target: string, requests: readonly CapturedFrame[], out: Findings): Promise<void> {
+  if (requests.length === 0) {
+    out.fail(TOPIC, `nothing for ${target} left ${s.ext.name}; the kernel routes it by ${await kernelRoute(s.nl, target)}`,
+      `the peer's route is missing or wrong (see the peer entries above; \`ip route get ${target}\`); ${TWILLD_REPAIRS}`);
+    return;
+  }
+  const first = requests[0];
+  const what = `${requests.length} echo request(s) left ${s.ext.name} as ${describeFrame(first)}`;
+  const e = first.encapsulation;
+  if (e.kind !== expect.kind) {
+    out.fail(TOPIC, `${what}, but backend ${s.backend} should send ${expect.description}; the kernel routes it by ${await kernelRoute(s.nl, target)}`,
+      `the route to ${s.peer.subnet.toString()} does not lead into the ${s.backend} datapath (\`ip route get ${target}\`); ${TWILLD_REPAIRS}`);
+    return;
+  }
+  if (e.kind === 'vxlan' && expect.vni !== undefined && e.vni !== expect.vni) {
+    out.fail(TOPIC, `${what}, but the network uses VNI ${expect.vni}`, `the vxlan device is misconfigured: ${TWILLD_REPAIRS}`);
+    return;
+  }
+  if (e.kind !== 'plain' && first.outer.dst !== s.peer.attrs.publicIP) {
+    out.fail(TOPIC, `${what}, but the peer's lease says ${s.peer.attrs.publicIP}`,
+      `this node holds a wrong ${e.kind === 'vxlan' ? 'FDB entry' : 'route'} for the peer: ${TWILLD_REPAIRS}`);
+    return;
+  }
+  if (e.kind === 'plain') {
+    // Unencapsulated, the frame must go to the peer's own MAC (its public IP's neighbour entry).
+    const peerMac = (await s.nl.listNeighbors(s.ext.index, 4)).find((n) => n.ip === s.peer.attrs.publicIP)?.mac;
+    if (peerMac && first.eth.dstMac !== peerMac) {
+      out.fail(TOPIC, `${what}, but ${s.peer.attrs.publicIP} is at MAC ${peerMac}: the frames went to another next hop; the kernel routes it by ${await kernelRoute(s.nl, target)}`,
+        `the route to ${s.peer.subnet.toString()} should be via ${s.peer.attrs.publicIP} dev ${s.ext.name}; ${TWILLD_REPAIRS}`);
+      return;
+    }
+  }
+  out.ok(TOPIC, what);
+}
+
+/** The main-table route the kernel picks for `target` (longest prefix, then lowest metric), as `ip route` prints it. */
+async function kernelRoute(nl: Netlink, target: string): Promise<string> {
+  const ip = IP.parse(target, 4);
+  let best: { route: RouteInfo; net: IPNet } | undefined;
+  for (const route of await nl.listRoutes({ family: 4 })) {
+    const net = IPNet.parse(route.dst, { want: 4, allowHostBits: true });
+    if (!net.contains(ip)) continue;
+    if (!best || net.prefixLen > best.net.prefixLen || (net.prefixLen === best.net.prefixLen && (route.metric ?? 0) < (best.route.metric ?? 0))) {
+      best = { route, net };
+    }
+  }
+  if (!best) return '"no route" (it is unreachable)';
+  const r = best.route;
+  const dst = r.dst === '0.0.0.0/0' ? 'default' : r.dst;
+  const type = r.type === 'unicast' ? '' : `${r.type} `;
+  return `"${type}${dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}${r.onlink ? ' onlink' : ''}"`;
+}
+
+interface PingOutcome {
+  sent: number;
+  received: number;
+  /** Set when ping could not send (no route, no binary). */
+  error?: string;
+}
+
+/** `ping -n -c 3 -i 0.5 -w <s> <target>`, with an argument array (no shell). */
+function runPing(target: string, durationMs: number): Promise<PingOutcome> {
+  const deadline = String(Math.max(1, Math.round(durationMs / 1000)));
+  return new Promise((resolve) => {
+    execFile('ping', ['-n', '-c', '3', '-i', '0.5', '-w', deadline, target], { timeout: durationMs + 5000 }, (err, stdout, stderr) => {
+      const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(stdout);
+      if (m) {
+        resolve({ sent: Number(m[1]), received: Number(m[2]) });
+        return;
+      }
+      const code = (err as NodeJS.ErrnoException | null)?.code;
+      const error = code === 'ENOENT' ? 'the ping command is not installed (apt-get install iputils-ping)' : (stderr || stdout || String(err)).trim().split('\n')[0];
+      resolve({ sent: 0, received: 0, error });
+    });
+  });
+}

@@ -1,0 +1,80 @@
+/**
+ * The kernel settings the overlay depends on, read from /proc/sys of the
+ * namespace twill diagnose runs in:
+ * - net.ipv4.ip_forward: without it no pod traffic crosses the node (FAIL);
+ * - rp_filter: the kernel applies the higher of `all` and the device's value.
+ *   Strict mode (1) on the overlay device drops packets whose reverse route
+ *   leaves by another device (WARN); on the external interface it is shown
+ *   for information.
+ * An unreadable file is reported as WARN, never thrown.
+ */
+import { readFileSync } from 'fs';
+import { Findings } from './findings';
+
+const TOPIC = 'sysctl';
+
+/** Reads one /proc/sys value; undefined when it cannot be read (no such device, no procfs). */
+export type SysctlReader = (path: string) => string | undefined;
+
+export const procSysctl: SysctlReader = (path) => {
+  try {
+    return readFileSync(`/proc/sys/${path}`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+};
+
+const RP_MODES: Readonly<Record<number, string>> = { 0: 'off', 1: 'strict', 2: 'loose' };
+
+export interface SysctlCheck {
+  readonly extIface?: string;
+  /** The running backend's own device (flannel.1, flannel.ipip, flannel0), when it exists. */
+  readonly overlayDevice?: string;
+}
+
+export function checkSysctls(c: SysctlCheck, out: Findings, read: SysctlReader = procSysctl): void {
+  const forward = read('net/ipv4/ip_forward');
+  if (forward === undefined) {
+    out.warn(TOPIC, 'cannot read /proc/sys/net/ipv4/ip_forward', 'run twill diagnose on the node itself, with /proc mounted');
+  } else if (forward === '1') {
+    out.ok(TOPIC, 'net.ipv4.ip_forward = 1 (the node forwards pod traffic)');
+  } else {
+    out.fail(TOPIC, `net.ipv4.ip_forward = ${forward}: the node forwards no pod traffic`,
+      'sysctl -w net.ipv4.ip_forward=1, and persist it in /etc/sysctl.d/ (e.g. 99-twill.conf: net.ipv4.ip_forward = 1)');
+  }
+
+  const all = rpFilter(read, 'all');
+  if (all === undefined) {
+    out.warn(TOPIC, 'cannot read net.ipv4.conf.all.rp_filter', 'run twill diagnose on the node itself, with /proc mounted');
+    return;
+  }
+  const parts = [`all=${all}`];
+  if (c.extIface) {
+    const ext = rpFilter(read, c.extIface);
+    if (ext !== undefined) parts.push(`${c.extIface}=${ext} (effective ${describe(Math.max(all, ext))})`);
+  }
+  let strictOverlay: number | undefined;
+  if (c.overlayDevice) {
+    const dev = rpFilter(read, c.overlayDevice);
+    if (dev !== undefined) {
+      parts.push(`${c.overlayDevice}=${dev} (effective ${describe(Math.max(all, dev))})`);
+      if (Math.max(all, dev) === 1) strictOverlay = dev;
+    }
+  }
+  if (strictOverlay === undefined) {
+    out.ok(TOPIC, `rp_filter ${parts.join(', ')}`);
+    return;
+  }
+  const dev = c.overlayDevice!;
+  out.warn(TOPIC, `strict reverse-path filtering on ${dev} (rp_filter ${parts.join(', ')}): packets from pods whose reverse route leaves by another device are dropped`,
+    `use loose mode: sysctl -w net/ipv4/conf/${dev}/rp_filter=2 (the kernel applies the higher of all and the device, so 0 does not help while all=1); persist it in /etc/sysctl.d/`);
+}
+
+function rpFilter(read: SysctlReader, dev: string): number | undefined {
+  const v = read(`net/ipv4/conf/${dev}/rp_filter`);
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+function describe(mode: number): string {
+  return `${mode}: ${RP_MODES[mode] ?? 'unknown'}`;
+}
