@@ -32,7 +32,7 @@ function arg(name: string, fallback: string): string {
 function fakeLease(i: number, backend: string): { key: string; value: string } {
   const subnet = `10.${1 + (i >> 8)}.${i & 0xff}.0`;
   const publicIP = `198.18.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
-  const mac = `0e:01:c6:12:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
+  const mac = `0e:fa:c6:12:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
   const value = backend === 'vxlan'
     ? { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } }
     : { PublicIP: publicIP, PublicIPv6: null, BackendType: backend };

@@ -76,6 +76,10 @@ export class VxlanBackend implements Backend {
         skipped.push(data);
         continue;
       }
+      if (data.VtepMAC === link.mac) {
+        skipped.push(`peer ${peer.subnet.toString()} (${peer.attrs.publicIP}) claims this node's own VTEP MAC ${data.VtepMAC}; ignoring it`);
+        continue;
+      }
       const dst = peer.subnet.toString();
       if (this.settings.directRouting && onLink(peer.attrs.publicIP, local.extIface.ipv4, this.extPrefixLen)) {
         routes.push({ dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false });
