@@ -17,6 +17,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 { [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ]; } || missing+=(containernetworking-plugins)
 command -v iptables-restore >/dev/null 2>&1 || missing+=(iptables)
 

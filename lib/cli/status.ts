@@ -1,8 +1,136 @@
-import type { Command } from 'commander';
+/**
+ * `twill status` — the cluster as etcd sees it: the network config and one
+ * row per lease (valid or not), as a table, as JSON (`--json`), or as a
+ * drawing in a self-contained HTML page (`--html FILE`); `--watch` redraws
+ * on every change until Ctrl-C. `--health-port N` also asks each node's
+ * `/readyz`.
+ *
+ * Exit codes: 0 (also after Ctrl-C in --watch, and when the config is
+ * missing or some leases are invalid: that is what it reports), 1 when etcd
+ * cannot be read (unreachable, TLS, auth) — within about 5 s, with a message
+ * naming the endpoints — or the file cannot be written, 2 on bad usage.
+ *
+ * The pieces live in status/: model (what a row is), snapshot (reading
+ * etcd), cells (the text of each cell), table, json, topology and html (the
+ * outputs), health (the /readyz probes), watch (the refresh loop).
+ */
+import { renameSync, rmSync, writeFileSync } from 'fs';
+import * as path from 'path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { EtcdRegistry } from '../subnet';
+import { addEtcdOptions, etcdClientFrom, type EtcdCliOptions } from './etcd-options';
+import type { ClusterStatus } from './status/model';
+import { readSnapshot, type SnapshotOptions } from './status/snapshot';
+import { renderTable, useColour } from './status/table';
+import { toDocument } from './status/json';
+import { renderHtml } from './status/html';
+import { edgesOf } from './status/topology';
+import { watchStatus } from './status/watch';
 
-/** `twill status` — being written; see the operator-experience issue. */
+interface StatusOptions extends EtcdCliOptions {
+  json?: boolean;
+  html?: string;
+  watch?: boolean;
+  healthPort?: number;
+}
+
 export function registerStatus(program: Command): void {
-  program.command('status').description('(not built yet)').action(() => {
-    throw new Error('twill status is not built yet');
-  });
+  const cmd = program
+    .command('status')
+    .description('show the network config and every subnet lease in etcd (valid or not)');
+  addEtcdOptions(cmd)
+    .addOption(new Option('--json', 'print one JSON document (config and leases) for scripts'))
+    .addOption(new Option('--html <file>', 'write a self-contained HTML page drawing the cluster (- for stdout)').conflicts(['json', 'watch']))
+    .addOption(new Option('--watch', 'redraw whenever a lease or the config changes, until Ctrl-C (with --json: one JSON line per change)'))
+    .addOption(new Option('--health-port <port>', "also ask each node's http://<PublicIP>:<port>/readyz (1 s timeout; twilld must listen there: --healthz-port <port> --healthz-ip 0.0.0.0)").argParser(parsePort))
+    .addHelpText('after', `
+Examples:
+  twill status --etcd-endpoints http://10.0.0.1:2379
+  twill status --json | jq '.leases[] | select(.valid | not)'
+  twill status --watch
+  twill status --html cluster.html --health-port 8471`)
+    .action(async (opts: StatusOptions) => runStatus(opts));
+}
+
+function parsePort(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number from 1 to 65535');
+  return n;
+}
+
+async function runStatus(opts: StatusOptions): Promise<void> {
+  const client = etcdClientFrom(opts);
+  try {
+    const registry = new EtcdRegistry(client, opts.etcdPrefix);
+    const snapshot: SnapshotOptions = {
+      prefix: opts.etcdPrefix.replace(/\/+$/, ''),
+      endpoints: opts.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean),
+      healthPort: opts.healthPort,
+    };
+    if (opts.watch) {
+      await watch(registry, snapshot, opts);
+      return;
+    }
+    const status = await readSnapshot(registry, snapshot);
+    if (opts.html !== undefined) writeHtml(opts.html, status);
+    else if (opts.json) process.stdout.write(`${JSON.stringify(toDocument(status), null, 2)}\n`);
+    else process.stdout.write(renderTable(status, { colour: useColour(process.stdout) }));
+  } finally {
+    client.close();
+  }
+}
+
+async function watch(registry: EtcdRegistry, snapshot: SnapshotOptions, opts: StatusOptions): Promise<void> {
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const tty = Boolean(process.stdout.isTTY);
+  let drawn = 0;
+  const render = (status: ClusterStatus): void => {
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(toDocument(status))}\n`);
+      return;
+    }
+    const table = renderTable(status, { colour: useColour(process.stdout) });
+    const when = status.readAt.toISOString();
+    if (tty) {
+      // Clear the screen and the scrollback, then draw from the top.
+      process.stdout.write(`\x1b[H\x1b[2J\x1b[3J${`twill status --watch: read ${when} (revision ${status.revision}); Ctrl-C to quit`}\n\n${table}`);
+    } else {
+      process.stdout.write(`${drawn > 0 ? `\n--- ${when} (revision ${status.revision}) ---\n` : ''}${table}`);
+    }
+    drawn++;
+  };
+  try {
+    await watchStatus(registry, {
+      ...snapshot,
+      render,
+      warn: (message) => process.stderr.write(`twill status: ${message}\n`),
+      signal: stop.signal,
+    });
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
+
+/** Written to a temporary file beside it, then renamed: a reader never sees half a page. */
+function writeHtml(file: string, status: ClusterStatus): void {
+  const html = renderHtml(status);
+  if (file === '-') {
+    process.stdout.write(html);
+    return;
+  }
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  try {
+    writeFileSync(tmp, html, { mode: 0o644 });
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw new Error(`--html ${file}: cannot write it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const nodes = status.rows.filter((r) => r.lease).length;
+  const invalid = status.rows.length - nodes;
+  process.stdout.write(`wrote ${file}: ${nodes} node${nodes === 1 ? '' : 's'}, ${edgesOf(status.rows).length} edges${invalid ? `, ${invalid} invalid` : ''}\n`);
 }

@@ -1,0 +1,108 @@
+/**
+ * `twill status --json`: one JSON document for scripts. Every lease has
+ * every field (null when not known or not applicable), numbers where a
+ * script would compare: `expirySeconds` (null for a reservation or when the
+ * TTL could not be read), `reservation`, `valid`. Text from etcd is passed
+ * through as it is (JSON escapes it); only the table sanitises it.
+ */
+import type { ClusterStatus, ConfigStatus, LeaseRow } from './model';
+
+export interface StatusDocument {
+  readonly readAt: string;
+  readonly etcd: { readonly endpoints: readonly string[]; readonly prefix: string; readonly revision: number };
+  readonly config: ConfigDocument;
+  readonly leases: readonly LeaseDocument[];
+}
+
+export interface ConfigDocument {
+  readonly key: string;
+  readonly state: ConfigStatus['state'];
+  readonly error: string | null;
+  readonly network: string | null;
+  readonly subnetLen: number | null;
+  readonly subnetMin: string | null;
+  readonly subnetMax: string | null;
+  readonly ipv6Network: string | null;
+  readonly ipv6SubnetLen: number | null;
+  readonly ipv6SubnetMin: string | null;
+  readonly ipv6SubnetMax: string | null;
+  readonly backend: { readonly type: string; readonly settings: Readonly<Record<string, unknown>> } | null;
+  readonly warnings: readonly string[];
+}
+
+export interface LeaseDocument {
+  readonly key: string;
+  readonly subnet: string | null;
+  readonly ipv6Subnet: string | null;
+  readonly publicIP: string | null;
+  readonly publicIPv6: string | null;
+  /** What the lease asks for; `udp` when it names none (flanneld's udp and alloc leases). */
+  readonly backendType: string | null;
+  readonly twillBackends: readonly string[] | null;
+  readonly vtepMAC: string | null;
+  readonly etcdLeaseId: string | null;
+  readonly reservation: boolean;
+  readonly expirySeconds: number | null;
+  readonly expiryError: string | null;
+  readonly valid: boolean;
+  readonly invalidReason: string | null;
+  readonly health: { readonly state: string; readonly detail: string | null } | null;
+}
+
+export function toDocument(status: ClusterStatus): StatusDocument {
+  return {
+    readAt: status.readAt.toISOString(),
+    etcd: { endpoints: status.endpoints, prefix: status.prefix, revision: Number(status.revision) },
+    config: configDocument(status.config),
+    leases: status.rows.map(leaseDocument),
+  };
+}
+
+function configDocument(config: ConfigStatus): ConfigDocument {
+  const empty = {
+    network: null, subnetLen: null, subnetMin: null, subnetMax: null,
+    ipv6Network: null, ipv6SubnetLen: null, ipv6SubnetMin: null, ipv6SubnetMax: null,
+    backend: null, warnings: [],
+  };
+  if (config.state === 'missing') return { key: config.key, state: config.state, error: null, ...empty };
+  if (config.state === 'invalid') return { key: config.key, state: config.state, error: config.error, ...empty };
+  const c = config.config;
+  const v4 = c.enableIPv4 ? c.network : undefined;
+  const v6 = c.enableIPv6 ? c.ipv6Network : undefined;
+  return {
+    key: config.key,
+    state: config.state,
+    error: null,
+    network: v4?.toString() ?? null,
+    subnetLen: v4 ? c.subnetLen : null,
+    subnetMin: v4 ? c.subnetMin?.toString() ?? null : null,
+    subnetMax: v4 ? c.subnetMax?.toString() ?? null : null,
+    ipv6Network: v6?.toString() ?? null,
+    ipv6SubnetLen: v6 ? c.ipv6SubnetLen : null,
+    ipv6SubnetMin: v6 ? c.ipv6SubnetMin?.toString() ?? null : null,
+    ipv6SubnetMax: v6 ? c.ipv6SubnetMax?.toString() ?? null : null,
+    backend: { type: c.backend.type, settings: c.backend.settings },
+    warnings: c.warnings,
+  };
+}
+
+function leaseDocument(row: LeaseRow): LeaseDocument {
+  const e = row.expiry;
+  return {
+    key: row.key,
+    subnet: row.subnet?.toString() ?? null,
+    ipv6Subnet: row.ipv6Subnet?.toString() ?? null,
+    publicIP: row.attrs?.publicIP ?? null,
+    publicIPv6: row.attrs?.publicIPv6 ?? null,
+    backendType: row.backendType ?? null,
+    twillBackends: row.twillBackends ?? null,
+    vtepMAC: row.vtepMAC ?? null,
+    etcdLeaseId: row.etcdLeaseId ?? null,
+    reservation: e.kind === 'reservation',
+    expirySeconds: e.kind === 'ttl' ? e.seconds : e.kind === 'expired' ? 0 : null,
+    expiryError: e.kind === 'unknown' ? e.error : null,
+    valid: row.invalid === undefined,
+    invalidReason: row.invalid ?? null,
+    health: row.health ? { state: row.health.state, detail: row.health.state === 'ready' ? null : row.health.detail } : null,
+  };
+}

@@ -1,0 +1,227 @@
+/**
+ * The cluster as etcd holds it, as `twill status` shows it: the network
+ * config and one row per key under `<prefix>/subnets/`, valid or not.
+ *
+ * `buildClusterStatus` is pure: it takes what was read from etcd (see
+ * `snapshot.ts`) and decides, with the same codec and validation the agent
+ * uses (`leaseFromRaw`), which entries a node would accept. Nothing is
+ * hidden: an entry a node would skip becomes a row with `invalid` set to the
+ * reason, and with whatever could still be read from it (its subnet, its
+ * public IP), so the operator sees what is wrong and where.
+ */
+import { parseNetworkConfig, type NetworkConfig } from '../../config';
+import type { IPNet } from '../../ip';
+import {
+  LeaseFormatError, decodeLeaseAttrs, leaseFromRaw, parseSubnetKey,
+  type LeaseAttrs, type Lease, type RawKV,
+} from '../../subnet';
+import { KNOWN_BACKEND_TYPES, BackendUnavailableError, backendFactory } from '../../../backends';
+
+/** The network config at `<prefix>/config`, as found. */
+export type ConfigStatus =
+  | { readonly state: 'missing'; readonly key: string }
+  | { readonly state: 'invalid'; readonly key: string; readonly error: string }
+  | { readonly state: 'valid'; readonly key: string; readonly config: NetworkConfig };
+
+/** How long a lease has left: an etcd lease's TTL, none at all (a reservation), or not known. */
+export type Expiry =
+  | { readonly kind: 'reservation' }
+  | { readonly kind: 'ttl'; readonly seconds: number }
+  /** The etcd lease was gone when its TTL was asked for: the key is about to disappear. */
+  | { readonly kind: 'expired' }
+  | { readonly kind: 'unknown'; readonly error: string };
+
+/** The answer of a node's `/readyz`, when `--health-port` is given. */
+export type Health =
+  | { readonly state: 'ready' }
+  | { readonly state: 'not ready'; readonly detail: string }
+  | { readonly state: 'unknown'; readonly detail: string };
+
+export interface LeaseRow {
+  /** The etcd key below `<prefix>/subnets/`, as stored (untrusted text: print through `cells.ts`). */
+  readonly key: string;
+  /** Parsed from the key, when it parses (also for some invalid rows). */
+  readonly subnet?: IPNet;
+  readonly ipv6Subnet?: IPNet;
+  /** Decoded from the value, when it decodes (also for some invalid rows). */
+  readonly attrs?: LeaseAttrs;
+  /** Present exactly when a node would accept the entry. */
+  readonly lease?: Lease;
+  /** Why a node would skip the entry; undefined when valid. */
+  readonly invalid?: string;
+  readonly etcdLeaseId?: string;
+  readonly expiry: Expiry;
+  /** The backend the lease asks for (`udp` when it names none, as flanneld writes it). */
+  readonly backendType?: string;
+  /** twill's `TwillBackends` list, when the lease carries one. */
+  readonly twillBackends?: readonly string[];
+  /** The backends this node terminates: `backendType`, then any other of `twillBackends`. */
+  readonly terminates: readonly string[];
+  readonly vtepMAC?: string;
+  readonly health?: Health;
+}
+
+export interface ClusterStatus {
+  readonly prefix: string;
+  readonly endpoints: readonly string[];
+  /** The etcd revision the listing is consistent with. */
+  readonly revision: bigint;
+  readonly readAt: Date;
+  readonly config: ConfigStatus;
+  /** Sorted by subnet (entries whose key does not parse last, by key). */
+  readonly rows: readonly LeaseRow[];
+}
+
+/** What `snapshot.ts` read from etcd (and from the nodes' health endpoints). */
+export interface StatusInput {
+  readonly prefix: string;
+  readonly endpoints: readonly string[];
+  readonly revision: bigint;
+  readonly readAt: Date;
+  readonly configKey: string;
+  /** The config text, or undefined when the key does not exist. */
+  readonly configText?: string;
+  readonly kvs: readonly RawKV[];
+  /** etcd lease id → its expiry. */
+  readonly expiries: ReadonlyMap<string, Expiry>;
+  /** key → health, when probed. */
+  readonly health?: ReadonlyMap<string, Health>;
+}
+
+/**
+ * Leases are checked against no network when the config is missing or
+ * invalid: both families off means "no bounds" to `leaseFromRaw`.
+ */
+const UNBOUNDED: NetworkConfig = {
+  enableIPv4: false, enableIPv6: false, subnetLen: 0, ipv6SubnetLen: 0,
+  backend: { type: 'udp', settings: {} }, warnings: [],
+};
+
+export function readConfig(key: string, text: string | undefined): ConfigStatus {
+  if (text === undefined) return { state: 'missing', key };
+  try {
+    const config = parseNetworkConfig(text, KNOWN_BACKEND_TYPES);
+    // The backend's own keys (VNI, Port, …) are part of the config's validity, as for twilld.
+    try {
+      backendFactory(config.backend.type).validate(config.backend);
+    } catch (err) {
+      if (!(err instanceof BackendUnavailableError)) throw err;
+    }
+    return { state: 'valid', key, config };
+  } catch (err) {
+    // A ConfigError, or a backend's own refusal of its settings: both name the field.
+    if (err instanceof Error) return { state: 'invalid', key, error: err.message };
+    throw err;
+  }
+}
+
+export function buildClusterStatus(input: StatusInput): ClusterStatus {
+  const config = readConfig(input.configKey, input.configText);
+  const bounds = config.state === 'valid' ? config.config : UNBOUNDED;
+  const rows = input.kvs.map((raw) => buildRow(raw, bounds, input));
+  return {
+    prefix: input.prefix,
+    endpoints: input.endpoints,
+    revision: input.revision,
+    readAt: input.readAt,
+    config,
+    rows: sortBySubnet(resolveClaims(rows, input.kvs)),
+  };
+}
+
+function buildRow(raw: RawKV, bounds: NetworkConfig, input: StatusInput): LeaseRow {
+  const expiry: Expiry = raw.leaseId === undefined
+    ? { kind: 'reservation' }
+    : input.expiries.get(raw.leaseId) ?? { kind: 'unknown', error: 'not asked' };
+  const health = input.health?.get(raw.key);
+  const base = { key: raw.key, etcdLeaseId: raw.leaseId, expiry, health };
+  try {
+    const lease = leaseFromRaw(raw, bounds);
+    return { ...base, subnet: lease.subnet, ipv6Subnet: lease.ipv6Subnet, attrs: lease.attrs, lease, ...backendsOf(lease.attrs) };
+  } catch (err) {
+    if (!(err instanceof LeaseFormatError)) throw err;
+    // Keep what can still be read, so the row says which node it is.
+    const key = attempt(() => parseSubnetKey(raw.key));
+    const attrs = attempt(() => decodeLeaseAttrs(raw.value));
+    return {
+      ...base,
+      subnet: key?.subnet,
+      ipv6Subnet: key?.ipv6Subnet,
+      attrs,
+      invalid: err.message,
+      ...(attrs ? backendsOf(attrs) : { terminates: [] }),
+    };
+  }
+}
+
+function attempt<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
+function backendsOf(attrs: LeaseAttrs): Pick<LeaseRow, 'backendType' | 'twillBackends' | 'terminates' | 'vtepMAC'> {
+  // flanneld's udp (and alloc) leases carry no BackendType: the rule of
+  // backends/peers.ts `leaseBackendType`, which takes a whole Lease (invalid rows have none).
+  const backendType = attrs.backendType ?? 'udp';
+  const twillBackends = attrs.backends?.map((b) => b.type);
+  const terminates = [...new Set([backendType, ...(twillBackends ?? [])])];
+  const vxlanData = attrs.backendType === 'vxlan' ? attrs.backendData : attrs.backends?.find((b) => b.type === 'vxlan')?.data;
+  return { backendType, twillBackends, terminates, vtepMAC: vtepMacOf(vxlanData) };
+}
+
+/** `VtepMAC` of a vxlan lease's BackendData (matched case-insensitively, as flanneld decodes it). */
+function vtepMacOf(data: unknown): string | undefined {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return undefined;
+  let mac: unknown;
+  for (const [k, v] of Object.entries(data)) if (k.toLowerCase() === 'vtepmac') mac = v;
+  return typeof mac === 'string' ? mac : undefined;
+}
+
+/**
+ * Two valid keys claiming one subnet (a dual-stack key and a plain one):
+ * the older key (lower create revision) holds it and the other is skipped,
+ * as the agents' LeaseWatcher decides, with the same message.
+ */
+function resolveClaims(rows: LeaseRow[], kvs: readonly RawKV[]): LeaseRow[] {
+  const created = new Map(kvs.map((kv) => [kv.key, kv.createRevision]));
+  const holder = new Map<string, LeaseRow>();
+  const byAge = rows.filter((r) => r.lease).sort((a, b) => compareBigint(created.get(a.key) ?? 0n, created.get(b.key) ?? 0n));
+  const losers = new Map<string, string>();
+  for (const row of byAge) {
+    const subnets = [row.subnet, row.ipv6Subnet].filter((s): s is IPNet => s !== undefined).map((s) => s.toString());
+    const older = subnets.map((s) => holder.get(s)).find((h) => h !== undefined);
+    if (older) {
+      losers.set(row.key, `its subnet is already claimed by the older lease ${JSON.stringify(older.key)}`);
+      continue;
+    }
+    for (const s of subnets) holder.set(s, row);
+  }
+  return rows.map((r) => {
+    const reason = losers.get(r.key);
+    return reason === undefined ? r : { ...r, lease: undefined, invalid: reason };
+  });
+}
+
+function compareBigint(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** By subnet address, then prefix length; entries whose key does not parse last. Stable. */
+export function sortBySubnet(rows: readonly LeaseRow[]): LeaseRow[] {
+  return [...rows].sort((a, b) => {
+    if (a.subnet && b.subnet) {
+      return compareBigint(a.subnet.ip.value, b.subnet.ip.value) || a.subnet.prefixLen - b.subnet.prefixLen;
+    }
+    if (a.subnet) return -1;
+    if (b.subnet) return 1;
+    return 0;
+  });
+}
+
+/** The label of a row: its IPv4 subnet, or its raw key when that does not parse. */
+export function rowName(row: LeaseRow): string {
+  return row.subnet ? row.subnet.toString() : row.key;
+}

@@ -1,0 +1,86 @@
+/**
+ * One consistent look at the cluster: the leases (one etcd range, whose
+ * revision a watch can start from), then the config, then the time left on
+ * each etcd lease, then — when asked — each node's readiness.
+ *
+ * Failure: the etcd part is bounded by `deadlineMs` (default 3.5 s) as a
+ * whole; past it, or when etcd refuses, `readSnapshot` rejects with an
+ * `EtcdAccessError` whose message names the endpoints, and the caller must
+ * close the client (calls still in flight end with it). etcd3 takes up to
+ * 1 s more to drop a connection still being made, and node a moment to
+ * start: hence 3.5 s, for a command that gives up within about 5 s. A TTL
+ * that cannot be read is shown as unknown rather than failing the whole look.
+ */
+import { EtcdAccessError, EtcdUnavailableError, describeEtcdError, translateEtcdError, type EtcdRegistry } from '../../subnet';
+import { buildClusterStatus, type ClusterStatus, type Expiry, type StatusInput } from './model';
+import { probeReadiness } from './health';
+
+export interface SnapshotOptions {
+  readonly prefix: string;
+  readonly endpoints: readonly string[];
+  /** Probe `http://<PublicIP>:<port>/readyz` of every valid lease. */
+  readonly healthPort?: number;
+  readonly deadlineMs?: number;
+}
+
+export const DEFAULT_DEADLINE_MS = 3500;
+
+export async function readSnapshot(registry: EtcdRegistry, opts: SnapshotOptions): Promise<ClusterStatus> {
+  const fromEtcd = await withDeadline(readEtcd(registry, opts), opts.deadlineMs ?? DEFAULT_DEADLINE_MS, opts.endpoints);
+  if (opts.healthPort === undefined) return buildClusterStatus(fromEtcd);
+  // Only leases a node would accept are asked: the others are not peers.
+  const targets = buildClusterStatus(fromEtcd).rows.flatMap((r) => (r.lease ? [{ key: r.key, publicIP: r.lease.attrs.publicIP }] : []));
+  return buildClusterStatus({ ...fromEtcd, health: await probeReadiness(targets, opts.healthPort) });
+}
+
+async function readEtcd(registry: EtcdRegistry, opts: SnapshotOptions): Promise<StatusInput> {
+  // Leases first: the config read after them is at least as new, so a watch
+  // from the listing's revision misses no config change either.
+  const listing = await registry.listLeases();
+  const config = await registry.getConfig();
+  const ids = [...new Set(listing.kvs.flatMap((kv) => (kv.leaseId === undefined ? [] : [kv.leaseId])))];
+  const expiries = new Map<string, Expiry>(await Promise.all(ids.map(async (id): Promise<[string, Expiry]> => {
+    try {
+      const seconds = await registry.timeToLive(id);
+      return [id, seconds < 0 ? { kind: 'expired' } : { kind: 'ttl', seconds }];
+    } catch (err) {
+      return [id, { kind: 'unknown', error: describeEtcdError(err, { endpoints: opts.endpoints }) }];
+    }
+  })));
+  return {
+    prefix: opts.prefix,
+    endpoints: opts.endpoints,
+    revision: listing.revision,
+    readAt: new Date(),
+    configKey: registry.configKey,
+    configText: config?.text,
+    kvs: listing.kvs,
+    expiries,
+  };
+}
+
+/** Rejects with an EtcdAccessError naming the endpoints when `work` fails or takes longer than `ms`. */
+async function withDeadline<T>(work: Promise<T>, ms: number, endpoints: readonly string[]): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new EtcdUnavailableError(
+      endpointPhrase(endpoints),
+      `did not answer within ${ms / 1000} s`,
+      'check --etcd-endpoints, and that etcd runs there and is reachable from here',
+    )), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } catch (err) {
+    const translated = translateEtcdError(err, { endpoints });
+    if (translated instanceof EtcdAccessError) throw translated;
+    throw new Error(`${endpointPhrase(endpoints)}: ${translated instanceof Error ? translated.message : String(translated)}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** As etcd-errors.ts names them: "etcd at X", or "etcd at one of X, Y". */
+function endpointPhrase(endpoints: readonly string[]): string {
+  return endpoints.length === 1 ? `etcd at ${endpoints[0]}` : `etcd at one of ${endpoints.join(', ')}`;
+}

@@ -1,0 +1,154 @@
+/**
+ * `twill status --watch`: a new look at the cluster (`readSnapshot`) each
+ * time a lease or the config changes, until `signal` aborts.
+ *
+ * States:
+ *   watching    two etcd watches (the subnets prefix and the config key)
+ *               run from the revision of the last look; any event schedules
+ *               a refresh after a short pause, so a burst of changes gives
+ *               one redraw.
+ *   refreshing  one look at a time; a change seen meanwhile runs one more.
+ *   waiting     a look failed (etcd down): said once on `warn`, retried
+ *               every RETRY_MS; the last picture stays on screen.
+ * A watch that etcd ends (its revision compacted away, …) is dropped and made
+ * anew from the next successful look, which also catches up on what changed.
+ *
+ * Failure: only the first look can fail the command (it rejects); after it,
+ * `watchStatus` resolves when `signal` aborts and never rejects.
+ */
+import type { Watcher } from 'etcd3';
+import type { EtcdRegistry } from '../../subnet';
+import { describeEtcdError } from '../../subnet';
+import type { ClusterStatus } from './model';
+import { readSnapshot, type SnapshotOptions } from './snapshot';
+
+export interface WatchOptions extends SnapshotOptions {
+  readonly render: (status: ClusterStatus) => void;
+  /** A change of connectivity, or a failed look, once per distinct message. */
+  readonly warn: (message: string) => void;
+  readonly signal: AbortSignal;
+}
+
+const DEBOUNCE_MS = 150;
+const RETRY_MS = 2000;
+
+export async function watchStatus(registry: EtcdRegistry, opts: WatchOptions): Promise<void> {
+  const first = await readSnapshot(registry, opts);
+  opts.render(first);
+  const watch = new StatusWatch(registry, opts, first.revision);
+  await watch.run();
+}
+
+class StatusWatch {
+  private watchers: Watcher[] = [];
+  private timer?: NodeJS.Timeout;
+  private refreshing = false;
+  private again = false;
+  private lastWarning = '';
+  private disconnected = false;
+  /** A look or a watch failed since the last good look. */
+  private failing = false;
+  private generation = 0;
+
+  constructor(private readonly registry: EtcdRegistry, private readonly opts: WatchOptions, private revision: bigint) {}
+
+  async run(): Promise<void> {
+    if (this.opts.signal.aborted) return;
+    const done = new Promise<void>((resolve) => this.opts.signal.addEventListener('abort', () => resolve(), { once: true }));
+    void this.startWatches();
+    await done;
+    clearTimeout(this.timer);
+    await this.dropWatches();
+  }
+
+  private async startWatches(): Promise<void> {
+    const gen = ++this.generation;
+    const from = this.revision + 1n;
+    try {
+      const watchers = await Promise.all([this.registry.watchLeases(from), this.registry.watchConfig(from)]);
+      if (gen !== this.generation || this.opts.signal.aborted) {
+        await Promise.all(watchers.map((w) => w.cancel().catch(() => undefined)));
+        return;
+      }
+      this.watchers = watchers;
+      for (const w of watchers) this.attach(w, gen);
+    } catch (err) {
+      if (gen !== this.generation || this.opts.signal.aborted) return;
+      this.failing = true;
+      this.say(`cannot watch etcd (${describeEtcdError(err, { endpoints: this.opts.endpoints })}); retrying`);
+      this.schedule(RETRY_MS);
+    }
+  }
+
+  private attach(w: Watcher, gen: number): void {
+    w.on('data', () => {
+      if (gen === this.generation) this.schedule(DEBOUNCE_MS);
+    });
+    w.on('disconnected', (err: Error) => {
+      if (gen !== this.generation || this.disconnected) return;
+      this.disconnected = true;
+      this.failing = true;
+      this.say(`lost the etcd watch (${describeEtcdError(err, { endpoints: this.opts.endpoints })}); the picture may be stale until etcd is back`);
+    });
+    w.on('connected', () => {
+      if (gen !== this.generation || !this.disconnected) return;
+      this.disconnected = false;
+      this.schedule(DEBOUNCE_MS);
+    });
+    w.on('error', (err: Error) => {
+      if (gen !== this.generation) return;
+      // e.g. the revision was compacted away: look again, then watch from there.
+      this.say(`the etcd watch ended (${err.message}); looking again`);
+      void this.dropWatches();
+      this.schedule(0);
+    });
+  }
+
+  private async dropWatches(): Promise<void> {
+    this.generation++;
+    const old = this.watchers;
+    this.watchers = [];
+    await Promise.all(old.map((w) => w.cancel().catch(() => undefined)));
+  }
+
+  private schedule(ms: number): void {
+    if (this.opts.signal.aborted) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.refresh(), ms);
+  }
+
+  private async refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.again = true;
+      return;
+    }
+    this.refreshing = true;
+    try {
+      const status = await readSnapshot(this.registry, this.opts);
+      if (this.opts.signal.aborted) return;
+      this.revision = status.revision;
+      if (this.failing) this.say('etcd answers again');
+      this.failing = false;
+      this.lastWarning = '';
+      this.opts.render(status);
+      if (this.watchers.length === 0) void this.startWatches();
+    } catch (err) {
+      if (this.opts.signal.aborted) return;
+      this.failing = true;
+      this.say(`${(err as Error).message}; retrying every ${RETRY_MS / 1000} s`);
+      this.schedule(RETRY_MS);
+    } finally {
+      this.refreshing = false;
+      if (this.again) {
+        this.again = false;
+        this.schedule(0);
+      }
+    }
+  }
+
+  private say(message: string): void {
+    if (message === this.lastWarning) return;
+    this.lastWarning = message;
+    this.opts.warn(message);
+  }
+}
