@@ -1,3 +1,4 @@
+import { existsSync } from 'fs';
 /**
  * `twill diagnose` run as an operator would: the built CLI, as a real
  * process inside node 0's namespace of a 2-node vxlan cluster running twilld.
@@ -74,6 +75,22 @@ describe('twill diagnose on a node of a 2-node vxlan cluster', function () {
     const [ipip] = linesMatching(healthy.stdout, /^WARN kernel: no ipip support/);
     expect(ipip, healthy.stdout).to.be.a('string');
     expect(adviceAfter(healthy.stdout, ipip)).to.match(/^ {2}→ .*modprobe ipip.*userspace.*vxlan/);
+  });
+
+  it('reports a missing /dev/net/tun as FAIL naming the device and how to provide it', async () => {
+    // A private mount namespace hides /dev/net from this one process only; the host keeps its device.
+    const argv = ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs none /dev/net && exec "$@"', 'sh',
+      'ip', 'netns', 'exec', tc.nodeNs(0), process.execPath, TWILL, 'diagnose',
+      '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp), '--iface', 'eth0', '--subnet-file', tc.subnetFile(0)];
+    const r = await new Promise<CliRun>((resolve) => {
+      execFile('unshare', argv, { timeout: 60_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+      });
+    });
+    const line = r.stdout.split('\n').find((l) => l.includes('/dev/net/tun'));
+    expect(line, r.stdout + r.stderr).to.match(/^(FAIL|WARN) kernel: \/dev\/net\/tun cannot be opened \(ENOENT\)/);
+    expect(r.stdout).to.contain('modprobe tun');
+    expect(existsSync('/dev/net/tun'), 'the host still has its tun device').to.equal(true);
   });
 
   it('leaves no temporary twdiag link behind', async () => {
