@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { existsSync, readdirSync, readFileSync } from 'fs';
+import { readdirSync, readFileSync } from 'fs';
 import * as path from 'path';
 import { IPNet } from '../../lib/ip';
 import type { LeaseAttrs } from '../../lib/subnet/lease';
@@ -12,18 +12,8 @@ import {
   parseSubnetKey,
   type SubnetKey,
 } from '../../lib/subnet/lease-codec';
+import { fixturesDir } from '../harness/fixtures';
 
-/**
- * The flanneld fixtures: /work/shared/fixtures/flanneld, four levels above
- * dist/test/unit; TWILL_FIXTURES names another place when that is absent.
- */
-function fixturesDir(): string {
-  const beside = path.join(__dirname, '../../../..', 'shared/fixtures/flanneld');
-  if (existsSync(beside)) return beside;
-  const fromEnv = process.env.TWILL_FIXTURES;
-  if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  throw new Error(`flanneld fixtures not found at ${beside}; set TWILL_FIXTURES to their directory`);
-}
 
 function fixture(name: string): string {
   return readFileSync(path.join(fixturesDir(), name), 'utf8');

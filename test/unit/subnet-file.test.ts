@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { existsSync, promises as fs, readFileSync } from 'fs';
+import { promises as fs, readFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { IPNet } from '../../lib/ip';
@@ -11,18 +11,8 @@ import {
   type PreviousSubnets,
   type SubnetFileContents,
 } from '../../lib/subnet/subnet-file';
+import { fixturesDir } from '../harness/fixtures';
 
-/**
- * The flanneld fixtures: /work/shared/fixtures/flanneld, four levels above
- * dist/test/unit; TWILL_FIXTURES names another place when that is absent.
- */
-function fixturesDir(): string {
-  const beside = path.join(__dirname, '../../../..', 'shared/fixtures/flanneld');
-  if (existsSync(beside)) return beside;
-  const fromEnv = process.env.TWILL_FIXTURES;
-  if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  throw new Error(`flanneld fixtures not found at ${beside}; set TWILL_FIXTURES to their directory`);
-}
 
 /** The contents flanneld wrote its subnet.env fixture from. */
 const FIXTURE: SubnetFileContents = {
