@@ -9,6 +9,10 @@ bash cmd/install-deps.sh
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+# An existing checkout skips npm ci: rebuild the native datapath when its sources changed.
+if [ ! -f build/Release/twill_userspace.node ] || [ -n "$(find binding.gyp backends/userspace/native -newer build/Release/twill_userspace.node -print -quit)" ]; then
+  npm run build:native --silent
+fi
 npm run build --silent
 
 exec node_modules/.bin/mocha "$@"

@@ -1,0 +1,21 @@
+/**
+ * backends/userspace — the userspace datapath the udp backend and the
+ * userspace mode of the ipip backend run on: a native engine (native/,
+ * built from binding.gyp) in a supervised host process (datapath-host.ts),
+ * driven through UserspaceDatapath.
+ */
+export {
+  UserspaceDatapath,
+  UserspaceDatapathOptions,
+  DatapathMode,
+  PeerEntry,
+  DatapathCounters,
+  CrashInfo,
+  RestartInfo,
+  DEFAULT_UDP_PORT,
+  encodePeers,
+} from './datapath';
+export { tunAvailable, userspaceDatapathAvailable, Availability, TUN_MISSING } from './tun';
+export { EngineInfo, EngineCounters } from './native-engine';
+export { TunUnavailableError, EngineNotBuiltError, DatapathStartError, DatapathDownError, InvalidPeerError } from './errors';
+export { HostRequestError } from './host-process';
