@@ -14,18 +14,8 @@
  * closes the handle; it never throws.
  */
 import { FramePorts, ParsedFrame, parseFrame } from './frame';
+import type { CapHandle, CapModule } from './cap-binding';
 
-/** The part of the `cap` package's native binding used here (it ships no types). */
-interface CapHandle {
-  open(device: string, filter: string, bufSize: number, buffer: Buffer): string;
-  close(): void;
-  setMinBytes?(n: number): void;
-  on(event: 'packet', listener: (nbytes: number, truncated: boolean) => void): this;
-}
-
-interface CapModule {
-  Cap: new () => CapHandle;
-}
 
 export class CaptureError extends Error {
   constructor(readonly dev: string, detail: string) {

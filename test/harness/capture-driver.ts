@@ -18,17 +18,7 @@
  * kernel already queued are still printed.
  */
 
-/** The part of the `cap` package's native binding this driver uses (it ships no types). */
-interface CapHandle {
-  open(device: string, filter: string, bufSize: number, buffer: Buffer): string;
-  close(): void;
-  setMinBytes?(n: number): void;
-  on(event: 'packet', listener: (nbytes: number, truncated: boolean) => void): this;
-}
-
-interface CapModule {
-  Cap: new () => CapHandle;
-}
+import type { CapModule } from '../../lib/diagnose/cap-binding';
 
 export type DriverMessage =
   | { type: 'ready'; linkType: string }
