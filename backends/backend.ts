@@ -38,8 +38,19 @@ export interface ReconcileReport {
   readonly failures: readonly string[];
 }
 
+/** Packet counters of a userspace datapath, totals since twilld started. */
+export interface BackendCounters {
+  readonly rxPackets: number;
+  readonly txPackets: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  readonly drops: number;
+}
+
 export interface Backend {
   readonly type: string;
+  /** How packets move ('kernel' or 'userspace'); final once start() resolved. */
+  readonly mode: string;
   /** Creates or adopts the local devices; never removes what it finds. */
   start(local: LocalNode): Promise<BackendStart>;
   /** Makes the kernel hold exactly what `own` and `peers` call for. */
@@ -48,11 +59,15 @@ export interface Backend {
   stop(): Promise<void>;
   /** Removes every kernel object this backend created (after a migration). */
   teardown(): Promise<void>;
+  /** Userspace datapaths only: counters for /metrics. */
+  counters?(): Promise<BackendCounters>;
 }
 
 export interface BackendContext {
   readonly log: Log;
   readonly netlink: Netlink;
+  /** Asks the agent for a reconcile soon (a userspace datapath restarted with a new device). */
+  readonly requestReconcile?: (reason: string) => void;
 }
 
 export interface BackendFactory {

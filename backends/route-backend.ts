@@ -13,6 +13,7 @@ import { partitionPeers } from './peers';
 
 export abstract class RouteBackend implements Backend {
   abstract readonly type: string;
+  abstract readonly mode: string;
   protected abstract readonly protocol: number;
 
   constructor(protected readonly nl: Netlink) {}

@@ -8,6 +8,7 @@ import { EMPTY_REPORT } from '../backend';
 
 class AllocBackend implements Backend {
   readonly type = 'alloc';
+  readonly mode = 'none';
 
   async start(local: LocalNode): Promise<BackendStart> {
     return { mtu: local.extIface.mtu };

@@ -15,6 +15,7 @@ import { RouteBackend } from '../route-backend';
 
 class HostGwBackend extends RouteBackend {
   readonly type = 'host-gw';
+  readonly mode = 'kernel';
   protected readonly protocol = BACKEND_ROUTE_PROTOCOL['host-gw'];
   private local?: LocalNode;
 

@@ -32,6 +32,7 @@ export interface VxlanLeaseData {
 
 export class VxlanBackend implements Backend {
   readonly type = 'vxlan';
+  readonly mode = 'kernel';
   private local?: LocalNode;
   private spec?: VxlanSpec;
   private mtu = 0;

@@ -26,6 +26,8 @@ import { AgentMetrics } from '../observe/metrics';
 import { Readiness } from '../observe/readiness';
 import { Backoff } from '../subnet/backoff';
 
+const COUNTER_READ_MS = 5000;
+
 export interface AgentOptions {
   readonly interfaces: InterfaceOptions;
   readonly subnetFile: string;
@@ -41,6 +43,7 @@ export class Agent {
   private backend?: Backend;
   private watcher?: LeaseWatcher;
   private repairTimer?: NodeJS.Timeout;
+  private counterTimer?: NodeJS.Timeout;
   private running?: { config: NetworkConfig; mtu: number };
   private masq?: MasqController;
   private netlink?: Netlink;
@@ -76,7 +79,7 @@ export class Agent {
       this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       await this.watchPeers(config);
       await this.startRepairs(config);
-      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: this.backend!.type, mtu: started.mtu });
+      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: this.backend!.type, mode: this.backend!.mode, mtu: started.mtu });
       await untilAborted(signal);
     } finally {
       await this.shutdown();
@@ -91,9 +94,15 @@ export class Agent {
 
   private async startBackend(config: NetworkConfig, local: LocalNode): Promise<BackendStart> {
     this.netlink = Netlink.open();
-    this.backend = createBackend(config.backend, { log: this.log, netlink: this.netlink });
-    this.metrics.setBackend(this.backend.type);
-    return this.backend.start(local);
+    const backend = createBackend(config.backend, {
+      log: this.log,
+      netlink: this.netlink,
+      requestReconcile: (reason) => this.loop.request(reason),
+    });
+    this.backend = backend;
+    const started = await backend.start(local);
+    this.metrics.setBackend(backend.type, backend.mode);
+    return started;
   }
 
   /** Every lease change asks for a reconcile. */
@@ -127,6 +136,7 @@ export class Agent {
     // reads the kernel itself, and anything deleted meanwhile it puts back.
     this.loop.request('start-up');
     this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
+    this.startCounterReadout();
     await this.watchKernel(this.netlink!);
     const network = config.network;
     if (!network) return;
@@ -139,6 +149,21 @@ export class Agent {
       this.log,
     );
     this.masq.start();
+  }
+
+  /** A userspace datapath's packet counters reach /metrics every few seconds. */
+  private startCounterReadout(): void {
+    const backend = this.backend;
+    if (!backend?.counters) return;
+    const read = async () => {
+      try {
+        const c = await backend.counters!();
+        this.metrics.setDatapathCounters(backend.type, { ...c });
+      } catch (err) {
+        this.log.debug('cannot read the datapath counters', { error: (err as Error).message });
+      }
+    };
+    this.counterTimer = setInterval(() => void read(), COUNTER_READ_MS);
   }
 
   /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */
@@ -253,6 +278,7 @@ export class Agent {
     this.unsubscribeKernel?.();
     if (this.kernelChangeTimer) clearTimeout(this.kernelChangeTimer);
     if (this.repairTimer) clearInterval(this.repairTimer);
+    if (this.counterTimer) clearInterval(this.counterTimer);
     await this.masq?.stop();
     await this.loop.stop();
     await this.watcher?.stop();
