@@ -8,13 +8,14 @@ import { BackendUnavailableError } from './backend';
 import { allocBackend } from './alloc';
 import { hostGwBackend } from './host-gw';
 import { ipipBackend } from './ipip';
+import { udpBackend } from './udp';
 import { vxlanBackend } from './vxlan';
 
 /** Every backend type flanneld's etcd mode knows (configs naming others are refused). */
 export const KNOWN_BACKEND_TYPES: readonly string[] = ['alloc', 'host-gw', 'ipip', 'udp', 'vxlan'];
 
 const implementations = new Map<string, BackendFactory>(
-  [allocBackend, hostGwBackend, ipipBackend, vxlanBackend].map((f) => [f.type, f]),
+  [allocBackend, hostGwBackend, ipipBackend, udpBackend, vxlanBackend].map((f) => [f.type, f]),
 );
 
 export function backendFactory(type: string): BackendFactory {

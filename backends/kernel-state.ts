@@ -10,7 +10,8 @@ import type { FdbEntry, NeighborInfo, Operation, RouteInfo } from '../lib/netlin
 
 export interface WantedRoute {
   readonly dst: string;
-  readonly gateway: string;
+  /** Absent for a device route (`10.244.0.0/16 dev flannel0`). */
+  readonly gateway?: string;
   /** Output device name. */
   readonly dev: string;
   readonly ifindex: number;

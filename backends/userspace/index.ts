@@ -19,3 +19,4 @@ export { tunAvailable, userspaceDatapathAvailable, Availability, TUN_MISSING } f
 export { EngineInfo, EngineCounters } from './native-engine';
 export { TunUnavailableError, EngineNotBuiltError, DatapathStartError, DatapathDownError, InvalidPeerError } from './errors';
 export { HostRequestError } from './host-process';
+export { UserspaceTunnel, TunnelOptions } from './tunnel';

@@ -13,7 +13,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadAll } from 'js-yaml';
 import { parseNetworkConfig } from '../../lib/config';
-import { BackendUnavailableError, KNOWN_BACKEND_TYPES, backendFactory } from '../../backends';
+import { KNOWN_BACKEND_TYPES, backendFactory } from '../../backends';
 import { SUPPORTED_VERSIONS } from '../../lib/cni/net-conf';
 import { parseDaemonFlags } from '../../cmd/flags';
 
@@ -25,8 +25,6 @@ const TWILLD = path.resolve(__dirname, '../../cmd/twilld.js');
 type Obj = Record<string, any>;
 
 /** Example configs naming a backend this build does not implement yet (the README says so). */
-const NOT_IMPLEMENTED_EXAMPLES = new Set(['udp.json']);
-
 function filesUnder(dir: string, ext: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = path.join(dir, e.name);
@@ -54,14 +52,10 @@ function flagsIn(args: readonly string[]): string[] {
 }
 
 /** Parses a network config and validates its backend settings, as twilld does at start. */
-function checkNetworkConfig(text: string, what: string, opts: { implemented: boolean }): void {
+function checkNetworkConfig(text: string, what: string): void {
   const config = parseNetworkConfig(text, KNOWN_BACKEND_TYPES);
   expect(config.warnings, `${what}: warnings`).to.deep.equal([]);
-  if (opts.implemented) {
-    backendFactory(config.backend.type).validate(config.backend);
-  } else {
-    expect(() => backendFactory(config.backend.type), `${what}: the README says ${config.backend.type} is not implemented; update both`).to.throw(BackendUnavailableError);
-  }
+  backendFactory(config.backend.type).validate(config.backend);
 }
 
 describe('manifests/', () => {
@@ -230,7 +224,7 @@ describe('manifests/', () => {
     });
 
     it('holds a net-conf.json that twilld accepts', () => {
-      checkNetworkConfig(cm.data['net-conf.json'], 'net-conf.json', { implemented: true });
+      checkNetworkConfig(cm.data['net-conf.json'], 'net-conf.json');
     });
 
     it('holds a cni-conf.json conflist whose first plugin is twill-cni', () => {
@@ -307,9 +301,8 @@ describe('manifests/', () => {
 
     for (const file of files) {
       const name = path.basename(file);
-      const implemented = !NOT_IMPLEMENTED_EXAMPLES.has(name);
-      it(`${name} is a network config twilld accepts${implemented ? '' : ' (its backend is not implemented yet)'}`, () => {
-        checkNetworkConfig(readFileSync(file, 'utf8'), name, { implemented });
+      it(`${name} is a network config twilld accepts`, () => {
+        checkNetworkConfig(readFileSync(file, 'utf8'), name);
       });
     }
 

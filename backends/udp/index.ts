@@ -1,0 +1,80 @@
+/**
+ * udp (flanneld-compatible): TUN device `flannel0` with `<subnet>/32`, MTU
+ * external − 28, one route `<Network> dev flannel0`, and a UDP socket on
+ * the external address, port 8285 (Backend.Port). The native userspace
+ * datapath carries each pod packet as the whole payload of one datagram to
+ * the node whose subnet holds the destination, decrementing the TTL, and
+ * answers a destination no peer holds with ICMP net unreachable.
+ *
+ * Peers are udp peers: leases whose BackendType is "udp" or absent (flanneld
+ * publishes none for udp).
+ */
+import type { Lease } from '../../lib/subnet';
+import type { Netlink } from '../../lib/netlink';
+import type { Backend, BackendContext, BackendCounters, BackendFactory, BackendStart, LocalNode, ReconcileReport } from '../backend';
+import { applyPlan } from '../apply-plan';
+import { diffRoutes, emptyPlan } from '../kernel-state';
+import { partitionPeers } from '../peers';
+import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
+import { intSetting } from '../settings';
+import { DEFAULT_UDP_PORT, UserspaceTunnel } from '../userspace';
+
+export const UDP_DEVICE = 'flannel0';
+const UDP_OVERHEAD = 28;
+const PROTOCOL = BACKEND_ROUTE_PROTOCOL.udp;
+
+class UdpBackend implements Backend {
+  readonly type = 'udp';
+  readonly mode = 'userspace';
+  private readonly tunnel: UserspaceTunnel;
+  private local?: LocalNode;
+
+  constructor(private readonly port: number, private readonly nl: Netlink, ctx: BackendContext) {
+    this.tunnel = new UserspaceTunnel({
+      backendType: 'udp', mode: 'udp', tunName: UDP_DEVICE, overhead: UDP_OVERHEAD, port,
+      nl, log: ctx.log, requestReconcile: ctx.requestReconcile,
+    });
+  }
+
+  async start(local: LocalNode): Promise<BackendStart> {
+    this.local = local;
+    return { mtu: this.tunnel.check(local) };
+  }
+
+  async reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
+    const network = this.local?.network.network;
+    if (!network) throw new Error('the udp backend carries IPv4 only; the network config has no Network');
+    const { carried, skipped } = partitionPeers(peers, this.type, own);
+    const link = await this.tunnel.ensure(own, carried.map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP, port: this.port })));
+    const plan = emptyPlan();
+    diffRoutes(plan, [{ dst: network.toString(), dev: link.name, ifindex: link.index, onlink: false }], await this.nl.listRoutes({ family: 4, protocol: PROTOCOL }), PROTOCOL);
+    const outcome = await applyPlan(this.nl, plan);
+    return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
+  }
+
+  counters(): Promise<BackendCounters> {
+    return this.tunnel.counters();
+  }
+
+  async stop(): Promise<void> {
+    await this.tunnel.stop();
+  }
+
+  async teardown(): Promise<void> {
+    const routes = await this.nl.listRoutes({ family: 4, protocol: PROTOCOL });
+    await this.nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol: PROTOCOL, table: r.table } })), { ignoreMissing: true });
+    await this.tunnel.destroy();
+  }
+}
+
+function udpPort(config: Parameters<BackendFactory['validate']>[0]): number {
+  return intSetting(config, 'Port', { min: 1, max: 65535, fallback: DEFAULT_UDP_PORT });
+}
+
+export const udpBackend: BackendFactory = {
+  type: 'udp',
+  validate: (config) => {
+    udpPort(config);
+  },
+  create: (config, ctx) => new UdpBackend(udpPort(config), ctx.netlink, ctx),
+};

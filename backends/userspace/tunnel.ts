@@ -1,0 +1,135 @@
+/**
+ * What the udp backend and userspace ipip share: one UserspaceDatapath and
+ * its TUN device, driven level-triggered from reconcile.
+ *
+ * `check` runs in the backend's start() and refuses early (no /dev/net/tun,
+ * engine not built) with a BackendUnavailableError that says what to do.
+ * The engine itself starts in the first reconcile, because the ICMP errors
+ * it writes come from this node's subnet, which is only known once the lease
+ * is held; a later reconcile with a different own subnet restarts it.
+ * Each reconcile hands the engine the peer table and makes the TUN hold
+ * exactly `<subnet IP>/32`.
+ */
+import type { Lease } from '../../lib/subnet';
+import type { LinkInfo, Netlink } from '../../lib/netlink';
+import type { Log } from '../../lib/observe/logger';
+import { BackendUnavailableError } from '../backend';
+import type { BackendCounters, LocalNode } from '../backend';
+import { UserspaceDatapath, type DatapathMode, type PeerEntry } from './datapath';
+import { TunUnavailableError, EngineNotBuiltError } from './errors';
+import { userspaceDatapathAvailable } from './tun';
+
+/** How long a datapath left behind by a stopping twilld keeps forwarding, waiting for the next one. */
+const HANDOVER_GRACE_MS = 60_000;
+
+export interface TunnelOptions {
+  /** The backend this tunnel serves, for messages. */
+  readonly backendType: string;
+  readonly mode: DatapathMode;
+  readonly tunName: string;
+  /** Bytes of encapsulation: the TUN MTU is the external MTU minus this. */
+  readonly overhead: number;
+  /** udp: the port to bind and to send to. */
+  readonly port?: number;
+  readonly nl: Netlink;
+  readonly log: Log;
+  readonly requestReconcile?: (reason: string) => void;
+}
+
+export class UserspaceTunnel {
+  private local?: LocalNode;
+  private datapath?: UserspaceDatapath;
+  private ownSubnet?: string;
+  private stopped = false;
+
+  constructor(private readonly opts: TunnelOptions) {}
+
+  /** The TUN MTU; throws BackendUnavailableError when this node cannot run a userspace datapath. */
+  check(local: LocalNode): number {
+    const available = userspaceDatapathAvailable();
+    if (!available.ok) {
+      throw new BackendUnavailableError(this.opts.backendType, `the ${this.opts.backendType} backend cannot run: ${available.reason}`);
+    }
+    this.local = local;
+    return local.extIface.mtu - this.opts.overhead;
+  }
+
+  /**
+   * Starts (or restarts for a new subnet) the engine, gives it `peers`, and
+   * puts the own address on the TUN; returns the device.
+   */
+  async ensure(own: Lease, peers: readonly PeerEntry[]): Promise<LinkInfo> {
+    const subnet = own.subnet.toString();
+    if (this.datapath && this.ownSubnet !== subnet) {
+      this.opts.log.info(`${this.opts.backendType}: this node's subnet changed; restarting the userspace datapath`, { from: this.ownSubnet, to: subnet });
+      await this.datapath.stop();
+      this.datapath = undefined;
+    }
+    if (!this.datapath) this.datapath = await this.launch(subnet, peers);
+    else await this.datapath.setPeers(peers);
+    const link = await this.opts.nl.getLink(this.opts.tunName);
+    if (!link) throw new Error(`${this.opts.tunName} vanished; the userspace datapath recreates it`);
+    const cidr = `${own.subnet.ip.toString()}/32`;
+    const addrs = await this.opts.nl.listAddresses(link.index, 4);
+    if (!addrs.some((a) => a.cidr === cidr)) await this.opts.nl.replaceAddress(link.index, cidr);
+    for (const a of addrs) if (a.cidr !== cidr) await this.opts.nl.deleteAddress(link.index, a.cidr);
+    return link;
+  }
+
+  async counters(): Promise<BackendCounters> {
+    const c = await this.datapath?.counters();
+    return c ?? { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0, drops: 0 };
+  }
+
+  /**
+   * twilld is stopping: the engine keeps forwarding for a while so that a
+   * restarting twilld takes it over without a gap; the TUN, its address and
+   * routes stay in any case.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.datapath?.detach(HANDOVER_GRACE_MS);
+    this.datapath = undefined;
+  }
+
+  /** Ends the engine and deletes the TUN device. */
+  async destroy(): Promise<void> {
+    this.stopped = true;
+    const dp = this.datapath;
+    this.datapath = undefined;
+    if (dp) {
+      await dp.destroy();
+    } else if (await this.opts.nl.getLink(this.opts.tunName)) {
+      await this.opts.nl.deleteLink(this.opts.tunName);
+    }
+  }
+
+  private async launch(ownSubnet: string, peers: readonly PeerEntry[]): Promise<UserspaceDatapath> {
+    const local = this.local;
+    if (!local) throw new Error(`${this.opts.backendType} backend used before start()`);
+    if (this.stopped) throw new Error(`${this.opts.backendType}: the userspace datapath was stopped`);
+    let dp: UserspaceDatapath;
+    try {
+      dp = await UserspaceDatapath.start({
+        mode: this.opts.mode,
+        tunName: this.opts.tunName,
+        localIP: local.extIface.ipv4 ?? local.publicIP,
+        port: this.opts.port,
+        mtu: local.extIface.mtu - this.opts.overhead,
+        ownSubnet,
+        peers,
+        log: this.opts.log,
+      });
+    } catch (err) {
+      if (err instanceof TunUnavailableError || err instanceof EngineNotBuiltError) {
+        throw new BackendUnavailableError(this.opts.backendType, `the ${this.opts.backendType} backend cannot run: ${err.message}`);
+      }
+      throw err;
+    }
+    this.ownSubnet = ownSubnet;
+    dp.on('restart', (info) => {
+      if (info.ifindexChanged) this.opts.requestReconcile?.(`${this.opts.tunName} was recreated`);
+    });
+    return dp;
+  }
+}
