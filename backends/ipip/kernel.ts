@@ -1,5 +1,5 @@
 /**
- * ipip (kernel): device `flannel.ipip` (remote any, local = the interface
+ * ipip in kernel mode: device `flannel.ipip` (remote any, local = the interface
  * address), MTU external − 20, and per peer
  * `route <subnet> via <PublicIP> dev flannel.ipip onlink` — or, with
  * DirectRouting, a plain route via the external interface to peers on the
@@ -9,23 +9,17 @@
 import type { Lease } from '../../lib/subnet';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
 import { isUnsupportedLinkKind } from '../../lib/netlink';
-import type { BackendFactory, BackendStart, LocalNode } from '../backend';
+import type { BackendStart, LocalNode } from '../backend';
 import { BackendUnavailableError } from '../backend';
 import type { WantedRoute } from '../kernel-state';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { RouteBackend } from '../route-backend';
-import { boolSetting, enumSetting } from '../settings';
 import { onLink } from '../peers';
+import { IPIP_DEVICE, IPIP_OVERHEAD, NO_KERNEL_IPIP } from './constants';
 
-export const IPIP_DEVICE = 'flannel.ipip';
-const IPIP_OVERHEAD = 20;
-
-export const NO_KERNEL_IPIP =
-  'the ipip backend cannot run: this kernel has no ipip support (the "ipip" link type is unknown; the ipip module is missing or not loadable). ' +
-  'Load it with "modprobe ipip" on the node, or use Backend.Mode "userspace" for the userspace ipip datapath (a later release), or the vxlan backend';
-
-class IpipBackend extends RouteBackend {
+export class KernelIpipBackend extends RouteBackend {
   readonly type = 'ipip';
+  readonly mode = 'kernel';
   protected readonly protocol = BACKEND_ROUTE_PROTOCOL.ipip;
   private local?: LocalNode;
   private link?: LinkInfo;
@@ -70,6 +64,11 @@ class IpipBackend extends RouteBackend {
   private async ensureDevice(): Promise<LinkInfo> {
     const local = this.local!;
     let link = await this.nl.getLink(IPIP_DEVICE);
+    if (link && link.kind !== 'ipip') {
+      // The TUN device of an earlier userspace run: the kernel device takes its place.
+      await this.nl.deleteLink(IPIP_DEVICE);
+      link = undefined;
+    }
     if (!link) {
       try {
         link = await this.nl.createIpip({ name: IPIP_DEVICE, local: local.extIface.ipv4 ?? local.publicIP, dev: local.extIface.index, mtu: this.mtu });
@@ -84,12 +83,3 @@ class IpipBackend extends RouteBackend {
     return link;
   }
 }
-
-export const ipipBackend: BackendFactory = {
-  type: 'ipip',
-  validate: (config) => {
-    boolSetting(config, 'DirectRouting', false);
-    enumSetting(config, 'Mode', ['auto', 'kernel', 'userspace'] as const, 'auto');
-  },
-  create: (config, ctx) => new IpipBackend(ctx.netlink, boolSetting(config, 'DirectRouting', false)),
-};

@@ -1,0 +1,78 @@
+/**
+ * ipip in userspace mode, for kernels without the ipip module: the same
+ * wire format as kernel ipip (an outer IPv4 header with protocol 4, then the
+ * inner packet unchanged) produced by the native userspace datapath. Pod
+ * traffic enters the TUN device `flannel.ipip` (`<subnet>/32`, MTU
+ * external − 20) through one route per peer, `<subnet> dev flannel.ipip`,
+ * owned by ipip's route protocol like the kernel mode's routes; the engine
+ * sends it to the peer's public IP. With DirectRouting, on-link peers are
+ * routed via the external interface instead, as in kernel mode.
+ */
+import type { Lease } from '../../lib/subnet';
+import type { Netlink } from '../../lib/netlink';
+import type { Backend, BackendContext, BackendCounters, BackendStart, LocalNode, ReconcileReport } from '../backend';
+import { applyPlan } from '../apply-plan';
+import { diffRoutes, emptyPlan, WantedRoute } from '../kernel-state';
+import { onLink, partitionPeers } from '../peers';
+import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
+import { UserspaceTunnel } from '../userspace';
+import { IPIP_DEVICE, IPIP_OVERHEAD } from './constants';
+
+const PROTOCOL = BACKEND_ROUTE_PROTOCOL.ipip;
+
+export class UserspaceIpipBackend implements Backend {
+  readonly type = 'ipip';
+  readonly mode = 'userspace';
+  private readonly tunnel: UserspaceTunnel;
+  private local?: LocalNode;
+  private extPrefixLen?: number;
+
+  constructor(private readonly nl: Netlink, private readonly directRouting: boolean, ctx: BackendContext) {
+    this.tunnel = new UserspaceTunnel({
+      backendType: 'ipip', mode: 'ipip', tunName: IPIP_DEVICE, overhead: IPIP_OVERHEAD,
+      nl, log: ctx.log, requestReconcile: ctx.requestReconcile,
+    });
+  }
+
+  async start(local: LocalNode): Promise<BackendStart> {
+    const mtu = this.tunnel.check(local);
+    this.local = local;
+    const addrs = await this.nl.listAddresses(local.extIface.index, 4);
+    this.extPrefixLen = addrs.find((a) => a.address === local.extIface.ipv4)?.prefixLen;
+    return { mtu };
+  }
+
+  async reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
+    const local = this.local;
+    if (!local) throw new Error('ipip backend used before start()');
+    const { carried, skipped } = partitionPeers(peers, this.type, own);
+    const direct = (peer: Lease) => this.directRouting && onLink(peer.attrs.publicIP, local.extIface.ipv4, this.extPrefixLen);
+    // The engine learns its peers before their routes exist, so no packet reaches it unrouted.
+    const tunneled = carried.filter((p) => !direct(p));
+    const link = await this.tunnel.ensure(own, tunneled.map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP })));
+    const routes: WantedRoute[] = carried.map((peer) => {
+      const dst = peer.subnet.toString();
+      return direct(peer)
+        ? { dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false }
+        : { dst, dev: link.name, ifindex: link.index, onlink: false };
+    });
+    const plan = emptyPlan();
+    diffRoutes(plan, routes, await this.nl.listRoutes({ family: 4, protocol: PROTOCOL }), PROTOCOL);
+    const outcome = await applyPlan(this.nl, plan);
+    return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
+  }
+
+  counters(): Promise<BackendCounters> {
+    return this.tunnel.counters();
+  }
+
+  async stop(): Promise<void> {
+    await this.tunnel.stop();
+  }
+
+  async teardown(): Promise<void> {
+    const routes = await this.nl.listRoutes({ family: 4, protocol: PROTOCOL });
+    await this.nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol: PROTOCOL, table: r.table } })), { ignoreMissing: true });
+    await this.tunnel.destroy();
+  }
+}
