@@ -11,6 +11,7 @@
  */
 import { loadEngine, type NativeEngine } from './native-engine';
 import { HOST_EXIT, type HostMessage, type ParentMessage, type WireError } from './host-protocol';
+import { clearHandover, recordHandover, takeOverFrom } from './handover';
 
 const COUNTERS_INTERVAL_MS = 1000;
 const FATAL_POLL_MS = 100;
@@ -20,6 +21,8 @@ let running = false;
 let tunName = '';
 let faultInjection = false;
 let exiting = false;
+/** Set by `detach`: how long to keep forwarding once the parent is gone. */
+let detachedGraceMs: number | null = null;
 const timers: NodeJS.Timeout[] = [];
 
 function send(msg: HostMessage, then?: () => void): void {
@@ -37,6 +40,7 @@ function exit(code: number, last: HostMessage[] = []): void {
   if (exiting) return;
   exiting = true;
   for (const t of timers) clearInterval(t);
+  if (detachedGraceMs !== null) clearHandover(tunName, process.pid);
   if (running) {
     running = false;
     engine!.stop();
@@ -50,7 +54,7 @@ function start(msg: Extract<ParentMessage, { kind: 'start' }>): void {
   if (running) return send({ kind: 'start-failed', error: { code: 'EBUSY', message: 'the engine is already running in this host' } });
   try {
     engine = loadEngine();
-    const info = engine.start(msg.config);
+    const info = startTakingOver(engine, msg);
     running = true;
     faultInjection = msg.faultInjection;
     send({ kind: 'started', info });
@@ -66,6 +70,22 @@ function start(msg: Extract<ParentMessage, { kind: 'start' }>): void {
       exit(HOST_EXIT.engineFatal, [{ kind: 'counters', counters: engine!.counters() }, { kind: 'fatal', message: why }]);
     }, FATAL_POLL_MS),
   );
+}
+
+/** Starts the engine with its table; if a detached predecessor still holds the TUN or the port, ends it and starts again. */
+function startTakingOver(e: NativeEngine, msg: Extract<ParentMessage, { kind: 'start' }>) {
+  const go = () => {
+    const info = e.start(msg.config);
+    if (msg.table.length > 0) e.setPeers(Uint32Array.from(msg.table));
+    return info;
+  };
+  try {
+    return go();
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if ((code !== 'EBUSY' && code !== 'EADDRINUSE') || !takeOverFrom(msg.config.tunName)) throw err;
+    return go();
+  }
 }
 
 function request(msg: Extract<ParentMessage, { kind: 'request' }>): void {
@@ -88,6 +108,10 @@ function request(msg: Extract<ParentMessage, { kind: 'request' }>): void {
         engine.deleteTun(tunName);
         return exit(HOST_EXIT.stopped, [last, { kind: 'reply', id: msg.id, ok: true }]);
       }
+      case 'detach':
+        detachedGraceMs = msg.graceMs;
+        recordHandover(tunName, process.pid);
+        return reply();
       case 'crash':
         if (!faultInjection) throw Object.assign(new Error('fault injection is off'), { code: 'EPERM' });
         return engine.crash();
@@ -118,7 +142,14 @@ function main(): void {
         return request(msg);
     }
   });
-  process.on('disconnect', () => exit(HOST_EXIT.stopped));
+  process.on('disconnect', () => {
+    if (detachedGraceMs === null || !running) return exit(HOST_EXIT.stopped);
+    // twilld is restarting: forward with the last table until its successor takes over.
+    setTimeout(() => exit(HOST_EXIT.stopped), detachedGraceMs);
+  });
+  // With the parent gone, its pipes are closed: a late write must not kill the engine.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   process.on('SIGTERM', () => exit(HOST_EXIT.stopped));
   process.on('SIGINT', () => exit(HOST_EXIT.stopped));
 }

@@ -64,6 +64,8 @@ export interface UserspaceDatapathOptions {
   readonly outerTtl?: number;
   /** Socket buffers in bytes; default 8 MiB. */
   readonly socketBuffer?: number;
+  /** The peer table from the engine's first packet on (default: empty until setPeers). */
+  readonly peers?: readonly PeerEntry[];
   /** Allows `injectFault()` (tests only). */
   readonly faultInjection?: boolean;
 }
@@ -160,6 +162,7 @@ export class UserspaceDatapath extends EventEmitter {
     if (!tun.ok) throw new TunUnavailableError(tun.reason!);
     if (!findAddon()) throw new EngineNotBuiltError(addonCandidates());
     const dp = new UserspaceDatapath(opts, config);
+    if (opts.peers) dp.table = encodePeers(opts.peers, opts.mode === 'udp' ? config.port : 0);
     try {
       await dp.launch();
     } catch (err) {
@@ -220,6 +223,32 @@ export class UserspaceDatapath extends EventEmitter {
     await this.shutdown('stop');
   }
 
+  /**
+   * Lets the engine outlive this process for up to `graceMs` (twilld is
+   * restarting): it keeps forwarding with the last table until the next
+   * start takes it over, so a restart costs a process exit, not an agent
+   * start-up. Without a host it is the same as stop().
+   */
+  async detach(graceMs: number): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.watchdog);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    await this.launching?.catch(() => undefined);
+    const host = this.host;
+    if (!host) return;
+    try {
+      await host.request({ op: 'detach', graceMs }, STOP_GRACE_MS);
+    } catch (err) {
+      this.opts.log.warn('userspace datapath: detach failed; stopping it instead', { error: (err as Error).message });
+      await this.shutdown('stop');
+      return;
+    }
+    this.retire(host);
+    host.release();
+    this.opts.log.info('userspace datapath left running for the next twilld to take over', { tun: this.opts.tunName, pid: host.pid, graceMs });
+  }
+
   /** Stops the engine and deletes the TUN device (teardown after a migration, tests). */
   async destroy(): Promise<void> {
     const deleted = await this.shutdown('destroy');
@@ -275,9 +304,10 @@ export class UserspaceDatapath extends EventEmitter {
       if (this.host === host) this.current = c;
     };
     try {
-      const info = await host.start(this.config, this.opts.faultInjection ?? false, START_TIMEOUT_MS);
+      const startedWith = this.tableVersion;
+      const info = await host.start(this.config, this.opts.faultInjection ?? false, this.table, START_TIMEOUT_MS);
       // Push until the table the engine holds is the latest (setPeers may run meanwhile and fail: no host yet).
-      let pushed = -1;
+      let pushed = startedWith;
       while (pushed !== this.tableVersion) {
         const version = this.tableVersion;
         if (this.table.length > 0 || version > 0) await host.request({ op: 'setPeers', table: this.table }, REQUEST_TIMEOUT_MS);

@@ -111,7 +111,7 @@ export class HostProcess {
   }
 
   /** Starts the engine; resolves with what it ended up with. */
-  start(config: EngineConfig, faultInjection: boolean, timeoutMs: number): Promise<EngineInfo> {
+  start(config: EngineConfig, faultInjection: boolean, table: number[], timeoutMs: number): Promise<EngineInfo> {
     return new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => reject(new DatapathDownError('start', `the datapath host did not start the engine within ${timeoutMs} ms`)), timeoutMs);
       this.startWaiter = {
@@ -120,7 +120,7 @@ export class HostProcess {
         reject: (e) => (clearTimeout(timer), reject(e)),
         timer,
       };
-      this.post({ kind: 'start', config, faultInjection }, (err) => this.startWaiter?.reject(err));
+      this.post({ kind: 'start', config, faultInjection, table }, (err) => this.startWaiter?.reject(err));
     }) as Promise<EngineInfo>;
   }
 
@@ -141,6 +141,17 @@ export class HostProcess {
     } catch {
       // already gone
     }
+  }
+
+  /**
+   * Lets the host live on without this process (after a `detach` request):
+   * the IPC channel and output pipes close and nothing here waits for it.
+   */
+  release(): void {
+    this.child.stdout?.destroy();
+    this.child.stderr?.destroy();
+    if (this.child.connected) this.child.disconnect();
+    this.child.unref();
   }
 
   /** Resolves with the exit status; SIGKILL after `graceMs`. */

@@ -9,7 +9,8 @@
  *   host: fatal (the engine's threads gave up) — then the host exits 70
  *
  * The host exits when the channel closes: a datapath never outlives the
- * agent that supervises it.
+ * agent that supervises it, except after `detach` (a restart of twilld),
+ * for a bounded grace until the next host takes over.
  */
 import type { EngineConfig, EngineCounters, EngineInfo } from './native-engine';
 
@@ -20,11 +21,17 @@ export type HostOp =
   | { op: 'stop' }
   /** Stops the engine, deletes the TUN device and exits 0. */
   | { op: 'destroy' }
+  /**
+   * Keeps forwarding with the current table after the parent goes, for up
+   * to graceMs, until a successor's host takes the TUN over (twilld restart).
+   */
+  | { op: 'detach'; graceMs: number }
   /** Fault injection: a NULL dereference in native code (only if started with faultInjection). */
   | { op: 'crash' };
 
 export type ParentMessage =
-  | { kind: 'start'; config: EngineConfig; faultInjection: boolean }
+  /** `table` is in force from the engine's first packet; a detached predecessor holding the TUN is ended first. */
+  | { kind: 'start'; config: EngineConfig; faultInjection: boolean; table: number[] }
   /** Deletes a TUN device without starting an engine, then exits. */
   | { kind: 'delete-tun'; tunName: string }
   | ({ kind: 'request'; id: number } & HostOp);

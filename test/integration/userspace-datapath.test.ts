@@ -13,6 +13,8 @@ import { ping, startPingStream } from '../harness/ping';
 import { CommandError, NsProcess, execIn, nsArgv, run, sleep } from '../harness/netns';
 import { MemoryLog } from '../harness/memory-log';
 import { waitFor } from '../harness/wait';
+import { iperf } from '../harness/iperf';
+import { ipAt, ipChecksumValid, ipHeaderLength, withoutTtl } from '../harness/packets';
 import {
   UserspaceDatapath,
   userspaceDatapathAvailable,
@@ -30,51 +32,7 @@ const TUN = 'flannel0';
 const UDP_PORT = 8285;
 /** In 10.244.0.0/16, routed into flannel0, held by no peer. */
 const NOBODY = '10.244.99.1';
-const ETH_LEN = 14;
 const IPERF_SECONDS = 10;
-
-interface IperfResult {
-  gbps: number;
-  retransmits: number;
-}
-
-/** iperf3 -c from `clientNs` to a one-shot server in `serverNs`; the whole JSON report is parsed. */
-async function iperf(serverNs: string, clientNs: string, serverIp: string, seconds: number): Promise<IperfResult> {
-  assertSafeTarget(serverIp, clientNs);
-  const server = await NsProcess.spawn(serverNs, ['iperf3', '-s', '-1', '-B', serverIp]);
-  try {
-    await waitFor('iperf3 to listen', async () => (await run(nsArgv(serverNs, ['ss', '-Hltn', 'sport = :5201']))).stdout.includes('5201'), 5000);
-    const out = await run(nsArgv(clientNs, ['iperf3', '-c', serverIp, '-t', String(seconds), '-J']), { timeoutMs: (seconds + 30) * 1000 });
-    const report = JSON.parse(out.stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
-    return { gbps: report.end.sum_received.bits_per_second / 1e9, retransmits: report.end.sum_sent.retransmits ?? 0 };
-  } finally {
-    await server.stop(2000);
-  }
-}
-
-/** The IPv4 packet of a captured frame, starting `offset` bytes after the Ethernet header. */
-function ipAt(frame: CapturedFrame, offset = 0): Buffer {
-  return frame.raw.subarray(ETH_LEN + offset);
-}
-
-function ipHeaderLength(pkt: Buffer): number {
-  return (pkt[0] & 0x0f) * 4;
-}
-
-function ipChecksumValid(pkt: Buffer): boolean {
-  let sum = 0;
-  for (let i = 0; i < ipHeaderLength(pkt); i += 2) sum += pkt.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
-  return sum === 0xffff;
-}
-
-/** The packet with TTL and header checksum zeroed: what must not change between pod and wire. */
-function withoutTtl(pkt: Buffer): Buffer {
-  const copy = Buffer.from(pkt.subarray(0, pkt.readUInt16BE(2)));
-  copy[8] = 0;
-  copy.writeUInt16BE(0, 10);
-  return copy;
-}
 
 function checksum(buf: Buffer, initial = 0): number {
   let sum = initial;
