@@ -1,23 +1,28 @@
 /**
- * Datapath benchmark (issue: kernel datapath). On the namespaces cluster,
- * for each kernel backend: pod-to-pod iperf3 throughput over bare underlay
- * throughput measured in the same run, RTT, time from twilld start to
- * subnet.env, time from a peer's lease put to its route, agent RSS and CPU.
- * Usage: node dist/bench/datapath.js [--seconds 5] [--rounds 3] [--backends vxlan,host-gw]
+ * Datapath benchmark. On the namespaces cluster, for each backend (kernel
+ * vxlan and host-gw, userspace udp and ipip): pod-to-pod iperf3 throughput
+ * with 1 and 4 streams over bare underlay throughput measured in the same
+ * run, RTT, time from twilld start to subnet.env, time from a peer's lease
+ * put to its route, agent RSS, and the CPU seconds the agent and its
+ * children (event relay, userspace datapath host) used during the run.
+ * Usage: node dist/bench/datapath.js [--seconds 5] [--rounds 3] [--backends vxlan,host-gw,udp,ipip-userspace]
  */
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
-import { iperf, rttMs, rssMb, cpuSeconds, childPids, fmt } from './measure';
+import { iperf, rttMs, rssMb, treeCpuSeconds, childPids, fmt } from './measure';
 
 interface Row {
   backend: string;
   underlayGbps: number;
   podGbps: number;
   ratio: number;
+  underlay4Gbps: number;
+  pod4Gbps: number;
   underlayRtt: number;
   podRtt: number;
   startToSubnetEnvMs: number;
-  leaseToRouteMs: number;
+  /** udp routes the whole network into flannel0: a new peer needs no route. */
+  leaseToRouteMs: number | null;
   rssMb: number;
   relayRssMb: number;
   cpuS: number;
@@ -38,8 +43,26 @@ async function routePresent(ns: string, dst: string): Promise<boolean> {
   return r.stdout.includes(dst.split('/')[0]);
 }
 
+/** What each benchmarked name runs: a backend type and its settings. */
+const BACKEND_CONFIGS: Record<string, { Type: string; Mode?: string }> = {
+  vxlan: { Type: 'vxlan' },
+  'host-gw': { Type: 'host-gw' },
+  ipip: { Type: 'ipip', Mode: 'kernel' },
+  udp: { Type: 'udp' },
+  'ipip-userspace': { Type: 'ipip', Mode: 'userspace' },
+};
+
+/** A peer lease as a node on `type` publishes it. */
+function peerLease(type: string): object {
+  if (type === 'vxlan') return { PublicIP: '198.18.0.60', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0e:01:c6:12:00:3c' } };
+  if (type === 'udp') return { PublicIP: '198.18.0.60', PublicIPv6: null };
+  return { PublicIP: '198.18.0.60', PublicIPv6: null, BackendType: type };
+}
+
 async function benchBackend(backend: string, seconds: number, rounds: number): Promise<Row> {
-  const tc = await TwillCluster.create({ nodes: 2, config: { Network: '10.244.0.0/16', Backend: { Type: backend } }, start: false });
+  const config = BACKEND_CONFIGS[backend];
+  if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BACKEND_CONFIGS).join(', ')}`);
+  const tc = await TwillCluster.create({ nodes: 2, config: { Network: '10.244.0.0/16', Backend: config }, start: false });
   try {
     const t0 = Date.now();
     await tc.startAgent(0);
@@ -48,7 +71,7 @@ async function benchBackend(backend: string, seconds: number, rounds: number): P
     await tc.addPod(0);
     await tc.addPod(1);
     const agent = tc.agents.get(0)!;
-    const cpu0 = cpuSeconds(agent.pid);
+    const cpu0 = treeCpuSeconds(agent.pid);
 
     // Alternate underlay and pod runs and take medians: single runs on a
     // shared 2-core machine vary by ±15%.
@@ -60,23 +83,28 @@ async function benchBackend(backend: string, seconds: number, rounds: number): P
     }
     const underlay = { gbps: median(underlayRuns) };
     const pod = { gbps: median(podRuns) };
+    const underlay4 = await iperf(tc.nodeNs(1), tc.nodeNs(0), tc.net.nodeIp(1), seconds, 4);
+    const pod4 = await iperf(tc.podNs(1), tc.podNs(0), tc.podIp(1), seconds, 4);
     const underlayRtt = await rttMs(tc.nodeNs(0), tc.net.nodeIp(1));
     const podRtt = await rttMs(tc.podNs(0), tc.podIp(1));
 
+    const cpuS = treeCpuSeconds(agent.pid) - cpu0;
+
     // A peer's lease appears: how long until node 0 routes its subnet?
-    const value = backend === 'vxlan'
-      ? { PublicIP: '198.18.0.60', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0e:01:c6:12:00:3c' } }
-      : { PublicIP: '198.18.0.60', PublicIPv6: null, BackendType: backend };
-    const put = Date.now();
-    await tc.admin.put(`${PREFIX}/subnets/10.244.250.0-24`).value(JSON.stringify(value));
-    while (!(await routePresent(tc.nodeNs(0), '10.244.250.0/24'))) {
-      if (Date.now() - put > 10_000) throw new Error('route never appeared');
+    let leaseToRouteMs: number | null = null;
+    if (config.Type !== 'udp') {
+      const put = Date.now();
+      await tc.admin.put(`${PREFIX}/subnets/10.244.250.0-24`).value(JSON.stringify(peerLease(config.Type)));
+      while (!(await routePresent(tc.nodeNs(0), '10.244.250.0/24'))) {
+        if (Date.now() - put > 10_000) throw new Error('route never appeared');
+      }
+      leaseToRouteMs = Date.now() - put;
     }
-    const leaseToRouteMs = Date.now() - put;
-    const relay = childPids(agent.pid).reduce((sum, pid) => sum + rssMb(pid), 0);
+    const children = childPids(agent.pid).reduce((sum, pid) => sum + rssMb(pid), 0);
     return {
-      backend, underlayGbps: underlay.gbps, podGbps: pod.gbps, ratio: pod.gbps / underlay.gbps, underlayRtt, podRtt,
-      startToSubnetEnvMs, leaseToRouteMs, rssMb: rssMb(agent.pid), relayRssMb: relay, cpuS: cpuSeconds(agent.pid) - cpu0,
+      backend, underlayGbps: underlay.gbps, podGbps: pod.gbps, ratio: pod.gbps / underlay.gbps,
+      underlay4Gbps: underlay4.gbps, pod4Gbps: pod4.gbps, underlayRtt, podRtt,
+      startToSubnetEnvMs, leaseToRouteMs, rssMb: rssMb(agent.pid), relayRssMb: children, cpuS,
     };
   } finally {
     await tc.destroy();
@@ -86,14 +114,15 @@ async function benchBackend(backend: string, seconds: number, rounds: number): P
 async function main(): Promise<void> {
   const seconds = Number(arg('seconds', '5'));
   const rounds = Number(arg('rounds', '3'));
-  const backends = arg('backends', 'vxlan,host-gw').split(',');
+  const backends = arg('backends', 'vxlan,host-gw,udp,ipip-userspace').split(',');
   const rows: Row[] = [];
   for (const b of backends) rows.push(await benchBackend(b, seconds, rounds));
-  console.log(`\nDatapath benchmark: 2 nodes, iperf3 ${seconds} s single stream, median of ${rounds} alternating underlay/pod runs, one run of the script\n`);
-  console.log('| backend | underlay Gbit/s | pod-to-pod Gbit/s | pod/underlay | underlay RTT ms | pod RTT ms | start→subnet.env ms | lease put→route ms | agent RSS MB (+relay) | agent CPU s |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  console.log(`\nDatapath benchmark: 2 nodes, iperf3 ${seconds} s; 1 stream: median of ${rounds} alternating underlay/pod runs; 4 streams: one run each; one run of the script\n`);
+  console.log('| backend | underlay Gbit/s | pod-to-pod Gbit/s | pod/underlay | underlay ×4 Gbit/s | pod ×4 Gbit/s | pod/underlay ×4 | underlay RTT ms | pod RTT ms | start→subnet.env ms | lease put→route ms | agent RSS MB (+children) | agent+children CPU s |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${fmt(r.underlayGbps)} | ${fmt(r.podGbps)} | ${fmt(r.ratio * 100, 0)}% | ${fmt(r.underlayRtt, 3)} | ${fmt(r.podRtt, 3)} | ${r.startToSubnetEnvMs} | ${r.leaseToRouteMs} | ${fmt(r.rssMb, 1)} (+${fmt(r.relayRssMb, 1)}) | ${fmt(r.cpuS)} |`);
+    console.log(`| ${r.backend} | ${fmt(r.underlayGbps)} | ${fmt(r.podGbps)} | ${fmt(r.ratio * 100, 0)}% | ${fmt(r.underlay4Gbps)} | ${fmt(r.pod4Gbps)} | ${fmt((r.pod4Gbps / r.underlay4Gbps) * 100, 0)}% | ` +
+      `${fmt(r.underlayRtt, 3)} | ${fmt(r.podRtt, 3)} | ${r.startToSubnetEnvMs} | ${r.leaseToRouteMs ?? 'n/a (one network route)'} | ${fmt(r.rssMb, 1)} (+${fmt(r.relayRssMb, 1)}) | ${fmt(r.cpuS)} |`);
   }
 }
 

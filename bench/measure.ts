@@ -1,6 +1,6 @@
 /** Small measuring tools for the benchmarks: process RSS/CPU, iperf3, ping RTT. */
 import { readFileSync } from 'fs';
-import { NsProcess, run, nsArgv } from '../test/harness/netns';
+import { run, nsArgv } from '../test/harness/netns';
 
 const CLK_TCK = 100;
 
@@ -25,6 +25,11 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** CPU seconds of a process and its children (the event relay, a userspace datapath host). */
+export function treeCpuSeconds(pid: number): number {
+  return [pid, ...childPids(pid)].reduce((sum, p) => sum + cpuSeconds(p), 0);
+}
+
 /** Children of a process (the agent's netlink event relay), by scanning /proc. */
 export function childPids(pid: number): number[] {
   const out: number[] = [];
@@ -41,23 +46,7 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
-export interface IperfResult {
-  readonly gbps: number;
-  readonly retransmits: number;
-}
-
-/** iperf3 from `clientNs` to a server started in `serverNs` on `serverIp`, for `seconds`. */
-export async function iperf(serverNs: string, clientNs: string, serverIp: string, seconds: number, streams = 1): Promise<IperfResult> {
-  const server = await NsProcess.spawn(serverNs, ['iperf3', '-s', '-1', '-B', serverIp]);
-  try {
-    await new Promise((r) => setTimeout(r, 300));
-    const res = await run(nsArgv(clientNs, ['iperf3', '-c', serverIp, '-t', String(seconds), '-P', String(streams), '-J']), { timeoutMs: (seconds + 20) * 1000 });
-    const j = JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
-    return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0 };
-  } finally {
-    await server.stop(2000);
-  }
-}
+export { iperf, type IperfResult } from '../test/harness/iperf';
 
 /** Average RTT in ms of `count` pings at 10 ms intervals. */
 export async function rttMs(fromNs: string, to: string, count = 50): Promise<number> {
