@@ -1,0 +1,85 @@
+/**
+ * Which backend carries traffic between two nodes (DESIGN §5, live
+ * migration and per-peer choice). Every agent, `twill status` and
+ * `twill migrate` use these functions, so what the CLI shows is what the
+ * agents do.
+ *
+ * A node terminates the backends its lease lists in `TwillBackends`, plus
+ * its `BackendType` (absent: udp, as flanneld publishes udp leases). Between
+ * two nodes the first backend of the preference order — the configured
+ * `Backend.Type`, then its `Fallback` — that both terminate and that can
+ * reach the peer is used; failing that, any other both terminate (the
+ * state in the middle of a migration), in the order the local node lists
+ * them.
+ */
+import { BackendConfig, ConfigError, setting } from '../lib/config';
+import type { Lease, LeaseAttrs } from '../lib/subnet';
+
+/** flanneld's lease for udp and alloc carries no BackendType. */
+export function primaryBackendType(attrs: LeaseAttrs): string {
+  return attrs.backendType ?? 'udp';
+}
+
+/** Every backend the lease's node terminates, its primary one first. */
+export function terminatedBy(attrs: LeaseAttrs): string[] {
+  return [...new Set([primaryBackendType(attrs), ...(attrs.backends ?? []).map((b) => b.type)])];
+}
+
+/** What a node publishes about one backend it terminates (BackendData, e.g. the VTEP MAC). */
+export function backendDataOf(attrs: LeaseAttrs, type: string): unknown {
+  const advert = attrs.backends?.find((b) => b.type === type);
+  if (advert) return advert.data;
+  return primaryBackendType(attrs) === type ? attrs.backendData : undefined;
+}
+
+/**
+ * The lease as a node terminating only `type` would publish it: what the
+ * backend of that type reads (its BackendData, its type).
+ */
+export function leaseViewFor(lease: Lease, type: string): Lease {
+  return { ...lease, attrs: { ...lease.attrs, backendType: type, backendData: backendDataOf(lease.attrs, type), backends: undefined } };
+}
+
+/** `Backend.Fallback`: a type name or a backend object (`{"Type": "vxlan", "VNI": 2}`); undefined when absent. */
+export function fallbackConfig(config: BackendConfig): BackendConfig | undefined {
+  const v = setting(config.settings, 'Fallback');
+  if (v === undefined || v === null) return undefined;
+  let fallback: BackendConfig;
+  if (typeof v === 'string') {
+    fallback = { type: v.toLowerCase(), settings: {} };
+  } else if (typeof v === 'object' && !Array.isArray(v)) {
+    const obj = v as Record<string, unknown>;
+    const type = setting(obj, 'Type');
+    if (typeof type !== 'string') throw new ConfigError('Backend.Fallback', 'Backend.Fallback: an object needs a "Type" string, e.g. {"Type": "vxlan"}');
+    const settings: Record<string, unknown> = {};
+    for (const [k, val] of Object.entries(obj)) if (k.toLowerCase() !== 'type') settings[k] = val;
+    fallback = { type: type.toLowerCase(), settings };
+  } else {
+    throw new ConfigError('Backend.Fallback', `Backend.Fallback: ${JSON.stringify(v)} is not a backend type or a backend object`);
+  }
+  if (fallback.type === config.type) throw new ConfigError('Backend.Fallback', `Backend.Fallback: "${fallback.type}" is the backend itself; name a different one`);
+  if (setting(fallback.settings, 'Fallback') !== undefined) throw new ConfigError('Backend.Fallback', 'Backend.Fallback: a fallback cannot have a fallback of its own');
+  return fallback;
+}
+
+/** The configured preference: Backend.Type, then its Fallback. */
+export function preferenceOrder(config: BackendConfig): string[] {
+  const fallback = fallbackConfig(config);
+  return fallback ? [config.type, fallback.type] : [config.type];
+}
+
+/**
+ * The backend that carries traffic from a node terminating `local` to a
+ * peer terminating `remote`, or undefined when they share none.
+ * `usable(type)` says whether the peer can be reached over that backend from
+ * here (host-gw: only on the same link).
+ */
+export function chooseBackend(
+  order: readonly string[],
+  local: readonly string[],
+  remote: readonly string[],
+  usable: (type: string) => boolean = () => true,
+): string | undefined {
+  const shared = (t: string) => local.includes(t) && remote.includes(t) && usable(t);
+  return order.find(shared) ?? local.find((t) => !order.includes(t) && shared(t));
+}
