@@ -47,6 +47,17 @@ export interface BackendCounters {
   readonly drops: number;
 }
 
+export interface ReconcileOptions {
+  /**
+   * Peers moving to another backend of this node: their entries stay (the
+   * other backend's route replaces this one's atomically) but are not
+   * re-asserted; the next reconcile without them removes what is left.
+   */
+  readonly retained?: readonly Lease[];
+  /** Every valid peer lease, whatever backend carries it (a userspace ipip engine accepts packets from all of them). */
+  readonly known?: readonly Lease[];
+}
+
 export interface Backend {
   readonly type: string;
   /** How packets move ('kernel' or 'userspace'); final once start() resolved. */
@@ -54,7 +65,7 @@ export interface Backend {
   /** Creates or adopts the local devices; never removes what it finds. */
   start(local: LocalNode): Promise<BackendStart>;
   /** Makes the kernel hold exactly what `own` and `peers` call for. */
-  reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport>;
+  reconcile(own: Lease, peers: readonly Lease[], opts?: ReconcileOptions): Promise<ReconcileReport>;
   /** Releases sockets and timers; the datapath stays (restart without loss). */
   stop(): Promise<void>;
   /** Removes every kernel object this backend created (after a migration). */

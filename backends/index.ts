@@ -2,7 +2,8 @@
  * The backend registry: every type a network config may name, and the
  * implementations this build carries.
  */
-import type { BackendConfig } from '../lib/config';
+import { BackendConfig, ConfigError } from '../lib/config';
+import { fallbackConfig } from './choice';
 import type { Backend, BackendContext, BackendFactory } from './backend';
 import { BackendUnavailableError } from './backend';
 import { allocBackend } from './alloc';
@@ -27,10 +28,32 @@ export function backendFactory(type: string): BackendFactory {
   return factory;
 }
 
+/**
+ * Checks the Backend object of a network config, its Fallback included;
+ * throws ConfigError naming the key (or BackendUnavailableError for a type
+ * this build lacks).
+ */
+export function validateBackendConfig(config: BackendConfig): void {
+  backendFactory(config.type).validate(config);
+  const fallback = fallbackConfig(config);
+  if (!fallback) return;
+  if (!KNOWN_BACKEND_TYPES.includes(fallback.type)) {
+    throw new ConfigError('Backend.Fallback', `Backend.Fallback: unknown backend type "${fallback.type}" (known: ${KNOWN_BACKEND_TYPES.join(', ')})`);
+  }
+  try {
+    backendFactory(fallback.type).validate(fallback);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError('Backend.Fallback', `Backend.Fallback: ${err.message}`);
+    throw err;
+  }
+}
+
 export function createBackend(config: BackendConfig, ctx: BackendContext): Backend {
   const factory = backendFactory(config.type);
-  factory.validate(config);
+  validateBackendConfig(config);
   return factory.create(config, ctx);
 }
 
 export * from './backend';
+export * from './choice';
+export { backendsInKernel } from './footprint';

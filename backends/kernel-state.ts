@@ -37,8 +37,11 @@ export function emptyPlan(): Plan {
   return { upserts: [], deletes: [] };
 }
 
-/** Routes: `existing` are the kernel's routes carrying `protocol` (the backend's own). */
-export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing: readonly RouteInfo[], protocol: number): void {
+/**
+ * Routes: `existing` are the kernel's routes carrying `protocol` (the
+ * backend's own). Routes to a destination in `keep` are left alone.
+ */
+export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing: readonly RouteInfo[], protocol: number, keep: ReadonlySet<string> = new Set()): void {
   const have = new Map(existing.map((r) => [r.dst, r]));
   const want = new Set<string>();
   for (const w of wanted) {
@@ -48,7 +51,7 @@ export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing:
     plan.upserts.push({ op: 'replaceRoute', route: { dst: w.dst, gateway: w.gateway, dev: w.ifindex, onlink: w.onlink, protocol } });
   }
   for (const r of existing) {
-    if (!want.has(r.dst)) plan.deletes.push({ op: 'deleteRoute', route: { dst: r.dst, protocol, table: r.table } });
+    if (!want.has(r.dst) && !keep.has(r.dst)) plan.deletes.push({ op: 'deleteRoute', route: { dst: r.dst, protocol, table: r.table } });
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import type { Lease } from '../lib/subnet';
 import type { Netlink } from '../lib/netlink';
-import type { Backend, BackendStart, LocalNode, ReconcileReport } from './backend';
+import type { Backend, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from './backend';
 import { applyPlan } from './apply-plan';
 import { diffRoutes, emptyPlan, WantedRoute } from './kernel-state';
 import { partitionPeers } from './peers';
@@ -26,7 +26,7 @@ export abstract class RouteBackend implements Backend {
   /** Brings local devices back if needed, before routes are compared. */
   protected async prepare(_own: Lease): Promise<void> {}
 
-  async reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
+  async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
     await this.prepare(own);
     const { carried, skipped } = partitionPeers(peers, this.type, own);
     const wanted: WantedRoute[] = [];
@@ -36,7 +36,8 @@ export abstract class RouteBackend implements Backend {
       else wanted.push(route);
     }
     const plan = emptyPlan();
-    diffRoutes(plan, wanted, await this.nl.listRoutes({ family: 4, protocol: this.protocol }), this.protocol);
+    const keep = new Set((opts.retained ?? []).map((p) => p.subnet.toString()));
+    diffRoutes(plan, wanted, await this.nl.listRoutes({ family: 4, protocol: this.protocol }), this.protocol, keep);
     const outcome = await applyPlan(this.nl, plan);
     return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
   }

@@ -6,7 +6,7 @@
  * and exposed as `mode` for /metrics.
  */
 import type { Lease } from '../../lib/subnet';
-import type { Backend, BackendContext, BackendCounters, BackendFactory, BackendStart, LocalNode, ReconcileReport } from '../backend';
+import type { Backend, BackendContext, BackendCounters, BackendFactory, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
 import { BackendUnavailableError } from '../backend';
 import { boolSetting, enumSetting } from '../settings';
 import type { BackendConfig } from '../../lib/config';
@@ -63,8 +63,8 @@ class IpipBackend implements Backend {
     return started;
   }
 
-  reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
-    return this.started().reconcile(own, peers);
+  reconcile(own: Lease, peers: readonly Lease[], opts?: ReconcileOptions): Promise<ReconcileReport> {
+    return this.started().reconcile(own, peers, opts);
   }
 
   async counters(): Promise<BackendCounters> {

@@ -10,7 +10,7 @@
  */
 import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { Backend, BackendContext, BackendCounters, BackendStart, LocalNode, ReconcileReport } from '../backend';
+import type { Backend, BackendContext, BackendCounters, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
 import { applyPlan } from '../apply-plan';
 import { diffRoutes, emptyPlan, WantedRoute } from '../kernel-state';
 import { onLink, partitionPeers } from '../peers';
@@ -42,14 +42,21 @@ export class UserspaceIpipBackend implements Backend {
     return { mtu };
   }
 
-  async reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
+  async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
     const local = this.local;
     if (!local) throw new Error('ipip backend used before start()');
     const { carried, skipped } = partitionPeers(peers, this.type, own);
     const direct = (peer: Lease) => this.directRouting && onLink(peer.attrs.publicIP, local.extIface.ipv4, this.extPrefixLen);
     // The engine learns its peers before their routes exist, so no packet reaches it unrouted.
     const tunneled = carried.filter((p) => !direct(p));
-    const link = await this.tunnel.ensure(own, tunneled.map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP })));
+    // The engine accepts IP-in-IP only from addresses in its table: every known node goes in (kernel ipip accepts
+    // any sender), so a peer that starts sending ipip before its new lease reaches us is not dropped. Only routed
+    // traffic enters the TUN, so the extra entries send nothing.
+    const table = new Map<string, Lease>();
+    for (const p of [...(opts.known ?? []), ...(opts.retained ?? []), ...tunneled]) {
+      if (p.key !== own.key && p.attrs.publicIP !== own.attrs.publicIP && p.attrs.publicIP !== '0.0.0.0') table.set(p.subnet.toString(), p);
+    }
+    const link = await this.tunnel.ensure(own, [...table.values()].map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP })));
     const routes: WantedRoute[] = carried.map((peer) => {
       const dst = peer.subnet.toString();
       return direct(peer)
@@ -57,7 +64,8 @@ export class UserspaceIpipBackend implements Backend {
         : { dst, dev: link.name, ifindex: link.index, onlink: false };
     });
     const plan = emptyPlan();
-    diffRoutes(plan, routes, await this.nl.listRoutes({ family: 4, protocol: PROTOCOL }), PROTOCOL);
+    const keep = new Set((opts.retained ?? []).map((p) => p.subnet.toString()));
+    diffRoutes(plan, routes, await this.nl.listRoutes({ family: 4, protocol: PROTOCOL }), PROTOCOL, keep);
     const outcome = await applyPlan(this.nl, plan);
     return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
   }

@@ -11,7 +11,7 @@
  */
 import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { Backend, BackendContext, BackendCounters, BackendFactory, BackendStart, LocalNode, ReconcileReport } from '../backend';
+import type { Backend, BackendContext, BackendCounters, BackendFactory, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
 import { applyPlan } from '../apply-plan';
 import { diffRoutes, emptyPlan } from '../kernel-state';
 import { partitionPeers } from '../peers';
@@ -41,11 +41,13 @@ class UdpBackend implements Backend {
     return { mtu: this.tunnel.check(local) };
   }
 
-  async reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
+  async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
     const network = this.local?.network.network;
     if (!network) throw new Error('the udp backend carries IPv4 only; the network config has no Network');
     const { carried, skipped } = partitionPeers(peers, this.type, own);
-    const link = await this.tunnel.ensure(own, carried.map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP, port: this.port })));
+    // Retained peers stay in the table: until their new backend's route covers them, the network route still leads here.
+    const table = [...carried, ...(opts.retained ?? [])].map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP, port: this.port }));
+    const link = await this.tunnel.ensure(own, table);
     const plan = emptyPlan();
     diffRoutes(plan, [{ dst: network.toString(), dev: link.name, ifindex: link.index, onlink: false }], await this.nl.listRoutes({ family: 4, protocol: PROTOCOL }), PROTOCOL);
     const outcome = await applyPlan(this.nl, plan);

@@ -13,7 +13,7 @@
 import type { Lease } from '../../lib/subnet';
 import type { Netlink, VxlanSpec } from '../../lib/netlink';
 import type { Log } from '../../lib/observe/logger';
-import type { Backend, BackendStart, LocalNode, ReconcileReport } from '../backend';
+import type { Backend, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { diffFdb, diffNeighbors, diffRoutes, emptyPlan, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
 import { applyPlan } from '../apply-plan';
@@ -62,7 +62,7 @@ export class VxlanBackend implements Backend {
     return { backendData: data, mtu: this.mtu };
   }
 
-  async reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
+  async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
     const local = this.required(this.local);
     const link = await this.ensureDevice();
     await this.ensureAddress(link.index, `${own.subnet.ip.toString()}/32`);
@@ -92,6 +92,14 @@ export class VxlanBackend implements Backend {
       routes.push({ dst, gateway, dev: link.name, ifindex: link.index, onlink: true });
     }
 
+    // A peer moving to another backend keeps its FDB and ARP entries until its new route is in place.
+    for (const peer of opts.retained ?? []) {
+      const data = vtepOf(peer);
+      if (typeof data === 'string' || data.VtepMAC === link.mac) continue;
+      neighbors.push({ ip: peer.subnet.ip.toString(), mac: data.VtepMAC });
+      fdb.push({ mac: data.VtepMAC, dst: peer.attrs.publicIP });
+    }
+    const keep = new Set((opts.retained ?? []).map((p) => p.subnet.toString()));
     const [haveRoutes, haveNeighbors, haveFdb] = await Promise.all([
       this.nl.listRoutes({ family: 4, protocol: PROTOCOL }),
       this.nl.listNeighbors(link.index, 4),
@@ -101,7 +109,7 @@ export class VxlanBackend implements Backend {
     // FDB and ARP first, so a route never points at a VTEP the kernel cannot resolve.
     diffFdb(plan, link.index, fdb, haveFdb.filter((e) => e.ifindex === link.index));
     diffNeighbors(plan, link.index, neighbors, haveNeighbors.filter((n) => n.ifindex === link.index && n.permanent));
-    diffRoutes(plan, routes, haveRoutes, PROTOCOL);
+    diffRoutes(plan, routes, haveRoutes, PROTOCOL, keep);
     const outcome = await applyPlan(this.nl, plan);
     return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
   }

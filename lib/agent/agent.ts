@@ -15,7 +15,9 @@ import {
   Lease, LeaseAttrs, LeaseEvent, LeaseWatcher, OutOfSubnetsError, SubnetManager,
   readPreviousSubnets, writeSubnetFile,
 } from '../subnet';
-import { Backend, BackendStart, LocalNode, createBackend } from '../../backends';
+import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
+import { encodeLeaseAttrs } from '../subnet/lease-codec';
+import { Datapaths } from './datapaths';
 import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { waitForNetworkConfig } from './config-source';
 import { ReconcileLoop } from './reconcile-loop';
@@ -40,7 +42,7 @@ export interface AgentOptions {
 }
 
 export class Agent {
-  private backend?: Backend;
+  private datapaths?: Datapaths;
   private watcher?: LeaseWatcher;
   private repairTimer?: NodeJS.Timeout;
   private counterTimer?: NodeJS.Timeout;
@@ -69,17 +71,19 @@ export class Agent {
       });
       this.metrics.setConfigValid(true);
       const local = this.chooseInterface(config);
-      const started = await this.startBackend(config, local);
-      const lease = await this.acquire(config, leaseAttrs(local, this.backend!.type, started), signal);
-      await this.writeSubnetFile(config, lease, started.mtu);
-      this.running = { config, mtu: started.mtu };
+      await this.startBackend(config, local);
+      const datapaths = this.datapaths!;
+      const lease = await this.acquire(config, datapaths.leaseAttrs(), signal);
+      const mtu = datapaths.mtu();
+      await this.writeSubnetFile(config, lease, mtu);
+      this.running = { config, mtu };
       this.readiness.leaseHeld(true);
       this.readiness.etcdContact(true);
       this.metrics.setEtcdUp(true);
       this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       await this.watchPeers(config);
       await this.startRepairs(config);
-      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: this.backend!.type, mode: this.backend!.mode, mtu: started.mtu });
+      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: datapaths.primary.type, mode: datapaths.primary.mode, mtu, backends: datapaths.types().join(',') });
       await untilAborted(signal);
     } finally {
       await this.shutdown();
@@ -92,16 +96,15 @@ export class Agent {
     return { extIface: selection.iface, publicIP: selection.publicIP, network: config };
   }
 
+  /** The configured backend, and any other whose state is still in the kernel (a restart mid-migration). */
   private async startBackend(config: NetworkConfig, local: LocalNode): Promise<BackendStart> {
-    this.netlink = Netlink.open();
-    const backend = createBackend(config.backend, {
-      log: this.log,
-      netlink: this.netlink,
-      requestReconcile: (reason) => this.loop.request(reason),
-    });
-    this.backend = backend;
-    const started = await backend.start(local);
-    this.metrics.setBackend(backend.type, backend.mode);
+    const netlink = Netlink.open();
+    this.netlink = netlink;
+    const datapaths = new Datapaths({ netlink, log: this.log, local, requestReconcile: (reason) => this.loop.request(reason) });
+    this.datapaths = datapaths;
+    const leftOver = (await backendsInKernel(netlink)).filter((b) => b.type !== config.backend.type);
+    const started = await datapaths.start(config.backend, leftOver);
+    this.metrics.setBackend(datapaths.primary.type, datapaths.primary.mode);
     return started;
   }
 
@@ -153,12 +156,11 @@ export class Agent {
 
   /** A userspace datapath's packet counters reach /metrics every few seconds. */
   private startCounterReadout(): void {
-    const backend = this.backend;
-    if (!backend?.counters) return;
+    const datapaths = this.datapaths;
+    if (!datapaths) return;
     const read = async () => {
       try {
-        const c = await backend.counters!();
-        this.metrics.setDatapathCounters(backend.type, { ...c });
+        for (const [type, c] of await datapaths.counters()) this.metrics.setDatapathCounters(type, { ...c });
       } catch (err) {
         this.log.debug('cannot read the datapath counters', { error: (err as Error).message });
       }
@@ -210,20 +212,22 @@ export class Agent {
   /** Never throws: a failed reconcile is logged and retried by the repair timer. */
   private async reconcile(reason: string): Promise<void> {
     const own = this.manager.ownLease();
-    const backend = this.backend;
-    if (!own || !backend || !this.watcher) return;
+    const datapaths = this.datapaths;
+    if (!own || !datapaths || !this.watcher) return;
     const peers = [...this.watcher.leases().values()].filter((l) => l.key !== own.key);
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const report = await backend.reconcile(own, peers);
+      const report = await datapaths.reconcile(own, peers);
       if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: peers.length, changed: report.changed, removed: report.removed });
       for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);
       this.reportSkips(report.skipped);
-      const ok = report.failures.length === 0;
+      const published = await this.publishBackends(own);
+      const ok = report.failures.length === 0 && published;
       this.metrics.observeReconcile(seconds(), ok);
       this.metrics.countKernelChanges(report.changed, report.removed);
-      this.metrics.setPeers(backend.type, peers.length - report.skipped.length);
+      for (const [type, n] of datapaths.lastAssignment().perBackend) this.metrics.setPeers(type, n);
+      await this.updateMtu(datapaths.mtu());
       this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       this.readiness.reconciled(ok, ok ? undefined : `${report.failures.length} kernel change(s) refused, first: ${report.failures[0]}`);
     } catch (err) {
@@ -231,6 +235,29 @@ export class Agent {
       this.readiness.reconciled(false, (err as Error).message);
       this.log.error('reconcile failed; will retry', { reason, error: (err as Error).message });
     }
+  }
+
+  /** The lease lists the backends this node terminates now; false when etcd refused (retried next time). */
+  private async publishBackends(own: Lease): Promise<boolean> {
+    const desired = this.datapaths!.leaseAttrs();
+    if (encodeLeaseAttrs(own.attrs) === encodeLeaseAttrs(desired)) return true;
+    try {
+      await this.manager.updateLeaseAttrs(desired);
+      this.log.info('lease updated: the backends this node terminates changed', { backends: this.datapaths!.types().join(','), primary: this.datapaths!.targetType });
+      return true;
+    } catch (err) {
+      this.log.warn('cannot update the lease with the backends this node terminates; will retry', { error: (err as Error).message });
+      return false;
+    }
+  }
+
+  /** subnet.env carries the MTU every running backend can carry (it changes when backends come and go). */
+  private async updateMtu(mtu: number): Promise<void> {
+    const running = this.running;
+    const own = this.manager.ownLease();
+    if (!running || !own || running.mtu === mtu) return;
+    this.running = { ...running, mtu };
+    await this.writeSubnetFile(running.config, own, mtu);
   }
 
   /** One line per lease for a few changes; a count for a burst, so thousands of leases do not flood the log. */
@@ -283,7 +310,7 @@ export class Agent {
     await this.loop.stop();
     await this.watcher?.stop();
     await this.manager.close();
-    await this.backend?.stop();
+    await this.datapaths?.stop();
     this.netlink?.close();
   }
 }
@@ -292,14 +319,4 @@ export class Agent {
 function untilAborted(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-}
-
-/** What this node publishes: flanneld leaves BackendType out for udp (and alloc). */
-function leaseAttrs(local: LocalNode, backendType: string, started: BackendStart): LeaseAttrs {
-  return {
-    publicIP: local.publicIP,
-    publicIPv6: null,
-    backendType: backendType === 'udp' || backendType === 'alloc' ? undefined : backendType,
-    backendData: started.backendData,
-  };
 }

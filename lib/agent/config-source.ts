@@ -9,7 +9,7 @@ import { ConfigError, NetworkConfig, parseNetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
 import type { SubnetManager } from '../subnet';
 import { isEtcdConfigurationError } from '../subnet/etcd-errors';
-import { KNOWN_BACKEND_TYPES, backendFactory, BackendUnavailableError } from '../../backends';
+import { KNOWN_BACKEND_TYPES, validateBackendConfig, BackendUnavailableError } from '../../backends';
 
 export async function waitForNetworkConfig(
   manager: SubnetManager,
@@ -55,7 +55,7 @@ export async function waitForNetworkConfig(
 /** The backend's own keys (VNI, Port, …) are part of the config's validity. */
 function validateBackendSettings(config: NetworkConfig): void {
   try {
-    backendFactory(config.backend.type).validate(config.backend);
+    validateBackendConfig(config.backend);
   } catch (err) {
     // A known but unimplemented type is the agent's failure to report, not a config error.
     if (!(err instanceof BackendUnavailableError)) throw err;

@@ -1,0 +1,293 @@
+/**
+ * The backends this node runs, and which one carries each peer.
+ *
+ * Normally one backend runs: the configured one. During a live migration,
+ * and with a `Fallback`, several run side by side, each owning its own
+ * kernel objects (its devices, its route protocol number). The lease lists
+ * every backend this node terminates (`TwillBackends`), and each peer is
+ * carried over the first backend of the preference order both ends
+ * terminate (backends/choice.ts).
+ *
+ * A reconcile runs in two passes so that a peer moving between backends is
+ * never without a path: first every backend programs its new peers while
+ * keeping the entries of peers that are leaving it (the new backend's route
+ * replaces the old one atomically, or — for udp's network route — a more
+ * specific one takes over); then the backends that lost peers reconcile
+ * again and remove what is left. A backend that is neither configured nor
+ * used by any peer for RETIRE_MS leaves the lease; RETIRE_MS later, when
+ * peers have stopped sending over it, its kernel objects are removed.
+ */
+import type { BackendConfig } from '../config';
+import type { Lease, LeaseAttrs } from '../subnet';
+import type { Log } from '../observe/logger';
+import type { Netlink } from '../netlink';
+import {
+  Backend, BackendCounters, BackendStart, LocalNode, ReconcileReport,
+  chooseBackend, createBackend, fallbackConfig, leaseViewFor, terminatedBy,
+} from '../../backends';
+import { onLink } from '../../backends/peers';
+
+/** How long an unused backend stays advertised, then how long it keeps receiving after leaving the lease. */
+export const RETIRE_MS = 3000;
+
+interface Running {
+  readonly config: BackendConfig;
+  readonly backend: Backend;
+  readonly started: BackendStart;
+  /** Found in the kernel at start rather than configured: its settings are a guess, so a configured one of its type takes it as it is. */
+  readonly adopted: boolean;
+  /** Peers it carried after the last reconcile, as leases viewed for this backend. */
+  assigned: Map<string, Lease>;
+  /** Since when it has carried no peer while not configured. */
+  idleSince?: number;
+  /** When it left the lease (it still receives until RETIRE_MS later). */
+  withdrawnAt?: number;
+}
+
+export interface DatapathsDeps {
+  readonly netlink: Netlink;
+  readonly log: Log;
+  readonly local: LocalNode;
+  readonly requestReconcile: (reason: string) => void;
+}
+
+export interface AssignmentSummary {
+  /** Peers carried per backend type. */
+  readonly perBackend: ReadonlyMap<string, number>;
+}
+
+export class Datapaths {
+  private readonly running = new Map<string, Running>();
+  private target!: BackendConfig;
+  private order: string[] = [];
+  private extPrefixLen?: number;
+  private retireTimer?: NodeJS.Timeout;
+  private summary: AssignmentSummary = { perBackend: new Map() };
+
+  constructor(private readonly deps: DatapathsDeps) {}
+
+  /**
+   * Starts the configured backend (and its fallback), then adopts the
+   * backends whose state is still in the kernel (`leftOver`): peers may
+   * still be sending over them. Resolves with the configured backend's
+   * start; rejects when that one cannot run.
+   */
+  async start(target: BackendConfig, leftOver: readonly BackendConfig[]): Promise<BackendStart> {
+    const addrs = await this.deps.netlink.listAddresses(this.deps.local.extIface.index, 4);
+    this.extPrefixLen = addrs.find((a) => a.address === this.deps.local.extIface.ipv4)?.prefixLen;
+    const started = await this.startConfigured(target);
+    for (const config of leftOver) {
+      if (this.running.has(config.type)) continue;
+      try {
+        await this.startOne(config, true);
+        this.deps.log.info(`adopted the ${config.type} backend still in the kernel; it runs until no peer uses it`);
+      } catch (err) {
+        this.deps.log.warn(`cannot adopt the ${config.type} backend found in the kernel`, { error: (err as Error).message });
+      }
+    }
+    return started;
+  }
+
+  /** Live migration: starts the new configured backend (and fallback) beside the running ones. */
+  async switchTo(target: BackendConfig): Promise<BackendStart> {
+    const started = await this.startConfigured(target);
+    this.deps.requestReconcile(`backend changed to ${target.type}`);
+    return started;
+  }
+
+  get targetType(): string {
+    return this.target.type;
+  }
+
+  /** The configured backend, for metrics and logs. */
+  get primary(): Backend {
+    return this.running.get(this.target.type)!.backend;
+  }
+
+  /** Types running now, the preferred first. */
+  types(): string[] {
+    const rest = [...this.running.keys()].filter((t) => !this.order.includes(t));
+    return [...this.order.filter((t) => this.running.has(t)), ...rest];
+  }
+
+  /** The MTU pods can use whichever running backend carries them. */
+  mtu(): number {
+    return Math.min(...[...this.running.values()].map((r) => r.started.mtu));
+  }
+
+  lastAssignment(): AssignmentSummary {
+    return this.summary;
+  }
+
+  /** What this node publishes: BackendType/BackendData of the configured backend, and TwillBackends while it terminates more than one. */
+  leaseAttrs(): LeaseAttrs {
+    const primary = this.running.get(this.target.type)!;
+    const advertised = this.types().filter((t) => this.running.get(t)!.withdrawnAt === undefined);
+    const type = this.target.type;
+    return {
+      publicIP: this.deps.local.publicIP,
+      publicIPv6: null,
+      backendType: type === 'udp' || type === 'alloc' ? undefined : type,
+      backendData: primary.started.backendData,
+      backends: advertised.length > 1 ? advertised.map((t) => ({ type: t, data: this.running.get(t)!.started.backendData })) : undefined,
+    };
+  }
+
+  /** Never throws for one backend's fault: its failure is reported and the others go on. */
+  async reconcile(own: Lease, peers: readonly Lease[]): Promise<ReconcileReport> {
+    const types = this.types();
+    const next = new Map<string, Map<string, Lease>>(types.map((t) => [t, new Map()]));
+    const skipped: string[] = [];
+    const known = peers.filter((p) => p.key !== own.key);
+    for (const peer of known) {
+      const remote = terminatedBy(peer.attrs);
+      const type = chooseBackend(this.order, types, remote, (t) => this.reachable(t, peer));
+      if (!type) {
+        skipped.push(`peer ${peer.subnet.toString()} (${peer.attrs.publicIP}) terminates ${remote.join(', ')}; this node runs ${types.join(', ')}: not reachable until they share a backend`);
+        continue;
+      }
+      next.get(type)!.set(peer.key, leaseViewFor(peer, type));
+    }
+
+    const total: { changed: number; removed: number; skipped: string[]; failures: string[] } = { changed: 0, removed: 0, skipped, failures: [] };
+    const add = (r: ReconcileReport) => {
+      total.changed += r.changed;
+      total.removed += r.removed;
+      total.skipped.push(...r.skipped);
+      total.failures.push(...r.failures);
+    };
+    const movedAway = new Map<string, Lease[]>();
+    for (const type of types) {
+      const run = this.running.get(type)!;
+      const now = next.get(type)!;
+      movedAway.set(type, [...run.assigned.values()].filter((p) => !now.has(p.key) && [...next.values()].some((m) => m.has(p.key))));
+    }
+    const pass = async (type: string, retained: readonly Lease[]) => {
+      const run = this.running.get(type)!;
+      try {
+        add(await run.backend.reconcile(own, [...next.get(type)!.values()], { retained, known }));
+      } catch (err) {
+        total.failures.push(`${type}: ${(err as Error).message}`);
+      }
+    };
+    for (const type of types) await pass(type, movedAway.get(type)!);
+    for (const type of types) if (movedAway.get(type)!.length) await pass(type, []);
+    for (const type of types) this.running.get(type)!.assigned = next.get(type)!;
+    this.summary = { perBackend: new Map(types.map((t) => [t, next.get(t)!.size])) };
+    await this.retireUnused();
+    return { ...total, skipped: dedupe(total.skipped) };
+  }
+
+  async counters(): Promise<Map<string, BackendCounters>> {
+    const out = new Map<string, BackendCounters>();
+    for (const [type, run] of this.running) {
+      if (run.backend.counters) out.set(type, await run.backend.counters());
+    }
+    return out;
+  }
+
+  /** Shutdown: every datapath stays in place for the next start to adopt. */
+  async stop(): Promise<void> {
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    for (const run of this.running.values()) await run.backend.stop().catch(() => undefined);
+  }
+
+  private async startConfigured(target: BackendConfig): Promise<BackendStart> {
+    const fallback = fallbackConfig(target);
+    const wanted = fallback ? [target, withoutFallback(fallback)] : [target];
+    for (const config of wanted) {
+      const have = this.running.get(config.type);
+      if (have && !have.adopted && !sameSettings(have.config, config)) {
+        throw new Error(`the ${config.type} backend already runs here with other settings (${JSON.stringify(have.config.settings)}); ` +
+          'wait until it is retired (migrate to another backend first), then migrate to it with the new settings');
+      }
+    }
+    let started: BackendStart | undefined;
+    for (const config of wanted) {
+      const run = this.running.get(config.type) ?? (await this.startOne(config));
+      run.idleSince = undefined;
+      run.withdrawnAt = undefined;
+      started ??= run.started;
+    }
+    this.target = target;
+    this.order = wanted.map((c) => c.type);
+    return started!;
+  }
+
+  private async startOne(config: BackendConfig, adopted = false): Promise<Running> {
+    const backend = createBackend(withoutFallback(config), {
+      log: this.deps.log,
+      netlink: this.deps.netlink,
+      requestReconcile: this.deps.requestReconcile,
+    });
+    const started = await backend.start(this.deps.local);
+    const run: Running = { config, backend, started, adopted, assigned: new Map() };
+    this.running.set(config.type, run);
+    return run;
+  }
+
+  private reachable(type: string, peer: Lease): boolean {
+    if (type !== 'host-gw') return true;
+    return onLink(peer.attrs.publicIP, this.deps.local.extIface.ipv4, this.extPrefixLen);
+  }
+
+  /** Unused, unconfigured backends leave the lease, then the kernel (see the module comment). */
+  private async retireUnused(): Promise<void> {
+    const now = Date.now();
+    let nextCheck = Infinity;
+    for (const [type, run] of [...this.running]) {
+      if (this.order.includes(type) || run.assigned.size > 0) {
+        if (run.withdrawnAt !== undefined) this.deps.log.info(`${type} backend: a peer needs it again; advertising it again`);
+        run.idleSince = undefined;
+        run.withdrawnAt = undefined;
+        continue;
+      }
+      run.idleSince ??= now;
+      if (run.withdrawnAt === undefined) {
+        if (now - run.idleSince >= RETIRE_MS) {
+          run.withdrawnAt = now;
+          this.deps.log.info(`${type} backend: no peer uses it; leaving the lease, removing it in ${RETIRE_MS} ms`);
+          nextCheck = Math.min(nextCheck, RETIRE_MS);
+        } else {
+          nextCheck = Math.min(nextCheck, run.idleSince + RETIRE_MS - now);
+        }
+      } else if (now - run.withdrawnAt >= RETIRE_MS) {
+        try {
+          await run.backend.stop();
+          await run.backend.teardown();
+          this.running.delete(type);
+          this.deps.log.info(`${type} backend removed: its devices, routes and entries are gone`);
+        } catch (err) {
+          this.deps.log.warn(`${type} backend: removal failed; retrying`, { error: (err as Error).message });
+          nextCheck = Math.min(nextCheck, RETIRE_MS);
+        }
+      } else {
+        nextCheck = Math.min(nextCheck, run.withdrawnAt + RETIRE_MS - now);
+      }
+    }
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    this.retireTimer = undefined;
+    if (nextCheck !== Infinity) {
+      this.retireTimer = setTimeout(() => this.deps.requestReconcile('retiring an unused backend'), Math.max(50, nextCheck + 10));
+    }
+  }
+}
+
+function withoutFallback(config: BackendConfig): BackendConfig {
+  const settings: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(config.settings)) if (k.toLowerCase() !== 'fallback') settings[k] = v;
+  return { type: config.type, settings };
+}
+
+function canonical(settings: Readonly<Record<string, unknown>>): string {
+  const entries = Object.entries(settings).filter(([k]) => k.toLowerCase() !== 'fallback').map(([k, v]) => [k.toLowerCase(), v] as const);
+  return JSON.stringify(entries.sort(([a], [b]) => a.localeCompare(b)));
+}
+
+function sameSettings(a: BackendConfig, b: BackendConfig): boolean {
+  return a.type === b.type && canonical(a.settings) === canonical(b.settings);
+}
+
+function dedupe(xs: readonly string[]): string[] {
+  return [...new Set(xs)];
+}
