@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * twill — the operator CLI: `lab` (a local cluster in network namespaces),
- * `status` (the cluster as etcd sees it), `diagnose` (this node's datapath).
+ * `status` (the cluster as etcd sees it), `diagnose` (this node's datapath),
+ * `migrate` (switch the cluster's backend and follow the agents over).
  * Exit codes: 0 success, 1 the command failed, 2 bad usage.
  */
 import { Command, CommanderError } from 'commander';
@@ -9,6 +10,7 @@ import { VERSION } from '../lib/version';
 import { registerLab } from '../lib/cli/lab';
 import { registerStatus } from '../lib/cli/status';
 import { registerDiagnose } from '../lib/cli/diagnose';
+import { registerMigrate } from '../lib/cli/migrate';
 
 function build(): Command {
   const program = new Command('twill')
@@ -19,6 +21,7 @@ function build(): Command {
   registerLab(program);
   registerStatus(program);
   registerDiagnose(program);
+  registerMigrate(program);
   return program;
 }
 
