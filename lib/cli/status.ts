@@ -5,6 +5,12 @@
  * on every change until Ctrl-C. `--health-port N` also asks each node's
  * `/readyz`.
  *
+ * Each node's VIA column (`peers` in --json, the edges of --html) is the
+ * backend its agent uses to each peer, by the agents' own rule
+ * (backends/choice.ts). One assumption: etcd holds no prefix lengths, so
+ * host-gw counts as usable between two nodes only when their public IPs
+ * share a /24 (status/topology.ts).
+ *
  * Exit codes: 0 (also after Ctrl-C in --watch, and when the config is
  * missing or some leases are invalid: that is what it reports), 1 when etcd
  * cannot be read (unreachable, TLS, auth) — within about 5 s, with a message
@@ -44,6 +50,15 @@ export function registerStatus(program: Command): void {
     .addOption(new Option('--watch', 'redraw whenever a lease or the config changes, until Ctrl-C (with --json: one JSON line per change)'))
     .addOption(new Option('--health-port <port>', "also ask each node's http://<PublicIP>:<port>/readyz (1 s timeout; twilld must listen there: --healthz-port <port> --healthz-ip 0.0.0.0)").argParser(parsePort))
     .addHelpText('after', `
+VIA (--json: peers, --html: the edges) is the backend each node uses to each
+peer, chosen as the agents choose it: the first of Backend.Type and its
+Fallback that both nodes terminate and that reaches the peer, else another
+both terminate (during a migration), else none. host-gw reaches only a peer
+on the same link; etcd does not hold the nodes' prefix lengths, so status
+assumes a /24: two nodes whose public IPs share a /24 are on one link. On a
+wider or narrower underlay the agents may choose otherwise; a node's routes
+(ip route) show what it really uses.
+
 Examples:
   twill status --etcd-endpoints http://10.0.0.1:2379
   twill status --json | jq '.leases[] | select(.valid | not)'
@@ -132,5 +147,5 @@ function writeHtml(file: string, status: ClusterStatus): void {
   }
   const nodes = status.rows.filter((r) => r.lease).length;
   const invalid = status.rows.length - nodes;
-  process.stdout.write(`wrote ${file}: ${nodes} node${nodes === 1 ? '' : 's'}, ${edgesOf(status.rows).length} edges${invalid ? `, ${invalid} invalid` : ''}\n`);
+  process.stdout.write(`wrote ${file}: ${nodes} node${nodes === 1 ? '' : 's'}, ${edgesOf(status.rows, status.config).length} edges${invalid ? `, ${invalid} invalid` : ''}\n`);
 }

@@ -106,7 +106,7 @@ describe('twill status --html (read back by headless Chromium)', function () {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('draws a node per lease and an edge labelled with the common backend between every two, health included', async () => {
+  it('draws a node per lease and an edge labelled with the backend the agents choose between every two, health included', async () => {
     const registry = new EtcdRegistry(admin, PREFIX);
     const put = async (key: string, value: object | string, ttl?: number): Promise<void> => {
       const id = ttl === undefined ? undefined : await registry.grant(ttl);
@@ -180,8 +180,10 @@ describe('twill status --html (read back by headless Chromium)', function () {
       expect(g, id).to.include(`data-backend="${backend}"`);
       expect(texts(g), id).to.deep.equal([backend]);
     }
-    // The table under the drawing says why a node is not ready.
+    // The table under the drawing says why a node is not ready, and what each node uses to its peers.
     expect(dom).to.include('not ready (no subnet lease is held)');
+    expect(dom).to.include('<th>Via</th>');
+    expect(dom).to.include('<td>host-gw×1 none×3</td>'); // 10.244.3.0/24: host-gw to .6 (one /24), nothing to the others
 
     const png = path.join(dir, 'cluster.png');
     const shot = await chromium([`--screenshot=${png}`, '--window-size=1200,800', `file://${file}`]);
@@ -193,6 +195,37 @@ describe('twill status --html (read back by headless Chromium)', function () {
     // A blank or near-blank page compresses to a few kB; the drawing is far more.
     expect(statSync(png).size).to.be.above(30_000);
     if (process.env.TWILL_STATUS_SCREENSHOT) copyFileSync(png, process.env.TWILL_STATUS_SCREENSHOT);
+  });
+
+  it('labels edges host-gw on one /24 and vxlan to a node beyond it, for host-gw with Fallback vxlan', async () => {
+    await admin.delete().prefix(`${PREFIX}/`);
+    await admin.put(`${PREFIX}/config`).value('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw","Fallback":"vxlan"}}');
+    const registry = new EtcdRegistry(admin, PREFIX);
+    const lease = (ip: string, n: number) => JSON.stringify({
+      PublicIP: ip, PublicIPv6: null, BackendType: 'host-gw', BackendData: null,
+      TwillBackends: [{ Type: 'host-gw' }, { Type: 'vxlan', Data: { VNI: 1, VtepMAC: `aa:bb:cc:00:00:0${n}` } }],
+    });
+    await registry.createIfAbsent('10.244.1.0-24', lease('198.18.0.1', 1), undefined);
+    await registry.createIfAbsent('10.244.2.0-24', lease('198.18.0.2', 2), undefined);
+    await registry.createIfAbsent('10.244.3.0-24', lease('198.18.1.3', 3), undefined);
+    try {
+      const r = await run(process.execPath, [TWILL, 'status', '--etcd-endpoints', etcd.endpoint, '--html', '-'], 30_000);
+      expect(r.code, r.stderr).to.equal(0);
+      const edges: Record<string, string> = {
+        '10.244.1.0/24|10.244.2.0/24': 'host-gw',
+        '10.244.1.0/24|10.244.3.0/24': 'vxlan',
+        '10.244.2.0/24|10.244.3.0/24': 'vxlan',
+      };
+      for (const [id, backend] of Object.entries(edges)) {
+        const g = group(r.stdout, 'data-edge', id);
+        expect(g, id).to.include(`data-backend="${backend}"`);
+        expect(texts(g), id).to.deep.equal([backend]);
+      }
+      expect(group(r.stdout, 'data-node', '10.244.3.0/24')).to.include('via vxlan×2');
+      expect(r.stdout).to.include('<td>host-gw×1 vxlan×1</td>');
+    } finally {
+      await admin.delete().prefix(`${PREFIX}/`);
+    }
   });
 
   it('writes the page to stdout with --html -, and refuses --html with --watch', async () => {

@@ -130,16 +130,19 @@ describe('twill status (the CLI against a real etcd)', function () {
       '10.244.1.0/24', '10.244.3.0/24', '10.244.4.0/24', '10.244.5.0/24', '10.244.10.0/24', 'evil\\u001b[2J-key',
     ]);
     const [vxlan, udp, reservation, notJson, hostGw, evil] = rows;
-    expect(vxlan.slice(0, 4)).to.deep.equal(['10.244.1.0/24', '198.18.0.3', 'vxlan', '5e:ec:40:e1:80:98']);
-    expect(vxlan[4]).to.match(/^(23h59m|24h00m)$/);
-    expect(vxlan).to.have.length(5); // nothing in PROBLEM
-    expect(udp.slice(0, 4)).to.deep.equal(['10.244.3.0/24', '198.18.0.30', 'udp', '-']);
-    expect(reservation).to.deep.equal(['10.244.4.0/24', '198.18.0.4', 'vxlan (twill: vxlan, host-gw)', 'aa:bb:cc:00:00:04', 'reservation']);
-    expect(notJson.slice(0, 4)).to.deep.equal(['10.244.5.0/24', '-', '-', '-']);
-    expect(notJson[5]).to.match(/^INVALID: lease value is not JSON/);
-    expect(hostGw.slice(0, 4)).to.deep.equal(['10.244.10.0/24', '198.18.0.10', 'host-gw', '-']);
-    expect(hostGw[4]).to.match(/^1h(29|30)m$/);
-    expect(evil[5]).to.match(/^INVALID: lease key "evil\\u001b\[2J-key" is not of the form/);
+    // VIA: what each node uses to its peers, as the agents choose (config: vxlan).
+    expect(vxlan.slice(0, 5)).to.deep.equal(['10.244.1.0/24', '198.18.0.3', 'vxlan', 'vxlan×1 none×2', '5e:ec:40:e1:80:98']);
+    expect(vxlan[5]).to.match(/^(23h59m|24h00m)$/);
+    expect(vxlan).to.have.length(6); // nothing in PROBLEM
+    expect(udp.slice(0, 5)).to.deep.equal(['10.244.3.0/24', '198.18.0.30', 'udp', 'none×3', '-']);
+    // host-gw to 10.244.10.0: not configured, but both terminate it and 198.18.0.4 and .10 share a /24.
+    expect(reservation).to.deep.equal(['10.244.4.0/24', '198.18.0.4', 'vxlan (twill: vxlan, host-gw)', 'host-gw×1 vxlan×1 none×1', 'aa:bb:cc:00:00:04', 'reservation']);
+    expect(notJson.slice(0, 5)).to.deep.equal(['10.244.5.0/24', '-', '-', '-', '-']);
+    expect(notJson[6]).to.match(/^INVALID: lease value is not JSON/);
+    expect(hostGw.slice(0, 5)).to.deep.equal(['10.244.10.0/24', '198.18.0.10', 'host-gw', 'host-gw×1 none×2', '-']);
+    expect(hostGw[5]).to.match(/^1h(29|30)m$/);
+    expect(evil.slice(1, 5), 'no VIA: no node talks to an invalid entry').to.deep.equal(['198.18.0.6', 'udp', '-', '-']);
+    expect(evil[6]).to.match(/^INVALID: lease key "evil\\u001b\[2J-key" is not of the form/);
     // Text from etcd never reaches the terminal raw; off a terminal there is no colour either.
     expect(r.stdout).not.to.include('\x1b');
   });
@@ -178,6 +181,89 @@ describe('twill status (the CLI against a real etcd)', function () {
     expect(notJson).to.deep.include({ subnet: '10.244.5.0/24', publicIP: null, valid: false, reservation: false });
     expect(notJson.invalidReason).to.match(/^lease value is not JSON/);
     expect(lease('evil\x1b[2J-key')).to.deep.include({ subnet: null, valid: false });
+    // Per peer, the backend the node's agent uses (null: none shared); invalid entries are nobody's peers.
+    expect(vxlan.peers).to.deep.equal([
+      { subnet: '10.244.3.0/24', backend: null },
+      { subnet: '10.244.4.0/24', backend: 'vxlan' },
+      { subnet: '10.244.10.0/24', backend: null },
+    ]);
+    expect(lease('10.244.4.0-24').peers).to.deep.equal([
+      { subnet: '10.244.1.0/24', backend: 'vxlan' },
+      { subnet: '10.244.3.0/24', backend: null },
+      { subnet: '10.244.10.0/24', backend: 'host-gw' },
+    ]);
+    expect(notJson.peers).to.equal(null);
+  });
+
+  /** A twill node's lease: BackendType the first of `types` (none for udp, as flanneld), TwillBackends all of them when more than one. */
+  function twillLease(publicIP: string, types: readonly string[], n: number): string {
+    const data = (type: string) => (type === 'vxlan' ? { VNI: 1, VtepMAC: `aa:bb:cc:00:00:0${n}` } : undefined);
+    return JSON.stringify({
+      PublicIP: publicIP,
+      PublicIPv6: null,
+      ...(types[0] === 'udp' ? {} : { BackendType: types[0], BackendData: data(types[0]) ?? null }),
+      ...(types.length > 1 ? { TwillBackends: types.map((t) => (data(t) ? { Type: t, Data: data(t) } : { Type: t })) } : {}),
+    });
+  }
+
+  /** VIA of each row, by subnet. */
+  function viaColumn(stdout: string): Record<string, string> {
+    return Object.fromEntries(tableRows(stdout).map((c) => [c[0], c[3]]));
+  }
+
+  it('host-gw with Fallback vxlan: host-gw between the nodes on one /24, vxlan to the node behind a router', async () => {
+    await admin.put(`${PREFIX}/config`).value('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw","Fallback":"vxlan"}}');
+    await putLease('10.244.1.0-24', twillLease('198.18.0.1', ['host-gw', 'vxlan'], 1), 86400);
+    await putLease('10.244.2.0-24', twillLease('198.18.0.2', ['host-gw', 'vxlan'], 2), 86400);
+    await putLease('10.244.3.0-24', twillLease('198.18.1.3', ['host-gw', 'vxlan'], 3), 86400);
+
+    const r = await runStatus(['--etcd-endpoints', etcd.endpoint]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/^ {2}Backend +host-gw {2}Fallback="vxlan"$/m);
+    expect(tableRows(r.stdout)[0].slice(0, 4)).to.deep.equal(['10.244.1.0/24', '198.18.0.1', 'host-gw (twill: host-gw, vxlan)', 'host-gw×1 vxlan×1']);
+    expect(viaColumn(r.stdout)).to.deep.equal({
+      '10.244.1.0/24': 'host-gw×1 vxlan×1',
+      '10.244.2.0/24': 'host-gw×1 vxlan×1',
+      '10.244.3.0/24': 'vxlan×2',
+    });
+
+    const doc: StatusDocument = JSON.parse((await runStatus(['--etcd-endpoints', etcd.endpoint, '--json'])).stdout);
+    expect(Object.fromEntries(doc.leases.map((l) => [l.subnet, l.peers]))).to.deep.equal({
+      '10.244.1.0/24': [{ subnet: '10.244.2.0/24', backend: 'host-gw' }, { subnet: '10.244.3.0/24', backend: 'vxlan' }],
+      '10.244.2.0/24': [{ subnet: '10.244.1.0/24', backend: 'host-gw' }, { subnet: '10.244.3.0/24', backend: 'vxlan' }],
+      '10.244.3.0/24': [{ subnet: '10.244.1.0/24', backend: 'vxlan' }, { subnet: '10.244.2.0/24', backend: 'vxlan' }],
+    });
+  });
+
+  it('during a migration the configured type wins between nodes terminating both, whatever their leases ask for', async () => {
+    // Two nodes still publishing udp (no BackendType) but also terminating vxlan, one vxlan only.
+    await putLease('10.244.1.0-24', twillLease('198.18.0.1', ['udp', 'vxlan'], 1), 86400);
+    await putLease('10.244.2.0-24', twillLease('198.18.0.2', ['udp', 'vxlan'], 2), 86400);
+    await putLease('10.244.3.0-24', twillLease('198.18.0.3', ['vxlan'], 3), 86400);
+
+    await admin.put(`${PREFIX}/config`).value('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+    const toVxlan = await runStatus(['--etcd-endpoints', etcd.endpoint]);
+    expect(toVxlan.code, toVxlan.stderr).to.equal(0);
+    expect(tableRows(toVxlan.stdout)[0].slice(0, 3)).to.deep.equal(['10.244.1.0/24', '198.18.0.1', 'udp (twill: udp, vxlan)']);
+    // Both udp leases, yet vxlan between them: the config says vxlan.
+    expect(viaColumn(toVxlan.stdout)).to.deep.equal({ '10.244.1.0/24': 'vxlan×2', '10.244.2.0/24': 'vxlan×2', '10.244.3.0/24': 'vxlan×2' });
+    const doc: StatusDocument = JSON.parse((await runStatus(['--etcd-endpoints', etcd.endpoint, '--json'])).stdout);
+    expect(doc.leases[0].peers).to.deep.equal([{ subnet: '10.244.2.0/24', backend: 'vxlan' }, { subnet: '10.244.3.0/24', backend: 'vxlan' }]);
+
+    // The other way round (back to udp): udp where both terminate it, vxlan to the node that has only vxlan.
+    await admin.put(`${PREFIX}/config`).value('{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}');
+    const toUdp = await runStatus(['--etcd-endpoints', etcd.endpoint]);
+    expect(toUdp.code, toUdp.stderr).to.equal(0);
+    expect(viaColumn(toUdp.stdout)).to.deep.equal({ '10.244.1.0/24': 'udp×1 vxlan×1', '10.244.2.0/24': 'udp×1 vxlan×1', '10.244.3.0/24': 'vxlan×2' });
+  });
+
+  it('leaves VIA out with a single lease, and shows no peers in --json', async () => {
+    await admin.put(`${PREFIX}/config`).value(CONFIG);
+    await putLease('10.244.1.0-24', fixture('lease-vxlan.json'), 86400);
+    const r = await runStatus(['--etcd-endpoints', etcd.endpoint]);
+    expect(r.stdout).to.match(/^SUBNET +PUBLIC IP +BACKENDS +VTEP MAC +EXPIRES +PROBLEM$/m);
+    const doc: StatusDocument = JSON.parse((await runStatus(['--etcd-endpoints', etcd.endpoint, '--json'])).stdout);
+    expect(doc.leases[0].peers).to.deep.equal([]);
   });
 
   it('says clearly when the network config is missing, and still lists the leases', async () => {
@@ -278,7 +364,7 @@ describe('twill status (the CLI against a real etcd)', function () {
       const redrawn = w.out().split(/^--- .* \(revision \d+\) ---$/m);
       expect(redrawn).to.have.length(2);
       const row = tableRows(redrawn[1]).find((c) => c[0] === '10.244.7.0/24');
-      expect(row?.slice(0, 4)).to.deep.equal(['10.244.7.0/24', '198.18.0.7', 'vxlan', 'aa:bb:cc:00:00:07']);
+      expect(row?.slice(0, 5)).to.deep.equal(['10.244.7.0/24', '198.18.0.7', 'vxlan', 'vxlan×2 none×2', 'aa:bb:cc:00:00:07']);
 
       await admin.delete().key(`${PREFIX}/subnets/10.244.5.0-24`);
       await waitFor('a third table without the deleted entry', () => w.out().split(/^--- /m).length === 3);

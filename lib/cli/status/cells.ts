@@ -8,6 +8,7 @@
  * sequence or fake line reaches the operator's screen) and cuts it short.
  */
 import type { ClusterStatus, ConfigStatus, Expiry, Health, LeaseRow } from './model';
+import { NO_COMMON_BACKEND, peersOf, type PeerBackend } from './topology';
 
 export const NONE = '-';
 
@@ -17,6 +18,8 @@ export interface LeaseCells {
   readonly publicIP: string;
   readonly publicIPv6: string;
   readonly backends: string;
+  /** The backends this node uses to its peers, with how many each (`viaText`). */
+  readonly via: string;
   readonly vtepMAC: string;
   readonly expires: string;
   readonly health: string;
@@ -24,7 +27,8 @@ export interface LeaseCells {
   readonly problem: string;
 }
 
-export function leaseCells(row: LeaseRow): LeaseCells {
+/** `status` is the whole cluster: a row's `via` depends on its peers and on the config. */
+export function leaseCells(row: LeaseRow, status: ClusterStatus): LeaseCells {
   const attrs = row.attrs;
   return {
     subnet: row.subnet ? row.subnet.toString() : printable(row.key, 40),
@@ -32,6 +36,7 @@ export function leaseCells(row: LeaseRow): LeaseCells {
     publicIP: attrs ? attrs.publicIP : NONE,
     publicIPv6: attrs?.publicIPv6 ?? NONE,
     backends: backendsText(row),
+    via: viaText(peersOf(row, status.rows, status.config)),
     vtepMAC: row.vtepMAC === undefined ? NONE : printable(row.vtepMAC, 24),
     expires: expiryText(row.expiry),
     health: row.health ? healthText(row.health) : NONE,
@@ -43,6 +48,25 @@ export function leaseCells(row: LeaseRow): LeaseCells {
 export function backendsText(row: LeaseRow): string {
   if (row.backendType === undefined) return NONE;
   return row.twillBackends ? `${row.backendType} (twill: ${row.twillBackends.join(', ')})` : row.backendType;
+}
+
+/**
+ * How many peers each backend carries from this node, the most used first
+ * (then by name), `none` (peers it shares no backend with) last:
+ * `vxlan×2 host-gw×1`. `-` without peers (and for an invalid entry).
+ */
+export function viaText(peers: readonly PeerBackend[]): string {
+  if (peers.length === 0) return NONE;
+  const counts = new Map<string, number>();
+  for (const p of peers) {
+    const label = p.backend ?? NO_COMMON_BACKEND;
+    counts.set(label, (counts.get(label) ?? 0) + 1);
+  }
+  const rank = (label: string) => (label === NO_COMMON_BACKEND ? 1 : 0);
+  return [...counts]
+    .sort(([a, n], [b, m]) => rank(a) - rank(b) || m - n || a.localeCompare(b))
+    .map(([label, n]) => `${printable(label, 32)}×${n}`)
+    .join(' ');
 }
 
 export function expiryText(expiry: Expiry): string {

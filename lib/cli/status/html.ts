@@ -2,18 +2,19 @@
  * `twill status --html FILE`: one self-contained page (inline CSS and SVG,
  * no script, nothing fetched) that draws the cluster: a box per lease on a
  * ring, an edge between every two valid leases labelled with the backend
- * between them (`topology.ts`), reservations dashed, health as a coloured
- * dot when probed, and invalid entries in a row of their own below (no node
- * talks to them, so they have no edges). Under the drawing, the config and
- * the same table as the terminal shows.
+ * between them as the agents choose it (`topology.ts`), reservations
+ * dashed, health as a coloured dot when probed, and invalid entries in a row
+ * of their own below (no node talks to them, so they have no edges). Under
+ * the drawing, the config and the same table as the terminal shows (VIA
+ * included; each node's tooltip says it too).
  *
  * For tests and tools the SVG carries `data-node="<subnet>"` on each box and
  * `data-edge="<subnet a>|<subnet b>"` (subnet order) on each edge, with the
  * texts as visible `<text>` elements. Everything from etcd is escaped.
  */
-import { backendsText, configLines, expiryText, healthText, leaseCells, leaseSummary, printable } from './cells';
+import { backendsText, configLines, expiryText, healthText, leaseCells, leaseSummary, printable, viaText, NONE } from './cells';
 import { rowName, type ClusterStatus, type LeaseRow } from './model';
-import { edgesOf, NO_COMMON_BACKEND, type TopologyEdge } from './topology';
+import { edgesOf, peersOf, NO_COMMON_BACKEND, type TopologyEdge } from './topology';
 
 const NODE_W = 250;
 const LINE_H = 16;
@@ -78,7 +79,7 @@ export function renderHtml(status: ClusterStatus): string {
   const height = (invalid.length ? invalidBoxes[invalidBoxes.length - 1].y + invalidH / 2 : ringBottom) + 24 + 60;
 
   const byName = new Map(boxes.map((b) => [b.row.key, b]));
-  const edges = edgesOf(status.rows);
+  const edges = edgesOf(status.rows, status.config);
   const labelled = n <= MAX_LABELLED_NODES;
   const taken: Rect[] = boxes.map((b) => ({ x: b.x - b.w / 2 - 4, y: b.y - b.h / 2 - 4, w: b.w + 8, h: b.h + 8 }));
 
@@ -89,10 +90,10 @@ export function renderHtml(status: ClusterStatus): string {
   svg.push(`<text class="caption" x="${MARGIN}" y="${MARGIN}">${esc(caption)}</text>`);
   if (n === 0) svg.push(`<text class="empty" x="${fmt(cx)}" y="${fmt(MARGIN + 40)}" text-anchor="middle">no valid lease</text>`);
   for (const e of edges) svg.push(edgeSvg(e, byName, taken, labelled));
-  for (const b of boxes) svg.push(nodeSvg(b, probed));
+  for (const b of boxes) svg.push(nodeSvg(b, probed, viaText(peersOf(b.row, status.rows, status.config))));
   if (invalid.length) {
     svg.push(`<text class="caption invalid-caption" x="${MARGIN}" y="${fmt(invalidTop)}">Ignored by every node (invalid):</text>`);
-    for (const b of invalidBoxes) svg.push(nodeSvg(b, false));
+    for (const b of invalidBoxes) svg.push(nodeSvg(b, false, NONE));
   }
   svg.push(legendSvg(MARGIN, height - 30, edges));
   svg.push('</svg>');
@@ -140,7 +141,8 @@ function overlaps(p: Rect, q: Rect): boolean {
   return p.x < q.x + q.w && q.x < p.x + p.w && p.y < q.y + q.h && q.y < p.y + p.h;
 }
 
-function nodeSvg(b: Box, probed: boolean): string {
+/** `via`: the backends it uses to its peers (`viaText`), for the tooltip. */
+function nodeSvg(b: Box, probed: boolean, via: string): string {
   const row = b.row;
   const state = row.invalid !== undefined ? 'invalid' : row.expiry.kind === 'reservation' ? 'reservation' : 'lease';
   const left = b.x - b.w / 2;
@@ -157,7 +159,7 @@ function nodeSvg(b: Box, probed: boolean): string {
     // The detail (why not ready) is in the tooltip and the table below.
     if (probed) lines.push({ text: `health: ${row.health?.state ?? 'not asked'}`, cls: `health health-${(row.health?.state ?? 'unknown').replace(' ', '-')}` });
   }
-  const title = [rowName(row), `key ${printable(row.key)}`, ...(row.invalid !== undefined ? [`INVALID: ${printable(row.invalid, 400)}`] : []), ...(row.health ? [`health: ${healthText(row.health)}`] : [])].join('\n');
+  const title = [rowName(row), `key ${printable(row.key)}`, ...(via !== NONE ? [`via ${via}`] : []), ...(row.invalid !== undefined ? [`INVALID: ${printable(row.invalid, 400)}`] : []), ...(row.health ? [`health: ${healthText(row.health)}`] : [])].join('\n');
   const health = row.health ? ` data-health="${esc(row.health.state)}"` : '';
   const out = [
     `<g class="node node-${state}" data-node="${esc(rowName(row))}" data-key="${esc(printable(row.key, 200))}" data-state="${state}"${health}>`,
@@ -215,10 +217,10 @@ function page(status: ClusterStatus, svg: string): string {
     .map((l) => `<tr${l.problem ? ' class="problem"' : ''}><th>${esc(l.label)}</th><td>${esc(l.value)}</td></tr>`)
     .join('\n');
   const probed = status.rows.some((r) => r.health);
-  const heads = ['Subnet', 'Public IP', 'Backends', 'VTEP MAC', 'Expires', ...(probed ? ['Health'] : []), 'Problem'];
+  const heads = ['Subnet', 'Public IP', 'Backends', 'Via', 'VTEP MAC', 'Expires', ...(probed ? ['Health'] : []), 'Problem'];
   const rows = status.rows.map((r) => {
-    const c = leaseCells(r);
-    const cells = [c.subnet, c.publicIP, c.backends, c.vtepMAC, c.expires, ...(probed ? [c.health] : []), c.problem];
+    const c = leaseCells(r, status);
+    const cells = [c.subnet, c.publicIP, c.backends, c.via, c.vtepMAC, c.expires, ...(probed ? [c.health] : []), c.problem];
     const cls = r.invalid !== undefined ? ' class="invalid"' : r.expiry.kind === 'reservation' ? ' class="reservation"' : '';
     return `<tr${cls}>${cells.map((t) => `<td>${esc(t)}</td>`).join('')}</tr>`;
   }).join('\n');

@@ -4,8 +4,14 @@
  * script would compare: `expirySeconds` (null for a reservation or when the
  * TTL could not be read), `reservation`, `valid`. Text from etcd is passed
  * through as it is (JSON escapes it); only the table sanitises it.
+ *
+ * `peers` lists, for a valid lease, every other valid lease with the
+ * backend this node uses to reach it as its agent chooses it (null: they
+ * share none, no traffic flows); see topology.ts for the rule and its one
+ * assumption (host-gw only where both public IPs share a /24).
  */
-import type { ClusterStatus, ConfigStatus, LeaseRow } from './model';
+import { rowName, type ClusterStatus, type ConfigStatus, type LeaseRow } from './model';
+import { peersOf } from './topology';
 
 export interface StatusDocument {
   readonly readAt: string;
@@ -47,6 +53,15 @@ export interface LeaseDocument {
   readonly valid: boolean;
   readonly invalidReason: string | null;
   readonly health: { readonly state: string; readonly detail: string | null } | null;
+  /** null for an invalid entry (no node talks to it). */
+  readonly peers: readonly PeerDocument[] | null;
+}
+
+export interface PeerDocument {
+  /** The peer's subnet (its key when that does not parse, which a valid lease never has). */
+  readonly subnet: string;
+  /** The backend carrying traffic to it; null when the two share none. */
+  readonly backend: string | null;
 }
 
 export function toDocument(status: ClusterStatus): StatusDocument {
@@ -54,7 +69,7 @@ export function toDocument(status: ClusterStatus): StatusDocument {
     readAt: status.readAt.toISOString(),
     etcd: { endpoints: status.endpoints, prefix: status.prefix, revision: Number(status.revision) },
     config: configDocument(status.config),
-    leases: status.rows.map(leaseDocument),
+    leases: status.rows.map((row) => leaseDocument(row, status)),
   };
 }
 
@@ -86,7 +101,7 @@ function configDocument(config: ConfigStatus): ConfigDocument {
   };
 }
 
-function leaseDocument(row: LeaseRow): LeaseDocument {
+function leaseDocument(row: LeaseRow, status: ClusterStatus): LeaseDocument {
   const e = row.expiry;
   return {
     key: row.key,
@@ -104,5 +119,6 @@ function leaseDocument(row: LeaseRow): LeaseDocument {
     valid: row.invalid === undefined,
     invalidReason: row.invalid ?? null,
     health: row.health ? { state: row.health.state, detail: row.health.state === 'ready' ? null : row.health.detail } : null,
+    peers: row.lease ? peersOf(row, status.rows, status.config).map((p) => ({ subnet: rowName(p.peer), backend: p.backend ?? null })) : null,
   };
 }

@@ -58,6 +58,13 @@ export interface LeaseRow {
   /** The backends this node terminates: `backendType`, then any other of `twillBackends`. */
   readonly terminates: readonly string[];
   readonly vtepMAC?: string;
+  /**
+   * The prefix length of the node's public IP on its underlay interface,
+   * when the node reports it. No lease carries it (flanneld's format has no
+   * such field), so it is undefined for now and `twill status` assumes a /24
+   * when deciding whether two nodes share a link (host-gw; see topology.ts).
+   */
+  readonly publicPrefixLen?: number;
   readonly health?: Health;
 }
 

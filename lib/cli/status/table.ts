@@ -2,7 +2,10 @@
  * `twill status` as text: the network config, then one row per lease in
  * aligned columns. Colour (plain ANSI) only when the caller says so: on a
  * terminal and without NO_COLOR (see `useColour`). Columns that would be
- * empty for every row (IPv6, health when not probed) are left out.
+ * empty for every row (IPv6, health when not probed, VIA without two valid
+ * leases) are left out. VIA is what each node uses to its peers, as its
+ * agent chooses (topology.ts: host-gw only where both public IPs share a
+ * /24, as etcd holds no prefix lengths).
  */
 import { configLines, leaseCells, leaseSummary, printable, NONE, type LeaseCells } from './cells';
 import type { ClusterStatus, LeaseRow } from './model';
@@ -33,6 +36,7 @@ const COLUMNS: readonly Column[] = [
   { title: 'PUBLIC IP', cell: (c) => c.publicIP },
   { title: 'PUBLIC IPV6', cell: (c) => c.publicIPv6, optional: true },
   { title: 'BACKENDS', cell: (c) => c.backends },
+  { title: 'VIA', cell: (c) => c.via, optional: true, paint: (_r, text) => (text.includes('none×') ? 'red' : undefined) },
   { title: 'VTEP MAC', cell: (c) => c.vtepMAC },
   { title: 'EXPIRES', cell: (c) => c.expires, paint: expiryPaint },
   { title: 'HEALTH', cell: (c) => c.health, optional: true, paint: (r) => (r.health?.state === 'ready' ? 'green' : r.health?.state === 'not ready' ? 'red' : 'yellow') },
@@ -62,7 +66,7 @@ export function renderTable(status: ClusterStatus, opts: TableOptions): string {
     out.push('  (none)');
     return out.join('\n') + '\n';
   }
-  const cells = status.rows.map(leaseCells);
+  const cells = status.rows.map((row) => leaseCells(row, status));
   const columns = COLUMNS.filter((col) => !col.optional || cells.some((c) => col.cell(c) !== NONE));
   const widths = columns.map((col) => Math.max(col.title.length, ...cells.map((c) => col.cell(c).length)));
   const last = columns.length - 1;
