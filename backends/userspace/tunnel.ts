@@ -20,7 +20,7 @@ import { TunUnavailableError, EngineNotBuiltError } from './errors';
 import { userspaceDatapathAvailable } from './tun';
 
 /** How long a datapath left behind by a stopping twilld keeps forwarding, waiting for the next one. */
-const HANDOVER_GRACE_MS = 60_000;
+const HANDOVER_GRACE_MS = 5 * 60_000;
 
 export interface TunnelOptions {
   /** The backend this tunnel serves, for messages. */

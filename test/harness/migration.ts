@@ -1,0 +1,90 @@
+/**
+ * What migration tests and the migration benchmark watch: every pod pinging
+ * every other pod, the backends each lease says its node terminates, and
+ * what each backend leaves in a node's kernel.
+ */
+import type { TwillCluster } from './twill-cluster';
+import { PREFIX } from './twill-cluster';
+import { startPingStream, type PingStream, type PingStreamReport } from './ping';
+
+/** What each backend leaves in a node's kernel: its device and its route protocol. */
+export const FOOTPRINT: Record<string, { device?: string; protocol: number }> = {
+  udp: { device: 'flannel0', protocol: 120 },
+  vxlan: { device: 'flannel.1', protocol: 117 },
+  'host-gw': { protocol: 118 },
+  ipip: { device: 'flannel.ipip', protocol: 119 },
+};
+
+interface LeaseJson {
+  PublicIP: string;
+  BackendType?: string;
+  TwillBackends?: { Type: string }[];
+}
+
+export async function leases(tc: TwillCluster): Promise<Map<string, LeaseJson>> {
+  const all = await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).strings();
+  return new Map(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as LeaseJson]));
+}
+
+/** The backends a lease says its node terminates. */
+export function terminates(l: LeaseJson): string[] {
+  return [...new Set([l.BackendType ?? 'udp', ...(l.TwillBackends ?? []).map((b) => b.Type)])];
+}
+
+export async function hasFootprint(tc: TwillCluster, node: number, type: string): Promise<string[]> {
+  const f = FOOTPRINT[type];
+  const found: string[] = [];
+  if (f.device && (await tc.net.ip(node, ['-o', 'link', 'show'])).includes(` ${f.device}:`)) found.push(`device ${f.device}`);
+  const routes = (await tc.net.ip(node, ['route', 'show', 'proto', String(f.protocol)])).trim();
+  if (routes) found.push(`routes proto ${f.protocol}: ${routes.replace(/\n/g, '; ')}`);
+  if (type === 'udp' && (await tc.net.exec(node, ['ss', '-Hlun', 'sport = :8285'])).stdout.trim()) found.push('a socket on UDP 8285');
+  return found;
+}
+
+/** Converged on `type`: every one of `nodes` leases says so and nothing else, and no node holds anything of `old`. */
+export async function convergedOn(tc: TwillCluster, nodes: number, type: string, old: string): Promise<boolean> {
+  const ls = [...(await leases(tc)).values()];
+  if (ls.length !== nodes || !ls.every((l) => terminates(l).join() === type && l.TwillBackends === undefined)) return false;
+  for (let i = 0; i < nodes; i++) if ((await hasFootprint(tc, i, old)).length) return false;
+  return true;
+}
+
+export interface ProbeReport {
+  sent: number;
+  lost: number;
+  maxGapMs: number;
+  /** One line per stream that lost probes. */
+  lines: string[];
+}
+
+export class Probes {
+  private constructor(private readonly streams: { label: string; stream: PingStream }[]) {}
+
+  /** Every pod pings every other pod at `pps`. */
+  static async start(tc: TwillCluster, pps: number): Promise<Probes> {
+    const streams: { label: string; stream: PingStream }[] = [];
+    try {
+      for (let a = 0; a < tc.size; a++) {
+        for (let b = 0; b < tc.size; b++) {
+          if (a !== b) streams.push({ label: `pod ${a} -> pod ${b}`, stream: await startPingStream(tc.podNs(a), tc.podIp(b), pps) });
+        }
+      }
+      await Promise.all(streams.map((s) => s.stream.waitForReplies(20, 5000)));
+    } catch (err) {
+      await Promise.all(streams.map((s) => s.stream.stop().catch(() => undefined)));
+      throw err;
+    }
+    return new Probes(streams);
+  }
+
+  async stop(): Promise<ProbeReport> {
+    const reports: [string, PingStreamReport][] = await Promise.all(this.streams.map(async (s) => [s.label, await s.stream.stop()] as [string, PingStreamReport]));
+    return {
+      sent: reports.reduce((n, [, r]) => n + r.sent, 0),
+      lost: reports.reduce((n, [, r]) => n + r.lost, 0),
+      maxGapMs: Math.max(...reports.map(([, r]) => r.maxGapMs)),
+      lines: reports.filter(([, r]) => r.lost > 0).map(([label, r]) => `${label}: lost ${r.lost} (seqs ${r.lostSeqs.slice(0, 10).join(',')})`),
+    };
+  }
+}
+
