@@ -14,6 +14,23 @@
  * in the root namespace (the tests' etcd on 198.18.0.254) serve the nodes.
  * The root namespace never forwards: ip_forward is set inside nodes only.
  *
+ * With `farNodes`, those nodes sit on a second subnet behind a router, so
+ * that they are not on the same link as the others (host-gw cannot reach
+ * them):
+ *
+ *   router tw<id>-r0: eth0 198.18.0.253/24 ── veth tw<id>r0 on the bridge
+ *                     far0 (bridge) 198.18.1.254/24, ip_forward=1, no default route
+ *                       └─ n<i> ── veth ─┐
+ *   far node tw<id>-n<i>: eth0 198.18.1.<i+1>/24, default via 198.18.1.254 ◄┘
+ *
+ * The near nodes' gateway 198.18.0.253 is then the router's address: they
+ * get an explicit route to 198.18.1.0/24 via it, and anything else they send
+ * there is dropped by the router, which has no default route. The root
+ * namespace gets a route to 198.18.1.0/24 via the router on the bridge (for
+ * the replies of servers on 198.18.0.254); it goes with the bridge. The far
+ * side lives inside the router namespace, so deleting that namespace removes
+ * it; the only root-namespace link it adds is tw<id>r0.
+ *
  * Ownership and cleanup: every object carries the cluster id in its name, and
  * the bridge carries the owner's PID in its alias. `destroy()` removes
  * everything named after the id, whether or not creation finished, and is safe
@@ -53,8 +70,16 @@ export const UNDERLAY = {
   prefixLen: 24,
   /** Address of the root-namespace bridge; root-namespace servers listen here. */
   bridgeIp: '198.18.0.254',
-  /** The nodes' default gateway, deliberately unanswered. */
+  /** The nodes' default gateway, deliberately unanswered (with `farNodes`, the router's near leg). */
   gateway: '198.18.0.253',
+} as const;
+
+/** The second underlay of `farNodes`, behind the router. */
+export const FAR_UNDERLAY = {
+  network: '198.18.1.0/24',
+  prefixLen: 24,
+  /** The router's far leg: the far nodes' default gateway. */
+  routerIp: '198.18.1.254',
 } as const;
 
 /** Pods may only be given subnets inside this network. */
@@ -110,6 +135,12 @@ export interface ClusterOptions {
    * test runs on one machine take turns); default 45 s.
    */
   underlayWaitMs?: number;
+  /**
+   * Nodes (0-based) placed on 198.18.1.0/24 behind a router namespace
+   * instead of on the bridge (see the module comment): node i gets
+   * 198.18.1.<i+1>. Default none (and no router).
+   */
+  farNodes?: readonly number[];
 }
 
 /** A pod namespace attached to a node's cni0 bridge. */
@@ -171,9 +202,15 @@ export interface Leftovers {
 
 const MAX_NODES = 32;
 const BRIDGE_ALIAS_TAG = 'twill-harness';
+/** The router namespace's bridge for the far nodes' links. */
+const FAR_BRIDGE = 'far0';
 
 export class Cluster {
   readonly bridge: string;
+  /** The router namespace, when the cluster has far nodes; null otherwise. */
+  readonly router: string | null;
+  /** Far nodes (see `ClusterOptions.farNodes`), ascending. */
+  readonly farNodes: readonly number[];
   private readonly pods = new Map<number, PodInfo>();
   private readonly processes = new Set<NsProcess>();
   private destroyed = false;
@@ -185,8 +222,11 @@ export class Cluster {
     readonly size: number,
     readonly name: string,
     readonly prefix: string = HARNESS_PREFIX,
+    farNodes: readonly number[] = [],
   ) {
     this.bridge = `${prefix}${id}br`;
+    this.farNodes = [...new Set(farNodes)].sort((a, b) => a - b);
+    this.router = this.farNodes.length ? `${prefix}${id}-r0` : null;
   }
 
   /** Node namespace names, index order. */
@@ -204,7 +244,18 @@ export class Cluster {
   }
 
   nodeIp(node: NodeRef): string {
-    return `198.18.0.${this.index(node) + 1}`;
+    const i = this.index(node);
+    return this.isFar(i) ? `198.18.1.${i + 1}` : `198.18.0.${i + 1}`;
+  }
+
+  /** True when the node sits behind the router (`farNodes`). */
+  isFar(node: NodeRef): boolean {
+    return this.farNodes.includes(this.index(node));
+  }
+
+  /** The router's root-namespace veth on the bridge; null without far nodes. */
+  get routerVeth(): string | null {
+    return this.router ? `${this.prefix}${this.id}r0` : null;
   }
 
   /** 0-based index of a node given by index or namespace name. */
@@ -216,9 +267,11 @@ export class Cluster {
     return i;
   }
 
-  /** The root-namespace end of node i's underlay veth. */
+  /** The root-namespace end of node i's underlay veth; a far node has none (its link ends in the router). */
   rootVeth(node: NodeRef): string {
-    return `${this.prefix}${this.id}n${this.index(node)}`;
+    const i = this.index(node);
+    if (this.isFar(i)) throw new Error(`cluster ${this.id}: node ${i} is behind the router; its link is n${i} in ${this.router}, not in the root namespace`);
+    return `${this.prefix}${this.id}n${i}`;
   }
 
   /** Runs argv inside a node namespace. */
@@ -339,6 +392,7 @@ export class Cluster {
     await ip(['link', 'set', 'dev', this.bridge, 'alias', alias]);
     await ip(['addr', 'add', `${UNDERLAY.bridgeIp}/${UNDERLAY.prefixLen}`, 'dev', this.bridge]);
     await ip(['link', 'set', this.bridge, 'up']);
+    await this.buildRouter();
     for (let i = 0; i < this.size; i++) {
       await this.buildNode(i);
       await hooks.afterNode?.(i);
@@ -347,14 +401,47 @@ export class Cluster {
 
   private async buildNode(i: number): Promise<void> {
     const ns = this.nodeName(i);
-    const veth = this.rootVeth(i);
     await addNetns(ns);
-    await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    await ip(['link', 'set', veth, 'master', this.bridge, 'up']);
-    await ipIn(ns, ['addr', 'add', `${this.nodeIp(i)}/${UNDERLAY.prefixLen}`, 'dev', 'eth0']);
-    await ipIn(ns, ['link', 'set', 'eth0', 'up']);
-    await ipIn(ns, ['route', 'add', 'default', 'via', UNDERLAY.gateway, 'dev', 'eth0']);
+    if (this.isFar(i)) {
+      // A veth from the router's far bridge straight into the node: nothing in the root namespace.
+      const router = this.router!;
+      await ipIn(router, ['link', 'add', `n${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+      await ipIn(router, ['link', 'set', `n${i}`, 'master', FAR_BRIDGE, 'up']);
+      await ipIn(ns, ['addr', 'add', `${this.nodeIp(i)}/${FAR_UNDERLAY.prefixLen}`, 'dev', 'eth0']);
+      await ipIn(ns, ['link', 'set', 'eth0', 'up']);
+      await ipIn(ns, ['route', 'add', 'default', 'via', FAR_UNDERLAY.routerIp, 'dev', 'eth0']);
+    } else {
+      const veth = this.rootVeth(i);
+      await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+      await ip(['link', 'set', veth, 'master', this.bridge, 'up']);
+      await ipIn(ns, ['addr', 'add', `${this.nodeIp(i)}/${UNDERLAY.prefixLen}`, 'dev', 'eth0']);
+      await ipIn(ns, ['link', 'set', 'eth0', 'up']);
+      await ipIn(ns, ['route', 'add', 'default', 'via', UNDERLAY.gateway, 'dev', 'eth0']);
+      if (this.router) await ipIn(ns, ['route', 'add', FAR_UNDERLAY.network, 'via', UNDERLAY.gateway, 'dev', 'eth0']);
+    }
     await sysctlIn(ns, 'net.ipv4.ip_forward', '1');
+  }
+
+  /**
+   * The router between the bridge and the far nodes (when there are any):
+   * its near leg on the bridge at the nodes' gateway address, its far bridge,
+   * forwarding on and no default route, and the root namespace's route to
+   * the far subnet through it (bound to the bridge, so it goes with it).
+   */
+  private async buildRouter(): Promise<void> {
+    const router = this.router;
+    const veth = this.routerVeth;
+    if (!router || !veth) return;
+    await addNetns(router);
+    await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', router]);
+    await ip(['link', 'set', veth, 'master', this.bridge, 'up']);
+    await ipIn(router, ['addr', 'add', `${UNDERLAY.gateway}/${UNDERLAY.prefixLen}`, 'dev', 'eth0']);
+    await ipIn(router, ['link', 'set', 'eth0', 'up']);
+    await ipIn(router, ['link', 'add', 'name', FAR_BRIDGE, 'type', 'bridge', 'forward_delay', '0']);
+    await ipIn(router, ['addr', 'add', `${FAR_UNDERLAY.routerIp}/${FAR_UNDERLAY.prefixLen}`, 'dev', FAR_BRIDGE]);
+    await ipIn(router, ['link', 'set', FAR_BRIDGE, 'up']);
+    await sysctlIn(router, 'net.ipv4.ip_forward', '1');
+    await ip(['route', 'add', FAR_UNDERLAY.network, 'via', UNDERLAY.gateway, 'dev', this.bridge]);
   }
 
   private async doDestroy(): Promise<void> {
@@ -390,13 +477,16 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > MAX_NODES) {
     throw new RangeError(`createCluster: nodes must be an integer 1..${MAX_NODES}, got ${String(opts.nodes)}`);
   }
+  const far = opts.farNodes ?? [];
+  const bad = far.filter((i) => !Number.isInteger(i) || i < 0 || i >= opts.nodes);
+  if (bad.length) throw new RangeError(`createCluster: farNodes must be node indexes 0..${opts.nodes - 1}, got ${bad.map(String).join(', ')}`);
   const name = (opts.name ?? 'cluster').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
   const lock = await acquireUnderlay(opts.underlayWaitMs ?? 45_000);
   let cluster: Cluster;
   try {
     await cleanupStale(HARNESS_PREFIX);
-    await assertUnderlayFree();
-    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name);
+    await assertUnderlayFree(far.length > 0);
+    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name, HARNESS_PREFIX, far);
     lock.cluster = cluster;
   } catch (e) {
     releaseUnderlay(lock.cluster);
@@ -554,12 +644,14 @@ async function removeClusterObjects(prefix: string, id: string, errors: unknown[
   // Processes first: a namespace is only freed when nothing runs in it.
   await Promise.all(first.namespaces.map((ns) => attempt(() => killNetnsProcesses(ns))));
   // Root-side veths before namespaces: deleting one end removes the pair at
-  // once, whereas a deleted namespace frees its devices asynchronously.
+  // once, whereas a deleted namespace frees its devices asynchronously. (The
+  // far nodes' veths and bridge live in the router namespace: they go with it.
+  // The root route to the far subnet goes with the bridge.)
   const veths = first.links.filter((l) => !l.endsWith('br'));
   const bridges = first.links.filter((l) => l.endsWith('br'));
   for (const l of veths) await attempt(() => deleteLink(null, l));
   for (const l of bridges) await attempt(() => deleteLink(null, l));
-  // Pods before nodes, for tidiness; either order works.
+  // Pods before nodes (and the router), for tidiness; any order works.
   const ordered = [...first.namespaces].sort((a, b) => Number(b.includes('-p')) - Number(a.includes('-p')));
   for (const ns of ordered) await attempt(() => deleteNetns(ns));
   // A veth whose namespace was deleted can linger for a moment while the
@@ -575,8 +667,9 @@ async function removeClusterObjects(prefix: string, id: string, errors: unknown[
 function namePatterns(prefix: string): { nsRe: RegExp; linkRe: RegExp } {
   const p = prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return {
-    nsRe: new RegExp(`^${p}([0-9a-f]{4})-[np]\\d+$`),
-    linkRe: new RegExp(`^${p}([0-9a-f]{4})(br|n\\d+)$`),
+    // n: node, p: pod, r: router.
+    nsRe: new RegExp(`^${p}([0-9a-f]{4})-[npr]\\d+$`),
+    linkRe: new RegExp(`^${p}([0-9a-f]{4})(br|[nr]\\d+)$`),
   };
 }
 
@@ -599,12 +692,22 @@ async function freshId(prefix: string): Promise<string> {
   throw new Error('createCluster: no free cluster id');
 }
 
-/** Two bridges holding 198.18.0.254/24 would split the root namespace's routes; refuse early. */
-async function assertUnderlayFree(): Promise<void> {
+/**
+ * Two bridges holding 198.18.0.254/24 would split the root namespace's
+ * routes; refuse early. With far nodes, the root namespace must not already
+ * reach 198.18.1.0/24 some other way (an address in it, or a route for it).
+ */
+async function assertUnderlayFree(far: boolean): Promise<void> {
   const out = await ip(['-j', '-4', 'addr', 'show']);
   const links = JSON.parse(out || '[]') as { ifname: string; addr_info?: { local?: string }[] }[];
   const holder = links.find((l) => (l.addr_info ?? []).some((a) => a.local === UNDERLAY.bridgeIp));
   if (holder) throw new UnderlayInUseError(`device ${holder.ifname}`);
+  if (!far) return;
+  const farNet = IPNet.parse(FAR_UNDERLAY.network);
+  const inFar = links.find((l) => (l.addr_info ?? []).some((a) => a.local !== undefined && farNet.contains(IP.parse(a.local, 4))));
+  if (inFar) throw new UnderlayInUseError(`device ${inFar.ifname} (an address in ${FAR_UNDERLAY.network})`);
+  const route = (await ip(['-4', 'route', 'show', 'exact', FAR_UNDERLAY.network])).trim();
+  if (route) throw new UnderlayInUseError(`the route ${route}`);
 }
 
 function range(n: number): number[] {

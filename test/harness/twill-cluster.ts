@@ -28,6 +28,8 @@ export interface TwillClusterOptions {
   readonly etcdEndpoints?: (node: number) => string;
   /** Start agents and pods at once (default true). */
   readonly start?: boolean;
+  /** Nodes placed on 198.18.1.0/24 behind a router (cluster.ts `farNodes`); they reach etcd through it. */
+  readonly farNodes?: readonly number[];
 }
 
 export interface NodeLease {
@@ -42,7 +44,7 @@ export class TwillCluster {
   private constructor(readonly net: Cluster, readonly etcd: EtcdServer, readonly admin: Etcd3, private readonly opts: TwillClusterOptions) {}
 
   static async create(opts: TwillClusterOptions): Promise<TwillCluster> {
-    const net = await createCluster({ nodes: opts.nodes });
+    const net = await createCluster({ nodes: opts.nodes, farNodes: opts.farNodes });
     let etcd: EtcdServer | undefined;
     try {
       etcd = await startEtcd({ listenIPs: [UNDERLAY.bridgeIp] });

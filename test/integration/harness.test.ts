@@ -7,6 +7,7 @@ import { promises as fs } from 'fs';
 import {
   Cluster,
   ClusterCreateError,
+  FAR_UNDERLAY,
   HARNESS_PREFIX,
   UnderlayInUseError,
   UnsafeAddressError,
@@ -269,6 +270,104 @@ describe('harness: a 3-node cluster', function () {
   });
 });
 
+describe('harness: a far node behind a router (farNodes)', function () {
+  let cluster: Cluster | undefined;
+  let forwardBefore = '';
+
+  before(async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    forwardBefore = await rootIpForward();
+    cluster = await createCluster({ nodes: 3, name: 'far-test', farNodes: [2] });
+  });
+
+  after(async () => {
+    await cluster?.destroy();
+  });
+
+  const c = (): Cluster => {
+    if (!cluster) throw new Error('cluster not built');
+    return cluster;
+  };
+
+  it('puts the far node on 198.18.1.0/24 with its default route via the router, and the near ones on the bridge', async () => {
+    expect(c().nodeIps).to.deep.equal(['198.18.0.1', '198.18.0.2', '198.18.1.3']);
+    expect(c().router).to.equal(`tw${c().id}-r0`);
+    expect(c().routerVeth?.length).to.be.at.most(15);
+    expect(() => c().rootVeth(2)).to.throw(/behind the router/);
+    expect(await c().ip(2, ['-4', '-o', 'addr', 'show', 'dev', 'eth0'])).to.include('198.18.1.3/24');
+    expect((await c().ip(2, ['route', 'show', 'default'])).trim()).to.equal(`default via ${FAR_UNDERLAY.routerIp} dev eth0`);
+    for (const near of [0, 1]) {
+      expect(await c().ip(near, ['route', 'show', FAR_UNDERLAY.network])).to.match(/^198\.18\.1\.0\/24 via 198\.18\.0\.253 dev eth0/);
+    }
+    expect(await rootIpForward()).to.equal(forwardBefore);
+  });
+
+  it('lets the far node reach the near nodes and the root namespace (where etcd listens) through the router, one hop away', async () => {
+    const cap = await startCapture(c().nodeName(2), 'eth0', 'icmp');
+    let frames;
+    try {
+      for (const near of [0, 1]) {
+        expect(await c().ip(2, ['route', 'get', c().nodeIp(near)]), `route to node ${near}`).to.include(`via ${FAR_UNDERLAY.routerIp} dev eth0`);
+        expect((await ping(c().nodeName(2), c().nodeIp(near), { count: 2, intervalMs: 20 })).received, `far → node ${near}`).to.equal(2);
+        expect((await ping(c().nodeName(near), c().nodeIp(2), { count: 2, intervalMs: 20 })).received, `node ${near} → far`).to.equal(2);
+      }
+      expect((await ping(c().nodeName(2), '198.18.0.254', { count: 2, intervalMs: 20 })).received, 'far → root namespace').to.equal(2);
+      expect((await ping(null, c().nodeIp(2), { count: 2, intervalMs: 20 })).received, 'root namespace → far').to.equal(2);
+      await cap.waitForFrames(4, 5000, (f) => f.outer.src === c().nodeIp(0));
+    } finally {
+      frames = await cap.stop();
+    }
+    // Replies node 0 sent with TTL 64 arrive with 63: the router forwarded them.
+    const replies = frames.filter((f) => f.icmp?.type === 0 && f.outer.src === c().nodeIp(0));
+    expect(replies.length).to.be.greaterThan(0);
+    for (const f of replies) expect(f.outer.ttl).to.equal(63);
+  });
+
+  it('destroy() removes the router and every other namespace and link, and the root route to the far subnet', async () => {
+    const id = c().id;
+    expect((await c().leftovers()).namespaces.sort()).to.deep.equal([`tw${id}-n0`, `tw${id}-n1`, `tw${id}-n2`, `tw${id}-r0`]);
+    expect((await c().leftovers()).links.sort()).to.deep.equal([c().bridge, `tw${id}n0`, `tw${id}n1`, `tw${id}r0`]);
+    expect(await ip(['-4', 'route', 'show', 'exact', FAR_UNDERLAY.network])).to.include(`dev ${c().bridge}`);
+    await c().destroy();
+    expect(await traces(id)).to.deep.equal({ namespaces: [], links: [] });
+    expect((await ip(['-4', 'route', 'show', 'exact', FAR_UNDERLAY.network])).trim()).to.equal('');
+    expect(await c().leftovers()).to.deep.equal({ namespaces: [], links: [] });
+  });
+
+  it('cleans up a far cluster that fails half way through creation, router included', async () => {
+    const err: unknown = await createCluster({
+      nodes: 3,
+      name: 'far-half-built',
+      farNodes: [1],
+      afterNode: (i) => {
+        if (i === 1) throw new Error('simulated failure after the far node');
+      },
+    }).then(
+      async (built) => {
+        await built.destroy();
+        return new Error('createCluster succeeded despite the failing hook');
+      },
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ClusterCreateError);
+    const failed = (err as ClusterCreateError).cluster;
+    expect(failed.router).to.equal(`tw${failed.id}-r0`);
+    expect(await traces(failed.id)).to.deep.equal({ namespaces: [], links: [] });
+    expect((await ip(['-4', 'route', 'show', 'exact', FAR_UNDERLAY.network])).trim()).to.equal('');
+  });
+
+  it('refuses far nodes that are not node indexes', async () => {
+    const err = await createCluster({ nodes: 2, farNodes: [2] }).then(
+      async (built) => {
+        await built.destroy();
+        return new Error('created');
+      },
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(RangeError);
+  });
+});
+
 describe('harness: teardown', function () {
   before(function () {
     if (process.getuid?.() !== 0) this.skip();
@@ -324,7 +423,8 @@ describe('harness: teardown', function () {
     // A separate node process builds a cluster, starts a process in it, and is killed -9.
     const script = [
       `const { createCluster } = require(${JSON.stringify(require.resolve('../harness/cluster'))});`,
-      "createCluster({ nodes: 2, name: 'crashy' }).then(async (c) => {",
+      // Node 1 behind a router: its namespace, veths and root route must go too.
+      "createCluster({ nodes: 2, name: 'crashy', farNodes: [1] }).then(async (c) => {",
       "  await c.spawn(0, ['sleep', '300']);",
       '  console.log(c.id);',
       '  setInterval(() => {}, 1000);',
@@ -343,12 +443,14 @@ describe('harness: teardown', function () {
     }
     const orphan = (await netnsPids(`tw${staleId}-n0`))[0];
     expect(orphan, 'orphaned sleep in the crashed cluster').to.be.a('number');
+    expect((await traces(staleId)).namespaces.some((n) => n.startsWith(`tw${staleId}-r0`)), 'the crashed cluster\'s router').to.equal(true);
 
     // A namespace with no bridge (no owner record): what a run cut short leaves.
     await run(['ip', 'netns', 'add', 'tw0fff-n0']);
     const report = await cleanupStale();
     expect(report.removed).to.include.members([staleId, '0fff']);
     expect(await traces(staleId)).to.deep.equal({ namespaces: [], links: [] });
+    expect((await ip(['-4', 'route', 'show', 'exact', FAR_UNDERLAY.network])).trim()).to.equal('');
     expect(await traces('0fff')).to.deep.equal({ namespaces: [], links: [] });
     expect(await isAlive(orphan)).to.equal(false);
 

@@ -1,0 +1,185 @@
+/**
+ * `Backend.Fallback` in steady state: host-gw with Fallback vxlan on three
+ * nodes, node 2 on another subnet behind a router (test/harness/cluster.ts
+ * `farNodes`). Every node runs both backends; host-gw carries the peer on
+ * the same link (node 0 ↔ node 1), vxlan every peer beyond it (node 2), as
+ * lib/agent/datapaths.ts and backends/choice.ts decide — and `twill status`
+ * says the same.
+ */
+import { expect } from 'chai';
+import { spawn } from 'child_process';
+import * as path from 'path';
+import { TwillCluster, PREFIX } from '../harness/twill-cluster';
+import { UNDERLAY } from '../harness/cluster';
+import { ping } from '../harness/ping';
+import { startCapture } from '../harness/capture';
+import { waitFor } from '../harness/wait';
+import type { StatusDocument } from '../../lib/cli/status/json';
+
+const TWILL = path.resolve(__dirname, '../../cmd/twill.js');
+const CONFIG = { Network: '10.244.0.0/16', Backend: { Type: 'host-gw', Fallback: 'vxlan' } };
+const FAR = 2;
+
+interface LeaseValue {
+  PublicIP: string;
+  BackendType?: string;
+  BackendData?: unknown;
+  TwillBackends?: { Type: string; Data?: { VtepMAC?: string } }[];
+}
+
+async function allPodsPing(tc: TwillCluster): Promise<string[]> {
+  const failures: string[] = [];
+  for (let a = 0; a < tc.size; a++) {
+    for (let b = 0; b < tc.size; b++) {
+      if (a === b) continue;
+      const r = await ping(tc.podNs(a), tc.podIp(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+      if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIp(b)})`);
+    }
+  }
+  return failures;
+}
+
+async function leaseValue(tc: TwillCluster, node: number): Promise<LeaseValue> {
+  const text = await tc.admin.get(`${PREFIX}/subnets/${tc.lease(node).subnet.replace('/', '-')}`).string();
+  if (!text) throw new Error(`node ${node} has no lease in etcd`);
+  return JSON.parse(text) as LeaseValue;
+}
+
+/** The main table's route for `subnet` on a node, as `ip route` prints it ('' when none). */
+async function routeTo(tc: TwillCluster, node: number, subnet: string): Promise<string> {
+  const lines = (await tc.net.ip(node, ['route', 'show'])).split('\n');
+  return lines.find((l) => l.startsWith(`${subnet} `))?.trim() ?? '';
+}
+
+/** What the agents say, for assertion messages. */
+function agentLogs(tc: TwillCluster): string {
+  return [0, 1, 2].map((i) => `--- node ${i} ---\n${tc.logs(i).split('\n').slice(-15).join('\n')}`).join('\n');
+}
+
+function runStatusJson(endpoint: string): Promise<StatusDocument> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLANNELD_')) env[k] = v;
+    const child = spawn(process.execPath, [TWILL, 'status', '--json', '--etcd-endpoints', endpoint], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`twill status exited ${String(code)}: ${stderr}`));
+      else resolve(JSON.parse(stdout) as StatusDocument);
+    });
+  });
+}
+
+describe('host-gw with Fallback vxlan: host-gw on the link, vxlan to the node behind a router', function () {
+  this.timeout(180_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await TwillCluster.create({ nodes: 3, farNodes: [FAR], config: CONFIG, agentArgs: ['--repair-interval', '2'] });
+    expect(tc.net.nodeIps).to.deep.equal(['198.18.0.1', '198.18.0.2', '198.18.1.3']);
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('lets every pod ping every other pod', async () => {
+    expect(await allPodsPing(tc), agentLogs(tc)).to.deep.equal([]);
+  });
+
+  it('gives pods the MTU both backends can carry (vxlan: external − 50)', () => {
+    for (let i = 0; i < 3; i++) expect(tc.lease(i).mtu, `node ${i}`).to.equal(1450);
+  });
+
+  it('publishes host-gw as BackendType and both backends in TwillBackends, the vxlan VTEP MAC with them', async () => {
+    for (let i = 0; i < 3; i++) {
+      const v = await leaseValue(tc, i);
+      expect(v.PublicIP, `node ${i}`).to.equal(tc.net.nodeIp(i));
+      expect(v.BackendType, `node ${i}: ${JSON.stringify(v)}`).to.equal('host-gw');
+      expect((v.TwillBackends ?? []).map((b) => b.Type), `node ${i}: ${JSON.stringify(v)}`).to.have.members(['host-gw', 'vxlan']);
+      const vxlan = v.TwillBackends?.find((b) => b.Type === 'vxlan');
+      expect(vxlan?.Data?.VtepMAC, `node ${i}: ${JSON.stringify(v)}`).to.match(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    }
+  });
+
+  it('on node 0: node 1 by a host-gw route via its public IP, node 2 by a vxlan onlink route', async () => {
+    const sub1 = tc.lease(1).subnet;
+    const sub2 = tc.lease(FAR).subnet;
+    const gw2 = sub2.split('/')[0];
+    await waitFor('node 0 to route both peers', async () => (await routeTo(tc, 0, sub1)) && (await routeTo(tc, 0, sub2)), 10_000).catch(() => undefined);
+    const r1 = await routeTo(tc, 0, sub1);
+    const r2 = await routeTo(tc, 0, sub2);
+    const why = `node 0 routes:\n${await tc.net.ip(0, ['route', 'show'])}\n${agentLogs(tc)}`;
+    expect(r1, why).to.equal(`${sub1} via 198.18.0.2 dev eth0 proto 118`);
+    expect(r2, why).to.equal(`${sub2} via ${gw2} dev flannel.1 proto 117 onlink`);
+  });
+
+  it('on node 1: node 0 by host-gw, node 2 by vxlan', async () => {
+    const why = `node 1 routes:\n${await tc.net.ip(1, ['route', 'show'])}`;
+    expect(await routeTo(tc, 1, tc.lease(0).subnet), why).to.equal(`${tc.lease(0).subnet} via 198.18.0.1 dev eth0 proto 118`);
+    const sub2 = tc.lease(FAR).subnet;
+    expect(await routeTo(tc, 1, sub2), why).to.equal(`${sub2} via ${sub2.split('/')[0]} dev flannel.1 proto 117 onlink`);
+  });
+
+  it('on node 2 (behind the router): vxlan for both others, no host-gw route at all', async () => {
+    const routes = await tc.net.ip(FAR, ['route', 'show']);
+    const why = `node 2 routes:\n${routes}\n${agentLogs(tc)}`;
+    for (const peer of [0, 1]) {
+      const sub = tc.lease(peer).subnet;
+      expect(await routeTo(tc, FAR, sub), why).to.equal(`${sub} via ${sub.split('/')[0]} dev flannel.1 proto 117 onlink`);
+    }
+    expect(await tc.net.ip(FAR, ['route', 'show', 'proto', '118']), why).to.equal('');
+  });
+
+  it('holds a vxlan FDB entry and neighbour on node 0 for node 2 only, none for node 1', async () => {
+    const fdb = (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])).stdout;
+    const neigh = await tc.net.ip(0, ['neigh', 'show', 'dev', 'flannel.1']);
+    const mac2 = (await leaseValue(tc, FAR)).TwillBackends?.find((b) => b.Type === 'vxlan')?.Data?.VtepMAC;
+    const mac1 = (await leaseValue(tc, 1)).TwillBackends?.find((b) => b.Type === 'vxlan')?.Data?.VtepMAC;
+    expect(fdb, `fdb:\n${fdb}`).to.contain(`${mac2} dst 198.18.1.3 self permanent`);
+    expect(fdb, `fdb:\n${fdb}`).not.to.contain('dst 198.18.0.2');
+    expect(fdb, `fdb:\n${fdb}`).not.to.contain(`${mac1} `);
+    expect(neigh, `neigh:\n${neigh}`).to.contain(`${tc.lease(FAR).subnet.split('/')[0]} lladdr ${mac2} PERMANENT`);
+    expect(neigh, `neigh:\n${neigh}`).not.to.contain(`${tc.lease(1).subnet.split('/')[0]} `);
+  });
+
+  it('sends plain ICMP to pod 1 and VXLAN (udp 8472) toward node 2 on node 0\'s eth0', async () => {
+    const cap = await startCapture(tc.nodeNs(0), 'eth0', 'icmp or udp port 8472');
+    let frames;
+    try {
+      await ping(tc.podNs(0), tc.podIp(1), { count: 3, intervalMs: 100 });
+      await ping(tc.podNs(0), tc.podIp(FAR), { count: 3, intervalMs: 100 });
+    } finally {
+      frames = await cap.stop();
+    }
+    const plainTo1 = frames.filter((f) => f.icmp?.type === 8 && f.outer.src === tc.podIp(0) && f.outer.dst === tc.podIp(1));
+    expect(plainTo1.length, 'plain echo requests to pod 1').to.be.greaterThan(0);
+    for (const f of plainTo1) expect(f.vxlan).to.equal(undefined);
+
+    const toFar = frames.filter((f) => f.vxlan?.inner.ip?.src === tc.podIp(0) && f.vxlan.inner.ip.dst === tc.podIp(FAR));
+    expect(toFar.length, 'encapsulated echo requests to pod 2').to.be.greaterThan(0);
+    const mac2 = (await leaseValue(tc, FAR)).TwillBackends?.find((b) => b.Type === 'vxlan')?.Data?.VtepMAC;
+    for (const f of toFar) {
+      expect(f.outer).to.include({ src: '198.18.0.1', dst: '198.18.1.3', proto: 17 });
+      expect(f.udp!.dstPort).to.equal(8472);
+      expect(f.vxlan!.vni).to.equal(1);
+      expect(f.vxlan!.inner.dstMac).to.equal(mac2);
+    }
+    // Neither the way round: no pod-1 traffic encapsulated, no pod-2 traffic in the clear.
+    expect(frames.filter((f) => f.vxlan?.inner.ip?.dst === tc.podIp(1)), 'pod 1 traffic in VXLAN').to.have.length(0);
+    expect(frames.filter((f) => f.icmp && f.outer.dst === tc.podIp(FAR)), 'pod 2 traffic in the clear').to.have.length(0);
+  });
+
+  it('twill status --json lists, per node, the backend its agent uses to each peer', async () => {
+    const doc = await runStatusJson(tc.etcd.endpointOn(UNDERLAY.bridgeIp));
+    const sub = [0, 1, 2].map((i) => tc.lease(i).subnet);
+    const peers = Object.fromEntries(doc.leases.map((l) => [l.subnet, l.peers]));
+    expect(peers[sub[0]]).to.have.deep.members([{ subnet: sub[1], backend: 'host-gw' }, { subnet: sub[2], backend: 'vxlan' }]);
+    expect(peers[sub[1]]).to.have.deep.members([{ subnet: sub[0], backend: 'host-gw' }, { subnet: sub[2], backend: 'vxlan' }]);
+    expect(peers[sub[2]]).to.have.deep.members([{ subnet: sub[0], backend: 'vxlan' }, { subnet: sub[1], backend: 'vxlan' }]);
+  });
+});
