@@ -62,7 +62,8 @@ export interface PeerEntriesCheck {
 /** A route the backend wants for a peer. */
 interface WantedRoute {
   readonly dst: string;
-  readonly gateway: string;
+  /** Absent for a route into a TUN device (userspace ipip). */
+  readonly gateway?: string;
   readonly dev: string;
   readonly ifindex: number;
   readonly onlink: boolean;
@@ -80,6 +81,8 @@ export async function checkPeerEntries(c: PeerEntriesCheck, out: Findings): Prom
       return checkRoutes(c, carried, out, (peer) => viaExternal(c, peer));
     case 'ipip':
       return checkIpip(c, carried, out);
+    case 'udp':
+      return checkUdp(c, carried, out);
     case 'alloc':
       out.ok(TOPIC, `backend alloc programs nothing for its ${carried.length} peer(s); something else must route pod traffic`);
       return;
@@ -230,6 +233,29 @@ async function checkRoutes(c: PeerEntriesCheck, peers: Lease[], out: Findings, w
   }
 }
 
+// ---- udp ----
+
+/** udp programs no per-peer entries: flannel0 and one route to the whole network; the peers live in the engine's table. */
+async function checkUdp(c: PeerEntriesCheck, peers: Lease[], out: Findings): Promise<void> {
+  const link = await c.nl.getLink('flannel0');
+  if (!link) {
+    out.fail('device', 'flannel0 does not exist: no peer is reachable over udp', TWILLD_REPAIRS);
+    return;
+  }
+  const mtu = podMtu('udp', c.ext.mtu);
+  if (!link.up || link.mtu !== mtu) {
+    out.fail('device', `flannel0: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
+  } else {
+    out.ok('device', `flannel0: up, MTU ${link.mtu} (the userspace datapath's TUN device)`);
+  }
+  const network = c.config.network?.toString();
+  if (!network) return;
+  const want: WantedRoute = { dst: network, dev: link.name, ifindex: link.index, onlink: false };
+  const problem = routeProblem(want, await c.nl.listRoutes({ family: 4 }));
+  if (problem) out.fail(TOPIC, problem, TWILLD_REPAIRS);
+  else out.ok(TOPIC, `route ${network} dev flannel0 programmed; ${peers.length} udp peer(s) are in the datapath's own table`);
+}
+
 async function checkIpip(c: PeerEntriesCheck, peers: Lease[], out: Findings): Promise<void> {
   const link = await c.nl.getLink(IPIP_DEVICE);
   if (!link) {
@@ -240,7 +266,7 @@ async function checkIpip(c: PeerEntriesCheck, peers: Lease[], out: Findings): Pr
   if (!link.up || link.mtu !== mtu) {
     out.fail('device', `${IPIP_DEVICE}: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
   } else {
-    out.ok('device', `${IPIP_DEVICE}: up, MTU ${link.mtu}`);
+    out.ok('device', `${IPIP_DEVICE}: up, MTU ${link.mtu}${link.kind === 'tun' ? ' (userspace mode: a TUN device of the userspace datapath)' : ''}`);
   }
   let directRouting = false;
   try {
@@ -251,5 +277,8 @@ async function checkIpip(c: PeerEntriesCheck, peers: Lease[], out: Findings): Pr
   await checkRoutes(c, peers, out, (peer) =>
     directRouting && onLink(peer.attrs.publicIP, c.ext.ipv4, c.extPrefixLen)
       ? viaExternal(c, peer)
-      : { dst: peer.subnet.toString(), gateway: peer.attrs.publicIP, dev: link.name, ifindex: link.index, onlink: true });
+      : link.kind === 'tun'
+        // Userspace mode: the engine behind the TUN picks the peer, so the route only leads into the device.
+        ? { dst: peer.subnet.toString(), dev: link.name, ifindex: link.index, onlink: false }
+        : { dst: peer.subnet.toString(), gateway: peer.attrs.publicIP, dev: link.name, ifindex: link.index, onlink: true });
 }

@@ -16,6 +16,9 @@ import { assertSafeTarget } from '../harness/cluster';
 import { iperf } from '../harness/iperf';
 import { ipAt, ipChecksumValid, ipHeaderLength, withoutTtl } from '../harness/packets';
 import { waitFor } from '../harness/wait';
+import { execFile } from 'child_process';
+import * as path from 'path';
+import { UNDERLAY } from '../harness/cluster';
 
 const NODES = 3;
 const HEALTH_PORT = 9452;
@@ -23,6 +26,14 @@ const HEALTH_PORT = 9452;
 // Leases are taken at random among the first 100 free subnets: .250 is never one of them here.
 const NOBODY = '10.244.250.1';
 const IPERF_SECONDS = 10;
+const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
+
+/** `twill diagnose` in node 0: its findings, one per line. */
+function diagnose(tc: TwillCluster): Promise<string> {
+  const argv = ['netns', 'exec', tc.nodeNs(0), process.execPath, TWILL, 'diagnose',
+    '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp), '--iface', 'eth0', '--subnet-file', tc.subnetFile(0)];
+  return new Promise((resolve) => execFile('ip', argv, { timeout: 60_000 }, (_err, stdout, stderr) => resolve(stdout + stderr)));
+}
 
 interface Variant {
   readonly title: string;
@@ -142,6 +153,15 @@ for (const v of VARIANTS) {
       }
       expect(await metrics(0)).to.match(new RegExp(`^twill_backend_info\\{backend="${mode}",mode="userspace"\\} 1`, 'm'));
       await waitFor('datapath counters in /metrics', async () => /^twill_datapath_transmit_packets_total\{backend="[a-z]+"\} [1-9]/m.test(await metrics(0)), 12_000);
+    });
+
+    it('passes twill diagnose\'s device and peer checks', async () => {
+      const out = await diagnose(tc);
+      const lines = out.split('\n').filter((l) => /^(OK|WARN|FAIL) (device|peer)\b/.test(l));
+      expect(lines.filter((l) => l.startsWith('FAIL')), out).to.deep.equal([]);
+      expect(lines.some((l) => l.startsWith(`OK device: ${v.device}: up, MTU ${v.mtu}`)), out).to.equal(true);
+      if (v.device === 'flannel0') expect(out).to.contain('OK peer: route 10.244.0.0/16 dev flannel0 programmed; 2 udp peer(s)');
+      else for (const peer of [1, 2]) expect(out).to.contain(`${tc.lease(peer).subnet} (198.18.0.${peer + 1}), ipip: route dev flannel.ipip programmed`);
     });
 
     it(`carries a ${IPERF_SECONDS} s iperf3 TCP stream between pods with no agent error`, async () => {
