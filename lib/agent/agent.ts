@@ -19,7 +19,11 @@ import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
 import { encodeLeaseAttrs } from '../subnet/lease-codec';
 import { Datapaths } from './datapaths';
 import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
-import { waitForNetworkConfig } from './config-source';
+import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
+import { ConfigError } from '../config';
+import { compareConfigs } from '../config/live-change';
+import { BackendUnavailableError } from '../../backends';
+import type { NetworkConfigWatch } from '../subnet/manager';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
 import { describeEtcdError, isEtcdConfigurationError } from '../subnet/etcd-errors';
@@ -46,6 +50,9 @@ export class Agent {
   private watcher?: LeaseWatcher;
   private repairTimer?: NodeJS.Timeout;
   private counterTimer?: NodeJS.Timeout;
+  private configWatch?: NetworkConfigWatch;
+  /** Config changes are applied one at a time, in the order etcd delivered them. */
+  private configQueue: Promise<void> = Promise.resolve();
   private running?: { config: NetworkConfig; mtu: number };
   private masq?: MasqController;
   private netlink?: Netlink;
@@ -66,7 +73,7 @@ export class Agent {
   /** Runs until `signal` aborts; rejects on a fault it cannot wait out. */
   async run(signal: AbortSignal): Promise<void> {
     try {
-      const config = await waitForNetworkConfig(this.manager, this.opts.configKey, this.log, signal, {
+      const { config, revision } = await waitForNetworkConfig(this.manager, this.opts.configKey, this.log, signal, {
         rejected: () => this.metrics.configRejected(),
       });
       this.metrics.setConfigValid(true);
@@ -83,6 +90,7 @@ export class Agent {
       this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       await this.watchPeers(config);
       await this.startRepairs(config);
+      await this.watchConfig(revision);
       this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: datapaths.primary.type, mode: datapaths.primary.mode, mtu, backends: datapaths.types().join(',') });
       await untilAborted(signal);
     } finally {
@@ -166,6 +174,56 @@ export class Agent {
       }
     };
     this.counterTimer = setInterval(() => void read(), COUNTER_READ_MS);
+  }
+
+  /** Follows the network config in etcd from the revision it was read at, so no change is missed. */
+  private async watchConfig(revision: bigint): Promise<void> {
+    this.configWatch = await this.manager.watchNetworkConfig(revision + 1n, {
+      onChange: (found) => {
+        this.configQueue = this.configQueue
+          .then(() => this.applyConfig(found?.text))
+          .catch((err: Error) => this.log.error('applying the network config failed', { error: err.message }));
+      },
+      onWarning: (m) => this.log.warn(`network config watch: ${m}`),
+    });
+  }
+
+  /**
+   * A new network config: a backend change starts a live migration; an
+   * invalid config, or a change that cannot be applied to a running
+   * cluster, is refused with the reason and the running config stays.
+   */
+  private async applyConfig(text: string | undefined): Promise<void> {
+    const running = this.running;
+    const datapaths = this.datapaths;
+    if (!running || !datapaths) return;
+    const refuse = (message: string, meta?: Record<string, unknown>) => {
+      this.log.error(`${message}; keeping the running config (backend ${running.config.backend.type})`, meta);
+      this.metrics.configRejected();
+    };
+    if (text === undefined) return refuse(`the network config ${this.opts.configKey} was deleted from etcd`);
+    let next: NetworkConfig;
+    try {
+      next = parseNetworkConfigText(text);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.metrics.setConfigValid(false);
+      return refuse(`the new network config at ${this.opts.configKey} is invalid: ${err.message}`, { field: err.field });
+    }
+    this.metrics.setConfigValid(true);
+    const change = compareConfigs(running.config, next);
+    if (change.kind === 'unchanged') return;
+    if (change.kind === 'refused') return refuse(`the new network config cannot be applied: ${change.reason}`);
+    for (const w of next.warnings) this.log.warn(`network config: ${w}`);
+    try {
+      await datapaths.switchTo(next.backend);
+    } catch (err) {
+      const why = err instanceof BackendUnavailableError ? err.message : `cannot start it: ${(err as Error).message}`;
+      return refuse(`cannot switch to the ${next.backend.type} backend: ${why}`);
+    }
+    this.running = { ...running, config: next };
+    this.metrics.setBackend(datapaths.primary.type, datapaths.primary.mode);
+    this.log.info(`backend changed from ${change.from.type} to ${change.to.type}: migrating peer by peer`, { backends: datapaths.types().join(',') });
   }
 
   /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */
@@ -302,6 +360,8 @@ export class Agent {
   }
 
   private async shutdown(): Promise<void> {
+    await this.configWatch?.stop();
+    await this.configQueue;
     this.unsubscribeKernel?.();
     if (this.kernelChangeTimer) clearTimeout(this.kernelChangeTimer);
     if (this.repairTimer) clearInterval(this.repairTimer);

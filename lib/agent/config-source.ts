@@ -18,7 +18,7 @@ export async function waitForNetworkConfig(
   signal: AbortSignal,
   hooks: { rejected?: () => void } = {},
   retryMs = 1000,
-): Promise<NetworkConfig> {
+): Promise<{ config: NetworkConfig; revision: bigint }> {
   let lastState = '';
   const say = (state: string, level: 'info' | 'warn' | 'error', message: string, meta?: Record<string, unknown>) => {
     if (state === lastState) return;
@@ -32,11 +32,10 @@ export async function waitForNetworkConfig(
       if (!found) {
         say('missing', 'warn', `waiting for the network config: no key ${configKey} in etcd yet`);
       } else {
-        const config = parseNetworkConfig(found.text, KNOWN_BACKEND_TYPES);
-        validateBackendSettings(config);
+        const config = parseNetworkConfigText(found.text);
         for (const w of config.warnings) log.warn(`network config: ${w}`);
         if (lastState) log.info('network config found');
-        return config;
+        return { config, revision: found.revision };
       }
     } catch (err) {
       if (err instanceof ConfigError) {
@@ -52,12 +51,14 @@ export async function waitForNetworkConfig(
   }
 }
 
-/** The backend's own keys (VNI, Port, …) are part of the config's validity. */
-function validateBackendSettings(config: NetworkConfig): void {
+/** Parses a network config and checks the backend's own keys (VNI, Port, Fallback, …); throws ConfigError naming the key. */
+export function parseNetworkConfigText(text: string): NetworkConfig {
+  const config = parseNetworkConfig(text, KNOWN_BACKEND_TYPES);
   try {
     validateBackendConfig(config.backend);
   } catch (err) {
     // A known but unimplemented type is the agent's failure to report, not a config error.
     if (!(err instanceof BackendUnavailableError)) throw err;
   }
+  return config;
 }
