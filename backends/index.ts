@@ -38,7 +38,7 @@ export function validateBackendConfig(config: BackendConfig): void {
   const fallback = fallbackConfig(config);
   if (!fallback) return;
   if (!KNOWN_BACKEND_TYPES.includes(fallback.type)) {
-    throw new ConfigError('Backend.Fallback', `Backend.Fallback: unknown backend type "${fallback.type}" (known: ${KNOWN_BACKEND_TYPES.join(', ')})`);
+    throw new ConfigError('Backend.Fallback', `Backend.Fallback: ${JSON.stringify(fallback.type)} is not a known backend; known types: ${KNOWN_BACKEND_TYPES.join(', ')}`);
   }
   try {
     backendFactory(fallback.type).validate(fallback);

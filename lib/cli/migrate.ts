@@ -29,13 +29,14 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { isDeepStrictEqual } from 'util';
 import type { Etcd3 } from 'etcd3';
-import { ConfigError, parseNetworkConfig, setting, type BackendConfig, type NetworkConfig } from '../config';
+import { ConfigError, parseNetworkConfig, setting, type NetworkConfig } from '../config';
 import {
   EtcdAccessError, EtcdRegistry, EtcdSettingsError, EtcdUnavailableError, LeaseFormatError,
   leaseFromRaw, translateEtcdError, type Lease, type LeaseListing, type RawKV,
 } from '../subnet';
-import { BackendUnavailableError, KNOWN_BACKEND_TYPES, backendFactory } from '../../backends';
-import { chooseBackend, fallbackConfig, preferenceOrder, primaryBackendType, terminatedBy } from '../../backends/choice';
+import { BackendUnavailableError, KNOWN_BACKEND_TYPES, validateBackendConfig } from '../../backends';
+import { compareConfigs, type ConfigChange } from '../config/live-change';
+import { chooseBackend, preferenceOrder, primaryBackendType, terminatedBy } from '../../backends/choice';
 import { addEtcdOptions, etcdClientFrom, type EtcdCliOptions } from './etcd-options';
 import { printable } from './status/cells';
 
@@ -174,12 +175,17 @@ export function planMigration(currentText: string, to: string, assignments: read
 
   const newConfig = validate(newText);
   const backend = newConfig.backend;
-  if (currentType === backend.type) {
+  if (backend.type === 'alloc') {
+    throw new MigrationRefused('alloc has no datapath: after migrating to it no node would carry pod traffic (and an alloc lease cannot be told from a udp one); choose vxlan, host-gw, ipip or udp');
+  }
+  // The agents decide what a change is on parsed values (a default written out is no change); so does this.
+  const change = compareWithRunning(currentText, newConfig);
+  if (currentType === backend.type && change?.kind !== 'unchanged') {
     const before = normalised(currentBackend);
     const after = normalised(newBackend);
     const changed = [...new Set([...before.keys(), ...after.keys()])]
       .filter((k) => k !== 'fallback' && !isDeepStrictEqual(before.get(k), after.get(k)));
-    if (changed.length > 0) {
+    if (changed.length > 0 && change?.kind === 'refused') {
       const what = changed.map((k) => `${spelling(k, newBackend, isObject(currentBackend) ? currentBackend : {})} ${show(before.get(k))} → ${show(after.get(k))}`).join(', ');
       throw new MigrationRefused(
         `Backend is already ${backend.type}; changing its settings (${what}) cannot be applied live by the agents. ` +
@@ -188,18 +194,16 @@ export function planMigration(currentText: string, to: string, assignments: read
       );
     }
   }
-  const unchanged = currentType === backend.type && isDeepStrictEqual(normalised(currentBackend), normalised(newBackend));
+  const unchanged = change ? change.kind === 'unchanged' : currentType === backend.type && isDeepStrictEqual(normalised(currentBackend), normalised(newBackend));
   const order = preferenceOrder(backend);
   return { currentBackend, newBackend, newText, newConfig, target: backend.type, order, wanted: order, unchanged, warnings: newConfig.warnings };
 }
 
-/** The config as twilld would check it: parser, backend settings, then the Fallback backend's own. */
+/** The config as twilld checks it (lib/agent/config-source.ts). */
 function validate(text: string): NetworkConfig {
   try {
     const config = parseNetworkConfig(text, KNOWN_BACKEND_TYPES);
-    backendFactory(config.backend.type).validate(config.backend);
-    const fallback = fallbackConfig(config.backend);
-    if (fallback) validateFallback(fallback);
+    validateBackendConfig(config.backend);
     return config;
   } catch (err) {
     if (err instanceof ConfigError || err instanceof BackendUnavailableError) throw new MigrationRefused(err.message);
@@ -207,16 +211,12 @@ function validate(text: string): NetworkConfig {
   }
 }
 
-function validateFallback(fallback: BackendConfig): void {
-  const known = KNOWN_BACKEND_TYPES.map((t) => t.toLowerCase()).sort();
-  if (!known.includes(fallback.type)) {
-    throw new ConfigError('Backend.Fallback', `Backend.Fallback: ${JSON.stringify(fallback.type)} is not a known backend; known types: ${known.join(', ')}`);
-  }
+/** What the agents will make of the new config, compared with the running one; undefined when the running one does not parse. */
+function compareWithRunning(currentText: string, next: NetworkConfig): ConfigChange | undefined {
   try {
-    backendFactory(fallback.type).validate(fallback);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError('Backend.Fallback', `Backend.Fallback (${fallback.type}): ${err.message}`);
-    throw err;
+    return compareConfigs(parseNetworkConfig(currentText, KNOWN_BACKEND_TYPES), next);
+  } catch {
+    return undefined;
   }
 }
 

@@ -152,6 +152,15 @@ describe('twill migrate (the CLI against a real etcd)', function () {
       expect(await storedConfig()).to.deep.equal(before);
     });
 
+    it('refuses alloc as a target: it has no datapath (exit 1)', async () => {
+      await admin.put(CONFIG_KEY).value(VXLAN_CONFIG);
+      const before = await storedConfig();
+      const r = await run(['--to', 'alloc']);
+      expect(r.code, r.stderr).to.equal(1);
+      expect(r.stderr).to.include('alloc has no datapath');
+      expect(await storedConfig()).to.deep.equal(before);
+    });
+
     it('says so when there is no config to migrate (exit 1)', async () => {
       const r = await run(['--to', 'host-gw']);
       expect(r.code, r.stderr).to.equal(1);
