@@ -142,6 +142,27 @@ describe('live backend migration: 3 nodes, pods pinging at 200 pps, a TCP stream
     expect(report.lost, report.lines.join('\n')).to.equal(0);
     current = { Type: 'vxlan' };
   });
+
+  // The first chain and the stopped-node case leave the cluster on vxlan; this one covers every other ordered pair.
+  const rest: Target[] = [{ Type: 'ipip', Mode: 'userspace' }, { Type: 'host-gw' }, { Type: 'udp' }, { Type: 'ipip', Mode: 'userspace' }, { Type: 'udp' }, { Type: 'host-gw' }, { Type: 'vxlan' }];
+  for (const target of rest) {
+    it(`then switches to ${target.Type}${target.Mode ? ` (${target.Mode})` : ''} with 0 lost probes and nothing of the old backend left`, async () => {
+      const from = current;
+      const probes = await Probes.start(tc, PPS);
+      let report: ProbeReport | undefined;
+      try {
+        await putConfig(tc, target);
+        await waitFor(`every node on ${target.Type} with nothing of ${from.Type} left`, () => convergedOn(tc, NODES, target.Type, from.Type), 60_000, 250);
+        await sleep(500);
+        report = await probes.stop();
+      } finally {
+        if (!report) await probes.stop().catch(() => undefined);
+      }
+      console.log(`      ${from.Type} -> ${target.Type}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms`);
+      expect(report.lost, report.lines.join('\n')).to.equal(0);
+      current = target;
+    });
+  }
 });
 
 /** Longer than an unused backend takes to leave the lease and the kernel (2 × RETIRE_MS): what is still there after it is in use. */
