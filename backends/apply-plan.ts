@@ -1,5 +1,6 @@
 import type { Netlink } from '../lib/netlink';
-import type { Plan } from './kernel-state';
+import type { ReconcileReport } from './backend';
+import { diffRoutes, emptyPlan, type Plan, type WantedRoute } from './kernel-state';
 
 export interface PlanOutcome {
   readonly changed: number;
@@ -19,4 +20,23 @@ export async function applyPlan(nl: Netlink, plan: Plan): Promise<PlanOutcome> {
   const down = plan.deletes.length ? await nl.apply(plan.deletes, { ignoreMissing: true }) : { applied: 0, failed: [] };
   for (const f of [...up.failed, ...down.failed]) failures.push(f.error.message);
   return { changed: up.applied, removed: down.applied, failures };
+}
+
+/**
+ * Makes the routes carrying `protocol` exactly `wanted` (leaving those to a
+ * destination in `keep`), and reports it with the peers the caller skipped.
+ */
+export async function reconcileRoutes(
+  nl: Netlink, protocol: number, wanted: readonly WantedRoute[], skipped: string[], keep?: ReadonlySet<string>,
+): Promise<ReconcileReport> {
+  const plan = emptyPlan();
+  diffRoutes(plan, wanted, await nl.listRoutes({ family: 4, protocol }), protocol, keep);
+  const outcome = await applyPlan(nl, plan);
+  return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
+}
+
+/** Removes every route carrying `protocol` (a backend's own), in any table. */
+export async function deleteRoutesOf(nl: Netlink, protocol: number): Promise<void> {
+  const routes = await nl.listRoutes({ family: 4, protocol });
+  await nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol, table: r.table } })), { ignoreMissing: true });
 }

@@ -30,6 +30,11 @@ export function partitionPeers(peers: readonly Lease[], type: string, own: Lease
   return { carried, skipped };
 }
 
+/** The subnets of `leases`, as route destinations. */
+export function subnetsOf(leases: readonly Lease[] = []): Set<string> {
+  return new Set(leases.map((p) => p.subnet.toString()));
+}
+
 /** True when `ip` is on the same link-layer network as the interface address `local`/`prefixLen`. */
 export function onLink(ip: string, local: string | undefined, prefixLen: number | undefined): boolean {
   if (!local || prefixLen === undefined) return false;

@@ -7,9 +7,9 @@
 import type { Lease } from '../lib/subnet';
 import type { Netlink } from '../lib/netlink';
 import type { Backend, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from './backend';
-import { applyPlan } from './apply-plan';
-import { diffRoutes, emptyPlan, WantedRoute } from './kernel-state';
-import { partitionPeers } from './peers';
+import { deleteRoutesOf, reconcileRoutes } from './apply-plan';
+import type { WantedRoute } from './kernel-state';
+import { partitionPeers, subnetsOf } from './peers';
 
 export abstract class RouteBackend implements Backend {
   abstract readonly type: string;
@@ -35,17 +35,12 @@ export abstract class RouteBackend implements Backend {
       if (typeof route === 'string') skipped.push(route);
       else wanted.push(route);
     }
-    const plan = emptyPlan();
-    const keep = new Set((opts.retained ?? []).map((p) => p.subnet.toString()));
-    diffRoutes(plan, wanted, await this.nl.listRoutes({ family: 4, protocol: this.protocol }), this.protocol, keep);
-    const outcome = await applyPlan(this.nl, plan);
-    return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
+    return reconcileRoutes(this.nl, this.protocol, wanted, skipped, subnetsOf(opts.retained));
   }
 
   async stop(): Promise<void> {}
 
   async teardown(): Promise<void> {
-    const routes = await this.nl.listRoutes({ family: 4, protocol: this.protocol });
-    await this.nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol: this.protocol, table: r.table } })), { ignoreMissing: true });
+    await deleteRoutesOf(this.nl, this.protocol);
   }
 }

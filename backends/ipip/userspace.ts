@@ -10,30 +10,27 @@
  */
 import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { Backend, BackendContext, BackendCounters, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
-import { applyPlan } from '../apply-plan';
-import { diffRoutes, emptyPlan, WantedRoute } from '../kernel-state';
-import { onLink, partitionPeers } from '../peers';
+import type { BackendContext, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
+import { reconcileRoutes } from '../apply-plan';
+import type { WantedRoute } from '../kernel-state';
+import { onLink, partitionPeers, subnetsOf } from '../peers';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
-import { UserspaceTunnel } from '../userspace';
+import { TunnelBackend } from '../userspace';
 import { IPIP_DEVICE, IPIP_OVERHEAD } from './constants';
 
 const PROTOCOL = BACKEND_ROUTE_PROTOCOL.ipip;
 
-export class UserspaceIpipBackend implements Backend {
+export class UserspaceIpipBackend extends TunnelBackend {
   readonly type = 'ipip';
-  readonly mode = 'userspace';
-  private readonly tunnel: UserspaceTunnel;
   private local?: LocalNode;
   private extPrefixLen?: number;
 
-  constructor(private readonly nl: Netlink, private readonly directRouting: boolean, ctx: BackendContext) {
-    this.tunnel = new UserspaceTunnel({
+  constructor(nl: Netlink, private readonly directRouting: boolean, ctx: BackendContext) {
+    super(nl, PROTOCOL, {
       backendType: 'ipip', mode: 'ipip', tunName: IPIP_DEVICE, overhead: IPIP_OVERHEAD,
       nl, log: ctx.log, requestReconcile: ctx.requestReconcile,
     });
   }
-
   async start(local: LocalNode): Promise<BackendStart> {
     const mtu = this.tunnel.check(local);
     this.local = local;
@@ -63,24 +60,6 @@ export class UserspaceIpipBackend implements Backend {
         ? { dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false }
         : { dst, dev: link.name, ifindex: link.index, onlink: false };
     });
-    const plan = emptyPlan();
-    const keep = new Set((opts.retained ?? []).map((p) => p.subnet.toString()));
-    diffRoutes(plan, routes, await this.nl.listRoutes({ family: 4, protocol: PROTOCOL }), PROTOCOL, keep);
-    const outcome = await applyPlan(this.nl, plan);
-    return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
-  }
-
-  counters(): Promise<BackendCounters> {
-    return this.tunnel.counters();
-  }
-
-  async stop(): Promise<void> {
-    await this.tunnel.stop();
-  }
-
-  async teardown(): Promise<void> {
-    const routes = await this.nl.listRoutes({ family: 4, protocol: PROTOCOL });
-    await this.nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol: PROTOCOL, table: r.table } })), { ignoreMissing: true });
-    await this.tunnel.destroy();
+    return reconcileRoutes(this.nl, PROTOCOL, routes, skipped, subnetsOf(opts.retained));
   }
 }

@@ -11,26 +11,23 @@
  */
 import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { Backend, BackendContext, BackendCounters, BackendFactory, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
-import { applyPlan } from '../apply-plan';
-import { diffRoutes, emptyPlan } from '../kernel-state';
+import type { BackendContext, BackendFactory, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
+import { reconcileRoutes } from '../apply-plan';
 import { partitionPeers } from '../peers';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { intSetting } from '../settings';
-import { DEFAULT_UDP_PORT, UserspaceTunnel } from '../userspace';
+import { DEFAULT_UDP_PORT, TunnelBackend } from '../userspace';
 
 export const UDP_DEVICE = 'flannel0';
 const UDP_OVERHEAD = 28;
 const PROTOCOL = BACKEND_ROUTE_PROTOCOL.udp;
 
-class UdpBackend implements Backend {
+class UdpBackend extends TunnelBackend {
   readonly type = 'udp';
-  readonly mode = 'userspace';
-  private readonly tunnel: UserspaceTunnel;
   private local?: LocalNode;
 
-  constructor(private readonly port: number, private readonly nl: Netlink, ctx: BackendContext) {
-    this.tunnel = new UserspaceTunnel({
+  constructor(private readonly port: number, nl: Netlink, ctx: BackendContext) {
+    super(nl, PROTOCOL, {
       backendType: 'udp', mode: 'udp', tunName: UDP_DEVICE, overhead: UDP_OVERHEAD, port,
       nl, log: ctx.log, requestReconcile: ctx.requestReconcile,
     });
@@ -48,24 +45,7 @@ class UdpBackend implements Backend {
     // Retained peers stay in the table: until their new backend's route covers them, the network route still leads here.
     const table = [...carried, ...(opts.retained ?? [])].map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP, port: this.port }));
     const link = await this.tunnel.ensure(own, table);
-    const plan = emptyPlan();
-    diffRoutes(plan, [{ dst: network.toString(), dev: link.name, ifindex: link.index, onlink: false }], await this.nl.listRoutes({ family: 4, protocol: PROTOCOL }), PROTOCOL);
-    const outcome = await applyPlan(this.nl, plan);
-    return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
-  }
-
-  counters(): Promise<BackendCounters> {
-    return this.tunnel.counters();
-  }
-
-  async stop(): Promise<void> {
-    await this.tunnel.stop();
-  }
-
-  async teardown(): Promise<void> {
-    const routes = await this.nl.listRoutes({ family: 4, protocol: PROTOCOL });
-    await this.nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol: PROTOCOL, table: r.table } })), { ignoreMissing: true });
-    await this.tunnel.destroy();
+    return reconcileRoutes(this.nl, PROTOCOL, [{ dst: network.toString(), dev: link.name, ifindex: link.index, onlink: false }], skipped);
   }
 }
 

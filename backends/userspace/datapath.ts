@@ -230,12 +230,7 @@ export class UserspaceDatapath extends EventEmitter {
    * start-up. Without a host it is the same as stop().
    */
   async detach(graceMs: number): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.watchdog);
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.restartTimer = null;
-    await this.launching?.catch(() => undefined);
-    const host = this.host;
+    const host = await this.halt();
     if (!host) return;
     try {
       await host.request({ op: 'detach', graceMs }, STOP_GRACE_MS);
@@ -267,14 +262,19 @@ export class UserspaceDatapath extends EventEmitter {
     await this.host?.request({ op: 'crash' }, REQUEST_TIMEOUT_MS).catch(() => undefined);
   }
 
-  /** Resolves true when the host carried out `op` (for destroy: deleted the TUN). */
-  private async shutdown(op: 'stop' | 'destroy'): Promise<boolean> {
+  /** No more restarts or watchdog; waits out a launch in progress; the host that runs now, if any. */
+  private async halt(): Promise<HostProcess | null> {
     this.stopped = true;
     clearInterval(this.watchdog);
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     await this.launching?.catch(() => undefined);
-    const host = this.host;
+    return this.host;
+  }
+
+  /** Resolves true when the host carried out `op` (for destroy: deleted the TUN). */
+  private async shutdown(op: 'stop' | 'destroy'): Promise<boolean> {
+    const host = await this.halt();
     if (!host) return false;
     let done = false;
     try {

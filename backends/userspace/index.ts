@@ -20,3 +20,4 @@ export { EngineInfo, EngineCounters } from './native-engine';
 export { TunUnavailableError, EngineNotBuiltError, DatapathStartError, DatapathDownError, InvalidPeerError } from './errors';
 export { HostRequestError } from './host-process';
 export { UserspaceTunnel, TunnelOptions } from './tunnel';
+export { TunnelBackend } from './tunnel-backend';

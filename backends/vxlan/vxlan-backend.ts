@@ -16,8 +16,8 @@ import type { Log } from '../../lib/observe/logger';
 import type { Backend, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { diffFdb, diffNeighbors, diffRoutes, emptyPlan, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
-import { applyPlan } from '../apply-plan';
-import { onLink, partitionPeers } from '../peers';
+import { applyPlan, deleteRoutesOf } from '../apply-plan';
+import { onLink, partitionPeers, subnetsOf } from '../peers';
 import { ensureVxlanDevice, deviceName, derivedVtepMac } from './device';
 import type { VxlanSettings } from './settings';
 
@@ -99,7 +99,7 @@ export class VxlanBackend implements Backend {
       neighbors.push({ ip: peer.subnet.ip.toString(), mac: data.VtepMAC });
       fdb.push({ mac: data.VtepMAC, dst: peer.attrs.publicIP });
     }
-    const keep = new Set((opts.retained ?? []).map((p) => p.subnet.toString()));
+    const keep = subnetsOf(opts.retained);
     const [haveRoutes, haveNeighbors, haveFdb] = await Promise.all([
       this.nl.listRoutes({ family: 4, protocol: PROTOCOL }),
       this.nl.listNeighbors(link.index, 4),
@@ -119,8 +119,7 @@ export class VxlanBackend implements Backend {
   async teardown(): Promise<void> {
     const spec = this.spec;
     if (!spec) return;
-    const routes = await this.nl.listRoutes({ family: 4, protocol: PROTOCOL });
-    await this.nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol: PROTOCOL, table: r.table } })), { ignoreMissing: true });
+    await deleteRoutesOf(this.nl, PROTOCOL);
     if (await this.nl.getLink(spec.name)) await this.nl.deleteLink(spec.name);
   }
 

@@ -1,22 +1,11 @@
 import { expect } from 'chai';
+import { allPodsPing } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { ping, startPingStream } from '../harness/ping';
 import { startCapture } from '../harness/capture';
 import { waitFor } from '../harness/wait';
 
 const NODES = 3;
-
-async function allPodsPing(tc: TwillCluster): Promise<string[]> {
-  const failures: string[] = [];
-  for (let a = 0; a < tc.size; a++) {
-    for (let b = 0; b < tc.size; b++) {
-      if (a === b) continue;
-      const r = await ping(tc.podNs(a), tc.podIp(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-      if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIp(b)})`);
-    }
-  }
-  return failures;
-}
 
 async function ipOut(tc: TwillCluster, node: number, args: string[]): Promise<string> {
   return tc.net.ip(node, args);

@@ -9,6 +9,7 @@
 import { expect } from 'chai';
 import { spawn } from 'child_process';
 import * as path from 'path';
+import { allPodsPing } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { UNDERLAY } from '../harness/cluster';
 import { ping } from '../harness/ping';
@@ -25,18 +26,6 @@ interface LeaseValue {
   BackendType?: string;
   BackendData?: unknown;
   TwillBackends?: { Type: string; Data?: { VtepMAC?: string } }[];
-}
-
-async function allPodsPing(tc: TwillCluster): Promise<string[]> {
-  const failures: string[] = [];
-  for (let a = 0; a < tc.size; a++) {
-    for (let b = 0; b < tc.size; b++) {
-      if (a === b) continue;
-      const r = await ping(tc.podNs(a), tc.podIp(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-      if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIp(b)})`);
-    }
-  }
-  return failures;
 }
 
 async function leaseValue(tc: TwillCluster, node: number): Promise<LeaseValue> {

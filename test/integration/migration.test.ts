@@ -7,7 +7,7 @@
  * node whose agent is down in the middle of a migration.
  */
 import { expect } from 'chai';
-import * as http from 'http';
+import { httpBody } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { startIperfStream } from '../harness/iperf';
 import { Probes, type ProbeReport, convergedOn, hasFootprint, leases, terminates } from '../harness/migration';
@@ -17,19 +17,11 @@ import { waitFor } from '../harness/wait';
 const NODES = 3;
 const NETWORK = '10.244.0.0/16';
 const PPS = 200;
+/** A node's /metrics, from its health server on its underlay address. */
+const metrics = (node: number) => httpBody(`198.18.0.${node + 1}`, HEALTH_PORT, '/metrics');
 const HEALTH_PORT = 9453;
 
 type Target = { Type: string; Mode?: string; VNI?: number };
-
-function metrics(node: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: `198.18.0.${node + 1}`, port: HEALTH_PORT, path: '/metrics' }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
 
 async function putConfig(tc: TwillCluster, backend: object, extra: object = {}): Promise<void> {
   await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, ...extra, Backend: backend }));

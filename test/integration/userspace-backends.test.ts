@@ -7,7 +7,7 @@
  * packets, and a twilld restart costs well under a second of traffic.
  */
 import { expect } from 'chai';
-import * as http from 'http';
+import { allPodsPing, httpBody } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { ping, startPingStream } from '../harness/ping';
 import { startCapture } from '../harness/capture';
@@ -21,6 +21,8 @@ import * as path from 'path';
 import { UNDERLAY } from '../harness/cluster';
 
 const NODES = 3;
+/** A node's /metrics, from its health server on its underlay address. */
+const metrics = (node: number) => httpBody(`198.18.0.${node + 1}`, HEALTH_PORT, '/metrics');
 const HEALTH_PORT = 9452;
 /** In 10.244.0.0/16, held by no node. */
 // Leases are taken at random among the first 100 free subnets: .250 is never one of them here.
@@ -58,28 +60,6 @@ interface LogLine {
 
 function logLines(tc: TwillCluster, node: number): LogLine[] {
   return tc.logs(node).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
-}
-
-function metrics(node: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: `198.18.0.${node + 1}`, port: HEALTH_PORT, path: '/metrics' }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
-
-async function allPodsPing(tc: TwillCluster): Promise<string[]> {
-  const failures: string[] = [];
-  for (let a = 0; a < tc.size; a++) {
-    for (let b = 0; b < tc.size; b++) {
-      if (a === b) continue;
-      const r = await ping(tc.podNs(a), tc.podIp(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-      if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIp(b)})`);
-    }
-  }
-  return failures;
 }
 
 for (const v of VARIANTS) {

@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import { createCluster, assertSafeTarget, UNDERLAY, type Cluster } from '../harness/cluster';
 import { startCapture, type CapturedFrame } from '../harness/capture';
 import { ping, startPingStream } from '../harness/ping';
-import { CommandError, NsProcess, execIn, nsArgv, run, sleep } from '../harness/netns';
+import { CommandError, execIn, nsArgv, run, sleep } from '../harness/netns';
 import { MemoryLog } from '../harness/memory-log';
 import { waitFor } from '../harness/wait';
 import { iperf } from '../harness/iperf';

@@ -13,7 +13,7 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ConfigError, parseNetworkConfig, type NetworkConfig } from '../../lib/config';
-import { KNOWN_BACKEND_TYPES, BackendUnavailableError, backendFactory } from '../../backends';
+import { KNOWN_BACKEND_TYPES, backendFactory } from '../../backends';
 import {
   LeaseFormatError,
   MAX_LEASE_VALUE_BYTES,

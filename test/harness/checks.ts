@@ -1,0 +1,28 @@
+/** What many cluster tests ask: can every pod reach every other, and what does a node's health server say. */
+import * as http from 'http';
+import type { TwillCluster } from './twill-cluster';
+import { ping } from './ping';
+
+/** Each pod pings every other pod; the pairs that got no reply. */
+export async function allPodsPing(tc: TwillCluster): Promise<string[]> {
+  const failures: string[] = [];
+  for (let a = 0; a < tc.size; a++) {
+    for (let b = 0; b < tc.size; b++) {
+      if (a === b) continue;
+      const r = await ping(tc.podNs(a), tc.podIp(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+      if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIp(b)})`);
+    }
+  }
+  return failures;
+}
+
+/** The body of GET http://host:port/path (a twilld health server on a node address). */
+export function httpBody(host: string, port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host, port, path, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
