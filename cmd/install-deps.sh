@@ -20,6 +20,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 { [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ]; } || missing+=(containernetworking-plugins)
 command -v iptables-restore >/dev/null 2>&1 || missing+=(iptables)
+command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -145,7 +145,7 @@ export class AgentMetrics {
     });
     this.backendInfo = new Gauge({
       name: 'twill_backend_info',
-      help: 'Always 1, for the backend running on this node; mode says how it moves packets (kernel or userspace).',
+      help: 'Always 1, for the backend running on this node; mode says how it moves packets (kernel, userspace, or none for alloc).',
       labelNames: ['backend', 'mode'],
       registers,
     });

@@ -147,7 +147,7 @@ describe('twilld as a process with the alloc backend (real etcd)', function () {
     const metrics = (await get(port, '/metrics')).body;
     expect(metrics).to.match(/^twill_reconcile_total\{result="ok"\} [1-9]/m);
     expect(metrics).to.match(/^twill_lease_expiry_timestamp_seconds [1-9]/m);
-    expect(metrics).to.match(/^twill_backend_info\{backend="alloc",mode="kernel"\} 1/m);
+    expect(metrics).to.match(/^twill_backend_info\{backend="alloc",mode="none"\} 1/m);
     expect(metrics).to.match(/^twill_etcd_up 1/m);
     await d.stop();
   });
