@@ -85,6 +85,8 @@ export interface BackendFactory {
   readonly type: string;
   /** Checks the Backend settings of the network config; throws ConfigError naming the key. */
   validate(config: BackendConfig): void;
+  /** Keys a running backend of this type applies in place, losing nothing; a change of any other key needs a migration. */
+  readonly liveKeys?: readonly string[];
   create(config: BackendConfig, ctx: BackendContext): Backend;
 }
 

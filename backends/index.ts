@@ -48,6 +48,11 @@ export function validateBackendConfig(config: BackendConfig): void {
   }
 }
 
+/** Backend keys of `type` that can change on a running node without a migration. */
+export function liveBackendKeys(type: string): readonly string[] {
+  return implementations.get(type)?.liveKeys ?? [];
+}
+
 export function createBackend(config: BackendConfig, ctx: BackendContext): Backend {
   const factory = backendFactory(config.type);
   validateBackendConfig(config);

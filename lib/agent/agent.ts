@@ -22,7 +22,7 @@ import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
 import { ConfigError } from '../config';
 import { compareConfigs } from '../config/live-change';
-import { BackendUnavailableError } from '../../backends';
+import { BackendUnavailableError, liveBackendKeys } from '../../backends';
 import type { NetworkConfigWatch } from '../subnet/manager';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
@@ -211,7 +211,7 @@ export class Agent {
       return refuse(`the new network config at ${this.opts.configKey} is invalid: ${err.message}`, { field: err.field });
     }
     this.metrics.setConfigValid(true);
-    const change = compareConfigs(running.config, next);
+    const change = compareConfigs(running.config, next, { liveKeys: liveBackendKeys });
     if (change.kind === 'unchanged') return;
     if (change.kind === 'refused') return refuse(`the new network config cannot be applied: ${change.reason}`);
     for (const w of next.warnings) this.log.warn(`network config: ${w}`);
@@ -223,7 +223,8 @@ export class Agent {
     }
     this.running = { ...running, config: next };
     this.metrics.setBackend(datapaths.primary.type, datapaths.primary.mode);
-    this.log.info(`backend changed from ${change.from.type} to ${change.to.type}: migrating peer by peer`, { backends: datapaths.types().join(',') });
+    if (change.from.type === change.to.type) this.log.info(`${change.to.type} backend settings changed; applied in place`, { backends: datapaths.types().join(',') });
+    else this.log.info(`backend changed from ${change.from.type} to ${change.to.type}: migrating peer by peer`, { backends: datapaths.types().join(',') });
   }
 
   /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */

@@ -23,7 +23,7 @@ import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
 import {
   Backend, BackendCounters, BackendStart, LocalNode, ReconcileReport,
-  chooseBackend, createBackend, fallbackConfig, leaseViewFor, terminatedBy,
+  chooseBackend, createBackend, fallbackConfig, leaseViewFor, liveBackendKeys, terminatedBy,
 } from '../../backends';
 import { onLink } from '../../backends/peers';
 
@@ -197,10 +197,17 @@ export class Datapaths {
     const wanted = fallback ? [target, withoutFallback(fallback)] : [target];
     for (const config of wanted) {
       const have = this.running.get(config.type);
-      if (have && !have.adopted && !sameSettings(have.config, config)) {
-        throw new Error(`the ${config.type} backend already runs here with other settings (${JSON.stringify(have.config.settings)}); ` +
+      if (!have || have.adopted || sameSettings(have.config, config)) continue;
+      const live = new Set(liveBackendKeys(config.type).map((k) => k.toLowerCase()));
+      const differing = differingKeys(have.config, config);
+      if (differing.some((k) => !live.has(k))) {
+        throw new Error(`the ${config.type} backend already runs here with other settings (${differing.join(', ')}); ` +
           'wait until it is retired (migrate to another backend first), then migrate to it with the new settings');
       }
+    }
+    for (const config of wanted) {
+      const have = this.running.get(config.type);
+      if (have && !have.adopted && !sameSettings(have.config, config)) await this.reconfigure(have, config);
     }
     let started: BackendStart | undefined;
     for (const config of wanted) {
@@ -212,6 +219,22 @@ export class Datapaths {
     this.target = target;
     this.order = wanted.map((c) => c.type);
     return started!;
+  }
+
+  /**
+   * Settings the backend applies in place (vxlan DirectRouting, MTU): a new
+   * backend object with the new settings adopts the same devices, and the
+   * next reconcile replaces routes atomically, so nothing is lost.
+   */
+  private async reconfigure(have: Running, config: BackendConfig): Promise<void> {
+    const backend = createBackend(withoutFallback(config), {
+      log: this.deps.log,
+      netlink: this.deps.netlink,
+      requestReconcile: this.deps.requestReconcile,
+    });
+    const started = await backend.start(this.deps.local);
+    this.running.set(config.type, { ...have, config, backend, started });
+    this.deps.log.info(`${config.type} backend: settings changed in place`, { settings: JSON.stringify(withoutFallback(config).settings) });
   }
 
   private async startOne(config: BackendConfig, adopted = false): Promise<Running> {
@@ -282,6 +305,14 @@ function withoutFallback(config: BackendConfig): BackendConfig {
 function canonical(settings: Readonly<Record<string, unknown>>): string {
   const entries = Object.entries(settings).filter(([k]) => k.toLowerCase() !== 'fallback').map(([k, v]) => [k.toLowerCase(), v] as const);
   return JSON.stringify(entries.sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** Lower-case keys (Fallback aside) whose values differ. */
+function differingKeys(a: BackendConfig, b: BackendConfig): string[] {
+  const lower = (c: BackendConfig) => new Map(Object.entries(c.settings).filter(([k]) => k.toLowerCase() !== 'fallback').map(([k, v]) => [k.toLowerCase(), JSON.stringify(v)]));
+  const x = lower(a);
+  const y = lower(b);
+  return [...new Set([...x.keys(), ...y.keys()])].filter((k) => x.get(k) !== y.get(k)).sort();
 }
 
 function sameSettings(a: BackendConfig, b: BackendConfig): boolean {

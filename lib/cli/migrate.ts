@@ -34,7 +34,7 @@ import {
   EtcdAccessError, EtcdRegistry, EtcdSettingsError, EtcdUnavailableError, LeaseFormatError,
   leaseFromRaw, translateEtcdError, type Lease, type LeaseListing, type RawKV,
 } from '../subnet';
-import { BackendUnavailableError, KNOWN_BACKEND_TYPES, validateBackendConfig } from '../../backends';
+import { BackendUnavailableError, KNOWN_BACKEND_TYPES, liveBackendKeys, validateBackendConfig } from '../../backends';
 import { compareConfigs, type ConfigChange } from '../config/live-change';
 import { chooseBackend, preferenceOrder, primaryBackendType, terminatedBy } from '../../backends/choice';
 import { addEtcdOptions, etcdClientFrom, type EtcdCliOptions } from './etcd-options';
@@ -214,7 +214,7 @@ function validate(text: string): NetworkConfig {
 /** What the agents will make of the new config, compared with the running one; undefined when the running one does not parse. */
 function compareWithRunning(currentText: string, next: NetworkConfig): ConfigChange | undefined {
   try {
-    return compareConfigs(parseNetworkConfig(currentText, KNOWN_BACKEND_TYPES), next);
+    return compareConfigs(parseNetworkConfig(currentText, KNOWN_BACKEND_TYPES), next, { liveKeys: liveBackendKeys });
   } catch {
     return undefined;
   }

@@ -32,7 +32,12 @@ export type ConfigChange =
 /** The backend key that may change on its own (a migration of the fallback). */
 const FALLBACK = 'fallback';
 
-export function compareConfigs(running: NetworkConfig, next: NetworkConfig): ConfigChange {
+export interface CompareOptions {
+  /** Backend keys the running backend of `type` applies in place, without a new device (vxlan: DirectRouting, MTU). */
+  readonly liveKeys?: (type: string) => readonly string[];
+}
+
+export function compareConfigs(running: NetworkConfig, next: NetworkConfig, opts: CompareOptions = {}): ConfigChange {
   const reasons: string[] = [];
 
   const plan = addressPlanChanges(running, next);
@@ -46,8 +51,12 @@ export function compareConfigs(running: NetworkConfig, next: NetworkConfig): Con
   }
 
   const sameType = running.backend.type === next.backend.type;
+  let changedInPlace = false;
   if (sameType) {
-    const settings = settingChanges(running.backend, next.backend);
+    const live = new Set((opts.liveKeys?.(running.backend.type) ?? []).map((k) => `backend.${k.toLowerCase()}`));
+    const all = settingChanges(running.backend, next.backend);
+    const settings = all.filter((c) => !live.has(c.key.toLowerCase()));
+    changedInPlace = all.length > settings.length;
     if (settings.length > 0) {
       const type = JSON.stringify(running.backend.type);
       reasons.push(
@@ -62,7 +71,7 @@ export function compareConfigs(running: NetworkConfig, next: NetworkConfig): Con
   if (reasons.length > 0) {
     return { kind: 'refused', reason: `${reasons.join('. Also, ')}. The running config stays in force.` };
   }
-  if (!sameType || !sameValue(fallbackOf(running.backend), fallbackOf(next.backend))) {
+  if (!sameType || changedInPlace || !sameValue(fallbackOf(running.backend), fallbackOf(next.backend))) {
     return { kind: 'backend', from: running.backend, to: next.backend };
   }
   return { kind: 'unchanged' };

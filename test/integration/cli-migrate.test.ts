@@ -152,6 +152,13 @@ describe('twill migrate (the CLI against a real etcd)', function () {
       expect(await storedConfig()).to.deep.equal(before);
     });
 
+    it('lets vxlan DirectRouting change in place, as the agents do, and writes it', async () => {
+      await admin.put(CONFIG_KEY).value(VXLAN_CONFIG);
+      const r = await run(['--to', 'vxlan', '--set', 'DirectRouting=true', '--timeout', '10']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(JSON.parse((await storedConfig()).text)).to.deep.equal({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan', VNI: 1, DirectRouting: true } });
+    });
+
     it('refuses alloc as a target: it has no datapath (exit 1)', async () => {
       await admin.put(CONFIG_KEY).value(VXLAN_CONFIG);
       const before = await storedConfig();

@@ -155,6 +155,32 @@ describe('live backend migration: 3 nodes, pods pinging at 200 pps, a TCP stream
       current = target;
     });
   }
+
+  it('changes vxlan DirectRouting in place, both ways, with 0 lost probes', async () => {
+    expect(current.Type).to.equal('vxlan');
+    const fdbDsts = async (node: number) => (await tc.net.exec(node, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])).stdout.match(/dst 198\.18\.0\.\d+/g) ?? [];
+    for (const directRouting of [true, false]) {
+      const probes = await Probes.start(tc, PPS);
+      let report: ProbeReport | undefined;
+      try {
+        await putConfig(tc, { Type: 'vxlan', DirectRouting: directRouting });
+        await waitFor(`DirectRouting ${directRouting} on every node`, async () => {
+          for (let i = 0; i < NODES; i++) {
+            const viaEth0 = (await tc.net.ip(i, ['route', 'show', 'proto', '117'])).split('\n').filter((l) => l.includes('dev eth0')).length;
+            if (viaEth0 !== (directRouting ? NODES - 1 : 0) || (await fdbDsts(i)).length !== (directRouting ? 0 : NODES - 1)) return false;
+          }
+          return true;
+        }, 10_000, 250);
+        await sleep(500);
+        report = await probes.stop();
+      } finally {
+        if (!report) await probes.stop().catch(() => undefined);
+      }
+      console.log(`      vxlan DirectRouting -> ${directRouting}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms`);
+      expect(report.lost, report.lines.join('\n')).to.equal(0);
+      expect(tc.logs(0)).to.contain('vxlan backend settings changed; applied in place');
+    }
+  });
 });
 
 /** Longer than an unused backend takes to leave the lease and the kernel (2 × RETIRE_MS): what is still there after it is in use. */

@@ -100,6 +100,21 @@ describe('compareConfigs: what a config change means to a running cluster', () =
     }
   });
 
+  describe('keys the backend applies in place (liveKeys) are a backend change, not a refusal', () => {
+    const liveKeys = (type: string) => (type === 'vxlan' ? ['DirectRouting', 'MTU'] : []);
+    it('vxlan DirectRouting switched on, spelt in any case', () => {
+      const change = compareConfigs(parse({ ...V4, Backend: { Type: 'vxlan' } }), parse({ ...V4, Backend: { Type: 'vxlan', directrouting: true } }), { liveKeys });
+      expect(change.kind).to.equal('backend');
+    });
+    it('a live key changed along with one that is not: still refused, naming only the other', () => {
+      const reason = reasonOf(compareConfigs(parse({ ...V4, Backend: { Type: 'vxlan' } }), parse({ ...V4, Backend: { Type: 'vxlan', DirectRouting: true, VNI: 2 } }), { liveKeys }));
+      expect(reason).to.contain('Backend.VNI would change').and.not.to.contain('DirectRouting');
+    });
+    it('a key live for vxlan is not live for ipip', () => {
+      expect(compareConfigs(parse({ ...V4, Backend: { Type: 'ipip' } }), parse({ ...V4, Backend: { Type: 'ipip', DirectRouting: true } }), { liveKeys }).kind).to.equal('refused');
+    });
+  });
+
   describe('canonical comparison', () => {
     const same: { name: string; running: object; next: object }[] = [
       { name: 'the same config', running: V4, next: V4 },
