@@ -7,6 +7,7 @@ import { promises as fs } from 'fs';
 import {
   Cluster,
   ClusterCreateError,
+  type ClusterOptions,
   FAR_UNDERLAY,
   HARNESS_PREFIX,
   UnderlayInUseError,
@@ -45,6 +46,25 @@ function handBuiltVxlanFrame(): Buffer {
   const icmp = Buffer.alloc(64);
   icmp[0] = 8;
   return Buffer.concat([outerEth, outerIp, udp, vxlan, innerEth, innerIp, icmp]);
+}
+
+/** A 3-node cluster whose creation fails after node 1 is built: the error it ends with. */
+async function creationFailingAfterNode1(opts: Partial<ClusterOptions>, message: string): Promise<ClusterCreateError> {
+  const err: unknown = await createCluster({
+    nodes: 3,
+    ...opts,
+    afterNode: (i) => {
+      if (i === 1) throw new Error(message);
+    },
+  }).then(
+    async (built) => {
+      await built.destroy();
+      return new Error('createCluster succeeded despite the failing hook');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).to.be.instanceOf(ClusterCreateError);
+  return err as ClusterCreateError;
 }
 
 describe('harness: frame decoding and address guard', () => {
@@ -335,22 +355,8 @@ describe('harness: a far node behind a router (farNodes)', function () {
   });
 
   it('cleans up a far cluster that fails half way through creation, router included', async () => {
-    const err: unknown = await createCluster({
-      nodes: 3,
-      name: 'far-half-built',
-      farNodes: [1],
-      afterNode: (i) => {
-        if (i === 1) throw new Error('simulated failure after the far node');
-      },
-    }).then(
-      async (built) => {
-        await built.destroy();
-        return new Error('createCluster succeeded despite the failing hook');
-      },
-      (e: unknown) => e,
-    );
-    expect(err).to.be.instanceOf(ClusterCreateError);
-    const failed = (err as ClusterCreateError).cluster;
+    const err = await creationFailingAfterNode1({ name: 'far-half-built', farNodes: [1] }, 'simulated failure after the far node');
+    const failed = err.cluster;
     expect(failed.router).to.equal(`tw${failed.id}-r0`);
     expect(await traces(failed.id)).to.deep.equal({ namespaces: [], links: [] });
     expect((await ip(['-4', 'route', 'show', 'exact', FAR_UNDERLAY.network])).trim()).to.equal('');
@@ -398,22 +404,9 @@ describe('harness: teardown', function () {
   });
 
   it('cleans up after a failure half way through creation', async () => {
-    const err: unknown = await createCluster({
-      nodes: 3,
-      name: 'half-built',
-      afterNode: (i) => {
-        if (i === 1) throw new Error('simulated failure after node 1');
-      },
-    }).then(
-      async (built) => {
-        await built.destroy();
-        return new Error('createCluster succeeded despite the failing hook');
-      },
-      (e: unknown) => e,
-    );
-    expect(err).to.be.instanceOf(ClusterCreateError);
-    const failed = (err as ClusterCreateError).cluster;
-    expect((err as Error).message).to.include('simulated failure');
+    const err = await creationFailingAfterNode1({ name: 'half-built' }, 'simulated failure after node 1');
+    const failed = err.cluster;
+    expect(err.message).to.include('simulated failure');
     expect(await traces(failed.id)).to.deep.equal({ namespaces: [], links: [] });
     await failed.destroy(); // again: harmless
     expect(await traces(failed.id)).to.deep.equal({ namespaces: [], links: [] });
