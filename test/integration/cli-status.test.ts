@@ -359,7 +359,10 @@ describe('twill status (the CLI against a real etcd)', function () {
       expect(w.out()).not.to.include('10.244.7.0/24');
 
       await putLease('10.244.7.0-24', fixture('lease-vxlan.json').replace('198.18.0.3', '198.18.0.7').replace('5e:ec:40:e1:80:98', 'aa:bb:cc:00:00:07'), 86400);
-      await waitFor('a redrawn table with the new lease', () => w.out().includes('10.244.7.0/24'), 10_000);
+      // On a timeout, what the watcher said on stderr (a lost or refused etcd watch) is the clue.
+      await waitFor('a redrawn table with the new lease', () => w.out().includes('10.244.7.0/24'), 10_000).catch((err: Error) => {
+        throw new Error(`${err.message}; twill status said on stderr: ${JSON.stringify(w.err())}`);
+      });
       // Off a terminal: a separator, then the whole new table.
       const redrawn = w.out().split(/^--- .* \(revision \d+\) ---$/m);
       expect(redrawn).to.have.length(2);
