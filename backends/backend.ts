@@ -56,6 +56,12 @@ export interface ReconcileOptions {
   readonly retained?: readonly Lease[];
   /** Every valid peer lease, whatever backend carries it (a userspace ipip engine accepts packets from all of them). */
   readonly known?: readonly Lease[];
+  /**
+   * How many other backends of the same type run beside this one (a
+   * migration between two settings of one type). udp then routes peer by
+   * peer instead of holding the network route.
+   */
+  readonly siblings?: number;
 }
 
 export interface Backend {
@@ -72,6 +78,12 @@ export interface Backend {
   teardown(): Promise<void>;
   /** Userspace datapaths only: counters for /metrics. */
   counters?(): Promise<BackendCounters>;
+  /**
+   * Takes new local settings (same type and identity, other live keys) on
+   * this running backend, or throws an Error saying why it cannot. Without
+   * it, a new backend object with the new settings adopts the devices.
+   */
+  reconfigure?(config: BackendConfig): void;
 }
 
 export interface BackendContext {
@@ -79,7 +91,20 @@ export interface BackendContext {
   readonly netlink: Netlink;
   /** Asks the agent for a reconcile soon (a userspace datapath restarted with a new device). */
   readonly requestReconcile?: (reason: string) => void;
+  /**
+   * Which of the (at most two) backends of this type on the node this is:
+   * slot 1 runs beside slot 0 while the cluster migrates between two
+   * settings of one type. It picks the route protocol number (and, where
+   * names would clash, the device name), so the two never touch each
+   * other's objects. 0 when absent.
+   */
+  readonly slot?: InstanceSlot;
 }
+
+export type InstanceSlot = 0 | 1;
+
+/** Settings that tell two backends of one type apart on the wire, by their documented name (non-default values only). */
+export type Identity = Readonly<Record<string, string | number | boolean>>;
 
 export interface BackendFactory {
   readonly type: string;
@@ -87,6 +112,17 @@ export interface BackendFactory {
   validate(config: BackendConfig): void;
   /** Keys a running backend of this type applies in place, losing nothing; a change of any other key needs a migration. */
   readonly liveKeys?: readonly string[];
+  /**
+   * The settings a peer must match to talk to this backend (vxlan: VNI,
+   * Port, GBP; udp: Port), non-default values only. Two backends of one
+   * type with different identities run side by side during a migration;
+   * leases name the identity of each backend they list. None: {}.
+   */
+  identity?(config: BackendConfig): Identity;
+  /** What a lease without TwillBackends tells of its identity (vxlan: BackendData.VNI), and which keys it can tell. */
+  readonly revealed?: { readonly keys: readonly string[]; read(data: unknown): Identity };
+  /** Why backends of these two configs cannot run on one node at once (they would need the same socket); undefined when they can. */
+  conflict?(a: BackendConfig, b: BackendConfig): string | undefined;
   create(config: BackendConfig, ctx: BackendContext): Backend;
 }
 

@@ -4,8 +4,10 @@
  * `twill migrate` use these functions, so what the CLI shows is what the
  * agents do.
  *
- * A node terminates the backends its lease lists in `TwillBackends`, plus
- * its `BackendType` (absent: udp, as flanneld publishes udp leases). Between
+ * Backends are named by instance key (backends/instance.ts): the type, plus
+ * the settings that tell two of one type apart on the wire. A node
+ * terminates the backends its lease lists in `TwillBackends`, or else its
+ * `BackendType` (absent: udp, as flanneld publishes udp leases). Between
  * two nodes the first backend of the preference order — the configured
  * `Backend.Type`, then its `Fallback` — that both terminate and that can
  * reach the peer is used; failing that, any other both terminate (the
@@ -13,31 +15,45 @@
  * them.
  */
 import { BackendConfig, ConfigError, setting } from '../lib/config';
-import type { Lease, LeaseAttrs } from '../lib/subnet';
+import type { BackendAdvert, Lease, LeaseAttrs } from '../lib/subnet';
+import { bareLeaseKey, instanceKey, instanceOf, matchBareKey, typeOfKey } from './instance';
 
 /** flanneld's lease for udp and alloc carries no BackendType. */
 export function primaryBackendType(attrs: LeaseAttrs): string {
   return attrs.backendType ?? 'udp';
 }
 
-/** Every backend the lease's node terminates, its primary one first. */
-export function terminatedBy(attrs: LeaseAttrs): string[] {
-  return [...new Set([primaryBackendType(attrs), ...(attrs.backends ?? []).map((b) => b.type)])];
-}
-
-/** What a node publishes about one backend it terminates (BackendData, e.g. the VTEP MAC). */
-export function backendDataOf(attrs: LeaseAttrs, type: string): unknown {
-  const advert = attrs.backends?.find((b) => b.type === type);
-  if (advert) return advert.data;
-  return primaryBackendType(attrs) === type ? attrs.backendData : undefined;
+/** The instance key of one TwillBackends entry. */
+export function advertKey(advert: BackendAdvert): string {
+  return instanceKey(advert.type, advert.settings);
 }
 
 /**
- * The lease as a node terminating only `type` would publish it: what the
- * backend of that type reads (its BackendData, its type).
+ * Every backend instance the lease's node terminates (instance keys, see
+ * backends/instance.ts), its primary one first: the TwillBackends entries
+ * when the lease lists them (twill lists every instance there, the primary
+ * included), else the BackendType with what its BackendData tells. With
+ * `local` (the instances this node runs), a bare lease is matched to the
+ * local instance it must be (matchBareKey).
  */
-export function leaseViewFor(lease: Lease, type: string): Lease {
-  return { ...lease, attrs: { ...lease.attrs, backendType: type, backendData: backendDataOf(lease.attrs, type), backends: undefined } };
+export function terminatedBy(attrs: LeaseAttrs, local?: readonly string[]): string[] {
+  if (attrs.backends && attrs.backends.length > 0) return [...new Set(attrs.backends.map(advertKey))];
+  const key = bareLeaseKey(primaryBackendType(attrs), attrs.backendData);
+  return [local ? matchBareKey(key, local) : key];
+}
+
+/** What a node publishes about one backend instance it terminates (BackendData, e.g. the VTEP MAC). */
+export function backendDataOf(attrs: LeaseAttrs, key: string): unknown {
+  if (attrs.backends && attrs.backends.length > 0) return attrs.backends.find((b) => advertKey(b) === key)?.data;
+  return primaryBackendType(attrs) === typeOfKey(key) ? attrs.backendData : undefined;
+}
+
+/**
+ * The lease as a node terminating only the instance `key` would publish it:
+ * what the backend of that instance reads (its BackendData, its type).
+ */
+export function leaseViewFor(lease: Lease, key: string): Lease {
+  return { ...lease, attrs: { ...lease.attrs, backendType: typeOfKey(key), backendData: backendDataOf(lease.attrs, key), backends: undefined } };
 }
 
 /** `Backend.Fallback`: a type name or a backend object (`{"Type": "vxlan", "VNI": 2}`); undefined when absent. */
@@ -62,17 +78,17 @@ export function fallbackConfig(config: BackendConfig): BackendConfig | undefined
   return fallback;
 }
 
-/** The configured preference: Backend.Type, then its Fallback. */
+/** The configured preference as instance keys: Backend.Type (with its settings), then its Fallback. */
 export function preferenceOrder(config: BackendConfig): string[] {
   const fallback = fallbackConfig(config);
-  return fallback ? [config.type, fallback.type] : [config.type];
+  return fallback ? [instanceOf(config).key, instanceOf(fallback).key] : [instanceOf(config).key];
 }
 
 /**
- * The backend that carries traffic from a node terminating `local` to a
- * peer terminating `remote`, or undefined when they share none.
- * `usable(type)` says whether the peer can be reached over that backend from
- * here (host-gw: only on the same link).
+ * The backend instance that carries traffic from a node terminating `local`
+ * to a peer terminating `remote` (instance keys), or undefined when they
+ * share none. `usable(key)` says whether the peer can be reached over that
+ * backend from here (host-gw: only on the same link).
  */
 export function chooseBackend(
   order: readonly string[],

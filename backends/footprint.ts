@@ -2,28 +2,54 @@
  * Which backends have left state in this node's kernel: what a restarting
  * agent must keep running (peers may still send over it, e.g. when the
  * agent was stopped in the middle of a migration) until no peer needs it.
- * Each backend is recognised by its own objects only: its device, or
- * routes carrying its protocol number.
+ * Each backend is recognised by its own objects only: its device (with the
+ * settings the device shows), or routes carrying its protocol number, which
+ * also tells the slot of a second backend of one type (route-protocols.ts).
  */
 import type { BackendConfig } from '../lib/config';
 import type { Netlink } from '../lib/netlink';
-import { BACKEND_ROUTE_PROTOCOL } from './route-protocols';
+import type { InstanceSlot } from './backend';
+import { BACKEND_ROUTE_PROTOCOL, ownerOfProtocol } from './route-protocols';
 import { IPIP_DEVICE } from './ipip/constants';
+import { VXLAN_DEVICE_PATTERN } from './vxlan/device';
+import { UDP_BESIDE_DEVICE, UDP_DEVICE, portOfUdpAlias } from './udp';
 
-const UDP_DEVICE = 'flannel0';
-const VXLAN_DEVICE = /^flannel\.\d+$/;
+export interface LeftOver {
+  readonly config: BackendConfig;
+  readonly slot: InstanceSlot;
+  /** Its settings could not be read back (routes without a device, a TUN without twill's alias): they are a guess. */
+  readonly guessed?: boolean;
+}
 
-export async function backendsInKernel(nl: Netlink): Promise<BackendConfig[]> {
+export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
   const [links, routes] = await Promise.all([nl.listLinks(), nl.listRoutes({ family: 4 })]);
-  const protocols = new Set(routes.map((r) => r.protocol));
-  const found: BackendConfig[] = [];
-  const vxlan = links.find((l) => l.kind === 'vxlan' && VXLAN_DEVICE.test(l.name) && l.vxlan);
-  if (vxlan?.vxlan) found.push({ type: 'vxlan', settings: { VNI: vxlan.vxlan.vni, Port: vxlan.vxlan.port } });
-  else if (protocols.has(BACKEND_ROUTE_PROTOCOL.vxlan)) found.push({ type: 'vxlan', settings: {} });
-  if (protocols.has(BACKEND_ROUTE_PROTOCOL['host-gw'])) found.push({ type: 'host-gw', settings: {} });
+  const owners = routes.map((r) => ({ owner: ownerOfProtocol(r.protocol), ifindex: r.ifindex }));
+  const slotsOf = (type: string) => new Set(owners.filter((o) => o.owner?.type === type).map((o) => o.owner!.slot));
+  /** The slot whose routes lead through the device; 0 when none do. */
+  const slotVia = (ifindex: number): InstanceSlot => owners.find((o) => o.ifindex === ifindex && o.owner)?.owner?.slot ?? 0;
+  const found: LeftOver[] = [];
+
+  const vxlans = links.filter((l) => l.kind === 'vxlan' && VXLAN_DEVICE_PATTERN.test(l.name) && l.vxlan);
+  for (const l of vxlans) {
+    const v = l.vxlan!;
+    found.push({ config: { type: 'vxlan', settings: { VNI: v.vni, Port: v.port, GBP: v.gbp, Learning: v.learning } }, slot: slotVia(l.index) });
+  }
+  for (const slot of slotsOf('vxlan')) {
+    if (!found.some((f) => f.config.type === 'vxlan' && f.slot === slot)) found.push({ config: { type: 'vxlan', settings: {} }, slot, guessed: true });
+  }
+
+  if (routes.some((r) => r.protocol === BACKEND_ROUTE_PROTOCOL['host-gw'])) found.push({ config: { type: 'host-gw', settings: {} }, slot: 0 });
+
   const ipip = links.find((l) => l.name === IPIP_DEVICE);
-  if (ipip) found.push({ type: 'ipip', settings: { Mode: ipip.kind === 'tun' ? 'userspace' : 'kernel' } });
-  else if (protocols.has(BACKEND_ROUTE_PROTOCOL.ipip)) found.push({ type: 'ipip', settings: {} });
-  if (links.some((l) => l.name === UDP_DEVICE) || protocols.has(BACKEND_ROUTE_PROTOCOL.udp)) found.push({ type: 'udp', settings: {} });
+  if (ipip) found.push({ config: { type: 'ipip', settings: { Mode: ipip.kind === 'tun' ? 'userspace' : 'kernel' } }, slot: 0 });
+  else if (slotsOf('ipip').size) found.push({ config: { type: 'ipip', settings: {} }, slot: 0, guessed: true });
+
+  const udpSlots = slotsOf('udp');
+  for (const [name, slot] of [[UDP_DEVICE, 0], [UDP_BESIDE_DEVICE, 1]] as const) {
+    const tun = links.find((l) => l.name === name);
+    if (!tun && !udpSlots.has(slot)) continue;
+    const port = portOfUdpAlias(tun?.alias);
+    found.push({ config: { type: 'udp', settings: port !== undefined ? { Port: port } : {} }, slot, guessed: port === undefined });
+  }
   return found;
 }

@@ -4,29 +4,13 @@
  */
 import { BackendConfig, ConfigError } from '../lib/config';
 import { fallbackConfig } from './choice';
-import type { Backend, BackendContext, BackendFactory } from './backend';
-import { BackendUnavailableError } from './backend';
-import { allocBackend } from './alloc';
-import { hostGwBackend } from './host-gw';
-import { ipipBackend } from './ipip';
-import { udpBackend } from './udp';
-import { vxlanBackend } from './vxlan';
+import { instanceOf } from './instance';
+import type { CompareOptions } from '../lib/config/live-change';
+import type { Backend, BackendContext } from './backend';
+import { backendFactory, maybeFactory } from './registry';
 
 /** Every backend type flanneld's etcd mode knows (configs naming others are refused). */
 export const KNOWN_BACKEND_TYPES: readonly string[] = ['alloc', 'host-gw', 'ipip', 'udp', 'vxlan'];
-
-const implementations = new Map<string, BackendFactory>(
-  [allocBackend, hostGwBackend, ipipBackend, udpBackend, vxlanBackend].map((f) => [f.type, f]),
-);
-
-export function backendFactory(type: string): BackendFactory {
-  const factory = implementations.get(type);
-  if (!factory) {
-    const have = [...implementations.keys()].sort().join(', ');
-    throw new BackendUnavailableError(type, `backend ${JSON.stringify(type)} is not implemented in this build of twill (available: ${have})`);
-  }
-  return factory;
-}
 
 /**
  * Checks the Backend object of a network config, its Fallback included;
@@ -50,8 +34,15 @@ export function validateBackendConfig(config: BackendConfig): void {
 
 /** Backend keys of `type` that can change on a running node without a migration. */
 export function liveBackendKeys(type: string): readonly string[] {
-  return implementations.get(type)?.liveKeys ?? [];
+  return maybeFactory(type)?.liveKeys ?? [];
 }
+
+/** How agents and `twill migrate` tell a live backend change from a migration (lib/config/live-change.ts). */
+export const liveChangeOptions: CompareOptions = {
+  liveKeys: liveBackendKeys,
+  instanceKey: (backend) => instanceOf(backend).key,
+  conflict: (from, to) => maybeFactory(from.type)?.conflict?.(from, to),
+};
 
 export function createBackend(config: BackendConfig, ctx: BackendContext): Backend {
   const factory = backendFactory(config.type);
@@ -61,4 +52,6 @@ export function createBackend(config: BackendConfig, ctx: BackendContext): Backe
 
 export * from './backend';
 export * from './choice';
-export { backendsInKernel } from './footprint';
+export * from './instance';
+export { backendFactory } from './registry';
+export { backendsInKernel, type LeftOver } from './footprint';

@@ -12,3 +12,23 @@ export const BACKEND_ROUTE_PROTOCOL = {
   ipip: 119,
   udp: 120,
 } as const;
+
+/**
+ * The second backend of one type, running beside the first while the
+ * cluster migrates between two of its settings (a vxlan VNI or Port, a udp
+ * Port), owns its routes by a number of its own: 121 for vxlan, 124 for udp.
+ */
+const SLOT_1_OFFSET = 4;
+
+export function routeProtocol(type: keyof typeof BACKEND_ROUTE_PROTOCOL, slot: 0 | 1 = 0): number {
+  return BACKEND_ROUTE_PROTOCOL[type] + (slot === 1 ? SLOT_1_OFFSET : 0);
+}
+
+/** Which backend type and slot own routes of `protocol`; undefined for a number twill does not use. */
+export function ownerOfProtocol(protocol: number): { type: keyof typeof BACKEND_ROUTE_PROTOCOL; slot: 0 | 1 } | undefined {
+  for (const [type, base] of Object.entries(BACKEND_ROUTE_PROTOCOL) as [keyof typeof BACKEND_ROUTE_PROTOCOL, number][]) {
+    if (protocol === base) return { type, slot: 0 };
+    if (protocol === base + SLOT_1_OFFSET && (type === 'vxlan' || type === 'udp')) return { type, slot: 1 };
+  }
+  return undefined;
+}

@@ -20,9 +20,9 @@ export type IpipMode = 'auto' | 'kernel' | 'userspace';
 
 class IpipBackend implements Backend {
   readonly type = 'ipip';
-  private chosen?: Backend;
+  private chosen?: KernelIpipBackend | UserspaceIpipBackend;
 
-  constructor(private readonly requested: IpipMode, private readonly directRouting: boolean, private readonly ctx: BackendContext) {}
+  constructor(private requested: IpipMode, private directRouting: boolean, private readonly ctx: BackendContext) {}
 
   get mode(): string {
     return this.chosen?.mode ?? this.requested;
@@ -67,9 +67,28 @@ class IpipBackend implements Backend {
     return this.started().reconcile(own, peers, opts);
   }
 
+  /**
+   * Both modes speak the same wire format, so Mode is a local choice; but
+   * both need the device `flannel.ipip`, so a running node cannot move
+   * between them. A Mode that resolves to the running one (auto included)
+   * applies in place, as does DirectRouting (the next reconcile replaces the
+   * routes atomically).
+   */
+  reconfigure(config: BackendConfig): void {
+    const chosen = this.started();
+    const wanted = settingsOf(config);
+    if (wanted.mode !== 'auto' && wanted.mode !== chosen.mode) {
+      throw new Error(`the ipip backend runs in ${chosen.mode} mode on this node, and Backend.Mode "${wanted.mode}" cannot take over from it live ` +
+        `(both modes need the device ${IPIP_DEVICE}); set Backend.Mode to "${chosen.mode}" or "auto", or migrate to another backend and back`);
+    }
+    this.requested = wanted.mode;
+    this.directRouting = wanted.directRouting;
+    chosen.directRouting = wanted.directRouting;
+  }
+
   async counters(): Promise<BackendCounters> {
-    const c = this.started().counters;
-    return c ? c.call(this.chosen) : { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0, drops: 0 };
+    const chosen: Backend = this.started();
+    return chosen.counters ? chosen.counters() : { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0, drops: 0 };
   }
 
   async stop(): Promise<void> {
@@ -80,7 +99,7 @@ class IpipBackend implements Backend {
     await this.chosen?.teardown();
   }
 
-  private started(): Backend {
+  private started(): KernelIpipBackend | UserspaceIpipBackend {
     if (!this.chosen) throw new Error('ipip backend used before start()');
     return this.chosen;
   }
@@ -95,6 +114,8 @@ function settingsOf(config: BackendConfig): { mode: IpipMode; directRouting: boo
 
 export const ipipBackend: BackendFactory = {
   type: 'ipip',
+  // A new backend object adopts the device; the next reconcile replaces the routes atomically.
+  liveKeys: ['Mode', 'DirectRouting'],
   validate: (config) => {
     settingsOf(config);
   },

@@ -26,7 +26,7 @@ export class KernelIpipBackend extends RouteBackend {
   private extPrefixLen?: number;
   private mtu = 0;
 
-  constructor(nl: Netlink, private readonly directRouting: boolean) {
+  constructor(nl: Netlink, public directRouting: boolean) {
     super(nl);
   }
 

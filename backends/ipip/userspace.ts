@@ -25,7 +25,7 @@ export class UserspaceIpipBackend extends TunnelBackend {
   private local?: LocalNode;
   private extPrefixLen?: number;
 
-  constructor(nl: Netlink, private readonly directRouting: boolean, ctx: BackendContext) {
+  constructor(nl: Netlink, public directRouting: boolean, ctx: BackendContext) {
     super(nl, PROTOCOL, {
       backendType: 'ipip', mode: 'ipip', tunName: IPIP_DEVICE, overhead: IPIP_OVERHEAD,
       nl, log: ctx.log, requestReconcile: ctx.requestReconcile,

@@ -8,27 +8,37 @@
  *
  * Peers are udp peers: leases whose BackendType is "udp" or absent (flanneld
  * publishes none for udp).
+ *
+ * While the cluster migrates from one udp Port to another, a second udp
+ * backend (slot 1: TUN `flannel1`, route protocol 124) runs beside the
+ * first. The network route cannot lead to both, so while two run each
+ * routes its own peers one by one, and the one left takes the network
+ * route back.
  */
 import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { BackendContext, BackendFactory, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
+import type { BackendContext, BackendFactory, Identity, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
 import { reconcileRoutes } from '../apply-plan';
 import { partitionPeers } from '../peers';
-import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
+import { routeProtocol } from '../route-protocols';
+import type { WantedRoute } from '../kernel-state';
+import { subnetsOf } from '../peers';
 import { intSetting } from '../settings';
 import { DEFAULT_UDP_PORT, TunnelBackend } from '../userspace';
 
 export const UDP_DEVICE = 'flannel0';
+/** The TUN of a second udp backend running beside the first (a Port migration). */
+export const UDP_BESIDE_DEVICE = 'flannel1';
 const UDP_OVERHEAD = 28;
-const PROTOCOL = BACKEND_ROUTE_PROTOCOL.udp;
 
 class UdpBackend extends TunnelBackend {
   readonly type = 'udp';
   private local?: LocalNode;
 
   constructor(private readonly port: number, nl: Netlink, ctx: BackendContext) {
-    super(nl, PROTOCOL, {
-      backendType: 'udp', mode: 'udp', tunName: UDP_DEVICE, overhead: UDP_OVERHEAD, port,
+    super(nl, routeProtocol('udp', ctx.slot), {
+      backendType: 'udp', mode: 'udp', tunName: ctx.slot === 1 ? UDP_BESIDE_DEVICE : UDP_DEVICE, overhead: UDP_OVERHEAD, port,
+      alias: udpAlias(port),
       nl, log: ctx.log, requestReconcile: ctx.requestReconcile,
     });
   }
@@ -45,8 +55,20 @@ class UdpBackend extends TunnelBackend {
     // Retained peers stay in the table: until their new backend's route covers them, the network route still leads here.
     const table = [...carried, ...(opts.retained ?? [])].map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP, port: this.port }));
     const link = await this.tunnel.ensure(own, table);
-    return reconcileRoutes(this.nl, PROTOCOL, [{ dst: network.toString(), dev: link.name, ifindex: link.index, onlink: false }], skipped);
+    const via = (dst: string): WantedRoute => ({ dst, dev: link.name, ifindex: link.index, onlink: false });
+    const routes = opts.siblings ? carried.map((p) => via(p.subnet.toString())) : [via(network.toString())];
+    return reconcileRoutes(this.nl, this.protocol, routes, skipped, subnetsOf(opts.retained));
   }
+}
+
+/** The TUN's alias: `twill udp Port=8285` (backends/footprint.ts reads it back). */
+export function udpAlias(port: number): string {
+  return `twill udp Port=${port}`;
+}
+
+export function portOfUdpAlias(alias: string | undefined): number | undefined {
+  const m = /^twill udp Port=(\d{1,5})$/.exec(alias ?? '');
+  return m ? Number(m[1]) : undefined;
 }
 
 function udpPort(config: Parameters<BackendFactory['validate']>[0]): number {
@@ -58,5 +80,7 @@ export const udpBackend: BackendFactory = {
   validate: (config) => {
     udpPort(config);
   },
+  // The port is not in flanneld's udp lease: peers must agree on it, so it is the backend's identity.
+  identity: (config): Identity => (udpPort(config) !== DEFAULT_UDP_PORT ? { Port: udpPort(config) } : {}),
   create: (config, ctx) => new UdpBackend(udpPort(config), ctx.netlink, ctx),
 };

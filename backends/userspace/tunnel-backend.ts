@@ -14,7 +14,7 @@ export abstract class TunnelBackend implements Backend {
   readonly mode = 'userspace';
   protected readonly tunnel: UserspaceTunnel;
 
-  constructor(protected readonly nl: Netlink, private readonly protocol: number, tunnel: TunnelOptions) {
+  constructor(protected readonly nl: Netlink, protected readonly protocol: number, tunnel: TunnelOptions) {
     this.tunnel = new UserspaceTunnel(tunnel);
   }
 

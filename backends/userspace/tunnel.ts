@@ -31,6 +31,8 @@ export interface TunnelOptions {
   readonly overhead: number;
   /** udp: the port to bind and to send to. */
   readonly port?: number;
+  /** Kept as the TUN's alias, so a restarting twilld knows which backend the device served (udp: its Port). */
+  readonly alias?: string;
   readonly nl: Netlink;
   readonly log: Log;
   readonly requestReconcile?: (reason: string) => void;
@@ -69,6 +71,7 @@ export class UserspaceTunnel {
     else await this.datapath.setPeers(peers);
     const link = await this.opts.nl.getLink(this.opts.tunName);
     if (!link) throw new Error(`${this.opts.tunName} vanished; the userspace datapath recreates it`);
+    if (this.opts.alias !== undefined && link.alias !== this.opts.alias) await this.opts.nl.setAlias(link.index, this.opts.alias);
     const cidr = `${own.subnet.ip.toString()}/32`;
     const addrs = await this.opts.nl.listAddresses(link.index, 4);
     if (!addrs.some((a) => a.cidr === cidr)) await this.opts.nl.replaceAddress(link.index, cidr);

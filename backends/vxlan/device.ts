@@ -15,6 +15,17 @@ export function deviceName(vni: number): string {
 }
 
 /**
+ * The name of a vxlan device that runs beside another of the same VNI on
+ * another port (a migration of Port or GBP): `vx<port>.<VNI>`.
+ */
+export function besideDeviceName(port: number, vni: number): string {
+  return `vx${port}.${vni}`;
+}
+
+/** Names twill gives vxlan devices, for finding them again after a restart. */
+export const VXLAN_DEVICE_PATTERN = /^(flannel\.\d+|vx\d+\.\d+)$/;
+
+/**
  * 0e:VV:a:b:c:d — locally administered, unicast; VV is the VNI's low byte
  * and a.b.c.d the node's IPv4 address, so nodes (and VNIs on one node) differ.
  */
@@ -30,6 +41,12 @@ export async function ensureVxlanDevice(nl: Netlink, spec: VxlanSpec, log: Log):
   if (existing) {
     const mismatches = existing.kind === 'vxlan' ? vxlanMismatches(existing, spec) : [`it is a ${existing.kind ?? 'plain'} device, not vxlan`];
     if (mismatches.length === 0) return existing;
+    // Learning changes in place; recreating the device would drop its FDB and routes.
+    if (mismatches.length === 1 && existing.vxlan && existing.vxlan.learning !== spec.learning) {
+      await nl.setVxlanLearning(existing.index, spec.learning);
+      log.info(`${spec.name}: learning turned ${spec.learning ? 'on' : 'off'} in place`);
+      return { ...existing, vxlan: { ...existing.vxlan, learning: spec.learning } };
+    }
     log.warn(`recreating ${spec.name}: ${mismatches.join('; ')}`);
     await nl.deleteLink(existing.index);
   }

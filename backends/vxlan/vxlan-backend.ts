@@ -14,14 +14,15 @@ import type { Lease } from '../../lib/subnet';
 import type { Netlink, VxlanSpec } from '../../lib/netlink';
 import type { Log } from '../../lib/observe/logger';
 import type { Backend, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
-import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
+import { routeProtocol } from '../route-protocols';
+import { BackendUnavailableError } from '../backend';
+import type { InstanceSlot } from '../backend';
 import { diffFdb, diffNeighbors, diffRoutes, emptyPlan, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
 import { applyPlan, deleteRoutesOf } from '../apply-plan';
 import { onLink, partitionPeers, subnetsOf } from '../peers';
-import { ensureVxlanDevice, deviceName, derivedVtepMac } from './device';
+import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac } from './device';
 import type { VxlanSettings } from './settings';
 
-const PROTOCOL = BACKEND_ROUTE_PROTOCOL.vxlan;
 const VXLAN_OVERHEAD = 50;
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
@@ -38,14 +39,19 @@ export class VxlanBackend implements Backend {
   private mtu = 0;
   private extPrefixLen?: number;
 
-  constructor(private readonly settings: VxlanSettings, private readonly nl: Netlink, private readonly log: Log) {}
+  /** The routes this backend owns carry this number (its slot's: two vxlan backends may run side by side). */
+  private readonly protocol: number;
+
+  constructor(private readonly settings: VxlanSettings, private readonly nl: Netlink, private readonly log: Log, slot: InstanceSlot = 0) {
+    this.protocol = routeProtocol('vxlan', slot);
+  }
 
   async start(local: LocalNode): Promise<BackendStart> {
     this.local = local;
     const localIP = local.extIface.ipv4 ?? local.publicIP;
     this.mtu = this.settings.mtu ?? local.extIface.mtu - VXLAN_OVERHEAD;
     this.spec = {
-      name: deviceName(this.settings.vni),
+      name: await this.freeDeviceName(),
       vni: this.settings.vni,
       port: this.settings.port,
       localIP,
@@ -101,7 +107,7 @@ export class VxlanBackend implements Backend {
     }
     const keep = subnetsOf(opts.retained);
     const [haveRoutes, haveNeighbors, haveFdb] = await Promise.all([
-      this.nl.listRoutes({ family: 4, protocol: PROTOCOL }),
+      this.nl.listRoutes({ family: 4, protocol: this.protocol }),
       this.nl.listNeighbors(link.index, 4),
       this.nl.listFdb(link.index),
     ]);
@@ -109,7 +115,7 @@ export class VxlanBackend implements Backend {
     // FDB and ARP first, so a route never points at a VTEP the kernel cannot resolve.
     diffFdb(plan, link.index, fdb, haveFdb.filter((e) => e.ifindex === link.index));
     diffNeighbors(plan, link.index, neighbors, haveNeighbors.filter((n) => n.ifindex === link.index && n.permanent));
-    diffRoutes(plan, routes, haveRoutes, PROTOCOL, keep);
+    diffRoutes(plan, routes, haveRoutes, this.protocol, keep);
     const outcome = await applyPlan(this.nl, plan);
     return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
   }
@@ -119,8 +125,25 @@ export class VxlanBackend implements Backend {
   async teardown(): Promise<void> {
     const spec = this.spec;
     if (!spec) return;
-    await deleteRoutesOf(this.nl, PROTOCOL);
+    await deleteRoutesOf(this.nl, this.protocol);
     if (await this.nl.getLink(spec.name)) await this.nl.deleteLink(spec.name);
+  }
+
+  /**
+   * flanneld's `flannel.<VNI>`, unless a vxlan device of that name serves
+   * another port or GBP setting: that is the backend this one runs beside
+   * during a migration, and it keeps its device.
+   */
+  private async freeDeviceName(): Promise<string> {
+    const preferred = deviceName(this.settings.vni);
+    const existing = await this.nl.getLink(preferred);
+    const other = existing?.kind === 'vxlan' && existing.vxlan && (existing.vxlan.port !== this.settings.port || existing.vxlan.gbp !== this.settings.gbp);
+    if (!other) return preferred;
+    const beside = besideDeviceName(this.settings.port, this.settings.vni);
+    if (beside.length > 15) {
+      throw new BackendUnavailableError('vxlan', `cannot run vxlan VNI ${this.settings.vni} port ${this.settings.port} beside ${preferred}: the device name ${beside} is longer than the kernel's 15 characters`);
+    }
+    return beside;
   }
 
   private async ensureDevice() {

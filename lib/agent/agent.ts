@@ -22,7 +22,7 @@ import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
 import { ConfigError } from '../config';
 import { compareConfigs } from '../config/live-change';
-import { BackendUnavailableError, liveBackendKeys } from '../../backends';
+import { BackendUnavailableError, instanceOf, liveChangeOptions } from '../../backends';
 import type { NetworkConfigWatch } from '../subnet/manager';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
@@ -110,7 +110,7 @@ export class Agent {
     this.netlink = netlink;
     const datapaths = new Datapaths({ netlink, log: this.log, local, requestReconcile: (reason) => this.loop.request(reason) });
     this.datapaths = datapaths;
-    const leftOver = (await backendsInKernel(netlink)).filter((b) => b.type !== config.backend.type);
+    const leftOver = await backendsInKernel(netlink);
     const started = await datapaths.start(config.backend, leftOver);
     this.metrics.setBackend(datapaths.primary.type, datapaths.primary.mode);
     return started;
@@ -211,7 +211,7 @@ export class Agent {
       return refuse(`the new network config at ${this.opts.configKey} is invalid: ${err.message}`, { field: err.field });
     }
     this.metrics.setConfigValid(true);
-    const change = compareConfigs(running.config, next, { liveKeys: liveBackendKeys });
+    const change = compareConfigs(running.config, next, liveChangeOptions);
     if (change.kind === 'unchanged') return;
     if (change.kind === 'refused') return refuse(`the new network config cannot be applied: ${change.reason}`);
     for (const w of next.warnings) this.log.warn(`network config: ${w}`);
@@ -219,12 +219,14 @@ export class Agent {
       await datapaths.switchTo(next.backend);
     } catch (err) {
       const why = err instanceof BackendUnavailableError ? err.message : `cannot start it: ${(err as Error).message}`;
-      return refuse(`cannot switch to the ${next.backend.type} backend: ${why}`);
+      return refuse(`cannot switch to the ${instanceOf(next.backend).key} backend: ${why}`);
     }
     this.running = { ...running, config: next };
     this.metrics.setBackend(datapaths.primary.type, datapaths.primary.mode);
-    if (change.from.type === change.to.type) this.log.info(`${change.to.type} backend settings changed; applied in place`, { backends: datapaths.types().join(',') });
-    else this.log.info(`backend changed from ${change.from.type} to ${change.to.type}: migrating peer by peer`, { backends: datapaths.types().join(',') });
+    const from = instanceOf(change.from).key;
+    const to = instanceOf(change.to).key;
+    if (from === to) this.log.info(`${to} backend settings changed; applied in place`, { backends: datapaths.types().join(',') });
+    else this.log.info(`backend changed from ${from} to ${to}: migrating peer by peer`, { backends: datapaths.types().join(',') });
   }
 
   /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */

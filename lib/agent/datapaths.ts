@@ -3,10 +3,13 @@
  *
  * Normally one backend runs: the configured one. During a live migration,
  * and with a `Fallback`, several run side by side, each owning its own
- * kernel objects (its devices, its route protocol number). The lease lists
- * every backend this node terminates (`TwillBackends`), and each peer is
- * carried over the first backend of the preference order both ends
- * terminate (backends/choice.ts).
+ * kernel objects (its devices, its route protocol number). Backends are
+ * told apart by instance key (backends/instance.ts): the type plus the
+ * settings peers must match, so a change of vxlan VNI or Port, or of udp
+ * Port, is a migration too, with the two backends of one type in two slots.
+ * The lease lists every backend this node terminates (`TwillBackends`),
+ * and each peer is carried over the first backend of the preference order
+ * both ends terminate (backends/choice.ts).
  *
  * A reconcile runs in two passes so that a peer moving between backends is
  * never without a path: first every backend programs its new peers while
@@ -22,8 +25,8 @@ import type { Lease, LeaseAttrs } from '../subnet';
 import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
 import {
-  Backend, BackendCounters, BackendStart, LocalNode, ReconcileReport,
-  chooseBackend, createBackend, fallbackConfig, leaseViewFor, liveBackendKeys, terminatedBy,
+  Backend, BackendCounters, BackendStart, InstanceSlot, LeftOver, LocalNode, ReconcileReport,
+  backendFactory, chooseBackend, createBackend, fallbackConfig, instanceOf, leaseViewFor, liveBackendKeys, terminatedBy, typeOfKey,
 } from '../../backends';
 import { onLink } from '../../backends/peers';
 
@@ -31,10 +34,12 @@ import { onLink } from '../../backends/peers';
 export const RETIRE_MS = 3000;
 
 interface Running {
+  readonly key: string;
+  readonly slot: InstanceSlot;
   readonly config: BackendConfig;
   readonly backend: Backend;
   readonly started: BackendStart;
-  /** Found in the kernel at start rather than configured: its settings are a guess, so a configured one of its type takes it as it is. */
+  /** Found in the kernel at start rather than configured: it runs until no peer uses it. */
   readonly adopted: boolean;
   /** Peers it carried after the last reconcile, as leases viewed for this backend. */
   assigned: Map<string, Lease>;
@@ -52,7 +57,7 @@ export interface DatapathsDeps {
 }
 
 export interface AssignmentSummary {
-  /** Peers carried per backend type. */
+  /** Peers carried per backend (instance key). */
   readonly perBackend: ReadonlyMap<string, number>;
 }
 
@@ -72,17 +77,19 @@ export class Datapaths {
    * still be sending over them. Resolves with the configured backend's
    * start; rejects when that one cannot run.
    */
-  async start(target: BackendConfig, leftOver: readonly BackendConfig[]): Promise<BackendStart> {
+  async start(target: BackendConfig, leftOver: readonly LeftOver[]): Promise<BackendStart> {
     const addrs = await this.deps.netlink.listAddresses(this.deps.local.extIface.index, 4);
     this.extPrefixLen = addrs.find((a) => a.address === this.deps.local.extIface.ipv4)?.prefixLen;
-    const started = await this.startConfigured(target);
-    for (const config of leftOver) {
-      if (this.running.has(config.type)) continue;
+    const started = await this.startConfigured(target, leftOver);
+    for (const found of leftOver) {
+      const key = instanceOf(found.config).key;
+      const taken = [...this.running.values()].some((r) => r.key === key || (r.config.type === found.config.type && (r.slot === found.slot || found.guessed)));
+      if (taken) continue;
       try {
-        await this.startOne(config, true);
-        this.deps.log.info(`adopted the ${config.type} backend still in the kernel; it runs until no peer uses it`);
+        await this.startOne(found.config, found.slot, true);
+        this.deps.log.info(`adopted the ${key} backend still in the kernel; it runs until no peer uses it`);
       } catch (err) {
-        this.deps.log.warn(`cannot adopt the ${config.type} backend found in the kernel`, { error: (err as Error).message });
+        this.deps.log.warn(`cannot adopt the ${key} backend found in the kernel`, { error: (err as Error).message });
       }
     }
     return started;
@@ -90,8 +97,8 @@ export class Datapaths {
 
   /** Live migration: starts the new configured backend (and fallback) beside the running ones. */
   async switchTo(target: BackendConfig): Promise<BackendStart> {
-    const started = await this.startConfigured(target);
-    this.deps.requestReconcile(`backend changed to ${target.type}`);
+    const started = await this.startConfigured(target, []);
+    this.deps.requestReconcile(`backend changed to ${instanceOf(target).key}`);
     return started;
   }
 
@@ -101,10 +108,10 @@ export class Datapaths {
 
   /** The configured backend, for metrics and logs. */
   get primary(): Backend {
-    return this.running.get(this.target.type)!.backend;
+    return this.running.get(this.order[0])!.backend;
   }
 
-  /** Types running now, the preferred first. */
+  /** Backends (instance keys) running now, the preferred first. */
   types(): string[] {
     const rest = [...this.running.keys()].filter((t) => !this.order.includes(t));
     return [...this.order.filter((t) => this.running.has(t)), ...rest];
@@ -121,15 +128,22 @@ export class Datapaths {
 
   /** What this node publishes: BackendType/BackendData of the configured backend, and TwillBackends while it terminates more than one. */
   leaseAttrs(): LeaseAttrs {
-    const primary = this.running.get(this.target.type)!;
-    const advertised = this.types().filter((t) => this.running.get(t)!.withdrawnAt === undefined);
+    const primary = this.running.get(this.order[0])!;
+    const advertised = this.types().map((k) => this.running.get(k)!).filter((r) => r.withdrawnAt === undefined);
     const type = this.target.type;
+    // A lease without TwillBackends is read as the default settings of its type (backends/instance.ts), so any other is listed.
+    const listed = advertised.length > 1 || advertised.some((r) => r.key !== r.config.type);
     return {
       publicIP: this.deps.local.publicIP,
       publicIPv6: null,
       backendType: type === 'udp' || type === 'alloc' ? undefined : type,
       backendData: primary.started.backendData,
-      backends: advertised.length > 1 ? advertised.map((t) => ({ type: t, data: this.running.get(t)!.started.backendData })) : undefined,
+      backends: listed
+        ? advertised.map((r) => {
+          const identity = instanceOf(r.config).identity;
+          return { type: r.config.type, ...(Object.keys(identity).length ? { settings: identity } : {}), data: r.started.backendData };
+        })
+        : undefined,
     };
   }
 
@@ -140,8 +154,8 @@ export class Datapaths {
     const skipped: string[] = [];
     const known = peers.filter((p) => p.key !== own.key);
     for (const peer of known) {
-      const remote = terminatedBy(peer.attrs);
-      const type = chooseBackend(this.order, types, remote, (t) => this.reachable(t, peer));
+      const remote = terminatedBy(peer.attrs, types);
+      const type = chooseBackend(this.order, types, remote, (t) => this.reachable(typeOfKey(t), peer));
       if (!type) {
         skipped.push(`peer ${peer.subnet.toString()} (${peer.attrs.publicIP}) terminates ${remote.join(', ')}; this node runs ${types.join(', ')}: not reachable until they share a backend`);
         continue;
@@ -164,8 +178,9 @@ export class Datapaths {
     }
     const pass = async (type: string, retained: readonly Lease[]) => {
       const run = this.running.get(type)!;
+      const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
       try {
-        add(await run.backend.reconcile(own, [...next.get(type)!.values()], { retained, known }));
+        add(await run.backend.reconcile(own, [...next.get(type)!.values()], { retained, known, siblings }));
       } catch (err) {
         total.failures.push(`${type}: ${(err as Error).message}`);
       }
@@ -192,61 +207,106 @@ export class Datapaths {
     for (const run of this.running.values()) await run.backend.stop().catch(() => undefined);
   }
 
-  private async startConfigured(target: BackendConfig): Promise<BackendStart> {
+  private async startConfigured(target: BackendConfig, leftOver: readonly LeftOver[]): Promise<BackendStart> {
     const fallback = fallbackConfig(target);
-    const wanted = fallback ? [target, withoutFallback(fallback)] : [target];
-    for (const config of wanted) {
-      const have = this.running.get(config.type);
-      if (!have || have.adopted || sameSettings(have.config, config)) continue;
-      const live = new Set(liveBackendKeys(config.type).map((k) => k.toLowerCase()));
-      const differing = differingKeys(have.config, config);
-      if (differing.some((k) => !live.has(k))) {
-        throw new Error(`the ${config.type} backend already runs here with other settings (${differing.join(', ')}); ` +
-          'wait until it is retired (migrate to another backend first), then migrate to it with the new settings');
+    const wanted = (fallback ? [target, withoutFallback(fallback)] : [target]).map((config) => ({ config, key: instanceOf(config).key }));
+    // Everything is checked before anything changes: a refused config leaves the running backends as they were.
+    const slots = new Map<string, InstanceSlot>();
+    for (const { config, key } of wanted) {
+      const have = this.running.get(key);
+      if (have) {
+        if (!have.adopted && !sameSettings(have.config, config)) this.checkInPlace(have, config);
+        continue;
       }
+      slots.set(key, this.freeSlot(config, key, leftOver, wanted.map((w) => w.key)));
     }
-    for (const config of wanted) {
-      const have = this.running.get(config.type);
+    for (const { config, key } of wanted) {
+      const have = this.running.get(key);
       if (have && !have.adopted && !sameSettings(have.config, config)) await this.reconfigure(have, config);
     }
     let started: BackendStart | undefined;
-    for (const config of wanted) {
-      const run = this.running.get(config.type) ?? (await this.startOne(config));
+    for (const { config, key } of wanted) {
+      const run = this.running.get(key) ?? (await this.startOne(config, slots.get(key) ?? 0));
       run.idleSince = undefined;
       run.withdrawnAt = undefined;
       started ??= run.started;
     }
     this.target = target;
-    this.order = wanted.map((c) => c.type);
+    this.order = wanted.map((w) => w.key);
     return started!;
   }
 
-  /**
-   * Settings the backend applies in place (vxlan DirectRouting, MTU): a new
-   * backend object with the new settings adopts the same devices, and the
-   * next reconcile replaces routes atomically, so nothing is lost.
-   */
-  private async reconfigure(have: Running, config: BackendConfig): Promise<void> {
-    const backend = createBackend(withoutFallback(config), {
-      log: this.deps.log,
-      netlink: this.deps.netlink,
-      requestReconcile: this.deps.requestReconcile,
-    });
-    const started = await backend.start(this.deps.local);
-    this.running.set(config.type, { ...have, config, backend, started });
-    this.deps.log.info(`${config.type} backend: settings changed in place`, { settings: JSON.stringify(withoutFallback(config).settings) });
+  /** Throws, saying why, when the running backend cannot take `config`'s settings in place. */
+  private checkInPlace(have: Running, config: BackendConfig): void {
+    const live = new Set(liveBackendKeys(config.type).map((k) => k.toLowerCase()));
+    const differing = differingKeys(have.config, config);
+    if (differing.some((k) => !live.has(k))) {
+      throw new Error(`the ${have.key} backend already runs here with other settings (${differing.join(', ')}) that cannot change in place`);
+    }
   }
 
-  private async startOne(config: BackendConfig, adopted = false): Promise<Running> {
-    const backend = createBackend(withoutFallback(config), {
+  /**
+   * The slot a new backend of `config`'s type takes: the one its leftover
+   * state is in after a restart, else one no running backend of the type
+   * holds. At most two of one type run, and only when the kernel lets both
+   * hold their sockets at once (backendFactory(type).conflict).
+   */
+  private freeSlot(config: BackendConfig, key: string, leftOver: readonly LeftOver[], wantedKeys: readonly string[]): InstanceSlot {
+    const same = [...this.running.values()].filter((r) => r.config.type === config.type);
+    for (const r of same) {
+      const why = backendFactory(config.type).conflict?.(r.config, config);
+      if (why) throw new Error(why);
+    }
+    const held = new Set(same.map((r) => r.slot));
+    const mine = leftOver.find((l) => instanceOf(l.config).key === key && !held.has(l.slot));
+    if (mine) return mine.slot;
+    // At start the configured backend leaves the slot of another leftover of its type to that one.
+    const others = new Set(leftOver.filter((l) => l.config.type === config.type && !l.guessed && !wantedKeys.includes(instanceOf(l.config).key)).map((l) => l.slot));
+    const free = ([0, 1] as const).filter((s) => !held.has(s));
+    const slot = free.find((s) => !others.has(s)) ?? free[0];
+    if (slot === undefined) {
+      const busy = same.map((r) => r.key).join(' and ');
+      throw new Error(`${busy} already run here: a migration between two ${config.type} settings is still in progress; ` +
+        'wait until it has finished (one of them is retired), then change the settings again');
+    }
+    return slot;
+  }
+
+  /**
+   * Settings the backend applies in place (vxlan DirectRouting, MTU,
+   * Learning; ipip Mode and DirectRouting): the backend takes them itself,
+   * or a new backend object with the new settings adopts the same devices;
+   * the next reconcile replaces routes atomically, so nothing is lost.
+   */
+  private async reconfigure(have: Running, config: BackendConfig): Promise<void> {
+    const settings = JSON.stringify(withoutFallback(config).settings);
+    if (have.backend.reconfigure) {
+      have.backend.reconfigure(withoutFallback(config));
+      this.running.set(have.key, { ...have, config });
+    } else {
+      const backend = this.create(config, have.slot);
+      const started = await backend.start(this.deps.local);
+      this.running.set(have.key, { ...have, config, backend, started });
+    }
+    this.deps.log.info(`${have.key} backend: settings changed in place`, { settings });
+  }
+
+  private async startOne(config: BackendConfig, slot: InstanceSlot, adopted = false): Promise<Running> {
+    const backend = this.create(config, slot);
+    const started = await backend.start(this.deps.local);
+    const key = instanceOf(config).key;
+    const run: Running = { key, slot, config, backend, started, adopted, assigned: new Map() };
+    this.running.set(key, run);
+    return run;
+  }
+
+  private create(config: BackendConfig, slot: InstanceSlot): Backend {
+    return createBackend(withoutFallback(config), {
       log: this.deps.log,
       netlink: this.deps.netlink,
       requestReconcile: this.deps.requestReconcile,
+      slot,
     });
-    const started = await backend.start(this.deps.local);
-    const run: Running = { config, backend, started, adopted, assigned: new Map() };
-    this.running.set(config.type, run);
-    return run;
   }
 
   private reachable(type: string, peer: Lease): boolean {

@@ -7,9 +7,10 @@
  *    stays the same, then each `--set` on top (the value is JSON when it
  *    parses as JSON, else a string; `null` removes the key). The new config
  *    is validated as twilld validates it (the config parser, then the
- *    backend's own settings, then its `Fallback`). Changing the settings of
- *    the running backend (other than `Fallback`) is refused: agents cannot
- *    apply that live.
+ *    backend's own settings, then its `Fallback`). A change of the running
+ *    backend's settings is a migration when peers must match them (vxlan
+ *    VNI/Port/GBP, udp Port), applied in place when the backend can take
+ *    them live, and refused otherwise, with the agents' reason.
  * 2. `--dry-run` prints both `Backend` objects and, per node, what it
  *    terminates now and will terminate, and writes nothing.
  * 3. Otherwise the config is written with a compare-and-swap on its mod
@@ -34,9 +35,9 @@ import {
   EtcdAccessError, EtcdRegistry, EtcdSettingsError, EtcdUnavailableError, LeaseFormatError,
   leaseFromRaw, translateEtcdError, type Lease, type LeaseListing, type RawKV,
 } from '../subnet';
-import { BackendUnavailableError, KNOWN_BACKEND_TYPES, liveBackendKeys, validateBackendConfig } from '../../backends';
+import { BackendUnavailableError, KNOWN_BACKEND_TYPES, liveChangeOptions, validateBackendConfig } from '../../backends';
 import { compareConfigs, type ConfigChange } from '../config/live-change';
-import { chooseBackend, preferenceOrder, primaryBackendType, terminatedBy } from '../../backends/choice';
+import { chooseBackend, preferenceOrder, terminatedBy } from '../../backends/choice';
 import { addEtcdOptions, etcdClientFrom, type EtcdCliOptions } from './etcd-options';
 import { printable } from './status/cells';
 
@@ -125,7 +126,7 @@ export interface MigrationPlan {
   /** The whole new config text. */
   readonly newText: string;
   readonly newConfig: NetworkConfig;
-  /** The target type (lower case). */
+  /** The target backend as an instance key: the type, with the settings peers must match when not the defaults (`vxlan{VNI=2}`). */
   readonly target: string;
   /** preferenceOrder(new backend): the target, then its Fallback. */
   readonly order: readonly string[];
@@ -180,23 +181,12 @@ export function planMigration(currentText: string, to: string, assignments: read
   }
   // The agents decide what a change is on parsed values (a default written out is no change); so does this.
   const change = compareWithRunning(currentText, newConfig);
-  if (currentType === backend.type && change?.kind !== 'unchanged') {
-    const before = normalised(currentBackend);
-    const after = normalised(newBackend);
-    const changed = [...new Set([...before.keys(), ...after.keys()])]
-      .filter((k) => k !== 'fallback' && !isDeepStrictEqual(before.get(k), after.get(k)));
-    if (changed.length > 0 && change?.kind === 'refused') {
-      const what = changed.map((k) => `${spelling(k, newBackend, isObject(currentBackend) ? currentBackend : {})} ${show(before.get(k))} → ${show(after.get(k))}`).join(', ');
-      throw new MigrationRefused(
-        `Backend is already ${backend.type}; changing its settings (${what}) cannot be applied live by the agents. ` +
-        `Migrate to another backend first (twill migrate --to <other type>), then back with the new settings ` +
-        `(twill migrate --to ${backend.type}${assignments.map((a) => ` --set ${a.key}=${a.value === undefined ? 'null' : JSON.stringify(a.value)}`).join('')}).`,
-      );
-    }
+  if (currentType === backend.type && change?.kind === 'refused') {
+    throw new MigrationRefused(`Backend is already ${backend.type}, and the agents cannot apply this change of its settings: ${change.reason}`);
   }
   const unchanged = change ? change.kind === 'unchanged' : currentType === backend.type && isDeepStrictEqual(normalised(currentBackend), normalised(newBackend));
   const order = preferenceOrder(backend);
-  return { currentBackend, newBackend, newText, newConfig, target: backend.type, order, wanted: order, unchanged, warnings: newConfig.warnings };
+  return { currentBackend, newBackend, newText, newConfig, target: order[0], order, wanted: order, unchanged, warnings: newConfig.warnings };
 }
 
 /** The config as twilld checks it (lib/agent/config-source.ts). */
@@ -214,7 +204,7 @@ function validate(text: string): NetworkConfig {
 /** What the agents will make of the new config, compared with the running one; undefined when the running one does not parse. */
 function compareWithRunning(currentText: string, next: NetworkConfig): ConfigChange | undefined {
   try {
-    return compareConfigs(parseNetworkConfig(currentText, KNOWN_BACKEND_TYPES), next, { liveKeys: liveBackendKeys });
+    return compareConfigs(parseNetworkConfig(currentText, KNOWN_BACKEND_TYPES), next, liveChangeOptions);
   } catch {
     return undefined;
   }
@@ -240,11 +230,6 @@ function normalised(backend: unknown): Map<string, unknown> {
     else m.set(k.toLowerCase(), v);
   }
   return m;
-}
-
-function spelling(lower: string, ...objects: Record<string, unknown>[]): string {
-  for (const o of objects) for (const k of Object.keys(o)) if (k.toLowerCase() === lower) return k;
-  return lower;
 }
 
 function show(v: unknown): string {
@@ -298,7 +283,7 @@ export function assessNodes(leases: readonly Lease[], plan: Pick<MigrationPlan, 
       notOnTarget.set(over, [...(notOnTarget.get(over) ?? []), peer.subnet.toString()]);
     }
     const pending: string[] = [];
-    const primary = primaryBackendType(lease.attrs);
+    const primary = terminates[0];
     if (!terminates.includes(plan.target)) pending.push(`does not terminate ${plan.target} yet`);
     else if (primary !== plan.target) pending.push(`its primary backend is ${primary}, not ${plan.target}`);
     const missing = plan.wanted.filter((t) => t !== plan.target && !terminates.includes(t));

@@ -10,10 +10,11 @@
  *   what to do instead.
  * - A new Backend.Type (or only a new Backend.Fallback) is a live migration:
  *   `backend`.
- * - New settings for the same Backend.Type are refused too: agents apply a
- *   backend change by running the new backend beside the old one, which
- *   cannot be done with two backends of one type; the way to new settings is
- *   to migrate to another type and back.
+ * - New settings for the same Backend.Type that peers must match (the
+ *   backend's identity: vxlan VNI, Port, GBP; udp Port) are a migration
+ *   too: a second backend of the type runs beside the first. Settings the
+ *   running backend takes in place (`liveKeys`) are applied as they are.
+ *   Any other change of settings is refused.
  *
  * Comparison is canonical, on the parsed configs (so an explicit default
  * equals an absent key): backend setting names match case-insensitively as
@@ -35,6 +36,10 @@ const FALLBACK = 'fallback';
 export interface CompareOptions {
   /** Backend keys the running backend of `type` applies in place, without a new device (vxlan: DirectRouting, MTU). */
   readonly liveKeys?: (type: string) => readonly string[];
+  /** The instance key of a backend config (backends/instance.ts); two configs of one type with different keys migrate. */
+  readonly instanceKey?: (backend: BackendConfig) => string;
+  /** Why backends of the two configs cannot run side by side on one node; undefined when they can. */
+  readonly conflict?: (from: BackendConfig, to: BackendConfig) => string | undefined;
 }
 
 export function compareConfigs(running: NetworkConfig, next: NetworkConfig, opts: CompareOptions = {}): ConfigChange {
@@ -51,8 +56,12 @@ export function compareConfigs(running: NetworkConfig, next: NetworkConfig, opts
   }
 
   const sameType = running.backend.type === next.backend.type;
+  const newIdentity = sameType && opts.instanceKey !== undefined && opts.instanceKey(running.backend) !== opts.instanceKey(next.backend);
   let changedInPlace = false;
-  if (sameType) {
+  if (newIdentity) {
+    const why = opts.conflict?.(running.backend, next.backend);
+    if (why) reasons.push(`${describe(settingChanges(running.backend, next.backend))}: ${why}`);
+  } else if (sameType) {
     const live = new Set((opts.liveKeys?.(running.backend.type) ?? []).map((k) => `backend.${k.toLowerCase()}`));
     const all = settingChanges(running.backend, next.backend);
     const settings = all.filter((c) => !live.has(c.key.toLowerCase()));
@@ -71,7 +80,7 @@ export function compareConfigs(running: NetworkConfig, next: NetworkConfig, opts
   if (reasons.length > 0) {
     return { kind: 'refused', reason: `${reasons.join('. Also, ')}. The running config stays in force.` };
   }
-  if (!sameType || changedInPlace || !sameValue(fallbackOf(running.backend), fallbackOf(next.backend))) {
+  if (!sameType || newIdentity || changedInPlace || !sameValue(fallbackOf(running.backend), fallbackOf(next.backend))) {
     return { kind: 'backend', from: running.backend, to: next.backend };
   }
   return { kind: 'unchanged' };

@@ -31,6 +31,8 @@ export interface LinkInfo {
   master?: number;
   /** The vxlan settings, for kind 'vxlan'. */
   vxlan?: VxlanInfo;
+  /** IFLA_IFALIAS, when set (`ip link set … alias`). */
+  alias?: string;
 }
 
 /** The IFLA_INFO_DATA of a vxlan device. */
@@ -100,6 +102,7 @@ export function decodeLink(msg: rt.LinkMessage): LinkInfo {
   };
   if (attrs.address && attrs.address.length === 6) info.mac = decodeMac(attrs.address);
   if (attrs.master) info.master = attrs.master;
+  if (attrs.ifalias) info.alias = attrs.ifalias;
   if (attrs.linkinfo) {
     const linkinfo = ifla.parseInfo(attrs.linkinfo);
     if (linkinfo.kind) info.kind = linkinfo.kind;
@@ -256,6 +259,19 @@ export async function setMtu(ctx: RtContext, ref: LinkRef, mtu: number): Promise
   checkInteger('mtu', mtu, 68, 0xffff);
   const { data, attrs } = selector(ref);
   await ctx.writer.request(RTM_SETLINK, linkBody(data, { ...attrs, mtu }), 0, { operation: 'set link', object: `${ref} mtu ${mtu}` });
+}
+
+/** Sets the device's alias (IFLA_IFALIAS), a note kept with the device for whoever finds it again. */
+export async function setAlias(ctx: RtContext, ref: LinkRef, alias: string): Promise<void> {
+  const { data, attrs } = selector(ref);
+  await ctx.writer.request(RTM_SETLINK, linkBody(data, { ...attrs, ifalias: alias }), 0, { operation: 'set link', object: `${ref} alias ${JSON.stringify(alias)}` });
+}
+
+/** Turns learning of a vxlan device on or off in place (the kernel's vxlan changelink), keeping its FDB and routes. */
+export async function setVxlanLearning(ctx: RtContext, ref: LinkRef, learning: boolean): Promise<void> {
+  const { data, attrs } = selector(ref);
+  const linkinfo = flatten(ifla.formatInfo({ kind: 'vxlan', data: flatten(ifla.formatVxlan({ learning: learning ? 1 : 0 })) }));
+  await ctx.writer.request(rt.MessageType.NEWLINK, linkBody(data, { ...attrs, linkinfo }), 0, { operation: 'set link', object: `${ref} type vxlan ${learning ? 'learning' : 'nolearning'}` });
 }
 
 export async function setMac(ctx: RtContext, ref: LinkRef, mac: string): Promise<void> {

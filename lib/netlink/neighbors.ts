@@ -101,6 +101,22 @@ export async function replaceNeighbor(ctx: RtContext, spec: NeighborSpec): Promi
   await ctx.writer.request(rt.MessageType.NEWNEIGH, out.bufs, FlagsNew.CREATE | FlagsNew.REPLACE, describe);
 }
 
+/**
+ * Asks the kernel to resolve `ip` on the link now, as if a packet were
+ * waiting for it (RTM_NEWNEIGH with NTF_USE): an absent entry is created in
+ * state INCOMPLETE and ARP/NDP starts; an existing one is only "used" (a
+ * STALE entry gets re-probed). Nothing permanent is added: an entry that
+ * never resolves becomes FAILED and the kernel garbage-collects it.
+ */
+export async function probeNeighbor(ctx: RtContext, sel: NeighborSelector): Promise<void> {
+  const describe: Describe = { operation: 'probe neighbour', object: `${sel.ip} dev ${sel.dev} use` };
+  const family = ipFamily(sel.ip, 'ip');
+  const data: rt.Neighbor = { family: addressFamily(family), ifindex: await ctx.ifindex(sel.dev, describe), flags: { use: true } };
+  const out = new AttrStream();
+  rt.formatNeighborMessage({ kind: 'neighbor', data, attrs: { dst: encodeIp(sel.ip, 'ip') } }, out);
+  await ctx.writer.request(rt.MessageType.NEWNEIGH, out.bufs, FlagsNew.CREATE, describe);
+}
+
 /** Removes the entry for `ip` on the link; ENOENT if there is none. */
 export async function deleteNeighbor(ctx: RtContext, sel: NeighborSelector): Promise<void> {
   const describe: Describe = { operation: 'delete neighbour', object: `${sel.ip} dev ${sel.dev}` };

@@ -17,10 +17,10 @@ import { subscribe, SubscribeOptions } from './event-relay';
 import { EventGroup, EventListener, Unsubscribe } from './events';
 import { appendFdb, deleteFdb, FdbEntry, FdbSelector, FdbSpec, listFdb, replaceFdb } from './fdb';
 import {
-  createIpip, createVxlan, deleteLink, getLink, IpipSpec, LinkInfo, listLinks, setLinkUp, setMac, setMtu, VxlanSpec,
+  createIpip, createVxlan, deleteLink, getLink, IpipSpec, LinkInfo, listLinks, setAlias, setLinkUp, setMac, setMtu, setVxlanLearning, VxlanSpec,
 } from './links';
-import { deleteNeighbor, listNeighbors, NeighborInfo, NeighborSelector, NeighborSpec, replaceNeighbor } from './neighbors';
-import { addRoute, deleteRoute, listRoutes, replaceRoute, RouteFilter, RouteInfo, RouteSelector, RouteSpec } from './routes';
+import { deleteNeighbor, listNeighbors, NeighborInfo, NeighborSelector, NeighborSpec, probeNeighbor, replaceNeighbor } from './neighbors';
+import { addRoute, deleteRoute, listRoutes, replaceRoute, routeGet, RouteFilter, RouteInfo, RouteSelector, RouteSpec } from './routes';
 import { GET_BUDGET_BYTES, RtSocket, RtSocketOptions } from './socket';
 import { IpFamily } from './wire-format';
 
@@ -73,6 +73,8 @@ export class Netlink {
   setLinkDown(ref: LinkRef): Promise<void> { return setLinkUp(this.ctx, ref, false); }
   setMtu(ref: LinkRef, mtu: number): Promise<void> { return setMtu(this.ctx, ref, mtu); }
   setMac(ref: LinkRef, mac: string): Promise<void> { return setMac(this.ctx, ref, mac); }
+  setVxlanLearning(ref: LinkRef, learning: boolean): Promise<void> { return setVxlanLearning(this.ctx, ref, learning); }
+  setAlias(ref: LinkRef, alias: string): Promise<void> { return setAlias(this.ctx, ref, alias); }
 
   // Addresses
 
@@ -87,6 +89,12 @@ export class Netlink {
 
   /** Routes of the main table unless `filter.table` says otherwise. */
   listRoutes(filter?: RouteFilter): Promise<RouteInfo[]> { return listRoutes(this.ctx, filter); }
+  /**
+   * The route the kernel would take to one IPv4 address (`ip route get`):
+   * its gateway when it goes through a router, its device; undefined when
+   * there is no route. `{ dev: false }` leaves out the device's name (saves a request).
+   */
+  routeGet(dst: string, opts: { dev?: boolean } = {}): Promise<RouteInfo | undefined> { return routeGet(this.ctx, dst, opts.dev ?? true); }
   /** EEXIST if a route with the same destination, table and metric exists. */
   addRoute(spec: RouteSpec): Promise<void> { return addRoute(this.ctx, spec); }
   /** Atomic create-or-replace (NLM_F_CREATE|NLM_F_REPLACE). */
@@ -98,6 +106,8 @@ export class Netlink {
 
   listNeighbors(ref?: LinkRef, family?: IpFamily): Promise<NeighborInfo[]> { return listNeighbors(this.ctx, ref, family); }
   replaceNeighbor(spec: NeighborSpec): Promise<void> { return replaceNeighbor(this.ctx, spec); }
+  /** Starts resolving `ip` on the link (NTF_USE), creating no permanent entry. */
+  probeNeighbor(sel: NeighborSelector): Promise<void> { return probeNeighbor(this.ctx, sel); }
   /** ENOENT if absent. */
   deleteNeighbor(sel: NeighborSelector): Promise<void> { return deleteNeighbor(this.ctx, sel); }
 

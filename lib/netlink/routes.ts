@@ -24,7 +24,8 @@
  */
 import { AttrStream, FlagsNew, rt } from 'netlink';
 import { LinkRef, RtContext } from './context';
-import { InvalidArgumentError, isNotFound } from './errors';
+import { InvalidArgumentError, isNotFound, NetlinkError } from './errors';
+import { getLink } from './links';
 import { Describe } from './socket';
 import { addressFamily, decodeIp, encodeIp, formatCidr, IpFamily, ipFamily, ipFamilyOf, parseCidr } from './wire-format';
 
@@ -186,6 +187,35 @@ export async function listRoutes(ctx: RtContext, filter: RouteFilter = {}): Prom
     routes.push(r);
   }
   return routes;
+}
+
+/**
+ * The route the kernel would use to send to one IPv4 address now (`ip route
+ * get <ip>`): one RTM_GETROUTE request, not a dump. The reply carries the
+ * address as a /32 destination, the output device and, when the kernel
+ * would hand the packet to a router, the gateway — with the most specific
+ * route, policy rules and `onlink` gateways already taken into account.
+ * Undefined when the kernel has no route (ENETUNREACH) or an unreachable
+ * one (EHOSTUNREACH). `dev` (the device's name) costs one more request;
+ * `resolveDev: false` skips it.
+ */
+export async function routeGet(ctx: RtContext, dst: string, resolveDev = true): Promise<RouteInfo | undefined> {
+  if (ipFamily(dst, 'dst') !== 4) throw new InvalidArgumentError('dst', dst, 'an IPv4 address');
+  const describe: Describe = { operation: 'get route', object: dst };
+  const out = new AttrStream();
+  rt.formatRouteMessage({ kind: 'route', data: { family: addressFamily(4), dstLen: 32 }, attrs: { dst: encodeIp(dst, 'dst') } }, out);
+  let replies: rt.Message[];
+  try {
+    replies = await ctx.reader.request(rt.MessageType.GETROUTE, out.bufs, 0, describe);
+  } catch (err) {
+    if (err instanceof NetlinkError && (err.code === 'ENETUNREACH' || err.code === 'EHOSTUNREACH')) return undefined;
+    throw err;
+  }
+  const msg = replies.find((m): m is rt.RouteMessage => m.kind === 'route');
+  const route = msg ? decodeRoute(msg) : undefined;
+  if (!route) throw new NetlinkError(describe.operation, describe.object, 'EBADMSG', 'the kernel answered without a route');
+  if (resolveDev && route.ifindex !== undefined) route.dev = (await getLink(ctx, route.ifindex))?.name;
+  return route;
 }
 
 /** Adds the route; EEXIST if one with the same destination, table and metric exists. */

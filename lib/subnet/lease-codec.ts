@@ -63,7 +63,12 @@ export function encodeLeaseAttrs(attrs: LeaseAttrs): string {
   if (!isEmptyJson(attrs.backendData)) out.BackendData = attrs.backendData;
   if (!isEmptyJson(attrs.backendV6Data)) out.BackendV6Data = attrs.backendV6Data;
   if (attrs.backends && attrs.backends.length > 0) {
-    out.TwillBackends = attrs.backends.map((b) => (isEmptyJson(b.data) ? { Type: b.type } : { Type: b.type, Data: b.data }));
+    out.TwillBackends = attrs.backends.map((b) => {
+      const entry: Record<string, unknown> = { Type: b.type };
+      if (!isEmptyJson(b.settings)) entry.Settings = b.settings;
+      if (!isEmptyJson(b.data)) entry.Data = b.data;
+      return entry;
+    });
   }
   return JSON.stringify(out);
 }
@@ -128,9 +133,24 @@ function decodeBackends(v: unknown): BackendAdvert[] | undefined {
     if (typeof type !== 'string' || !/^[a-z0-9-]{1,32}$/.test(type)) {
       throw new LeaseFormatError('TwillBackends', `lease TwillBackends entry ${quote(JSON.stringify(item) ?? String(item), false)} has no valid Type`);
     }
+    const settings = decodeAdvertSettings(entry?.get('settings'), type);
     const data = entry?.get('data');
-    return data === undefined || data === null ? { type } : { type, data };
+    return { type, ...(settings ? { settings } : {}), ...(data === undefined || data === null ? {} : { data }) };
   });
+}
+
+/** TwillBackends[].Settings: an object of plain values (a backend's identity, e.g. {"Port":4789}). */
+function decodeAdvertSettings(v: unknown, type: string): Record<string, string | number | boolean> | undefined {
+  if (v === undefined || v === null) return undefined;
+  const bad = () => new LeaseFormatError('TwillBackends', `lease TwillBackends entry for ${type}: Settings must be an object of strings, numbers and booleans, got ${describe(v)}`);
+  if (typeof v !== 'object' || Array.isArray(v)) throw bad();
+  const out: Record<string, string | number | boolean> = {};
+  for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+    if (!/^[A-Za-z][A-Za-z0-9]{0,31}$/.test(k)) throw bad();
+    if (typeof val === 'string' ? val.length > 64 : typeof val !== 'number' && typeof val !== 'boolean') throw bad();
+    out[k] = val as string | number | boolean;
+  }
+  return Object.keys(out).length ? out : undefined;
 }
 
 // Go's decoder matches keys case-insensitively; the last duplicate wins.

@@ -18,6 +18,8 @@ export interface LeaseAttrs {
 /** One backend a node terminates, with the data peers need to reach it. */
 export interface BackendAdvert {
   readonly type: string;
+  /** The settings that tell this backend apart on the wire (e.g. vxlan Port), non-default ones only; absent for the defaults. */
+  readonly settings?: Readonly<Record<string, string | number | boolean>>;
   readonly data?: unknown;
 }
 

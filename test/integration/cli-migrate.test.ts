@@ -142,14 +142,23 @@ describe('twill migrate (the CLI against a real etcd)', function () {
       expect(await storedConfig()).to.deep.equal(before);
     });
 
-    it('refuses to change the running backend\'s settings in place: agents cannot apply that live (exit 1)', async () => {
+    it('refuses a settings change the agents cannot apply (GBP alone), with their reason (exit 1)', async () => {
       await admin.put(CONFIG_KEY).value(VXLAN_CONFIG);
       const before = await storedConfig();
-      const r = await run(['--to', 'vxlan', '--set', 'VNI=2']);
+      const r = await run(['--to', 'vxlan', '--set', 'GBP=true']);
       expect(r.code, r.stderr).to.equal(1);
-      expect(r.stderr).to.include('Backend is already vxlan; changing its settings (VNI 1 → 2) cannot be applied live by the agents');
-      expect(r.stderr).to.include('Migrate to another backend first (twill migrate --to <other type>), then back with the new settings (twill migrate --to vxlan --set VNI=2)');
+      expect(r.stderr).to.include('Backend is already vxlan, and the agents cannot apply this change of its settings: Backend.GBP would change from (unset) to true');
+      expect(r.stderr).to.include('change Backend.Port or Backend.VNI together with Backend.GBP');
       expect(await storedConfig()).to.deep.equal(before);
+    });
+
+    it('takes a new VNI as a migration to the backend vxlan{VNI=2}, which each node will terminate', async () => {
+      await admin.put(CONFIG_KEY).value(VXLAN_CONFIG);
+      await putLease(1, vxlanLease(1));
+      const r = await run(['--to', 'vxlan', '--set', 'VNI=2', '--dry-run']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.include('new Backend:     {"Type":"vxlan","VNI":2}\n');
+      expect(r.stdout).to.include('  10.244.1.0/24 (198.18.0.1): terminates vxlan → will terminate vxlan{VNI=2}\n');
     });
 
     it('lets vxlan DirectRouting change in place, as the agents do, and writes it', async () => {
@@ -213,7 +222,7 @@ describe('twill migrate (the CLI against a real etcd)', function () {
     const stored = JSON.parse((await storedConfig()).text) as Record<string, unknown>;
     expect(stored).to.deep.equal({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan', VNI: 7, DirectRouting: true, Fallback: 'udp', Port: 4789 } });
     // No leases: nothing to wait for.
-    expect(r.stdout).to.match(/^converged: 0 nodes on vxlan \(with fallback udp\) in 0\.\d s$/m);
+    expect(r.stdout).to.match(/^converged: 0 nodes on vxlan\{Port=4789,VNI=7\} \(with fallback udp\) in 0\.\d s$/m);
   });
 
   it('--set with a quoted number keeps a string, which the backend refuses as such', async () => {

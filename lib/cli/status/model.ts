@@ -15,7 +15,7 @@ import {
   LeaseFormatError, decodeLeaseAttrs, leaseFromRaw, parseSubnetKey,
   type LeaseAttrs, type Lease, type RawKV,
 } from '../../subnet';
-import { KNOWN_BACKEND_TYPES, BackendUnavailableError, backendFactory } from '../../../backends';
+import { KNOWN_BACKEND_TYPES, BackendUnavailableError, advertKey, backendFactory, terminatedBy } from '../../../backends';
 
 /** The network config at `<prefix>/config`, as found. */
 export type ConfigStatus =
@@ -173,8 +173,9 @@ function backendsOf(attrs: LeaseAttrs): Pick<LeaseRow, 'backendType' | 'twillBac
   // flanneld's udp (and alloc) leases carry no BackendType: the rule of
   // backends/peers.ts `leaseBackendType`, which takes a whole Lease (invalid rows have none).
   const backendType = attrs.backendType ?? 'udp';
-  const twillBackends = attrs.backends?.map((b) => b.type);
-  const terminates = [...new Set([backendType, ...(twillBackends ?? [])])];
+  // Instance keys, as the agents compare them (backends/instance.ts): `vxlan{VNI=2}` while a VNI migration runs.
+  const twillBackends = attrs.backends?.map(advertKey);
+  const terminates = terminatedBy(attrs);
   const vxlanData = attrs.backendType === 'vxlan' ? attrs.backendData : attrs.backends?.find((b) => b.type === 'vxlan')?.data;
   return { backendType, twillBackends, terminates, vtepMAC: vtepMacOf(vxlanData) };
 }
