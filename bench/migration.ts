@@ -5,19 +5,33 @@
  * → udp. Per switch: probes sent and lost, the longest gap between replies
  * on any pair, the longest TCP stall (100 ms resolution), and the time from
  * the config write until the last node has converged (every lease on the
- * new backend alone, nothing of the old one left in any kernel).
+ * new backend alone, nothing of the old one left in any kernel). Then
+ * the same for new settings of one type: vxlan VNI 1 → 2, Port 8472 → 4789
+ * (same VNI), udp Port 8285 → 8300 and back.
  * Usage: node dist/bench/migration.js [--pps 200]
  */
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { startIperfStream } from '../test/harness/iperf';
-import { Probes, convergedOn } from '../test/harness/migration';
+import { Probes, convergedOn, convergedOnSettings } from '../test/harness/migration';
 import { sleep } from '../test/harness/netns';
 import { waitFor } from '../test/harness/wait';
 
 const NODES = 3;
 const NETWORK = '10.244.0.0/16';
-const CHAIN: { Type: string; Mode?: string }[] = [
-  { Type: 'udp' }, { Type: 'vxlan' }, { Type: 'host-gw' }, { Type: 'ipip', Mode: 'userspace' }, { Type: 'vxlan' }, { Type: 'udp' },
+interface Step {
+  readonly backend: { Type: string; Mode?: string; VNI?: number; Port?: number };
+  /** Set for a change of settings within one type: the settings leases list, and the old backend's device that must go. */
+  readonly settings?: { readonly listed?: Record<string, unknown>; readonly oldDevice: string };
+}
+const CHAIN: Step[] = [
+  { backend: { Type: 'udp' } }, { backend: { Type: 'vxlan' } }, { backend: { Type: 'host-gw' } },
+  { backend: { Type: 'ipip', Mode: 'userspace' } }, { backend: { Type: 'vxlan' } }, { backend: { Type: 'udp' } },
+  { backend: { Type: 'vxlan' } },
+  { backend: { Type: 'vxlan', VNI: 2 }, settings: { listed: { VNI: 2 }, oldDevice: 'flannel.1' } },
+  { backend: { Type: 'vxlan', VNI: 2, Port: 4789 }, settings: { listed: { VNI: 2, Port: 4789 }, oldDevice: 'flannel.2' } },
+  { backend: { Type: 'udp' } },
+  { backend: { Type: 'udp', Port: 8300 }, settings: { listed: { Port: 8300 }, oldDevice: 'flannel0' } },
+  { backend: { Type: 'udp' }, settings: { oldDevice: 'flannel1' } },
 ];
 
 function arg(name: string, fallback: string): string {
@@ -38,8 +52,11 @@ interface Row {
 
 async function main(): Promise<void> {
   const pps = Number(arg('pps', '200'));
-  const label = (b: { Type: string; Mode?: string }) => (b.Mode ? `${b.Type} (${b.Mode})` : b.Type);
-  const tc = await TwillCluster.create({ nodes: NODES, config: { Network: NETWORK, Backend: CHAIN[0] }, agentArgs: ['--repair-interval', '2'] });
+  const label = ({ backend: { Type, Mode, ...rest } }: Step) => {
+    const settings = Object.entries(rest).map(([k, v]) => `${k} ${String(v)}`).join(', ');
+    return `${Type}${Mode ? ` (${Mode})` : ''}${settings ? ` ${settings}` : ''}`;
+  };
+  const tc = await TwillCluster.create({ nodes: NODES, config: { Network: NETWORK, Backend: CHAIN[0].backend }, agentArgs: ['--repair-interval', '2'] });
   const rows: Row[] = [];
   try {
     for (let i = 1; i < CHAIN.length; i++) {
@@ -49,8 +66,11 @@ async function main(): Promise<void> {
       const tcp = await startIperfStream(tc.podNs(1), tc.podNs(0), tc.podIp(1), 20);
       await sleep(1000);
       const written = Date.now();
-      await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, Backend: to }));
-      await waitFor(`every node on ${to.Type}`, () => convergedOn(tc, NODES, to.Type, from.Type), 60_000, 100);
+      await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, Backend: to.backend }));
+      const settings = to.settings;
+      await waitFor(`every node on ${label(to)}`, () => settings
+        ? convergedOnSettings(tc, NODES, to.backend.Type, settings.listed, settings.oldDevice)
+        : convergedOn(tc, NODES, to.backend.Type, from.backend.Type), 60_000, 100);
       const convergedMs = Date.now() - written;
       await sleep(1000);
       const report = await probes.stop();

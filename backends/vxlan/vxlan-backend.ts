@@ -4,7 +4,9 @@
  *   FDB        <VtepMAC> dst <PublicIP> self permanent          dev flannel.<VNI>
  *   route      <peer subnet> via <peer subnet IP> onlink         dev flannel.<VNI>
  * With DirectRouting, a peer on the same link-layer network gets only
- * `route <peer subnet> via <PublicIP> dev <ext>`.
+ * `route <peer subnet> via <PublicIP> dev <ext>`: one the kernel reaches
+ * without a gateway through the external interface and whose ARP has not
+ * failed (backends/direct-reach.ts), as flanneld asks the kernel too.
  *
  * reconcile() reads the device's neighbours and FDB entries and the routes
  * carrying vxlan's protocol number, and applies the difference; the device
@@ -19,7 +21,8 @@ import { BackendUnavailableError } from '../backend';
 import type { InstanceSlot } from '../backend';
 import { diffFdb, diffNeighbors, diffRoutes, emptyPlan, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
 import { applyPlan, deleteRoutesOf } from '../apply-plan';
-import { onLink, partitionPeers, subnetsOf } from '../peers';
+import { partitionPeers, subnetsOf } from '../peers';
+import { DirectReach } from '../direct-reach';
 import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac } from './device';
 import type { VxlanSettings } from './settings';
 
@@ -37,7 +40,7 @@ export class VxlanBackend implements Backend {
   private local?: LocalNode;
   private spec?: VxlanSpec;
   private mtu = 0;
-  private extPrefixLen?: number;
+  private direct?: DirectReach;
 
   /** The routes this backend owns carry this number (its slot's: two vxlan backends may run side by side). */
   private readonly protocol: number;
@@ -61,8 +64,7 @@ export class VxlanBackend implements Backend {
       mtu: this.mtu,
       mac: derivedVtepMac(localIP, this.settings.vni),
     };
-    const addrs = await this.nl.listAddresses(local.extIface.index, 4);
-    this.extPrefixLen = addrs.find((a) => a.address === localIP)?.prefixLen;
+    this.direct = new DirectReach(this.nl, local.extIface);
     const link = await this.ensureDevice();
     const data: VxlanLeaseData = { VNI: this.settings.vni, VtepMAC: link.mac ?? this.spec.mac! };
     return { backendData: data, mtu: this.mtu };
@@ -74,6 +76,10 @@ export class VxlanBackend implements Backend {
     await this.ensureAddress(link.index, `${own.subnet.ip.toString()}/32`);
 
     const { carried, skipped } = partitionPeers(peers, this.type, own);
+    const direct = this.required(this.direct);
+    if (this.settings.directRouting) {
+      for (const problem of await direct.refresh(carried.map((p) => p.attrs.publicIP))) this.log.warn(`vxlan DirectRouting: ${problem}`);
+    }
     const routes: WantedRoute[] = [];
     const neighbors: WantedNeighbor[] = [];
     const fdb: WantedFdb[] = [];
@@ -88,7 +94,7 @@ export class VxlanBackend implements Backend {
         continue;
       }
       const dst = peer.subnet.toString();
-      if (this.settings.directRouting && onLink(peer.attrs.publicIP, local.extIface.ipv4, this.extPrefixLen)) {
+      if (this.settings.directRouting && direct.isDirect(peer.attrs.publicIP)) {
         routes.push({ dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false });
         continue;
       }
@@ -132,16 +138,21 @@ export class VxlanBackend implements Backend {
   /**
    * flanneld's `flannel.<VNI>`, unless a vxlan device of that name serves
    * another port or GBP setting: that is the backend this one runs beside
-   * during a migration, and it keeps its device.
+   * during a migration, and it keeps its device. A device of this backend
+   * found under either name is adopted (a restart, or new settings applied
+   * in place).
    */
   private async freeDeviceName(): Promise<string> {
-    const preferred = deviceName(this.settings.vni);
+    const { vni, port, gbp } = this.settings;
+    const preferred = deviceName(vni);
+    const beside = besideDeviceName(port, vni);
     const existing = await this.nl.getLink(preferred);
-    const other = existing?.kind === 'vxlan' && existing.vxlan && (existing.vxlan.port !== this.settings.port || existing.vxlan.gbp !== this.settings.gbp);
-    if (!other) return preferred;
-    const beside = besideDeviceName(this.settings.port, this.settings.vni);
+    const vxlan = existing?.kind === 'vxlan' ? existing.vxlan : undefined;
+    if (vxlan && vxlan.port === port && vxlan.gbp === gbp) return preferred;
+    if ((await this.nl.getLink(beside))?.kind === 'vxlan') return beside;
+    if (!vxlan) return preferred;
     if (beside.length > 15) {
-      throw new BackendUnavailableError('vxlan', `cannot run vxlan VNI ${this.settings.vni} port ${this.settings.port} beside ${preferred}: the device name ${beside} is longer than the kernel's 15 characters`);
+      throw new BackendUnavailableError('vxlan', `cannot run vxlan VNI ${vni} port ${port} beside ${preferred}: the device name ${beside} is longer than the kernel's 15 characters`);
     }
     return beside;
   }

@@ -15,10 +15,11 @@ export const FOOTPRINT: Record<string, { device?: string; protocol: number }> = 
   ipip: { device: 'flannel.ipip', protocol: 119 },
 };
 
-interface LeaseJson {
+export interface LeaseJson {
   PublicIP: string;
   BackendType?: string;
-  TwillBackends?: { Type: string }[];
+  BackendData?: { VNI?: number; VtepMAC?: string };
+  TwillBackends?: { Type: string; Settings?: Record<string, unknown>; Data?: { VNI?: number; VtepMAC?: string } }[];
 }
 
 export async function leases(tc: TwillCluster): Promise<Map<string, LeaseJson>> {
@@ -46,6 +47,35 @@ export async function convergedOn(tc: TwillCluster, nodes: number, type: string,
   const ls = [...(await leases(tc)).values()];
   if (ls.length !== nodes || !ls.every((l) => terminates(l).join() === type && l.TwillBackends === undefined)) return false;
   for (let i = 0; i < nodes; i++) if ((await hasFootprint(tc, i, old)).length) return false;
+  return true;
+}
+
+/** Device names on a node, from `ip -o link`. */
+export async function devices(tc: TwillCluster, node: number): Promise<string[]> {
+  return [...(await tc.net.ip(node, ['-o', 'link', 'show'])).matchAll(/^\d+: ([^:@]+)[:@]/gm)].map((m) => m[1]);
+}
+
+function sorted(o: Record<string, unknown> | undefined): string {
+  return JSON.stringify(Object.entries(o ?? {}).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/**
+ * Every one of `nodes` leases lists exactly one backend: `type` with the
+ * identity `settings` (undefined: flanneld's defaults, so no TwillBackends).
+ */
+export async function leasesOn(tc: TwillCluster, nodes: number, type: string, settings?: Record<string, unknown>): Promise<boolean> {
+  const ls = [...(await leases(tc)).values()];
+  if (ls.length !== nodes) return false;
+  return ls.every((l) => {
+    if (settings === undefined) return (l.BackendType ?? 'udp') === type && l.TwillBackends === undefined;
+    return l.TwillBackends?.length === 1 && l.TwillBackends[0].Type === type && sorted(l.TwillBackends[0].Settings) === sorted(settings);
+  });
+}
+
+/** Converged on one backend's settings: every lease lists only it, and no node has the old backend's device any more. */
+export async function convergedOnSettings(tc: TwillCluster, nodes: number, type: string, settings: Record<string, unknown> | undefined, oldDevice: string): Promise<boolean> {
+  if (!(await leasesOn(tc, nodes, type, settings))) return false;
+  for (let i = 0; i < nodes; i++) if ((await devices(tc, i)).includes(oldDevice)) return false;
   return true;
 }
 

@@ -11,7 +11,7 @@
 import { expect } from 'chai';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { startIperfStream } from '../harness/iperf';
-import { Probes, type ProbeReport } from '../harness/migration';
+import { Probes, type LeaseJson, type ProbeReport, convergedOnSettings, devices, leases } from '../harness/migration';
 import { sleep } from '../harness/netns';
 import { waitFor } from '../harness/wait';
 
@@ -19,30 +19,12 @@ const NODES = 3;
 const NETWORK = '10.244.0.0/16';
 const PPS = 200;
 
-interface Advert {
-  Type: string;
-  Settings?: Record<string, unknown>;
-  Data?: { VNI?: number; VtepMAC?: string };
-}
-interface LeaseJson {
-  PublicIP: string;
-  BackendType?: string;
-  BackendData?: { VNI?: number; VtepMAC?: string };
-  TwillBackends?: Advert[];
-}
-
 async function putConfig(tc: TwillCluster, backend: object): Promise<void> {
   await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, Backend: backend }));
 }
 
 async function leaseValues(tc: TwillCluster): Promise<LeaseJson[]> {
-  const all = await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).strings();
-  return Object.values(all).map((v) => JSON.parse(v) as LeaseJson);
-}
-
-/** Device names on a node, from `ip -o link`. */
-async function devices(tc: TwillCluster, node: number): Promise<string[]> {
-  return [...(await tc.net.ip(node, ['-o', 'link', 'show'])).matchAll(/^\d+: ([^:@]+)[:@]/gm)].map((m) => m[1]);
+  return [...(await leases(tc)).values()];
 }
 
 async function ifindexOf(tc: TwillCluster, node: number, dev: string): Promise<number> {
@@ -82,19 +64,8 @@ async function underProbes(tc: TwillCluster, what: string, change: () => Promise
   }
 }
 
-/** Every lease lists exactly one backend, `type` with `settings` (a lease lists non-default settings so peers can tell them apart). */
-async function leasesOn(tc: TwillCluster, type: string, settings: Record<string, unknown> | undefined): Promise<boolean> {
-  const ls = await leaseValues(tc);
-  if (ls.length !== NODES) return false;
-  return ls.every((l) => {
-    if (settings === undefined) return (l.BackendType ?? 'udp') === (type === 'udp' ? 'udp' : type) && l.TwillBackends === undefined;
-    return l.TwillBackends?.length === 1 && l.TwillBackends[0].Type === type && sorted(l.TwillBackends[0].Settings) === sorted(settings);
-  });
-}
-
-function sorted(o: Record<string, unknown> | undefined): string {
-  return JSON.stringify(Object.entries(o ?? {}).sort(([a], [b]) => a.localeCompare(b)));
-}
+const settledOn = (tc: TwillCluster, type: string, settings: Record<string, unknown> | undefined, oldDevice: string) =>
+  () => convergedOnSettings(tc, NODES, type, settings, oldDevice);
 
 describe('live migration between settings of one backend type: 3 nodes, pods pinging at 200 pps', function () {
   this.timeout(900_000);
@@ -110,11 +81,7 @@ describe('live migration between settings of one backend type: 3 nodes, pods pin
   it('vxlan VNI 1 → 2: a second vxlan device beside the first, 0 lost, a TCP stream never stalls over 200 ms, then only flannel.2 is left', async () => {
     const tcp = await startIperfStream(tc.podNs(1), tc.podNs(0), tc.podIp(1), 20);
     await sleep(1000);
-    const report = await underProbes(tc, 'vxlan VNI 1 -> 2', () => putConfig(tc, { Type: 'vxlan', VNI: 2 }), async () => {
-      if (!(await leasesOn(tc, 'vxlan', { VNI: 2 }))) return false;
-      for (let i = 0; i < NODES; i++) if ((await devices(tc, i)).includes('flannel.1')) return false;
-      return true;
-    });
+    const report = await underProbes(tc, 'vxlan VNI 1 -> 2', () => putConfig(tc, { Type: 'vxlan', VNI: 2 }), settledOn(tc, 'vxlan', { VNI: 2 }, 'flannel.1'));
     const stream = await tcp.done;
     console.log(`      TCP ${stream.gbps.toFixed(2)} Gbit/s, longest stall ${stream.maxStallMs} ms`);
     expect(report.lost, report.lines.join('\n')).to.equal(0);
@@ -138,11 +105,7 @@ describe('live migration between settings of one backend type: 3 nodes, pods pin
   });
 
   it('vxlan Port 8472 → 4789 with the same VNI: the new device is vx4789.2, 0 lost, then flannel.2 is gone', async () => {
-    const report = await underProbes(tc, 'vxlan Port 8472 -> 4789', () => putConfig(tc, { Type: 'vxlan', VNI: 2, Port: 4789 }), async () => {
-      if (!(await leasesOn(tc, 'vxlan', { Port: 4789, VNI: 2 }))) return false;
-      for (let i = 0; i < NODES; i++) if ((await devices(tc, i)).includes('flannel.2')) return false;
-      return true;
-    });
+    const report = await underProbes(tc, 'vxlan Port 8472 -> 4789', () => putConfig(tc, { Type: 'vxlan', VNI: 2, Port: 4789 }), settledOn(tc, 'vxlan', { Port: 4789, VNI: 2 }, 'flannel.2'));
     expect(report.lost, report.lines.join('\n')).to.equal(0);
     for (let i = 0; i < NODES; i++) {
       const link = await tc.net.ip(i, ['-d', 'link', 'show', 'dev', 'vx4789.2']);
@@ -151,6 +114,17 @@ describe('live migration between settings of one backend type: 3 nodes, pods pin
       for (const r of await routes(tc, i, 117)) expect(r).to.match(/dev vx4789\.2 onlink/);
       expect(await routes(tc, i, 117)).to.have.length(NODES - 1);
     }
+  });
+
+  it('a restarted agent adopts vx4789.2 as it is (same ifindex, no flannel.2 created), 0 lost', async () => {
+    const before = await ifindexOf(tc, 1, 'vx4789.2');
+    const report = await underProbes(tc, 'restart of node 1 on vx4789.2', async () => {
+      expect(await tc.stopAgent(1, 'SIGTERM')).to.equal(0);
+      await tc.startAgent(1);
+    }, async () => tc.logs(1).includes('twilld running'));
+    expect(report.lost, report.lines.join('\n')).to.equal(0);
+    expect(await ifindexOf(tc, 1, 'vx4789.2')).to.equal(before);
+    expect(await devices(tc, 1)).to.not.include('flannel.2');
   });
 
   it('vxlan Learning on: changed on the device in place (same ifindex), 0 lost', async () => {
@@ -176,42 +150,30 @@ describe('live migration between settings of one backend type: 3 nodes, pods pin
   });
 
   it('udp Port 8285 → 8300: a second TUN flannel1 beside flannel0, 0 lost; 8300 → 8285: back on flannel0, 0 lost', async () => {
-    let report = await underProbes(tc, 'vxlan -> udp', () => putConfig(tc, { Type: 'udp' }), async () => {
-      if (!(await leasesOn(tc, 'udp', undefined))) return false;
-      for (let i = 0; i < NODES; i++) if ((await devices(tc, i)).includes('vx4789.2')) return false;
-      return true;
-    });
+    let report = await underProbes(tc, 'vxlan -> udp', () => putConfig(tc, { Type: 'udp' }), settledOn(tc, 'udp', undefined, 'vx4789.2'));
     expect(report.lost, report.lines.join('\n')).to.equal(0);
 
-    report = await underProbes(tc, 'udp Port 8285 -> 8300', () => putConfig(tc, { Type: 'udp', Port: 8300 }), async () => {
-      if (!(await leasesOn(tc, 'udp', { Port: 8300 }))) return false;
-      for (let i = 0; i < NODES; i++) if ((await devices(tc, i)).includes('flannel0') || (await udpListening(tc, i, 8285))) return false;
-      return true;
-    });
+    report = await underProbes(tc, 'udp Port 8285 -> 8300', () => putConfig(tc, { Type: 'udp', Port: 8300 }), settledOn(tc, 'udp', { Port: 8300 }, 'flannel0'));
     expect(report.lost, report.lines.join('\n')).to.equal(0);
     for (let i = 0; i < NODES; i++) {
       expect(await udpListening(tc, i, 8300), `node ${i} listens on 8300`).to.equal(true);
+      expect(await udpListening(tc, i, 8285), `node ${i} still listens on 8285`).to.equal(false);
       // Alone again, the second udp backend holds the network route, as flanneld's udp does.
       expect(await routes(tc, i, 124), `node ${i}: routes of the port 8300 backend`).to.deep.equal([`${NETWORK} dev flannel1 scope link`]);
       expect(await routes(tc, i, 120), `node ${i}: routes of the port 8285 backend`).to.deep.equal([]);
       expect(await tc.net.ip(i, ['-d', 'link', 'show', 'dev', 'flannel1'])).to.contain('alias twill udp Port=8300');
     }
 
-    report = await underProbes(tc, 'udp Port 8300 -> 8285', () => putConfig(tc, { Type: 'udp' }), async () => {
-      if (!(await leasesOn(tc, 'udp', undefined))) return false;
-      for (let i = 0; i < NODES; i++) if ((await devices(tc, i)).includes('flannel1') || (await udpListening(tc, i, 8300))) return false;
-      return true;
-    });
+    report = await underProbes(tc, 'udp Port 8300 -> 8285', () => putConfig(tc, { Type: 'udp' }), settledOn(tc, 'udp', undefined, 'flannel1'));
     expect(report.lost, report.lines.join('\n')).to.equal(0);
-    for (let i = 0; i < NODES; i++) expect(await routes(tc, i, 120)).to.deep.equal([`${NETWORK} dev flannel0 scope link`]);
+    for (let i = 0; i < NODES; i++) {
+      expect(await routes(tc, i, 120)).to.deep.equal([`${NETWORK} dev flannel0 scope link`]);
+      expect(await udpListening(tc, i, 8300), `node ${i} still listens on 8300`).to.equal(false);
+    }
   });
 
   it('ipip Mode auto and DirectRouting apply in place (same TUN); Mode kernel is refused with the reason, 0 lost', async () => {
-    let report = await underProbes(tc, 'udp -> ipip (userspace)', () => putConfig(tc, { Type: 'ipip', Mode: 'userspace' }), async () => {
-      if (!(await leasesOn(tc, 'ipip', undefined))) return false;
-      for (let i = 0; i < NODES; i++) if ((await devices(tc, i)).includes('flannel0')) return false;
-      return true;
-    });
+    let report = await underProbes(tc, 'udp -> ipip (userspace)', () => putConfig(tc, { Type: 'ipip', Mode: 'userspace' }), settledOn(tc, 'ipip', undefined, 'flannel0'));
     expect(report.lost, report.lines.join('\n')).to.equal(0);
     const before = await Promise.all([0, 1, 2].map((i) => ifindexOf(tc, i, 'flannel.ipip')));
 
@@ -231,11 +193,7 @@ describe('live migration between settings of one backend type: 3 nodes, pods pin
   });
 
   it('a node whose agent is down during a VNI migration keeps its device; the others keep the old VNI for it; the migration finishes after it returns', async () => {
-    const ready = await underProbes(tc, 'ipip -> vxlan', () => putConfig(tc, { Type: 'vxlan' }), async () => {
-      if (!(await leasesOn(tc, 'vxlan', undefined))) return false;
-      for (let i = 0; i < NODES; i++) if ((await devices(tc, i)).includes('flannel.ipip')) return false;
-      return true;
-    });
+    const ready = await underProbes(tc, 'ipip -> vxlan', () => putConfig(tc, { Type: 'vxlan' }), settledOn(tc, 'vxlan', undefined, 'flannel.ipip'));
     expect(ready.lost, ready.lines.join('\n')).to.equal(0);
     expect(await tc.stopAgent(2, 'SIGTERM')).to.equal(0);
     const probes = await Probes.start(tc, PPS);
@@ -249,11 +207,7 @@ describe('live migration between settings of one backend type: 3 nodes, pods pin
       await sleep(7000);
       for (const i of [0, 1]) expect(await devices(tc, i), `node ${i} still carries node 2 over VNI 1`).to.include('flannel.1');
       await tc.startAgent(2);
-      await waitFor('every node on VNI 3 alone', async () => {
-        if (!(await leasesOn(tc, 'vxlan', { VNI: 3 }))) return false;
-        for (let i = 0; i < NODES; i++) if ((await devices(tc, i)).includes('flannel.1')) return false;
-        return true;
-      }, 60_000, 250);
+      await waitFor('every node on VNI 3 alone', settledOn(tc, 'vxlan', { VNI: 3 }, 'flannel.1'), 60_000, 250);
       await sleep(1000);
       report = await probes.stop();
     } finally {
