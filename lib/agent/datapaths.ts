@@ -28,7 +28,7 @@ import {
   Backend, BackendCounters, BackendStart, InstanceSlot, LeftOver, LocalNode, ReconcileReport,
   backendFactory, chooseBackend, createBackend, fallbackConfig, instanceOf, leaseViewFor, liveBackendKeys, terminatedBy, typeOfKey,
 } from '../../backends';
-import { onLink } from '../../backends/peers';
+import { DirectReach } from '../../backends/direct-reach';
 
 /** How long an unused backend stays advertised, then how long it keeps receiving after leaving the lease. */
 export const RETIRE_MS = 3000;
@@ -65,11 +65,14 @@ export class Datapaths {
   private readonly running = new Map<string, Running>();
   private target!: BackendConfig;
   private order: string[] = [];
-  private extPrefixLen?: number;
+  /** Which peers host-gw can reach: kernel route lookup and ARP, not the interface prefix. */
+  private readonly direct: DirectReach;
   private retireTimer?: NodeJS.Timeout;
   private summary: AssignmentSummary = { perBackend: new Map() };
 
-  constructor(private readonly deps: DatapathsDeps) {}
+  constructor(private readonly deps: DatapathsDeps) {
+    this.direct = new DirectReach(deps.netlink, deps.local.extIface);
+  }
 
   /**
    * Starts the configured backend (and its fallback), then adopts the
@@ -78,8 +81,6 @@ export class Datapaths {
    * start; rejects when that one cannot run.
    */
   async start(target: BackendConfig, leftOver: readonly LeftOver[]): Promise<BackendStart> {
-    const addrs = await this.deps.netlink.listAddresses(this.deps.local.extIface.index, 4);
-    this.extPrefixLen = addrs.find((a) => a.address === this.deps.local.extIface.ipv4)?.prefixLen;
     const started = await this.startConfigured(target, leftOver);
     for (const found of leftOver) {
       const key = instanceOf(found.config).key;
@@ -153,6 +154,10 @@ export class Datapaths {
     const next = new Map<string, Map<string, Lease>>(types.map((t) => [t, new Map()]));
     const skipped: string[] = [];
     const known = peers.filter((p) => p.key !== own.key);
+    if (types.some((t) => typeOfKey(t) === 'host-gw')) {
+      const problems = await this.direct.refresh(known.map((p) => p.attrs.publicIP)).catch((err: unknown) => [String(err)]);
+      for (const problem of problems) this.deps.log.warn(`host-gw reachability: ${problem}`);
+    }
     for (const peer of known) {
       const remote = terminatedBy(peer.attrs, types);
       const type = chooseBackend(this.order, types, remote, (t) => this.reachable(typeOfKey(t), peer));
@@ -311,7 +316,7 @@ export class Datapaths {
 
   private reachable(type: string, peer: Lease): boolean {
     if (type !== 'host-gw') return true;
-    return onLink(peer.attrs.publicIP, this.deps.local.extIface.ipv4, this.extPrefixLen);
+    return this.direct.isDirect(peer.attrs.publicIP);
   }
 
   /** Unused, unconfigured backends leave the lease, then the kernel (see the module comment). */

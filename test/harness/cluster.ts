@@ -31,6 +31,10 @@
  * side lives inside the router namespace, so deleting that namespace removes
  * it; the only root-namespace link it adds is tw<id>r0.
  *
+ * With `nearPrefixLen: 23`, the near nodes hold 198.18.0.<i+1>/23: the far
+ * subnet lies inside their interface prefix, yet their more specific route
+ * sends it via the router — an address that looks on the link but is not.
+ *
  * Ownership and cleanup: every object carries the cluster id in its name, and
  * the bridge carries the owner's PID in its alias. `destroy()` removes
  * everything named after the id, whether or not creation finished, and is safe
@@ -141,6 +145,12 @@ export interface ClusterOptions {
    * 198.18.1.<i+1>. Default none (and no router).
    */
   farNodes?: readonly number[];
+  /**
+   * Prefix length of the near nodes' eth0 address: 24 (default) or 23, which
+   * makes 198.18.1.0/24 look on-link to them although they route it via the
+   * router (see the module comment).
+   */
+  nearPrefixLen?: 23 | 24;
 }
 
 /** A pod namespace attached to a node's cni0 bridge. */
@@ -223,6 +233,8 @@ export class Cluster {
     readonly name: string,
     readonly prefix: string = HARNESS_PREFIX,
     farNodes: readonly number[] = [],
+    /** Prefix length of the near nodes' eth0 address (`ClusterOptions.nearPrefixLen`). */
+    readonly nearPrefixLen: number = UNDERLAY.prefixLen,
   ) {
     this.bridge = `${prefix}${id}br`;
     this.farNodes = [...new Set(farNodes)].sort((a, b) => a - b);
@@ -414,7 +426,7 @@ export class Cluster {
       const veth = this.rootVeth(i);
       await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
       await ip(['link', 'set', veth, 'master', this.bridge, 'up']);
-      await ipIn(ns, ['addr', 'add', `${this.nodeIp(i)}/${UNDERLAY.prefixLen}`, 'dev', 'eth0']);
+      await ipIn(ns, ['addr', 'add', `${this.nodeIp(i)}/${this.nearPrefixLen}`, 'dev', 'eth0']);
       await ipIn(ns, ['link', 'set', 'eth0', 'up']);
       await ipIn(ns, ['route', 'add', 'default', 'via', UNDERLAY.gateway, 'dev', 'eth0']);
       if (this.router) await ipIn(ns, ['route', 'add', FAR_UNDERLAY.network, 'via', UNDERLAY.gateway, 'dev', 'eth0']);
@@ -480,13 +492,15 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   const far = opts.farNodes ?? [];
   const bad = far.filter((i) => !Number.isInteger(i) || i < 0 || i >= opts.nodes);
   if (bad.length) throw new RangeError(`createCluster: farNodes must be node indexes 0..${opts.nodes - 1}, got ${bad.map(String).join(', ')}`);
+  const nearPrefixLen = opts.nearPrefixLen ?? UNDERLAY.prefixLen;
+  if (nearPrefixLen !== 23 && nearPrefixLen !== 24) throw new RangeError(`createCluster: nearPrefixLen must be 23 or 24, got ${String(nearPrefixLen)}`);
   const name = (opts.name ?? 'cluster').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
   const lock = await acquireUnderlay(opts.underlayWaitMs ?? 45_000);
   let cluster: Cluster;
   try {
     await cleanupStale(HARNESS_PREFIX);
     await assertUnderlayFree(far.length > 0);
-    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name, HARNESS_PREFIX, far);
+    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name, HARNESS_PREFIX, far, nearPrefixLen);
     lock.cluster = cluster;
   } catch (e) {
     releaseUnderlay(lock.cluster);

@@ -30,6 +30,8 @@ export interface TwillClusterOptions {
   readonly start?: boolean;
   /** Nodes placed on 198.18.1.0/24 behind a router (cluster.ts `farNodes`); they reach etcd through it. */
   readonly farNodes?: readonly number[];
+  /** The near nodes' eth0 prefix length (cluster.ts `nearPrefixLen`): 23 puts the far subnet inside it. */
+  readonly nearPrefixLen?: 23 | 24;
 }
 
 export interface NodeLease {
@@ -44,7 +46,7 @@ export class TwillCluster {
   private constructor(readonly net: Cluster, readonly etcd: EtcdServer, readonly admin: Etcd3, private readonly opts: TwillClusterOptions) {}
 
   static async create(opts: TwillClusterOptions): Promise<TwillCluster> {
-    const net = await createCluster({ nodes: opts.nodes, farNodes: opts.farNodes });
+    const net = await createCluster({ nodes: opts.nodes, farNodes: opts.farNodes, nearPrefixLen: opts.nearPrefixLen });
     let etcd: EtcdServer | undefined;
     try {
       etcd = await startEtcd({ listenIPs: [UNDERLAY.bridgeIp] });

@@ -5,6 +5,13 @@
  * the same link (node 0 ↔ node 1), vxlan every peer beyond it (node 2), as
  * lib/agent/datapaths.ts and backends/choice.ts decide — and `twill status`
  * says the same.
+ *
+ * Then the same three nodes with the near ones on a /23 (cluster.ts
+ * `nearPrefixLen`): node 2's address lies inside their interface prefix,
+ * but their kernel routes it via the router. "On the link" is what the
+ * kernel's route lookup says (backends/direct-reach.ts), not the prefix:
+ * host-gw still carries only node 0 ↔ node 1, and vxlan DirectRouting sends
+ * directly only there too.
  */
 import { expect } from 'chai';
 import { spawn } from 'child_process';
@@ -170,5 +177,90 @@ describe('host-gw with Fallback vxlan: host-gw on the link, vxlan to the node be
     expect(peers[sub[0]]).to.have.deep.members([{ subnet: sub[1], backend: 'host-gw' }, { subnet: sub[2], backend: 'vxlan' }]);
     expect(peers[sub[1]]).to.have.deep.members([{ subnet: sub[0], backend: 'host-gw' }, { subnet: sub[2], backend: 'vxlan' }]);
     expect(peers[sub[2]]).to.have.deep.members([{ subnet: sub[0], backend: 'vxlan' }, { subnet: sub[1], backend: 'vxlan' }]);
+  });
+});
+
+/** Waits until every `[node, subnet, route]` is what `ip route` shows, then asserts each (with the routes and logs when not). */
+async function expectRoutes(tc: TwillCluster, want: readonly [number, string, string][]): Promise<void> {
+  const all = async () => (await Promise.all(want.map(async ([n, sub, r]) => (await routeTo(tc, n, sub)) === r))).every(Boolean);
+  await waitFor('the routes', all, 15_000, 200).catch(() => undefined);
+  for (const [n, sub, r] of want) {
+    const why = `node ${n} routes:\n${await tc.net.ip(n, ['route', 'show'])}\n${agentLogs(tc)}`;
+    expect(await routeTo(tc, n, sub), why).to.equal(r);
+  }
+}
+
+describe('the far node inside the near nodes\' /23 but routed via the router: on-link is the kernel\'s route, not the prefix', function () {
+  this.timeout(180_000);
+
+  /** Checks that the topology sets the trap: a /23 holding 198.18.1.3, and a route to it via the router. */
+  async function expectTrap(tc: TwillCluster): Promise<void> {
+    for (const n of [0, 1]) {
+      expect(await tc.net.ip(n, ['-4', 'addr', 'show', 'dev', 'eth0'])).to.include(`inet ${tc.net.nodeIp(n)}/23`);
+      expect(await tc.net.ip(n, ['route', 'get', tc.net.nodeIp(FAR)])).to.include(`${tc.net.nodeIp(FAR)} via ${UNDERLAY.gateway} dev eth0`);
+    }
+  }
+
+  describe('host-gw with Fallback vxlan', function () {
+    let tc: TwillCluster;
+
+    before(async () => {
+      tc = await TwillCluster.create({ nodes: 3, farNodes: [FAR], nearPrefixLen: 23, config: CONFIG, agentArgs: ['--repair-interval', '2'] });
+      expect(tc.net.nodeIps).to.deep.equal(['198.18.0.1', '198.18.0.2', '198.18.1.3']);
+    });
+    after(async () => {
+      await tc?.destroy();
+    });
+
+    it('has node 2 inside the near nodes\' prefix, and their kernel routes it via the router', async () => {
+      await expectTrap(tc);
+    });
+
+    it('carries node 0 ↔ node 1 by host-gw and node 2 by vxlan, on every node', async () => {
+      const sub = [0, 1, 2].map((i) => tc.lease(i).subnet);
+      const hostGw = (n: number, peer: number): [number, string, string] => [n, sub[peer], `${sub[peer]} via ${tc.net.nodeIp(peer)} dev eth0 proto 118`];
+      const vxlan = (n: number, peer: number): [number, string, string] => [n, sub[peer], `${sub[peer]} via ${sub[peer].split('/')[0]} dev flannel.1 proto 117 onlink`];
+      await expectRoutes(tc, [hostGw(0, 1), vxlan(0, FAR), hostGw(1, 0), vxlan(1, FAR), vxlan(FAR, 0), vxlan(FAR, 1)]);
+      expect(await tc.net.ip(FAR, ['route', 'show', 'proto', '118'])).to.equal('');
+    });
+
+    it('lets every pod ping every other pod', async () => {
+      expect(await allPodsPing(tc), agentLogs(tc)).to.deep.equal([]);
+    });
+
+    it('twill status --json agrees (it assumes /24 underlays, which here gives the agents\' answer)', async () => {
+      const doc = await runStatusJson(tc.etcd.endpointOn(UNDERLAY.bridgeIp));
+      const sub = [0, 1, 2].map((i) => tc.lease(i).subnet);
+      const peers = Object.fromEntries(doc.leases.map((l) => [l.subnet, l.peers]));
+      expect(peers[sub[0]]).to.have.deep.members([{ subnet: sub[1], backend: 'host-gw' }, { subnet: sub[2], backend: 'vxlan' }]);
+      expect(peers[sub[1]]).to.have.deep.members([{ subnet: sub[0], backend: 'host-gw' }, { subnet: sub[2], backend: 'vxlan' }]);
+      expect(peers[sub[2]]).to.have.deep.members([{ subnet: sub[0], backend: 'vxlan' }, { subnet: sub[1], backend: 'vxlan' }]);
+    });
+  });
+
+  describe('vxlan with DirectRouting', function () {
+    let tc: TwillCluster;
+
+    before(async () => {
+      tc = await TwillCluster.create({
+        nodes: 3, farNodes: [FAR], nearPrefixLen: 23, agentArgs: ['--repair-interval', '2'],
+        config: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan', DirectRouting: true } },
+      });
+    });
+    after(async () => {
+      await tc?.destroy();
+    });
+
+    it('routes node 0 ↔ node 1 directly via the public IP and node 2 through flannel.1, on every node', async () => {
+      await expectTrap(tc);
+      const sub = [0, 1, 2].map((i) => tc.lease(i).subnet);
+      const direct = (n: number, peer: number): [number, string, string] => [n, sub[peer], `${sub[peer]} via ${tc.net.nodeIp(peer)} dev eth0 proto 117`];
+      const tunnel = (n: number, peer: number): [number, string, string] => [n, sub[peer], `${sub[peer]} via ${sub[peer].split('/')[0]} dev flannel.1 proto 117 onlink`];
+      await expectRoutes(tc, [direct(0, 1), tunnel(0, FAR), direct(1, 0), tunnel(1, FAR), tunnel(FAR, 0), tunnel(FAR, 1)]);
+    });
+
+    it('lets every pod ping every other pod', async () => {
+      expect(await allPodsPing(tc), agentLogs(tc)).to.deep.equal([]);
+    });
   });
 });

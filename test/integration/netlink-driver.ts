@@ -8,10 +8,14 @@
  * routes/neighbours/FDB entries and reports how long it took. Out (stdout):
  * `{ id, result }`, `{ id, error }` (the error's class name, code, operation,
  * object and message), and `{ event }` for every event of the subscription
- * opened by `subscribe` (groups, options). The driver exits when stdin ends.
+ * opened by `subscribe` (groups, options). `directReachRefresh` (external
+ * link name, IPs) refreshes the backends/direct-reach.ts `DirectReach` of
+ * that link (one per link, kept between calls) and answers with its
+ * verdicts. The driver exits when stdin ends.
  */
 import * as readline from 'readline';
 import { Netlink, NetlinkError, NetlinkEvent, Operation, Unsubscribe, UnsupportedLinkKindError } from '../../lib/netlink';
+import { DirectReach } from '../../backends/direct-reach';
 
 export interface DriverRequest {
   id: number;
@@ -32,6 +36,13 @@ export type DriverReply =
   | { id: number; result: unknown }
   | { id: number; error: DriverError }
   | { event: NetlinkEvent };
+
+/** What `directReachRefresh` answers: per IP, direct or not and why; the problems refresh reported. */
+export interface DirectReachResult {
+  direct: Record<string, boolean>;
+  why: Record<string, string>;
+  problems: string[];
+}
 
 export type ProgramKind = 'route' | 'neighbor' | 'fdb';
 
@@ -73,6 +84,7 @@ function toDriverError(err: unknown): DriverError {
 async function main(): Promise<void> {
   const nl = Netlink.open();
   let unsubscribe: Unsubscribe | undefined;
+  const reach = new Map<string, DirectReach>();
   const write = (reply: DriverReply): void => { process.stdout.write(`${JSON.stringify(reply)}\n`); };
 
   const handlers: Record<string, (...args: never[]) => Promise<unknown>> = {
@@ -93,6 +105,22 @@ async function main(): Promise<void> {
       return true;
     },
     window: async () => nl.window,
+    directReachRefresh: async (ext: string, ips: string[], extra: string[] = []): Promise<DirectReachResult> => {
+      let dr = reach.get(ext);
+      if (!dr) {
+        const link = await nl.getLink(ext);
+        if (!link) throw new Error(`no link ${ext}`);
+        dr = new DirectReach(nl, { index: link.index, name: ext });
+        reach.set(ext, dr);
+      }
+      const problems = await dr.refresh(ips);
+      const out: DirectReachResult = { direct: {}, why: {}, problems };
+      for (const ip of [...ips, ...extra]) {
+        out.direct[ip] = dr.isDirect(ip);
+        out.why[ip] = dr.why(ip);
+      }
+      return out;
+    },
   };
 
   const lines = readline.createInterface({ input: process.stdin });

@@ -7,119 +7,14 @@
  * Only 10.244.0.0/16 and 198.18.0.0/15 are used, and no packet is sent.
  */
 import { expect } from 'chai';
-import { ChildProcess, execFile, spawn } from 'child_process';
 import { randomBytes } from 'crypto';
-import * as path from 'path';
-import * as readline from 'readline';
-import { promisify } from 'util';
-import type { AddressInfo, BatchResult, FdbEntry, LinkInfo, NeighborInfo, NetlinkEvent, RouteInfo } from '../../lib/netlink';
+import type { AddressInfo, BatchResult, FdbEntry, LinkInfo, NeighborInfo, RouteInfo } from '../../lib/netlink';
 import { vxlanMismatches } from '../../lib/netlink';
-import type { DriverError, DriverReply, ProgramResult } from './netlink-driver';
+import type { ProgramResult } from './netlink-driver';
 import { peer } from './netlink-driver';
+import { Driver, run } from './netlink-client';
 
-const execFileAsync = promisify(execFile);
-const DRIVER = path.join(__dirname, 'netlink-driver.js');
 const TWILL_PROTO = 116;
-
-async function run(argv: string[]): Promise<string> {
-  const { stdout } = await execFileAsync(argv[0], argv.slice(1), { maxBuffer: 256 * 1024 * 1024, timeout: 30_000 });
-  return stdout;
-}
-
-/** A failed driver call: the error as the library raised it. */
-class DriverCallError extends Error {
-  constructor(readonly error: DriverError) {
-    super(`${error.name}: ${error.message}`);
-  }
-}
-
-/** The library, running in the namespace. */
-class Driver {
-  readonly events: NetlinkEvent[] = [];
-  private readonly calls = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
-  private readonly eventWaiters = new Set<() => void>();
-  private nextId = 1;
-  private stderr = '';
-  private readonly exited: Promise<void>;
-  private dead = false;
-
-  private constructor(private readonly child: ChildProcess) {
-    child.stderr?.on('data', (d: Buffer) => { this.stderr += d.toString(); });
-    child.stdin?.on('error', () => undefined); // EPIPE after a crash; calls then fail below
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => this.onLine(line));
-    this.exited = new Promise((resolve) => child.on('exit', () => {
-      this.dead = true;
-      for (const c of this.calls.values()) c.reject(new Error(`driver exited: ${this.stderr}`));
-      this.calls.clear();
-      resolve();
-    }));
-  }
-
-  static start(ns: string): Driver {
-    return new Driver(spawn('ip', ['netns', 'exec', ns, process.execPath, DRIVER], { stdio: ['pipe', 'pipe', 'pipe'] }));
-  }
-
-  call<T>(method: string, ...args: unknown[]): Promise<T> {
-    const id = this.nextId++;
-    if (this.dead) return Promise.reject(new Error(`driver exited: ${this.stderr}`));
-    return new Promise<T>((resolve, reject) => {
-      this.calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.stdin!.write(`${JSON.stringify({ id, method, args })}\n`);
-    });
-  }
-
-  /** The error a call fails with (the test fails if it succeeds). */
-  async failure(method: string, ...args: unknown[]): Promise<DriverError> {
-    try {
-      await this.call(method, ...args);
-    } catch (err) {
-      if (err instanceof DriverCallError) return err.error;
-      throw err;
-    }
-    throw new Error(`${method} succeeded, expected it to fail`);
-  }
-
-  /** Resolves with the first event (already seen or to come) matching `match`. */
-  waitForEvent(match: (e: NetlinkEvent) => boolean, timeoutMs = 10_000): Promise<NetlinkEvent> {
-    return new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const found = this.events.find(match);
-        if (!found) return false;
-        clearTimeout(timer);
-        this.eventWaiters.delete(waiter);
-        resolve(found);
-        return true;
-      };
-      const waiter = (): void => { check(); };
-      const timer = setTimeout(() => {
-        this.eventWaiters.delete(waiter);
-        reject(new Error(`no matching event within ${timeoutMs} ms; saw ${JSON.stringify(this.events.slice(-5))}`));
-      }, timeoutMs);
-      if (!check()) this.eventWaiters.add(waiter);
-    });
-  }
-
-  async stop(): Promise<void> {
-    this.child.stdin?.end();
-    const timer = setTimeout(() => { if (this.child.pid) process.kill(this.child.pid, 'SIGKILL'); }, 5000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-
-  private onLine(line: string): void {
-    const reply = JSON.parse(line) as DriverReply;
-    if ('event' in reply) {
-      this.events.push(reply.event);
-      for (const w of [...this.eventWaiters]) w();
-      return;
-    }
-    const call = this.calls.get(reply.id);
-    if (!call) return;
-    this.calls.delete(reply.id);
-    if ('error' in reply) call.reject(new DriverCallError(reply.error));
-    else call.resolve(reply.result);
-  }
-}
 
 describe('lib/netlink in a network namespace', function () {
   const ns = `twtest-nl-${randomBytes(4).toString('hex')}`;
@@ -279,6 +174,29 @@ describe('lib/netlink in a network namespace', function () {
       const err = await drv.failure('replaceRoute', { dst: '10.244.5.0/24', gateway: '10.244.5.0', dev: 'nosuch0', onlink: true });
       expect(err).to.include({ name: 'NetlinkError', code: 'ENODEV', operation: 'replace route' });
       expect(err.message).to.match(/^replace route 10\.244\.5\.0\/24 via 10\.244\.5\.0 dev nosuch0 onlink: ENODEV/);
+    });
+
+    it('asks the kernel for the route to one address, as `ip route get` does: device, gateway or none', async function () {
+      // A /23 on the link, and a more specific /24 inside it through a router.
+      devices.push('twrg0');
+      await ip('link', 'add', 'twrg0', 'type', 'veth', 'peer', 'name', 'twrg1');
+      await ip('link', 'set', 'twrg1', 'up');
+      await ip('link', 'set', 'twrg0', 'up');
+      await ip('addr', 'add', '198.18.0.1/23', 'dev', 'twrg0');
+      await ip('route', 'add', '198.18.1.0/24', 'via', '198.18.0.2', 'dev', 'twrg0');
+      const onLink = await drv.call<RouteInfo>('routeGet', '198.18.0.9');
+      expect(onLink).to.include({ family: 4, dst: '198.18.0.9/32', dev: 'twrg0', type: 'unicast', src: '198.18.0.1' });
+      expect(onLink.gateway).to.equal(undefined);
+      const routed = await drv.call<RouteInfo>('routeGet', '198.18.1.3');
+      expect(routed).to.include({ dst: '198.18.1.3/32', gateway: '198.18.0.2', dev: 'twrg0', ifindex: onLink.ifindex });
+      expect(await ip('route', 'get', '198.18.1.3')).to.include('via 198.18.0.2 dev twrg0');
+      expect(await drv.call<RouteInfo>('routeGet', '198.18.0.1')).to.include({ type: 'local', dev: 'lo' });
+      const bare = await drv.call<RouteInfo>('routeGet', '198.18.0.9', { dev: false });
+      expect(bare.dev).to.equal(undefined);
+      expect(bare.ifindex).to.equal(onLink.ifindex);
+      // No default route in this namespace: ENETUNREACH, reported as no route.
+      expect(await drv.call('routeGet', '198.19.7.7')).to.equal(null);
+      expect(await drv.failure('routeGet', 'fc00::1')).to.include({ name: 'InvalidArgumentError' });
     });
 
     it('refuses malformed input before anything reaches the kernel', async function () {

@@ -1,0 +1,161 @@
+/**
+ * Which peers this node reaches directly on the external interface's link —
+ * the question host-gw (and a Fallback's choice of it) and vxlan
+ * DirectRouting ask before sending to a peer without encapsulation.
+ *
+ * A peer is *direct* when
+ *   - the kernel's route to its public IP (`ip route get`, RTM_GETROUTE)
+ *     is a unicast route without a gateway leaving through the external
+ *     interface — as flanneld decides DirectRouting. A peer whose address
+ *     lies inside the interface's prefix but that a more specific route
+ *     sends via a router is not direct; neither is one with no route;
+ *   - and its neighbour (ARP) entry on that interface is not FAILED.
+ *
+ * The neighbour part is a memory of the last definite answer: no entry yet
+ * (or resolution still in progress) keeps what was seen before, and counts
+ * as reachable for a peer never resolved — the kernel resolves on the first
+ * packet. For a peer without an entry or with a FAILED one, `refresh`
+ * starts that resolution itself (NTF_USE, nothing permanent) so that the
+ * next refresh knows — a peer that failed is tried again even when nothing
+ * sends to it any more, and is direct again once it answers. While it is
+ * being tried (INCOMPLETE), or when the kernel has garbage-collected its
+ * FAILED entry, the last definite answer stands.
+ *
+ * The answers come from the last `refresh`; an IP never refreshed is not
+ * direct. Failed lookups never reject `refresh`: the IP is then not direct
+ * and the failure is in the returned list, for the caller to log.
+ */
+import type { NeighborInfo, Netlink } from '../lib/netlink';
+
+/** The external interface: its index (what routes and neighbours name) and name (for messages). */
+export interface DirectReachIface {
+  readonly index: number;
+  readonly name: string;
+}
+
+export interface DirectReachOptions {
+  /** Route lookups (and probes) in flight at once; default 16. */
+  readonly concurrency?: number;
+  /** Start ARP resolution for direct peers without a neighbour entry or with a FAILED one (default true). */
+  readonly probe?: boolean;
+}
+
+interface Verdict {
+  readonly direct: boolean;
+  readonly why: string;
+  /** The last definite neighbour answer: true = FAILED, false = resolved; undefined = never known. */
+  readonly neighborFailed?: boolean;
+}
+
+/** NUD states that mean the neighbour answered (or needs no answer). */
+const RESOLVED_STATES = ['reachable', 'stale', 'delay', 'probe', 'permanent', 'noarp'];
+
+export class DirectReach {
+  private verdicts = new Map<string, Verdict>();
+  private readonly concurrency: number;
+  private readonly probe: boolean;
+
+  constructor(private readonly nl: Netlink, private readonly ext: DirectReachIface, opts: DirectReachOptions = {}) {
+    this.concurrency = Math.max(1, opts.concurrency ?? 16);
+    this.probe = opts.probe ?? true;
+  }
+
+  /**
+   * Looks up every IP (IPv4 public IPs of peers) and remembers which are
+   * direct; IPs not listed are forgotten. Resolves with the problems met
+   * (one line per failed lookup or probe), never rejects.
+   */
+  async refresh(peerIPs: readonly string[]): Promise<string[]> {
+    const ips = [...new Set(peerIPs)];
+    const problems: string[] = [];
+    const neighborsLoaded = this.nl.listNeighbors(this.ext.index, 4).then(
+      (list) => new Map<string, NeighborInfo>(list.filter((n) => n.ifindex === this.ext.index).map((n) => [n.ip, n])),
+      (err: unknown) => {
+        problems.push(`listing neighbours on ${this.ext.name}: ${message(err)}`);
+        return undefined;
+      },
+    );
+    const routes = await mapBounded(ips, this.concurrency, async (ip) => {
+      try {
+        return { route: await this.nl.routeGet(ip, { dev: false }) };
+      } catch (err) {
+        return { error: message(err) };
+      }
+    });
+    const neighbors = await neighborsLoaded;
+
+    const next = new Map<string, Verdict>();
+    const toProbe: string[] = [];
+    ips.forEach((ip, i) => {
+      const lookup = routes[i];
+      if ('error' in lookup) {
+        problems.push(`route lookup of ${ip}: ${lookup.error}`);
+        next.set(ip, { direct: false, why: `route lookup failed: ${lookup.error}` });
+        return;
+      }
+      const r = lookup.route;
+      const routeWhy = !r ? 'no route'
+        : r.type !== 'unicast' ? `a ${r.type} route`
+          : r.gateway ? `routed via ${r.gateway}`
+            : r.ifindex !== this.ext.index ? `routed out of another interface (index ${String(r.ifindex)})`
+              : undefined;
+      if (routeWhy) {
+        next.set(ip, { direct: false, why: routeWhy });
+        return;
+      }
+      const before = this.verdicts.get(ip)?.neighborFailed;
+      const entry = neighbors?.get(ip);
+      let failed = before;
+      if (entry?.state.includes('failed')) failed = true;
+      else if (entry && RESOLVED_STATES.some((s) => entry.state.includes(s))) failed = false;
+      if (neighbors && (!entry || entry.state.includes('failed'))) toProbe.push(ip);
+      const direct = failed !== true;
+      const state = entry ? entry.state.join(',') || 'none' : neighbors ? 'no entry' : 'unknown';
+      next.set(ip, {
+        direct,
+        neighborFailed: failed,
+        why: direct ? `on the link of ${this.ext.name} (neighbour ${state})` : `on the link of ${this.ext.name}, but its ARP resolution failed (neighbour ${state})`,
+      });
+    });
+    this.verdicts = next;
+
+    if (this.probe && toProbe.length) {
+      await mapBounded(toProbe, this.concurrency, async (ip) => {
+        try {
+          await this.nl.probeNeighbor({ dev: this.ext.index, ip });
+        } catch (err) {
+          problems.push(`starting ARP resolution of ${ip} on ${this.ext.name}: ${message(err)}`);
+        }
+      });
+    }
+    return problems;
+  }
+
+  /** True when the last refresh found `ip` directly reachable; false for an IP never refreshed. */
+  isDirect(ip: string): boolean {
+    return this.verdicts.get(ip)?.direct ?? false;
+  }
+
+  /** Why `ip` is or is not direct, for logs and diagnostics. */
+  why(ip: string): string {
+    return this.verdicts.get(ip)?.why ?? 'not looked up yet';
+  }
+}
+
+/** `fn` over `items` with at most `limit` calls in flight; results in input order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
