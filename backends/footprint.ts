@@ -19,6 +19,8 @@ export interface LeftOver {
   readonly slot: InstanceSlot;
   /** Its settings could not be read back (routes without a device, a TUN without twill's alias): they are a guess. */
   readonly guessed?: boolean;
+  /** Its device, when it has one and it exists. */
+  readonly device?: string;
 }
 
 export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
@@ -32,7 +34,7 @@ export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
   const vxlans = links.filter((l) => l.kind === 'vxlan' && VXLAN_DEVICE_PATTERN.test(l.name) && l.vxlan);
   for (const l of vxlans) {
     const v = l.vxlan!;
-    found.push({ config: { type: 'vxlan', settings: { VNI: v.vni, Port: v.port, GBP: v.gbp, Learning: v.learning } }, slot: slotVia(l.index) });
+    found.push({ config: { type: 'vxlan', settings: { VNI: v.vni, Port: v.port, GBP: v.gbp, Learning: v.learning } }, slot: slotVia(l.index), device: l.name });
   }
   for (const slot of slotsOf('vxlan')) {
     if (!found.some((f) => f.config.type === 'vxlan' && f.slot === slot)) found.push({ config: { type: 'vxlan', settings: {} }, slot, guessed: true });
@@ -41,7 +43,7 @@ export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
   if (routes.some((r) => r.protocol === BACKEND_ROUTE_PROTOCOL['host-gw'])) found.push({ config: { type: 'host-gw', settings: {} }, slot: 0 });
 
   const ipip = links.find((l) => l.name === IPIP_DEVICE);
-  if (ipip) found.push({ config: { type: 'ipip', settings: { Mode: ipip.kind === 'tun' ? 'userspace' : 'kernel' } }, slot: 0 });
+  if (ipip) found.push({ config: { type: 'ipip', settings: { Mode: ipip.kind === 'tun' ? 'userspace' : 'kernel' } }, slot: 0, device: ipip.name });
   else if (slotsOf('ipip').size) found.push({ config: { type: 'ipip', settings: {} }, slot: 0, guessed: true });
 
   const udpSlots = slotsOf('udp');
@@ -49,7 +51,7 @@ export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
     const tun = links.find((l) => l.name === name);
     if (!tun && !udpSlots.has(slot)) continue;
     const port = portOfUdpAlias(tun?.alias);
-    found.push({ config: { type: 'udp', settings: port !== undefined ? { Port: port } : {} }, slot, guessed: port === undefined });
+    found.push({ config: { type: 'udp', settings: port !== undefined ? { Port: port } : {} }, slot, guessed: port === undefined, ...(tun ? { device: tun.name } : {}) });
   }
   return found;
 }
