@@ -20,6 +20,7 @@ import { checkKernelSupport } from './kernel-support';
 import { checkMtu } from './mtu';
 import { checkOffload } from './offload';
 import { checkPeerEntries, overlayDevice } from './peer-entries';
+import { RunningInstance, runningInstance } from './running-instance';
 import { findPeerLease, probePeer, ProbeReport } from './probe';
 import { checkSysctls } from './sysctls';
 
@@ -70,14 +71,16 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
 
     await checkKernelSupport(nl, backend, out);
     if (local) await checkMtu({ ext: local.iface, backend, config: view?.config, own, subnetFile: o.subnetFile }, out);
-    const device = backend && view ? overlayDevice(backend, view.config) : undefined;
+    // The instance of the backend that runs here (after a settings migration: flannel.2, flannel1, protocol 121…).
+    const instance: RunningInstance | undefined = backend && view ? await runningInstance(nl, backend, view.config) : undefined;
+    const device = backend && view ? overlayDevice(backend, view.config, instance) : undefined;
     const deviceExists = device !== undefined && (await nl.getLink(device)) !== undefined;
     checkSysctls({ extIface: local?.iface.name, overlayDevice: deviceExists ? device : undefined }, out);
     if (backend === 'vxlan' && device && deviceExists && local) {
       await checkOffload({ device, natted: ext?.natted ?? false }, out);
     }
     if (view && own && local && backend) {
-      await checkPeerEntries({ nl, config: view.config, backend, own, leases: view.leases, ext: local.iface, extPrefixLen: ext?.prefixLen }, out);
+      await checkPeerEntries({ nl, config: view.config, backend, own, leases: view.leases, ext: local.iface, extPrefixLen: ext?.prefixLen, instance }, out);
     }
 
     if (o.peer !== undefined) {

@@ -7,7 +7,12 @@
  *            (DirectRouting, peer on-link: route via <PublicIP> dev <ext>)
  *   host-gw  route <subnet> via <PublicIP> dev <ext>
  *   ipip     route <subnet> via <PublicIP> dev flannel.ipip onlink
- * plus the backend's own device. A missing or wrong entry is a FAIL (twilld
+ *   udp      route <Network> dev flannel0 (while two udp backends run, a
+ *            route <subnet> dev <TUN> per peer)
+ * plus the backend's own device. Device names and route protocols are the
+ * ones of the instance actually running (running-instance.ts): after a
+ * settings migration vxlan may run on flannel.2 or vx4789.2 with protocol
+ * 121, udp on flannel1 with protocol 124. A missing or wrong entry is a FAIL (twilld
  * puts it back within its repair interval, so it means twilld is not
  * running or the kernel refuses it); an entry no lease asks for is a WARN.
  * Peers this node cannot carry (another backend, no public IP, a bad
@@ -17,33 +22,26 @@ import type { NetworkConfig } from '../config';
 import type { ExternalInterface } from '../iface';
 import type { Lease } from '../subnet';
 import type { FdbEntry, LinkInfo, Netlink, NeighborInfo, RouteInfo } from '../netlink';
-import { BACKEND_ROUTE_PROTOCOL } from '../../backends/route-protocols';
+import { ownerOfProtocol } from '../../backends/route-protocols';
 import { onLink, partitionPeers } from '../../backends/peers';
-import { deviceName } from '../../backends/vxlan/device';
-import { vxlanSettings, VxlanSettings } from '../../backends/vxlan/settings';
+import type { VxlanSettings } from '../../backends/vxlan/settings';
+import { UDP_BESIDE_DEVICE, UDP_DEVICE } from '../../backends/udp';
 import { IPIP_DEVICE } from '../../backends/ipip';
 import { boolSetting } from '../../backends/settings';
 import { Findings, TWILLD_REPAIRS } from './findings';
 import { podMtu } from './mtu';
+import { defaultDevice, defaultInstance, RunningInstance, vxlanSettingsOrDefault } from './running-instance';
 
 const TOPIC = 'peer';
 const STALE_ADVICE = 'twilld removes entries no lease asks for on its next repair: is twilld running? check `journalctl -u twilld`';
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
-/** The device a backend creates on this node, if it has one. */
-export function overlayDevice(backend: string, config: NetworkConfig): string | undefined {
-  if (backend === 'vxlan') return deviceName(vxlanSettingsOrDefault(config).vni);
-  if (backend === 'ipip') return IPIP_DEVICE;
-  if (backend === 'udp') return 'flannel0';
-  return undefined;
-}
-
-function vxlanSettingsOrDefault(config: NetworkConfig): VxlanSettings {
-  try {
-    return vxlanSettings(config.backend.type === 'vxlan' ? config.backend : { type: 'vxlan', settings: {} });
-  } catch {
-    return vxlanSettings({ type: 'vxlan', settings: {} });
-  }
+/**
+ * The device a backend creates on this node, if it has one: the running
+ * instance's when given (see running-instance.ts), else the default name.
+ */
+export function overlayDevice(backend: string, config: NetworkConfig, instance?: RunningInstance): string | undefined {
+  return instance?.type === backend ? instance.device : defaultDevice(backend, config);
 }
 
 export interface PeerEntriesCheck {
@@ -57,6 +55,12 @@ export interface PeerEntriesCheck {
   readonly ext: ExternalInterface;
   /** Prefix length of the external interface's address, for DirectRouting's on-link test. */
   readonly extPrefixLen?: number;
+  /** The instance of the backend running in the kernel (its device and route protocol); default: the default names, slot 0. */
+  readonly instance?: RunningInstance;
+}
+
+function instanceOfCheck(c: PeerEntriesCheck): RunningInstance {
+  return c.instance?.type === c.backend ? c.instance : defaultInstance(c.backend, c.config);
 }
 
 /** A route the backend wants for a peer. */
@@ -104,7 +108,8 @@ function label(peer: Lease): string {
 
 async function checkVxlan(c: PeerEntriesCheck, peers: Lease[], out: Findings): Promise<void> {
   const s = vxlanSettingsOrDefault(c.config);
-  const name = deviceName(s.vni);
+  const instance = instanceOfCheck(c);
+  const name = instance.device ?? defaultDevice('vxlan', c.config)!;
   const link = await c.nl.getLink(name);
   if (!link) {
     out.fail('device', `${name} does not exist: no peer is reachable over vxlan`, TWILLD_REPAIRS);
@@ -149,7 +154,7 @@ async function checkVxlan(c: PeerEntriesCheck, peers: Lease[], out: Findings): P
   if (peers.length === 0) out.ok(TOPIC, 'no peer leases yet: nothing to program');
 
   const stale = [
-    ...routes.filter((r) => r.protocol === BACKEND_ROUTE_PROTOCOL.vxlan && !wantedRoutes.includes(r.dst)).map((r) => `route ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev ?? r.ifindex}`),
+    ...routes.filter((r) => r.protocol === instance.protocol && !wantedRoutes.includes(r.dst)).map((r) => `route ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev ?? r.ifindex}`),
     ...neighbors.filter((n) => n.permanent && !wantedNeighbors.includes(n.ip)).map((n) => `neighbour ${n.ip} lladdr ${n.mac ?? '?'} dev ${name}`),
     ...fdb.filter((e) => e.dst !== undefined && !wantedMacs.includes(e.mac)).map((e) => `FDB ${e.mac} dst ${e.dst} dev ${name}`),
   ];
@@ -219,7 +224,7 @@ function routeProblem(want: WantedRoute, routes: readonly RouteInfo[]): string |
 
 async function checkRoutes(c: PeerEntriesCheck, peers: Lease[], out: Findings, wanted: (peer: Lease) => WantedRoute): Promise<void> {
   const routes = await c.nl.listRoutes({ family: 4 });
-  const protocol = (BACKEND_ROUTE_PROTOCOL as Record<string, number>)[c.backend];
+  const protocol = instanceOfCheck(c).protocol;
   for (const peer of peers) {
     const want = wanted(peer);
     const problem = routeProblem(want, routes);
@@ -228,45 +233,82 @@ async function checkRoutes(c: PeerEntriesCheck, peers: Lease[], out: Findings, w
   }
   if (peers.length === 0) out.ok(TOPIC, 'no peer leases yet: nothing to program');
   const subnets = new Set(peers.map((p) => p.subnet.toString()));
-  for (const r of routes.filter((r) => r.protocol === protocol && !subnets.has(r.dst))) {
+  for (const r of routes.filter((r) => protocol !== undefined && r.protocol === protocol && !subnets.has(r.dst))) {
     out.warn(TOPIC, `route ${r.dst} ${describeRoute(r)} matches no lease (stale)`, STALE_ADVICE);
   }
 }
 
 // ---- udp ----
 
-/** udp programs no per-peer entries: flannel0 and one route to the whole network; the peers live in the engine's table. */
+/**
+ * udp programs no per-peer entries in the kernel: its TUN and one route to
+ * the whole network; the peers live in the engine's table. While two udp
+ * backends run (a Port migration), the network route cannot lead into both
+ * TUNs, so each routes its own peers one by one: then every peer needs a
+ * route into this instance's TUN, or into the other udp backend's TUN for a
+ * peer that does not run this instance yet.
+ */
 async function checkUdp(c: PeerEntriesCheck, peers: Lease[], out: Findings): Promise<void> {
-  const link = await c.nl.getLink('flannel0');
+  const name = instanceOfCheck(c).device ?? UDP_DEVICE;
+  const link = await c.nl.getLink(name);
   if (!link) {
-    out.fail('device', 'flannel0 does not exist: no peer is reachable over udp', TWILLD_REPAIRS);
+    out.fail('device', `${name} does not exist: no peer is reachable over udp`, TWILLD_REPAIRS);
     return;
   }
   const mtu = podMtu('udp', c.ext.mtu);
   if (!link.up || link.mtu !== mtu) {
-    out.fail('device', `flannel0: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
+    out.fail('device', `${name}: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
   } else {
-    out.ok('device', `flannel0: up, MTU ${link.mtu} (the userspace datapath's TUN device)`);
+    out.ok('device', `${name}: up, MTU ${link.mtu} (the userspace datapath's TUN device)`);
   }
   const network = c.config.network?.toString();
   if (!network) return;
+  const routes = await c.nl.listRoutes({ family: 4 });
   const want: WantedRoute = { dst: network, dev: link.name, ifindex: link.index, onlink: false };
-  const problem = routeProblem(want, await c.nl.listRoutes({ family: 4 }));
-  if (problem) out.fail(TOPIC, problem, TWILLD_REPAIRS);
-  else out.ok(TOPIC, `route ${network} dev flannel0 programmed; ${peers.length} udp peer(s) are in the datapath's own table`);
+  const problem = routeProblem(want, routes);
+  if (!problem) {
+    out.ok(TOPIC, `route ${network} dev ${name} programmed; ${peers.length} udp peer(s) are in the datapath's own table`);
+    return;
+  }
+  const others = new Map<number, string>();
+  for (const dev of [UDP_DEVICE, UDP_BESIDE_DEVICE].filter((d) => d !== name)) {
+    const other = await c.nl.getLink(dev);
+    if (other) others.set(other.index, other.name);
+  }
+  if (others.size === 0) {
+    out.fail(TOPIC, problem, TWILLD_REPAIRS);
+    return;
+  }
+  // Two udp backends run: each routes its own peers.
+  const udpRoute = (r: RouteInfo) => r.type === 'unicast' && ownerOfProtocol(r.protocol)?.type === 'udp';
+  for (const peer of peers) {
+    const dst = peer.subnet.toString();
+    const mine = routes.find((r) => udpRoute(r) && r.dst === dst && r.ifindex === link.index);
+    const theirs = routes.find((r) => udpRoute(r) && r.dst === dst && r.ifindex !== undefined && others.has(r.ifindex));
+    if (mine) {
+      out.ok(TOPIC, `${label(peer)}, udp: route dev ${name} programmed (two udp backends run; each routes its own peers)`);
+    } else if (theirs) {
+      out.ok(TOPIC, `${label(peer)}, udp: route dev ${others.get(theirs.ifindex!)} programmed by the other udp backend (the peer does not run this one yet)`);
+    } else {
+      const problem = routeProblem({ dst, dev: link.name, ifindex: link.index, onlink: false }, routes);
+      out.fail(TOPIC, `${label(peer)}: ${problem ?? `route ${dst} dev ${name} is missing`}`, TWILLD_REPAIRS);
+    }
+  }
+  if (peers.length === 0) out.ok(TOPIC, `no peer leases yet: nothing to route through ${name} or ${[...others.values()].join(', ')}`);
 }
 
 async function checkIpip(c: PeerEntriesCheck, peers: Lease[], out: Findings): Promise<void> {
-  const link = await c.nl.getLink(IPIP_DEVICE);
+  const device = instanceOfCheck(c).device ?? IPIP_DEVICE;
+  const link = await c.nl.getLink(device);
   if (!link) {
-    out.fail('device', `${IPIP_DEVICE} does not exist: no peer is reachable over ipip`, TWILLD_REPAIRS);
+    out.fail('device', `${device} does not exist: no peer is reachable over ipip`, TWILLD_REPAIRS);
     return;
   }
   const mtu = podMtu('ipip', c.ext.mtu);
   if (!link.up || link.mtu !== mtu) {
-    out.fail('device', `${IPIP_DEVICE}: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
+    out.fail('device', `${device}: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
   } else {
-    out.ok('device', `${IPIP_DEVICE}: up, MTU ${link.mtu}${link.kind === 'tun' ? ' (userspace mode: a TUN device of the userspace datapath)' : ''}`);
+    out.ok('device', `${device}: up, MTU ${link.mtu}${link.kind === 'tun' ? ' (userspace mode: a TUN device of the userspace datapath)' : ''}`);
   }
   let directRouting = false;
   try {

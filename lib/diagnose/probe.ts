@@ -21,7 +21,7 @@ import { IP, IPNet } from '../ip';
 import type { Lease } from '../subnet';
 import type { Netlink, RouteInfo } from '../netlink';
 import { onLink } from '../../backends/peers';
-import { boolSetting } from '../../backends/settings';
+import { boolSetting, intSetting } from '../../backends/settings';
 import { vxlanSettings } from '../../backends/vxlan/settings';
 import { CaptureError, CapturedFrame, PacketCapture } from './capture';
 import { Findings, TWILLD_REPAIRS } from './findings';
@@ -116,8 +116,20 @@ function expectation(s: ProbeSetup): Expectation {
     if (dr && onSameLink) return { kind: 'plain', description: 'plain IP (ipip DirectRouting, peer on-link)', ports: DEFAULT_FRAME_PORTS, transport: 'plain IP between the nodes' };
     return { kind: 'ipip', description: 'IP proto 4 (IPIP)', ports: DEFAULT_FRAME_PORTS, transport: 'IP protocol 4' };
   }
-  if (s.backend === 'udp') return { kind: 'udp', description: 'UDP 8285', ports: DEFAULT_FRAME_PORTS, transport: 'UDP port 8285' };
+  if (s.backend === 'udp') {
+    const port = udpPortOrDefault(s.config);
+    return { kind: 'udp', description: `UDP ${port}`, ports: { ...DEFAULT_FRAME_PORTS, udp: port }, transport: `UDP port ${port}` };
+  }
   return { kind: 'plain', description: 'plain IP', ports: DEFAULT_FRAME_PORTS, transport: 'plain IP to the pod subnets (no NAT between nodes)' };
+}
+
+/** The udp backend's port as the config sets it (a Port migration moves it off 8285). */
+function udpPortOrDefault(config: NetworkConfig): number {
+  try {
+    return config.backend.type === 'udp' ? intSetting(config.backend, 'Port', { min: 1, max: 65535, fallback: DEFAULT_FRAME_PORTS.udp }) : DEFAULT_FRAME_PORTS.udp;
+  } catch {
+    return DEFAULT_FRAME_PORTS.udp; // a bad setting is reported with the config
+  }
 }
 
 export async function probePeer(s: ProbeSetup, out: Findings): Promise<ProbeReport> {

@@ -28,7 +28,7 @@ const RP_MODES: Readonly<Record<number, string>> = { 0: 'off', 1: 'strict', 2: '
 
 export interface SysctlCheck {
   readonly extIface?: string;
-  /** The running backend's own device (flannel.1, flannel.ipip, flannel0), when it exists. */
+  /** The running backend instance's own device (flannel.1, vx4789.2, flannel.ipip, flannel0, flannel1), when it exists. */
   readonly overlayDevice?: string;
 }
 
