@@ -6,29 +6,18 @@
  * running twilld; the built CLI runs inside node 0's namespace.
  */
 import { expect } from 'chai';
-import { execFile } from 'child_process';
-import * as path from 'path';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
-import { UNDERLAY } from '../harness/cluster';
 import { convergedOnSettings, leases } from '../harness/migration';
 import { waitFor } from '../harness/wait';
+import { type CliRun, linesMatching, runDiagnose } from '../harness/diagnose';
 import { parseNetworkConfig } from '../../lib/config';
 import type { LeftOver } from '../../backends/footprint';
 import { matchInstance } from '../../lib/diagnose/running-instance';
 
-const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
 const NODES = 3;
 const NETWORK = '10.244.0.0/16';
 
-interface CliRun {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
-function linesMatching(stdout: string, re: RegExp): string[] {
-  return stdout.split('\n').filter((l) => re.test(l));
-}
 
 function esc(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
@@ -38,18 +27,7 @@ describe('twill diagnose follows the backend instance running after a settings m
   this.timeout(600_000);
   let tc: TwillCluster;
 
-  function diagnose(args: readonly string[] = []): Promise<CliRun> {
-    const argv = [
-      'netns', 'exec', tc.nodeNs(0), process.execPath, TWILL, 'diagnose',
-      '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp), '--iface', 'eth0', '--subnet-file', tc.subnetFile(0), ...args,
-    ];
-    return new Promise((resolve) => {
-      execFile('ip', argv, { timeout: 60_000 }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0;
-        resolve({ code, stdout, stderr });
-      });
-    });
-  }
+  const diagnose = (args: readonly string[] = []): Promise<CliRun> => runDiagnose(tc, 0, args);
 
   async function putConfig(backend: object): Promise<void> {
     await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, Backend: backend }));

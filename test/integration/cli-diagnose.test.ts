@@ -9,6 +9,7 @@ import * as path from 'path';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { UNDERLAY } from '../harness/cluster';
 import { waitFor } from '../harness/wait';
+import { type CliRun, linesMatching, runDiagnose } from '../harness/diagnose';
 import { describeFrame, FrameParseError, parseFrame } from '../../lib/diagnose/frame';
 import { parseEthtoolFeatures } from '../../lib/diagnose/offload';
 import { checkSysctls } from '../../lib/diagnose/sysctls';
@@ -16,11 +17,6 @@ import { Findings, formatText } from '../../lib/diagnose/findings';
 
 const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
 
-interface CliRun {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 /** The line after `line` in the output: the advice of a WARN or FAIL. */
 function adviceAfter(stdout: string, line: string): string | undefined {
@@ -29,27 +25,13 @@ function adviceAfter(stdout: string, line: string): string | undefined {
   return i >= 0 ? lines[i + 1] : undefined;
 }
 
-function linesMatching(stdout: string, re: RegExp): string[] {
-  return stdout.split('\n').filter((l) => re.test(l));
-}
 
 describe('twill diagnose on a node of a 2-node vxlan cluster', function () {
   this.timeout(180_000);
   let tc: TwillCluster;
   let healthy: CliRun;
 
-  function diagnose(args: readonly string[] = []): Promise<CliRun> {
-    const argv = [
-      'netns', 'exec', tc.nodeNs(0), process.execPath, TWILL, 'diagnose',
-      '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp), '--iface', 'eth0', '--subnet-file', tc.subnetFile(0), ...args,
-    ];
-    return new Promise((resolve) => {
-      execFile('ip', argv, { timeout: 60_000 }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0;
-        resolve({ code, stdout, stderr });
-      });
-    });
-  }
+  const diagnose = (args: readonly string[] = []): Promise<CliRun> => runDiagnose(tc, 0, args);
 
   async function peerVtepMac(node: number): Promise<string> {
     const value = await tc.admin.get(`${PREFIX}/subnets/${tc.lease(node).subnet.replace('/', '-')}`).string();

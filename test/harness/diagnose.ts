@@ -1,0 +1,30 @@
+/** `twill diagnose` run as an operator would: the built CLI, as a real process inside a node's namespace. */
+import { execFile } from 'child_process';
+import * as path from 'path';
+import type { TwillCluster } from './twill-cluster';
+import { UNDERLAY } from './cluster';
+
+const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
+
+export interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function runDiagnose(tc: TwillCluster, node: number, args: readonly string[] = []): Promise<CliRun> {
+  const argv = [
+    'netns', 'exec', tc.nodeNs(node), process.execPath, TWILL, 'diagnose',
+    '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp), '--iface', 'eth0', '--subnet-file', tc.subnetFile(node), ...args,
+  ];
+  return new Promise((resolve) => {
+    execFile('ip', argv, { timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export function linesMatching(stdout: string, re: RegExp): string[] {
+  return stdout.split('\n').filter((l) => re.test(l));
+}
