@@ -9,12 +9,12 @@
 import type { Lease } from '../../lib/subnet';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
 import { isUnsupportedLinkKind } from '../../lib/netlink';
-import type { BackendStart, LocalNode } from '../backend';
+import type { BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
 import { BackendUnavailableError } from '../backend';
 import type { WantedRoute } from '../kernel-state';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { RouteBackend } from '../route-backend';
-import { onLink } from '../peers';
+import { DirectReach } from '../direct-reach';
 import { IPIP_DEVICE, IPIP_OVERHEAD, NO_KERNEL_IPIP } from './constants';
 
 export class KernelIpipBackend extends RouteBackend {
@@ -23,7 +23,7 @@ export class KernelIpipBackend extends RouteBackend {
   protected readonly protocol = BACKEND_ROUTE_PROTOCOL.ipip;
   private local?: LocalNode;
   private link?: LinkInfo;
-  private extPrefixLen?: number;
+  private direct?: DirectReach;
   private mtu = 0;
 
   constructor(nl: Netlink, public directRouting: boolean) {
@@ -33,8 +33,7 @@ export class KernelIpipBackend extends RouteBackend {
   async start(local: LocalNode): Promise<BackendStart> {
     this.local = local;
     this.mtu = local.extIface.mtu - IPIP_OVERHEAD;
-    const addrs = await this.nl.listAddresses(local.extIface.index, 4);
-    this.extPrefixLen = addrs.find((a) => a.address === local.extIface.ipv4)?.prefixLen;
+    this.direct = new DirectReach(this.nl, local.extIface);
     await this.ensureDevice();
     return { mtu: this.mtu };
   }
@@ -47,10 +46,16 @@ export class KernelIpipBackend extends RouteBackend {
     for (const a of addrs) if (a.cidr !== cidr) await this.nl.deleteAddress(link.index, a.cidr);
   }
 
+  override async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
+    const problems = this.directRouting ? await this.direct!.refresh(peers.filter((p) => p.key !== own.key).map((p) => p.attrs.publicIP)) : [];
+    const report = await super.reconcile(own, peers, opts);
+    return { ...report, skipped: [...report.skipped, ...problems.map((p) => `ipip DirectRouting: ${p}`)] };
+  }
+
   protected routeTo(peer: Lease): WantedRoute {
     const local = this.local!;
     const dst = peer.subnet.toString();
-    if (this.directRouting && onLink(peer.attrs.publicIP, local.extIface.ipv4, this.extPrefixLen)) {
+    if (this.directRouting && this.direct!.isDirect(peer.attrs.publicIP)) {
       return { dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false };
     }
     return { dst, gateway: peer.attrs.publicIP, dev: IPIP_DEVICE, ifindex: this.link!.index, onlink: true };

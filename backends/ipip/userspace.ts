@@ -13,7 +13,8 @@ import type { Netlink } from '../../lib/netlink';
 import type { BackendContext, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
 import { reconcileRoutes } from '../apply-plan';
 import type { WantedRoute } from '../kernel-state';
-import { onLink, partitionPeers, subnetsOf } from '../peers';
+import { partitionPeers, subnetsOf } from '../peers';
+import { DirectReach } from '../direct-reach';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { TunnelBackend } from '../userspace';
 import { IPIP_DEVICE, IPIP_OVERHEAD } from './constants';
@@ -23,7 +24,7 @@ const PROTOCOL = BACKEND_ROUTE_PROTOCOL.ipip;
 export class UserspaceIpipBackend extends TunnelBackend {
   readonly type = 'ipip';
   private local?: LocalNode;
-  private extPrefixLen?: number;
+  private direct?: DirectReach;
 
   constructor(nl: Netlink, public directRouting: boolean, ctx: BackendContext) {
     super(nl, PROTOCOL, {
@@ -34,8 +35,7 @@ export class UserspaceIpipBackend extends TunnelBackend {
   async start(local: LocalNode): Promise<BackendStart> {
     const mtu = this.tunnel.check(local);
     this.local = local;
-    const addrs = await this.nl.listAddresses(local.extIface.index, 4);
-    this.extPrefixLen = addrs.find((a) => a.address === local.extIface.ipv4)?.prefixLen;
+    this.direct = new DirectReach(this.nl, local.extIface);
     return { mtu };
   }
 
@@ -43,7 +43,9 @@ export class UserspaceIpipBackend extends TunnelBackend {
     const local = this.local;
     if (!local) throw new Error('ipip backend used before start()');
     const { carried, skipped } = partitionPeers(peers, this.type, own);
-    const direct = (peer: Lease) => this.directRouting && onLink(peer.attrs.publicIP, local.extIface.ipv4, this.extPrefixLen);
+    const reach = this.direct!;
+    if (this.directRouting) for (const problem of await reach.refresh(carried.map((p) => p.attrs.publicIP))) skipped.push(`ipip DirectRouting: ${problem}`);
+    const direct = (peer: Lease) => this.directRouting && reach.isDirect(peer.attrs.publicIP);
     // The engine learns its peers before their routes exist, so no packet reaches it unrouted.
     const tunneled = carried.filter((p) => !direct(p));
     // The engine accepts IP-in-IP only from addresses in its table: every known node goes in (kernel ipip accepts

@@ -162,7 +162,10 @@ export class Datapaths {
       const remote = terminatedBy(peer.attrs, types);
       const type = chooseBackend(this.order, types, remote, (t) => this.reachable(typeOfKey(t), peer));
       if (!type) {
-        skipped.push(`peer ${peer.subnet.toString()} (${peer.attrs.publicIP}) terminates ${remote.join(', ')}; this node runs ${types.join(', ')}: not reachable until they share a backend`);
+        const offLink = remote.includes('host-gw') && types.includes('host-gw')
+          ? `; host-gw cannot reach it (${this.direct.why(peer.attrs.publicIP)}): give host-gw a Fallback (e.g. "Fallback": "vxlan") to carry such peers`
+          : ': not reachable until they share a backend';
+        skipped.push(`peer ${peer.subnet.toString()} (${peer.attrs.publicIP}) terminates ${remote.join(', ')}; this node runs ${types.join(', ')}${offLink}`);
         continue;
       }
       next.get(type)!.set(peer.key, leaseViewFor(peer, type));
