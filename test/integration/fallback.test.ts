@@ -263,4 +263,29 @@ describe('the far node inside the near nodes\' /23 but routed via the router: on
       expect(await allPodsPing(tc), agentLogs(tc)).to.deep.equal([]);
     });
   });
+
+  describe('host-gw alone', function () {
+    let tc: TwillCluster;
+
+    before(async () => {
+      tc = await TwillCluster.create({
+        nodes: 3, farNodes: [FAR], nearPrefixLen: 23, agentArgs: ['--repair-interval', '2'],
+        config: { Network: '10.244.0.0/16', Backend: { Type: 'host-gw' } },
+      });
+    });
+    after(async () => {
+      await tc?.destroy();
+    });
+
+    it('routes the near peer, installs no host-gw route to the far one, and says why and what to do', async () => {
+      await expectTrap(tc);
+      const sub = [0, 1, 2].map((i) => tc.lease(i).subnet);
+      await expectRoutes(tc, [[0, sub[1], `${sub[1]} via ${tc.net.nodeIp(1)} dev eth0 proto 118`], [0, sub[FAR], '']]);
+      await waitFor('node 0 to say why node 2 is not carried', async () => tc.logs(0).includes(`(${tc.net.nodeIp(FAR)}) terminates host-gw; this node runs host-gw; host-gw cannot reach it (`), 15_000);
+      const line = tc.logs(0).split('\n').find((l) => l.includes(`(${tc.net.nodeIp(FAR)}) terminates host-gw`))!;
+      expect(line).to.contain(`via ${UNDERLAY.gateway}`);
+      expect(line).to.contain('give host-gw a Fallback (e.g. "Fallback": "vxlan") to carry such peers');
+      expect((await ping(tc.podNs(0), tc.podIp(1))).received, 'pod 0 -> pod 1 over host-gw').to.be.greaterThan(0);
+    });
+  });
 });
