@@ -80,10 +80,12 @@ export interface Backend {
   counters?(): Promise<BackendCounters>;
   /**
    * Takes new local settings (same type and identity, other live keys) on
-   * this running backend, or throws an Error saying why it cannot. Without
-   * it, a new backend object with the new settings adopts the devices.
+   * this running backend. Without it, a new backend object with the new
+   * settings adopts the devices.
    */
   reconfigure?(config: BackendConfig): void;
+  /** Why this running backend cannot take `config`'s settings in place; undefined when it can. */
+  inPlaceRefusal?(config: BackendConfig): string | undefined;
 }
 
 export interface BackendContext {

@@ -74,13 +74,19 @@ class IpipBackend implements Backend {
    * applies in place, as does DirectRouting (the next reconcile replaces the
    * routes atomically).
    */
+  inPlaceRefusal(config: BackendConfig): string | undefined {
+    const running = this.started().mode;
+    const wanted = settingsOf(config).mode;
+    if (wanted === 'auto' || wanted === running) return undefined;
+    return `the ipip backend runs in ${running} mode on this node, and Backend.Mode "${wanted}" cannot take over from it live ` +
+      `(both modes need the device ${IPIP_DEVICE}); set Backend.Mode to "${running}" or "auto", or migrate to another backend and back`;
+  }
+
   reconfigure(config: BackendConfig): void {
     const chosen = this.started();
     const wanted = settingsOf(config);
-    if (wanted.mode !== 'auto' && wanted.mode !== chosen.mode) {
-      throw new Error(`the ipip backend runs in ${chosen.mode} mode on this node, and Backend.Mode "${wanted.mode}" cannot take over from it live ` +
-        `(both modes need the device ${IPIP_DEVICE}); set Backend.Mode to "${chosen.mode}" or "auto", or migrate to another backend and back`);
-    }
+    const refusal = this.inPlaceRefusal(config);
+    if (refusal) throw new Error(refusal);
     this.requested = wanted.mode;
     this.directRouting = wanted.directRouting;
     chosen.directRouting = wanted.directRouting;

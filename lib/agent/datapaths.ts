@@ -251,6 +251,8 @@ export class Datapaths {
     if (differing.some((k) => !live.has(k))) {
       throw new Error(`the ${have.key} backend already runs here with other settings (${differing.join(', ')}) that cannot change in place`);
     }
+    const refusal = have.backend.inPlaceRefusal?.(withoutFallback(config));
+    if (refusal) throw new Error(refusal);
   }
 
   /**
