@@ -38,6 +38,12 @@ export interface DirectReachOptions {
   readonly concurrency?: number;
   /** Start ARP resolution for direct peers without a neighbour entry or with a FAILED one (default true). */
   readonly probe?: boolean;
+  /**
+   * How long a verdict stands before the IP is looked up again (default
+   * 30 s). A refresh runs on every reconcile; without this, thousands of
+   * peers would cost thousands of route lookups every few seconds.
+   */
+  readonly maxAgeMs?: number;
 }
 
 interface Verdict {
@@ -45,6 +51,8 @@ interface Verdict {
   readonly why: string;
   /** The last definite neighbour answer: true = FAILED, false = resolved; undefined = never known. */
   readonly neighborFailed?: boolean;
+  /** When it was decided (Date.now()). */
+  readonly at: number;
 }
 
 /** NUD states that mean the neighbour answered (or needs no answer). */
@@ -54,20 +62,34 @@ export class DirectReach {
   private verdicts = new Map<string, Verdict>();
   private readonly concurrency: number;
   private readonly probe: boolean;
+  private readonly maxAgeMs: number;
 
   constructor(private readonly nl: Netlink, private readonly ext: DirectReachIface, opts: DirectReachOptions = {}) {
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.probe = opts.probe ?? true;
+    this.maxAgeMs = opts.maxAgeMs ?? 30_000;
   }
 
   /**
-   * Looks up every IP (IPv4 public IPs of peers) and remembers which are
-   * direct; IPs not listed are forgotten. Resolves with the problems met
-   * (one line per failed lookup or probe), never rejects.
+   * Looks up every IP (IPv4 public IPs of peers) not looked up within
+   * maxAgeMs and remembers which are direct; IPs not listed are forgotten.
+   * Resolves with the problems met (one line per failed lookup or probe),
+   * never rejects.
    */
   async refresh(peerIPs: readonly string[]): Promise<string[]> {
-    const ips = [...new Set(peerIPs)];
+    const now = Date.now();
+    const next = new Map<string, Verdict>();
+    const ips: string[] = [];
+    for (const ip of new Set(peerIPs)) {
+      const known = this.verdicts.get(ip);
+      if (known && now - known.at < this.maxAgeMs) next.set(ip, known);
+      else ips.push(ip);
+    }
     const problems: string[] = [];
+    if (ips.length === 0) {
+      this.verdicts = next;
+      return problems;
+    }
     const neighborsLoaded = this.nl.listNeighbors(this.ext.index, 4).then(
       (list) => new Map<string, NeighborInfo>(list.filter((n) => n.ifindex === this.ext.index).map((n) => [n.ip, n])),
       (err: unknown) => {
@@ -84,13 +106,12 @@ export class DirectReach {
     });
     const neighbors = await neighborsLoaded;
 
-    const next = new Map<string, Verdict>();
     const toProbe: string[] = [];
     ips.forEach((ip, i) => {
       const lookup = routes[i];
       if ('error' in lookup) {
         problems.push(`route lookup of ${ip}: ${lookup.error}`);
-        next.set(ip, { direct: false, why: `route lookup failed: ${lookup.error}` });
+        next.set(ip, { direct: false, why: `route lookup failed: ${lookup.error}`, at: now });
         return;
       }
       const r = lookup.route;
@@ -100,7 +121,7 @@ export class DirectReach {
             : r.ifindex !== this.ext.index ? `routed out of another interface (index ${String(r.ifindex)})`
               : undefined;
       if (routeWhy) {
-        next.set(ip, { direct: false, why: routeWhy });
+        next.set(ip, { direct: false, why: routeWhy, at: now });
         return;
       }
       const before = this.verdicts.get(ip)?.neighborFailed;
@@ -114,6 +135,7 @@ export class DirectReach {
       next.set(ip, {
         direct,
         neighborFailed: failed,
+        at: now,
         why: direct ? `on the link of ${this.ext.name} (neighbour ${state})` : `on the link of ${this.ext.name}, but its ARP resolution failed (neighbour ${state})`,
       });
     });

@@ -69,6 +69,21 @@ describe('DirectReach: which peers are on the link, by route lookup and ARP', fu
     expect(again.why['198.18.0.2']).to.match(/neighbour (reachable|stale|delay)/);
   });
 
+  it('keeps a verdict for maxAgeMs: a route added meanwhile is seen only by a refresh without a fresh verdict', async function () {
+    const cached = (ips: string[]) => drv!.call<DirectReachResult>('directReachRefresh', 'eth0', ips, [], 60_000);
+    expect((await cached(['198.18.0.2'])).direct['198.18.0.2']).to.equal(true);
+    await ipIn(node, 'route', 'add', '198.18.0.2/32', 'via', '198.18.0.3', 'dev', 'eth0', 'onlink');
+    try {
+      const r = await cached(['198.18.0.2']);
+      expect(r.direct['198.18.0.2'], 'within maxAgeMs the last verdict stands (no lookup per reconcile)').to.equal(true);
+      const fresh = await refresh(['198.18.0.2']);
+      expect(fresh.direct['198.18.0.2'], fresh.why['198.18.0.2']).to.equal(false);
+      expect(fresh.why['198.18.0.2']).to.equal('routed via 198.18.0.3');
+    } finally {
+      await ipIn(node, 'route', 'del', '198.18.0.2/32');
+    }
+  });
+
   it('calls a peer inside the interface prefix but behind a more specific route via a gateway not direct', async function () {
     const r = await refresh(['198.18.1.3']);
     expect(r.problems).to.deep.equal([]);

@@ -105,13 +105,13 @@ async function main(): Promise<void> {
       return true;
     },
     window: async () => nl.window,
-    directReachRefresh: async (ext: string, ips: string[], extra: string[] = []): Promise<DirectReachResult> => {
-      let dr = reach.get(ext);
+    directReachRefresh: async (ext: string, ips: string[], extra: string[] = [], maxAgeMs = 0): Promise<DirectReachResult> => {
+      let dr = reach.get(`${ext}/${maxAgeMs}`);
       if (!dr) {
         const link = await nl.getLink(ext);
         if (!link) throw new Error(`no link ${ext}`);
-        dr = new DirectReach(nl, { index: link.index, name: ext });
-        reach.set(ext, dr);
+        dr = new DirectReach(nl, { index: link.index, name: ext }, { maxAgeMs });
+        reach.set(`${ext}/${maxAgeMs}`, dr);
       }
       const problems = await dr.refresh(ips);
       const out: DirectReachResult = { direct: {}, why: {}, problems };
