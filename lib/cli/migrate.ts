@@ -232,9 +232,6 @@ function normalised(backend: unknown): Map<string, unknown> {
   return m;
 }
 
-function show(v: unknown): string {
-  return v === undefined ? '(unset)' : printable(JSON.stringify(v) ?? String(v), 60);
-}
 
 /** A Backend object for one line of output (it may come from etcd: made printable). */
 export function backendText(backend: unknown): string {
