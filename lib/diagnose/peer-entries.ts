@@ -250,17 +250,8 @@ async function checkRoutes(c: PeerEntriesCheck, peers: Lease[], out: Findings, w
  */
 async function checkUdp(c: PeerEntriesCheck, peers: Lease[], out: Findings): Promise<void> {
   const name = instanceOfCheck(c).device ?? UDP_DEVICE;
-  const link = await c.nl.getLink(name);
-  if (!link) {
-    out.fail('device', `${name} does not exist: no peer is reachable over udp`, TWILLD_REPAIRS);
-    return;
-  }
-  const mtu = podMtu('udp', c.ext.mtu);
-  if (!link.up || link.mtu !== mtu) {
-    out.fail('device', `${name}: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
-  } else {
-    out.ok('device', `${name}: up, MTU ${link.mtu} (the userspace datapath's TUN device)`);
-  }
+  const link = await checkDevice(c, 'udp', name, out, () => " (the userspace datapath's TUN device)");
+  if (!link) return;
   const network = c.config.network?.toString();
   if (!network) return;
   const routes = await c.nl.listRoutes({ family: 4 });
@@ -297,19 +288,26 @@ async function checkUdp(c: PeerEntriesCheck, peers: Lease[], out: Findings): Pro
   if (peers.length === 0) out.ok(TOPIC, `no peer leases yet: nothing to route through ${name} or ${[...others.values()].join(', ')}`);
 }
 
+/** The backend's device exists, is up and has the pods' MTU; resolves with it, or undefined (reported) when it is missing. */
+async function checkDevice(c: PeerEntriesCheck, backend: 'udp' | 'ipip', name: string, out: Findings, note: (link: LinkInfo) => string): Promise<LinkInfo | undefined> {
+  const link = await c.nl.getLink(name);
+  if (!link) {
+    out.fail('device', `${name} does not exist: no peer is reachable over ${backend}`, TWILLD_REPAIRS);
+    return undefined;
+  }
+  const mtu = podMtu(backend, c.ext.mtu);
+  if (!link.up || link.mtu !== mtu) {
+    out.fail('device', `${name}: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
+  } else {
+    out.ok('device', `${name}: up, MTU ${link.mtu}${note(link)}`);
+  }
+  return link;
+}
+
 async function checkIpip(c: PeerEntriesCheck, peers: Lease[], out: Findings): Promise<void> {
   const device = instanceOfCheck(c).device ?? IPIP_DEVICE;
-  const link = await c.nl.getLink(device);
-  if (!link) {
-    out.fail('device', `${device} does not exist: no peer is reachable over ipip`, TWILLD_REPAIRS);
-    return;
-  }
-  const mtu = podMtu('ipip', c.ext.mtu);
-  if (!link.up || link.mtu !== mtu) {
-    out.fail('device', `${device}: ${[!link.up ? 'it is down' : '', link.mtu !== mtu ? `MTU ${link.mtu}, want ${mtu}` : ''].filter(Boolean).join('; ')}`, TWILLD_REPAIRS);
-  } else {
-    out.ok('device', `${device}: up, MTU ${link.mtu}${link.kind === 'tun' ? ' (userspace mode: a TUN device of the userspace datapath)' : ''}`);
-  }
+  const link = await checkDevice(c, 'ipip', device, out, (l) => (l.kind === 'tun' ? ' (userspace mode: a TUN device of the userspace datapath)' : ''));
+  if (!link) return;
   let directRouting = false;
   try {
     directRouting = c.config.backend.type === 'ipip' && boolSetting(c.config.backend, 'DirectRouting', false);
