@@ -1,23 +1,32 @@
 /**
- * The one interface every datapath sits behind (DESIGN §3).
+ * The one interface every datapath sits behind (DESIGN §3): a planner plus
+ * a small lifecycle.
  *
- * A backend owns the kernel objects it creates and can find them again
- * (by device, route protocol or table), so `reconcile` and `teardown` never
- * touch anything else. `reconcile` is level-triggered: it is handed the
- * whole desired state — this node's lease and every peer — and makes the
- * kernel match it, whatever happened before (start-up, lease events,
- * periodic repair, restart, migration).
+ * - `start` creates or adopts what has a lifecycle (a device, an engine) and
+ *   says what this node publishes; it never removes what it finds.
+ * - `prepare` runs before each plan: it brings back a device someone deleted
+ *   and (re)starts an engine for this node's subnet.
+ * - `desired` is the planner. Pure: given this node, its device as it is now
+ *   and the peers the agent assigned to this backend, it says what the
+ *   kernel should hold (backends/kernel-state.ts). One reconciler
+ *   (backends/reconciler.ts) diffs that against the kernel and applies it;
+ *   `twill diagnose` diffs the same plan and reports instead.
+ *
+ * A backend owns exactly the kernel objects it can name — routes by its
+ * route protocol number, addresses, neighbours and FDB entries on its own
+ * device — so the reconciler never touches anything else.
  */
-import type { BackendConfig, NetworkConfig } from '../lib/config';
+import type { BackendConfig } from '../lib/config';
 import type { ExternalInterface } from '../lib/iface';
+import type { IPNet } from '../lib/ip';
 import type { Lease } from '../lib/subnet';
 import type { Log } from '../lib/observe/logger';
-import type { Netlink } from '../lib/netlink';
+import type { LinkInfo, Netlink } from '../lib/netlink';
+import type { KernelState } from './kernel-state';
 
 export interface LocalNode {
   readonly extIface: ExternalInterface;
   readonly publicIP: string;
-  readonly network: NetworkConfig;
 }
 
 export interface BackendStart {
@@ -27,15 +36,43 @@ export interface BackendStart {
   readonly mtu: number;
 }
 
-export interface ReconcileReport {
-  /** Kernel objects created or replaced. */
-  readonly changed: number;
-  /** Kernel objects removed. */
-  readonly removed: number;
-  /** Peers skipped, each with the reason (a bad lease from another node). */
-  readonly skipped: readonly string[];
-  /** Kernel operations refused, each with the reason; retried on the next reconcile. */
-  readonly failures: readonly string[];
+/** A peer as the backend instance that carries it sees it (backends/assignment.ts makes them). */
+export interface Peer {
+  /** Its lease key (`10.244.1.0-24`). */
+  readonly key: string;
+  readonly subnet: IPNet;
+  readonly publicIP: string;
+  /** What the peer publishes for this backend instance: its BackendData (vxlan: VNI and VtepMAC). */
+  readonly data: unknown;
+}
+
+/** The peers one backend instance plans for. */
+export interface AssignedPeers {
+  /** Peers this backend carries. */
+  readonly carried: readonly Peer[];
+  /**
+   * Peers moving to another backend of this node: their link-layer entries
+   * and routes stay (the other backend's route replaces the route
+   * atomically) but are not asserted; the next plan without them removes
+   * what is left.
+   */
+  readonly leaving: readonly Peer[];
+  /** Every usable peer, whatever backend carries it (userspace ipip accepts packets from all of them). */
+  readonly known: readonly Peer[];
+}
+
+/** What a plan depends on besides the peers: all of it read before planning, so `desired` does no I/O. */
+export interface PlanInput {
+  readonly local: LocalNode;
+  readonly own: Lease;
+  /** The backend's device as the kernel holds it now (from `prepare`, or read by diagnose); undefined when it has none. */
+  readonly device?: LinkInfo;
+  /** Whether a peer's public IP is reached directly through the external interface (backends/direct-reach.ts). */
+  readonly reach: (publicIP: string) => boolean;
+  /** The pod network (udp routes all of it into its TUN). */
+  readonly network?: IPNet;
+  /** How many other backends of the same type run beside this one (a migration between two of its settings). */
+  readonly siblings: number;
 }
 
 /** Packet counters of a userspace datapath, totals since twilld started. */
@@ -47,34 +84,32 @@ export interface BackendCounters {
   readonly drops: number;
 }
 
-export interface ReconcileOptions {
-  /**
-   * Peers moving to another backend of this node: their entries stay (the
-   * other backend's route replaces this one's atomically) but are not
-   * re-asserted; the next reconcile without them removes what is left.
-   */
-  readonly retained?: readonly Lease[];
-  /** Every valid peer lease, whatever backend carries it (a userspace ipip engine accepts packets from all of them). */
-  readonly known?: readonly Lease[];
-  /**
-   * How many other backends of the same type run beside this one (a
-   * migration between two settings of one type). udp then routes peer by
-   * peer instead of holding the network route.
-   */
-  readonly siblings?: number;
+/** One entry of a userspace engine's peer table. */
+export interface EnginePeer {
+  readonly subnet: string;
+  readonly publicIP: string;
+  readonly port?: number;
 }
 
 export interface Backend {
   readonly type: string;
-  /** How packets move ('kernel' or 'userspace'); final once start() resolved. */
+  /** How packets move ('kernel', 'userspace' or 'none'); final once start() resolved. */
   readonly mode: string;
+  /** The protocol number of the routes this backend owns (its slot's); undefined for one that makes none. */
+  readonly routeProtocol?: number;
+  /** Its plan asks `reach` (host-gw, DirectRouting): the agent refreshes reachability before planning. */
+  readonly usesReach: boolean;
   /** Creates or adopts the local devices; never removes what it finds. */
   start(local: LocalNode): Promise<BackendStart>;
-  /** Makes the kernel hold exactly what `own` and `peers` call for. */
-  reconcile(own: Lease, peers: readonly Lease[], opts?: ReconcileOptions): Promise<ReconcileReport>;
+  /** Brings back what the plan relies on (device, engine); resolves with the device as it is now. */
+  prepare(own: Lease, peers: AssignedPeers): Promise<LinkInfo | undefined>;
+  /** The kernel state wanted for exactly these peers. Pure. */
+  desired(input: PlanInput, peers: AssignedPeers): KernelState;
+  /** Userspace backends: hands the engine its peer table (the reconciler calls it before routes change). */
+  setEnginePeers?(peers: readonly EnginePeer[]): Promise<void>;
   /** Releases sockets and timers; the datapath stays (restart without loss). */
   stop(): Promise<void>;
-  /** Removes every kernel object this backend created (after a migration). */
+  /** Removes what start created: devices and engines (the reconciler removes the routes). */
   teardown(): Promise<void>;
   /** Userspace datapaths only: counters for /metrics. */
   counters?(): Promise<BackendCounters>;
@@ -125,6 +160,7 @@ export interface BackendFactory {
   readonly revealed?: { readonly keys: readonly string[]; read(data: unknown): Identity };
   /** Why backends of these two configs cannot run on one node at once (they would need the same socket); undefined when they can. */
   conflict?(a: BackendConfig, b: BackendConfig): string | undefined;
+  /** Builds the backend; does no I/O (diagnose builds one to plan with, without starting it). */
   create(config: BackendConfig, ctx: BackendContext): Backend;
 }
 
@@ -135,5 +171,3 @@ export class BackendUnavailableError extends Error {
     this.name = 'BackendUnavailableError';
   }
 }
-
-export const EMPTY_REPORT: ReconcileReport = { changed: 0, removed: 0, skipped: [], failures: [] };

@@ -15,7 +15,7 @@
  * them.
  */
 import { BackendConfig, ConfigError, setting } from '../lib/config';
-import type { BackendAdvert, Lease, LeaseAttrs } from '../lib/subnet';
+import type { BackendAdvert, LeaseAttrs } from '../lib/subnet';
 import { bareLeaseKey, instanceKey, instanceOf, matchBareKey, typeOfKey } from './instance';
 
 /** flanneld's lease for udp and alloc carries no BackendType. */
@@ -48,14 +48,6 @@ export function backendDataOf(attrs: LeaseAttrs, key: string): unknown {
   return primaryBackendType(attrs) === typeOfKey(key) ? attrs.backendData : undefined;
 }
 
-/**
- * The lease as a node terminating only the instance `key` would publish it:
- * what the backend of that instance reads (its BackendData, its type).
- */
-export function leaseViewFor(lease: Lease, key: string): Lease {
-  return { ...lease, attrs: { ...lease.attrs, backendType: typeOfKey(key), backendData: backendDataOf(lease.attrs, key), backends: undefined } };
-}
-
 /** `Backend.Fallback`: a type name or a backend object (`{"Type": "vxlan", "VNI": 2}`); undefined when absent. */
 export function fallbackConfig(config: BackendConfig): BackendConfig | undefined {
   const v = setting(config.settings, 'Fallback');
@@ -76,6 +68,13 @@ export function fallbackConfig(config: BackendConfig): BackendConfig | undefined
   if (fallback.type === config.type) throw new ConfigError('Backend.Fallback', `Backend.Fallback: "${fallback.type}" is the backend itself; name a different one`);
   if (setting(fallback.settings, 'Fallback') !== undefined) throw new ConfigError('Backend.Fallback', 'Backend.Fallback: a fallback cannot have a fallback of its own');
   return fallback;
+}
+
+/** The backend config itself, without its Fallback: what one backend instance runs. */
+export function withoutFallback(config: BackendConfig): BackendConfig {
+  const settings: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(config.settings)) if (k.toLowerCase() !== 'fallback') settings[k] = v;
+  return { type: config.type, settings };
 }
 
 /** The configured preference as instance keys: Backend.Type (with its settings), then its Fallback. */

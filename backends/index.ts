@@ -53,5 +53,8 @@ export function createBackend(config: BackendConfig, ctx: BackendContext): Backe
 export * from './backend';
 export * from './choice';
 export * from './instance';
+export * from './kernel-state';
+export { EMPTY_REPORT, type ReconcileReport } from './reconciler';
+export { assignPeers, peersOf, peerFor, unusablePeer, type Assignment } from './assignment';
 export { backendFactory } from './registry';
 export { backendsInKernel, type LeftOver } from './footprint';

@@ -1,12 +1,15 @@
 /**
- * What backends share: turning a desired set of kernel entries into the
- * smallest list of netlink operations, given what the kernel holds now.
+ * The kernel state a backend plans (`Backend.desired`), and the pure diff
+ * that turns it, with what the kernel holds now, into the smallest list of
+ * netlink operations. The reconciler applies that list; `twill diagnose`
+ * reports it. Neither restates what a backend installs.
  *
- * Each `diff*` is pure. Adds and replaces come before deletes in the plan,
- * so a peer whose entries change is never without a path (an entry moved to
- * a new MAC or gateway is replaced, then the stale one goes).
+ * Adds and replaces come before deletes in a plan, and link-layer entries
+ * before routes, so a peer whose entries change is never without a path (an
+ * entry moved to a new MAC or gateway is replaced, then the stale one goes).
  */
-import type { FdbEntry, NeighborInfo, Operation, RouteInfo } from '../lib/netlink';
+import type { AddressInfo, FdbEntry, NeighborInfo, Operation, RouteInfo } from '../lib/netlink';
+import type { EnginePeer } from './backend';
 
 export interface WantedRoute {
   readonly dst: string;
@@ -16,25 +19,90 @@ export interface WantedRoute {
   readonly dev: string;
   readonly ifindex: number;
   readonly onlink: boolean;
+  /** The lease key of the peer it serves; absent for a route that serves them all. */
+  readonly peer?: string;
 }
 
 export interface WantedNeighbor {
   readonly ip: string;
   readonly mac: string;
+  readonly peer?: string;
 }
 
 export interface WantedFdb {
   readonly mac: string;
   readonly dst: string;
+  readonly peer?: string;
+}
+
+/** A device the backend owns: exactly these addresses, and (when given) exactly these permanent neighbours and FDB entries. */
+export interface DeviceState {
+  readonly name: string;
+  readonly ifindex: number;
+  readonly addresses: readonly string[];
+  readonly neighbors?: readonly WantedNeighbor[];
+  readonly fdb?: readonly WantedFdb[];
+}
+
+export interface KernelState {
+  /** The reconciler owns every route carrying this protocol number, and only those; undefined: no routes. */
+  readonly protocol?: number;
+  readonly routes: readonly WantedRoute[];
+  readonly devices: readonly DeviceState[];
+  /** Route destinations left as they are (peers leaving for another backend of this node). */
+  readonly keepRoutes: readonly string[];
+  /** A userspace engine's peer table; absent for kernel backends. */
+  readonly engine?: readonly EnginePeer[];
+  /** Peers left out, each with the reason (a bad lease from another node). */
+  readonly skipped: readonly string[];
+}
+
+/** What the kernel holds of a plan's objects: routes of its protocol, and each of its devices' entries (absent: the device is gone). */
+export interface ObservedState {
+  readonly routes: readonly RouteInfo[];
+  readonly devices: ReadonlyMap<number, { readonly addresses: readonly AddressInfo[]; readonly neighbors: readonly NeighborInfo[]; readonly fdb: readonly FdbEntry[] }>;
+}
+
+export interface AddressOperation {
+  readonly op: 'replaceAddress' | 'deleteAddress';
+  readonly ifindex: number;
+  readonly dev: string;
+  readonly cidr: string;
 }
 
 export interface Plan {
+  /** Applied first: a route's source address and onlink next hop need the device's address. */
+  readonly addresses: AddressOperation[];
   readonly upserts: Operation[];
   readonly deletes: Operation[];
 }
 
 export function emptyPlan(): Plan {
-  return { upserts: [], deletes: [] };
+  return { addresses: [], upserts: [], deletes: [] };
+}
+
+/** The whole diff of a plan against the kernel. */
+export function diffKernelState(state: KernelState, observed: ObservedState): Plan {
+  const plan = emptyPlan();
+  for (const d of state.devices) {
+    const have = observed.devices.get(d.ifindex);
+    if (!have) continue;
+    diffAddresses(plan, d, have.addresses);
+    // FDB and ARP first, so a route never points at a VTEP the kernel cannot resolve.
+    if (d.fdb) diffFdb(plan, d.ifindex, d.fdb, have.fdb.filter((e) => e.ifindex === d.ifindex));
+    if (d.neighbors) diffNeighbors(plan, d.ifindex, d.neighbors, have.neighbors.filter((n) => n.ifindex === d.ifindex && n.permanent));
+  }
+  if (state.protocol !== undefined) diffRoutes(plan, state.routes, observed.routes, state.protocol, new Set(state.keepRoutes));
+  return plan;
+}
+
+/** The device holds exactly its planned addresses (an old subnet's address goes). */
+export function diffAddresses(plan: Plan, device: DeviceState, existing: readonly AddressInfo[]): void {
+  const have = new Set(existing.map((a) => a.cidr));
+  for (const cidr of device.addresses) if (!have.has(cidr)) plan.addresses.push({ op: 'replaceAddress', ifindex: device.ifindex, dev: device.name, cidr });
+  for (const a of existing) {
+    if (!device.addresses.includes(a.cidr)) plan.addresses.push({ op: 'deleteAddress', ifindex: device.ifindex, dev: device.name, cidr: a.cidr });
+  }
 }
 
 /**
@@ -42,7 +110,7 @@ export function emptyPlan(): Plan {
  * backend's own). Routes to a destination in `keep` are left alone.
  */
 export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing: readonly RouteInfo[], protocol: number, keep: ReadonlySet<string> = new Set()): void {
-  const have = new Map(existing.map((r) => [r.dst, r]));
+  const have = new Map(existing.filter((r) => r.protocol === protocol).map((r) => [r.dst, r]));
   const want = new Set<string>();
   for (const w of wanted) {
     want.add(w.dst);
@@ -50,7 +118,7 @@ export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing:
     if (r && r.gateway === w.gateway && r.ifindex === w.ifindex && r.onlink === w.onlink && r.type === 'unicast') continue;
     plan.upserts.push({ op: 'replaceRoute', route: { dst: w.dst, gateway: w.gateway, dev: w.ifindex, onlink: w.onlink, protocol } });
   }
-  for (const r of existing) {
+  for (const r of have.values()) {
     if (!want.has(r.dst) && !keep.has(r.dst)) plan.deletes.push({ op: 'deleteRoute', route: { dst: r.dst, protocol, table: r.table } });
   }
 }

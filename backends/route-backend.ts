@@ -1,46 +1,52 @@
 /**
- * What host-gw and kernel ipip share: one route per peer, through one
- * device, owned by the backend's route protocol number. (flanneld shares
- * this as its "route network" type.) Subclasses say how to start and which
- * route a peer needs.
+ * What host-gw and kernel ipip share: one route per peer, owned by the
+ * backend's route protocol number (flanneld shares this as its "route
+ * network" type). Subclasses say how to start, which device (if any) they
+ * own, and which route a peer needs.
  */
 import type { Lease } from '../lib/subnet';
-import type { Netlink } from '../lib/netlink';
-import type { Backend, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from './backend';
-import { deleteRoutesOf, reconcileRoutes } from './apply-plan';
-import type { WantedRoute } from './kernel-state';
-import { partitionPeers, subnetsOf } from './peers';
+import type { LinkInfo, Netlink } from '../lib/netlink';
+import type { AssignedPeers, Backend, BackendStart, LocalNode, Peer, PlanInput } from './backend';
+import type { DeviceState, KernelState, WantedRoute } from './kernel-state';
 
 export abstract class RouteBackend implements Backend {
   abstract readonly type: string;
   abstract readonly mode: string;
-  protected abstract readonly protocol: number;
+  abstract readonly routeProtocol: number;
+  abstract readonly usesReach: boolean;
 
   constructor(protected readonly nl: Netlink) {}
 
   abstract start(local: LocalNode): Promise<BackendStart>;
 
-  /** The route that carries traffic to `peer`, or the reason it cannot. */
-  protected abstract routeTo(peer: Lease): WantedRoute | string;
+  /** The route that carries traffic to `peer`. */
+  protected abstract routeTo(input: PlanInput, peer: Peer): WantedRoute;
 
-  /** Brings local devices back if needed, before routes are compared. */
-  protected async prepare(_own: Lease): Promise<void> {}
+  /** Brings local devices back if needed; resolves with the device the plan routes through, if any. */
+  async prepare(_own: Lease, _peers: AssignedPeers): Promise<LinkInfo | undefined> {
+    return undefined;
+  }
 
-  async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
-    await this.prepare(own);
-    const { carried, skipped } = partitionPeers(peers, this.type, own);
-    const wanted: WantedRoute[] = [];
-    for (const peer of carried) {
-      const route = this.routeTo(peer);
-      if (typeof route === 'string') skipped.push(route);
-      else wanted.push(route);
-    }
-    return reconcileRoutes(this.nl, this.protocol, wanted, skipped, subnetsOf(opts.retained));
+  desired(input: PlanInput, peers: AssignedPeers): KernelState {
+    const devices: DeviceState[] = input.device
+      ? [{ name: input.device.name, ifindex: input.device.index, addresses: [`${input.own.subnet.ip.toString()}/32`] }]
+      : [];
+    return {
+      protocol: this.routeProtocol,
+      routes: peers.carried.map((peer) => ({ ...this.routeTo(input, peer), peer: peer.key })),
+      devices,
+      keepRoutes: peers.leaving.map((p) => p.subnet.toString()),
+      skipped: [],
+    };
   }
 
   async stop(): Promise<void> {}
 
-  async teardown(): Promise<void> {
-    await deleteRoutesOf(this.nl, this.protocol);
-  }
+  async teardown(): Promise<void> {}
+}
+
+/** A plain route to the peer's public IP through the external interface (host-gw, DirectRouting). */
+export function routeViaExternal(input: PlanInput, peer: Peer): WantedRoute {
+  const ext = input.local.extIface;
+  return { dst: peer.subnet.toString(), gateway: peer.publicIP, dev: ext.name, ifindex: ext.index, onlink: false };
 }

@@ -3,19 +3,24 @@
  * the same backend; it is useful where something else routes pod traffic.
  * Its lease value is the same as udp's: `{"PublicIP":"…","PublicIPv6":null}`.
  */
-import type { Backend, BackendFactory, BackendStart, LocalNode, ReconcileReport } from '../backend';
-import { EMPTY_REPORT } from '../backend';
+import type { Backend, BackendFactory, BackendStart, LocalNode } from '../backend';
+import type { KernelState } from '../kernel-state';
 
 class AllocBackend implements Backend {
   readonly type = 'alloc';
   readonly mode = 'none';
+  readonly usesReach = false;
 
   async start(local: LocalNode): Promise<BackendStart> {
     return { mtu: local.extIface.mtu };
   }
 
-  async reconcile(): Promise<ReconcileReport> {
-    return EMPTY_REPORT;
+  async prepare(): Promise<undefined> {
+    return undefined;
+  }
+
+  desired(): KernelState {
+    return { routes: [], devices: [], keepRoutes: [], skipped: [] };
   }
 
   async stop(): Promise<void> {}

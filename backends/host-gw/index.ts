@@ -5,19 +5,19 @@
  * IP is not an address of the interface (a NAT in between would swallow
  * the traffic).
  */
-import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { BackendFactory, BackendStart, LocalNode } from '../backend';
+import type { BackendFactory, BackendStart, LocalNode, Peer, PlanInput } from '../backend';
 import { BackendUnavailableError } from '../backend';
 import type { WantedRoute } from '../kernel-state';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
-import { RouteBackend } from '../route-backend';
+import { RouteBackend, routeViaExternal } from '../route-backend';
 
 class HostGwBackend extends RouteBackend {
   readonly type = 'host-gw';
   readonly mode = 'kernel';
-  protected readonly protocol = BACKEND_ROUTE_PROTOCOL['host-gw'];
-  private local?: LocalNode;
+  readonly routeProtocol = BACKEND_ROUTE_PROTOCOL['host-gw'];
+  // Which peers it can carry is the kernel's route and ARP, asked by the assignment.
+  readonly usesReach = true;
 
   constructor(nl: Netlink) {
     super(nl);
@@ -31,13 +31,11 @@ class HostGwBackend extends RouteBackend {
         `host-gw cannot run: the public IP ${local.publicIP} is not an address of ${local.extIface.name} (it has ${have}); ` +
         'host-gw needs every node on one link-layer network without NAT. Use --public-ip with the interface\'s own address, or the vxlan backend');
     }
-    this.local = local;
     return { mtu: local.extIface.mtu };
   }
 
-  protected routeTo(peer: Lease): WantedRoute {
-    const local = this.local!;
-    return { dst: peer.subnet.toString(), gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false };
+  protected routeTo(input: PlanInput, peer: Peer): WantedRoute {
+    return routeViaExternal(input, peer);
   }
 }
 

@@ -6,10 +6,13 @@
  * and exposed as `mode` for /metrics.
  */
 import type { Lease } from '../../lib/subnet';
-import type { Backend, BackendContext, BackendCounters, BackendFactory, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
+import type { LinkInfo } from '../../lib/netlink';
+import type { AssignedPeers, Backend, BackendContext, BackendCounters, BackendFactory, BackendStart, EnginePeer, LocalNode, PlanInput } from '../backend';
+import type { KernelState } from '../kernel-state';
 import { BackendUnavailableError } from '../backend';
 import { boolSetting, enumSetting } from '../settings';
 import type { BackendConfig } from '../../lib/config';
+import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { IPIP_DEVICE, NO_KERNEL_IPIP } from './constants';
 import { KernelIpipBackend } from './kernel';
 import { UserspaceIpipBackend } from './userspace';
@@ -63,8 +66,27 @@ class IpipBackend implements Backend {
     return started;
   }
 
-  reconcile(own: Lease, peers: readonly Lease[], opts?: ReconcileOptions): Promise<ReconcileReport> {
-    return this.started().reconcile(own, peers, opts);
+  readonly routeProtocol = BACKEND_ROUTE_PROTOCOL.ipip;
+
+  get usesReach(): boolean {
+    return this.directRouting;
+  }
+
+  prepare(own: Lease, peers: AssignedPeers): Promise<LinkInfo> {
+    return this.started().prepare(own, peers);
+  }
+
+  /** Before start (twill diagnose plans without starting), the device found tells the mode. */
+  desired(input: PlanInput, peers: AssignedPeers): KernelState {
+    const planner = this.chosen ?? (input.device?.kind === 'tun'
+      ? new UserspaceIpipBackend(this.ctx.netlink, this.directRouting, this.ctx)
+      : new KernelIpipBackend(this.ctx.netlink, this.directRouting));
+    return planner.desired(input, peers);
+  }
+
+  async setEnginePeers(peers: readonly EnginePeer[]): Promise<void> {
+    const chosen = this.started();
+    if (chosen instanceof UserspaceIpipBackend) await chosen.setEnginePeers(peers);
   }
 
   /**
@@ -120,7 +142,7 @@ function settingsOf(config: BackendConfig): { mode: IpipMode; directRouting: boo
 
 export const ipipBackend: BackendFactory = {
   type: 'ipip',
-  // A new backend object adopts the device; the next reconcile replaces the routes atomically.
+  // Both apply in place (reconfigure): Mode only when it resolves to the running mode; the next reconcile replaces routes atomically.
   liveKeys: ['Mode', 'DirectRouting'],
   validate: (config) => {
     settingsOf(config);

@@ -5,63 +5,61 @@
  * traffic enters the TUN device `flannel.ipip` (`<subnet>/32`, MTU
  * external − 20) through one route per peer, `<subnet> dev flannel.ipip`,
  * owned by ipip's route protocol like the kernel mode's routes; the engine
- * sends it to the peer's public IP. With DirectRouting, on-link peers are
- * routed via the external interface instead, as in kernel mode.
+ * sends it to the peer's public IP. With DirectRouting, peers the kernel
+ * reaches directly are routed via the external interface instead, as in
+ * kernel mode.
  */
 import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { BackendContext, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
-import { reconcileRoutes } from '../apply-plan';
-import type { WantedRoute } from '../kernel-state';
-import { partitionPeers, subnetsOf } from '../peers';
-import { DirectReach } from '../direct-reach';
+import type { AssignedPeers, BackendContext, BackendStart, EnginePeer, LocalNode, PlanInput } from '../backend';
+import type { KernelState } from '../kernel-state';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
+import { routeViaExternal } from '../route-backend';
 import { TunnelBackend } from '../userspace';
+import { tunDevice } from '../userspace/tunnel-backend';
 import { IPIP_DEVICE, IPIP_OVERHEAD } from './constants';
-
-const PROTOCOL = BACKEND_ROUTE_PROTOCOL.ipip;
 
 export class UserspaceIpipBackend extends TunnelBackend {
   readonly type = 'ipip';
-  private local?: LocalNode;
-  private direct?: DirectReach;
 
   constructor(nl: Netlink, public directRouting: boolean, ctx: BackendContext) {
-    super(nl, PROTOCOL, {
+    super(nl, BACKEND_ROUTE_PROTOCOL.ipip, {
       backendType: 'ipip', mode: 'ipip', tunName: IPIP_DEVICE, overhead: IPIP_OVERHEAD,
       nl, log: ctx.log, requestReconcile: ctx.requestReconcile,
     });
   }
-  async start(local: LocalNode): Promise<BackendStart> {
-    const mtu = this.tunnel.check(local);
-    this.local = local;
-    this.direct = new DirectReach(this.nl, local.extIface);
-    return { mtu };
+
+  get usesReach(): boolean {
+    return this.directRouting;
   }
 
-  async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
-    const local = this.local;
-    if (!local) throw new Error('ipip backend used before start()');
-    const { carried, skipped } = partitionPeers(peers, this.type, own);
-    const reach = this.direct!;
-    if (this.directRouting) for (const problem of await reach.refresh(carried.map((p) => p.attrs.publicIP))) skipped.push(`ipip DirectRouting: ${problem}`);
-    const direct = (peer: Lease) => this.directRouting && reach.isDirect(peer.attrs.publicIP);
-    // The engine learns its peers before their routes exist, so no packet reaches it unrouted.
-    const tunneled = carried.filter((p) => !direct(p));
-    // The engine accepts IP-in-IP only from addresses in its table: every known node goes in (kernel ipip accepts
-    // any sender), so a peer that starts sending ipip before its new lease reaches us is not dropped. Only routed
-    // traffic enters the TUN, so the extra entries send nothing.
-    const table = new Map<string, Lease>();
-    for (const p of [...(opts.known ?? []), ...(opts.retained ?? []), ...tunneled]) {
-      if (p.key !== own.key && p.attrs.publicIP !== own.attrs.publicIP && p.attrs.publicIP !== '0.0.0.0') table.set(p.subnet.toString(), p);
+  async start(local: LocalNode): Promise<BackendStart> {
+    return { mtu: this.tunnel.check(local) };
+  }
+
+  // The engine accepts IP-in-IP only from addresses in its table: every known node goes in (kernel ipip accepts
+  // any sender), so a peer that starts sending ipip before its new lease reaches us is not dropped. Only routed
+  // traffic enters the TUN, so the extra entries send nothing.
+  protected engineTable(own: Lease, peers: AssignedPeers): EnginePeer[] {
+    const table = new Map<string, EnginePeer>();
+    for (const p of [...peers.known, ...peers.leaving, ...peers.carried]) {
+      if (p.publicIP !== own.attrs.publicIP) table.set(p.subnet.toString(), { subnet: p.subnet.toString(), publicIP: p.publicIP });
     }
-    const link = await this.tunnel.ensure(own, [...table.values()].map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP })));
-    const routes: WantedRoute[] = carried.map((peer) => {
-      const dst = peer.subnet.toString();
-      return direct(peer)
-        ? { dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false }
-        : { dst, dev: link.name, ifindex: link.index, onlink: false };
-    });
-    return reconcileRoutes(this.nl, PROTOCOL, routes, skipped, subnetsOf(opts.retained));
+    return [...table.values()];
+  }
+
+  desired(input: PlanInput, peers: AssignedPeers): KernelState {
+    const link = input.device!;
+    const direct = (publicIP: string) => this.directRouting && input.reach(publicIP);
+    return {
+      protocol: this.routeProtocol,
+      routes: peers.carried.map((peer) => direct(peer.publicIP)
+        ? { ...routeViaExternal(input, peer), peer: peer.key }
+        : { dst: peer.subnet.toString(), dev: link.name, ifindex: link.index, onlink: false, peer: peer.key }),
+      devices: tunDevice(input),
+      keepRoutes: peers.leaving.map((p) => p.subnet.toString()),
+      engine: this.engineTable(input.own, peers),
+      skipped: [],
+    };
   }
 }

@@ -17,14 +17,12 @@
  */
 import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { BackendContext, BackendFactory, Identity, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
-import { reconcileRoutes } from '../apply-plan';
-import { partitionPeers } from '../peers';
+import type { AssignedPeers, BackendContext, BackendFactory, EnginePeer, Identity, BackendStart, LocalNode, PlanInput } from '../backend';
+import type { KernelState, WantedRoute } from '../kernel-state';
 import { routeProtocol } from '../route-protocols';
-import type { WantedRoute } from '../kernel-state';
-import { subnetsOf } from '../peers';
 import { intSetting } from '../settings';
 import { DEFAULT_UDP_PORT, TunnelBackend } from '../userspace';
+import { tunDevice } from '../userspace/tunnel-backend';
 
 export const UDP_DEVICE = 'flannel0';
 /** The TUN of a second udp backend running beside the first (a Port migration). */
@@ -33,7 +31,7 @@ const UDP_OVERHEAD = 28;
 
 class UdpBackend extends TunnelBackend {
   readonly type = 'udp';
-  private local?: LocalNode;
+  readonly usesReach = false;
 
   constructor(private readonly port: number, nl: Netlink, ctx: BackendContext) {
     super(nl, routeProtocol('udp', ctx.slot), {
@@ -44,20 +42,27 @@ class UdpBackend extends TunnelBackend {
   }
 
   async start(local: LocalNode): Promise<BackendStart> {
-    this.local = local;
     return { mtu: this.tunnel.check(local) };
   }
 
-  async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
-    const network = this.local?.network.network;
+  // Leaving peers stay in the table: until their new backend's route covers them, the network route still leads here.
+  protected engineTable(_own: Lease, peers: AssignedPeers): EnginePeer[] {
+    return [...peers.carried, ...peers.leaving].map((p) => ({ subnet: p.subnet.toString(), publicIP: p.publicIP, port: this.port }));
+  }
+
+  desired(input: PlanInput, peers: AssignedPeers): KernelState {
+    const network = input.network;
     if (!network) throw new Error('the udp backend carries IPv4 only; the network config has no Network');
-    const { carried, skipped } = partitionPeers(peers, this.type, own);
-    // Retained peers stay in the table: until their new backend's route covers them, the network route still leads here.
-    const table = [...carried, ...(opts.retained ?? [])].map((p) => ({ subnet: p.subnet.toString(), publicIP: p.attrs.publicIP, port: this.port }));
-    const link = await this.tunnel.ensure(own, table);
-    const via = (dst: string): WantedRoute => ({ dst, dev: link.name, ifindex: link.index, onlink: false });
-    const routes = opts.siblings ? carried.map((p) => via(p.subnet.toString())) : [via(network.toString())];
-    return reconcileRoutes(this.nl, this.protocol, routes, skipped, subnetsOf(opts.retained));
+    const link = input.device!;
+    const via = (dst: string, peer?: string): WantedRoute => ({ dst, dev: link.name, ifindex: link.index, onlink: false, ...(peer ? { peer } : {}) });
+    return {
+      protocol: this.routeProtocol,
+      routes: input.siblings ? peers.carried.map((p) => via(p.subnet.toString(), p.key)) : [via(network.toString())],
+      devices: tunDevice(input),
+      keepRoutes: peers.leaving.map((p) => p.subnet.toString()),
+      engine: this.engineTable(input.own, peers),
+      skipped: [],
+    };
   }
 }
 

@@ -1,25 +1,39 @@
 /**
- * What the udp backend and userspace ipip share beyond the tunnel itself:
- * counters from the engine, a stop that leaves the datapath to the next
- * twilld, and a teardown that removes the backend's routes, then the TUN.
+ * What the udp backend and userspace ipip share: a TUN device and the
+ * native engine behind it. The engine's peer table is part of the plan
+ * (`engineTable`, pure); `prepare` starts the engine with it, the
+ * reconciler hands it over on every reconcile. `stop` leaves the engine
+ * forwarding for the next twilld; `teardown` ends it and removes the TUN.
  */
 import type { Lease } from '../../lib/subnet';
-import type { Netlink } from '../../lib/netlink';
-import type { Backend, BackendCounters, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
-import { deleteRoutesOf } from '../apply-plan';
+import type { LinkInfo, Netlink } from '../../lib/netlink';
+import type { AssignedPeers, Backend, BackendCounters, BackendStart, EnginePeer, LocalNode, PlanInput } from '../backend';
+import type { KernelState } from '../kernel-state';
 import { UserspaceTunnel, type TunnelOptions } from './tunnel';
 
 export abstract class TunnelBackend implements Backend {
   abstract readonly type: string;
+  abstract readonly usesReach: boolean;
   readonly mode = 'userspace';
   protected readonly tunnel: UserspaceTunnel;
 
-  constructor(protected readonly nl: Netlink, protected readonly protocol: number, tunnel: TunnelOptions) {
+  constructor(protected readonly nl: Netlink, readonly routeProtocol: number, tunnel: TunnelOptions) {
     this.tunnel = new UserspaceTunnel(tunnel);
   }
 
   abstract start(local: LocalNode): Promise<BackendStart>;
-  abstract reconcile(own: Lease, peers: readonly Lease[], opts?: ReconcileOptions): Promise<ReconcileReport>;
+  abstract desired(input: PlanInput, peers: AssignedPeers): KernelState;
+
+  /** The engine's peer table for these peers (pure; part of `desired`). */
+  protected abstract engineTable(own: Lease, peers: AssignedPeers): EnginePeer[];
+
+  prepare(own: Lease, peers: AssignedPeers): Promise<LinkInfo> {
+    return this.tunnel.prepare(own, this.engineTable(own, peers));
+  }
+
+  setEnginePeers(peers: readonly EnginePeer[]): Promise<void> {
+    return this.tunnel.setPeers(peers);
+  }
 
   counters(): Promise<BackendCounters> {
     return this.tunnel.counters();
@@ -30,7 +44,13 @@ export abstract class TunnelBackend implements Backend {
   }
 
   async teardown(): Promise<void> {
-    await deleteRoutesOf(this.nl, this.protocol);
     await this.tunnel.destroy();
   }
+}
+
+/** The TUN holds exactly `<own subnet IP>/32`. */
+export function tunDevice(input: PlanInput): KernelState['devices'] {
+  const link = input.device;
+  if (!link) throw new Error('a userspace backend planned without its TUN device');
+  return [{ name: link.name, ifindex: link.index, addresses: [`${input.own.subnet.ip.toString()}/32`] }];
 }

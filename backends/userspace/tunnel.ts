@@ -7,8 +7,7 @@
  * The engine itself starts in the first reconcile, because the ICMP errors
  * it writes come from this node's subnet, which is only known once the lease
  * is held; a later reconcile with a different own subnet restarts it.
- * Each reconcile hands the engine the peer table and makes the TUN hold
- * exactly `<subnet IP>/32`.
+ * Each reconcile hands the engine the peer table the backend planned.
  */
 import type { Lease } from '../../lib/subnet';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
@@ -57,26 +56,28 @@ export class UserspaceTunnel {
   }
 
   /**
-   * Starts (or restarts for a new subnet) the engine, gives it `peers`, and
-   * puts the own address on the TUN; returns the device.
+   * Starts the engine (with `table`, so an engine taken over from the last
+   * twilld never runs without its peers), or restarts it for a new own
+   * subnet; resolves with the TUN device.
    */
-  async ensure(own: Lease, peers: readonly PeerEntry[]): Promise<LinkInfo> {
+  async prepare(own: Lease, table: readonly PeerEntry[]): Promise<LinkInfo> {
     const subnet = own.subnet.toString();
     if (this.datapath && this.ownSubnet !== subnet) {
       this.opts.log.info(`${this.opts.backendType}: this node's subnet changed; restarting the userspace datapath`, { from: this.ownSubnet, to: subnet });
       await this.datapath.stop();
       this.datapath = undefined;
     }
-    if (!this.datapath) this.datapath = await this.launch(subnet, peers);
-    else await this.datapath.setPeers(peers);
+    if (!this.datapath) this.datapath = await this.launch(subnet, table);
     const link = await this.opts.nl.getLink(this.opts.tunName);
     if (!link) throw new Error(`${this.opts.tunName} vanished; the userspace datapath recreates it`);
     if (this.opts.alias !== undefined && link.alias !== this.opts.alias) await this.opts.nl.setAlias(link.index, this.opts.alias);
-    const cidr = `${own.subnet.ip.toString()}/32`;
-    const addrs = await this.opts.nl.listAddresses(link.index, 4);
-    if (!addrs.some((a) => a.cidr === cidr)) await this.opts.nl.replaceAddress(link.index, cidr);
-    for (const a of addrs) if (a.cidr !== cidr) await this.opts.nl.deleteAddress(link.index, a.cidr);
     return link;
+  }
+
+  /** Replaces the engine's peer table. */
+  async setPeers(table: readonly PeerEntry[]): Promise<void> {
+    if (!this.datapath) throw new Error(`${this.opts.backendType}: the userspace datapath is not running`);
+    await this.datapath.setPeers(table);
   }
 
   async counters(): Promise<BackendCounters> {

@@ -1,28 +1,22 @@
 /**
- * The vxlan backend (flanneld-compatible). Per peer on the vxlan backend:
+ * The vxlan backend (flanneld-compatible). Per peer it plans:
  *   neighbour  <peer subnet IP> lladdr <VtepMAC> nud permanent  dev flannel.<VNI>
  *   FDB        <VtepMAC> dst <PublicIP> self permanent          dev flannel.<VNI>
  *   route      <peer subnet> via <peer subnet IP> onlink         dev flannel.<VNI>
- * With DirectRouting, a peer on the same link-layer network gets only
- * `route <peer subnet> via <PublicIP> dev <ext>`: one the kernel reaches
- * without a gateway through the external interface and whose ARP has not
- * failed (backends/direct-reach.ts), as flanneld asks the kernel too.
+ * With DirectRouting, a peer the kernel reaches directly (backends/direct-reach.ts,
+ * as flanneld asks the kernel too) gets only
+ * `route <peer subnet> via <PublicIP> dev <ext>`.
  *
- * reconcile() reads the device's neighbours and FDB entries and the routes
- * carrying vxlan's protocol number, and applies the difference; the device
- * itself is recreated if someone deleted it.
+ * Its lifecycle is the device: adopted when it exists with the wanted
+ * settings (its MAC is the VTEP MAC every peer has programmed), recreated if
+ * someone deleted it.
  */
-import type { Lease } from '../../lib/subnet';
-import type { Netlink, VxlanSpec } from '../../lib/netlink';
+import type { LinkInfo, Netlink, VxlanSpec } from '../../lib/netlink';
 import type { Log } from '../../lib/observe/logger';
-import type { Backend, BackendStart, LocalNode, ReconcileOptions, ReconcileReport } from '../backend';
-import { routeProtocol } from '../route-protocols';
+import type { AssignedPeers, Backend, BackendStart, InstanceSlot, LocalNode, PlanInput } from '../backend';
 import { BackendUnavailableError } from '../backend';
-import type { InstanceSlot } from '../backend';
-import { diffFdb, diffNeighbors, diffRoutes, emptyPlan, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
-import { applyPlan, deleteRoutesOf } from '../apply-plan';
-import { partitionPeers, subnetsOf } from '../peers';
-import { DirectReach } from '../direct-reach';
+import { routeProtocol } from '../route-protocols';
+import type { KernelState, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
 import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac } from './device';
 import type { VxlanSettings } from './settings';
 
@@ -37,20 +31,20 @@ export interface VxlanLeaseData {
 export class VxlanBackend implements Backend {
   readonly type = 'vxlan';
   readonly mode = 'kernel';
-  private local?: LocalNode;
+  /** The routes this backend owns carry this number (its slot's: two vxlan backends may run side by side). */
+  readonly routeProtocol: number;
   private spec?: VxlanSpec;
   private mtu = 0;
-  private direct?: DirectReach;
-
-  /** The routes this backend owns carry this number (its slot's: two vxlan backends may run side by side). */
-  private readonly protocol: number;
 
   constructor(private readonly settings: VxlanSettings, private readonly nl: Netlink, private readonly log: Log, slot: InstanceSlot = 0) {
-    this.protocol = routeProtocol('vxlan', slot);
+    this.routeProtocol = routeProtocol('vxlan', slot);
+  }
+
+  get usesReach(): boolean {
+    return this.settings.directRouting;
   }
 
   async start(local: LocalNode): Promise<BackendStart> {
-    this.local = local;
     const localIP = local.extIface.ipv4 ?? local.publicIP;
     this.mtu = this.settings.mtu ?? local.extIface.mtu - VXLAN_OVERHEAD;
     this.spec = {
@@ -64,75 +58,68 @@ export class VxlanBackend implements Backend {
       mtu: this.mtu,
       mac: derivedVtepMac(localIP, this.settings.vni),
     };
-    this.direct = new DirectReach(this.nl, local.extIface);
-    const link = await this.ensureDevice();
+    const link = await this.prepare();
     const data: VxlanLeaseData = { VNI: this.settings.vni, VtepMAC: link.mac ?? this.spec.mac! };
     return { backendData: data, mtu: this.mtu };
   }
 
-  async reconcile(own: Lease, peers: readonly Lease[], opts: ReconcileOptions = {}): Promise<ReconcileReport> {
-    const local = this.required(this.local);
-    const link = await this.ensureDevice();
-    await this.ensureAddress(link.index, `${own.subnet.ip.toString()}/32`);
+  async prepare(): Promise<LinkInfo> {
+    if (!this.spec) throw new Error('vxlan backend used before start()');
+    const link = await ensureVxlanDevice(this.nl, this.spec, this.log);
+    if (link.mtu !== this.mtu) await this.nl.setMtu(link.index, this.mtu);
+    if (!link.up) await this.nl.setLinkUp(link.index);
+    return link;
+  }
 
-    const { carried, skipped } = partitionPeers(peers, this.type, own);
-    const direct = this.required(this.direct);
-    if (this.settings.directRouting) {
-      for (const problem of await direct.refresh(carried.map((p) => p.attrs.publicIP))) this.log.warn(`vxlan DirectRouting: ${problem}`);
-    }
+  desired(input: PlanInput, peers: AssignedPeers): KernelState {
+    const link = input.device;
+    if (!link) throw new Error('vxlan backend planned without its device');
+    const ext = input.local.extIface;
     const routes: WantedRoute[] = [];
     const neighbors: WantedNeighbor[] = [];
     const fdb: WantedFdb[] = [];
-    for (const peer of carried) {
-      const data = vtepOf(peer);
-      if (typeof data === 'string') {
-        skipped.push(data);
+    const skipped: string[] = [];
+    for (const peer of peers.carried) {
+      const vtep = vtepOf(peer.data);
+      const label = `peer ${peer.subnet.toString()} (${peer.publicIP})`;
+      if (!vtep) {
+        skipped.push(`${label} has no valid BackendData.VtepMAC; skipping it`);
         continue;
       }
-      if (data.VtepMAC === link.mac) {
-        skipped.push(`peer ${peer.subnet.toString()} (${peer.attrs.publicIP}) claims this node's own VTEP MAC ${data.VtepMAC}; ignoring it`);
+      if (vtep === link.mac) {
+        skipped.push(`${label} claims this node's own VTEP MAC ${vtep}; ignoring it`);
         continue;
       }
       const dst = peer.subnet.toString();
-      if (this.settings.directRouting && direct.isDirect(peer.attrs.publicIP)) {
-        routes.push({ dst, gateway: peer.attrs.publicIP, dev: local.extIface.name, ifindex: local.extIface.index, onlink: false });
+      if (this.settings.directRouting && input.reach(peer.publicIP)) {
+        routes.push({ dst, gateway: peer.publicIP, dev: ext.name, ifindex: ext.index, onlink: false, peer: peer.key });
         continue;
       }
       const gateway = peer.subnet.ip.toString();
-      neighbors.push({ ip: gateway, mac: data.VtepMAC });
-      fdb.push({ mac: data.VtepMAC, dst: peer.attrs.publicIP });
-      routes.push({ dst, gateway, dev: link.name, ifindex: link.index, onlink: true });
+      neighbors.push({ ip: gateway, mac: vtep, peer: peer.key });
+      fdb.push({ mac: vtep, dst: peer.publicIP, peer: peer.key });
+      routes.push({ dst, gateway, dev: link.name, ifindex: link.index, onlink: true, peer: peer.key });
     }
-
     // A peer moving to another backend keeps its FDB and ARP entries until its new route is in place.
-    for (const peer of opts.retained ?? []) {
-      const data = vtepOf(peer);
-      if (typeof data === 'string' || data.VtepMAC === link.mac) continue;
-      neighbors.push({ ip: peer.subnet.ip.toString(), mac: data.VtepMAC });
-      fdb.push({ mac: data.VtepMAC, dst: peer.attrs.publicIP });
+    for (const peer of peers.leaving) {
+      const vtep = vtepOf(peer.data);
+      if (!vtep || vtep === link.mac) continue;
+      neighbors.push({ ip: peer.subnet.ip.toString(), mac: vtep });
+      fdb.push({ mac: vtep, dst: peer.publicIP });
     }
-    const keep = subnetsOf(opts.retained);
-    const [haveRoutes, haveNeighbors, haveFdb] = await Promise.all([
-      this.nl.listRoutes({ family: 4, protocol: this.protocol }),
-      this.nl.listNeighbors(link.index, 4),
-      this.nl.listFdb(link.index),
-    ]);
-    const plan = emptyPlan();
-    // FDB and ARP first, so a route never points at a VTEP the kernel cannot resolve.
-    diffFdb(plan, link.index, fdb, haveFdb.filter((e) => e.ifindex === link.index));
-    diffNeighbors(plan, link.index, neighbors, haveNeighbors.filter((n) => n.ifindex === link.index && n.permanent));
-    diffRoutes(plan, routes, haveRoutes, this.protocol, keep);
-    const outcome = await applyPlan(this.nl, plan);
-    return { changed: outcome.changed, removed: outcome.removed, skipped, failures: outcome.failures };
+    return {
+      protocol: this.routeProtocol,
+      routes,
+      devices: [{ name: link.name, ifindex: link.index, addresses: [`${input.own.subnet.ip.toString()}/32`], neighbors, fdb }],
+      keepRoutes: peers.leaving.map((p) => p.subnet.toString()),
+      skipped,
+    };
   }
 
   async stop(): Promise<void> {}
 
   async teardown(): Promise<void> {
-    const spec = this.spec;
-    if (!spec) return;
-    await deleteRoutesOf(this.nl, this.protocol);
-    if (await this.nl.getLink(spec.name)) await this.nl.deleteLink(spec.name);
+    if (this.spec && (await this.nl.getLink(this.spec.name))) await this.nl.deleteLink(this.spec.name);
   }
 
   /**
@@ -156,37 +143,12 @@ export class VxlanBackend implements Backend {
     }
     return beside;
   }
-
-  private async ensureDevice() {
-    const spec = this.required(this.spec);
-    const link = await ensureVxlanDevice(this.nl, spec, this.log);
-    if (link.mtu !== this.mtu) await this.nl.setMtu(link.index, this.mtu);
-    if (!link.up) await this.nl.setLinkUp(link.index);
-    return link;
-  }
-
-  /** The device holds exactly `<own subnet IP>/32` (an old subnet's address goes). */
-  private async ensureAddress(ifindex: number, cidr: string): Promise<void> {
-    const addrs = await this.nl.listAddresses(ifindex, 4);
-    if (!addrs.some((a) => `${a.address}/${a.prefixLen}` === cidr)) await this.nl.replaceAddress(ifindex, cidr);
-    for (const a of addrs) {
-      const have = `${a.address}/${a.prefixLen}`;
-      if (have !== cidr) await this.nl.deleteAddress(ifindex, have);
-    }
-  }
-
-  private required<T>(v: T | undefined): T {
-    if (v === undefined) throw new Error('vxlan backend used before start()');
-    return v;
-  }
 }
 
-/** The peer's VTEP, or the reason its lease cannot be used. */
-function vtepOf(peer: Lease): VxlanLeaseData | string {
-  const d = peer.attrs.backendData as Partial<Record<string, unknown>> | undefined;
+/** The peer's VTEP MAC (lower case), or undefined when its BackendData has no valid one. */
+export function vtepOf(data: unknown): string | undefined {
+  const d = data as Partial<Record<string, unknown>> | undefined;
   const mac = typeof d?.VtepMAC === 'string' ? d.VtepMAC.toLowerCase() : undefined;
-  if (!mac || !MAC_PATTERN.test(mac)) {
-    return `peer ${peer.subnet.toString()} (${peer.attrs.publicIP}) has no valid BackendData.VtepMAC; skipping it`;
-  }
-  return { VNI: typeof d?.VNI === 'number' ? d.VNI : 1, VtepMAC: mac };
+  return mac && MAC_PATTERN.test(mac) ? mac : undefined;
 }
+

@@ -17,7 +17,7 @@ import {
 } from '../subnet';
 import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
 import { encodeLeaseAttrs } from '../subnet/lease-codec';
-import { Datapaths } from './datapaths';
+import { BackendSet } from './backend-set';
 import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
 import { ConfigError } from '../config';
@@ -46,7 +46,7 @@ export interface AgentOptions {
 }
 
 export class Agent {
-  private datapaths?: Datapaths;
+  private backends?: BackendSet;
   private watcher?: LeaseWatcher;
   private repairTimer?: NodeJS.Timeout;
   private counterTimer?: NodeJS.Timeout;
@@ -79,9 +79,9 @@ export class Agent {
       this.metrics.setConfigValid(true);
       const local = this.chooseInterface(config);
       await this.startBackend(config, local);
-      const datapaths = this.datapaths!;
-      const lease = await this.acquire(config, datapaths.leaseAttrs(), signal);
-      const mtu = datapaths.mtu();
+      const backends = this.backends!;
+      const lease = await this.acquire(config, backends.leaseAttrs(), signal);
+      const mtu = backends.mtu();
       await this.writeSubnetFile(config, lease, mtu);
       this.running = { config, mtu };
       this.readiness.leaseHeld(true);
@@ -91,7 +91,7 @@ export class Agent {
       await this.watchPeers(config);
       await this.startRepairs(config);
       await this.watchConfig(revision);
-      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: datapaths.primary.type, mode: datapaths.primary.mode, mtu, backends: datapaths.types().join(',') });
+      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: backends.primary.type, mode: backends.primary.mode, mtu, backends: backends.keys().join(',') });
       await untilAborted(signal);
     } finally {
       await this.shutdown();
@@ -101,18 +101,18 @@ export class Agent {
   private chooseInterface(config: NetworkConfig): LocalNode {
     const selection = selectInterface(this.opts.interfaces);
     this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, why: selection.reason });
-    return { extIface: selection.iface, publicIP: selection.publicIP, network: config };
+    return { extIface: selection.iface, publicIP: selection.publicIP };
   }
 
   /** The configured backend, and any other whose state is still in the kernel (a restart mid-migration). */
   private async startBackend(config: NetworkConfig, local: LocalNode): Promise<BackendStart> {
     const netlink = Netlink.open();
     this.netlink = netlink;
-    const datapaths = new Datapaths({ netlink, log: this.log, local, requestReconcile: (reason) => this.loop.request(reason) });
-    this.datapaths = datapaths;
+    const backends = new BackendSet({ netlink, log: this.log, local, requestReconcile: (reason) => this.loop.request(reason) });
+    this.backends = backends;
     const leftOver = await backendsInKernel(netlink);
-    const started = await datapaths.start(config.backend, leftOver);
-    this.metrics.setBackend(datapaths.primary.type, datapaths.primary.mode);
+    const started = await backends.start(config.backend, leftOver);
+    this.metrics.setBackend(backends.primary.type, backends.primary.mode);
     return started;
   }
 
@@ -164,11 +164,11 @@ export class Agent {
 
   /** A userspace datapath's packet counters reach /metrics every few seconds. */
   private startCounterReadout(): void {
-    const datapaths = this.datapaths;
-    if (!datapaths) return;
+    const backends = this.backends;
+    if (!backends) return;
     const read = async () => {
       try {
-        for (const [type, c] of await datapaths.counters()) this.metrics.setDatapathCounters(type, { ...c });
+        for (const [type, c] of await backends.counters()) this.metrics.setDatapathCounters(type, { ...c });
       } catch (err) {
         this.log.debug('cannot read the datapath counters', { error: (err as Error).message });
       }
@@ -195,8 +195,8 @@ export class Agent {
    */
   private async applyConfig(text: string | undefined): Promise<void> {
     const running = this.running;
-    const datapaths = this.datapaths;
-    if (!running || !datapaths) return;
+    const backends = this.backends;
+    if (!running || !backends) return;
     const refuse = (message: string, meta?: Record<string, unknown>) => {
       this.log.error(`${message}; keeping the running config (backend ${running.config.backend.type})`, meta);
       this.metrics.configRejected();
@@ -216,17 +216,17 @@ export class Agent {
     if (change.kind === 'refused') return refuse(`the new network config cannot be applied: ${change.reason}`);
     for (const w of next.warnings) this.log.warn(`network config: ${w}`);
     try {
-      await datapaths.switchTo(next.backend);
+      await backends.switchTo(next.backend);
     } catch (err) {
       const why = err instanceof BackendUnavailableError ? err.message : `cannot start it: ${(err as Error).message}`;
       return refuse(`cannot switch to the ${instanceOf(next.backend).key} backend: ${why}`);
     }
     this.running = { ...running, config: next };
-    this.metrics.setBackend(datapaths.primary.type, datapaths.primary.mode);
+    this.metrics.setBackend(backends.primary.type, backends.primary.mode);
     const from = instanceOf(change.from).key;
     const to = instanceOf(change.to).key;
-    if (from === to) this.log.info(`${to} backend settings changed; applied in place`, { backends: datapaths.types().join(',') });
-    else this.log.info(`backend changed from ${from} to ${to}: migrating peer by peer`, { backends: datapaths.types().join(',') });
+    if (from === to) this.log.info(`${to} backend settings changed; applied in place`, { backends: backends.keys().join(',') });
+    else this.log.info(`backend changed from ${from} to ${to}: migrating peer by peer`, { backends: backends.keys().join(',') });
   }
 
   /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */
@@ -273,22 +273,22 @@ export class Agent {
   /** Never throws: a failed reconcile is logged and retried by the repair timer. */
   private async reconcile(reason: string): Promise<void> {
     const own = this.manager.ownLease();
-    const datapaths = this.datapaths;
-    if (!own || !datapaths || !this.watcher) return;
-    const peers = [...this.watcher.leases().values()].filter((l) => l.key !== own.key);
+    const backends = this.backends;
+    if (!own || !backends || !this.watcher || !this.running) return;
+    const leases = this.watcher.leases();
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const report = await datapaths.reconcile(own, peers);
-      if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: peers.length, changed: report.changed, removed: report.removed });
+      const report = await backends.reconcile(own, leases.values(), this.running.config.network);
+      if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: leases.size - 1, changed: report.changed, removed: report.removed });
       for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);
       this.reportSkips(report.skipped);
       const published = await this.publishBackends(own);
       const ok = report.failures.length === 0 && published;
       this.metrics.observeReconcile(seconds(), ok);
       this.metrics.countKernelChanges(report.changed, report.removed);
-      for (const [type, n] of datapaths.lastAssignment().perBackend) this.metrics.setPeers(type, n);
-      await this.updateMtu(datapaths.mtu());
+      for (const [key, n] of backends.peerCounts()) this.metrics.setPeers(key, n);
+      await this.updateMtu(backends.mtu());
       this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       this.readiness.reconciled(ok, ok ? undefined : `${report.failures.length} kernel change(s) refused, first: ${report.failures[0]}`);
     } catch (err) {
@@ -300,11 +300,11 @@ export class Agent {
 
   /** The lease lists the backends this node terminates now; false when etcd refused (retried next time). */
   private async publishBackends(own: Lease): Promise<boolean> {
-    const desired = this.datapaths!.leaseAttrs();
+    const desired = this.backends!.leaseAttrs();
     if (encodeLeaseAttrs(own.attrs) === encodeLeaseAttrs(desired)) return true;
     try {
       await this.manager.updateLeaseAttrs(desired);
-      this.log.info('lease updated: the backends this node terminates changed', { backends: this.datapaths!.types().join(','), primary: this.datapaths!.targetType });
+      this.log.info('lease updated: the backends this node terminates changed', { backends: this.backends!.keys().join(','), primary: this.backends!.configuredType });
       return true;
     } catch (err) {
       this.log.warn('cannot update the lease with the backends this node terminates; will retry', { error: (err as Error).message });
@@ -373,7 +373,7 @@ export class Agent {
     await this.loop.stop();
     await this.watcher?.stop();
     await this.manager.close();
-    await this.datapaths?.stop();
+    await this.backends?.stop();
     this.netlink?.close();
   }
 }

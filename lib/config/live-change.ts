@@ -169,6 +169,11 @@ function showPlanValue(v: IP | IPNet | number | undefined): string {
 
 // ---- backend ----
 
+/** Backend settings other than Fallback whose values differ (canonically), as the new config spells them. */
+export function changedBackendKeys(running: BackendConfig, next: BackendConfig): string[] {
+  return settingChanges(running, next).map((c) => c.key.slice('Backend.'.length));
+}
+
 /** Settings other than Fallback whose canonical values differ, named as the new config spells them. */
 function settingChanges(running: BackendConfig, next: BackendConfig): KeyChange[] {
   const spelling = new Map<string, string>();

@@ -13,14 +13,14 @@ import type { Etcd3 } from 'etcd3';
 import { InterfaceSelection, InterfaceSelectionError, selectInterface } from '../iface';
 import { Netlink } from '../netlink';
 import { EtcdRegistry, Lease } from '../subnet';
-import { leaseBackendType } from '../../backends/peers';
+import { primaryBackendType } from '../../backends/choice';
 import { ClusterView, readClusterView } from './cluster-view';
 import { Finding, Findings } from './findings';
 import { checkKernelSupport } from './kernel-support';
 import { checkMtu } from './mtu';
 import { checkOffload } from './offload';
-import { checkPeerEntries, overlayDevice } from './peer-entries';
-import { RunningInstance, runningInstance } from './running-instance';
+import { checkPlannedEntries, PlannedPath } from './plan-check';
+import { overlayDevice, RunningInstance, runningInstance } from './running-instance';
 import { findPeerLease, probePeer, ProbeReport } from './probe';
 import { checkSysctls } from './sysctls';
 
@@ -63,7 +63,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
   try {
     const ext = local && (await describeInterface(nl, local, out));
     const own = view && local ? await findOwnLease(o, view, local.publicIP, out) : undefined;
-    const backend = own ? leaseBackendType(own) : view?.config.backend.type;
+    const backend = own ? primaryBackendType(own.attrs) : view?.config.backend.type;
     if (own && view && backend !== view.config.backend.type) {
       out.warn('lease', `this node's lease says backend ${backend}, the network config says ${view.config.backend.type}`,
         'restart twilld on every node so that all run the configured backend');
@@ -79,8 +79,9 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
     if (backend === 'vxlan' && device && deviceExists && local) {
       await checkOffload({ device, natted: ext?.natted ?? false }, out);
     }
+    let paths = new Map<string, PlannedPath>();
     if (view && own && local && backend) {
-      await checkPeerEntries({ nl, config: view.config, backend, own, leases: view.leases, ext: local.iface, extPrefixLen: ext?.prefixLen, instance }, out);
+      paths = await checkPlannedEntries({ nl, config: view.config, own, leases: view.leases, local: { extIface: local.iface, publicIP: local.publicIP } }, out);
     }
 
     if (o.peer !== undefined) {
@@ -96,7 +97,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
           out.fail('probe', `--peer ${o.peer} is this node's own lease ${own.subnet.toString()}`, 'name another node\'s subnet or public IP');
         } else {
           probe = await probePeer({
-            nl, config: view.config, backend, own, peer, ext: local.iface, extMac: ext?.mac, extPrefixLen: ext?.prefixLen, durationMs: o.probeMs,
+            nl, config: view.config, backend, own, peer, path: paths.get(peer.key), ext: local.iface, extMac: ext?.mac, durationMs: o.probeMs,
           }, out);
         }
       }
@@ -167,7 +168,7 @@ async function findOwnLease(o: DiagnosisOptions, view: ClusterView, publicIP: st
   const peers = view.leases.length - mine.length;
   const data = own.attrs.backendData as Partial<Record<string, unknown>> | undefined;
   const vtep = typeof data?.VtepMAC === 'string' ? `, VTEP ${data.VtepMAC}` : '';
-  const what = `this node (${publicIP}) holds ${own.subnet.toString()}, backend ${leaseBackendType(own)}${vtep}; ${peers} peer lease(s)`;
+  const what = `this node (${publicIP}) holds ${own.subnet.toString()}, backend ${primaryBackendType(own.attrs)}${vtep}; ${peers} peer lease(s)`;
   if (own.etcdLeaseId === undefined) {
     out.ok('lease', `${what}; a reservation (never expires)`);
     return own;

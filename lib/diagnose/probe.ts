@@ -20,8 +20,8 @@ import type { ExternalInterface } from '../iface';
 import { IP, IPNet } from '../ip';
 import type { Lease } from '../subnet';
 import type { Netlink, RouteInfo } from '../netlink';
-import { onLink } from '../../backends/peers';
-import { boolSetting, intSetting } from '../../backends/settings';
+import { intSetting } from '../../backends/settings';
+import type { PlannedPath } from './plan-check';
 import { vxlanSettings } from '../../backends/vxlan/settings';
 import { CaptureError, CapturedFrame, PacketCapture } from './capture';
 import { Findings, TWILLD_REPAIRS } from './findings';
@@ -41,7 +41,8 @@ export interface ProbeSetup {
   readonly ext: ExternalInterface;
   /** The external interface's MAC, to tell frames leaving from frames arriving. */
   readonly extMac?: string;
-  readonly extPrefixLen?: number;
+  /** How twilld's plan sends to the peer (twill diagnose's plan check); absent: the configured backend, encapsulated. */
+  readonly path?: PlannedPath;
   /** How long to capture; default 2 s. */
   readonly durationMs?: number;
 }
@@ -99,24 +100,19 @@ interface Expectation {
 }
 
 function expectation(s: ProbeSetup): Expectation {
-  const onSameLink = onLink(s.peer.attrs.publicIP, s.ext.ipv4, s.extPrefixLen);
-  if (s.backend === 'vxlan') {
+  const type = s.path?.type ?? s.backend;
+  const plain = (why: string): Expectation => ({ kind: 'plain', description: `plain IP (${why})`, ports: DEFAULT_FRAME_PORTS, transport: 'plain IP between the nodes' });
+  if (type === 'vxlan') {
     const v = vxlanSettings(s.config.backend.type === 'vxlan' ? s.config.backend : { type: 'vxlan', settings: {} });
     const ports = { ...DEFAULT_FRAME_PORTS, vxlan: [...new Set([v.port, ...DEFAULT_FRAME_PORTS.vxlan])] };
-    if (v.directRouting && onSameLink) return { kind: 'plain', description: 'plain IP (vxlan DirectRouting, peer on-link)', ports, transport: 'plain IP between the nodes' };
+    if (s.path?.plain) return { ...plain('vxlan DirectRouting, peer reached directly'), ports };
     return { kind: 'vxlan', vni: v.vni, description: `VXLAN VNI ${v.vni} to UDP port ${v.port}`, ports, transport: `UDP port ${v.port}` };
   }
-  if (s.backend === 'ipip') {
-    let dr = false;
-    try {
-      dr = boolSetting(s.config.backend, 'DirectRouting', false);
-    } catch {
-      // reported with the config
-    }
-    if (dr && onSameLink) return { kind: 'plain', description: 'plain IP (ipip DirectRouting, peer on-link)', ports: DEFAULT_FRAME_PORTS, transport: 'plain IP between the nodes' };
+  if (type === 'ipip') {
+    if (s.path?.plain) return plain('ipip DirectRouting, peer reached directly');
     return { kind: 'ipip', description: 'IP proto 4 (IPIP)', ports: DEFAULT_FRAME_PORTS, transport: 'IP protocol 4' };
   }
-  if (s.backend === 'udp') {
+  if (type === 'udp') {
     const port = udpPortOrDefault(s.config);
     return { kind: 'udp', description: `UDP ${port}`, ports: { ...DEFAULT_FRAME_PORTS, udp: port }, transport: `UDP port ${port}` };
   }

@@ -94,3 +94,8 @@ export async function runningInstance(nl: Netlink, backend: string, config: Netw
   }
   return matchInstance(backend, config, inKernel);
 }
+
+/** The device a backend creates on this node, if it has one: the running instance's when given, else the default name. */
+export function overlayDevice(backend: string, config: NetworkConfig, instance?: RunningInstance): string | undefined {
+  return instance?.type === backend ? instance.device : defaultDevice(backend, config);
+}

@@ -1,0 +1,230 @@
+/**
+ * Whether the kernel holds what twilld plans for every peer: the same
+ * assignment (backends/assignment.ts), the same planners
+ * (`Backend.desired`) and the same diff (backends/kernel-state.ts) the
+ * agent's reconciler applies, reported instead of applied.
+ *
+ * The backend instances checked are the ones this node's lease says it
+ * terminates, each found in the kernel (its device, its route protocol) as
+ * twilld left it, so a node in the middle of a migration is checked as it
+ * is. An entry the plan wants that the kernel lacks (or holds differently)
+ * is a FAIL: twilld puts it back within its repair interval, so it means
+ * twilld is not running or the kernel refuses it. An entry the backend owns
+ * that the plan does not want is a WARN (stale). Peers no backend can carry
+ * are WARNs, as twilld skips them too.
+ */
+import type { BackendConfig, NetworkConfig } from '../config';
+import type { Lease } from '../subnet';
+import type { LinkInfo, Netlink, RouteInfo } from '../netlink';
+import {
+  AssignedPeers, Backend, InstanceSlot, KernelState, LeftOver, LocalNode, ObservedState, Plan,
+  assignPeers, backendFactory, backendsInKernel, diffKernelState, fallbackConfig, instanceOf, preferenceOrder,
+  terminatedBy, typeOfKey, identityOfKey, withoutFallback,
+} from '../../backends';
+import { observe } from '../../backends/reconciler';
+import { DirectReach } from '../../backends/direct-reach';
+import type { Log } from '../observe/logger';
+import { checkDevice } from './device-check';
+import { Findings, TWILLD_REPAIRS } from './findings';
+
+const TOPIC = 'peer';
+const STALE_ADVICE = 'twilld removes entries no lease asks for on its next repair: is twilld running? check `journalctl -u twilld`';
+const QUIET: Log = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+const SKIP_ADVICE = 'every node must run one backend and publish its own reachable address: check the network config and the twilld flags (--iface, --public-ip) on that node';
+
+export interface PlanCheck {
+  readonly nl: Netlink;
+  readonly config: NetworkConfig;
+  readonly own: Lease;
+  /** Every accepted lease, this node's included (it is left out). */
+  readonly leases: readonly Lease[];
+  readonly local: LocalNode;
+}
+
+/** How twilld sends to a peer, as planned: over which backend type, and whether as plain IP (host-gw, DirectRouting). */
+export interface PlannedPath {
+  readonly type: string;
+  readonly plain: boolean;
+}
+
+/** One running instance, as found in the kernel. */
+interface Instance {
+  readonly key: string;
+  readonly config: BackendConfig;
+  readonly slot: InstanceSlot;
+  readonly device?: string;
+}
+
+/** Checks every peer's entries; resolves with each carried peer's planned path (the probe expects it). */
+export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<Map<string, PlannedPath>> {
+  const paths = new Map<string, PlannedPath>();
+  const instances = await runningInstances(c);
+  const backends = new Map(instances.map((i) => [i.key, backendFactory(i.config.type).create(i.config, { log: QUIET, netlink: c.nl, slot: i.slot })]));
+  const direct = new DirectReach(c.nl, c.local.extIface);
+  if ([...backends.values()].some((b) => b.usesReach)) {
+    await direct.refresh(c.leases.filter((l) => l.key !== c.own.key).map((l) => l.attrs.publicIP)).catch(() => undefined);
+  }
+  const reach = (ip: string) => direct.isDirect(ip);
+  const assignment = assignPeers({
+    order: preferenceOrder(c.config.backend), running: instances.map((i) => i.key), own: c.own, leases: c.leases,
+    reach, whyNotReached: (ip) => direct.why(ip),
+  });
+  for (const reason of assignment.skipped) out.warn(TOPIC, reason, SKIP_ADVICE);
+
+  for (const instance of instances) {
+    const backend = backends.get(instance.key)!;
+    const peers: AssignedPeers = { carried: assignment.carried.get(instance.key) ?? [], leaving: [], known: assignment.known };
+    const type = instance.config.type;
+    if (type === 'alloc') {
+      out.ok(TOPIC, `backend alloc programs nothing for its ${peers.carried.length} peer(s); something else must route pod traffic`);
+      continue;
+    }
+    let device: LinkInfo | undefined;
+    if (instance.device) {
+      device = await c.nl.getLink(instance.device);
+      if (!device) {
+        out.fail('device', `${instance.device} does not exist: no peer is reachable over ${type}`, TWILLD_REPAIRS);
+        continue;
+      }
+      checkDevice(device, instance.config, c.config, c.local.extIface.mtu, c.own, out);
+    }
+    const siblings = instances.filter((i) => i !== instance && i.config.type === type).length;
+    let state: KernelState;
+    try {
+      state = backend.desired({ local: c.local, own: c.own, device, reach, network: c.config.network, siblings }, peers);
+    } catch (err) {
+      out.fail(TOPIC, `cannot plan the ${instance.key} backend: ${(err as Error).message}`, TWILLD_REPAIRS);
+      continue;
+    }
+    for (const reason of state.skipped) out.warn(TOPIC, reason, `check twilld on that node; restarting it republishes its lease`);
+    const kernel = await observe(c.nl, state);
+    // Every route, not only the backend's own: a peer's route held by someone else is reported as wrong.
+    const observed: ObservedState = { ...kernel, routes: await c.nl.listRoutes({ family: 4 }) };
+    report(type, state, observed, diffKernelState(state, observed), peers, backend, out);
+    for (const p of peers.carried) {
+      const route = state.routes.find((r) => r.peer === p.key);
+      paths.set(p.key, { type, plain: route !== undefined && route.ifindex === c.local.extIface.index });
+    }
+  }
+  return paths;
+}
+
+/** The instances this node's lease lists, with the config, slot and device each runs in the kernel. */
+async function runningInstances(c: PlanCheck): Promise<Instance[]> {
+  let inKernel: LeftOver[] = [];
+  try {
+    inKernel = await backendsInKernel(c.nl);
+  } catch {
+    // the checks that follow report what netlink refuses
+  }
+  const configured = [c.config.backend, fallbackConfig(c.config.backend)].filter((b): b is BackendConfig => b !== undefined).map(withoutFallback);
+  const keyOf = (b: BackendConfig) => {
+    try {
+      return instanceOf(b).key;
+    } catch {
+      return undefined; // settings that do not validate name no instance
+    }
+  };
+  return terminatedBy(c.own.attrs).map((key) => {
+    const found = inKernel.find((l) => !l.guessed && keyOf(l.config) === key) ?? inKernel.find((l) => l.guessed && l.config.type === typeOfKey(key));
+    const config = configured.find((b) => keyOf(b) === key) ?? found?.config ?? { type: typeOfKey(key), settings: { ...identityOfKey(key) } };
+    return { key, config, slot: found?.slot ?? 0, device: found?.device ?? defaultDevice(config) };
+  });
+}
+
+/** The device a backend instance creates when nothing of it is in the kernel (so a missing one is named). */
+function defaultDevice(config: BackendConfig): string | undefined {
+  const names: Record<string, (b: BackendConfig) => string> = {
+    vxlan: (b) => `flannel.${Number(identityOfKey(instanceOf(b).key).VNI ?? 1)}`,
+    ipip: () => 'flannel.ipip',
+    udp: () => 'flannel0',
+  };
+  return names[config.type]?.(config);
+}
+
+function label(p: { subnet: { toString(): string }; publicIP: string }): string {
+  return `${p.subnet.toString()} (${p.publicIP})`;
+}
+
+function describeRoute(r: { gateway?: string; dev?: string; ifindex?: number; onlink: boolean }): string {
+  return `${r.gateway ? `via ${r.gateway} ` : ''}dev ${r.dev ?? r.ifindex ?? '?'}${r.onlink ? ' onlink' : ''}`;
+}
+
+/** Turns the diff into findings: per peer (OK, or a FAIL per wrong entry), per shared route, per stale entry. */
+function report(type: string, state: KernelState, observed: ObservedState, plan: Plan, peers: AssignedPeers, backend: Backend, out: Findings): void {
+  const deviceName = new Map(state.devices.map((d) => [d.ifindex, d.name]));
+  const routeIsWrong = new Set(plan.upserts.flatMap((o) => (o.op === 'replaceRoute' ? [o.route.dst] : [])));
+  const neighborIsWrong = new Set(plan.upserts.flatMap((o) => (o.op === 'replaceNeighbor' ? [`${o.neighbor.dev}/${o.neighbor.ip}`] : [])));
+  const fdbIsWrong = new Set(plan.upserts.flatMap((o) => (o.op === 'replaceFdb' ? [`${o.fdb.dev}/${o.fdb.mac}/${o.fdb.dst}`] : [])));
+
+  for (const a of plan.addresses) {
+    if (a.op === 'replaceAddress') {
+      const have = observed.devices.get(a.ifindex)?.addresses.map((x) => x.cidr).join(', ') || 'none';
+      out.fail('device', `${a.dev}: no address ${a.cidr} (it has ${have})`, TWILLD_REPAIRS);
+    }
+  }
+
+  for (const peer of peers.carried) {
+    const problems: string[] = [];
+    const route = state.routes.find((r) => r.peer === peer.key);
+    const devices = state.devices.filter((d) => d.fdb?.some((f) => f.peer === peer.key) || d.neighbors?.some((n) => n.peer === peer.key));
+    if (!route) continue; // skipped by the planner, reported above
+    if (routeIsWrong.has(route.dst)) problems.push(routeProblem(route, observed.routes));
+    for (const d of devices) {
+      for (const n of d.neighbors ?? []) {
+        if (n.peer !== peer.key || !neighborIsWrong.has(`${d.ifindex}/${n.ip}`)) continue;
+        const have = observed.devices.get(d.ifindex)?.neighbors.find((e) => e.ip === n.ip);
+        problems.push(!have ? `neighbour ${n.ip} lladdr ${n.mac} on ${d.name} is missing`
+          : have.mac !== n.mac ? `neighbour ${n.ip} on ${d.name} has lladdr ${have.mac ?? 'none'}, want ${n.mac}`
+            : `neighbour ${n.ip} lladdr ${n.mac} on ${d.name} is ${have.state.join('/') || 'not permanent'}, want permanent`);
+      }
+      for (const f of d.fdb ?? []) {
+        if (f.peer !== peer.key || !fdbIsWrong.has(`${d.ifindex}/${f.mac}/${f.dst}`)) continue;
+        const same = (observed.devices.get(d.ifindex)?.fdb ?? []).filter((e) => e.mac === f.mac);
+        problems.push(same.length === 0 ? `FDB entry ${f.mac} dst ${f.dst} on ${d.name} is missing`
+          : `FDB entry ${f.mac} on ${d.name} sends to ${same.map((e) => e.dst ?? 'nowhere').join(', ')}, want dst ${f.dst}`);
+      }
+    }
+    for (const p of problems) out.fail(TOPIC, `${label(peer)}: ${p}`, TWILLD_REPAIRS);
+    if (problems.length) continue;
+    const fdb = devices.flatMap((d) => d.fdb ?? []).find((f) => f.peer === peer.key);
+    out.ok(TOPIC, fdb
+      ? `${label(peer)}, ${type}: route, neighbour and FDB entry programmed (VTEP ${fdb.mac})`
+      : `${label(peer)}, ${type}: route ${describeRoute(route)} programmed`);
+  }
+
+  for (const route of state.routes.filter((r) => r.peer === undefined)) {
+    if (routeIsWrong.has(route.dst)) {
+      out.fail(TOPIC, routeProblem(route, observed.routes), TWILLD_REPAIRS);
+    } else {
+      const table = state.engine ? `; ${peers.carried.length} ${type} peer(s) are in the datapath's own table` : '';
+      out.ok(TOPIC, `route ${route.dst} ${describeRoute(route)} programmed${table}`);
+    }
+  }
+  if (peers.carried.length === 0 && !state.routes.some((r) => r.peer === undefined)) out.ok(TOPIC, `no peer leases yet: nothing to program over ${type}`);
+
+  for (const op of plan.deletes) {
+    let entry: string;
+    if (op.op === 'deleteRoute') {
+      const r = observed.routes.find((x) => x.dst === op.route.dst && x.protocol === backend.routeProtocol);
+      entry = `route ${op.route.dst}${r ? ` ${describeRoute({ ...r, onlink: false })}` : ''}`;
+    } else if (op.op === 'deleteNeighbor') {
+      const dev = Number(op.neighbor.dev);
+      const n = observed.devices.get(dev)?.neighbors.find((x) => x.ip === op.neighbor.ip);
+      entry = `neighbour ${op.neighbor.ip} lladdr ${n?.mac ?? '?'} dev ${deviceName.get(dev) ?? dev}`;
+    } else if (op.op === 'deleteFdb') {
+      const dev = Number(op.fdb.dev);
+      entry = `FDB ${op.fdb.mac} dst ${op.fdb.dst} dev ${deviceName.get(dev) ?? dev}`;
+    } else {
+      continue;
+    }
+    out.warn(TOPIC, `${entry} matches no lease (stale)`, STALE_ADVICE);
+  }
+}
+
+function routeProblem(want: { dst: string; gateway?: string; dev: string; ifindex: number; onlink: boolean }, routes: readonly RouteInfo[]): string {
+  const text = `route ${want.dst} ${describeRoute(want)}`;
+  const have = routes.filter((r) => r.dst === want.dst && r.type === 'unicast');
+  if (have.length === 0) return `${text} is missing`;
+  return `${text} is wrong: the kernel has ${have.map((r) => `"${describeRoute(r)}"`).join(', ')}`;
+}
