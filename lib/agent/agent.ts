@@ -1,9 +1,11 @@
 /**
- * The agent loop (DESIGN §1): config → interface → backend → lease →
+ * The agent loop (DESIGN §1): config → interface → backends → lease →
  * subnet.env → watch peers → reconcile, for as long as it runs.
  *
- * Every input — start-up, a lease event, the repair timer, a re-acquired
- * lease — ends in the same call, `backend.reconcile(own, peers)`. On
+ * Every input — start-up, a lease event, the repair timer, a kernel
+ * deletion, a re-acquired lease, a config change — asks the ReconcileLoop
+ * for the same call, `backends.reconcile(own, leases, network)`: assign
+ * peers to backend instances, let each plan, let the reconciler apply. On
  * shutdown it stops timers and watches and leaves the datapath and the
  * lease in place, so a restart adopts them without dropping a packet.
  */

@@ -21,11 +21,6 @@ export class ReconcileLoop {
     this.idle = this.drain(reason);
   }
 
-  /** Resolves once no reconcile is running. */
-  settled(): Promise<void> {
-    return this.idle;
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     await this.idle;

@@ -2,9 +2,8 @@
  * Interface addresses (`ip addr`). The overlay devices carry one address,
  * `<subnet>/32` for flannel.1, flannel.ipip and flannel0.
  *
- * Failure: `NetlinkError` — EEXIST when `addAddress` finds the address
- * present, EADDRNOTAVAIL when `deleteAddress` does not, ENODEV when the link
- * is missing.
+ * Failure: `NetlinkError` — EADDRNOTAVAIL when `deleteAddress` finds no
+ * such address, ENODEV when the link is missing.
  */
 import { AttrStream, FlagsNew, rt } from 'netlink';
 import { LinkRef, RtContext } from './context';
@@ -50,11 +49,6 @@ export async function listAddresses(ctx: RtContext, ref: LinkRef, family?: IpFam
     if (info && (!family || info.family === family)) result.push({ ...info, dev });
   }
   return result;
-}
-
-/** Adds `cidr` ('10.244.1.0/32') to the link; EEXIST if present. */
-export function addAddress(ctx: RtContext, ref: LinkRef, cidr: string): Promise<void> {
-  return changeAddress(ctx, ref, cidr, rt.MessageType.NEWADDR, FlagsNew.CREATE | FlagsNew.EXCL, 'add address');
 }
 
 /** Adds `cidr` to the link, or updates it if present (no error either way). */

@@ -13,11 +13,10 @@ import { RtContext } from './context';
 import { isNotFound } from './errors';
 import { appendFdb, deleteFdb, FdbSelector, FdbSpec, replaceFdb } from './fdb';
 import { deleteNeighbor, NeighborSelector, NeighborSpec, replaceNeighbor } from './neighbors';
-import { addRoute, deleteRoute, replaceRoute, RouteSelector, RouteSpec } from './routes';
+import { deleteRoute, replaceRoute, RouteSelector, RouteSpec } from './routes';
 
 export type Operation =
   | { op: 'replaceRoute'; route: RouteSpec }
-  | { op: 'addRoute'; route: RouteSpec }
   | { op: 'deleteRoute'; route: RouteSelector }
   | { op: 'replaceNeighbor'; neighbor: NeighborSpec }
   | { op: 'deleteNeighbor'; neighbor: NeighborSelector }
@@ -48,7 +47,6 @@ export interface BatchOptions {
 function run(ctx: RtContext, o: Operation): Promise<void> {
   switch (o.op) {
     case 'replaceRoute': return replaceRoute(ctx, o.route);
-    case 'addRoute': return addRoute(ctx, o.route);
     case 'deleteRoute': return deleteRoute(ctx, o.route);
     case 'replaceNeighbor': return replaceNeighbor(ctx, o.neighbor);
     case 'deleteNeighbor': return deleteNeighbor(ctx, o.neighbor);

@@ -274,12 +274,6 @@ export async function setVxlanLearning(ctx: RtContext, ref: LinkRef, learning: b
   await ctx.writer.request(rt.MessageType.NEWLINK, linkBody(data, { ...attrs, linkinfo }), 0, { operation: 'set link', object: `${ref} type vxlan ${learning ? 'learning' : 'nolearning'}` });
 }
 
-export async function setMac(ctx: RtContext, ref: LinkRef, mac: string): Promise<void> {
-  const { data, attrs } = selector(ref);
-  const body = linkBody(data, { ...attrs, address: encodeMac(mac) });
-  await ctx.writer.request(RTM_SETLINK, body, 0, { operation: 'set link', object: `${ref} address ${mac}` });
-}
-
 function checkInteger(field: string, value: number, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) throw new InvalidArgumentError(field, value, `an integer from ${min} to ${max}`);
 }

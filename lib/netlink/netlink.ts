@@ -10,17 +10,17 @@
  * sockets bound what is outstanding. Idle sockets do not keep the process
  * alive.
  */
-import { AddressInfo, addAddress, deleteAddress, listAddresses, replaceAddress } from './addresses';
+import { AddressInfo, deleteAddress, listAddresses, replaceAddress } from './addresses';
 import { applyAll, BatchOptions, BatchResult, Operation } from './batch';
 import { LinkRef, RtContext } from './context';
 import { subscribe, SubscribeOptions } from './event-relay';
 import { EventGroup, EventListener, Unsubscribe } from './events';
 import { appendFdb, deleteFdb, FdbEntry, FdbSelector, FdbSpec, listFdb, replaceFdb } from './fdb';
 import {
-  createIpip, createVxlan, deleteLink, getLink, IpipSpec, LinkInfo, listLinks, setAlias, setLinkUp, setMac, setMtu, setVxlanLearning, VxlanSpec,
+  createIpip, createVxlan, deleteLink, getLink, IpipSpec, LinkInfo, listLinks, setAlias, setLinkUp, setMtu, setVxlanLearning, VxlanSpec,
 } from './links';
 import { deleteNeighbor, listNeighbors, NeighborInfo, NeighborSelector, NeighborSpec, probeNeighbor, replaceNeighbor } from './neighbors';
-import { addRoute, deleteRoute, listRoutes, replaceRoute, routeGet, RouteFilter, RouteInfo, RouteSelector, RouteSpec } from './routes';
+import { deleteRoute, listRoutes, replaceRoute, routeGet, RouteFilter, RouteInfo, RouteSelector, RouteSpec } from './routes';
 import { GET_BUDGET_BYTES, RtSocket, RtSocketOptions } from './socket';
 import { IpFamily } from './wire-format';
 
@@ -72,15 +72,13 @@ export class Netlink {
   setLinkUp(ref: LinkRef): Promise<void> { return setLinkUp(this.ctx, ref, true); }
   setLinkDown(ref: LinkRef): Promise<void> { return setLinkUp(this.ctx, ref, false); }
   setMtu(ref: LinkRef, mtu: number): Promise<void> { return setMtu(this.ctx, ref, mtu); }
-  setMac(ref: LinkRef, mac: string): Promise<void> { return setMac(this.ctx, ref, mac); }
   setVxlanLearning(ref: LinkRef, learning: boolean): Promise<void> { return setVxlanLearning(this.ctx, ref, learning); }
   setAlias(ref: LinkRef, alias: string): Promise<void> { return setAlias(this.ctx, ref, alias); }
 
   // Addresses
 
   listAddresses(ref: LinkRef, family?: IpFamily): Promise<AddressInfo[]> { return listAddresses(this.ctx, ref, family); }
-  /** EEXIST if present. */
-  addAddress(ref: LinkRef, cidr: string): Promise<void> { return addAddress(this.ctx, ref, cidr); }
+  /** Adds the address, or updates it if present (no error either way). */
   replaceAddress(ref: LinkRef, cidr: string): Promise<void> { return replaceAddress(this.ctx, ref, cidr); }
   /** EADDRNOTAVAIL if absent. */
   deleteAddress(ref: LinkRef, cidr: string): Promise<void> { return deleteAddress(this.ctx, ref, cidr); }
@@ -95,8 +93,6 @@ export class Netlink {
    * there is no route. `{ dev: false }` leaves out the device's name (saves a request).
    */
   routeGet(dst: string, opts: { dev?: boolean } = {}): Promise<RouteInfo | undefined> { return routeGet(this.ctx, dst, opts.dev ?? true); }
-  /** EEXIST if a route with the same destination, table and metric exists. */
-  addRoute(spec: RouteSpec): Promise<void> { return addRoute(this.ctx, spec); }
   /** Atomic create-or-replace (NLM_F_CREATE|NLM_F_REPLACE). */
   replaceRoute(spec: RouteSpec): Promise<void> { return replaceRoute(this.ctx, spec); }
   /** ESRCH if no route matches. */

@@ -218,11 +218,6 @@ export async function routeGet(ctx: RtContext, dst: string, resolveDev = true): 
   return route;
 }
 
-/** Adds the route; EEXIST if one with the same destination, table and metric exists. */
-export function addRoute(ctx: RtContext, spec: RouteSpec): Promise<void> {
-  return newRoute(ctx, spec, FlagsNew.CREATE | FlagsNew.EXCL, 'add route');
-}
-
 /** Installs the route, atomically replacing one with the same destination, table and metric. */
 export function replaceRoute(ctx: RtContext, spec: RouteSpec): Promise<void> {
   return newRoute(ctx, spec, FlagsNew.CREATE | FlagsNew.REPLACE, 'replace route');
