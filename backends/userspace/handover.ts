@@ -47,7 +47,7 @@ export function takeOverFrom(tunName: string): boolean {
   } catch {
     return false;
   }
-  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || !isDatapathHost(pid)) return false;
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || !isEngineHost(pid)) return false;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
@@ -62,10 +62,11 @@ export function takeOverFrom(tunName: string): boolean {
   return false;
 }
 
-function isDatapathHost(pid: number): boolean {
+function isEngineHost(pid: number): boolean {
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('datapath-host') && netnsId(pid) === netnsId('self');
+    // datapath-host: its name before twill 0.2, so an upgrade takes over the running engine too.
+    return (cmdline.includes('engine-host') || cmdline.includes('datapath-host')) && netnsId(pid) === netnsId('self');
   } catch {
     return false;
   }

@@ -2,7 +2,7 @@
  * One datapath host process, seen from twilld: forked (inside a named
  * network namespace when asked: `ip netns exec` execs node, so the PID is
  * the host's own), started, asked things over IPC, stopped or killed.
- * UserspaceDatapath decides what to do when it dies.
+ * EngineSupervisor decides what to do when it dies.
  *
  * Failure semantics: `start` rejects with DatapathStartError when the engine
  * refuses (the host then exits by itself) or DatapathDownError when the
@@ -19,7 +19,7 @@ import type { EngineConfig, EngineCounters, EngineInfo } from './native-engine';
 import type { HostMessage, HostOp, ParentMessage } from './host-protocol';
 
 /** The compiled host entry point, beside this module in dist/. */
-export const HOST_SCRIPT = path.join(__dirname, 'datapath-host.js');
+export const HOST_SCRIPT = path.join(__dirname, 'engine-host.js');
 
 export interface HostExit {
   readonly code: number | null;

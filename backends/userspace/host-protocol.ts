@@ -1,5 +1,5 @@
 /**
- * Messages between UserspaceDatapath (in twilld) and the datapath host
+ * Messages between EngineSupervisor (in twilld) and the datapath host
  * process, over the IPC channel child_process.fork opens.
  *
  *   parent: start ──► host: started | start-failed

@@ -1,12 +1,12 @@
 /**
  * backends/userspace — the userspace datapath the udp backend and the
  * userspace mode of the ipip backend run on: a native engine (native/,
- * built from binding.gyp) in a supervised host process (datapath-host.ts),
- * driven through UserspaceDatapath.
+ * built from binding.gyp) in a supervised host process (engine-host.ts),
+ * driven through EngineSupervisor.
  */
 export {
-  UserspaceDatapath,
-  UserspaceDatapathOptions,
+  EngineSupervisor,
+  EngineSupervisorOptions,
   DatapathMode,
   PeerEntry,
   DatapathCounters,
@@ -14,7 +14,7 @@ export {
   RestartInfo,
   DEFAULT_UDP_PORT,
   encodePeers,
-} from './datapath';
+} from './engine-supervisor';
 export { tunAvailable, userspaceDatapathAvailable, Availability, TUN_MISSING } from './tun';
 export { EngineInfo, EngineCounters } from './native-engine';
 export { TunUnavailableError, EngineNotBuiltError, DatapathStartError, DatapathDownError, InvalidPeerError } from './errors';

@@ -1,5 +1,5 @@
 /**
- * What the udp backend and userspace ipip share: one UserspaceDatapath and
+ * What the udp backend and userspace ipip share: one EngineSupervisor and
  * its TUN device, driven level-triggered from reconcile.
  *
  * `check` runs in the backend's start() and refuses early (no /dev/net/tun,
@@ -14,7 +14,7 @@ import type { LinkInfo, Netlink } from '../../lib/netlink';
 import type { Log } from '../../lib/observe/logger';
 import { BackendUnavailableError } from '../backend';
 import type { BackendCounters, LocalNode } from '../backend';
-import { UserspaceDatapath, type DatapathMode, type PeerEntry } from './datapath';
+import { EngineSupervisor, type DatapathMode, type PeerEntry } from './engine-supervisor';
 import { TunUnavailableError, EngineNotBuiltError } from './errors';
 import { userspaceDatapathAvailable } from './tun';
 
@@ -39,7 +39,7 @@ export interface TunnelOptions {
 
 export class UserspaceTunnel {
   private local?: LocalNode;
-  private datapath?: UserspaceDatapath;
+  private datapath?: EngineSupervisor;
   private ownSubnet?: string;
   private stopped = false;
 
@@ -108,13 +108,13 @@ export class UserspaceTunnel {
     }
   }
 
-  private async launch(ownSubnet: string, peers: readonly PeerEntry[]): Promise<UserspaceDatapath> {
+  private async launch(ownSubnet: string, peers: readonly PeerEntry[]): Promise<EngineSupervisor> {
     const local = this.local;
     if (!local) throw new Error(`${this.opts.backendType} backend used before start()`);
     if (this.stopped) throw new Error(`${this.opts.backendType}: the userspace datapath was stopped`);
-    let dp: UserspaceDatapath;
+    let dp: EngineSupervisor;
     try {
-      dp = await UserspaceDatapath.start({
+      dp = await EngineSupervisor.start({
         mode: this.opts.mode,
         tunName: this.opts.tunName,
         localIP: local.extIface.ipv4 ?? local.publicIP,

@@ -1,7 +1,7 @@
 /**
  * The userspace datapath engine (backends/userspace) on its own, without
  * twilld: two nodes (network namespaces on the harness underlay), each
- * running UserspaceDatapath with its host process inside the node
+ * running EngineSupervisor with its host process inside the node
  * namespace, TUN flannel0 holding the node's subnet address /32 and the
  * route to 10.244.0.0/16, one pod per node. The same suite runs for the
  * udp wire format (flanneld's) and for userspace ipip (kernel ipip's).
@@ -16,7 +16,7 @@ import { waitFor } from '../harness/wait';
 import { iperf } from '../harness/iperf';
 import { ipAt, ipChecksumValid, ipHeaderLength, withoutTtl } from '../harness/packets';
 import {
-  UserspaceDatapath,
+  EngineSupervisor,
   userspaceDatapathAvailable,
   type CrashInfo,
   type DatapathCounters,
@@ -100,14 +100,14 @@ for (const mode of ['udp', 'ipip'] as const) {
     this.timeout(240_000);
     const mtu = EXT_MTU - OVERHEAD[mode];
     let net: Cluster | undefined;
-    const dps: (UserspaceDatapath | undefined)[] = [];
+    const dps: (EngineSupervisor | undefined)[] = [];
     const logs = [new MemoryLog(), new MemoryLog()];
 
     const peersOf = (node: number): PeerEntry[] => [{ subnet: SUBNETS[1 - node], publicIP: net!.nodeIp(1 - node) }];
     const podIp = (node: number) => net!.pod(node).ip;
 
-    async function startNode(node: number): Promise<UserspaceDatapath> {
-      const dp = await UserspaceDatapath.start({
+    async function startNode(node: number): Promise<EngineSupervisor> {
+      const dp = await EngineSupervisor.start({
         mode,
         tunName: TUN,
         localIP: net!.nodeIp(node),

@@ -1,5 +1,5 @@
 /**
- * UserspaceDatapath: the native packet engine — a TUN device on one side,
+ * EngineSupervisor: the native packet engine — a TUN device on one side,
  * UDP (flanneld's udp wire format) or raw IP-in-IP (kernel ipip's) on the
  * other — run in its own "datapath host" process and supervised from
  * twilld. The backends that carry pods over it (udp, ipip in userspace mode)
@@ -43,7 +43,7 @@ export type DatapathMode = 'udp' | 'ipip';
 /** flanneld's udp port. */
 export const DEFAULT_UDP_PORT = 8285;
 
-export interface UserspaceDatapathOptions {
+export interface EngineSupervisorOptions {
   readonly mode: DatapathMode;
   /** The TUN device, e.g. "flannel0". */
   readonly tunName: string;
@@ -126,7 +126,7 @@ const ZERO: EngineCounters = {
   rxPackets: 0, rxBytes: 0, unknownSource: 0, malformedRx: 0, writeErrors: 0, datagrams: 0, tunWrites: 0, merged: 0,
 };
 
-export interface UserspaceDatapath {
+export interface EngineSupervisor {
   on(event: 'crash', listener: (info: CrashInfo) => void): this;
   on(event: 'restart', listener: (info: RestartInfo) => void): this;
   on(event: 'restart-failed', listener: (err: Error) => void): this;
@@ -135,7 +135,7 @@ export interface UserspaceDatapath {
   once(event: 'restart-failed', listener: (err: Error) => void): this;
 }
 
-export class UserspaceDatapath extends EventEmitter {
+export class EngineSupervisor extends EventEmitter {
   private host: HostProcess | null = null;
   private engineInfo: EngineInfo | null = null;
   private table: number[] = [];
@@ -149,19 +149,19 @@ export class UserspaceDatapath extends EventEmitter {
   private launching: Promise<void> | null = null;
   private readonly watchdog: NodeJS.Timeout;
 
-  private constructor(private readonly opts: UserspaceDatapathOptions, private readonly config: EngineConfig) {
+  private constructor(private readonly opts: EngineSupervisorOptions, private readonly config: EngineConfig) {
     super();
     this.watchdog = setInterval(() => this.checkHung(), 1000);
     this.watchdog.unref();
   }
 
   /** Validates the options, forks the host and starts the engine (see the failure semantics above). */
-  static async start(opts: UserspaceDatapathOptions): Promise<UserspaceDatapath> {
+  static async start(opts: EngineSupervisorOptions): Promise<EngineSupervisor> {
     const config = engineConfig(opts);
     const tun = tunAvailable();
     if (!tun.ok) throw new TunUnavailableError(tun.reason!);
     if (!findAddon()) throw new EngineNotBuiltError(addonCandidates());
-    const dp = new UserspaceDatapath(opts, config);
+    const dp = new EngineSupervisor(opts, config);
     if (opts.peers) dp.table = encodePeers(opts.peers, opts.mode === 'udp' ? config.port : 0);
     try {
       await dp.launch();
@@ -387,8 +387,8 @@ export class UserspaceDatapath extends EventEmitter {
 }
 
 /** Checks the options and turns them into the engine's config. */
-function engineConfig(opts: UserspaceDatapathOptions): EngineConfig {
-  const bad = (field: string, value: unknown, expected: string) => new TypeError(`UserspaceDatapath options.${field}: ${JSON.stringify(value)} is not ${expected}`);
+function engineConfig(opts: EngineSupervisorOptions): EngineConfig {
+  const bad = (field: string, value: unknown, expected: string) => new TypeError(`EngineSupervisor options.${field}: ${JSON.stringify(value)} is not ${expected}`);
   if (opts.mode !== 'udp' && opts.mode !== 'ipip') throw bad('mode', opts.mode, '"udp" or "ipip"');
   if (typeof opts.tunName !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(opts.tunName)) throw bad('tunName', opts.tunName, 'a device name of 1..15 letters, digits, "_", "-" or "."');
   try {

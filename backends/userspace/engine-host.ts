@@ -1,5 +1,5 @@
 /**
- * The datapath host: a small Node process, forked by UserspaceDatapath,
+ * The datapath host: a small Node process, forked by EngineSupervisor,
  * that runs the native engine and nothing else. If native code faults, this
  * process dies and twilld notices, logs it and forks a new one; the TUN
  * device is persistent, so its addresses and routes are still there when the
@@ -123,7 +123,7 @@ function request(msg: Extract<ParentMessage, { kind: 'request' }>): void {
 
 function main(): void {
   if (!process.send) {
-    process.stderr.write('twill datapath host: start me through UserspaceDatapath (child_process.fork), not by hand\n');
+    process.stderr.write('twill datapath host: start me through EngineSupervisor (child_process.fork), not by hand\n');
     process.exit(HOST_EXIT.usage);
   }
   process.on('message', (msg: ParentMessage) => {
