@@ -100,7 +100,8 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     const kernel = await observe(c.nl, state);
     // Every route, not only the backend's own: a peer's route held by someone else is reported as wrong.
     const observed: ObservedState = { ...kernel, routes: await c.nl.listRoutes({ family: 4 }) };
-    report(type, state, observed, diffKernelState(state, observed), peers, backend, out);
+    // Two instances of one type (a settings migration) are told apart by key.
+    report(siblings ? instance.key : type, state, observed, diffKernelState(state, observed), peers, backend, out);
     for (const p of peers.carried) {
       const route = state.routes.find((r) => r.peer === p.key);
       paths.set(p.key, { type, plain: route !== undefined && route.ifindex === c.local.extIface.index });
