@@ -18,13 +18,14 @@ import type { Lease } from '../subnet';
 import type { LinkInfo, Netlink, RouteInfo } from '../netlink';
 import {
   AssignedPeers, Backend, InstanceSlot, KernelState, LeftOver, LocalNode, ObservedState, Plan,
-  assignPeers, backendFactory, backendsInKernel, diffKernelState, fallbackConfig, instanceOf, preferenceOrder,
+  assignPeers, backendFactory, backendsInKernel, diffKernelState, fallbackConfig, preferenceOrder,
   terminatedBy, typeOfKey, identityOfKey, withoutFallback,
 } from '../../backends';
 import { observe } from '../../backends/reconciler';
 import { DirectReach } from '../../backends/direct-reach';
 import type { Log } from '../observe/logger';
 import { checkDevice } from './device-check';
+import { defaultDevice, findInKernel, keyOf } from './running-instance';
 import { Findings, TWILLD_REPAIRS } from './findings';
 
 const TOPIC = 'peer';
@@ -119,28 +120,13 @@ async function runningInstances(c: PlanCheck): Promise<Instance[]> {
     // the checks that follow report what netlink refuses
   }
   const configured = [c.config.backend, fallbackConfig(c.config.backend)].filter((b): b is BackendConfig => b !== undefined).map(withoutFallback);
-  const keyOf = (b: BackendConfig) => {
-    try {
-      return instanceOf(b).key;
-    } catch {
-      return undefined; // settings that do not validate name no instance
-    }
-  };
   return terminatedBy(c.own.attrs).map((key) => {
-    const found = inKernel.find((l) => !l.guessed && keyOf(l.config) === key) ?? inKernel.find((l) => l.guessed && l.config.type === typeOfKey(key));
-    const config = configured.find((b) => keyOf(b) === key) ?? found?.config ?? { type: typeOfKey(key), settings: { ...identityOfKey(key) } };
-    return { key, config, slot: found?.slot ?? 0, device: found?.device ?? defaultDevice(config) };
+    const type = typeOfKey(key);
+    const found = findInKernel(key, type, inKernel);
+    const config = configured.find((b) => keyOf(b) === key) ?? found?.config ?? { type, settings: { ...identityOfKey(key) } };
+    const slot = found?.slot ?? 0;
+    return { key, config, slot, device: found?.device ?? defaultDevice(type, c.config, slot) };
   });
-}
-
-/** The device a backend instance creates when nothing of it is in the kernel (so a missing one is named). */
-function defaultDevice(config: BackendConfig): string | undefined {
-  const names: Record<string, (b: BackendConfig) => string> = {
-    vxlan: (b) => `flannel.${Number(identityOfKey(instanceOf(b).key).VNI ?? 1)}`,
-    ipip: () => 'flannel.ipip',
-    udp: () => 'flannel0',
-  };
-  return names[config.type]?.(config);
 }
 
 function label(p: { subnet: { toString(): string }; publicIP: string }): string {

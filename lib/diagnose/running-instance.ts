@@ -61,7 +61,7 @@ export function defaultInstance(backend: string, config: NetworkConfig): Running
   return { type: backend, device: defaultDevice(backend, config), protocol: protocolOf(backend, 0), slot: 0, found: false };
 }
 
-function keyOf(config: BackendConfig): string | undefined {
+export function keyOf(config: BackendConfig): string | undefined {
   try {
     return instanceOf(config).key;
   } catch {
@@ -69,11 +69,15 @@ function keyOf(config: BackendConfig): string | undefined {
   }
 }
 
+/** What the kernel holds of the instance `key` (a guessed leftover of its type when its settings could not be read back). */
+export function findInKernel(key: string | undefined, type: string, inKernel: readonly LeftOver[]): LeftOver | undefined {
+  return (key !== undefined ? inKernel.find((l) => !l.guessed && keyOf(l.config) === key) : undefined)
+    ?? inKernel.find((l) => l.guessed && l.config.type === type);
+}
+
 /** Picks, among what the kernel holds, the instance `backend` (as the config sets it) runs. */
 export function matchInstance(backend: string, config: NetworkConfig, inKernel: readonly LeftOver[]): RunningInstance {
-  const want = keyOf(configFor(backend, config));
-  const match = (want !== undefined ? inKernel.find((l) => !l.guessed && keyOf(l.config) === want) : undefined)
-    ?? inKernel.find((l) => l.guessed && l.config.type === backend);
+  const match = findInKernel(keyOf(configFor(backend, config)), backend, inKernel);
   if (!match) return defaultInstance(backend, config);
   return {
     type: backend,
