@@ -103,8 +103,9 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     const observed: ObservedState = { ...kernel, routes: await c.nl.listRoutes({ family: 4 }) };
     // Two instances of one type (a settings migration) are told apart by key.
     report(siblings ? instance.key : type, state, observed, diffKernelState(state, observed), peers, backend, out);
+    const routeByPeer = new Map(state.routes.map((r) => [r.peer, r]));
     for (const p of peers.carried) {
-      const route = state.routes.find((r) => r.peer === p.key);
+      const route = routeByPeer.get(p.key);
       paths.set(p.key, { type, plain: route !== undefined && route.ifindex === c.local.extIface.index });
     }
   }
@@ -151,32 +152,36 @@ function report(type: string, state: KernelState, observed: ObservedState, plan:
     }
   }
 
+  // Indexed once: thousands of peers are checked against thousands of entries.
+  const routeOf = new Map(state.routes.filter((r) => r.peer !== undefined).map((r) => [r.peer!, r]));
+  const neighborsOf = groupByPeer(state.devices.flatMap((d) => (d.neighbors ?? []).map((n) => ({ d, n, peer: n.peer }))));
+  const fdbOf = groupByPeer(state.devices.flatMap((d) => (d.fdb ?? []).map((f) => ({ d, f, peer: f.peer }))));
+  const kernelNeighbor = new Map([...observed.devices].flatMap(([ifindex, o]) => o.neighbors.map((e) => [`${ifindex}/${e.ip}`, e] as const)));
+  const kernelFdb = groupBy([...observed.devices].flatMap(([ifindex, o]) => o.fdb.map((e) => ({ key: `${ifindex}/${e.mac}`, e }))), (x) => x.key);
+
   for (const peer of peers.carried) {
-    const problems: string[] = [];
-    const route = state.routes.find((r) => r.peer === peer.key);
-    const devices = state.devices.filter((d) => d.fdb?.some((f) => f.peer === peer.key) || d.neighbors?.some((n) => n.peer === peer.key));
+    const route = routeOf.get(peer.key);
     if (!route) continue; // skipped by the planner, reported above
+    const problems: string[] = [];
     if (routeIsWrong.has(route.dst)) problems.push(routeProblem(route, observed.routes));
-    for (const d of devices) {
-      for (const n of d.neighbors ?? []) {
-        if (n.peer !== peer.key || !neighborIsWrong.has(`${d.ifindex}/${n.ip}`)) continue;
-        const have = observed.devices.get(d.ifindex)?.neighbors.find((e) => e.ip === n.ip);
-        problems.push(!have ? `neighbour ${n.ip} lladdr ${n.mac} on ${d.name} is missing`
-          : have.mac !== n.mac ? `neighbour ${n.ip} on ${d.name} has lladdr ${have.mac ?? 'none'}, want ${n.mac}`
-            : `neighbour ${n.ip} lladdr ${n.mac} on ${d.name} is ${have.state.join('/') || 'not permanent'}, want permanent`);
-      }
-      for (const f of d.fdb ?? []) {
-        if (f.peer !== peer.key || !fdbIsWrong.has(`${d.ifindex}/${f.mac}/${f.dst}`)) continue;
-        const same = (observed.devices.get(d.ifindex)?.fdb ?? []).filter((e) => e.mac === f.mac);
-        problems.push(same.length === 0 ? `FDB entry ${f.mac} dst ${f.dst} on ${d.name} is missing`
-          : `FDB entry ${f.mac} on ${d.name} sends to ${same.map((e) => e.dst ?? 'nowhere').join(', ')}, want dst ${f.dst}`);
-      }
+    for (const { d, n } of neighborsOf.get(peer.key) ?? []) {
+      if (!neighborIsWrong.has(`${d.ifindex}/${n.ip}`)) continue;
+      const have = kernelNeighbor.get(`${d.ifindex}/${n.ip}`);
+      problems.push(!have ? `neighbour ${n.ip} lladdr ${n.mac} on ${d.name} is missing`
+        : have.mac !== n.mac ? `neighbour ${n.ip} on ${d.name} has lladdr ${have.mac ?? 'none'}, want ${n.mac}`
+          : `neighbour ${n.ip} lladdr ${n.mac} on ${d.name} is ${have.state.join('/') || 'not permanent'}, want permanent`);
+    }
+    const fdbs = fdbOf.get(peer.key) ?? [];
+    for (const { d, f } of fdbs) {
+      if (!fdbIsWrong.has(`${d.ifindex}/${f.mac}/${f.dst}`)) continue;
+      const same = (kernelFdb.get(`${d.ifindex}/${f.mac}`) ?? []).map((x) => x.e);
+      problems.push(same.length === 0 ? `FDB entry ${f.mac} dst ${f.dst} on ${d.name} is missing`
+        : `FDB entry ${f.mac} on ${d.name} sends to ${same.map((e) => e.dst ?? 'nowhere').join(', ')}, want dst ${f.dst}`);
     }
     for (const p of problems) out.fail(TOPIC, `${label(peer)}: ${p}`, TWILLD_REPAIRS);
     if (problems.length) continue;
-    const fdb = devices.flatMap((d) => d.fdb ?? []).find((f) => f.peer === peer.key);
-    out.ok(TOPIC, fdb
-      ? `${label(peer)}, ${type}: route, neighbour and FDB entry programmed (VTEP ${fdb.mac})`
+    out.ok(TOPIC, fdbs.length
+      ? `${label(peer)}, ${type}: route, neighbour and FDB entry programmed (VTEP ${fdbs[0].f.mac})`
       : `${label(peer)}, ${type}: route ${describeRoute(route)} programmed`);
   }
 
@@ -214,4 +219,20 @@ function routeProblem(want: { dst: string; gateway?: string; dev: string; ifinde
   const have = routes.filter((r) => r.dst === want.dst && r.type === 'unicast');
   if (have.length === 0) return `${text} is missing`;
   return `${text} is wrong: the kernel has ${have.map((r) => `"${describeRoute(r)}"`).join(', ')}`;
+}
+
+function groupBy<T>(items: readonly T[], key: (t: T) => string | undefined): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    if (k === undefined) continue;
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
+function groupByPeer<T extends { peer?: string }>(items: readonly T[]): Map<string, T[]> {
+  return groupBy(items, (t) => t.peer);
 }
