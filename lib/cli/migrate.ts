@@ -241,16 +241,13 @@ export function backendText(backend: unknown): string {
 // ---- the write ----
 
 /**
- * Writes `text` at `key` only while the key is still at `modRevision`
- * (an etcd transaction comparing the mod revision). False when someone
- * changed or deleted it since it was read: nothing was written.
+ * The config write of `twill migrate` for a caller that holds the config key
+ * rather than a registry: `EtcdRegistry.writeConfigIfUnchanged` on that key.
  */
-export async function writeConfigIfUnchanged(client: Etcd3, key: string, text: string, modRevision: bigint): Promise<{ written: boolean; revision: bigint }> {
-  const res = await client
-    .if(key, 'Mod', '==', modRevision.toString())
-    .then(client.put(key).value(text))
-    .commit();
-  return { written: res.succeeded, revision: BigInt(res.header.revision) };
+export function writeConfigIfUnchanged(client: Etcd3, key: string, text: string, modRevision: bigint): Promise<{ written: boolean; revision: bigint }> {
+  const suffix = '/config';
+  if (!key.endsWith(suffix)) throw new Error(`${JSON.stringify(key)} is not a network config key (<prefix>${suffix})`);
+  return new EtcdRegistry(client, key.slice(0, -suffix.length)).writeConfigIfUnchanged(text, modRevision);
 }
 
 // ---- the nodes ----
@@ -383,7 +380,7 @@ async function runMigrate(opts: MigrateCliOptions): Promise<number> {
     if (plan.unchanged) {
       out(`the config already has this Backend (revision ${config.revision}); not writing it again`);
     } else {
-      const { written, revision } = await bounded(writeConfigIfUnchanged(client, registry.configKey, plan.newText, config.revision), endpoints);
+      const { written, revision } = await bounded(registry.writeConfigIfUnchanged(plan.newText, config.revision), endpoints);
       if (!written) {
         const now = await registry.getConfig().catch(() => undefined);
         err(`${registry.configKey} was changed by someone else after it was read at revision ${config.revision}` +

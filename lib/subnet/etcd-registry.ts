@@ -39,6 +39,22 @@ export class EtcdRegistry {
     return kv ? { text: kv.value.toString('utf8'), revision: BigInt(kv.mod_revision) } : undefined;
   }
 
+  /**
+   * Writes the config only while its key is still at `modRevision` (an etcd
+   * transaction on the mod revision), so an edit made since it was read is
+   * never overwritten and a deleted config is not brought back. `written`
+   * is false when someone changed or deleted it: nothing was written.
+   */
+  async writeConfigIfUnchanged(text: string, modRevision: bigint): Promise<{ written: boolean; revision: bigint }> {
+    const key = Buffer.from(this.configKey);
+    const res = await this.client.kv.txn({
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: modRevision.toString() }],
+      success: [{ request_put: { key, value: Buffer.from(text) } }],
+      failure: [],
+    });
+    return { written: res.succeeded, revision: BigInt(res.header.revision) };
+  }
+
   async listLeases(): Promise<LeaseListing> {
     const start = Buffer.from(this.subnetsPrefix);
     const res = await this.client.kv.range({ key: start, range_end: prefixEnd(start) });
