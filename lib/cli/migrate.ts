@@ -32,8 +32,8 @@ import { isDeepStrictEqual } from 'util';
 import type { Etcd3 } from 'etcd3';
 import { ConfigError, parseNetworkConfig, setting, type NetworkConfig } from '../config';
 import {
-  EtcdAccessError, EtcdRegistry, EtcdSettingsError, EtcdUnavailableError, LeaseFormatError,
-  leaseFromRaw, translateEtcdError, type Lease, type LeaseListing, type RawKV,
+  EtcdAccessError, EtcdRegistry, EtcdSettingsError, EtcdUnavailableError,
+  filterLeases, peersOf, translateEtcdError, type Lease, type LeaseListing, type RawKV,
 } from '../subnet';
 import { BackendUnavailableError, KNOWN_BACKEND_TYPES, liveChangeOptions, validateBackendConfig } from '../../backends';
 import { compareConfigs, type ConfigChange } from '../config/live-change';
@@ -270,8 +270,7 @@ export function assessNodes(leases: readonly Lease[], plan: Pick<MigrationPlan, 
   return sorted.map((lease) => {
     const terminates = terminatedBy(lease.attrs);
     const notOnTarget = new Map<string, string[]>();
-    for (const peer of sorted) {
-      if (peer === lease) continue;
+    for (const peer of peersOf(sorted, lease.key)) {
       const over = chooseBackend(plan.order, terminates, terminatedBy(peer.attrs)) ?? 'none';
       if (over === plan.target) continue;
       notOnTarget.set(over, [...(notOnTarget.get(over) ?? []), peer.subnet.toString()]);
@@ -319,17 +318,8 @@ interface LeaseSet {
 }
 
 function decodeLeases(kvs: readonly RawKV[], config: NetworkConfig): LeaseSet {
-  const leases: Lease[] = [];
-  const skipped = new Map<string, string>();
-  for (const raw of kvs) {
-    try {
-      leases.push(leaseFromRaw(raw, config));
-    } catch (err) {
-      if (!(err instanceof LeaseFormatError)) throw err;
-      skipped.set(raw.key, err.message);
-    }
-  }
-  return { leases, skipped };
+  const { accepted, skipped } = filterLeases(kvs, config);
+  return { leases: accepted, skipped: new Map(skipped.map((s) => [s.raw.key, s.reason])) };
 }
 
 // ---- the command ----

@@ -5,8 +5,8 @@
  * watch cannot be trusted — etcd compacted past it, or the stream broke and
  * came back — it lists again and diffs against what it knows, so a change
  * made while it was away is never missed and every change is emitted once.
- * Malformed entries are skipped with one warning per entry version; a
- * subnet claimed by two keys goes to the older key.
+ * Which entries it keeps is lease-filter.ts's rule; each skipped entry is
+ * warned about once per version of it.
  *
  * Events are delivered in batches through `onEvents`; listeners read the
  * whole state through `leases()` (the agent is level-triggered).
@@ -17,7 +17,7 @@ import type { Watcher, IKeyValue } from 'etcd3';
 import type { NetworkConfig } from '../config';
 import type { Lease, LeaseEvent } from './lease';
 import type { EtcdRegistry, LeaseListing, RawKV } from './etcd-registry';
-import { leaseFromRaw } from './lease-validation';
+import { LeaseTable, skipWarning, type LeaseChange, type SkippedLease } from './lease-filter';
 import { Backoff } from './backoff';
 
 export interface LeaseWatcherHooks {
@@ -35,10 +35,7 @@ interface WatchEvent {
 }
 
 export class LeaseWatcher {
-  private readonly raw = new Map<string, RawKV>();
-  private readonly valid = new Map<string, Lease>();
-  /** subnet (IPNet string) → key that holds it */
-  private readonly claims = new Map<string, string>();
+  private readonly table: LeaseTable;
   /** key → modRevision already warned about */
   private readonly warned = new Map<string, bigint>();
   private watcher?: Watcher;
@@ -52,9 +49,11 @@ export class LeaseWatcher {
 
   constructor(
     private readonly registry: EtcdRegistry,
-    private config: NetworkConfig,
+    config: NetworkConfig,
     private readonly hooks: LeaseWatcherHooks,
-  ) {}
+  ) {
+    this.table = new LeaseTable(config);
+  }
 
   /**
    * Lists and starts watching; rejects only if the first listing fails.
@@ -67,15 +66,7 @@ export class LeaseWatcher {
 
   /** Every valid lease, by key. */
   leases(): ReadonlyMap<string, Lease> {
-    return this.valid;
-  }
-
-  /** Re-validates every known entry against a new network config. */
-  setConfig(config: NetworkConfig): void {
-    this.config = config;
-    const events: LeaseEvent[] = [];
-    for (const raw of [...this.raw.values()]) this.apply(raw, events);
-    if (events.length) this.hooks.onEvents(events);
+    return this.table.leases();
   }
 
   async stop(): Promise<void> {
@@ -142,13 +133,10 @@ export class LeaseWatcher {
     let broken = false;
     watcher.on('data', (res: { events: WatchEvent[] }) => {
       if (gen !== this.generation) return;
-      const events: LeaseEvent[] = [];
-      for (const ev of res.events) {
+      this.applyChanges(res.events.map((ev): LeaseChange => {
         const raw = this.registry.toRaw(ev.kv);
-        if (ev.type === 'Delete') this.remove(raw.key, events);
-        else this.apply(raw, events);
-      }
-      if (events.length) this.hooks.onEvents(events);
+        return ev.type === 'Delete' ? { type: 'delete', key: raw.key } : { type: 'put', raw };
+      }));
     });
     watcher.on('disconnected', (err: Error) => {
       if (gen !== this.generation) return;
@@ -180,89 +168,23 @@ export class LeaseWatcher {
   }
 
   private applyListing(kvs: RawKV[]): void {
-    const events: LeaseEvent[] = [];
-    const seen = new Set<string>();
-    for (const raw of kvs) {
-      seen.add(raw.key);
-      const known = this.raw.get(raw.key);
-      if (!known || known.modRevision !== raw.modRevision || !this.valid.has(raw.key)) this.apply(raw, events);
-    }
-    for (const key of [...this.raw.keys()]) if (!seen.has(key)) this.remove(key, events);
+    const listed = new Set(kvs.map((raw) => raw.key));
+    const changes: LeaseChange[] = kvs.map((raw) => ({ type: 'put', raw }));
+    for (const key of this.table.keys()) if (!listed.has(key)) changes.push({ type: 'delete', key });
+    this.applyChanges(changes);
+  }
+
+  private applyChanges(changes: readonly LeaseChange[]): void {
+    const { events, skipped } = this.table.apply(changes);
+    for (const c of changes) if (c.type === 'delete') this.warned.delete(c.key);
+    for (const ev of events) if (ev.type !== 'removed') this.warned.delete(ev.lease.key);
+    for (const entry of skipped) this.warnOnce(entry);
     if (events.length) this.hooks.onEvents(events);
   }
 
-  private apply(raw: RawKV, events: LeaseEvent[]): void {
-    this.raw.set(raw.key, raw);
-    const previous = this.valid.get(raw.key);
-    let lease: Lease;
-    try {
-      lease = leaseFromRaw(raw, this.config);
-      const holder = this.olderHolder(lease);
-      if (holder) throw new Error(`its subnet is already claimed by the older lease ${JSON.stringify(holder)}`);
-    } catch (err) {
-      this.warnOnce(raw, (err as Error).message);
-      if (previous) this.drop(raw.key, previous, events);
-      return;
-    }
-    this.evictYoungerHolders(lease, events);
-    this.warned.delete(raw.key);
-    this.valid.set(raw.key, lease);
-    for (const s of subnetsOf(lease)) this.claims.set(s, raw.key);
-    if (!previous) events.push({ type: 'added', lease });
-    else if (previous.modRevision !== lease.modRevision) events.push({ type: 'changed', lease, previous });
+  private warnOnce(entry: SkippedLease): void {
+    if (this.warned.get(entry.raw.key) === entry.raw.modRevision) return;
+    this.warned.set(entry.raw.key, entry.raw.modRevision);
+    this.hooks.onWarning(skipWarning(entry));
   }
-
-  private remove(key: string, events: LeaseEvent[]): void {
-    this.raw.delete(key);
-    this.warned.delete(key);
-    const previous = this.valid.get(key);
-    if (previous) {
-      this.drop(key, previous, events);
-      // A key that lost a subnet dispute may hold it now (only invalid keys can have lost one).
-      for (const other of [...this.warned.keys()]) {
-        const raw = this.raw.get(other);
-        if (raw) this.apply(raw, events);
-      }
-    }
-  }
-
-  private drop(key: string, lease: Lease, events: LeaseEvent[]): void {
-    this.valid.delete(key);
-    for (const s of subnetsOf(lease)) if (this.claims.get(s) === key) this.claims.delete(s);
-    events.push({ type: 'removed', lease });
-  }
-
-  /** The key of an older lease that holds one of this lease's subnets, if any. */
-  private olderHolder(lease: Lease): string | undefined {
-    const mine = this.raw.get(lease.key);
-    for (const s of subnetsOf(lease)) {
-      const holder = this.claims.get(s);
-      if (holder === undefined || holder === lease.key) continue;
-      const theirs = this.raw.get(holder);
-      if (!theirs || !mine || theirs.createRevision <= mine.createRevision) return holder;
-    }
-    return undefined;
-  }
-
-  // Listing order is key order, not age: an older claimant seen second wins.
-  private evictYoungerHolders(lease: Lease, events: LeaseEvent[]): void {
-    for (const s of subnetsOf(lease)) {
-      const holder = this.claims.get(s);
-      if (holder === undefined || holder === lease.key) continue;
-      const younger = this.valid.get(holder);
-      const raw = this.raw.get(holder);
-      if (younger) this.drop(holder, younger, events);
-      if (raw) this.warnOnce(raw, `its subnet is already claimed by the older lease ${JSON.stringify(lease.key)}`);
-    }
-  }
-
-  private warnOnce(raw: RawKV, reason: string): void {
-    if (this.warned.get(raw.key) === raw.modRevision) return;
-    this.warned.set(raw.key, raw.modRevision);
-    this.hooks.onWarning(`skipping lease ${JSON.stringify(raw.key.slice(0, 80))}: ${reason}`);
-  }
-}
-
-function subnetsOf(lease: Lease): string[] {
-  return lease.ipv6Subnet ? [lease.subnet.toString(), lease.ipv6Subnet.toString()] : [lease.subnet.toString()];
 }
