@@ -91,43 +91,48 @@ export class LeaseTable {
    * affect (the changed ones and those sharing a subnet with them).
    */
   apply(changes: readonly LeaseChange[]): { events: LeaseEvent[]; skipped: SkippedLease[] } {
-    const seeds = new Set<string>();
-    for (const change of changes) {
-      const key = change.type === 'put' ? change.raw.key : change.key;
-      const known = this.entries.get(key);
-      if (change.type === 'put' && known && known.raw.modRevision === change.raw.modRevision && known.raw.value === change.raw.value) continue;
-      if (known) this.unindex(known, seeds);
-      if (change.type === 'put') {
-        const entry = decode(change.raw, this.config);
-        this.entries.set(key, entry);
-        this.index(entry);
-      } else {
-        this.entries.delete(key);
-      }
-      seeds.add(key);
+    const events: LeaseEvent[] = [];
+    const skipped: SkippedLease[] = [];
+    // One change at a time, not the batch's net result: a lease created and
+    // deleted in one watch response still reads as added, then removed
+    // (the subnet manager learns from that its own lease was deleted).
+    for (const change of changes) this.applyOne(change, events, skipped);
+    return { events, skipped };
+  }
+
+  private applyOne(change: LeaseChange, events: LeaseEvent[], skipped: SkippedLease[]): void {
+    const key = change.type === 'put' ? change.raw.key : change.key;
+    const known = this.entries.get(key);
+    if (change.type === 'put' && known && known.raw.modRevision === change.raw.modRevision && known.raw.value === change.raw.value) return;
+    if (!known && change.type === 'delete') return;
+    const seeds = new Set<string>([key]);
+    if (known) this.unindex(known, seeds);
+    if (change.type === 'put') {
+      const entry = decode(change.raw, this.config);
+      this.entries.set(key, entry);
+      this.index(entry);
+    } else {
+      this.entries.delete(key);
     }
 
     const group = this.connected(seeds);
     const members = [...group].map((k) => this.entries.get(k)).filter((e): e is Decoded => e !== undefined);
     const losers = resolveClaims(members);
-    const events: LeaseEvent[] = [];
-    const skipped: SkippedLease[] = [];
-    for (const key of group) {
-      const entry = this.entries.get(key);
-      const previous = this.accepted.get(key);
-      const reason = entry ? (entry.lease ? losers.get(key) : entry.error) : undefined;
+    for (const member of group) {
+      const entry = this.entries.get(member);
+      const previous = this.accepted.get(member);
+      const reason = entry ? (entry.lease ? losers.get(member) : entry.error) : undefined;
       const lease = entry && reason === undefined ? entry.lease : undefined;
       if (entry && !lease) skipped.push({ raw: entry.raw, reason: reason ?? 'not a lease' });
       if (lease) {
-        this.accepted.set(key, lease);
+        this.accepted.set(member, lease);
         if (!previous) events.push({ type: 'added', lease });
         else if (previous.modRevision !== lease.modRevision) events.push({ type: 'changed', lease, previous });
       } else if (previous) {
-        this.accepted.delete(key);
+        this.accepted.delete(member);
         events.push({ type: 'removed', lease: previous });
       }
     }
-    return { events, skipped };
   }
 
   private index(entry: Decoded): void {

@@ -43,6 +43,12 @@ describe('lease filter', () => {
     expect(events.map((e) => `${e.type} ${e.lease.key}`).sort()).to.deep.equal([`added 10.244.1.0-24`, `removed ${dual}`]);
   });
 
+  it('reports a lease created and deleted in one batch as added, then removed', () => {
+    const table = new LeaseTable(config);
+    const { events } = table.apply([{ type: 'put', raw: kv('10.244.1.0-24', 1) }, { type: 'delete', key: '10.244.1.0-24' }]);
+    expect(events.map((e) => e.type)).to.deep.equal(['added', 'removed']);
+  });
+
   it('peers are the accepted leases but the own one', () => {
     const { accepted } = filterLeases([kv('10.244.1.0-24', 1), kv('10.244.2.0-24', 2)], config);
     expect(peersOf(accepted, '10.244.1.0-24').map((l) => l.key)).to.deep.equal(['10.244.2.0-24']);
