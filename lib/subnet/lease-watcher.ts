@@ -3,8 +3,9 @@
  *
  * It lists the leases, then watches from the listed revision. Whenever the
  * watch cannot be trusted — etcd compacted past it, or the stream broke and
- * came back — it lists again and diffs against what it knows, so a change
- * made while it was away is never missed and every change is emitted once.
+ * came back — it lists again (resyncing-watch.ts) and diffs against what it
+ * knows, so a change made while it was away is never missed and every
+ * change is emitted once.
  * Which entries it keeps is lease-filter.ts's rule; each skipped entry is
  * warned about once per version of it.
  *
@@ -13,12 +14,11 @@
  * Failure: while etcd is unreachable it retries with backoff, reporting the
  * change of state once through `onConnectivity`, never once per retry.
  */
-import type { Watcher, IKeyValue } from 'etcd3';
 import type { NetworkConfig } from '../config';
 import type { Lease, LeaseEvent } from './lease';
 import type { EtcdRegistry, LeaseListing, RawKV } from './etcd-registry';
 import { LeaseTable, skipWarning, type LeaseChange, type SkippedLease } from './lease-filter';
-import { Backoff } from './backoff';
+import { ResyncingWatch } from './resyncing-watch';
 
 export interface LeaseWatcherHooks {
   onEvents(events: LeaseEvent[]): void;
@@ -29,39 +29,44 @@ export interface LeaseWatcherHooks {
   onResync?(reason: string): void;
 }
 
-interface WatchEvent {
-  readonly type: 'Put' | 'Delete';
-  readonly kv: IKeyValue;
-}
-
 export class LeaseWatcher {
   private readonly table: LeaseTable;
   /** key → modRevision already warned about */
   private readonly warned = new Map<string, bigint>();
-  private watcher?: Watcher;
-  private generation = 0;
-  private stopped = false;
-  private up = true;
-  private retryTimer?: NodeJS.Timeout;
-  private readonly backoff = new Backoff(500, 15_000);
-  private resyncing?: Promise<void>;
-  private initial?: LeaseListing;
+  private readonly watch: ResyncingWatch<LeaseListing>;
 
   constructor(
-    private readonly registry: EtcdRegistry,
+    registry: EtcdRegistry,
     config: NetworkConfig,
     private readonly hooks: LeaseWatcherHooks,
   ) {
     this.table = new LeaseTable(config);
+    this.watch = new ResyncingWatch<LeaseListing>({
+      what: 'the leases',
+      list: () => registry.listLeases(),
+      watcher: (from) => registry.leaseWatcherAt(from),
+      backoff: { baseMs: 500, maxMs: 15_000 },
+    }, {
+      onListing: (listing, reason) => {
+        this.applyListing(listing.kvs);
+        hooks.onResync?.(reason);
+      },
+      onEvents: (events) => this.applyChanges(events.map((ev): LeaseChange => {
+        const raw = registry.toRaw(ev.kv);
+        return ev.type === 'Delete' ? { type: 'delete', key: raw.key } : { type: 'put', raw };
+      })),
+      onConnectivity: (up, error) => hooks.onConnectivity?.(up, error),
+      onCancelled: (detail) => hooks.onWarning(`lease watch ended (${detail || 'cancelled by etcd'}); listing the leases again`),
+      onWarning: (message) => hooks.onWarning(message),
+    });
   }
 
   /**
-   * Lists and starts watching; rejects only if the first listing fails.
+   * Lists and starts watching; rejects if the first listing or watch fails.
    * `initial`, a listing the caller just made, saves listing twice at start.
    */
-  async start(initial?: LeaseListing): Promise<void> {
-    this.initial = initial;
-    await this.resync('start');
+  start(initial?: LeaseListing): Promise<void> {
+    return this.watch.start(initial);
   }
 
   /** Every valid lease, by key. */
@@ -69,102 +74,13 @@ export class LeaseWatcher {
     return this.table.leases();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.generation++;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    const w = this.watcher;
-    this.watcher = undefined;
-    if (w) await w.cancel().catch(() => undefined);
+  stop(): Promise<void> {
+    return this.watch.stop();
   }
 
   /** Forces a re-list (used by the agent's periodic repair as a safety net). */
   requestResync(reason: string): Promise<void> {
-    return this.resync(reason).catch(() => undefined);
-  }
-
-  private resync(reason: string): Promise<void> {
-    if (!this.resyncing) {
-      this.resyncing = this.doResync(reason).finally(() => {
-        this.resyncing = undefined;
-      });
-    }
-    return this.resyncing;
-  }
-
-  private async doResync(reason: string): Promise<void> {
-    if (this.stopped) return;
-    const gen = ++this.generation;
-    const old = this.watcher;
-    this.watcher = undefined;
-    if (old) await old.cancel().catch(() => undefined);
-    try {
-      const listing = this.initial ?? (await this.registry.listLeases());
-      this.initial = undefined;
-      if (gen !== this.generation || this.stopped) return;
-      this.applyListing(listing.kvs);
-      this.hooks.onResync?.(reason);
-      const watcher = await this.registry.watchLeases(listing.revision + 1n);
-      if (gen !== this.generation || this.stopped) {
-        await watcher.cancel().catch(() => undefined);
-        return;
-      }
-      this.attach(watcher, gen);
-      this.setUp(true);
-      this.backoff.reset();
-    } catch (err) {
-      if (this.stopped) return;
-      this.setUp(false, err as Error);
-      if (reason === 'start') throw err;
-      this.scheduleRetry();
-    }
-  }
-
-  private scheduleRetry(): void {
-    if (this.stopped || this.retryTimer) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      void this.resync('retry');
-    }, this.backoff.next());
-  }
-
-  private attach(watcher: Watcher, gen: number): void {
-    this.watcher = watcher;
-    let broken = false;
-    watcher.on('data', (res: { events: WatchEvent[] }) => {
-      if (gen !== this.generation) return;
-      this.applyChanges(res.events.map((ev): LeaseChange => {
-        const raw = this.registry.toRaw(ev.kv);
-        return ev.type === 'Delete' ? { type: 'delete', key: raw.key } : { type: 'put', raw };
-      }));
-    });
-    watcher.on('disconnected', (err: Error) => {
-      if (gen !== this.generation) return;
-      broken = true;
-      this.setUp(false, err);
-    });
-    watcher.on('connected', () => {
-      if (gen !== this.generation || !broken) return;
-      // The library resumes from its last revision, but a re-list is the
-      // only way to be sure nothing was compacted away while we were gone.
-      broken = false;
-      void this.resync('reconnect');
-    });
-    watcher.on('error', (err: Error) => {
-      if (gen !== this.generation) return;
-      this.hooks.onWarning(`lease watch ended (${err.message}); listing the leases again`);
-      this.scheduleRetryNow();
-    });
-  }
-
-  private scheduleRetryNow(): void {
-    void this.resync('watch error').catch(() => this.scheduleRetry());
-  }
-
-  private setUp(up: boolean, error?: Error): void {
-    if (this.up === up) return;
-    this.up = up;
-    this.hooks.onConnectivity?.(up, error);
+    return this.watch.resync(reason).catch(() => undefined);
   }
 
   private applyListing(kvs: RawKV[]): void {
