@@ -10,7 +10,7 @@ import { EtcdAccessError, type EtcdRegistry, type LeaseListing } from '../../sub
 import { KNOWN_BACKEND_TYPES } from '../../../backends';
 import { printable } from '../status/cells';
 import { attempt, backendOf, backendText, normalised } from './backend-object';
-import { bounded } from './etcd-deadline';
+import { DEFAULT_DEADLINE_MS, withDeadline } from '../etcd-deadline';
 import { assessNodes, decodeLeases, nodeLine, type NodeState } from './nodes';
 import type { MigrationPlan } from './plan';
 
@@ -40,7 +40,7 @@ export async function follow(registry: EtcdRegistry, plan: MigrationPlan, timeou
     for (;;) {
       let read: { listing: LeaseListing; config: { text: string; revision: bigint } | undefined } | undefined;
       try {
-        read = { listing: await bounded(registry.listLeases(), endpoints), config: await bounded(registry.getConfig(), endpoints) };
+        read = { listing: await withDeadline(registry.listLeases(), DEFAULT_DEADLINE_MS, endpoints), config: await withDeadline(registry.getConfig(), DEFAULT_DEADLINE_MS, endpoints) };
         lastError = '';
       } catch (e) {
         if (!(e instanceof EtcdAccessError)) throw e;

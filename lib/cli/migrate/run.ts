@@ -8,7 +8,7 @@ import { etcdClientFrom, type EtcdCliOptions } from '../etcd-options';
 import { printable } from '../status/cells';
 import type { Assignment } from './assignment';
 import { backendText } from './backend-object';
-import { bounded } from './etcd-deadline';
+import { DEFAULT_DEADLINE_MS, withDeadline } from '../etcd-deadline';
 import { follow, type Out } from './follow';
 import { assessNodes, decodeLeases, type LeaseSet } from './nodes';
 import { MigrationRefused, planMigration, type MigrationPlan } from './plan';
@@ -34,7 +34,7 @@ export async function runMigrate(opts: MigrateCliOptions): Promise<number> {
   }
   const registry = new EtcdRegistry(client, opts.etcdPrefix);
   try {
-    const config = await bounded(registry.getConfig(), endpoints);
+    const config = await withDeadline(registry.getConfig(), DEFAULT_DEADLINE_MS, endpoints);
     if (!config) {
       err(`there is no network config at ${registry.configKey}; twill migrate changes the backend of an existing network (check --etcd-prefix)`);
       return 1;
@@ -48,7 +48,7 @@ export async function runMigrate(opts: MigrateCliOptions): Promise<number> {
       return 1;
     }
     for (const w of plan.warnings) out(`warning: ${w}`);
-    const listing = await bounded(registry.listLeases(), endpoints);
+    const listing = await withDeadline(registry.listLeases(), DEFAULT_DEADLINE_MS, endpoints);
     const nodes = decodeLeases(listing.kvs, plan.newConfig);
     out(`current Backend: ${backendText(plan.currentBackend)}`);
     out(`new Backend:     ${backendText(plan.newBackend)}`);
@@ -64,7 +64,7 @@ export async function runMigrate(opts: MigrateCliOptions): Promise<number> {
     if (plan.unchanged) {
       out(`the config already has this Backend (revision ${config.revision}); not writing it again`);
     } else {
-      const { written, revision } = await bounded(registry.writeConfigIfUnchanged(plan.newText, config.revision), endpoints);
+      const { written, revision } = await withDeadline(registry.writeConfigIfUnchanged(plan.newText, config.revision), DEFAULT_DEADLINE_MS, endpoints);
       if (!written) {
         const now = await registry.getConfig().catch(() => undefined);
         err(`${registry.configKey} was changed by someone else after it was read at revision ${config.revision}` +
