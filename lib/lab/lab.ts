@@ -18,6 +18,7 @@ import { BRIDGE_IP, PREFIX, createNode, createPod, createUnderlay, killQuietly, 
 import { Pod, allOk, formatMatrix, measureMatrix } from './matrix';
 import { inNs, run } from './run';
 import { parseSubnetFile } from '../subnet/subnet-file';
+import { EtcdRegistry } from '../subnet/etcd-registry';
 
 const TWILLD = path.resolve(__dirname, '../../cmd/twilld.js');
 
@@ -110,8 +111,10 @@ export async function labUp(opts: UpOptions): Promise<boolean> {
     };
     writeState(state);
     const client = new Etcd3({ hosts: `http://127.0.0.1:${port}`, dialTimeout: 1000 });
+    const registry = new EtcdRegistry(client, '/coreos.com/network'); // twilld's default --etcd-prefix: the lab passes none
     try {
-      await waitFor('etcd', () => client.put('/coreos.com/network/config').value(JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: opts.backend } })).then(() => true, () => undefined), 20_000);
+      const config = JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: opts.backend } });
+      await waitFor('etcd', () => registry.putConfig(config).then(() => true, () => undefined), 20_000);
     } finally {
       client.close();
     }

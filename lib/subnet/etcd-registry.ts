@@ -39,6 +39,11 @@ export class EtcdRegistry {
     return kv ? { text: kv.value.toString('utf8'), revision: BigInt(kv.mod_revision) } : undefined;
   }
 
+  /** Writes the config whatever it held (setting up a fresh etcd); `writeConfigIfUnchanged` for an edit. */
+  async putConfig(text: string): Promise<void> {
+    await this.client.kv.put({ key: Buffer.from(this.configKey), value: Buffer.from(text) });
+  }
+
   /**
    * Writes the config only while its key is still at `modRevision` (an etcd
    * transaction on the mod revision), so an edit made since it was read is
