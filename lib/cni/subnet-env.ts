@@ -40,6 +40,9 @@ export async function readSubnetEnv(file: string): Promise<SubnetEnv> {
     }
     throw new CniError(ERR.INTERNAL, `cannot read the subnet file ${file}: ${code ?? String(err)}`);
   }
+  // The same line syntax as lib/subnet/subnet-file.ts parseEnv, not imported: the
+  // plugin is installed as dist/lib/cni alone (manifests/kubernetes/twill.yaml,
+  // install-cni), without lib/subnet and its ip-address dependency.
   const vars = new Map<string, string>();
   for (const line of text.split('\n')) {
     const m = /^\s*([A-Z0-9_]+)=(.*?)\s*$/.exec(line);

@@ -7,7 +7,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { NetworkConfig, parseNetworkConfig } from '../config';
-import { Lease, EtcdRegistry, RawKV, describeEtcdError, leaseFromRaw } from '../subnet';
+import { Lease, EtcdRegistry, RawKV, describeEtcdError, filterLeases } from '../subnet';
 import { KNOWN_BACKEND_TYPES, backendFactory, BackendUnavailableError } from '../../backends';
 import { Findings } from './findings';
 
@@ -49,14 +49,10 @@ export async function readClusterView(client: Etcd3, prefix: string, endpoints: 
     (settings.length ? ` (${settings.map((k) => `${k}=${JSON.stringify(backend.settings[k])}`).join(', ')})` : ''));
   for (const w of config.warnings) out.warn('config', w, `remove or correct it in ${registry.configKey}`);
 
-  const leases: Lease[] = [];
-  for (const raw of raws) {
-    try {
-      leases.push(leaseFromRaw(raw, config));
-    } catch (err) {
-      out.warn('lease', `lease ${raw.key} cannot be used: ${(err as Error).message}; every agent skips it`,
-        `fix or delete it: etcdctl del ${registry.subnetsPrefix}${raw.key} (its node's twilld then writes a new one)`);
-    }
+  const { accepted, skipped } = filterLeases(raws, config);
+  for (const { raw, reason } of skipped) {
+    out.warn('lease', `lease ${raw.key} cannot be used: ${reason}; every agent skips it`,
+      `fix or delete it: etcdctl del ${registry.subnetsPrefix}${raw.key} (its node's twilld then writes a new one)`);
   }
-  return { config, leases };
+  return { config, leases: accepted };
 }

@@ -17,6 +17,8 @@ import { LAB_DIR, LabState, clearState, readState, writeState } from './state';
 import { BRIDGE_IP, PREFIX, createNode, createPod, createUnderlay, killQuietly, names, removeLabObjects, findLabObjects } from './topology';
 import { Pod, allOk, formatMatrix, measureMatrix } from './matrix';
 import { inNs, run } from './run';
+import { parseSubnetFile } from '../subnet/subnet-file';
+import { EtcdRegistry } from '../subnet/etcd-registry';
 
 const TWILLD = path.resolve(__dirname, '../../cmd/twilld.js');
 
@@ -72,12 +74,9 @@ function subnetFile(state: Pick<LabState, 'id'>, n: number): string {
 
 function readSubnetEnv(file: string): { subnet: string; mtu: number } | undefined {
   if (!existsSync(file)) return undefined;
-  const text = readFileSync(file, 'utf8');
-  const s = /FLANNEL_SUBNET=([\d.]+)\/(\d+)/.exec(text);
-  const m = /FLANNEL_MTU=(\d+)/.exec(text);
-  if (!s || !m) return undefined;
-  const p = s[1].split('.').map(Number);
-  return { subnet: `${p[0]}.${p[1]}.${p[2]}.${p[3] - 1}/${s[2]}`, mtu: Number(m[1]) };
+  const env = parseSubnetFile(readFileSync(file, 'utf8'));
+  if (!env.subnet || env.mtu === undefined) return undefined;
+  return { subnet: env.subnet.toString(), mtu: env.mtu };
 }
 
 export async function labUp(opts: UpOptions): Promise<boolean> {
@@ -112,8 +111,10 @@ export async function labUp(opts: UpOptions): Promise<boolean> {
     };
     writeState(state);
     const client = new Etcd3({ hosts: `http://127.0.0.1:${port}`, dialTimeout: 1000 });
+    const registry = new EtcdRegistry(client, '/coreos.com/network'); // twilld's default --etcd-prefix: the lab passes none
     try {
-      await waitFor('etcd', () => client.put('/coreos.com/network/config').value(JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: opts.backend } })).then(() => true, () => undefined), 20_000);
+      const config = JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: opts.backend } });
+      await waitFor('etcd', () => registry.putConfig(config).then(() => true, () => undefined), 20_000);
     } finally {
       client.close();
     }

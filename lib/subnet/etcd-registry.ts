@@ -39,6 +39,37 @@ export class EtcdRegistry {
     return kv ? { text: kv.value.toString('utf8'), revision: BigInt(kv.mod_revision) } : undefined;
   }
 
+  /** Writes the config whatever it held (setting up a fresh etcd); `writeConfigIfUnchanged` for an edit. */
+  async putConfig(text: string): Promise<void> {
+    await this.client.kv.put({ key: Buffer.from(this.configKey), value: Buffer.from(text) });
+  }
+
+  /**
+   * Writes the config only while its key is still at `modRevision` (an etcd
+   * transaction on the mod revision), so an edit made since it was read is
+   * never overwritten and a deleted config is not brought back. `written`
+   * is false when someone changed or deleted it: nothing was written.
+   */
+  async writeConfigIfUnchanged(text: string, modRevision: bigint): Promise<{ written: boolean; revision: bigint }> {
+    const key = Buffer.from(this.configKey);
+    const res = await this.client.kv.txn({
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: modRevision.toString() }],
+      success: [{ request_put: { key, value: Buffer.from(text) } }],
+      failure: [],
+    });
+    return { written: res.succeeded, revision: BigInt(res.header.revision) };
+  }
+
+  /** The config and the store revision it was read at (the key's own mod revision may lie in the compacted range). */
+  async readConfigAt(): Promise<{ found?: { text: string; revision: bigint }; revision: bigint }> {
+    const res = await this.client.kv.range({ key: Buffer.from(this.configKey) });
+    const kv = res.kvs[0];
+    return {
+      found: kv ? { text: kv.value.toString('utf8'), revision: BigInt(kv.mod_revision) } : undefined,
+      revision: BigInt(res.header.revision),
+    };
+  }
+
   async listLeases(): Promise<LeaseListing> {
     const start = Buffer.from(this.subnetsPrefix);
     const res = await this.client.kv.range({ key: start, range_end: prefixEnd(start) });
@@ -122,6 +153,16 @@ export class EtcdRegistry {
 
   async watchConfig(fromRevision: bigint): Promise<Watcher> {
     return this.client.watch().key(this.configKey).startRevision(fromRevision.toString()).create();
+  }
+
+  /** An unconnected watcher (etcd3 `watcher()`) on every lease key from `fromRevision`: see resyncing-watch.ts for why. */
+  leaseWatcherAt(fromRevision: bigint): Watcher {
+    return this.client.watch().prefix(this.subnetsPrefix).startRevision(fromRevision.toString()).watcher();
+  }
+
+  /** An unconnected watcher on the config key from `fromRevision`. */
+  configWatcherAt(fromRevision: bigint): Watcher {
+    return this.client.watch().key(this.configKey).startRevision(fromRevision.toString()).watcher();
   }
 
   toRaw(kv: IKeyValue): RawKV {

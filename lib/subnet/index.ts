@@ -7,3 +7,4 @@ export * from './lease-validation';
 export * from './lease-watcher';
 export * from './manager';
 export * from './subnet-file';
+export * from './lease-filter';

@@ -1,39 +1,19 @@
 /**
- * SubnetManager: this node's own lease — acquiring it, keeping it alive,
- * getting it back when it is lost — and the view of everyone else's.
- *
- * Acquisition follows flanneld: reuse the lease that already carries this
- * node's PublicIP; else the subnet of the previous subnet.env if still
- * free; else a random one of the first 100 free subnets. A new key is
- * created in a transaction on create-revision 0, so two nodes can never
- * both get a subnet; on a collision it tries another (10 times at most).
- *
- * Where twill differs from flanneld (DESIGN §5): reservations (keys with no
- * etcd lease) are never taken over nor given a TTL; renewal keeps the same
- * etcd lease alive rather than granting a new one each day; and when the
- * own lease is deleted or expires, the manager takes the same subnet back
- * (or, if someone else has taken it, a new one, reported loudly through
- * `onOwnLeaseChanged`) instead of exiting.
- *
- * It also watches the network config key (`watchNetworkConfig`), reporting
- * each change once and surviving outages and compactions (DESIGN §5).
+ * SubnetManager: this node's own lease (LeaseKeeper: acquire, renew, take
+ * back when lost), the view of everyone's (LeaseWatcher), and the network
+ * config as it changes (NetworkConfigWatcher, below), over one EtcdRegistry.
  */
-import { ClientClosedError, type Watcher, type IKeyValue } from 'etcd3';
 import type { NetworkConfig } from '../config';
-import type { Log } from '../observe/logger';
-import type { Lease, LeaseAttrs, LeaseEvent } from './lease';
-import type { EtcdRegistry, LeaseListing, RawKV } from './etcd-registry';
+import type { Lease, LeaseAttrs } from './lease';
+import type { EtcdRegistry } from './etcd-registry';
 import type { PreviousSubnets } from './subnet-file';
-import { encodeLeaseAttrs, formatSubnetKey, parseSubnetKey, SubnetKey } from './lease-codec';
-import { leaseFromRaw } from './lease-validation';
-import { allocationRange, isFreeSubnet, pickSubnet } from './allocator';
 import { LeaseWatcher, LeaseWatcherHooks } from './lease-watcher';
-import { Backoff } from './backoff';
+import { LeaseKeeper, type LeaseKeeperOptions } from './lease-keeper';
+import { ResyncingWatch } from './resyncing-watch';
 import { describeEtcdError } from './etcd-errors';
-import { setTimeout as sleep } from 'timers/promises';
 
-export const MAX_CREATE_ATTEMPTS = 10;
-const MAX_TIMER_MS = 2 ** 31 - 1;
+// Callers import these from the manager, where they lived before the keeper had a file of its own.
+export { CollisionLimitError, MAX_CREATE_ATTEMPTS } from './lease-keeper';
 
 export interface SubnetManager {
   /** The raw network config, or undefined while the key is absent. */
@@ -73,89 +53,52 @@ export interface NetworkConfigWatch {
   stop(): Promise<void>;
 }
 
-export interface ManagerOptions {
-  readonly ttlSeconds: number;
-  /** Renew this long before expiry (flanneld's --subnet-lease-renew-margin, in seconds here). */
-  readonly renewMarginSeconds: number;
-  readonly log: Log;
-  /** Told when the own lease had to be re-acquired; `previous` differs in subnet when the old one was lost. */
-  readonly onOwnLeaseChanged?: (lease: Lease, previous: Lease) => void;
-  readonly random?: () => number;
-}
-
-export class CollisionLimitError extends Error {
-  constructor(attempts: number) {
-    super(`could not create a subnet lease after ${attempts} attempts: each chosen subnet was taken by another node at the same moment; will retry`);
-    this.name = 'CollisionLimitError';
-  }
-}
+export type ManagerOptions = LeaseKeeperOptions;
 
 export class EtcdSubnetManager implements SubnetManager {
-  private own?: Lease;
-  private attrs?: LeaseAttrs;
-  private config?: NetworkConfig;
-  private expiry?: Date;
-  private renewTimer?: NodeJS.Timeout;
+  private readonly keeper: LeaseKeeper;
   private closed = false;
-  private recovering?: Promise<void>;
-  private readonly renewBackoff = new Backoff(1000, 30_000);
   private watcher?: LeaseWatcher;
-  private readonly stopping = new AbortController();
-  /** The listing the last acquisition was decided on; the watcher starts from it. */
-  private acquisitionListing?: LeaseListing;
   private readonly configWatchers = new Set<NetworkConfigWatcher>();
 
-  constructor(private readonly registry: EtcdRegistry, private readonly opts: ManagerOptions) {}
+  constructor(private readonly registry: EtcdRegistry, opts: ManagerOptions) {
+    this.keeper = new LeaseKeeper(registry, opts);
+  }
 
   readNetworkConfig(): Promise<{ text: string; revision: bigint } | undefined> {
     return this.registry.getConfig();
   }
 
   ownLease(): Lease | undefined {
-    return this.own;
+    return this.keeper.ownLease();
   }
 
   leaseExpiry(): Date | undefined {
-    return this.expiry;
+    return this.keeper.leaseExpiry();
   }
 
-  async acquireLease(config: NetworkConfig, attrs: LeaseAttrs, previous: PreviousSubnets): Promise<Lease> {
-    this.config = config;
-    this.attrs = attrs;
-    const lease = await this.tryAcquire(config, attrs, previous);
-    this.setOwn(lease);
-    return lease;
+  acquireLease(config: NetworkConfig, attrs: LeaseAttrs, previous: PreviousSubnets): Promise<Lease> {
+    return this.keeper.acquire(config, attrs, previous);
   }
 
-  async updateLeaseAttrs(attrs: LeaseAttrs): Promise<void> {
-    this.attrs = attrs;
-    const own = this.own;
-    if (!own || encodeLeaseAttrs(own.attrs) === encodeLeaseAttrs(attrs)) return;
-    const res = await this.registry.updateIfUnchanged(own.key, encodeLeaseAttrs(attrs), own.etcdLeaseId, own.modRevision);
-    if (res.updated) {
-      this.own = { ...own, attrs, modRevision: res.revision };
-    } else {
-      await this.recover('the lease changed under us while updating it');
-    }
+  updateLeaseAttrs(attrs: LeaseAttrs): Promise<void> {
+    return this.keeper.updateAttrs(attrs);
   }
 
   async watchLeases(config: NetworkConfig, hooks: LeaseWatcherHooks): Promise<LeaseWatcher> {
     const watcher = new LeaseWatcher(this.registry, config, {
       ...hooks,
       onConnectivity: (up, error) => {
-        if (up && this.renewalOverdue()) this.scheduleRenewal(0);
+        this.keeper.noticeConnectivity(up);
         hooks.onConnectivity?.(up, error);
       },
       onEvents: (events) => {
-        this.noticeOwnLease(events);
+        this.keeper.noticeLeaseEvents(events);
         hooks.onEvents(events);
       },
     });
     this.watcher = watcher;
-    // Watching from the acquisition's listing also delivers the own lease's creation.
-    const initial = this.acquisitionListing;
-    this.acquisitionListing = undefined;
-    await watcher.start(initial);
+    await watcher.start(this.keeper.takeAcquisitionListing());
     return watcher;
   }
 
@@ -169,447 +112,68 @@ export class EtcdSubnetManager implements SubnetManager {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.stopping.abort();
-    if (this.renewTimer) clearTimeout(this.renewTimer);
-    this.renewTimer = undefined;
+    const keeper = this.keeper.close();
     await Promise.all([...this.configWatchers].map((w) => w.stop()));
     await this.watcher?.stop();
-    await this.recovering?.catch(() => undefined);
-  }
-
-  private async tryAcquire(config: NetworkConfig, attrs: LeaseAttrs, previous: PreviousSubnets, prefer?: SubnetKey): Promise<Lease> {
-    const range = allocationRange(config);
-    const value = encodeLeaseAttrs(attrs);
-    for (let attempt = 1; attempt <= MAX_CREATE_ATTEMPTS; attempt++) {
-      const listing = await this.registry.listLeases();
-      this.acquisitionListing = listing;
-      const taken = new Set<string>();
-      const mine: RawKV[] = [];
-      for (const raw of listing.kvs) {
-        let key: SubnetKey;
-        try {
-          key = parseSubnetKey(raw.key);
-        } catch {
-          continue; // not a lease key: it occupies nothing
-        }
-        taken.add(key.subnet.toString());
-        if (key.ipv6Subnet) taken.add(key.ipv6Subnet.toString());
-        if (!prefer && this.carriesThisNode(raw, config, attrs)) mine.push(raw);
-      }
-
-      const existing = mine.sort((a, b) => Number(a.createRevision - b.createRevision))[0];
-      if (existing) {
-        const adopted = await this.adopt(existing, config, value);
-        if (adopted) return adopted;
-        continue; // it vanished or changed meanwhile: look again
-      }
-
-      const wanted = prefer ?? previous;
-      const candidate: SubnetKey =
-        wanted.subnet && isFreeSubnet(range, taken, { subnet: wanted.subnet, ipv6Subnet: wanted.ipv6Subnet })
-          ? { subnet: wanted.subnet, ipv6Subnet: range.firstV6 ? wanted.ipv6Subnet : undefined }
-          : pickSubnet(range, taken, this.opts.random);
-      prefer = undefined;
-      const key = formatSubnetKey(candidate);
-      const leaseId = await this.registry.grant(this.opts.ttlSeconds);
-      const res = await this.registry.createIfAbsent(key, value, leaseId);
-      if (res.created) {
-        this.expiry = new Date(Date.now() + this.opts.ttlSeconds * 1000);
-        this.opts.log.info('acquired subnet lease', { subnet: candidate.subnet.toString(), ttlSeconds: this.opts.ttlSeconds });
-        return { key, subnet: candidate.subnet, ipv6Subnet: candidate.ipv6Subnet, attrs, etcdLeaseId: leaseId, modRevision: res.revision };
-      }
-      await this.registry.revoke(leaseId).catch(() => undefined);
-      this.opts.log.info('subnet taken by another node at the same moment; trying another', { subnet: candidate.subnet.toString(), attempt });
-    }
-    throw new CollisionLimitError(MAX_CREATE_ATTEMPTS);
-  }
-
-  private carriesThisNode(raw: RawKV, config: NetworkConfig, attrs: LeaseAttrs): boolean {
-    if (attrs.publicIP === '0.0.0.0') return false;
-    try {
-      const lease = leaseFromRaw(raw, config);
-      return lease.attrs.publicIP === attrs.publicIP;
-    } catch {
-      return false;
-    }
-  }
-
-  /** Takes over an existing lease of this node, keeping its etcd lease (or its lack of one). */
-  private async adopt(raw: RawKV, config: NetworkConfig, value: string): Promise<Lease | undefined> {
-    let modRevision = raw.modRevision;
-    if (raw.leaseId !== undefined) {
-      const ttl = await this.registry.keepAliveOnce(raw.leaseId);
-      if (ttl <= 0) return undefined;
-      this.expiry = new Date(Date.now() + ttl * 1000);
-    } else {
-      this.expiry = undefined;
-    }
-    if (raw.value !== value) {
-      const res = await this.registry.updateIfUnchanged(raw.key, value, raw.leaseId, raw.modRevision);
-      if (!res.updated) return undefined;
-      modRevision = res.revision;
-    }
-    const lease = leaseFromRaw({ ...raw, value, modRevision }, config);
-    this.opts.log.info(raw.leaseId === undefined ? 'using reserved subnet' : 'reusing existing subnet lease', { subnet: lease.subnet.toString() });
-    return lease;
-  }
-
-  private setOwn(lease: Lease): void {
-    this.own = lease;
-    this.scheduleRenewal();
-  }
-
-  private scheduleRenewal(delayMs?: number): void {
-    if (this.renewTimer) clearTimeout(this.renewTimer);
-    this.renewTimer = undefined;
-    const own = this.own;
-    if (this.closed || !own || own.etcdLeaseId === undefined) return;
-    const ttlMs = this.opts.ttlSeconds * 1000;
-    const margin = Math.min(this.opts.renewMarginSeconds * 1000, ttlMs / 2);
-    const due = delayMs ?? Math.max(0, (this.expiry?.getTime() ?? Date.now() + ttlMs) - margin - Date.now());
-    // setTimeout fires at once for delays past 2^31−1 ms (24.8 days); an early
-    // renewal of a very long lease is harmless, a renewal loop is not.
-    this.renewTimer = setTimeout(() => void this.renew(), Math.min(due, MAX_TIMER_MS));
-  }
-
-  /** True when a renewal failed and is waiting for its retry (etcd was away). */
-  private renewalOverdue(): boolean {
-    const own = this.own;
-    if (!own?.etcdLeaseId || !this.expiry) return false;
-    const ttlMs = this.opts.ttlSeconds * 1000;
-    const margin = Math.min(this.opts.renewMarginSeconds * 1000, ttlMs / 2);
-    return Date.now() >= this.expiry.getTime() - margin;
-  }
-
-  private async renew(): Promise<void> {
-    const own = this.own;
-    if (this.closed || !own?.etcdLeaseId) return;
-    try {
-      const ttl = await this.registry.keepAliveOnce(own.etcdLeaseId);
-      if (ttl <= 0) {
-        await this.recover('the etcd lease had expired');
-        return;
-      }
-      this.expiry = new Date(Date.now() + ttl * 1000);
-      this.renewBackoff.reset();
-      this.opts.log.debug('renewed subnet lease', { subnet: own.subnet.toString(), expires: this.expiry.toISOString() });
-      this.scheduleRenewal();
-    } catch (err) {
-      this.opts.log.debug('lease renewal failed; retrying', { error: (err as Error).message });
-      // Back off, but never past the point where the lease could expire
-      // between two attempts: as expiry nears, retries come closer together.
-      const left = (this.expiry?.getTime() ?? Date.now()) - Date.now();
-      this.scheduleRenewal(Math.min(this.renewBackoff.next(), Math.max(200, left / 4)));
-    }
-  }
-
-  private noticeOwnLease(events: LeaseEvent[]): void {
-    const own = this.own;
-    if (!own) return;
-    for (const ev of events) {
-      if (ev.lease.key !== own.key) continue;
-      if (ev.type === 'removed') void this.recover('the lease was deleted from etcd');
-      else if (ev.lease.attrs.publicIP !== own.attrs.publicIP) void this.recover(`another node (${ev.lease.attrs.publicIP}) wrote over the lease`);
-      else if (ev.lease.modRevision > own.modRevision) this.own = { ...own, modRevision: ev.lease.modRevision };
-    }
-  }
-
-  /**
-   * Gets the own lease back after it was lost: the same subnet if it is
-   * still free, else a new one. Retries with backoff while etcd is away.
-   */
-  private recover(reason: string): Promise<void> {
-    if (!this.recovering) {
-      this.recovering = this.doRecover(reason).finally(() => {
-        this.recovering = undefined;
-      });
-    }
-    return this.recovering;
-  }
-
-  private async doRecover(reason: string): Promise<void> {
-    const previous = this.own;
-    const config = this.config;
-    const attrs = this.attrs;
-    if (!previous || !config || !attrs) return;
-    this.opts.log.warn('own subnet lease lost; acquiring it again', { subnet: previous.subnet.toString(), reason });
-    const backoff = new Backoff(500, 15_000);
-    while (!this.closed) {
-      try {
-        const stillOurs = await this.registry.getLease(previous.key);
-        if (stillOurs && this.carriesThisNode(stillOurs, config, attrs) && stillOurs.leaseId !== undefined) {
-          const adopted = await this.adopt(stillOurs, config, encodeLeaseAttrs(attrs));
-          if (adopted) {
-            this.setOwn(adopted);
-            return;
-          }
-        }
-        const lease = await this.tryAcquire(config, attrs, {}, { subnet: previous.subnet, ipv6Subnet: previous.ipv6Subnet });
-        this.setOwn(lease);
-        if (!lease.subnet.equals(previous.subnet)) {
-          this.opts.log.error('own subnet was taken by another node; moved to a new subnet — pods on the old subnet must be restarted', {
-            old: previous.subnet.toString(),
-            new: lease.subnet.toString(),
-          });
-        } else {
-          this.opts.log.info('own subnet lease re-acquired', { subnet: lease.subnet.toString() });
-        }
-        this.opts.onOwnLeaseChanged?.(lease, previous);
-        return;
-      } catch (err) {
-        this.opts.log.debug('re-acquiring the lease failed; retrying', { error: (err as Error).message });
-        await sleep(backoff.next(), undefined, { signal: this.stopping.signal }).catch(() => undefined);
-      }
-    }
-  }
-}
-
-/** How long etcd may take to confirm a new watch before the attempt counts as failed. */
-const WATCH_CREATE_TIMEOUT_MS = 5000;
-/** How long stop() waits for etcd to confirm a watch's cancellation. */
-const WATCH_CANCEL_TIMEOUT_MS = 2000;
-
-interface ConfigWatchEvent {
-  readonly type: 'Put' | 'Delete';
-  readonly kv: IKeyValue;
-}
-
-/** etcd refused or ended the watch itself (in practice: compacted past its revision). */
-class WatchCancelledError extends Error {
-  constructor(cause: unknown) {
-    const detail = describeEtcdError(cause).replace(/^Watcher canceled:\s*/, '').trim();
-    super(detail);
-    this.name = 'WatchCancelledError';
+    await keeper;
   }
 }
 
 /**
- * Watches `<prefix>/config` and reports each change once, in order.
+ * Watches `<prefix>/config` and reports each change once, in order, through
+ * a ResyncingWatch (compaction, outages: see resyncing-watch.ts).
  *
  * The caller is taken to hold the value the key had at `fromRevision` − 1;
  * the first watch starts at `fromRevision`, so a change made between the
- * caller's read and the watch is delivered too.
- *
- * Whenever the watch cannot be trusted it reads the key again, once, and
- * watches on from the revision of that read (the store's revision, not the
- * key's: a key unchanged since before a compaction would otherwise send the
- * new watch into the compacted range again):
- * - etcd cancelled the watch (it compacted past the watch's revision);
- * - the stream broke (etcd stopped, connection lost): etcd3's own resumption
- *   is not used; the read is retried with backoff (at most 3 s apart) until
- *   etcd answers. One warning per outage, none per retry.
- * A value is reported only when its mod revision is newer than the one
- * reported last (an event delivered twice, or a re-read finding the value
- * already held, reports nothing); a deletion only while a value is held.
- * The events of one watch response are reported as their net result.
- *
- * The watch is made with etcd3's unconnected `watcher()` rather than
- * `EtcdRegistry.watchConfig()`, whose `create()` does not settle while etcd
- * is unreachable: it would leave nothing to cancel, and etcd3 would go on
- * reconnecting that watch for ever, keeping the process alive after stop().
+ * caller's read and the watch is delivered too. A value is reported only
+ * when its mod revision is newer than the one reported last (a re-read
+ * finding the value already held reports nothing); a deletion only while a
+ * value is held. The events of one watch response are reported as their
+ * net result. One warning per outage, none per retry.
  */
 class NetworkConfigWatcher implements NetworkConfigWatch {
-  /** The live watch; events from any other are ignored. */
-  private watcher?: Watcher;
-  /** Bumped by stop() and by each resync: an attempt that finds it changed gives up. */
-  private generation = 0;
+  private readonly watch: ResyncingWatch<ConfigReading>;
   private stopped = false;
-  private readonly stopping = new AbortController();
-  private up = true;
-  private retryTimer?: NodeJS.Timeout;
-  private readonly backoff = new Backoff(200, 3000);
-  private resyncing?: Promise<void>;
-  /** A resync was asked for while one ran: run another after it. */
-  private resyncAgain = false;
-  /** Every change up to this store revision has been taken into account. */
-  private seen: bigint;
   /** What the listener holds: the value of this mod revision, or nothing (undefined). */
   private held: { modRevision: bigint } | undefined;
 
   constructor(
-    private readonly registry: EtcdRegistry,
+    registry: EtcdRegistry,
     private readonly fromRevision: bigint,
     private readonly hooks: NetworkConfigWatchHooks,
     private readonly onStopped: () => void,
   ) {
-    this.seen = fromRevision - 1n;
     this.held = { modRevision: fromRevision - 1n };
+    this.watch = new ResyncingWatch<ConfigReading>({
+      what: 'the network config',
+      list: () => registry.readConfigAt(),
+      watcher: (from) => registry.configWatcherAt(from),
+      backoff: { baseMs: 200, maxMs: 3000 },
+    }, {
+      onListing: (read) => this.report(read.found),
+      onEvents: (events) => {
+        const last = events[events.length - 1];
+        this.report(last.type === 'Delete' ? undefined : { text: last.kv.value.toString('utf8'), revision: last.revision });
+      },
+      onConnectivity: (up, err) => {
+        if (!up) this.warn(`lost the watch on the network config (${describeEtcdError(err)}); retrying, and reading the config again once etcd answers`);
+      },
+      onCancelled: (detail) => this.warn(`etcd cancelled the watch on the network config${detail ? ` (${detail})` : ''}, ` +
+        'probably because it compacted past the watch\'s revision; reading the config again'),
+      onWarning: (message) => this.warn(message),
+    });
   }
 
   /** Opens the first watch at `fromRevision`; when that fails, keeps trying in the background. Never rejects. */
-  async start(): Promise<void> {
-    const gen = ++this.generation;
-    try {
-      await this.openWatch(this.fromRevision, gen);
-    } catch (err) {
-      if (this.stopped || gen !== this.generation) return;
-      this.failed(err);
-    }
+  start(): Promise<void> {
+    return this.watch.startAt(this.fromRevision);
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.generation++;
-    this.stopping.abort();
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    const w = this.watcher;
-    this.watcher = undefined;
-    if (w) await cancelWatch(w);
-    await this.resyncing;
+    await this.watch.stop();
     this.onStopped();
-  }
-
-  private resync(): void {
-    if (this.stopped) return;
-    if (this.resyncing) {
-      this.resyncAgain = true;
-      return;
-    }
-    this.resyncing = this.doResync().finally(() => {
-      this.resyncing = undefined;
-      if (this.resyncAgain) {
-        this.resyncAgain = false;
-        this.resync();
-      }
-    });
-  }
-
-  private async doResync(): Promise<void> {
-    const gen = ++this.generation;
-    const old = this.watcher;
-    this.watcher = undefined;
-    if (old) await cancelWatch(old);
-    try {
-      const read = await this.untilStopped(this.readConfig());
-      if (!read || gen !== this.generation || this.stopped) return;
-      this.applyRead(read.found, read.revision);
-      if (!(await this.openWatch(this.seen + 1n, gen))) return;
-      this.up = true;
-      this.backoff.reset();
-    } catch (err) {
-      if (this.stopped || gen !== this.generation) return;
-      this.failed(err);
-    }
-  }
-
-  /** A read or a watch could not be made, or etcd ended the watch. */
-  private failed(err: unknown): void {
-    if (err instanceof ClientClosedError) {
-      // The etcd client was closed under the watch (twilld shutting down):
-      // nothing can come back, so end quietly rather than retry for ever.
-      void this.stop();
-      return;
-    }
-    if (err instanceof WatchCancelledError) {
-      this.warn(`etcd cancelled the watch on the network config${err.message ? ` (${err.message})` : ''}, ` +
-        'probably because it compacted past the watch\'s revision; reading the config again');
-    } else {
-      this.setDown(err);
-    }
-    // Even after a cancellation, through the backoff: should etcd cancel
-    // every new watch at once, this must not become a busy loop.
-    this.scheduleRetry();
-  }
-
-  private scheduleRetry(): void {
-    if (this.stopped || this.retryTimer) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.resync();
-    }, this.backoff.next());
-  }
-
-  /**
-   * Makes a watch from `fromRevision` and, once etcd confirms it, makes it
-   * the live one. False when stopped or superseded meanwhile; rejects when
-   * the connection breaks, etcd refuses the watch or does not answer in time.
-   */
-  private openWatch(fromRevision: bigint, gen: number): Promise<boolean> {
-    const watcher = this.registry.client.watch().key(this.registry.configKey).startRevision(fromRevision.toString()).watcher();
-    const signal = this.stopping.signal;
-    return new Promise<boolean>((resolve, reject) => {
-      let settled = false;
-      const settle = (): boolean => {
-        if (settled) return false;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        return true;
-      };
-      const fail = (err: Error, cancel: boolean) => {
-        if (!settle()) return;
-        if (cancel) void cancelWatch(watcher);
-        reject(err);
-      };
-      const onAbort = () => {
-        if (!settle()) return;
-        void cancelWatch(watcher);
-        resolve(false);
-      };
-      const timer = setTimeout(() => fail(new Error(`etcd did not confirm the watch on the network config within ${WATCH_CREATE_TIMEOUT_MS / 1000} s`), true), WATCH_CREATE_TIMEOUT_MS);
-      signal.addEventListener('abort', onAbort, { once: true });
-
-      // Every handler is in place before etcd can answer: an 'error' without
-      // a listener would throw out of etcd3's stream handler.
-      watcher.on('connected', () => {
-        if (!settle()) return;
-        if (this.stopped || gen !== this.generation) {
-          void cancelWatch(watcher);
-          resolve(false);
-          return;
-        }
-        this.watcher = watcher;
-        resolve(true);
-      });
-      watcher.on('data', (res: { header: { revision: string | number }; events: ConfigWatchEvent[] }) => {
-        if (this.watcher !== watcher) return;
-        this.applyEvents(res.events, BigInt(res.header.revision));
-      });
-      watcher.on('disconnected', (err: Error) => {
-        if (!settled) return fail(err, true);
-        if (this.watcher !== watcher) return;
-        // etcd3 would resume the watch by itself, but only a read tells what
-        // was missed (or compacted away) meanwhile; and the retries are ours.
-        this.generation++;
-        this.watcher = undefined;
-        void cancelWatch(watcher);
-        this.setDown(err);
-        this.resync();
-      });
-      watcher.on('error', (err: Error) => {
-        // etcd ended the watch. etcd3 has dropped it already: cancelling it
-        // again would wait for an answer that never comes.
-        if (!settled) return fail(new WatchCancelledError(err), false);
-        if (this.watcher !== watcher) return;
-        this.generation++;
-        this.watcher = undefined;
-        this.failed(new WatchCancelledError(err));
-      });
-    });
-  }
-
-  private applyEvents(events: readonly ConfigWatchEvent[], headerRevision: bigint): void {
-    let changed = false;
-    let latest: { text: string; revision: bigint } | undefined;
-    for (const ev of events) {
-      // A deletion's kv carries the deletion's revision; the header's is a fallback.
-      const mod = BigInt(ev.kv.mod_revision || 0);
-      const revision = mod > 0n ? mod : headerRevision;
-      if (revision <= this.seen) continue; // delivered before
-      this.seen = revision;
-      changed = true;
-      latest = ev.type === 'Delete' ? undefined : { text: ev.kv.value.toString('utf8'), revision };
-    }
-    if (changed) this.report(latest);
-  }
-
-  /** The result of a read at store revision `revision`. */
-  private applyRead(found: { text: string; revision: bigint } | undefined, revision: bigint): void {
-    if (revision < this.seen) return; // older than what the watch already told
-    this.seen = revision;
-    this.report(found);
   }
 
   private report(found: { text: string; revision: bigint } | undefined): void {
@@ -622,43 +186,6 @@ class NetworkConfigWatcher implements NetworkConfigWatch {
     }
   }
 
-  /**
-   * The key and the store revision it was read at. (readNetworkConfig gives
-   * only the key's own mod revision, which may lie in the compacted range.)
-   */
-  private async readConfig(): Promise<{ found?: { text: string; revision: bigint }; revision: bigint }> {
-    const res = await this.registry.client.kv.range({ key: Buffer.from(this.registry.configKey) });
-    const kv = res.kvs[0];
-    return {
-      found: kv ? { text: kv.value.toString('utf8'), revision: BigInt(kv.mod_revision) } : undefined,
-      revision: BigInt(res.header.revision),
-    };
-  }
-
-  /** The promise's value, or undefined as soon as stop() is called. */
-  private async untilStopped<T>(p: Promise<T>): Promise<T | undefined> {
-    p.catch(() => undefined); // a rejection after stop() is of no interest
-    const signal = this.stopping.signal;
-    if (signal.aborted) return undefined;
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<undefined>((resolve) => {
-      onAbort = () => resolve(undefined);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([p, aborted]);
-    } finally {
-      if (onAbort) signal.removeEventListener('abort', onAbort);
-    }
-  }
-
-  private setDown(err: unknown): void {
-    if (!this.up) return;
-    this.up = false;
-    this.warn(`lost the watch on the network config (${describeEtcdError(err)}); ` +
-      'retrying, and reading the config again once etcd answers');
-  }
-
   private warn(message: string): void {
     try {
       this.hooks.onWarning?.(message);
@@ -668,19 +195,4 @@ class NetworkConfigWatcher implements NetworkConfigWatch {
   }
 }
 
-/** Cancels an etcd3 watcher; never throws, never waits longer than WATCH_CANCEL_TIMEOUT_MS. */
-async function cancelWatch(watcher: Watcher): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      watcher.cancel().catch(() => undefined),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, WATCH_CANCEL_TIMEOUT_MS);
-      }),
-    ]);
-  } catch {
-    // cancel() throws synchronously when etcd3's stream is in an unexpected state
-  } finally {
-    clearTimeout(timer);
-  }
-}
+type ConfigReading = Awaited<ReturnType<EtcdRegistry['readConfigAt']>>;

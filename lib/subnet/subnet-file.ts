@@ -95,12 +95,16 @@ export async function readPreviousSubnets(file: string, warn: (msg: string) => v
     warn(`the previous subnet file ${file} holds no FLANNEL_SUBNET or FLANNEL_IPV6_SUBNET; choosing a subnet afresh`);
     return {};
   }
-  return {
-    subnet: subnetOf(vars.get('FLANNEL_SUBNET'), 4, file, warn),
-    ipv6Subnet: subnetOf(vars.get('FLANNEL_IPV6_SUBNET'), 6, file, warn),
-  };
+  const read = readSubnetVars(vars, (name, value) => {
+    // Only the subnets matter to the next acquisition; the other values are rewritten anyway.
+    if (name === 'FLANNEL_SUBNET' || name === 'FLANNEL_IPV6_SUBNET') {
+      warn(`the previous subnet file ${file} holds an unreadable subnet ${JSON.stringify(value.slice(0, 64))}; ignoring it`);
+    }
+  });
+  return { subnet: read.subnet, ipv6Subnet: read.ipv6Subnet };
 }
 
+/** subnet.env's lines as variables; lines that are not `NAME=value` are ignored. */
 export function parseEnv(text: string): Map<string, string> {
   const vars = new Map<string, string>();
   for (const line of text.split('\n')) {
@@ -110,12 +114,44 @@ export function parseEnv(text: string): Map<string, string> {
   return vars;
 }
 
-function subnetOf(value: string | undefined, family: 4 | 6, file: string, warn: (msg: string) => void): IPNet | undefined {
-  if (value === undefined) return undefined;
-  try {
-    return IPNet.parse(value, { want: family, allowHostBits: true });
-  } catch {
-    warn(`the previous subnet file ${file} holds an unreadable subnet ${JSON.stringify(value.slice(0, 64))}; ignoring it`);
-    return undefined;
+/** What a subnet.env holds, each field undefined when absent or unreadable. */
+export type SubnetFileReading = { -readonly [K in keyof SubnetFileContents]?: SubnetFileContents[K] };
+
+/**
+ * A subnet.env's text as the values twilld wrote: `subnet` is the node's
+ * network (10.244.1.0/24), not the first address the file carries.
+ * `onUnreadable` hears of each value present but not readable.
+ */
+export function parseSubnetFile(text: string, onUnreadable?: (name: string, value: string) => void): SubnetFileReading {
+  return readSubnetVars(parseEnv(text), onUnreadable);
+}
+
+function readSubnetVars(vars: ReadonlyMap<string, string>, onUnreadable?: (name: string, value: string) => void): SubnetFileReading {
+  const net = (name: string, family: 4 | 6): IPNet | undefined => {
+    const value = vars.get(name);
+    if (value === undefined) return undefined;
+    try {
+      return IPNet.parse(value, { want: family, allowHostBits: true });
+    } catch {
+      onUnreadable?.(name, value);
+      return undefined;
+    }
+  };
+  const reading: SubnetFileReading = {
+    network: net('FLANNEL_NETWORK', 4),
+    subnet: net('FLANNEL_SUBNET', 4),
+    ipv6Network: net('FLANNEL_IPV6_NETWORK', 6),
+    ipv6Subnet: net('FLANNEL_IPV6_SUBNET', 6),
+  };
+  const mtu = vars.get('FLANNEL_MTU');
+  if (mtu !== undefined) {
+    if (/^\d+$/.test(mtu)) reading.mtu = Number(mtu);
+    else onUnreadable?.('FLANNEL_MTU', mtu);
   }
+  const masq = vars.get('FLANNEL_IPMASQ');
+  if (masq !== undefined) {
+    if (masq === 'true' || masq === 'false') reading.ipMasq = masq === 'true';
+    else onUnreadable?.('FLANNEL_IPMASQ', masq);
+  }
+  return reading;
 }

@@ -13,6 +13,7 @@ import { startEtcd, EtcdServer } from './etcd';
 import { NsProcess } from './netns';
 import { TWILLD } from './daemon';
 import { waitFor } from './wait';
+import { parseSubnetFile } from '../../lib/subnet/subnet-file';
 
 export const PREFIX = '/coreos.com/network';
 
@@ -112,13 +113,9 @@ export class TwillCluster {
   readSubnetFile(node: number): NodeLease | undefined {
     const file = this.subnetFile(node);
     if (!existsSync(file)) return undefined;
-    const text = readFileSync(file, 'utf8');
-    const subnet = /FLANNEL_SUBNET=([\d.]+)\/(\d+)/.exec(text);
-    const mtu = /FLANNEL_MTU=(\d+)/.exec(text);
-    if (!subnet || !mtu) return undefined;
-    const parts = subnet[1].split('.').map(Number);
-    parts[3] -= 1;
-    return { subnet: `${parts.join('.')}/${subnet[2]}`, mtu: Number(mtu[1]) };
+    const env = parseSubnetFile(readFileSync(file, 'utf8'));
+    if (!env.subnet || env.mtu === undefined) return undefined;
+    return { subnet: env.subnet.toString(), mtu: env.mtu };
   }
 
   lease(node: number): NodeLease {

@@ -3,8 +3,8 @@
  * config and one row per key under `<prefix>/subnets/`, valid or not.
  *
  * `buildClusterStatus` is pure: it takes what was read from etcd (see
- * `snapshot.ts`) and decides, with the same codec and validation the agent
- * uses (`leaseFromRaw`), which entries a node would accept. Nothing is
+ * `snapshot.ts`) and decides, with the agents' own rule (`filterLeases`),
+ * which entries a node would accept. Nothing is
  * hidden: an entry a node would skip becomes a row with `invalid` set to the
  * reason, and with whatever could still be read from it (its subnet, its
  * public IP), so the operator sees what is wrong and where.
@@ -12,7 +12,7 @@
 import { parseNetworkConfig, type NetworkConfig } from '../../config';
 import type { IPNet } from '../../ip';
 import {
-  LeaseFormatError, decodeLeaseAttrs, leaseFromRaw, parseSubnetKey,
+  decodeLeaseAttrs, filterLeases, parseSubnetKey,
   type LeaseAttrs, type Lease, type RawKV,
 } from '../../subnet';
 import { KNOWN_BACKEND_TYPES, BackendUnavailableError, advertKey, backendFactory, terminatedBy } from '../../../backends';
@@ -125,40 +125,39 @@ export function readConfig(key: string, text: string | undefined): ConfigStatus 
 export function buildClusterStatus(input: StatusInput): ClusterStatus {
   const config = readConfig(input.configKey, input.configText);
   const bounds = config.state === 'valid' ? config.config : UNBOUNDED;
-  const rows = input.kvs.map((raw) => buildRow(raw, bounds, input));
+  const { accepted, skipped } = filterLeases(input.kvs, bounds);
+  const leases = new Map(accepted.map((l) => [l.key, l]));
+  const reasons = new Map(skipped.map((s) => [s.raw.key, s.reason]));
+  const rows = input.kvs.map((raw) => buildRow(raw, leases.get(raw.key), reasons.get(raw.key) ?? '', input));
   return {
     prefix: input.prefix,
     endpoints: input.endpoints,
     revision: input.revision,
     readAt: input.readAt,
     config,
-    rows: sortBySubnet(resolveClaims(rows, input.kvs)),
+    rows: sortBySubnet(rows),
   };
 }
 
-function buildRow(raw: RawKV, bounds: NetworkConfig, input: StatusInput): LeaseRow {
+/** A row for `raw`: `lease` when the agents accept it, else `invalid` is why they skip it. */
+function buildRow(raw: RawKV, lease: Lease | undefined, invalid: string, input: StatusInput): LeaseRow {
   const expiry: Expiry = raw.leaseId === undefined
     ? { kind: 'reservation' }
     : input.expiries.get(raw.leaseId) ?? { kind: 'unknown', error: 'not asked' };
   const health = input.health?.get(raw.key);
   const base = { key: raw.key, etcdLeaseId: raw.leaseId, expiry, health };
-  try {
-    const lease = leaseFromRaw(raw, bounds);
-    return { ...base, subnet: lease.subnet, ipv6Subnet: lease.ipv6Subnet, attrs: lease.attrs, lease, ...backendsOf(lease.attrs) };
-  } catch (err) {
-    if (!(err instanceof LeaseFormatError)) throw err;
-    // Keep what can still be read, so the row says which node it is.
-    const key = attempt(() => parseSubnetKey(raw.key));
-    const attrs = attempt(() => decodeLeaseAttrs(raw.value));
-    return {
-      ...base,
-      subnet: key?.subnet,
-      ipv6Subnet: key?.ipv6Subnet,
-      attrs,
-      invalid: err.message,
-      ...(attrs ? backendsOf(attrs) : { terminates: [] }),
-    };
-  }
+  if (lease) return { ...base, subnet: lease.subnet, ipv6Subnet: lease.ipv6Subnet, attrs: lease.attrs, lease, ...backendsOf(lease.attrs) };
+  // Keep what can still be read, so the row says which node it is.
+  const key = attempt(() => parseSubnetKey(raw.key));
+  const attrs = attempt(() => decodeLeaseAttrs(raw.value));
+  return {
+    ...base,
+    subnet: key?.subnet,
+    ipv6Subnet: key?.ipv6Subnet,
+    attrs,
+    invalid,
+    ...(attrs ? backendsOf(attrs) : { terminates: [] }),
+  };
 }
 
 function attempt<T>(fn: () => T): T | undefined {
@@ -186,31 +185,6 @@ function vtepMacOf(data: unknown): string | undefined {
   let mac: unknown;
   for (const [k, v] of Object.entries(data)) if (k.toLowerCase() === 'vtepmac') mac = v;
   return typeof mac === 'string' ? mac : undefined;
-}
-
-/**
- * Two valid keys claiming one subnet (a dual-stack key and a plain one):
- * the older key (lower create revision) holds it and the other is skipped,
- * as the agents' LeaseWatcher decides, with the same message.
- */
-function resolveClaims(rows: LeaseRow[], kvs: readonly RawKV[]): LeaseRow[] {
-  const created = new Map(kvs.map((kv) => [kv.key, kv.createRevision]));
-  const holder = new Map<string, LeaseRow>();
-  const byAge = rows.filter((r) => r.lease).sort((a, b) => compareBigint(created.get(a.key) ?? 0n, created.get(b.key) ?? 0n));
-  const losers = new Map<string, string>();
-  for (const row of byAge) {
-    const subnets = [row.subnet, row.ipv6Subnet].filter((s): s is IPNet => s !== undefined).map((s) => s.toString());
-    const older = subnets.map((s) => holder.get(s)).find((h) => h !== undefined);
-    if (older) {
-      losers.set(row.key, `its subnet is already claimed by the older lease ${JSON.stringify(older.key)}`);
-      continue;
-    }
-    for (const s of subnets) holder.set(s, row);
-  }
-  return rows.map((r) => {
-    const reason = losers.get(r.key);
-    return reason === undefined ? r : { ...r, lease: undefined, invalid: reason };
-  });
 }
 
 function compareBigint(a: bigint, b: bigint): number {

@@ -11,7 +11,8 @@
  * start: hence 3.5 s, for a command that gives up within about 5 s. A TTL
  * that cannot be read is shown as unknown rather than failing the whole look.
  */
-import { EtcdAccessError, EtcdUnavailableError, describeEtcdError, translateEtcdError, type EtcdRegistry } from '../../subnet';
+import { describeEtcdError, type EtcdRegistry } from '../../subnet';
+import { DEFAULT_DEADLINE_MS, withDeadline } from '../etcd-deadline';
 import { buildClusterStatus, type ClusterStatus, type Expiry, type StatusInput } from './model';
 import { probeReadiness } from './health';
 
@@ -23,7 +24,7 @@ export interface SnapshotOptions {
   readonly deadlineMs?: number;
 }
 
-export const DEFAULT_DEADLINE_MS = 3500;
+export { DEFAULT_DEADLINE_MS } from '../etcd-deadline';
 
 export async function readSnapshot(registry: EtcdRegistry, opts: SnapshotOptions): Promise<ClusterStatus> {
   const fromEtcd = await withDeadline(readEtcd(registry, opts), opts.deadlineMs ?? DEFAULT_DEADLINE_MS, opts.endpoints);
@@ -57,30 +58,4 @@ async function readEtcd(registry: EtcdRegistry, opts: SnapshotOptions): Promise<
     kvs: listing.kvs,
     expiries,
   };
-}
-
-/** Rejects with an EtcdAccessError naming the endpoints when `work` fails or takes longer than `ms`. */
-async function withDeadline<T>(work: Promise<T>, ms: number, endpoints: readonly string[]): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new EtcdUnavailableError(
-      endpointPhrase(endpoints),
-      `did not answer within ${ms / 1000} s`,
-      'check --etcd-endpoints, and that etcd runs there and is reachable from here',
-    )), ms);
-  });
-  try {
-    return await Promise.race([work, late]);
-  } catch (err) {
-    const translated = translateEtcdError(err, { endpoints });
-    if (translated instanceof EtcdAccessError) throw translated;
-    throw new Error(`${endpointPhrase(endpoints)}: ${translated instanceof Error ? translated.message : String(translated)}`, { cause: err });
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** As etcd-errors.ts names them: "etcd at X", or "etcd at one of X, Y". */
-function endpointPhrase(endpoints: readonly string[]): string {
-  return endpoints.length === 1 ? `etcd at ${endpoints[0]}` : `etcd at one of ${endpoints.join(', ')}`;
 }
