@@ -4,10 +4,11 @@
  * `twilld` process per node and one pod per node on the node's leased
  * subnet. `destroy()` removes all of it (processes by PID).
  */
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'fs';
+import { mkdtempSync, rmSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
+import { readSubnetEnv } from '../../lib/lab/lab';
 import { createCluster, Cluster, UNDERLAY } from './cluster';
 import { startEtcd, EtcdServer } from './etcd';
 import { NsProcess } from './netns';
@@ -110,15 +111,7 @@ export class TwillCluster {
   }
 
   readSubnetFile(node: number): NodeLease | undefined {
-    const file = this.subnetFile(node);
-    if (!existsSync(file)) return undefined;
-    const text = readFileSync(file, 'utf8');
-    const subnet = /FLANNEL_SUBNET=([\d.]+)\/(\d+)/.exec(text);
-    const mtu = /FLANNEL_MTU=(\d+)/.exec(text);
-    if (!subnet || !mtu) return undefined;
-    const parts = subnet[1].split('.').map(Number);
-    parts[3] -= 1;
-    return { subnet: `${parts.join('.')}/${subnet[2]}`, mtu: Number(mtu[1]) };
+    return readSubnetEnv(this.subnetFile(node));
   }
 
   lease(node: number): NodeLease {
