@@ -110,6 +110,17 @@ export class TwillCluster {
     return status.code;
   }
 
+  /**
+   * Stops the node's twilld with SIGTERM, which must leave the datapath in
+   * place, and starts it again; resolves with the exit code of the stop, for
+   * the test to check.
+   */
+  async restartAgent(node: number): Promise<number | null> {
+    const code = await this.stopAgent(node, 'SIGTERM');
+    await this.startAgent(node);
+    return code;
+  }
+
   readSubnetFile(node: number): NodeLease | undefined {
     return readSubnetEnv(this.subnetFile(node));
   }
