@@ -5,8 +5,8 @@
  *   udp      Ethernet / IPv4 / UDP 8285 / IPv4        (flannel's udp backend)
  *   ipip     Ethernet / IPv4 proto 4 / IPv4
  *   plain    Ethernet / IPv4                          (host-gw, DirectRouting)
- * The parsing follows the integration harness's (test/harness/capture.ts),
- * extended with the udp and ipip encapsulations and ICMP details.
+ * The integration harness (test/harness/capture.ts) decodes its captures
+ * with the header helpers exported here, so both read the wire the same way.
  *
  * `parseFrame` returns null for frames that are not IPv4 (ARP, IPv6) and
  * throws `FrameParseError` for an IPv4 frame cut short.
@@ -71,13 +71,13 @@ export interface FramePorts {
 
 export const DEFAULT_FRAME_PORTS: FramePorts = { vxlan: [8472, 4789], udp: 8285 };
 
-const ETHERTYPE_IPV4 = 0x0800;
-const PROTO_ICMP = 1;
+export const ETHERTYPE_IPV4 = 0x0800;
+export const PROTO_ICMP = 1;
 const PROTO_IPIP = 4;
-const PROTO_UDP = 17;
-const ETH_LEN = 14;
-const UDP_LEN = 8;
-const VXLAN_LEN = 8;
+export const PROTO_UDP = 17;
+export const ETH_LEN = 14;
+export const UDP_LEN = 8;
+export const VXLAN_LEN = 8;
 const ICMP_LEN = 8;
 
 export function parseFrame(buf: Buffer, ports: FramePorts = DEFAULT_FRAME_PORTS): ParsedFrame | null {
@@ -121,7 +121,8 @@ function parsePacket(buf: Buffer, off: number, what: string): InnerPacket {
   return { ...header, icmp: { type, code, quotedDst } };
 }
 
-function parseIpv4(buf: Buffer, off: number, what: string): { header: Ipv4Header; payloadOffset: number } {
+/** The IPv4 header at `off` and where its payload starts (after any options). */
+export function parseIpv4(buf: Buffer, off: number, what: string): { header: Ipv4Header; payloadOffset: number } {
   need(buf, off + 20, what);
   const ihl = (buf[off] & 0x0f) * 4;
   need(buf, off + ihl, what);
@@ -131,11 +132,13 @@ function parseIpv4(buf: Buffer, off: number, what: string): { header: Ipv4Header
   };
 }
 
-function need(buf: Buffer, end: number, what: string): void {
+/** Throws `FrameParseError` unless `buf` holds bytes up to `end`. */
+export function need(buf: Buffer, end: number, what: string): void {
   if (buf.length < end) throw new FrameParseError(what, end, buf.length);
 }
 
-function mac(buf: Buffer, off: number): string {
+/** The MAC address at `off`, as aa:bb:cc:dd:ee:ff. */
+export function mac(buf: Buffer, off: number): string {
   return [...buf.subarray(off, off + 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 

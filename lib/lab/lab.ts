@@ -72,7 +72,12 @@ function subnetFile(state: Pick<LabState, 'id'>, n: number): string {
   return path.join(LAB_DIR, `node${n}.env`);
 }
 
-function readSubnetEnv(file: string): { subnet: string; mtu: number } | undefined {
+/**
+ * The lease a running twilld wrote to its subnet.env, as a network ("10.244.1.0/24",
+ * the file holds its first address) and MTU; undefined until the file is complete.
+ * The integration harness reads its agents' files with this too.
+ */
+export function readSubnetEnv(file: string): { subnet: string; mtu: number } | undefined {
   if (!existsSync(file)) return undefined;
   const env = parseSubnetFile(readFileSync(file, 'utf8'));
   if (!env.subnet || env.mtu === undefined) return undefined;

@@ -21,21 +21,26 @@
 import * as path from 'path';
 import { NsProcess } from './netns';
 import type { DriverMessage } from './capture-driver';
+import {
+  DEFAULT_FRAME_PORTS,
+  ETHERTYPE_IPV4,
+  ETH_LEN,
+  FrameParseError,
+  PROTO_ICMP,
+  PROTO_UDP,
+  UDP_LEN,
+  VXLAN_LEN,
+  mac,
+  need,
+  parseIpv4,
+  type EthernetHeader as FrameEthernetHeader,
+  type Ipv4Header as FrameIpv4Header,
+} from '../../lib/diagnose/frame';
 
 /** IPv4 header fields tests assert on. */
-export interface Ipv4Header {
-  src: string;
-  dst: string;
-  /** IP protocol number: 1 ICMP, 4 IPIP, 6 TCP, 17 UDP. */
-  proto: number;
-  ttl: number;
-}
+export type Ipv4Header = FrameIpv4Header;
 
-export interface EthernetHeader {
-  srcMac: string;
-  dstMac: string;
-  etherType: number;
-}
+export type EthernetHeader = FrameEthernetHeader;
 
 export interface UdpHeader {
   srcPort: number;
@@ -76,13 +81,7 @@ export interface CapturedFrame extends ParsedFrame {
   raw: Buffer;
 }
 
-/** A frame too short for the headers it claims to carry. */
-export class FrameParseError extends Error {
-  constructor(readonly what: string, readonly offset: number, readonly length: number) {
-    super(`frame truncated: ${what} needs bytes up to ${offset}, frame has ${length}`);
-    this.name = 'FrameParseError';
-  }
-}
+export { FrameParseError };
 
 export class CaptureError extends Error {
   constructor(readonly ns: string | null, readonly dev: string, detail: string) {
@@ -92,19 +91,14 @@ export class CaptureError extends Error {
 }
 
 /** flannel's VXLAN port and the IANA one. */
-export const DEFAULT_VXLAN_PORTS: readonly number[] = [8472, 4789];
-
-const ETHERTYPE_IPV4 = 0x0800;
-const PROTO_ICMP = 1;
-const PROTO_UDP = 17;
-const ETH_LEN = 14;
-const UDP_LEN = 8;
-const VXLAN_LEN = 8;
+export const DEFAULT_VXLAN_PORTS: readonly number[] = DEFAULT_FRAME_PORTS.vxlan;
 
 /**
  * Decodes an Ethernet frame. Returns null when it is not IPv4 (ARP, IPv6):
  * those are not what overlay tests look at. Throws `FrameParseError` when an
  * IPv4 frame is cut short. VXLAN is recognised by UDP destination port.
+ * Unlike `twill diagnose`'s `parseFrame`, it looks inside VXLAN only: tests
+ * assert on the outer ICMP and UDP headers of every other frame.
  */
 export function parseFrame(buf: Buffer, vxlanPorts: readonly number[] = DEFAULT_VXLAN_PORTS): ParsedFrame | null {
   need(buf, ETH_LEN, 'Ethernet header');
@@ -134,28 +128,6 @@ function parseVxlan(buf: Buffer, off: number): VxlanPayload {
     inner.ip = { src: header.src, dst: header.dst, proto: header.proto };
   }
   return { vni, inner };
-}
-
-function parseIpv4(buf: Buffer, off: number, what: string): { header: Ipv4Header; payloadOffset: number } {
-  need(buf, off + 20, what);
-  const ihl = (buf[off] & 0x0f) * 4;
-  need(buf, off + ihl, what);
-  return {
-    header: { ttl: buf[off + 8], proto: buf[off + 9], src: ipv4(buf, off + 12), dst: ipv4(buf, off + 16) },
-    payloadOffset: off + ihl,
-  };
-}
-
-function need(buf: Buffer, end: number, what: string): void {
-  if (buf.length < end) throw new FrameParseError(what, end, buf.length);
-}
-
-function mac(buf: Buffer, off: number): string {
-  return [...buf.subarray(off, off + 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
-}
-
-function ipv4(buf: Buffer, off: number): string {
-  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
 }
 
 export interface CaptureOptions {

@@ -35,6 +35,10 @@
  * subnet lies inside their interface prefix, yet their more specific route
  * sends it via the router — an address that looks on the link but is not.
  *
+ * The wiring (namespaces, bridges, veth pairs, addresses) is lib/lab/topology's,
+ * the same that `twill lab` builds; this module adds what tests need on top:
+ * the underlay lock, far nodes, address checks and cleanup by PID.
+ *
  * Ownership and cleanup: every object carries the cluster id in its name, and
  * the bridge carries the owner's PID in its alias. `destroy()` removes
  * everything named after the id, whether or not creation finished, and is safe
@@ -46,9 +50,9 @@
 import { randomBytes } from 'crypto';
 import * as net from 'net';
 import { IP, IPNet } from '../../lib/ip';
+import { addBridge, addNamespace, attachPod, attachToBridge, clusterNames, enableForwarding, type IpCommand } from '../../lib/lab/topology';
 import {
   NsProcess,
-  addNetns,
   deleteLink,
   deleteNetns,
   execIn,
@@ -59,7 +63,6 @@ import {
   listLinks,
   listNetns,
   sleep,
-  sysctlIn,
   type RunOptions,
   type RunResult,
   type SpawnOptions,
@@ -211,12 +214,15 @@ export interface Leftovers {
 }
 
 const MAX_NODES = 32;
+/** The cluster is built with the lab's topology builders; `ip` failures stay `CommandError`s. */
+const ipCommand: IpCommand = (args, ns) => ipIn(ns ?? null, args);
 const BRIDGE_ALIAS_TAG = 'twill-harness';
 /** The router namespace's bridge for the far nodes' links. */
 const FAR_BRIDGE = 'far0';
 
 export class Cluster {
   readonly bridge: string;
+  private readonly names: ReturnType<typeof clusterNames>;
   /** The router namespace, when the cluster has far nodes; null otherwise. */
   readonly router: string | null;
   /** Far nodes (see `ClusterOptions.farNodes`), ascending. */
@@ -236,9 +242,10 @@ export class Cluster {
     /** Prefix length of the near nodes' eth0 address (`ClusterOptions.nearPrefixLen`). */
     readonly nearPrefixLen: number = UNDERLAY.prefixLen,
   ) {
-    this.bridge = `${prefix}${id}br`;
+    this.names = clusterNames(prefix, id);
+    this.bridge = this.names.bridge;
     this.farNodes = [...new Set(farNodes)].sort((a, b) => a - b);
-    this.router = this.farNodes.length ? `${prefix}${id}-r0` : null;
+    this.router = this.farNodes.length ? this.names.router : null;
   }
 
   /** Node namespace names, index order. */
@@ -252,7 +259,7 @@ export class Cluster {
   }
 
   nodeName(node: NodeRef): string {
-    return `${this.prefix}${this.id}-n${this.index(node)}`;
+    return this.names.node(this.index(node));
   }
 
   nodeIp(node: NodeRef): string {
@@ -267,7 +274,7 @@ export class Cluster {
 
   /** The router's root-namespace veth on the bridge; null without far nodes. */
   get routerVeth(): string | null {
-    return this.router ? `${this.prefix}${this.id}r0` : null;
+    return this.router ? this.names.routerVeth : null;
   }
 
   /** 0-based index of a node given by index or namespace name. */
@@ -283,7 +290,7 @@ export class Cluster {
   rootVeth(node: NodeRef): string {
     const i = this.index(node);
     if (this.isFar(i)) throw new Error(`cluster ${this.id}: node ${i} is behind the router; its link is n${i} in ${this.router}, not in the root namespace`);
-    return `${this.prefix}${this.id}n${i}`;
+    return this.names.rootVeth(i);
   }
 
   /** Runs argv inside a node namespace. */
@@ -333,26 +340,18 @@ export class Cluster {
       throw new RangeError(`pod subnet ${subnetCidr} must be a /30 or larger inside ${POD_NETWORK}`);
     }
     const nodeNs = this.nodeName(i);
-    const podNs = `${this.prefix}${this.id}-p${i}`;
+    const podNs = this.names.pod(i);
     const gateway = subnet.ip.add(1).toString();
     const podIp = subnet.ip.add(2).toString();
     const hostVeth = `veth-p${i}`;
     const mtu = opts.mtu ?? 1500;
-    const len = subnet.prefixLen;
 
-    await addNetns(podNs);
+    await addNamespace(ipCommand, podNs);
     // Recorded at once so that a failure below still leaves setPodMtu/execPod usable for diagnosis.
     const pod: PodInfo = { node: i, ns: podNs, subnet: subnet.toString(), ip: podIp, gateway, hostVeth, mtu };
     this.pods.set(i, pod);
 
-    await ipIn(nodeNs, ['link', 'add', 'name', 'cni0', 'type', 'bridge', 'forward_delay', '0']);
-    await ipIn(nodeNs, ['addr', 'add', `${gateway}/${len}`, 'dev', 'cni0']);
-    await ipIn(nodeNs, ['link', 'set', 'cni0', 'up']);
-    await ipIn(nodeNs, ['link', 'add', hostVeth, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', String(mtu), 'netns', podNs]);
-    await ipIn(nodeNs, ['link', 'set', hostVeth, 'master', 'cni0', 'up']);
-    await ipIn(podNs, ['addr', 'add', `${podIp}/${len}`, 'dev', 'eth0']);
-    await ipIn(podNs, ['link', 'set', 'eth0', 'up']);
-    await ipIn(podNs, ['route', 'add', 'default', 'via', gateway, 'dev', 'eth0']);
+    await attachPod(ipCommand, { node: nodeNs, pod: podNs, hostVeth, gateway, address: podIp, prefixLen: subnet.prefixLen, mtu });
     return pod;
   }
 
@@ -399,11 +398,7 @@ export class Cluster {
   /** Builds bridge and nodes. Called once by `createCluster`. */
   async build(hooks: Pick<ClusterOptions, 'afterNode'> = {}): Promise<void> {
     const alias = `${BRIDGE_ALIAS_TAG} pid=${process.pid} name=${this.name}`;
-    // `ip link add … alias` silently drops the alias, so it is set right after.
-    await ip(['link', 'add', 'name', this.bridge, 'type', 'bridge', 'forward_delay', '0']);
-    await ip(['link', 'set', 'dev', this.bridge, 'alias', alias]);
-    await ip(['addr', 'add', `${UNDERLAY.bridgeIp}/${UNDERLAY.prefixLen}`, 'dev', this.bridge]);
-    await ip(['link', 'set', this.bridge, 'up']);
+    await addBridge(ipCommand, { name: this.bridge, address: `${UNDERLAY.bridgeIp}/${UNDERLAY.prefixLen}`, alias });
     await this.buildRouter();
     for (let i = 0; i < this.size; i++) {
       await this.buildNode(i);
@@ -413,25 +408,16 @@ export class Cluster {
 
   private async buildNode(i: number): Promise<void> {
     const ns = this.nodeName(i);
-    await addNetns(ns);
+    await addNamespace(ipCommand, ns);
+    const address = `${this.nodeIp(i)}/${this.isFar(i) ? FAR_UNDERLAY.prefixLen : this.nearPrefixLen}`;
     if (this.isFar(i)) {
       // A veth from the router's far bridge straight into the node: nothing in the root namespace.
-      const router = this.router!;
-      await ipIn(router, ['link', 'add', `n${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-      await ipIn(router, ['link', 'set', `n${i}`, 'master', FAR_BRIDGE, 'up']);
-      await ipIn(ns, ['addr', 'add', `${this.nodeIp(i)}/${FAR_UNDERLAY.prefixLen}`, 'dev', 'eth0']);
-      await ipIn(ns, ['link', 'set', 'eth0', 'up']);
-      await ipIn(ns, ['route', 'add', 'default', 'via', FAR_UNDERLAY.routerIp, 'dev', 'eth0']);
+      await attachToBridge(ipCommand, { ns, bridge: FAR_BRIDGE, bridgeNs: this.router!, veth: `n${i}`, address, gateway: FAR_UNDERLAY.routerIp });
     } else {
-      const veth = this.rootVeth(i);
-      await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-      await ip(['link', 'set', veth, 'master', this.bridge, 'up']);
-      await ipIn(ns, ['addr', 'add', `${this.nodeIp(i)}/${this.nearPrefixLen}`, 'dev', 'eth0']);
-      await ipIn(ns, ['link', 'set', 'eth0', 'up']);
-      await ipIn(ns, ['route', 'add', 'default', 'via', UNDERLAY.gateway, 'dev', 'eth0']);
-      if (this.router) await ipIn(ns, ['route', 'add', FAR_UNDERLAY.network, 'via', UNDERLAY.gateway, 'dev', 'eth0']);
+      const routes = this.router ? [FAR_UNDERLAY.network] : [];
+      await attachToBridge(ipCommand, { ns, bridge: this.bridge, veth: this.rootVeth(i), address, gateway: UNDERLAY.gateway, routes });
     }
-    await sysctlIn(ns, 'net.ipv4.ip_forward', '1');
+    await enableForwarding(ipCommand, ns);
   }
 
   /**
@@ -444,15 +430,10 @@ export class Cluster {
     const router = this.router;
     const veth = this.routerVeth;
     if (!router || !veth) return;
-    await addNetns(router);
-    await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', router]);
-    await ip(['link', 'set', veth, 'master', this.bridge, 'up']);
-    await ipIn(router, ['addr', 'add', `${UNDERLAY.gateway}/${UNDERLAY.prefixLen}`, 'dev', 'eth0']);
-    await ipIn(router, ['link', 'set', 'eth0', 'up']);
-    await ipIn(router, ['link', 'add', 'name', FAR_BRIDGE, 'type', 'bridge', 'forward_delay', '0']);
-    await ipIn(router, ['addr', 'add', `${FAR_UNDERLAY.routerIp}/${FAR_UNDERLAY.prefixLen}`, 'dev', FAR_BRIDGE]);
-    await ipIn(router, ['link', 'set', FAR_BRIDGE, 'up']);
-    await sysctlIn(router, 'net.ipv4.ip_forward', '1');
+    await addNamespace(ipCommand, router);
+    await attachToBridge(ipCommand, { ns: router, bridge: this.bridge, veth, address: `${UNDERLAY.gateway}/${UNDERLAY.prefixLen}` });
+    await addBridge(ipCommand, { name: FAR_BRIDGE, address: `${FAR_UNDERLAY.routerIp}/${FAR_UNDERLAY.prefixLen}`, ns: router });
+    await enableForwarding(ipCommand, router);
     await ip(['route', 'add', FAR_UNDERLAY.network, 'via', UNDERLAY.gateway, 'dev', this.bridge]);
   }
 
@@ -476,7 +457,7 @@ export class Cluster {
   }
 
   private nodeNamesUnchecked(): string[] {
-    return range(this.size).map((i) => `${this.prefix}${this.id}-n${i}`);
+    return range(this.size).map((i) => this.names.node(i));
   }
 }
 

@@ -4,16 +4,16 @@
  * `twilld` process per node and one pod per node on the node's leased
  * subnet. `destroy()` removes all of it (processes by PID).
  */
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'fs';
+import { mkdtempSync, rmSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
+import { readSubnetEnv } from '../../lib/lab/lab';
 import { createCluster, Cluster, UNDERLAY } from './cluster';
 import { startEtcd, EtcdServer } from './etcd';
 import { NsProcess } from './netns';
 import { TWILLD } from './daemon';
 import { waitFor } from './wait';
-import { parseSubnetFile } from '../../lib/subnet/subnet-file';
 
 export const PREFIX = '/coreos.com/network';
 
@@ -110,12 +110,19 @@ export class TwillCluster {
     return status.code;
   }
 
+  /**
+   * Stops the node's twilld with SIGTERM, which must leave the datapath in
+   * place, and starts it again; resolves with the exit code of the stop, for
+   * the test to check.
+   */
+  async restartAgent(node: number): Promise<number | null> {
+    const code = await this.stopAgent(node, 'SIGTERM');
+    await this.startAgent(node);
+    return code;
+  }
+
   readSubnetFile(node: number): NodeLease | undefined {
-    const file = this.subnetFile(node);
-    if (!existsSync(file)) return undefined;
-    const env = parseSubnetFile(readFileSync(file, 'utf8'));
-    if (!env.subnet || env.mtu === undefined) return undefined;
-    return { subnet: env.subnet.toString(), mtu: env.mtu };
+    return readSubnetEnv(this.subnetFile(node));
   }
 
   lease(node: number): NodeLease {

@@ -16,7 +16,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import * as os from 'os';
 import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
-import { startEtcd, type EtcdServer } from '../harness/etcd';
+import type { EtcdServer } from '../harness/etcd';
+import { withEtcd } from '../harness/etcd-hooks';
 import { startDaemon, type DaemonProcess } from '../harness/daemon';
 import { waitFor, sleep } from '../harness/wait';
 
@@ -75,9 +76,7 @@ describe('twilld given bad input (real etcd, alloc backend)', function () {
   let dir: string;
   const daemons: DaemonProcess[] = [];
 
-  before(async () => {
-    etcd = await startEtcd();
-    admin = etcd.client();
+  before(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'twill-bad-input-'));
   });
 
@@ -86,10 +85,14 @@ describe('twilld given bad input (real etcd, alloc backend)', function () {
     for (const d of daemons.splice(0)) await d.stop('SIGTERM');
   }
 
+  // Declared before withEtcd's hooks, so every twilld stops before etcd does.
   after(async () => {
     await stopAll();
-    await etcd?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  withEtcd((server, client) => {
+    etcd = server;
+    admin = client;
   });
 
   function run(subnetFile: string): DaemonProcess {

@@ -10,7 +10,8 @@ import * as path from 'path';
 import { Etcd3 } from 'etcd3';
 import { EtcdRegistry } from '../../lib/subnet';
 import { writeConfigIfUnchanged } from '../../lib/cli/migrate';
-import { startEtcd, freePort, EtcdServer } from '../harness/etcd';
+import { freePort, EtcdServer } from '../harness/etcd';
+import { withEtcd } from '../harness/etcd-hooks';
 import { waitFor } from '../harness/wait';
 
 const TWILL = path.resolve(__dirname, '../../cmd/twill.js');
@@ -69,13 +70,10 @@ describe('twill migrate (the CLI against a real etcd)', function () {
   let registry: EtcdRegistry;
   const running: ChildProcess[] = [];
 
-  before(async () => {
-    etcd = await startEtcd();
-    admin = etcd.client();
+  withEtcd((server, client) => {
+    etcd = server;
+    admin = client;
     registry = new EtcdRegistry(admin, PREFIX);
-  });
-  after(async () => {
-    await etcd?.destroy();
   });
   afterEach(async () => {
     for (const p of running.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');

@@ -7,7 +7,6 @@
  * Set TWILL_STATUS_SCREENSHOT=<file.png> to keep the screenshot.
  */
 import { expect } from 'chai';
-import { spawn } from 'child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'fs';
 import * as http from 'http';
 import * as os from 'os';
@@ -15,34 +14,17 @@ import * as path from 'path';
 import { Etcd3 } from 'etcd3';
 import { EtcdRegistry } from '../../lib/subnet';
 import { startEtcd, freePort, EtcdServer } from '../harness/etcd';
+import { runToEnd, type RunToEndResult } from '../harness/run-to-end';
 
 const TWILL = path.resolve(__dirname, '../../cmd/twill.js');
 const CHROMIUM = '/usr/bin/chromium';
 const PREFIX = '/coreos.com/network';
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+type Run = RunToEndResult;
 
 /** Runs a program to completion; killed (by PID) after `timeoutMs`. */
 function run(file: string, args: string[], timeoutMs: number): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLANNELD_')) env[k] = v;
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runToEnd(file, args, { timeoutMs });
 }
 
 /** Headless Chromium with a fresh profile, nothing fetched from the network. */

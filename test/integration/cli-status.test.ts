@@ -12,7 +12,9 @@ import { Etcd3 } from 'etcd3';
 import { EtcdRegistry } from '../../lib/subnet';
 import type { LeaseDocument, StatusDocument } from '../../lib/cli/status/json';
 import { startEtcd, freePort, EtcdServer } from '../harness/etcd';
+import { withEtcd } from '../harness/etcd-hooks';
 import { waitFor } from '../harness/wait';
+import { envWithoutFlanneld as cleanEnv, runToEnd, type RunToEndResult } from '../harness/run-to-end';
 
 const TWILL = path.resolve(__dirname, '../../cmd/twill.js');
 const PREFIX = '/coreos.com/network';
@@ -24,37 +26,9 @@ function fixture(name: string): string {
   return readFileSync(path.join(dir, name), 'utf8').trim();
 }
 
-interface CliResult {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly ms: number;
-}
-
-/** Environment without FLANNELD_* (which would change the flags' defaults) and without colour. */
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLANNELD_')) env[k] = v;
-  return env;
-}
-
 /** Runs `twill status ARGS` to completion (killed, by PID, after `timeoutMs`). */
-function runStatus(args: string[], timeoutMs = 20_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, [TWILL, 'status', ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
-    });
-  });
+function runStatus(args: string[], timeoutMs = 20_000): Promise<RunToEndResult> {
+  return runToEnd(process.execPath, [TWILL, 'status', ...args], { timeoutMs });
 }
 
 /** The lease table's rows (after the SUBNET header), each split into its cells. */
@@ -76,13 +50,10 @@ describe('twill status (the CLI against a real etcd)', function () {
   let admin: Etcd3;
   let registry: EtcdRegistry;
 
-  before(async () => {
-    etcd = await startEtcd();
-    admin = etcd.client();
+  withEtcd((server, client) => {
+    etcd = server;
+    admin = client;
     registry = new EtcdRegistry(admin, PREFIX);
-  });
-  after(async () => {
-    await etcd?.destroy();
   });
   afterEach(async () => {
     await admin.delete().prefix(`${PREFIX}/`);

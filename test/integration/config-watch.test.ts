@@ -11,7 +11,8 @@ import { spawn } from 'child_process';
 import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
 import { EtcdRegistry, EtcdSubnetManager, createEtcdClient, type NetworkConfigWatch } from '../../lib/subnet';
-import { startEtcd, freePort, type EtcdServer } from '../harness/etcd';
+import { freePort, type EtcdServer } from '../harness/etcd';
+import { withEtcd } from '../harness/etcd-hooks';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy';
 import { MemoryLog } from '../harness/memory-log';
 import { waitFor, sleep } from '../harness/wait';
@@ -62,12 +63,9 @@ describe('network config watch (real etcd)', function () {
   let admin: Etcd3;
   const cleanups: (() => Promise<void> | void)[] = [];
 
-  before(async () => {
-    etcd = await startEtcd();
-    admin = etcd.client();
-  });
-  after(async () => {
-    await etcd?.destroy();
+  withEtcd((server, client) => {
+    etcd = server;
+    admin = client;
   });
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();

@@ -2,8 +2,9 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Etcd3 } from 'etcd3';
-import { startEtcd, EtcdServer } from '../harness/etcd';
+import type { Etcd3 } from 'etcd3';
+import type { EtcdServer } from '../harness/etcd';
+import { withEtcd } from '../harness/etcd-hooks';
 import { startDaemon, DaemonProcess } from '../harness/daemon';
 import { waitFor, sleep } from '../harness/wait';
 import { freePort } from '../harness/etcd';
@@ -37,12 +38,9 @@ describe('twilld as a process with the alloc backend (real etcd)', function () {
   let dir: string;
   const daemons: DaemonProcess[] = [];
 
-  before(async () => {
-    etcd = await startEtcd();
-    admin = etcd.client();
-  });
-  after(async () => {
-    await etcd?.destroy();
+  withEtcd((server, client) => {
+    etcd = server;
+    admin = client;
   });
   beforeEach(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'twill-daemon-'));

@@ -91,8 +91,7 @@ describe('vxlan datapath: 3 nodes running twilld', function () {
     const macBefore = /link\/ether ([0-9a-f:]+)/.exec(await ipOut(tc, 1, ['link', 'show', 'flannel.1']))![1];
     const stream = await startPingStream(tc.podNs(0), tc.podIp(1), 50);
     await stream.waitForReplies(20, 5000);
-    expect(await tc.stopAgent(1, 'SIGTERM')).to.equal(0);
-    await tc.startAgent(1);
+    expect(await tc.restartAgent(1)).to.equal(0);
     await stream.waitForReplies(stream.received + 25, 5000);
     const report = await stream.stop();
     expect(report.lost, `lost ${report.lostSeqs.join(',')}`).to.equal(0);

@@ -14,7 +14,8 @@ import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
 import { parseNetworkConfig } from '../../lib/config/parse';
 import { allocationRange, describeRange, freeSubnets } from '../../lib/subnet/allocator';
-import { startEtcd, EtcdServer } from '../harness/etcd';
+import type { EtcdServer } from '../harness/etcd';
+import { withEtcd } from '../harness/etcd-hooks';
 import { DEFAULT_RACER_CONFIG, RacerResult } from '../harness/subnet-racer';
 import { waitFor, sleep } from '../harness/wait';
 
@@ -235,14 +236,14 @@ describe('subnet managers racing for subnets, each in its own process, against o
   let admin: Etcd3;
   let pool: RacerPool;
 
-  before(async () => {
-    etcd = await startEtcd();
-    admin = etcd.client();
-    pool = new RacerPool(etcd.endpoint);
-  });
+  // Declared before withEtcd's hooks, so the racers are killed before etcd stops.
   after(async () => {
     await pool?.killAll();
-    await etcd?.destroy();
+  });
+  withEtcd((server, client) => {
+    etcd = server;
+    admin = client;
+    pool = new RacerPool(etcd.endpoint);
   });
 
   it('the allocatable range is SubnetMin 10.20.1.0/24 .. SubnetMax 10.20.255.0/24: 255 subnets, as flanneld computes it', () => {

@@ -6,7 +6,8 @@ import {
   EtcdRegistry, EtcdSubnetManager, LeaseAttrs, LeaseEvent, LeaseWatcher, OutOfSubnetsError, encodeLeaseAttrs,
 } from '../../lib/subnet';
 import { KNOWN_BACKEND_TYPES } from '../../backends';
-import { startEtcd, EtcdServer } from '../harness/etcd';
+import type { EtcdServer } from '../harness/etcd';
+import { withEtcd } from '../harness/etcd-hooks';
 import { startTcpProxy } from '../harness/tcp-proxy';
 import { MemoryLog } from '../harness/memory-log';
 import { waitFor, sleep } from '../harness/wait';
@@ -29,12 +30,9 @@ describe('etcd subnet manager (real etcd)', function () {
   const cleanups: (() => Promise<void> | void)[] = [];
   const net16 = config({ Network: '10.244.0.0/16', Backend: { Type: 'host-gw' } });
 
-  before(async () => {
-    etcd = await startEtcd();
-    admin = etcd.client();
-  });
-  after(async () => {
-    await etcd?.destroy();
+  withEtcd((server, client) => {
+    etcd = server;
+    admin = client;
   });
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
