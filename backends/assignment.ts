@@ -82,7 +82,7 @@ export function assignPeers(input: AssignmentInput): Assignment {
  * `leaving` A (A keeps its entries, as A saw the peer, until the new route
  * has replaced A's), in this pass only.
  */
-export function peersOf(assignment: Assignment, key: string, previous: ReadonlyMap<string, readonly Peer[]>): AssignedPeers {
+export function assignedTo(assignment: Assignment, key: string, previous: ReadonlyMap<string, readonly Peer[]>): AssignedPeers {
   const carried = assignment.carried.get(key) ?? [];
   const here = new Set(carried.map((p) => p.key));
   const carriedSomewhere = new Set([...assignment.carried.values()].flatMap((ps) => ps.map((p) => p.key)));

@@ -55,6 +55,6 @@ export * from './choice';
 export * from './instance';
 export * from './kernel-state';
 export { EMPTY_REPORT, type ReconcileReport } from './reconciler';
-export { assignPeers, peersOf, peerFor, unusablePeer, type Assignment } from './assignment';
+export { assignPeers, assignedTo, peerFor, unusablePeer, type Assignment } from './assignment';
 export { backendFactory } from './registry';
 export { backendsInKernel, type LeftOver } from './footprint';

@@ -28,7 +28,7 @@ import {
   Backend, BackendCounters, BackendStart, InstanceSlot, LeftOver, LocalNode, Peer,
   backendFactory, createBackend, fallbackConfig, instanceOf, liveBackendKeys, withoutFallback,
 } from '../../backends';
-import { assignPeers, peersOf } from '../../backends/assignment';
+import { assignPeers, assignedTo } from '../../backends/assignment';
 import { DirectReach } from '../../backends/direct-reach';
 import { ReconcileReport, reconcileKernel, removeRoutes } from '../../backends/reconciler';
 import { leaseAttrsFor } from './advertisement';
@@ -144,7 +144,7 @@ export class BackendSet {
     const total = { changed: 0, removed: 0, skipped, failures: [] as string[] };
     const pass = async (key: string, withLeaving: boolean): Promise<number> => {
       const run = this.running.get(key)!;
-      const peers = peersOf(assignment, key, withLeaving ? previous : new Map());
+      const peers = assignedTo(assignment, key, withLeaving ? previous : new Map());
       try {
         const device = await run.backend.prepare(own, peers);
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;

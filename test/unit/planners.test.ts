@@ -8,7 +8,7 @@ import { IPNet } from '../../lib/ip';
 import type { Lease, LeaseAttrs } from '../../lib/subnet';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
 import type { AssignedPeers, Backend, LocalNode, PlanInput } from '../../backends';
-import { assignPeers, backendFactory, diffKernelState, peersOf } from '../../backends';
+import { assignPeers, backendFactory, diffKernelState, assignedTo } from '../../backends';
 import type { ObservedState } from '../../backends';
 
 // Planning does no I/O: a Netlink that is never called is enough to build a backend.
@@ -32,7 +32,7 @@ function input(over: Partial<PlanInput> = {}): PlanInput {
 }
 function assigned(type: string, leases: Lease[]): AssignedPeers {
   const a = assignPeers({ order: [type], running: [type], own, leases, reach: () => true, whyNotReached: () => '' });
-  return peersOf(a, type, new Map());
+  return assignedTo(a, type, new Map());
 }
 
 describe('planners', () => {
@@ -110,9 +110,9 @@ describe('peer assignment', () => {
     const before = assignPeers({ order: ['udp'], running: ['udp', 'vxlan'], own, leases: [peer], reach: () => true, whyNotReached: () => '' });
     const after = assignPeers({ order: ['vxlan'], running: ['vxlan', 'udp'], own, leases: [peer], reach: () => true, whyNotReached: () => '' });
     const previous = new Map([['udp', before.carried.get('udp')!], ['vxlan', []]]);
-    expect(peersOf(after, 'udp', previous).leaving.map((p) => p.key)).to.deep.equal(['10.244.2.0-24']);
-    expect(peersOf(after, 'vxlan', previous).carried.map((p) => p.key)).to.deep.equal(['10.244.2.0-24']);
-    expect(peersOf(after, 'udp', new Map()).leaving).to.deep.equal([]);
+    expect(assignedTo(after, 'udp', previous).leaving.map((p) => p.key)).to.deep.equal(['10.244.2.0-24']);
+    expect(assignedTo(after, 'vxlan', previous).carried.map((p) => p.key)).to.deep.equal(['10.244.2.0-24']);
+    expect(assignedTo(after, 'udp', new Map()).leaving).to.deep.equal([]);
   });
 });
 
