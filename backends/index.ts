@@ -3,7 +3,7 @@
  * implementations this build carries.
  */
 import { BackendConfig, ConfigError } from '../lib/config';
-import { fallbackConfig } from './choice';
+import { fallbackConfig } from './assignment';
 import { instanceOf } from './instance';
 import type { CompareOptions } from '../lib/config/live-change';
 import type { Backend, BackendContext } from './backend';
@@ -51,10 +51,9 @@ export function createBackend(config: BackendConfig, ctx: BackendContext): Backe
 }
 
 export * from './backend';
-export * from './choice';
+export * from './assignment';
 export * from './instance';
 export * from './kernel-state';
 export { EMPTY_REPORT, type ReconcileReport } from './reconciler';
-export { assignPeers, assignedTo, peerFor, unusablePeer, type Assignment } from './assignment';
 export { backendFactory } from './registry';
 export { backendsInKernel, type LeftOver } from './footprint';

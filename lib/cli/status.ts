@@ -7,7 +7,7 @@
  *
  * Each node's VIA column (`peers` in --json, the edges of --html) is the
  * backend its agent uses to each peer, by the agents' own rule
- * (backends/choice.ts). One assumption: etcd holds no prefix lengths, so
+ * (backends/assignment.ts). One assumption: etcd holds no prefix lengths, so
  * host-gw counts as usable between two nodes only when their public IPs
  * share a /24 (status/topology.ts).
  *

@@ -13,7 +13,7 @@ import type { Etcd3 } from 'etcd3';
 import { InterfaceSelection, InterfaceSelectionError, selectInterface } from '../iface';
 import { Netlink } from '../netlink';
 import { EtcdRegistry, Lease } from '../subnet';
-import { primaryBackendType } from '../../backends/choice';
+import { primaryBackendType } from '../../backends/assignment';
 import { ClusterView, readClusterView } from './cluster-view';
 import { Finding, Findings } from './findings';
 import { checkKernelSupport } from './kernel-support';

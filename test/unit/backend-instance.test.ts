@@ -1,5 +1,5 @@
 /**
- * Backend instances (backends/instance.ts, backends/choice.ts): how two
+ * Backend instances (backends/instance.ts, backends/assignment.ts): how two
  * settings of one backend type are told apart in leases, and which one a
  * node uses to reach a peer — the rule agents, `twill status` and
  * `twill migrate` share.

@@ -5,7 +5,7 @@
  */
 import type { NetworkConfig } from '../../config';
 import { filterLeases, peersOf, type Lease, type RawKV } from '../../subnet';
-import { chooseBackend, terminatedBy } from '../../../backends/choice';
+import { chooseBackend, terminatedBy } from '../../../backends/assignment';
 import type { MigrationPlan } from './plan';
 
 export interface NodeState {

@@ -6,7 +6,7 @@ import { isDeepStrictEqual } from 'util';
 import { ConfigError, parseNetworkConfig, type NetworkConfig } from '../../config';
 import { BackendUnavailableError, KNOWN_BACKEND_TYPES, liveChangeOptions, validateBackendConfig } from '../../../backends';
 import { compareConfigs, type ConfigChange } from '../../config/live-change';
-import { preferenceOrder } from '../../../backends/choice';
+import { preferenceOrder } from '../../../backends/assignment';
 import { printable } from '../status/cells';
 import type { Assignment } from './assignment';
 import { isObject, normalised, typeOf } from './backend-object';

@@ -4,7 +4,7 @@
  * for each node the backend it uses to each of its peers.
  *
  * The backend is decided by the agents' own rule, `chooseBackend` of
- * backends/choice.ts: the first backend of the configured preference order
+ * backends/assignment.ts: the first backend of the configured preference order
  * (`Backend.Type`, then its `Fallback`) that both nodes terminate and that
  * can reach the peer; failing that, any other both terminate (the middle of
  * a migration), in the order the local node lists them; `none` when they
