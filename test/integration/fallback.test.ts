@@ -3,7 +3,7 @@
  * nodes, node 2 on another subnet behind a router (test/harness/cluster.ts
  * `farNodes`). Every node runs both backends; host-gw carries the peer on
  * the same link (node 0 ↔ node 1), vxlan every peer beyond it (node 2), as
- * lib/agent/datapaths.ts and backends/choice.ts decide — and `twill status`
+ * lib/agent/backend-set.ts and backends/assignment.ts decide — and `twill status`
  * says the same.
  *
  * Then the same three nodes with the near ones on a /23 (cluster.ts
