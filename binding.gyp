@@ -1,34 +1,9 @@
 {
-  # The userspace datapath engine (backends/userspace/native): the Node-API
-  # addon the datapath host process loads, and twill-dataplane, the same
-  # engine as a program of its own. npm builds both with node-gyp on install
-  # (`npm run build:native` by hand).
+  # twill-dataplane, the userspace datapath (backends/userspace/native): a
+  # plain C program, not a Node addon, so that the engine runs in a process
+  # of a few MB instead of a forked Node.js. npm builds it with node-gyp on
+  # install (`npm run build:native` by hand): build/Release/twill-dataplane.
   "targets": [
-    {
-      "target_name": "twill_userspace",
-      "conditions": [
-        ["OS=='linux'", {
-          "sources": [
-            "backends/userspace/native/addon.c",
-            "backends/userspace/native/engine.c",
-            "backends/userspace/native/gro.c",
-            "backends/userspace/native/icmp.c",
-            "backends/userspace/native/peers.c",
-            "backends/userspace/native/receive.c",
-            "backends/userspace/native/send.c",
-            "backends/userspace/native/socket.c",
-            "backends/userspace/native/tso.c",
-            "backends/userspace/native/tun.c"
-          ],
-          "libraries": ["-lpthread"]
-        }, {
-          "sources": ["backends/userspace/native/unsupported.c"]
-        }]
-      ],
-      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
-      "defines": ["NAPI_VERSION=8"]
-    }
-,
     {
       "target_name": "twill-dataplane",
       "type": "executable",
@@ -57,6 +32,5 @@
       ],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
-
   ]
 }
