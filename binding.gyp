@@ -1,14 +1,20 @@
 {
-  # The userspace datapath engine (backends/userspace/native), plain C over
-  # Node-API: npm builds it with node-gyp on install (`npx node-gyp rebuild`
-  # by hand). Loaded only by the datapath host process, never by twilld.
+  # twill-dataplane, the userspace datapath (backends/userspace/native): a
+  # plain C program, not a Node addon, so that the engine runs in a process
+  # of a few MB instead of a forked Node.js. npm builds it with node-gyp on
+  # install (`npm run build:native` by hand): build/Release/twill-dataplane.
   "targets": [
     {
-      "target_name": "twill_userspace",
+      "target_name": "twill-dataplane",
+      "type": "executable",
       "conditions": [
         ["OS=='linux'", {
           "sources": [
-            "backends/userspace/native/addon.c",
+            "backends/userspace/native/main.c",
+            "backends/userspace/native/args.c",
+            "backends/userspace/native/control.c",
+            "backends/userspace/native/instance.c",
+            "backends/userspace/native/report.c",
             "backends/userspace/native/engine.c",
             "backends/userspace/native/gro.c",
             "backends/userspace/native/icmp.c",
@@ -21,11 +27,10 @@
           ],
           "libraries": ["-lpthread"]
         }, {
-          "sources": ["backends/userspace/native/unsupported.c"]
+          "sources": ["backends/userspace/native/main-unsupported.c"]
         }]
       ],
-      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
-      "defines": ["NAPI_VERSION=8"]
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

@@ -11,12 +11,12 @@ export class TunUnavailableError extends Error {
   }
 }
 
-/** The native engine was not compiled (npm ci builds it with node-gyp). */
+/** The engine program, twill-dataplane, was not compiled (npm ci builds it with node-gyp). */
 export class EngineNotBuiltError extends Error {
   constructor(readonly searched: readonly string[]) {
     super(
-      `the userspace datapath engine is not built (looked for ${searched.join(', ')}): ` +
-        'run "npm ci" (it compiles binding.gyp) or "npx node-gyp rebuild" in the twill directory; g++, make and python3 are needed',
+      `the userspace datapath engine (twill-dataplane) is not built (looked for ${searched.join(', ')}): ` +
+        'run "npm ci" (it compiles binding.gyp) or "npm run build:native" in the twill directory; gcc, make and python3 are needed',
     );
     this.name = 'EngineNotBuiltError';
   }
@@ -33,7 +33,7 @@ export class DatapathStartError extends Error {
   }
 }
 
-/** The datapath host is not running right now (it died and is being restarted, or was stopped). */
+/** The dataplane program is not running right now (it died and is being restarted, or was stopped). */
 export class DatapathDownError extends Error {
   constructor(readonly operation: string, detail: string) {
     super(`userspace datapath: cannot ${operation}: ${detail}`);

@@ -1,14 +1,19 @@
 /**
  * Handing a running datapath from one twilld to the next across a restart.
  *
- * The outgoing host records its PID in a file named after its network
- * namespace and TUN device and keeps forwarding; the incoming host, when
- * the engine cannot take the TUN or the port (EBUSY, EADDRINUSE), ends that
- * PID — after checking it is still a datapath host in the same namespace —
- * and starts again. The gap is the time one process needs to exit, not a
- * whole agent start-up.
+ * With twill-dataplane, the handover is the control socket: the stopping
+ * twilld sends `detach` and closes its connection; the program keeps
+ * forwarding with the last table for a grace period; the next twilld's
+ * EngineSupervisor connects to the same socket and attaches. The engine
+ * never stops, so a restart of twilld costs no packet (engine-supervisor.ts).
+ *
+ * What is left here is for upgrades: before twill-dataplane, a stopping
+ * twilld left a Node.js "engine host" running and recorded its PID in
+ * /run/twill/datapath-<netns>-<tun>.pid. That host holds the TUN device and
+ * the port; ending it — after checking it still is such a host, in our
+ * namespace — lets the first twill-dataplane take them over.
  */
-import { mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'fs';
+import { readFileSync, readlinkSync, rmSync } from 'fs';
 import * as path from 'path';
 
 const HANDOVER_DIR = '/run/twill';
@@ -18,54 +23,30 @@ function netnsId(pid: number | 'self'): string {
   return readlinkSync(`/proc/${pid}/ns/net`).replace(/\D/g, '');
 }
 
-function handoverFile(tunName: string): string {
-  return path.join(HANDOVER_DIR, `datapath-${netnsId('self')}-${tunName}.pid`);
-}
-
-export function recordHandover(tunName: string, pid: number): void {
-  const file = handoverFile(tunName);
-  mkdirSync(HANDOVER_DIR, { recursive: true, mode: 0o755 });
-  writeFileSync(`${file}.tmp`, `${pid}\n`, { mode: 0o644 });
-  renameSync(`${file}.tmp`, file);
-}
-
-/** Removes the record if it is still this host's. */
-export function clearHandover(tunName: string, pid: number): void {
-  try {
-    const file = handoverFile(tunName);
-    if (readFileSync(file, 'utf8').trim() === String(pid)) rmSync(file);
-  } catch {
-    // nothing recorded
-  }
-}
-
-/** Ends the recorded predecessor; true when there was one and it is gone. */
-export function takeOverFrom(tunName: string): boolean {
+/** Ends the engine host a twill before twill-dataplane left running on `tunName`; true when there was one and it is gone. */
+export async function endLegacyHost(tunName: string): Promise<boolean> {
+  const file = path.join(HANDOVER_DIR, `datapath-${netnsId('self')}-${tunName}.pid`);
   let pid: number;
   try {
-    pid = Number(readFileSync(handoverFile(tunName), 'utf8').trim());
+    pid = Number(readFileSync(file, 'utf8').trim());
   } catch {
     return false;
   }
-  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || !isEngineHost(pid)) return false;
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || !isLegacyHost(pid)) return false;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
-    return true; // already gone
+    // already gone
   }
   const deadline = Date.now() + EXIT_WAIT_MS;
-  const pause = new Int32Array(new SharedArrayBuffer(4));
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return true;
-    Atomics.wait(pause, 0, 0, 2);
-  }
-  return false;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  rmSync(file, { force: true });
+  return !isAlive(pid);
 }
 
-function isEngineHost(pid: number): boolean {
+function isLegacyHost(pid: number): boolean {
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    // datapath-host: its name before twill 0.2, so an upgrade takes over the running engine too.
     return (cmdline.includes('engine-host') || cmdline.includes('datapath-host')) && netnsId(pid) === netnsId('self');
   } catch {
     return false;
@@ -74,8 +55,7 @@ function isEngineHost(pid: number): boolean {
 
 function isAlive(pid: number): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) Z/.test(stat); // a zombie is as good as gone: it holds no files
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); // a zombie holds no files
   } catch {
     return false;
   }

@@ -1,11 +1,11 @@
 /**
- * Loading the native engine (build/Release/twill_userspace.node, built from
- * binding.gyp) and its TypeScript shape. Only the datapath host process
- * loads it: a fault in native code must never take twilld down with it.
+ * The compiled engine, twill-dataplane (build/Release/twill-dataplane, built
+ * from binding.gyp), and the TypeScript shape of what it is given and
+ * reports. twilld never loads native code: the engine is a program of its
+ * own (native/main.c), so a fault there cannot take twilld down with it.
  */
 import { existsSync } from 'fs';
 import * as path from 'path';
-import { EngineNotBuiltError } from './errors';
 
 export interface EngineConfig {
   mode: 'udp' | 'ipip';
@@ -61,34 +61,14 @@ export interface EngineCounters {
   merged: number;
 }
 
-export interface NativeEngine {
-  start(config: EngineConfig): EngineInfo;
-  /** Quadruples [subnet, prefixLen, publicIP, port], addresses as unsigned host-order integers. */
-  setPeers(table: Uint32Array): void;
-  counters(): EngineCounters;
-  /** Why the engine's threads stopped on their own, or null while they run. */
-  fatal(): string | null;
-  stop(): void;
-  /** Clears the persistent flag of a TUN device, which then disappears. */
-  deleteTun(name: string): void;
-  /** Dereferences NULL: a native fault on purpose, for fault-injection tests. */
-  crash(): void;
-}
+const PROGRAM = 'twill-dataplane';
 
-const ADDON = 'twill_userspace.node';
-
-/** Where the addon may be: the repository root is three levels above dist/backends/userspace. */
-export function addonCandidates(): string[] {
+/** Where the program may be: the repository root is three levels above dist/backends/userspace. */
+export function dataplaneCandidates(): string[] {
   const roots = [path.resolve(__dirname, '../../..'), path.resolve(__dirname, '../..')];
-  return roots.flatMap((r) => [path.join(r, 'build', 'Release', ADDON), path.join(r, 'build', 'Debug', ADDON)]);
+  return roots.flatMap((r) => [path.join(r, 'build', 'Release', PROGRAM), path.join(r, 'build', 'Debug', PROGRAM)]);
 }
 
-export function findAddon(): string | null {
-  return addonCandidates().find((p) => existsSync(p)) ?? null;
-}
-
-export function loadEngine(): NativeEngine {
-  const file = findAddon();
-  if (!file) throw new EngineNotBuiltError(addonCandidates());
-  return require(file) as NativeEngine;
+export function findDataplane(): string | null {
+  return dataplaneCandidates().find((p) => existsSync(p)) ?? null;
 }

@@ -1,10 +1,10 @@
 /**
  * Can this machine run the userspace datapath? Checked from twilld without
  * loading native code: /dev/net/tun must exist and open read-write, and the
- * engine must have been compiled.
+ * engine (twill-dataplane) must have been compiled.
  */
 import { closeSync, constants, openSync, statSync } from 'fs';
-import { findAddon, addonCandidates } from './native-engine';
+import { findDataplane, dataplaneCandidates } from './native-engine';
 
 export const TUN_DEVICE = '/dev/net/tun';
 export const TUN_MISSING = '/dev/net/tun is missing: load the tun module (modprobe tun) / give the container the device (--device /dev/net/tun)';
@@ -34,8 +34,8 @@ export function tunAvailable(): Availability {
 export function userspaceDatapathAvailable(): Availability {
   const tun = tunAvailable();
   if (!tun.ok) return tun;
-  if (!findAddon()) {
-    return { ok: false, reason: `the userspace datapath engine is not built (no ${addonCandidates()[0]}): run "npm ci" or "npx node-gyp rebuild"` };
+  if (!findDataplane()) {
+    return { ok: false, reason: `the userspace datapath engine is not built (no ${dataplaneCandidates()[0]}): run "npm ci" or "npm run build:native"` };
   }
   return { ok: true };
 }

@@ -17,6 +17,8 @@ import { iperf } from '../harness/iperf';
 import { ipAt, ipChecksumValid, ipHeaderLength, withoutTtl } from '../harness/packets';
 import { waitFor } from '../harness/wait';
 import { execFile } from 'child_process';
+import { readFileSync } from 'fs';
+import { netnsPids } from '../harness/netns';
 import * as path from 'path';
 import { UNDERLAY } from '../harness/cluster';
 
@@ -56,6 +58,25 @@ const VARIANTS: readonly Variant[] = [
 interface LogLine {
   level: string;
   message: string;
+}
+
+/** The processes of a node's namespace: PID, parent, command, resident memory. */
+async function nodeProcesses(tc: TwillCluster, node: number): Promise<{ pid: number; ppid: number; argv: string[]; rssKb: number }[]> {
+  const out = [];
+  for (const pid of await netnsPids(tc.nodeNs(node))) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      out.push({
+        pid,
+        ppid: Number(/^PPid:\s+(\d+)/m.exec(status)![1]),
+        argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'),
+        rssKb: Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0),
+      });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 function logLines(tc: TwillCluster, node: number): LogLine[] {
@@ -144,6 +165,18 @@ for (const v of VARIANTS) {
       else for (const peer of [1, 2]) expect(out).to.contain(`${tc.lease(peer).subnet} (198.18.0.${peer + 1}), ipip: route dev flannel.ipip programmed`);
     });
 
+    it('runs the engine as twill-dataplane, a child of twilld of a few MB, not as a Node.js process', async () => {
+      const procs = await nodeProcesses(tc, 0);
+      const dataplanes = procs.filter((p) => p.argv[0].endsWith('/twill-dataplane'));
+      expect(dataplanes.length, JSON.stringify(procs)).to.equal(1);
+      const twilld = procs.find((p) => p.pid === dataplanes[0].ppid);
+      expect(twilld?.argv.some((a) => a.endsWith('twilld.js')), 'its parent is twilld').to.equal(true);
+      const engineHosts = procs.filter((p) => p.argv[0] === process.execPath && p.argv.some((a) => a.includes('engine-host')));
+      expect(engineHosts, 'Node.js engine hosts').to.deep.equal([]);
+      console.log(`      ${v.title}: twill-dataplane VmRSS ${(dataplanes[0].rssKb / 1024).toFixed(1)} MB beside twilld's ${(twilld!.rssKb / 1024).toFixed(1)} MB`);
+      expect(dataplanes[0].rssKb).to.be.within(1, 16 * 1024);
+    });
+
     it(`carries a ${IPERF_SECONDS} s iperf3 TCP stream between pods with no agent error`, async () => {
       const before = logLines(tc, 0).length + logLines(tc, 1).length;
       const result = await iperf(tc.podNs(1), tc.podNs(0), tc.podIp(1), IPERF_SECONDS);
@@ -173,8 +206,10 @@ for (const v of VARIANTS) {
       });
     }
 
-    it('resumes traffic within 1 s of a twilld restart, adopting the TUN device', async () => {
+    it('resumes traffic within 1 s of a twilld restart, adopting the TUN device and the running twill-dataplane: no probe lost at 100 pps', async () => {
       const ifindexBefore = (await tc.net.ip(1, ['-o', 'link', 'show', v.device])).split(':')[0];
+      const dataplane = async () => (await nodeProcesses(tc, 1)).filter((p) => p.argv[0].endsWith('/twill-dataplane')).map((p) => p.pid);
+      const [before] = await dataplane();
       const stream = await startPingStream(tc.podNs(0), tc.podIp(1), 100);
       await stream.waitForReplies(50, 5000);
       expect(await tc.restartAgent(1)).to.equal(0);
@@ -182,6 +217,8 @@ for (const v of VARIANTS) {
       const report = await stream.stop();
       console.log(`      ${v.title}: twilld restart: longest gap ${report.maxGapMs} ms, ${report.lost} of ${report.sent} probes lost`);
       expect(report.maxGapMs).to.be.below(1000);
+      expect(report.lost, 'probes lost').to.equal(0);
+      expect(await dataplane(), 'the same twill-dataplane, attached by the new twilld').to.deep.equal([before]);
       expect((await tc.net.ip(1, ['-o', 'link', 'show', v.device])).split(':')[0], 'the same device').to.equal(ifindexBefore);
     });
   });

@@ -1,21 +1,23 @@
 /**
  * The userspace datapath engine (backends/userspace) on its own, without
  * twilld: two nodes (network namespaces on the harness underlay), each
- * running EngineSupervisor with its host process inside the node
+ * running EngineSupervisor with its twill-dataplane program inside the node
  * namespace, TUN flannel0 holding the node's subnet address /32 and the
  * route to 10.244.0.0/16, one pod per node. The same suite runs for the
  * udp wire format (flanneld's) and for userspace ipip (kernel ipip's).
  */
 import { expect } from 'chai';
+import { readFileSync, statSync } from 'fs';
 import { createCluster, assertSafeTarget, UNDERLAY, type Cluster } from '../harness/cluster';
 import { startCapture, type CapturedFrame } from '../harness/capture';
 import { ping, startPingStream } from '../harness/ping';
-import { CommandError, execIn, nsArgv, run, sleep } from '../harness/netns';
+import { CommandError, execIn, isAlive, killPid, nsArgv, run, sleep } from '../harness/netns';
 import { MemoryLog } from '../harness/memory-log';
 import { waitFor } from '../harness/wait';
 import { iperf } from '../harness/iperf';
 import { ipAt, ipChecksumValid, ipHeaderLength, withoutTtl } from '../harness/packets';
 import {
+  DatapathStartError,
   EngineSupervisor,
   userspaceDatapathAvailable,
   type CrashInfo,
@@ -24,6 +26,10 @@ import {
   type PeerEntry,
   type RestartInfo,
 } from '../../backends/userspace';
+import { findDataplane } from '../../backends/userspace/native-engine';
+import { dataplaneSocketPath } from '../../backends/userspace/control-protocol';
+import { spawn } from 'child_process';
+import { createConnection } from 'net';
 
 const EXT_MTU = 1500;
 const OVERHEAD: Record<DatapathMode, number> = { udp: 28, ipip: 20 };
@@ -95,8 +101,26 @@ async function ifindexOf(net: Cluster, node: number, dev: string): Promise<numbe
   }
 }
 
+/** Connects to a Unix socket and hangs up: 'connected', or the error code (ECONNREFUSED: nobody listens). */
+function connectOutcome(socketPath: string): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = createConnection(socketPath);
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve('connected');
+    });
+    sock.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+}
+
+/** Resident memory of a process in kB (VmRSS of /proc/<pid>/status). */
+function vmRssKb(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
 for (const mode of ['udp', 'ipip'] as const) {
-  describe(`userspace datapath (${mode}): two nodes, one engine host process per node, no twilld`, function () {
+  describe(`userspace datapath (${mode}): two nodes, one twill-dataplane per node, no twilld`, function () {
     this.timeout(240_000);
     const mtu = EXT_MTU - OVERHEAD[mode];
     let net: Cluster | undefined;
@@ -299,6 +323,14 @@ for (const mode of ['udp', 'ipip'] as const) {
       // Meanwhile node 0's peer table is replaced every 50 ms: swaps must neither stall nor disturb the stream.
       let swapping = true;
       const swapMs: number[] = [];
+      // The programs' resident memory under the stream: the point of running the engine outside Node.js.
+      const rssKb = [0, 0];
+      const rssSampler = (async () => {
+        while (swapping) {
+          for (let node = 0; node < 2; node++) rssKb[node] = Math.max(rssKb[node], vmRssKb(dps[node]!.pid!));
+          await sleep(250);
+        }
+      })();
       const swapper = (async () => {
         while (swapping) {
           const t = Date.now();
@@ -309,14 +341,17 @@ for (const mode of ['udp', 'ipip'] as const) {
       })();
       const pods = await iperf(net!.pod(1).ns, net!.pod(0).ns, podIp(1), IPERF_SECONDS).finally(() => (swapping = false));
       await swapper;
+      await rssSampler;
       const [c0, c1] = await Promise.all([dps[0]!.counters(), dps[1]!.counters()]);
       console.log(
         `      figures: ${mode} pod-to-pod ${pods.gbps.toFixed(2)} Gbit/s (${pods.retransmits} retransmits), ` +
           `underlay ${underlay.gbps.toFixed(2)} Gbit/s, ratio ${((100 * pods.gbps) / underlay.gbps).toFixed(0)}%; ` +
           `node 0: ${c0.detail.superPackets - b0.detail.superPackets} TSO super-packets cut into ${c0.txPackets - b0.txPackets} packets, ` +
           `${swapMs.length} peer-table swaps (slowest ${Math.max(...swapMs)} ms); ` +
-          `node 1: ${c1.detail.datagrams - b1.detail.datagrams} packets in ${c1.detail.tunWrites - b1.detail.tunWrites} TUN writes`,
+          `node 1: ${c1.detail.datagrams - b1.detail.datagrams} packets in ${c1.detail.tunWrites - b1.detail.tunWrites} TUN writes; ` +
+          `twill-dataplane peak VmRSS node 0 ${(rssKb[0] / 1024).toFixed(1)} MB, node 1 ${(rssKb[1] / 1024).toFixed(1)} MB`,
       );
+      for (let node = 0; node < 2; node++) expect(rssKb[node], `node ${node} twill-dataplane VmRSS (kB)`).to.be.within(1, 16 * 1024);
       expect(pods.gbps).to.be.greaterThan(0);
       expect(swapMs.length, 'peer-table swaps during the stream').to.be.greaterThan(10);
       // Packets lost inside the engine (IPv6 neighbour discovery on flannel0, dropped as not IPv4, is no loss).
@@ -326,7 +361,7 @@ for (const mode of ['udp', 'ipip'] as const) {
       expect(lost(c1, b1), 'packets node 1 lost during the stream').to.equal(0);
     });
 
-    it('restarts a host killed with SIGKILL: traffic resumes within 1 s on the same flannel0 (same ifindex)', async () => {
+    it('restarts twill-dataplane killed with SIGKILL: traffic resumes within 1 s on the same flannel0 (same ifindex)', async () => {
       const ifindexBefore = await ifindexOf(net!, 1, TUN);
       const crashed = new Promise<CrashInfo>((resolve) => dps[1]!.once('crash', resolve));
       const restarted = new Promise<RestartInfo>((resolve) => dps[1]!.once('restart', resolve));
@@ -350,7 +385,68 @@ for (const mode of ['udp', 'ipip'] as const) {
       expect(logs[1].messages('error').some((m) => m.includes('died'))).to.equal(true);
     });
 
-    it('survives a segfault in the native engine: only the host dies, it is logged and restarted', async () => {
+    it('hands the running twill-dataplane to the next supervisor (a twilld restart): the same process attached, no ping lost at 100 pps', async () => {
+      const pid = dps[1]!.pid!;
+      const stream = await startPingStream(net!.pod(0).ns, podIp(1), 100);
+      let adopted: EngineSupervisor | undefined;
+      try {
+        await stream.waitForReplies(20, 5000);
+        await dps[1]!.detach(60_000);
+        expect(await isAlive(pid), 'the detached program keeps running').to.equal(true);
+        await sleep(200); // forwarding on its own meanwhile
+        adopted = await startNode(1);
+        expect(adopted.pid, 'the same program, attached').to.equal(pid);
+        expect(adopted.info.tunCreated).to.equal(false);
+        await stream.waitForReplies(stream.received + 50, 5000);
+      } finally {
+        const report = await stream.stop();
+        console.log(`      figures: handover longest gap between replies ${report.maxGapMs.toFixed(0)} ms, ${report.lost} of ${report.sent} lost`);
+        expect(report.lost, 'pings lost across the handover').to.equal(0);
+      }
+      expect(logs[1].messages('info').some((m) => m.includes('adopted'))).to.equal(true);
+      await adopted.setPeers(peersOf(1));
+    });
+
+    it('replaces, rather than adopts, a detached twill-dataplane that runs another config (here the MTU)', async () => {
+      const pid = dps[1]!.pid!;
+      await dps[1]!.detach(60_000);
+      const other = await EngineSupervisor.start({
+        mode, tunName: TUN, localIP: net!.nodeIp(1), port: UDP_PORT, mtu: mtu - 8, ownSubnet: SUBNETS[1], log: logs[1], netns: net!.nodeName(1), peers: peersOf(1),
+      });
+      dps[1] = other;
+      expect(other.pid, 'a new program').to.not.equal(pid);
+      expect(await isAlive(pid), 'the old one is gone').to.equal(false);
+      expect(other.info.mtu).to.equal(mtu - 8);
+      expect(logs[1].messages('info').some((m) => m.includes('another config; replacing it'))).to.equal(true);
+      expect((await ping(net!.pod(0).ns, podIp(1), { count: 2, intervalMs: 100 })).received).to.equal(2);
+      await other.stop();
+      await startNode(1);
+      await dps[1]!.setPeers(peersOf(1));
+      expect(dps[1]!.info.mtu).to.equal(mtu);
+    });
+
+    it('refuses a second dataplane on the same TUN, through the supervisor and by hand, with a clear message; the first keeps forwarding', async () => {
+      const err = await EngineSupervisor.start({
+        mode, tunName: TUN, localIP: net!.nodeIp(0), port: UDP_PORT, mtu, ownSubnet: SUBNETS[0], log: new MemoryLog(), netns: net!.nodeName(0),
+      }).then(
+        (dp) => dp.stop().then(() => expect.fail('a second supervisor started on the same TUN')),
+        (e: unknown) => e,
+      );
+      expect(err).to.be.instanceOf(DatapathStartError);
+      expect((err as DatapathStartError).code).to.equal('EBUSY');
+      expect((err as Error).message).to.match(new RegExp(`twill-dataplane \\(pid ${dps[0]!.pid}\\) on ${TUN} is run by another twilld`));
+
+      const byHand = await run(nsArgv(net!.nodeName(0), [findDataplane()!, '--mode', mode, '--tun', TUN, '--local-ip', net!.nodeIp(0), '--gateway', SUBNETS[0].split('/')[0]])).then(
+        () => expect.fail('a second twill-dataplane started on the same TUN'),
+        (e: unknown) => (e instanceof CommandError ? e : Promise.reject(e)),
+      );
+      expect(byHand.exitCode).to.equal(1);
+      expect(byHand.stderr).to.contain(`refusing to start a second dataplane on ${TUN}: twill-dataplane (pid ${dps[0]!.pid}) already runs it in this network namespace`);
+      expect(dps[0]!.running).to.equal(true);
+      expect((await ping(net!.pod(0).ns, podIp(1), { count: 2, intervalMs: 100 })).received).to.equal(2);
+    });
+
+    it('survives a segfault in the native engine: only twill-dataplane dies, it is logged and restarted', async () => {
       const restarted = new Promise<RestartInfo>((resolve) => dps[0]!.once('restart', resolve));
       const crashed = new Promise<CrashInfo>((resolve) => dps[0]!.once('crash', resolve));
       await dps[0]!.injectFault();
@@ -359,7 +455,7 @@ for (const mode of ['udp', 'ipip'] as const) {
       await waitFor('pod 0 to reach pod 1 again', async () => (await ping(net!.pod(0).ns, podIp(1), { count: 1, timeoutMs: 1000 })).received === 1, 5000);
     });
 
-    it('recreates flannel0 when someone deletes it: the engine gives up, its host exits, a new one makes a new device', async () => {
+    it('recreates flannel0 when someone deletes it: the engine gives up, twill-dataplane exits, a new one makes a new device', async () => {
       const before = await ifindexOf(net!, 1, TUN);
       const crashed = new Promise<CrashInfo>((resolve) => dps[1]!.once('crash', resolve));
       const restarted = new Promise<RestartInfo>((resolve) => dps[1]!.once('restart', resolve));
@@ -388,6 +484,26 @@ for (const mode of ['udp', 'ipip'] as const) {
       expect(dp.info.tunCreated).to.equal(false);
       expect(dp.ifindex).to.equal(ifindexBefore);
       await dp.setPeers(peersOf(0));
+      expect((await ping(net!.pod(0).ns, podIp(1), { count: 2, intervalMs: 100 })).received).to.equal(2);
+    });
+
+    it('replaces the stale socket a dead twill-dataplane left behind', async () => {
+      await dps[0]!.stop();
+      const socketPath = dataplaneSocketPath(TUN, net!.nodeName(0));
+      // A program started by hand and SIGKILLed: nothing removes its socket.
+      const orphan = spawn('ip', ['netns', 'exec', net!.nodeName(0), findDataplane()!, '--mode', mode, '--tun', TUN, '--local-ip', net!.nodeIp(0), '--gateway', SUBNETS[0].split('/')[0], '--port', String(UDP_PORT)], { stdio: ['ignore', 'pipe', 'ignore'] });
+      try {
+        await waitFor('the hand-started twill-dataplane to be ready', () => statSync(socketPath, { throwIfNoEntry: false })?.isSocket() === true, 5000);
+      } finally {
+        orphan.kill('SIGKILL');
+        await killPid(orphan.pid!);
+      }
+      expect(await connectOutcome(socketPath), 'the socket left behind').to.equal('ECONNREFUSED');
+      const dp = await startNode(0);
+      await dp.setPeers(peersOf(0));
+      expect(dp.pid).to.not.equal(orphan.pid);
+      expect(await connectOutcome(socketPath), 'the new program\'s socket').to.equal('connected');
+      expect(logs[0].messages('warn').some((m) => m.includes('removed a stale socket')), 'logged').to.equal(true);
       expect((await ping(net!.pod(0).ns, podIp(1), { count: 2, intervalMs: 100 })).received).to.equal(2);
     });
 

@@ -14,14 +14,15 @@
  *              as it came.
  *   tun.c, socket.c  the two file descriptors, as the mode asks.
  *
- * Nothing here calls into JavaScript: the Node-API layer (addon.c) starts
- * and stops the engine, swaps the peer table and reads the counters.
+ * The program around it (main.c, control.c: twill-dataplane) starts and
+ * stops the engine, swaps the peer table and reads the counters on
+ * twilld's requests.
  *
  * Failure semantics: engine_start() either returns a running engine or an
  * error message and leaves nothing open (the TUN device, when it created
  * one, stays: it is persistent by design). A thread that meets an error it
  * cannot survive (the TUN device was deleted) records it in `fatal` and
- * exits; the host process polls engine_fatal() and exits so that its
+ * exits; twill-dataplane polls engine_fatal() and exits so that its
  * supervisor restarts it.
  */
 #ifndef TWILL_ENGINE_H
