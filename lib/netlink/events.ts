@@ -17,7 +17,7 @@
  */
 import { existsSync } from 'fs';
 import * as path from 'path';
-import { parseMessages, NetlinkMessage, rt } from 'netlink';
+import { parseMessages, NetlinkMessage, rt } from './package';
 import { AddressInfo, decodeAddress } from './addresses';
 import { decodeFdb, FdbEntry } from './fdb';
 import { decodeLink, LinkInfo } from './links';
