@@ -34,6 +34,8 @@ interface Memory {
   nodeProcesses: number;
   rssMb: number;
   pssMb: number;
+  /** twilld's own RSS, without its descendants. */
+  agentRssMb: number;
 }
 
 interface Row {
@@ -103,6 +105,7 @@ export function treeMemory(pid: number): Memory {
     nodeProcesses: pids.filter(isNode).length,
     rssMb: pids.reduce((s, p) => s + kb(`/proc/${p}/status`, 'VmRSS'), 0) / 1024,
     pssMb: pids.reduce((s, p) => s + kb(`/proc/${p}/smaps_rollup`, 'Pss'), 0) / 1024,
+    agentRssMb: kb(`/proc/${pid}/status`, 'VmRSS') / 1024,
   };
 }
 
@@ -203,8 +206,9 @@ async function benchBackend(backend: string, peers: number): Promise<Row> {
       await putLeases(tc.admin, config.Type, 0, peers);
       const proto = String(PROTOCOL[backend]);
       const scaleDeadline = Date.now() + 120_000;
-      while ((await countLines(ns, ['ip', '-4', 'route', 'show', 'proto', proto])) < peers + 2) {
-        if (Date.now() > scaleDeadline) throw new Error(`${backend}: ${peers} peers never all programmed`);
+      let have = 0;
+      while ((have = await countLines(ns, ['ip', '-4', 'route', 'show', 'proto', proto])) < peers + 2) {
+        if (Date.now() > scaleDeadline) throw new Error(`${backend}: ${peers} peers never all programmed (${have} routes of ${peers + 2}); twilld's log ends: ${tc.logs(0).slice(-3000)}`);
         await sleep(100);
       }
       scaleProgramMs = Date.now() - started;
@@ -227,10 +231,10 @@ async function main(): Promise<void> {
     const r = rows[rows.length - 1];
     console.error(`${b}: ${JSON.stringify(r)}`);
   }
-  console.log(`| backend | processes (Node) settled | RSS MB settled | PSS MB settled | exec→subnet.env ms | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers |`);
+  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | PSS MB settled | exec→subnet.env ms | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers |`);
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? 'n/a (one network route)'} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} |`);
+    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? 'n/a (one network route)'} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} |`);
   }
   const flags = process.env.TWILL_AGENT_NODE_FLAGS;
   if (flags) console.log(`\ntwilld ran with Node flags: ${flags}`);
