@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <linux/netlink.h>
 #include <node_api.h>
@@ -138,7 +139,12 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   const char *error = NULL;
   char errbuf[128];
   for (int i = 0; i < MAX_READS_PER_WAKE; i++) {
-    ssize_t n = recv(s->fd, s->recv_buf, RECV_BUFFER_BYTES, MSG_DONTWAIT);
+    struct iovec iov = { .iov_base = s->recv_buf, .iov_len = RECV_BUFFER_BYTES };
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    ssize_t n = recvmsg(s->fd, &mh, MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) { i--; continue; }
       if (errno == ENOBUFS) { lost = 1; continue; }
@@ -148,6 +154,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       break;
     }
     if (n == 0) { drained = 1; break; }
+    if (mh.msg_flags & MSG_TRUNC) lost = 1; /* a notification larger than the buffer: its tail is gone */
     const struct nlmsghdr *h = (const struct nlmsghdr *)s->recv_buf;
     size_t left = (size_t)n;
     for (; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
