@@ -1,36 +1,76 @@
 {
-  # twill-dataplane, the userspace datapath (backends/userspace/native): a
-  # plain C program, not a Node addon, so that the engine runs in a process
-  # of a few MB instead of a forked Node.js. npm builds it with node-gyp on
-  # install (`npm run build:native` by hand): build/Release/twill-dataplane.
+  # Native parts, built by npm with node-gyp on install (`npm run build:native` by hand):
+  # twill_netlink_events: the rtnetlink notification socket twilld reads in its
+  #   own process, a small Node-API addon (lib/netlink/native; see event-socket.c for why).
+  # twill-dataplane: the userspace datapath (backends/userspace/native), a plain C
+  #   program, not a Node addon, so the engine runs in a process of a few MB.
+
   "targets": [
+    {
+      "target_name": "twill_netlink_events",
+      "conditions": [
+        [
+          "OS=='linux'",
+          {
+            "sources": [
+              "lib/netlink/native/event-socket.c"
+            ]
+          }
+        ]
+      ],
+      "cflags": [
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-fvisibility=hidden"
+      ],
+      "defines": [
+        "NAPI_VERSION=8"
+      ]
+    },
     {
       "target_name": "twill-dataplane",
       "type": "executable",
       "conditions": [
-        ["OS=='linux'", {
-          "sources": [
-            "backends/userspace/native/main.c",
-            "backends/userspace/native/args.c",
-            "backends/userspace/native/control.c",
-            "backends/userspace/native/instance.c",
-            "backends/userspace/native/report.c",
-            "backends/userspace/native/engine.c",
-            "backends/userspace/native/gro.c",
-            "backends/userspace/native/icmp.c",
-            "backends/userspace/native/peers.c",
-            "backends/userspace/native/receive.c",
-            "backends/userspace/native/send.c",
-            "backends/userspace/native/socket.c",
-            "backends/userspace/native/tso.c",
-            "backends/userspace/native/tun.c"
-          ],
-          "libraries": ["-lpthread"]
-        }, {
-          "sources": ["backends/userspace/native/main-unsupported.c"]
-        }]
+        [
+          "OS=='linux'",
+          {
+            "sources": [
+              "backends/userspace/native/main.c",
+              "backends/userspace/native/args.c",
+              "backends/userspace/native/control.c",
+              "backends/userspace/native/instance.c",
+              "backends/userspace/native/report.c",
+              "backends/userspace/native/engine.c",
+              "backends/userspace/native/gro.c",
+              "backends/userspace/native/icmp.c",
+              "backends/userspace/native/peers.c",
+              "backends/userspace/native/receive.c",
+              "backends/userspace/native/send.c",
+              "backends/userspace/native/socket.c",
+              "backends/userspace/native/tso.c",
+              "backends/userspace/native/tun.c"
+            ],
+            "libraries": [
+              "-lpthread"
+            ]
+          },
+          {
+            "sources": [
+              "backends/userspace/native/main-unsupported.c"
+            ]
+          }
+        ]
       ],
-      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+      "cflags": [
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter"
+      ]
     }
   ]
 }

@@ -9,8 +9,11 @@ bash cmd/install-deps.sh
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-# An existing checkout skips npm ci: rebuild twill-dataplane (the native datapath) when its sources changed.
-if [ ! -f build/Release/twill-dataplane ] || [ -n "$(find binding.gyp backends/userspace/native -newer build/Release/twill-dataplane -print -quit)" ]; then
+# An existing checkout skips npm ci: rebuild the native parts (twill-dataplane,
+# the netlink event socket addon) when their sources changed.
+if [ ! -f build/Release/twill-dataplane ] || [ ! -f build/Release/twill_netlink_events.node ] \
+  || [ -n "$(find binding.gyp backends/userspace/native -newer build/Release/twill-dataplane -print -quit)" ] \
+  || [ -n "$(find binding.gyp lib/netlink/native -newer build/Release/twill_netlink_events.node -print -quit)" ]; then
   npm run build:native --silent
 fi
 npm run build --silent

@@ -5,7 +5,7 @@
  * Failure: `NetlinkError` — EADDRNOTAVAIL when `deleteAddress` finds no
  * such address, ENODEV when the link is missing.
  */
-import { AttrStream, FlagsNew, rt } from 'netlink';
+import { AttrStream, FlagsNew, rt } from './package';
 import { LinkRef, RtContext } from './context';
 import { Describe } from './socket';
 import { addressFamily, decodeIp, encodeIp, formatCidr, IpFamily, ipFamilyOf, parseCidr } from './wire-format';

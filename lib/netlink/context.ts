@@ -3,7 +3,7 @@
  * needs: a socket for changes, a socket for reads, and the translation of
  * link names to interface indexes that the kernel speaks.
  */
-import { AttrStream, rt } from 'netlink';
+import { AttrStream, rt } from './package';
 import { NetlinkError } from './errors';
 import { Describe, RtSocket } from './socket';
 

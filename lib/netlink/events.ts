@@ -3,17 +3,21 @@
  * same plain values the rest of this layer returns, so that a backend can
  * reconcile when someone deletes or changes its objects.
  *
- * This module opens the notification socket in the calling process. Prefer
- * `subscribe()` (event-relay.ts), which runs it in a child process: when
- * notifications arrive faster than they are read (a device with thousands
- * of neighbours deleted, `ip route flush`), the kernel marks the socket
- * ENOBUFS, and the `netlink` package's native poll handler then throws a C++
- * exception that aborts the process. There is no way to set
- * NETLINK_NO_ENOBUFS through the package.
+ * The notification socket is read by twill's own native addon
+ * (native/event-socket.c), in the calling process, not by the `netlink`
+ * package: when notifications arrive faster than they are read (a device
+ * with thousands of neighbours deleted, `ip route flush`), the kernel marks
+ * the socket ENOBUFS, epoll reports an error on it, and the package's native
+ * poll handler then throws a C++ exception out of a libuv callback, which
+ * aborts the process before any JavaScript runs. The addon turns the same
+ * overflow into one 'resync' event once the socket is drained. Requests
+ * still go through the package (socket.ts), whose receive window is bounded.
  *
  * Events carry interface indexes; the `dev` name fields stay unset.
  */
-import { createNetlink, ErrnoException, NetlinkMessage, Protocol, rt } from 'netlink';
+import { existsSync } from 'fs';
+import * as path from 'path';
+import { parseMessages, NetlinkMessage, rt } from './package';
 import { AddressInfo, decodeAddress } from './addresses';
 import { decodeFdb, FdbEntry } from './fdb';
 import { decodeLink, LinkInfo } from './links';
@@ -47,7 +51,7 @@ export type NetlinkEvent =
 
 export type EventListener = (event: NetlinkEvent) => void;
 
-/** Stops the subscription and releases its socket (or child process). Idempotent. */
+/** Stops the subscription and releases its socket. Idempotent. */
 export type Unsubscribe = () => void;
 
 const T = rt.MessageType;
@@ -89,45 +93,121 @@ export interface EventSocketOptions {
   recvBufferSize?: number;
   /**
    * Report only removals (and every link change): additions of routes,
-   * addresses and neighbours are dropped before decoding. An agent that
-   * repairs what others delete needs no more, and skipping the flood of
-   * notifications its own batches cause keeps it fast.
+   * addresses and neighbours are dropped before decoding (in the addon, before
+   * they reach JavaScript). An agent that repairs what others delete needs no
+   * more, and skipping the flood of notifications its own batches cause keeps
+   * it fast.
    */
   deletionsOnly?: boolean;
 }
 
 /** RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWNEIGH: additions skipped under `deletionsOnly`. */
-const ADDITIONS = new Set([20, 24, 28]);
+const ADDITIONS = [20, 24, 28];
+
+type BatchCallback = (messages: Buffer | null, lost: boolean, drained: boolean, error: string | null) => void;
+interface EventSocketAddon {
+  open(groups: number[], recvBufferSize: number, skipTypes: number[], onBatch: BatchCallback): object;
+  close(handle: object): void;
+  ref(handle: object): void;
+  unref(handle: object): void;
+}
+
+const ADDON = 'twill_netlink_events.node';
+/** A burst of overflows is reported once it has been quiet this long… */
+const RESYNC_QUIET_MS = 50;
+/** …or this long after its first loss, whichever comes first. */
+const RESYNC_MAX_DELAY_MS = 1000;
+
+/** Where the addon may be: the repository root is three levels above dist/lib/netlink (two above lib/netlink). */
+export function eventAddonCandidates(): string[] {
+  const roots = [path.resolve(__dirname, '../../..'), path.resolve(__dirname, '../..')];
+  return roots.flatMap((r) => [path.join(r, 'build', 'Release', ADDON), path.join(r, 'build', 'Debug', ADDON)]);
+}
+
+let addon: EventSocketAddon | undefined;
+function loadAddon(): EventSocketAddon {
+  if (addon) return addon;
+  const file = eventAddonCandidates().find((p) => existsSync(p));
+  if (!file) throw new Error(`the netlink event addon is not built (looked for ${eventAddonCandidates().join(', ')}); run \`npm run build:native\``);
+  addon = require(file) as EventSocketAddon;
+  return addon;
+}
 
 /**
  * Joins `groups` on a new socket in this process and calls `onEvent` for each
  * notification. The socket keeps the event loop alive until unsubscribed.
- * A notification that cannot be decoded is reported as a 'resync' event.
- * Throws if the socket cannot be opened (e.g. EPERM).
+ * Lost notifications (receive buffer overflow) and a notification that cannot
+ * be decoded are reported as a 'resync' event; the socket stays open.
+ * Throws if the socket cannot be opened (e.g. EPERM) or the addon is not built.
  */
 export function openEventSocket(groups: EventGroup[], onEvent: EventListener, options: EventSocketOptions = {}): Unsubscribe {
-  const nl = createNetlink(Protocol.ROUTE);
-  nl.setRecvBufferSize(options.recvBufferSize ?? 4 << 20);
-  for (const g of new Set(groups)) nl.addMembership(GROUPS[g]);
-  nl.ref(true);
-  nl.on('message', (msgs: NetlinkMessage[]) => {
-    for (const msg of msgs) {
-      if (options.deletionsOnly && ADDITIONS.has(msg.type)) continue;
-      let event: NetlinkEvent | undefined;
-      try {
-        event = decodeEvent(msg);
-      } catch (err) {
-        event = { type: 'resync', reason: `undecodable notification (type ${msg.type}): ${(err as Error).message}` };
-      }
-      if (event) onEvent(event);
-    }
-  });
-  nl.on('invalid', (err: unknown) => onEvent({ type: 'resync', reason: `malformed notification: ${String(err)}` }));
-  nl.on('error', (err: ErrnoException) => onEvent({ type: 'resync', reason: `notification socket error: ${err.code}` }));
+  const native = loadAddon();
   let open = true;
-  return () => {
-    if (!open) return;
-    open = false;
-    nl.close();
+  // A flood overflows the socket again and again while it is read; one
+  // 'resync' after it has calmed down (no loss for RESYNC_QUIET_MS, or at
+  // the latest RESYNC_MAX_DELAY_MS after the first loss) does the work of all.
+  let resyncTimer: NodeJS.Timeout | undefined;
+  let firstLoss = 0;
+  const resync = (): void => {
+    resyncTimer = undefined;
+    if (open) onEvent({ type: 'resync', reason: 'notifications were lost (the socket receive buffer overflowed)' });
   };
+  const lostNow = (): void => {
+    const now = Date.now();
+    if (resyncTimer) clearTimeout(resyncTimer);
+    else firstLoss = now;
+    resyncTimer = setTimeout(resync, Math.max(0, Math.min(RESYNC_QUIET_MS, firstLoss + RESYNC_MAX_DELAY_MS - now)));
+  };
+  const onBatch: BatchCallback = (messages, lost, _drained, error) => {
+    if (!open) return;
+    if (messages) {
+      let msgs: NetlinkMessage[] = [];
+      try {
+        msgs = parseMessages(messages);
+      } catch (err) {
+        onEvent({ type: 'resync', reason: `malformed notification: ${(err as Error).message}` });
+      }
+      for (const msg of msgs) {
+        let event: NetlinkEvent | undefined;
+        try {
+          event = decodeEvent(msg);
+        } catch (err) {
+          event = { type: 'resync', reason: `undecodable notification (type ${msg.type}): ${(err as Error).message}` };
+        }
+        if (event) onEvent(event);
+      }
+    }
+    if (lost) lostNow();
+    if (error) {
+      open = false;
+      if (resyncTimer) clearTimeout(resyncTimer);
+      onEvent({ type: 'resync', reason: `notification socket failed and was closed: ${error}` });
+    }
+  };
+  const groupIds = [...new Set(groups)].map((g) => GROUPS[g]);
+  const handle = native.open(groupIds, options.recvBufferSize ?? 4 << 20, options.deletionsOnly ? ADDITIONS : [], onBatch);
+  return () => {
+    open = false;
+    if (resyncTimer) clearTimeout(resyncTimer);
+    native.close(handle);
+  };
+}
+
+export type SubscribeOptions = EventSocketOptions;
+
+/**
+ * Subscribes to `groups` in this process, calling `onEvent` for each
+ * notification. Resolves once the kernel delivers to the subscription, so
+ * that a change made after the promise resolves is reported. Rejects if the
+ * socket cannot be opened. The default receive buffer can be changed with
+ * TWILL_NETLINK_EVENT_RCVBUF (bytes), for tests that provoke an overflow.
+ */
+export function subscribe(groups: EventGroup[], onEvent: EventListener, options: SubscribeOptions = {}): Promise<Unsubscribe> {
+  try {
+    const fromEnv = Number(process.env.TWILL_NETLINK_EVENT_RCVBUF) || undefined;
+    const recvBufferSize = options.recvBufferSize ?? fromEnv;
+    return Promise.resolve(openEventSocket(groups, onEvent, { ...options, recvBufferSize }));
+  } catch (err) {
+    return Promise.reject(new Error(`cannot subscribe to netlink events: ${(err as Error).message}`));
+  }
 }

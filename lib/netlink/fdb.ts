@@ -12,7 +12,7 @@
  * Failure: `NetlinkError` — ENOENT when `deleteFdb` finds nothing, ENODEV
  * for a missing link, EINVAL for a `dst` of the wrong family for the device.
  */
-import { AttrStream, FlagsNew, getU32, rt } from 'netlink';
+import { AttrStream, FlagsNew, getU32, rt } from './package';
 import { LinkRef, RtContext } from './context';
 import { isNotFound } from './errors';
 import { flagNames } from './neighbors';

@@ -15,5 +15,5 @@ export { NeighborSpec, NeighborSelector, NeighborInfo } from './neighbors';
 export { FdbSpec, FdbSelector, FdbEntry } from './fdb';
 export { Operation, OperationFailure, BatchResult, BatchOptions } from './batch';
 export { EventGroup, EventAction, NetlinkEvent, EventListener, Unsubscribe, EVENT_GROUPS } from './events';
-export { subscribe, SubscribeOptions } from './event-relay';
+export { subscribe, SubscribeOptions } from './events';
 export { IpFamily, Cidr, parseCidr } from './wire-format';

@@ -8,7 +8,7 @@
  * `UnsupportedLinkKindError`. Reading a missing link is not an error:
  * `getLink` resolves with undefined.
  */
-import { AttrStream, FlagsNew, ifla, putU32, putU8, rt, StreamData } from 'netlink';
+import { AttrStream, FlagsNew, ifla, putU32, putU8, rt, StreamData } from './package';
 import { RtContext, LinkRef } from './context';
 import { InvalidArgumentError, isNotFound, NetlinkError, UnsupportedLinkKindError } from './errors';
 import { Describe } from './socket';

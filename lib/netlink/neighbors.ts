@@ -7,7 +7,7 @@
  * Failure: `NetlinkError` — ENOENT when `deleteNeighbor` finds nothing,
  * ENODEV for a missing link.
  */
-import { AttrStream, FlagsNew, rt } from 'netlink';
+import { AttrStream, FlagsNew, rt } from './package';
 import { LinkRef, RtContext } from './context';
 import { isNotFound } from './errors';
 import { Describe } from './socket';

@@ -13,8 +13,7 @@
 import { AddressInfo, deleteAddress, listAddresses, replaceAddress } from './addresses';
 import { applyAll, BatchOptions, BatchResult, Operation } from './batch';
 import { LinkRef, RtContext } from './context';
-import { subscribe, SubscribeOptions } from './event-relay';
-import { EventGroup, EventListener, Unsubscribe } from './events';
+import { EventGroup, EventListener, subscribe, SubscribeOptions, Unsubscribe } from './events';
 import { appendFdb, deleteFdb, FdbEntry, FdbSelector, FdbSpec, listFdb, replaceFdb } from './fdb';
 import {
   createIpip, createVxlan, deleteLink, getLink, IpipSpec, LinkInfo, listLinks, setAlias, setLinkUp, setMtu, setVxlanLearning, VxlanSpec,
@@ -120,7 +119,7 @@ export class Netlink {
   /** Applies all operations pipelined; one failure does not stop the others. */
   apply(operations: readonly Operation[], options?: BatchOptions): Promise<BatchResult> { return applyAll(this.ctx, operations, options); }
 
-  /** Kernel change notifications on their own socket (in a child process unless `isolate: false`). */
+  /** Kernel change notifications on their own socket, read in this process by twill's native addon (events.ts). */
   subscribe(groups: EventGroup[], onEvent: EventListener, options?: SubscribeOptions): Promise<Unsubscribe> {
     return subscribe(groups, onEvent, options);
   }

@@ -22,7 +22,7 @@
  * table to classify the gateway with), ENETUNREACH for a gateway that is not
  * reachable without `onlink`.
  */
-import { AttrStream, FlagsNew, rt } from 'netlink';
+import { AttrStream, FlagsNew, rt } from './package';
 import { LinkRef, RtContext } from './context';
 import { InvalidArgumentError, isNotFound, NetlinkError } from './errors';
 import { getLink } from './links';

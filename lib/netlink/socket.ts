@@ -32,7 +32,7 @@
  * `timeoutMs`; ECANCELED when the socket was closed first; EBADMSG when a
  * reply could not be decoded).
  */
-import { createNetlink, ErrnoException, Flags, FlagsGet, NetlinkMessage, NetlinkSocket, parseError, Protocol, rt } from 'netlink';
+import { createNetlink, ErrnoException, Flags, FlagsGet, NetlinkMessage, NetlinkSocket, parseError, Protocol, rt } from './package';
 import { NetlinkError } from './errors';
 
 const NLMSG_ERROR = 2;

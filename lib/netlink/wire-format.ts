@@ -7,7 +7,7 @@
  * field, before anything is sent to the kernel.
  */
 import { isIPv4, isIPv6 } from 'net';
-import { AttrStream, StreamData } from 'netlink';
+import { AttrStream, StreamData } from './package';
 import { InvalidArgumentError } from './errors';
 
 /** Address families as the kernel numbers them. */

@@ -1,9 +1,9 @@
 /**
  * The Prometheus metrics twilld exposes on `/metrics` (DESIGN §5).
  *
- * `AgentMetrics` owns a private prom-client `Registry`, not the global
- * one, so that tests (and anything else in the process) can hold several
- * independent sets without "metric already registered" errors. The agent
+ * `AgentMetrics` owns a private `Registry` (exposition.ts: twill's own
+ * small Prometheus text renderer, not prom-client), so that tests can hold
+ * several independent sets. The agent
  * reports facts through one method per fact; the metric names and labels
  * below are a public contract that dashboards and alerts depend on, so
  * they are renamed only with a CHANGELOG entry:
@@ -29,14 +29,15 @@
  * | twill_datapath_transmit_bytes_total      | counter   | backend           |
  * | twill_datapath_drops_total               | counter   | backend           |
  *
- * plus prom-client's default process metrics, prefixed `twill_`
- * (`twill_process_cpu_seconds_total`, `twill_nodejs_heap_size_used_bytes`, …).
+ * plus the Node.js process metrics, prefixed `twill_`
+ * (`twill_process_cpu_seconds_total`, `twill_nodejs_heap_size_used_bytes`, …;
+ * see `processMetrics`), computed when scraped.
  *
  * Failure semantics: no method throws. A value that is not a finite number
  * (or a negative count) is a bug in the caller, not a reason to take the
  * agent down; it is ignored and the metric keeps its previous value.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CONTENT_TYPE, Counter, Gauge, Histogram, Registry, processMetrics } from './exposition';
 
 /** Absolute datapath counters as read back from a userspace datapath. */
 export interface DatapathCounters {
@@ -75,82 +76,24 @@ export class AgentMetrics {
   private readonly datapathLast = new Map<string, DatapathCounters>();
 
   constructor() {
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'twill_' });
+    const r = this.registry;
+    r.collect(processMetrics('twill_'));
 
-    this.peers = new Gauge({
-      name: 'twill_peers',
-      help: 'Peers (other nodes\' leases) currently programmed into the datapath, per backend.',
-      labelNames: ['backend'],
-      registers,
-    });
-    this.reconciles = new Counter({
-      name: 'twill_reconcile_total',
-      help: 'Reconciles of the kernel state with the leases, by result (ok: the backend ran to the end, error: it threw and will be retried).',
-      labelNames: ['result'],
-      registers,
-    });
-    this.reconcileDuration = new Histogram({
-      name: 'twill_reconcile_duration_seconds',
-      help: 'Time one reconcile of the kernel state with the leases took, whether it succeeded or not.',
-      buckets: RECONCILE_BUCKETS,
-      registers,
-    });
-    this.kernelChanges = new Counter({
-      name: 'twill_kernel_changes_total',
-      help: 'Kernel objects (routes, FDB and ARP entries, links) that reconciles added or replaced (kind="changed") or deleted (kind="removed"). A steady rise on a quiet cluster means something else keeps undoing them.',
-      labelNames: ['kind'],
-      registers,
-    });
-    this.leaseExpiry = new Gauge({
-      name: 'twill_lease_expiry_timestamp_seconds',
-      help: 'Unix time at which this node\'s subnet lease expires unless renewed; 0 for a reservation (never expires) or when no lease is held.',
-      registers,
-    });
-    this.subnetChanges = new Counter({
-      name: 'twill_subnet_changes_total',
-      help: 'Times this node lost its own subnet lease and had to take a different subnet; every pod on the node needs a new address afterwards.',
-      registers,
-    });
-    this.etcdErrors = new Counter({
-      name: 'twill_etcd_errors_total',
-      help: 'Failed etcd requests, by operation (a small fixed set such as acquire, renew, watch, list, config).',
-      labelNames: ['operation'],
-      registers,
-    });
-    this.etcdReconnects = new Counter({
-      name: 'twill_etcd_reconnects_total',
-      help: 'Times contact with etcd came back after it was lost (leases are re-listed each time).',
-      registers,
-    });
-    this.etcdUp = new Gauge({
-      name: 'twill_etcd_up',
-      help: 'Whether etcd is reachable (1) or not (0) as of the last request or watch event; 0 until first reached.',
-      registers,
-    });
-    this.configRejections = new Counter({
-      name: 'twill_config_rejected_total',
-      help: 'Network configs read from etcd and refused as invalid; the last good config keeps running.',
-      registers,
-    });
-    this.configValid = new Gauge({
-      name: 'twill_config_valid',
-      help: 'Whether the network config currently in etcd is valid (1) or was refused (0); 0 until a config has been read.',
-      registers,
-    });
-    this.leasesSkipped = new Counter({
-      name: 'twill_leases_skipped_total',
-      help: 'Other nodes\' leases ignored because they are malformed or unusable (each is also logged once).',
-      registers,
-    });
-    this.backendInfo = new Gauge({
-      name: 'twill_backend_info',
-      help: 'Always 1, for the backend running on this node; mode says how it moves packets (kernel, userspace, or none for alloc).',
-      labelNames: ['backend', 'mode'],
-      registers,
-    });
+    this.peers = r.register(new Gauge('twill_peers', 'Peers (other nodes\' leases) currently programmed into the datapath, per backend.', ['backend']));
+    this.reconciles = r.register(new Counter('twill_reconcile_total', 'Reconciles of the kernel state with the leases, by result (ok: the backend ran to the end, error: it threw and will be retried).', ['result']));
+    this.reconcileDuration = r.register(new Histogram('twill_reconcile_duration_seconds', 'Time one reconcile of the kernel state with the leases took, whether it succeeded or not.', RECONCILE_BUCKETS));
+    this.kernelChanges = r.register(new Counter('twill_kernel_changes_total', 'Kernel objects (routes, FDB and ARP entries, links) that reconciles added or replaced (kind="changed") or deleted (kind="removed"). A steady rise on a quiet cluster means something else keeps undoing them.', ['kind']));
+    this.leaseExpiry = r.register(new Gauge('twill_lease_expiry_timestamp_seconds', 'Unix time at which this node\'s subnet lease expires unless renewed; 0 for a reservation (never expires) or when no lease is held.'));
+    this.subnetChanges = r.register(new Counter('twill_subnet_changes_total', 'Times this node lost its own subnet lease and had to take a different subnet; every pod on the node needs a new address afterwards.'));
+    this.etcdErrors = r.register(new Counter('twill_etcd_errors_total', 'Failed etcd requests, by operation (a small fixed set such as acquire, renew, watch, list, config).', ['operation']));
+    this.etcdReconnects = r.register(new Counter('twill_etcd_reconnects_total', 'Times contact with etcd came back after it was lost (leases are re-listed each time).'));
+    this.etcdUp = r.register(new Gauge('twill_etcd_up', 'Whether etcd is reachable (1) or not (0) as of the last request or watch event; 0 until first reached.'));
+    this.configRejections = r.register(new Counter('twill_config_rejected_total', 'Network configs read from etcd and refused as invalid; the last good config keeps running.'));
+    this.configValid = r.register(new Gauge('twill_config_valid', 'Whether the network config currently in etcd is valid (1) or was refused (0); 0 until a config has been read.'));
+    this.leasesSkipped = r.register(new Counter('twill_leases_skipped_total', 'Other nodes\' leases ignored because they are malformed or unusable (each is also logged once).'));
+    this.backendInfo = r.register(new Gauge('twill_backend_info', 'Always 1, for the backend running on this node; mode says how it moves packets (kernel, userspace, or none for alloc).', ['backend', 'mode']));
     const datapath = (name: string, help: string) =>
-      new Counter({ name, help: `${help}, per backend (userspace datapaths only).`, labelNames: ['backend'], registers });
+      r.register(new Counter(name, `${help}, per backend (userspace datapaths only).`, ['backend']));
     this.datapath = {
       rxPackets: datapath('twill_datapath_receive_packets_total', 'Packets the datapath received from the overlay'),
       txPackets: datapath('twill_datapath_transmit_packets_total', 'Packets the datapath sent into the overlay'),
@@ -170,12 +113,12 @@ export class AgentMetrics {
 
   /** The Content-Type header to serve `metrics()` with (Prometheus text format 0.0.4). */
   get contentType(): string {
-    return this.registry.contentType;
+    return CONTENT_TYPE;
   }
 
   /** Renders every metric in the Prometheus text format. Rejects only if a collector throws. */
   metrics(): Promise<string> {
-    return this.registry.metrics();
+    return this.registry.render();
   }
 
   /** Peers programmed by `backend` after a reconcile (0 once a backend stops). */

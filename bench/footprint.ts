@@ -1,0 +1,249 @@
+/**
+ * Footprint benchmark (issue: one lean process per node). Per backend, a
+ * 3-node cluster in namespaces; nodes 1 and 2 start first, then node 0 is
+ * measured:
+ *  - exec → subnet.env: from spawning twilld to its subnet file's mtime;
+ *  - CPU exec → settled: CPU seconds of twilld and all its descendants from
+ *    exec until node 0 routes both peers;
+ *  - memory settled: summed RSS and PSS (/proc/<pid>/smaps_rollup) of twilld
+ *    and every descendant, 3 s after settling;
+ *  - lease put → route: a new peer lease put into etcd until node 0 routes it;
+ *  - for vxlan and host-gw: 5000 fake peer leases (as bench/scale.ts puts
+ *    them) put while it runs; RSS/PSS once all 5000 are in the kernel.
+ * Usage: node dist/bench/footprint.js [--backends vxlan,host-gw,udp,ipip-userspace] [--peers 5000]
+ */
+import { readFileSync, readdirSync, statSync } from 'fs';
+import type { Etcd3 } from 'etcd3';
+import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
+import { run, nsArgv } from '../test/harness/netns';
+import { cpuSeconds, fmt } from './measure';
+
+const BACKEND_CONFIGS: Record<string, { Type: string; Mode?: string }> = {
+  vxlan: { Type: 'vxlan' },
+  'host-gw': { Type: 'host-gw' },
+  udp: { Type: 'udp' },
+  'ipip-userspace': { Type: 'ipip', Mode: 'userspace' },
+};
+const SCALE_BACKENDS = new Set(['vxlan', 'host-gw']);
+const PROTOCOL: Record<string, number> = { vxlan: 117, 'host-gw': 118 };
+/** /29s: 8192 subnets in 10.244.0.0/16, enough for 5000 fake peers at 10.244.64.0 and up, above the nodes' own. */
+const NETWORK = { Network: '10.244.0.0/16', SubnetLen: 29 };
+
+interface Memory {
+  processes: number;
+  nodeProcesses: number;
+  rssMb: number;
+  pssMb: number;
+  /** twilld's own RSS, without its descendants. */
+  agentRssMb: number;
+}
+
+interface Row {
+  backend: string;
+  execToEnvMs: number;
+  cpuToSettledS: number;
+  settled: Memory;
+  leaseToRouteMs: number | null;
+  atScale: Memory | null;
+  scaleProgramMs: number | null;
+  /** CPU seconds of the tree from exec until all N peers are programmed. */
+  cpuAtScaleS: number | null;
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** `pid` and all its descendants (children of each thread, recursively). */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${out[i]}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        for (const c of readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8').split(/\s+/)) if (c) out.push(Number(c));
+      } catch {
+        // thread or process gone
+      }
+    }
+  }
+  return out;
+}
+
+function kb(file: string, field: string): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(file, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function isNode(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'node';
+  } catch {
+    return false;
+  }
+}
+
+/** Summed RSS and PSS of a process tree. */
+export function treeMemory(pid: number): Memory {
+  const pids = processTree(pid);
+  return {
+    processes: pids.length,
+    nodeProcesses: pids.filter(isNode).length,
+    rssMb: pids.reduce((s, p) => s + kb(`/proc/${p}/status`, 'VmRSS'), 0) / 1024,
+    pssMb: pids.reduce((s, p) => s + kb(`/proc/${p}/smaps_rollup`, 'Pss'), 0) / 1024,
+    agentRssMb: kb(`/proc/${pid}/status`, 'VmRSS') / 1024,
+  };
+}
+
+function treeCpu(pid: number): number {
+  return processTree(pid).reduce((s, p) => s + cpuSeconds(p), 0);
+}
+
+async function routes(ns: string): Promise<string> {
+  return (await run(nsArgv(ns, ['ip', '-4', 'route', 'show']), { timeoutMs: 30_000 })).stdout;
+}
+
+async function countLines(ns: string, argv: string[]): Promise<number> {
+  const r = await run(nsArgv(ns, argv), { timeoutMs: 30_000 });
+  return r.stdout.split('\n').filter((l) => l.trim()).length;
+}
+
+/** Whether node 0 carries every peer: their routes (udp: the one network route on flannel0). */
+async function settled(tc: TwillCluster, backend: string): Promise<boolean> {
+  const r = await routes(tc.nodeNs(0));
+  if (backend === 'udp') return /10\.244\.0\.0\/16 dev flannel0/.test(r);
+  return [1, 2].every((n) => r.includes(`${tc.lease(n).subnet} `));
+}
+
+function peerLease(type: string, i: number): { key: string; value: string } {
+  const subnet = `10.244.${64 + (i >> 5)}.${(i & 31) * 8}`;
+  const publicIP = `198.18.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+  const mac = `0e:fa:c6:12:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
+  const value = type === 'vxlan'
+    ? { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } }
+    : type === 'udp' ? { PublicIP: publicIP, PublicIPv6: null } : { PublicIP: publicIP, PublicIPv6: null, BackendType: type };
+  return { key: `${PREFIX}/subnets/${subnet}-29`, value: JSON.stringify(value) };
+}
+
+async function putLeases(admin: Etcd3, type: string, from: number, n: number): Promise<void> {
+  const chunk = 500;
+  for (let start = from; start < from + n; start += chunk) {
+    await Promise.all(Array.from({ length: Math.min(chunk, from + n - start) }, (_, j) => {
+      const l = peerLease(type, start + j);
+      return admin.put(l.key).value(l.value);
+    }));
+  }
+}
+
+/** TwillCluster.create, waiting while other processes (tests, other benchmarks) hold the underlay. */
+async function createWaiting(opts: Parameters<typeof TwillCluster.create>[0]): Promise<TwillCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await TwillCluster.create(opts);
+    } catch (err) {
+      if ((err as Error).name !== 'UnderlayInUseError' && !/UnderlayInUse|in use by another process/.test(String(err)) || attempt >= 40) throw err;
+      console.error(`underlay busy; waiting (attempt ${attempt})`);
+      await sleep(2000);
+    }
+  }
+}
+
+async function benchBackend(backend: string, peers: number): Promise<Row> {
+  const config = BACKEND_CONFIGS[backend];
+  if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BACKEND_CONFIGS).join(', ')}`);
+  const tc = await createWaiting({ nodes: 3, config: { ...NETWORK, Backend: config }, start: false });
+  try {
+    const ns = tc.nodeNs(0);
+    // The fake peers' public IPs (198.18.1.0 – 198.18.21.0) must be on-link for host-gw routes.
+    await run(nsArgv(ns, ['ip', 'route', 'add', '198.18.0.0/15', 'dev', 'eth0', 'scope', 'link']));
+    await tc.startAgent(1);
+    await tc.startAgent(2);
+
+    const t0 = Date.now();
+    await tc.startAgent(0);
+    const execToEnvMs = statSync(tc.subnetFile(0)).mtimeMs - t0;
+    const pid = tc.agents.get(0)!.pid;
+    const deadline = Date.now() + 30_000;
+    while (!(await settled(tc, backend))) {
+      if (Date.now() > deadline) throw new Error(`${backend}: node 0 did not settle: ${tc.logs(0)}`);
+    }
+    const cpuToSettledS = treeCpu(pid);
+    await sleep(3000);
+    const settledMemory = treeMemory(pid);
+
+    let leaseToRouteMs: number | null = null;
+    if (backend !== 'udp') {
+      const l = peerLease(config.Type, 4999);
+      const dst = l.key.split('/').pop()!.replace('-', '/').split('/')[0];
+      const put = Date.now();
+      await tc.admin.put(l.key).value(l.value);
+      while (!(await routes(ns)).includes(`${dst}/29`)) {
+        if (Date.now() - put > 10_000) throw new Error('route never appeared');
+      }
+      leaseToRouteMs = Date.now() - put;
+      await tc.admin.delete().key(l.key);
+    }
+
+    let atScale: Memory | null = null;
+    let scaleProgramMs: number | null = null;
+    let cpuAtScaleS: number | null = null;
+    if (SCALE_BACKENDS.has(backend) && peers > 0) {
+      const started = Date.now();
+      await putLeases(tc.admin, config.Type, 0, peers);
+      const proto = String(PROTOCOL[backend]);
+      const scaleDeadline = Date.now() + 120_000;
+      let have = 0;
+      while ((have = await countLines(ns, ['ip', '-4', 'route', 'show', 'proto', proto])) < peers + 2) {
+        if (Date.now() > scaleDeadline) throw new Error(`${backend}: ${peers} peers never all programmed (${have} routes of ${peers + 2}); twilld's log ends: ${tc.logs(0).slice(-3000)}`);
+        await sleep(100);
+      }
+      scaleProgramMs = Date.now() - started;
+      cpuAtScaleS = treeCpu(pid);
+      await sleep(3000);
+      atScale = treeMemory(pid);
+    }
+    return { backend, execToEnvMs, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS };
+  } finally {
+    await tc.destroy();
+  }
+}
+
+async function main(): Promise<void> {
+  const backends = arg('backends', 'vxlan,host-gw,udp,ipip-userspace').split(',');
+  const peers = Number(arg('peers', '5000'));
+  const rows: Row[] = [];
+  for (const b of backends) {
+    rows.push(await benchBackend(b, peers));
+    const r = rows[rows.length - 1];
+    console.error(`${b}: ${JSON.stringify(r)}`);
+  }
+  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | PSS MB settled | exec→subnet.env ms | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers |`);
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? 'n/a (one network route)'} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} |`);
+  }
+  const flags = process.env.TWILL_AGENT_NODE_FLAGS;
+  if (flags) console.log(`\ntwilld ran with Node flags: ${flags}`);
+  console.log('| flanneld (reference, from the issue; not measured here) | 1 | 33 | — | 35–48 | — | — | — | — | — | — |');
+}
+
+if (require.main === module) {
+  main().catch((err: Error) => {
+    console.error(err.stack ?? err.message);
+    process.exitCode = 1;
+  });
+}

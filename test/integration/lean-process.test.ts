@@ -1,0 +1,139 @@
+/**
+ * One lean process per node: a vxlan node runs twilld and nothing else of
+ * Node.js (its kernel notifications are read in its own process), and a
+ * flood of kernel notifications that overflows that socket neither stops
+ * the agent nor leaves the kernel wrong.
+ *
+ * Two nodes on vxlan in the test's own namespaces (198.18.0.0/24 underlay,
+ * 10.244.0.0/16 pods); the flood is 4000 routes on 10.244.128.0/17 added and
+ * removed inside node 0's namespace with `ip -batch`.
+ */
+import { expect } from 'chai';
+import { readFileSync, readdirSync, readlinkSync, writeFileSync, mkdtempSync, rmSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { TwillCluster } from '../harness/twill-cluster';
+import { ipIn, isAlive } from '../harness/netns';
+import { waitFor } from '../harness/wait';
+
+/** Every descendant of `pid` (children of each of its threads, recursively). */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return; // gone
+    }
+    for (const tid of tids) {
+      let children = '';
+      try {
+        children = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const c of children.split(/\s+/).filter(Boolean).map(Number)) {
+        out.push(c);
+        walk(c);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** Whether `pid` runs the Node.js binary. */
+function isNode(pid: number): boolean {
+  try {
+    const exe = readlinkSync(`/proc/${pid}/exe`);
+    return exe === process.execPath || path.basename(exe) === 'node';
+  } catch {
+    return false;
+  }
+}
+
+describe('one lean twilld process per node (vxlan)', function () {
+  this.timeout(180_000);
+  let tc: TwillCluster | undefined;
+  let dir: string | undefined;
+  const savedRcvbuf = process.env.TWILL_NETLINK_EVENT_RCVBUF;
+
+  before(async function () {
+    // The agents inherit this: a 4 KiB notification socket (the kernel
+    // doubles it) that any burst overflows.
+    process.env.TWILL_NETLINK_EVENT_RCVBUF = '4096';
+    try {
+      tc = await TwillCluster.create({
+        nodes: 2,
+        config: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } },
+        // Repairs come from kernel events (or their loss), not from the timer.
+        agentArgs: ['--repair-interval', '3600'],
+      });
+    } finally {
+      if (savedRcvbuf === undefined) delete process.env.TWILL_NETLINK_EVENT_RCVBUF;
+      else process.env.TWILL_NETLINK_EVENT_RCVBUF = savedRcvbuf;
+    }
+    dir = mkdtempSync(path.join(os.tmpdir(), 'twill-lean-'));
+  });
+
+  after(async function () {
+    await tc?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs exactly one Node.js process: twilld, with no child process', function () {
+    for (const node of [0, 1]) {
+      const agent = tc!.agents.get(node)!;
+      expect(isNode(agent.pid), `twilld on node ${node} is a Node.js process`).to.equal(true);
+      const nodes = [agent.pid, ...descendants(agent.pid)].filter(isNode);
+      expect(nodes, `Node.js processes in twilld's tree on node ${node}`).to.deep.equal([agent.pid]);
+    }
+  });
+
+  it('survives an overflow of its kernel notifications and puts back a route whose deletion was lost', async function () {
+    const ns = tc!.nodeNs(0);
+    const agent = tc!.agents.get(0)!;
+    const peerSubnet = tc!.lease(1).subnet;
+    const routes = async (): Promise<string> => ipIn(ns, ['route', 'show', 'dev', 'flannel.1']);
+    await waitFor(`node 0 routes ${peerSubnet}`, async () => (await routes()).includes(peerSubnet), 20_000);
+
+    // 4000 routes on eth0 (not the agent's), added and removed; the peer's
+    // route is deleted in the middle of the removals.
+    const add: string[] = [];
+    const del: string[] = [];
+    for (let i = 0; i < 4000; i++) {
+      const dst = `10.244.${128 + (i >> 6)}.${(i & 63) * 4}/30`;
+      add.push(`route add ${dst} dev eth0`);
+      del.push(`route del ${dst} dev eth0`);
+    }
+    del.splice(2000, 0, `route del ${peerSubnet} dev flannel.1`);
+    const addFile = path.join(dir!, 'add.batch');
+    const delFile = path.join(dir!, 'del.batch');
+    writeFileSync(addFile, add.join('\n') + '\n');
+    writeFileSync(delFile, del.join('\n') + '\n');
+    // twilld is stopped while the kernel queues the notifications, so its
+    // socket certainly overflows, and the peer route's deletion is among
+    // those lost: only the resync that follows can bring the route back.
+    process.kill(agent.pid, 'SIGSTOP');
+    try {
+      await ipIn(ns, ['-batch', addFile]);
+      await ipIn(ns, ['-batch', delFile]);
+    } finally {
+      process.kill(agent.pid, 'SIGCONT');
+      // Nothing of the flood may stay behind, even if a batch failed half way.
+      const left = (await ipIn(ns, ['route', 'show', '10.244.128.0/17', 'dev', 'eth0']).catch(() => '')).trim();
+      for (const line of left.split('\n').filter(Boolean)) {
+        await ipIn(ns, ['route', 'del', line.split(' ')[0], 'dev', 'eth0']).catch(() => undefined);
+      }
+    }
+
+    await waitFor(`node 0 to route ${peerSubnet} again`, async () => (await routes()).includes(peerSubnet), 20_000);
+    expect(await isAlive(agent.pid), 'twilld still runs').to.equal(true);
+    expect(agent.exitedWith, tc!.logs(0)).to.equal(null);
+    expect([agent.pid, ...descendants(agent.pid)].filter(isNode)).to.deep.equal([agent.pid]);
+    expect(tc!.logs(0)).to.not.match(/terminate called|Aborted|SIGABRT|event process exited/);
+    const reasons = [...tc!.logs(0).matchAll(/reason="(kernel [^"]*)"/g)].map((m) => m[1]);
+    expect(reasons, tc!.logs(0)).to.include('kernel events lost');
+  });
+});
