@@ -109,8 +109,8 @@ export function createEtcdClient(opts: EtcdConnectionOptions): Etcd3 {
     host: () => hostBreaker(),
     // etcd3's default lets watch reconnects back off to 30 s; after an outage
     // the agent must be watching again within a second of etcd's return. At
-    // most one stream attempt per 400 ms, and the breaker below gates them.
-    watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 400 }).next(),
+    // most one stream attempt per 300 ms, and the breaker below gates them.
+    watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 300 }).next(),
   };
   return new Etcd3(options);
 }
@@ -123,16 +123,16 @@ export function createEtcdClient(opts: EtcdConnectionOptions): Etcd3 {
  */
 const BREAKER_FAILURES = 1;
 /** While a host's circuit is open, one call is let through (a probe) at most this often. */
-const HALF_OPEN_AFTER_MS = 250;
+const HALF_OPEN_AFTER_MS = 300;
 
 /**
  * The per-host policy. etcd3's default is a circuit breaker that stays open
  * for 5 s after 3 failures: calls fail at once without touching the network,
  * and after an outage the agent stayed away from a working etcd for up to
- * those 5 s. Here the circuit lets one probe through every 250 ms: back
- * within a second of etcd answering, and while etcd is down at most four
- * connection attempts a second per host (measured: see
- * test/integration/etcd-reconnect.test.ts).
+ * those 5 s. Here the circuit lets one probe through every 300 ms: back
+ * within a second of etcd answering (measured 50-550 ms), and while etcd is
+ * down about six connection attempts a second per host, whatever the number
+ * of callers (measured; test/integration/etcd-reconnect.test.ts).
  */
 function hostBreaker(): HostPolicy {
   return circuitBreaker(handleWhen((err) => err instanceof Error && isRecoverableError(err)), {
@@ -157,6 +157,9 @@ function translatingPolicy(context: EtcdErrorContext, options: IOptions, onNotic
     onSuccess: noEvent,
     onFailure: noEvent,
     async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
+      // This call's last failure that reached etcd: a retry held back by the
+      // host's open circuit reports it rather than the circuit.
+      let reached: unknown;
       for (let attempt = 1; ; attempt++) {
         try {
           const result = await fn({ signal });
@@ -170,9 +173,10 @@ function translatingPolicy(context: EtcdErrorContext, options: IOptions, onNotic
             attempt--;
             continue;
           }
+          if (!isBrokenCircuit(err)) reached = err;
           if (attempt < ATTEMPTS && err instanceof Error && isRecoverableError(err)) continue;
-          if (isBrokenCircuit(err) && lastFailure !== undefined) throw lastFailure;
-          lastFailure = translateEtcdError(err, context);
+          if (isBrokenCircuit(err) && reached === undefined && lastFailure !== undefined) throw lastFailure;
+          lastFailure = translateEtcdError(isBrokenCircuit(err) && reached !== undefined ? reached : err, context);
           throw lastFailure;
         }
       }

@@ -53,13 +53,14 @@ async function countingProxy(targetPort: number): Promise<CountingProxy> {
   };
 }
 
-/** Resolves when etcd first answers an HTTP request on its client port (any status). */
+/** Resolves when etcd first answers as a working server: /health says 200 (it has a leader and serves requests). */
 function etcdAnswers(port: number): Promise<number> {
   return new Promise((resolve) => {
     const poll = () => {
       const req = http.get({ host: '127.0.0.1', port, path: '/health', timeout: 200 }, (res) => {
         res.resume();
-        resolve(Date.now());
+        if (res.statusCode === 200) resolve(Date.now());
+        else setTimeout(poll, 5);
       });
       req.on('error', () => setTimeout(poll, 5));
       req.on('timeout', () => req.destroy());
