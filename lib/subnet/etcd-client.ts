@@ -12,9 +12,11 @@
  *   `etcd-errors.ts` (`EtcdTlsError`, `EtcdAuthError`, `EtcdUnavailableError`)
  *   whose message names the endpoint, the cause and what to do; others pass
  *   unchanged. A call is tried up to three times on a transient failure
- *   (etcd3's own default), then fails; while etcd3's per-host circuit breaker
- *   is open the last failure is repeated, so a caller logging "once per
- *   distinct message" sees one state, not two alternating ones.
+ *   (etcd3's own default), the retries spaced by the host's circuit breaker
+ *   (see `hostBreaker`), then fails; a call made while the circuit is
+ *   already open fails at once with the last failure repeated, so a caller
+ *   logging "once per distinct message" sees one state, not two alternating
+ *   ones.
  * - Streams (watch, keepalive) are not translated here; callers may pass
  *   their errors through `describeEtcdError`.
  * - Given --etcd-username against an etcd without authentication, the client
@@ -157,10 +159,11 @@ function translatingPolicy(context: EtcdErrorContext, options: IOptions, onNotic
     onSuccess: noEvent,
     onFailure: noEvent,
     async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
-      // This call's last failure that reached etcd: a retry held back by the
-      // host's open circuit reports it rather than the circuit.
+      // This call's last failure that reached etcd, and how many did.
       let reached: unknown;
-      for (let attempt = 1; ; attempt++) {
+      let reachedCount = 0;
+      let heldBack = 0;
+      for (;;) {
         try {
           const result = await fn({ signal });
           lastFailure = undefined;
@@ -170,13 +173,25 @@ function translatingPolicy(context: EtcdErrorContext, options: IOptions, onNotic
             // etcd's Go client (and so flanneld) ignores credentials that etcd does not ask for.
             options.auth = undefined;
             onNotice?.(`etcd at ${context.endpoints.join(', ')} has authentication disabled; connecting without --etcd-username/--etcd-password`);
-            attempt--;
             continue;
           }
-          if (!isBrokenCircuit(err)) reached = err;
-          if (attempt < ATTEMPTS && err instanceof Error && isRecoverableError(err)) continue;
-          if (isBrokenCircuit(err) && reached === undefined && lastFailure !== undefined) throw lastFailure;
-          lastFailure = translateEtcdError(isBrokenCircuit(err) && reached !== undefined ? reached : err, context);
+          if (isBrokenCircuit(err)) {
+            // The host's circuit opened on this call's failure: wait for its
+            // next probe, so a transient failure still gets its retries.
+            if (reachedCount > 0 && reachedCount < ATTEMPTS && heldBack < ATTEMPTS) {
+              heldBack++;
+              await new Promise((resolve) => setTimeout(resolve, HALF_OPEN_AFTER_MS));
+              continue;
+            }
+            // Open before this call began (etcd is away): the last failure again, at once.
+            if (reached === undefined && lastFailure !== undefined) throw lastFailure;
+            lastFailure = translateEtcdError(reached ?? err, context);
+            throw lastFailure;
+          }
+          reached = err;
+          reachedCount++;
+          if (reachedCount < ATTEMPTS && err instanceof Error && isRecoverableError(err)) continue;
+          lastFailure = translateEtcdError(err, context);
           throw lastFailure;
         }
       }
