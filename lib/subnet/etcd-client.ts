@@ -25,7 +25,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'crypto';
 import { readFileSync } from 'fs';
-import { Etcd3, IOptions, isRecoverableError } from 'etcd3';
+import { Etcd3, GRPCCancelledError, IOptions, isRecoverableError } from 'etcd3';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
 import { ClientCertificateInfo, EtcdErrorContext, isBrokenCircuit, translateEtcdError } from './etcd-errors';
 
@@ -137,7 +137,10 @@ const HALF_OPEN_AFTER_MS = 300;
  * of callers (measured; test/integration/etcd-reconnect.test.ts).
  */
 function hostBreaker(): HostPolicy {
-  return circuitBreaker(handleWhen((err) => err instanceof Error && isRecoverableError(err)), {
+  // A stream this client cancels itself (a watch replaced after a compaction)
+  // says nothing about the host: only failures to reach etcd count.
+  const unreachable = (err: Error) => isRecoverableError(err) && !(err instanceof GRPCCancelledError);
+  return circuitBreaker(handleWhen(unreachable), {
     halfOpenAfter: HALF_OPEN_AFTER_MS,
     breaker: new ConsecutiveBreaker(BREAKER_FAILURES),
   });
