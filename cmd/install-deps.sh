@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# Installs the system packages twill and its tests need, when missing.
+# Installs the system packages twill needs, when missing.
+#   bash cmd/install-deps.sh        what the test suite needs (npm test)
+#   bash cmd/install-deps.sh lab    only what `npm run lab` needs: etcd,
+#                                   iproute2, ping, nft and the native build's
+#                                   compiler and headers (no browser, no buildah)
 # Debian/Ubuntu only; needs root to install (without root it only reports).
 set -euo pipefail
+profile=${1:-test}
+case "$profile" in
+  test|lab) ;;
+  *) echo "install-deps: unknown profile '$profile' (use 'test' or 'lab')" >&2; exit 2 ;;
+esac
 
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
@@ -9,18 +18,22 @@ command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v bridge >/dev/null 2>&1 || missing+=(iproute2)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
-command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 [ -f /usr/include/pcap/pcap.h ] || missing+=(libpcap-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
-{ [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ]; } || missing+=(containernetworking-plugins)
-command -v iptables-restore >/dev/null 2>&1 || missing+=(iptables)
-command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
+if [ "$profile" = test ]; then
+  command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
+  { [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ]; } || missing+=(containernetworking-plugins)
+  command -v iptables-restore >/dev/null 2>&1 || missing+=(iptables)
+  command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
+  # The container image test builds twill's image FROM scratch (no registry, no OCI runtime needed).
+  command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -12,9 +12,11 @@
  *   `etcd-errors.ts` (`EtcdTlsError`, `EtcdAuthError`, `EtcdUnavailableError`)
  *   whose message names the endpoint, the cause and what to do; others pass
  *   unchanged. A call is tried up to three times on a transient failure
- *   (etcd3's own default), then fails; while etcd3's per-host circuit breaker
- *   is open the last failure is repeated, so a caller logging "once per
- *   distinct message" sees one state, not two alternating ones.
+ *   (etcd3's own default), the retries spaced by the host's circuit breaker
+ *   (see `hostBreaker`), then fails; a call made while the circuit is
+ *   already open fails at once with the last failure repeated, so a caller
+ *   logging "once per distinct message" sees one state, not two alternating
+ *   ones.
  * - Streams (watch, keepalive) are not translated here; callers may pass
  *   their errors through `describeEtcdError`.
  * - Given --etcd-username against an etcd without authentication, the client
@@ -23,8 +25,8 @@
  */
 import { X509Certificate, createPrivateKey } from 'crypto';
 import { readFileSync } from 'fs';
-import { Etcd3, IOptions, isRecoverableError } from 'etcd3';
-import { ExponentialBackoff } from 'cockatiel';
+import { Etcd3, GRPCCancelledError, IOptions, isRecoverableError } from 'etcd3';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
 import { ClientCertificateInfo, EtcdErrorContext, isBrokenCircuit, translateEtcdError } from './etcd-errors';
 
 export * from './etcd-errors';
@@ -106,13 +108,45 @@ export function createEtcdClient(opts: EtcdConnectionOptions): Etcd3 {
   };
   options.faultHandling = {
     global: translatingPolicy(context, options, opts.onNotice),
+    host: () => hostBreaker(),
     // etcd3's default lets watch reconnects back off to 30 s; after an outage
-    // the agent should be watching again within a few seconds of etcd's return.
-    watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 3000 }).next(),
+    // the agent must be watching again within a second of etcd's return. At
+    // most one stream attempt per 300 ms, and the breaker below gates them.
+    watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 300 }).next(),
   };
   return new Etcd3(options);
 }
 
+/**
+ * Consecutive failures after which a host's circuit opens. One: a watch
+ * stream's creation counts as a success before it has reached etcd, which
+ * closes the circuit; with etcd3's three, every such fake success let three
+ * more attempts through (8 a second while etcd was down).
+ */
+const BREAKER_FAILURES = 1;
+/** While a host's circuit is open, one call is let through (a probe) at most this often. */
+const HALF_OPEN_AFTER_MS = 300;
+
+/**
+ * The per-host policy. etcd3's default is a circuit breaker that stays open
+ * for 5 s after 3 failures: calls fail at once without touching the network,
+ * and after an outage the agent stayed away from a working etcd for up to
+ * those 5 s. Here the circuit lets one probe through every 300 ms: back
+ * within a second of etcd answering (measured 50-550 ms), and while etcd is
+ * down about six connection attempts a second per host, whatever the number
+ * of callers (measured; test/integration/etcd-reconnect.test.ts).
+ */
+function hostBreaker(): HostPolicy {
+  // A stream this client cancels itself (a watch replaced after a compaction)
+  // says nothing about the host: only failures to reach etcd count.
+  const unreachable = (err: Error) => isRecoverableError(err) && !(err instanceof GRPCCancelledError);
+  return circuitBreaker(handleWhen(unreachable), {
+    halfOpenAfter: HALF_OPEN_AFTER_MS,
+    breaker: new ConsecutiveBreaker(BREAKER_FAILURES),
+  });
+}
+
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
 type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
 /**
@@ -128,7 +162,11 @@ function translatingPolicy(context: EtcdErrorContext, options: IOptions, onNotic
     onSuccess: noEvent,
     onFailure: noEvent,
     async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
-      for (let attempt = 1; ; attempt++) {
+      // This call's last failure that reached etcd, and how many did.
+      let reached: unknown;
+      let reachedCount = 0;
+      let heldBack = 0;
+      for (;;) {
         try {
           const result = await fn({ signal });
           lastFailure = undefined;
@@ -138,11 +176,24 @@ function translatingPolicy(context: EtcdErrorContext, options: IOptions, onNotic
             // etcd's Go client (and so flanneld) ignores credentials that etcd does not ask for.
             options.auth = undefined;
             onNotice?.(`etcd at ${context.endpoints.join(', ')} has authentication disabled; connecting without --etcd-username/--etcd-password`);
-            attempt--;
             continue;
           }
-          if (attempt < ATTEMPTS && err instanceof Error && isRecoverableError(err)) continue;
-          if (isBrokenCircuit(err) && lastFailure !== undefined) throw lastFailure;
+          if (isBrokenCircuit(err)) {
+            // The host's circuit opened on this call's failure: wait for its
+            // next probe, so a transient failure still gets its retries.
+            if (reachedCount > 0 && reachedCount < ATTEMPTS && heldBack < ATTEMPTS) {
+              heldBack++;
+              await new Promise((resolve) => setTimeout(resolve, HALF_OPEN_AFTER_MS));
+              continue;
+            }
+            // Open before this call began (etcd is away): the last failure again, at once.
+            if (reached === undefined && lastFailure !== undefined) throw lastFailure;
+            lastFailure = translateEtcdError(reached ?? err, context);
+            throw lastFailure;
+          }
+          reached = err;
+          reachedCount++;
+          if (reachedCount < ATTEMPTS && err instanceof Error && isRecoverableError(err)) continue;
           lastFailure = translateEtcdError(err, context);
           throw lastFailure;
         }
