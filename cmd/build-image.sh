@@ -14,7 +14,7 @@ root_dir=$PWD
 version=$(node -p 'require("./package.json").version')
 image=${TWILL_IMAGE:-twill:$version}
 
-for f in dist/cmd/twilld.js dist/cmd/twill.js dist/cmd/twill-cni.js build/Release/twill_userspace.node; do
+for f in dist/cmd/twilld.js dist/cmd/twill.js dist/cmd/twill-cni.js build/Release/twill-dataplane build/Release/twill_netlink_events.node; do
   [ -e "$f" ] || { echo "build-image: $f is missing: run 'npm ci' (or 'npm run build' and 'npm run build:native') first" >&2; exit 1; }
 done
 
@@ -58,22 +58,23 @@ prog() {
 for p in node nft dash env mkdir mktemp basename chmod cp ln mv rm cat ls; do prog "$p"; done
 ln -sfn dash "$rootfs/usr/bin/sh"
 
-# The project: the built JavaScript (no tests or benchmarks), the native engine, production modules.
+# The project: the built JavaScript (no tests or benchmarks), the native parts (the twill-dataplane
+# program, the netlink event addon), production modules.
 app=$rootfs/opt/twill
 cp package.json package-lock.json "$app/"
 mkdir -p "$app/dist" "$app/build/Release"
 for d in cmd lib backends; do cp -a "dist/$d" "$app/dist/"; done
-cp build/Release/twill_userspace.node "$app/build/Release/"
+cp build/Release/twill-dataplane build/Release/twill_netlink_events.node "$app/build/Release/"
 cp -a node_modules/. "$app/node_modules/" 2>/dev/null || cp -aL node_modules "$app/node_modules"
 (cd "$app" && npm prune --omit=dev --offline --no-audit --no-fund --ignore-scripts >/dev/null 2>&1) \
   || { echo "build-image: npm prune --omit=dev failed in $app" >&2; exit 1; }
 rm -rf "$app/node_modules/.bin" "$app/node_modules/.package-lock.json"
 chmod 0755 "$app"/dist/cmd/*.js
 for b in twilld twill twill-cni; do ln -sfn "/opt/twill/dist/cmd/$b.js" "$rootfs/usr/local/bin/$b"; done
-# Native modules (the engine, netlink, cap) and their libraries.
+# Native code (the dataplane program, the addons: netlink events, netlink, cap) and its libraries.
 while read -r so; do
   while read -r lib; do libs+=("$lib"); done < <(ldd "$so" 2>/dev/null | awk '/=> \//{print $3}')
-done < <(find "$app" -name '*.node')
+done < <(find "$app" -name '*.node' -o -name twill-dataplane -type f)
 
 # The libraries, once each (a library's own dependencies are in ldd's list already).
 mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sort -u)

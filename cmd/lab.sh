@@ -26,8 +26,9 @@ deps=$(bash cmd/install-deps.sh lab) || exit 1
 echo "lab: system packages: ${deps#install-deps: }" | sed 's/: $/: all present (etcd, iproute2, nft, compiler)/'
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   step "npm ci: node modules and the native engine (C), log in $log" npm ci --no-audit --no-fund
-elif [ ! -f build/Release/twill_userspace.node ] || [ -n "$(find binding.gyp backends/userspace/native -newer build/Release/twill_userspace.node -print -quit)" ]; then
-  step "building the native engine (C), log in $log" npm run build:native --silent
+elif [ ! -f build/Release/twill-dataplane ] || [ ! -f build/Release/twill_netlink_events.node ] \
+  || [ -n "$(find binding.gyp backends/userspace/native lib/netlink/native -newer build/Release/twill-dataplane -print -quit)" ]; then
+  step "building the native parts (C), log in $log" npm run build:native --silent
 fi
 if [ ! -f dist/cmd/twill.js ] || [ -n "$(find cmd lib backends -name '*.ts' -newer dist/cmd/twill.js -print -quit)" ]; then
   step "compiling TypeScript into dist/" npm run build --silent
