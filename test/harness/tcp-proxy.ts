@@ -8,6 +8,8 @@ import * as net from 'net';
 export interface TcpProxy {
   readonly port: number;
   readonly endpoint: string;
+  /** Connections accepted so far (a client's connection attempts). */
+  attempts(): number;
   cut(): void;
   restore(): void;
   close(): Promise<void>;
@@ -18,7 +20,9 @@ export async function startTcpProxy(targetPort: number, opts: { listenHost?: str
   const targetHost = opts.targetHost ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
   let open = true;
+  let attempts = 0;
   const server = net.createServer((client) => {
+    attempts++;
     if (!open) {
       client.destroy();
       return;
@@ -42,6 +46,7 @@ export async function startTcpProxy(targetPort: number, opts: { listenHost?: str
   return {
     port: addr.port,
     endpoint: `http://${listenHost}:${addr.port}`,
+    attempts: () => attempts,
     cut() {
       open = false;
       for (const s of sockets) s.destroy();

@@ -7,51 +7,14 @@
  */
 import { expect } from 'chai';
 import * as http from 'http';
-import * as net from 'net';
 import { TwillCluster } from '../harness/twill-cluster';
 import { UNDERLAY } from '../harness/cluster';
 import { sleep, waitFor } from '../harness/wait';
+import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy';
 
 const OUTAGE_MS = 20_000;
 /** Connection attempts per second while etcd is down that still count as "no storm". */
 const MAX_ATTEMPTS_PER_S = 10;
-
-interface CountingProxy {
-  readonly endpoint: string;
-  attempts(): number;
-  close(): Promise<void>;
-}
-
-/** A TCP proxy on the underlay bridge to etcd on 127.0.0.1 that counts accepted connections. */
-async function countingProxy(targetPort: number): Promise<CountingProxy> {
-  let attempts = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    attempts++;
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, UNDERLAY.bridgeIp, resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    endpoint: `http://${UNDERLAY.bridgeIp}:${port}`,
-    attempts: () => attempts,
-    close() {
-      for (const s of sockets) s.destroy();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 /** Resolves when etcd first answers as a working server: /health says 200 (it has a leader and serves requests). */
 function etcdAnswers(port: number): Promise<number> {
@@ -76,7 +39,7 @@ function count(text: string, needle: string): number {
 describe('etcd reconnect: an agent after a 20 s etcd outage', function () {
   this.timeout(120_000);
   let tc: TwillCluster | undefined;
-  let proxy: CountingProxy | undefined;
+  let proxy: TcpProxy | undefined;
 
   after(async () => {
     await proxy?.close();
@@ -85,7 +48,7 @@ describe('etcd reconnect: an agent after a 20 s etcd outage', function () {
 
   it('reaches etcd again within 1 s of etcd answering, logs one line each way, and does not storm meanwhile', async () => {
     tc = await TwillCluster.create({ nodes: 1, config: { Network: '10.244.0.0/16', Backend: { Type: 'host-gw' } }, start: false });
-    proxy = await countingProxy(tc.etcd.port);
+    proxy = await startTcpProxy(tc.etcd.port, { listenHost: UNDERLAY.bridgeIp });
     await tc.startAgent(0, ['--etcd-endpoints', proxy.endpoint]);
     const before = tc.logs(0).length;
 
