@@ -32,10 +32,10 @@ import type { Etcd3 } from 'etcd3';
 import { EtcdRegistry } from '../subnet';
 import { KNOWN_BACKEND_TYPES } from '../../backends';
 import { addEtcdOptions } from './etcd-options';
-import { collectAssignment, parseTimeout } from './migrate/assignment';
+import { collectAssignment, parseTimeout } from './migrate/flags';
 import { runMigrate, type MigrateCliOptions } from './migrate/run';
 
-export { parseAssignment, type Assignment } from './migrate/assignment';
+export { parseAssignment, type Assignment } from './migrate/flags';
 export { MigrationRefused, planMigration, type MigrationPlan } from './migrate/plan';
 export { backendText } from './migrate/backend-object';
 export { assessNodes, nodeLine, type NodeState } from './migrate/nodes';

@@ -8,7 +8,7 @@ import { BackendUnavailableError, KNOWN_BACKEND_TYPES, liveChangeOptions, valida
 import { compareConfigs, type ConfigChange } from '../../config/live-change';
 import { preferenceOrder } from '../../../backends/assignment';
 import { printable } from '../status/cells';
-import type { Assignment } from './assignment';
+import type { Assignment } from './flags';
 import { isObject, normalised, typeOf } from './backend-object';
 
 /** The migration cannot go ahead as asked; nothing was (or will be) written. */

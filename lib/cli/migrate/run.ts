@@ -6,7 +6,7 @@ import type { Etcd3 } from 'etcd3';
 import { EtcdAccessError, EtcdRegistry, EtcdSettingsError } from '../../subnet';
 import { etcdClientFrom, type EtcdCliOptions } from '../etcd-options';
 import { printable } from '../status/cells';
-import type { Assignment } from './assignment';
+import type { Assignment } from './flags';
 import { backendText } from './backend-object';
 import { DEFAULT_DEADLINE_MS, withDeadline } from '../etcd-deadline';
 import { follow, type Out } from './follow';
