@@ -18,7 +18,7 @@ import type { NetworkConfig } from '../config';
 import type { Lease, LeaseEvent } from './lease';
 import type { EtcdRegistry, LeaseListing, RawKV } from './etcd-registry';
 import { LeaseTable, skipWarning, type LeaseChange, type SkippedLease } from './lease-filter';
-import { ResyncingWatch } from './resyncing-watch';
+import { RELIST_BACKOFF, ResyncingWatch } from './resyncing-watch';
 
 export interface LeaseWatcherHooks {
   onEvents(events: LeaseEvent[]): void;
@@ -45,7 +45,7 @@ export class LeaseWatcher {
       what: 'the leases',
       list: () => registry.listLeases(),
       watcher: (from) => registry.leaseWatcherAt(from),
-      backoff: { baseMs: 500, maxMs: 15_000 },
+      backoff: RELIST_BACKOFF,
     }, {
       onListing: (listing, reason) => {
         this.applyListing(listing.kvs);

@@ -9,7 +9,7 @@ import type { EtcdRegistry } from './etcd-registry';
 import type { PreviousSubnets } from './subnet-file';
 import { LeaseWatcher, LeaseWatcherHooks } from './lease-watcher';
 import { LeaseKeeper, type LeaseKeeperOptions } from './lease-keeper';
-import { ResyncingWatch } from './resyncing-watch';
+import { RELIST_BACKOFF, ResyncingWatch } from './resyncing-watch';
 import { describeEtcdError } from './etcd-errors';
 
 // Callers import these from the manager, where they lived before the keeper had a file of its own.
@@ -148,7 +148,7 @@ class NetworkConfigWatcher implements NetworkConfigWatch {
       what: 'the network config',
       list: () => registry.readConfigAt(),
       watcher: (from) => registry.configWatcherAt(from),
-      backoff: { baseMs: 200, maxMs: 3000 },
+      backoff: RELIST_BACKOFF,
     }, {
       onListing: (read) => this.report(read.found),
       onEvents: (events) => {

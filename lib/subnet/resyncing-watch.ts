@@ -62,6 +62,14 @@ export interface ResyncingWatchSource<L extends { readonly revision: bigint }> {
   readonly backoff: { readonly baseMs: number; readonly maxMs: number };
 }
 
+/**
+ * Re-list backoff for both watches. Capped at half a second so that the
+ * agent is back within a second of etcd answering after an outage; while
+ * etcd is away the etcd client's circuit breaker (etcd-client.ts) lets one
+ * trial call through every 300 ms, so a short cap costs no connection storm.
+ */
+export const RELIST_BACKOFF = { baseMs: 100, maxMs: 500 } as const;
+
 export interface ResyncingWatchHooks<L> {
   /** A listing at start-up or after the watch could not be trusted; `reason` says which. */
   onListing(listing: L, reason: string): void;
