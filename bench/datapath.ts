@@ -4,7 +4,7 @@
  * with 1 and 4 streams over bare underlay throughput measured in the same
  * run, RTT, time from twilld start to subnet.env, time from a peer's lease
  * put to its route, agent RSS, and the CPU seconds the agent and its
- * children (event relay, userspace datapath host) used during the run.
+ * children (the twill-dataplane program of udp and userspace ipip) used during the run.
  * Usage: node dist/bench/datapath.js [--seconds 5] [--rounds 3] [--backends vxlan,host-gw,udp,ipip-userspace]
  */
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';

@@ -25,7 +25,7 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
-/** CPU seconds of a process and its children (the event relay, a userspace datapath host). */
+/** CPU seconds of a process and its children (the twill-dataplane program of udp and userspace ipip). */
 export function treeCpuSeconds(pid: number): number {
   return [pid, ...childPids(pid)].reduce((sum, p) => sum + cpuSeconds(p), 0);
 }

@@ -145,7 +145,7 @@ export class Agent {
 
   /** The first reconcile, then the repair timer, kernel deletion events and the NAT rules. */
   private async startRepairs(config: NetworkConfig): Promise<void> {
-    // The first reconcile need not wait for the event process to start: it
+    // The first reconcile need not wait for the kernel notification socket: it
     // reads the kernel itself, and anything deleted meanwhile it puts back.
     this.loop.request('start-up');
     this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
