@@ -14,17 +14,16 @@ export interface AdvertisedInstance {
   readonly backendData?: unknown;
 }
 
-/** `primaryData`: the configured backend's BackendData; `instances`: the ones advertised, the configured one first. */
-export function leaseAttrsFor(publicIP: string, configuredType: string, primaryData: unknown, instances: readonly AdvertisedInstance[]): LeaseAttrs {
-  // A lease without TwillBackends is read as the configured type with default settings (backends/instance.ts):
-  // anything else — another instance, other settings, or the configured one not advertised yet — is listed.
-  const listed = instances.length !== 1 || instances[0].key !== configuredType;
+/** `instances`: the ones still advertised, the configured one first. */
+export function leaseAttrsFor(publicIP: string, configuredType: string, instances: readonly AdvertisedInstance[]): LeaseAttrs {
+  // A lease without TwillBackends is read as the default settings of its type (backends/instance.ts), so any other is listed.
+  const listed = instances.length > 1 || instances.some((r) => r.key !== r.config.type);
   return {
     publicIP,
     publicIPv6: null,
     // flanneld's udp and alloc leases carry no BackendType.
     backendType: configuredType === 'udp' || configuredType === 'alloc' ? undefined : configuredType,
-    backendData: primaryData,
+    backendData: instances[0]?.backendData,
     backends: listed
       ? instances.map((r) => {
         const identity = instanceOf(r.config).identity;

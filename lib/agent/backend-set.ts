@@ -45,12 +45,6 @@ interface Running {
   /** Peers it carried after the last reconcile. */
   carried: readonly Peer[];
   retirement: RetirementState;
-  /**
-   * Its datapath has been prepared and planned once (its engine listens, its
-   * device is up). Receive side first: a backend started during a migration
-   * enters the lease only then, so no peer sends to it before it can receive.
-   */
-  prepared: boolean;
 }
 
 export interface BackendSetDeps {
@@ -68,8 +62,6 @@ export class BackendSet {
   private readonly direct: DirectReach;
   private retireTimer?: NodeJS.Timeout;
   private carriedCounts: ReadonlyMap<string, number> = new Map();
-  /** A reconcile has run (see Running.prepared). */
-  private reconciled = false;
 
   constructor(private readonly deps: BackendSetDeps) {
     this.direct = new DirectReach(deps.netlink, deps.local.extIface);
@@ -130,11 +122,8 @@ export class BackendSet {
   }
 
   leaseAttrs(): LeaseAttrs {
-    // Before the first reconcile (start-up) every instance is listed: the lease is written before anything is planned.
-    const advertised = this.keys().map((k) => this.running.get(k)!)
-      .filter((r) => r.retirement.withdrawnAt === undefined && (r.prepared || !this.reconciled));
-    const primary = this.running.get(this.order[0])!;
-    return leaseAttrsFor(this.deps.local.publicIP, this.target.type, primary.started.backendData, advertised.map((r) => ({ key: r.key, config: r.config, backendData: r.started.backendData })));
+    const advertised = this.keys().map((k) => this.running.get(k)!).filter((r) => r.retirement.withdrawnAt === undefined);
+    return leaseAttrsFor(this.deps.local.publicIP, this.target.type, advertised.map((r) => ({ key: r.key, config: r.config, backendData: r.started.backendData })));
   }
 
   /** Never throws for one backend's fault: its failure is reported and the others go on. */
@@ -161,7 +150,6 @@ export class BackendSet {
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
         const state = run.backend.desired({ local: this.deps.local, own, device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
         const report = await reconcileKernel(this.deps.netlink, run.backend, state);
-        run.prepared = true;
         total.changed += report.changed;
         total.removed += report.removed;
         total.skipped.push(...report.skipped);
@@ -175,7 +163,6 @@ export class BackendSet {
     for (const key of keys) if (await pass(key, true)) lostPeers.push(key);
     for (const key of lostPeers) await pass(key, false);
     for (const key of keys) this.running.get(key)!.carried = assignment.carried.get(key) ?? [];
-    this.reconciled = true;
     this.carriedCounts = new Map(keys.map((k) => [k, assignment.carried.get(k)?.length ?? 0]));
     await this.retireUnused();
     return { ...total, skipped: [...new Set(total.skipped)] };
@@ -284,7 +271,7 @@ export class BackendSet {
     const backend = this.create(config, slot);
     const started = await backend.start(this.deps.local);
     const key = instanceOf(config).key;
-    const run: Running = { key, slot, config, backend, started, adopted, carried: [], retirement: {}, prepared: false };
+    const run: Running = { key, slot, config, backend, started, adopted, carried: [], retirement: {} };
     this.running.set(key, run);
     return run;
   }
