@@ -146,15 +146,6 @@ export class EtcdRegistry {
     await this.client.kv.deleteRange({ key: Buffer.from(this.subnetsPrefix + key) });
   }
 
-  /** Watches every lease key from `fromRevision`; events carry RawKV. */
-  async watchLeases(fromRevision: bigint): Promise<Watcher> {
-    return this.client.watch().prefix(this.subnetsPrefix).startRevision(fromRevision.toString()).create();
-  }
-
-  async watchConfig(fromRevision: bigint): Promise<Watcher> {
-    return this.client.watch().key(this.configKey).startRevision(fromRevision.toString()).create();
-  }
-
   /** An unconnected watcher (etcd3 `watcher()`) on every lease key from `fromRevision`: see resyncing-watch.ts for why. */
   leaseWatcherAt(fromRevision: bigint): Watcher {
     return this.client.watch().prefix(this.subnetsPrefix).startRevision(fromRevision.toString()).watcher();

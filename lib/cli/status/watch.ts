@@ -55,29 +55,24 @@ class StatusWatch {
   async run(): Promise<void> {
     if (this.opts.signal.aborted) return;
     const done = new Promise<void>((resolve) => this.opts.signal.addEventListener('abort', () => resolve(), { once: true }));
-    void this.startWatches();
+    this.startWatches();
     await done;
     clearTimeout(this.timer);
     await this.dropWatches();
   }
 
-  private async startWatches(): Promise<void> {
+  /**
+   * Unconnected watchers (etcd3 `watcher()`), listened to before they connect:
+   * with `create()` the first watch could deliver a change while the second
+   * was still being confirmed, before anyone listened, and the redraw was lost.
+   * A watch etcd cannot take yet says so through 'disconnected' and is retried
+   * by etcd3 itself.
+   */
+  private startWatches(): void {
     const gen = ++this.generation;
     const from = this.revision + 1n;
-    try {
-      const watchers = await Promise.all([this.registry.watchLeases(from), this.registry.watchConfig(from)]);
-      if (gen !== this.generation || this.opts.signal.aborted) {
-        await Promise.all(watchers.map((w) => w.cancel().catch(() => undefined)));
-        return;
-      }
-      this.watchers = watchers;
-      for (const w of watchers) this.attach(w, gen);
-    } catch (err) {
-      if (gen !== this.generation || this.opts.signal.aborted) return;
-      this.failing = true;
-      this.say(`cannot watch etcd (${describeEtcdError(err, { endpoints: this.opts.endpoints })}); retrying`);
-      this.schedule(RETRY_MS);
-    }
+    this.watchers = [this.registry.leaseWatcherAt(from), this.registry.configWatcherAt(from)];
+    for (const w of this.watchers) this.attach(w, gen);
   }
 
   private attach(w: Watcher, gen: number): void {
@@ -131,7 +126,7 @@ class StatusWatch {
       this.failing = false;
       this.lastWarning = '';
       this.opts.render(status);
-      if (this.watchers.length === 0) void this.startWatches();
+      if (this.watchers.length === 0) this.startWatches();
     } catch (err) {
       if (this.opts.signal.aborted) return;
       this.failing = true;
