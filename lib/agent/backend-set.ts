@@ -301,7 +301,7 @@ export class BackendSet {
         nextCheck = Math.min(nextCheck, step.inMs);
       } else {
         try {
-          await run.backend.stop();
+          // Not stop(): that would leave a userspace engine running detached, waiting for a next twilld to take it over.
           if (run.backend.routeProtocol !== undefined) await removeRoutes(this.deps.netlink, run.backend.routeProtocol);
           await run.backend.teardown();
           this.running.delete(key);
