@@ -45,9 +45,18 @@ class UdpBackend extends TunnelBackend {
     return { mtu: this.tunnel.check(local) };
   }
 
-  // Leaving peers stay in the table: until their new backend's route covers them, the network route still leads here.
+  /**
+   * Every peer that listens on this port, not only the ones routed here:
+   * leaving peers until their new backend's route covers them (the network
+   * route still leads here), and peers whose route moved to another instance
+   * while packets for them still sat in this TUN.
+   */
   protected engineTable(_own: Lease, peers: AssignedPeers): EnginePeer[] {
-    return [...peers.carried, ...peers.leaving].map((p) => ({ subnet: p.subnet.toString(), publicIP: p.publicIP, port: this.port }));
+    const table = new Map<string, EnginePeer>();
+    for (const p of [...peers.terminating, ...peers.leaving, ...peers.carried]) {
+      table.set(p.subnet.toString(), { subnet: p.subnet.toString(), publicIP: p.publicIP, port: this.port });
+    }
+    return [...table.values()];
   }
 
   desired(input: PlanInput, peers: AssignedPeers): KernelState {
