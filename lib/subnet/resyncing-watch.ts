@@ -345,7 +345,7 @@ export class ResyncingWatch<L extends { readonly revision: bigint }> {
 }
 
 /** Cancels an etcd3 watcher; never throws, never waits longer than WATCH_CANCEL_TIMEOUT_MS. */
-async function cancelWatch(watcher: Watcher): Promise<void> {
+export async function cancelWatch(watcher: Watcher): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([

@@ -312,8 +312,8 @@ describe('twill status (the CLI against a real etcd)', function () {
       child = undefined;
     });
 
-    function watch(extra: string[] = []): { proc: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
-      const proc = spawn(process.execPath, [TWILL, 'status', '--watch', '--etcd-endpoints', etcd.endpoint, ...extra], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    function watch(extra: string[] = [], endpoint = etcd.endpoint): { proc: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
+      const proc = spawn(process.execPath, [TWILL, 'status', '--watch', '--etcd-endpoints', endpoint, ...extra], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
       child = proc;
       let out = '';
       let err = '';
@@ -363,6 +363,35 @@ describe('twill status (the CLI against a real etcd)', function () {
       expect(docs[docs.length - 1].leases).to.have.length(6);
       w.proc.kill('SIGINT');
       expect(await w.exited).to.equal(0);
+    });
+
+    it('says so once when etcd goes away, redraws once it is back, and exits 0 on SIGINT while etcd is down', async () => {
+      const own = await startEtcd();
+      try {
+        const c = own.client();
+        await c.put(`${PREFIX}/config`).value(CONFIG);
+        await c.put(`${PREFIX}/subnets/10.244.1.0-24`).value(fixture('lease-vxlan.json'));
+        const w = watch([], own.endpoint);
+        await waitFor('the first table', () => w.out().includes('10.244.1.0/24'));
+
+        await own.stop();
+        await waitFor('a word that the watch is lost', () => w.err().includes('lost the etcd watch'), 10_000);
+        expect(w.err().split('lost the etcd watch')).to.have.length(2);
+
+        await own.start();
+        await c.put(`${PREFIX}/subnets/10.244.7.0-24`).value(fixture('lease-vxlan.json').replace('198.18.0.3', '198.18.0.7'));
+        await waitFor('a redrawn table with the lease put after etcd came back', () => w.out().includes('10.244.7.0/24'), 15_000).catch((err: Error) => {
+          throw new Error(`${err.message}; twill status said on stderr: ${JSON.stringify(w.err())}`);
+        });
+
+        await own.stop();
+        await waitFor('the outage seen again', () => w.err().split('lost the etcd watch').length === 3, 10_000);
+        w.proc.kill('SIGINT');
+        const code = await Promise.race([w.exited, new Promise<string>((r) => setTimeout(() => r('still running 5 s after SIGINT'), 5000))]);
+        expect(code).to.equal(0);
+      } finally {
+        await own.destroy();
+      }
     });
   });
 });

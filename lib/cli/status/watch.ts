@@ -19,6 +19,7 @@
 import type { Watcher } from 'etcd3';
 import type { EtcdRegistry } from '../../subnet';
 import { describeEtcdError } from '../../subnet';
+import { cancelWatch } from '../../subnet/resyncing-watch';
 import type { ClusterStatus } from './model';
 import { readSnapshot, type SnapshotOptions } from './snapshot';
 
@@ -103,7 +104,8 @@ class StatusWatch {
     this.generation++;
     const old = this.watchers;
     this.watchers = [];
-    await Promise.all(old.map((w) => w.cancel().catch(() => undefined)));
+    // Bounded: a watch that never reached etcd (it is down) must not hold up the exit on SIGINT.
+    await Promise.all(old.map(cancelWatch));
   }
 
   private schedule(ms: number): void {
