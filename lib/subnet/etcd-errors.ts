@@ -134,7 +134,7 @@ export function translateEtcdError(err: unknown, context: EtcdErrorContext): unk
   if (tls) return tls;
 
   if (isBrokenCircuit(err)) {
-    return new EtcdUnavailableError(where, 'unreachable: calls are held back for a few seconds after repeated failures', '', err);
+    return new EtcdUnavailableError(where, 'unreachable: the last call failed; until a trial call (one every 300 ms) succeeds, calls fail at once', '', err);
   }
   if (/^14 UNAVAILABLE|No connection established/.test(message) || err instanceof GRPCUnavailableError) {
     const why = detail ? tidy(detail) : 'no connection';
