@@ -59,13 +59,6 @@ export interface AssignedPeers {
   readonly leaving: readonly Peer[];
   /** Every usable peer, whatever backend carries it (userspace ipip accepts packets from all of them). */
   readonly known: readonly Peer[];
-  /**
-   * Every usable peer whose lease lists this instance, carried here or not:
-   * it listens for this instance's packets. A udp engine keeps them all, so
-   * that packets still queued in its TUN when a peer's route moves to another
-   * instance are sent on, not answered "unreachable".
-   */
-  readonly terminating: readonly Peer[];
 }
 
 /** What a plan depends on besides the peers: all of it read before planning, so `desired` does no I/O. */

@@ -46,14 +46,17 @@ class UdpBackend extends TunnelBackend {
   }
 
   /**
-   * Every peer that listens on this port, not only the ones routed here:
-   * leaving peers until their new backend's route covers them (the network
-   * route still leads here), and peers whose route moved to another instance
-   * while packets for them still sat in this TUN.
+   * Every usable peer, not only the ones routed here: the engine takes
+   * packets only from peers in its table, and only for their own subnets,
+   * and a peer that has just turned to udp may send before its new lease
+   * reached this node. Sending needs them too: leaving peers until their new
+   * backend's route covers them (the network route still leads here), and
+   * peers whose route moved to another instance while packets for them
+   * still sat in this TUN.
    */
   protected engineTable(_own: Lease, peers: AssignedPeers): EnginePeer[] {
     const table = new Map<string, EnginePeer>();
-    for (const p of [...peers.terminating, ...peers.leaving, ...peers.carried]) {
+    for (const p of [...peers.known, ...peers.leaving, ...peers.carried]) {
       table.set(p.subnet.toString(), { subnet: p.subnet.toString(), publicIP: p.publicIP, port: this.port });
     }
     return [...table.values()];

@@ -134,7 +134,7 @@ const CRASH_WINDOW_MS = 60_000;
 
 const ZERO: EngineCounters = {
   txPackets: 0, txBytes: 0, noRoute: 0, icmpSent: 0, ttlExpired: 0, notIpv4: 0, malformedTx: 0, sendErrors: 0, tunReads: 0, superPackets: 0,
-  rxPackets: 0, rxBytes: 0, unknownSource: 0, malformedRx: 0, writeErrors: 0, datagrams: 0, tunWrites: 0, merged: 0,
+  rxPackets: 0, rxBytes: 0, unknownSource: 0, spoofedSource: 0, malformedRx: 0, writeErrors: 0, datagrams: 0, tunWrites: 0, merged: 0,
 };
 
 export interface EngineSupervisor {
@@ -446,7 +446,7 @@ function summarize(c: EngineCounters): DatapathCounters {
     txPackets: c.txPackets,
     rxBytes: c.rxBytes,
     txBytes: c.txBytes,
-    drops: c.ttlExpired + c.notIpv4 + c.malformedTx + c.sendErrors + c.unknownSource + c.malformedRx + c.writeErrors,
+    drops: c.ttlExpired + c.notIpv4 + c.malformedTx + c.sendErrors + c.unknownSource + (c.spoofedSource ?? 0) + c.malformedRx + c.writeErrors,
     noRoute: c.noRoute,
     icmpSent: c.icmpSent,
     detail: c,

@@ -54,6 +54,8 @@ export interface EngineCounters {
   rxPackets: number;
   rxBytes: number;
   unknownSource: number;
+  /** Packets from a peer whose inner source lies outside that peer's subnet. */
+  spoofedSource: number;
   malformedRx: number;
   writeErrors: number;
   datagrams: number;

@@ -74,7 +74,7 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
 
   for (const instance of instances) {
     const backend = backends.get(instance.key)!;
-    const peers: AssignedPeers = { carried: assignment.carried.get(instance.key) ?? [], leaving: [], known: assignment.known, terminating: assignment.terminating.get(instance.key) ?? [] };
+    const peers: AssignedPeers = { carried: assignment.carried.get(instance.key) ?? [], leaving: [], known: assignment.known };
     const type = instance.config.type;
     if (type === 'alloc') {
       out.ok(TOPIC, `backend alloc programs nothing for its ${peers.carried.length} peer(s); something else must route pod traffic`);

@@ -80,7 +80,8 @@ struct send_counters {
 
 struct receive_counters {
   _Atomic uint64_t rx_packets, rx_bytes; /* inner packets written to the TUN */
-  _Atomic uint64_t unknown_source;       /* ipip: sender is not a peer */
+  _Atomic uint64_t unknown_source;       /* the sender is not a peer */
+  _Atomic uint64_t spoofed_source;       /* the inner source is outside the sending peer's subnet */
   _Atomic uint64_t malformed;
   _Atomic uint64_t write_errors;         /* the TUN refused the packet */
   _Atomic uint64_t datagrams, tun_writes, merged;

@@ -43,11 +43,11 @@ size_t report_counters(char *out, size_t len, const struct engine *e) {
   return put(out, len, 0,
              "{\"txPackets\":%llu,\"txBytes\":%llu,\"noRoute\":%llu,\"icmpSent\":%llu,\"ttlExpired\":%llu,\"notIpv4\":%llu,"
              "\"malformedTx\":%llu,\"sendErrors\":%llu,\"tunReads\":%llu,\"superPackets\":%llu,\"rxPackets\":%llu,"
-             "\"rxBytes\":%llu,\"unknownSource\":%llu,\"malformedRx\":%llu,\"writeErrors\":%llu,\"datagrams\":%llu,"
+             "\"rxBytes\":%llu,\"unknownSource\":%llu,\"spoofedSource\":%llu,\"malformedRx\":%llu,\"writeErrors\":%llu,\"datagrams\":%llu,"
              "\"tunWrites\":%llu,\"merged\":%llu}",
              U(s->tx_packets), U(s->tx_bytes), U(s->no_route), U(s->icmp_sent), U(s->ttl_expired), U(s->not_ipv4),
              U(s->malformed), U(s->send_errors), U(s->tun_reads), U(s->super_packets), U(r->rx_packets), U(r->rx_bytes),
-             U(r->unknown_source), U(r->malformed), U(r->write_errors), U(r->datagrams), U(r->tun_writes), U(r->merged));
+             U(r->unknown_source), U(r->spoofed_source), U(r->malformed), U(r->write_errors), U(r->datagrams), U(r->tun_writes), U(r->merged));
 #undef U
 }
 
