@@ -9,9 +9,8 @@
  * reaches directly are routed via the external interface instead, as in
  * kernel mode.
  */
-import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { AssignedPeers, BackendContext, BackendStart, EnginePeer, LocalNode, PlanInput } from '../backend';
+import type { AssignedPeers, BackendContext, BackendStart, LocalNode, PlanInput } from '../backend';
 import type { KernelState } from '../kernel-state';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { routeViaExternal } from '../route-backend';
@@ -35,17 +34,6 @@ export class UserspaceIpipBackend extends TunnelBackend {
 
   async start(local: LocalNode): Promise<BackendStart> {
     return { mtu: this.tunnel.check(local) };
-  }
-
-  // The engine accepts IP-in-IP only from addresses in its table: every known node goes in (kernel ipip accepts
-  // any sender), so a peer that starts sending ipip before its new lease reaches us is not dropped. Only routed
-  // traffic enters the TUN, so the extra entries send nothing.
-  protected engineTable(own: Lease, peers: AssignedPeers): EnginePeer[] {
-    const table = new Map<string, EnginePeer>();
-    for (const p of [...peers.known, ...peers.leaving, ...peers.carried]) {
-      if (p.publicIP !== own.attrs.publicIP) table.set(p.subnet.toString(), { subnet: p.subnet.toString(), publicIP: p.publicIP });
-    }
-    return [...table.values()];
   }
 
   desired(input: PlanInput, peers: AssignedPeers): KernelState {

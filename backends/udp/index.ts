@@ -6,8 +6,9 @@
  * the node whose subnet holds the destination, decrementing the TTL, and
  * answers a destination no peer holds with ICMP net unreachable.
  *
- * Peers are udp peers: leases whose BackendType is "udp" or absent (flanneld
- * publishes none for udp).
+ * It carries the peers whose leases name udp (BackendType "udp" or absent:
+ * flanneld publishes none for udp); its engine knows every usable peer
+ * (TunnelBackend.engineTable).
  *
  * While the cluster migrates from one udp Port to another, a second udp
  * backend (slot 1: TUN `flannel1`, route protocol 124) runs beside the
@@ -15,9 +16,8 @@
  * routes its own peers one by one, and the one left takes the network
  * route back.
  */
-import type { Lease } from '../../lib/subnet';
 import type { Netlink } from '../../lib/netlink';
-import type { AssignedPeers, BackendContext, BackendFactory, EnginePeer, Identity, BackendStart, LocalNode, PlanInput } from '../backend';
+import type { AssignedPeers, BackendContext, BackendFactory, Identity, BackendStart, LocalNode, PlanInput } from '../backend';
 import type { KernelState, WantedRoute } from '../kernel-state';
 import { routeProtocol } from '../route-protocols';
 import { intSetting } from '../settings';
@@ -33,7 +33,7 @@ class UdpBackend extends TunnelBackend {
   readonly type = 'udp';
   readonly usesReach = false;
 
-  constructor(private readonly port: number, nl: Netlink, ctx: BackendContext) {
+  constructor(port: number, nl: Netlink, ctx: BackendContext) {
     super(nl, routeProtocol('udp', ctx.slot), {
       backendType: 'udp', mode: 'udp', tunName: ctx.slot === 1 ? UDP_BESIDE_DEVICE : UDP_DEVICE, overhead: UDP_OVERHEAD, port,
       alias: udpAlias(port),
@@ -43,23 +43,6 @@ class UdpBackend extends TunnelBackend {
 
   async start(local: LocalNode): Promise<BackendStart> {
     return { mtu: this.tunnel.check(local) };
-  }
-
-  /**
-   * Every usable peer, not only the ones routed here: the engine takes
-   * packets only from peers in its table, and only for their own subnets,
-   * and a peer that has just turned to udp may send before its new lease
-   * reached this node. Sending needs them too: leaving peers until their new
-   * backend's route covers them (the network route still leads here), and
-   * peers whose route moved to another instance while packets for them
-   * still sat in this TUN.
-   */
-  protected engineTable(_own: Lease, peers: AssignedPeers): EnginePeer[] {
-    const table = new Map<string, EnginePeer>();
-    for (const p of [...peers.known, ...peers.leaving, ...peers.carried]) {
-      table.set(p.subnet.toString(), { subnet: p.subnet.toString(), publicIP: p.publicIP, port: this.port });
-    }
-    return [...table.values()];
   }
 
   desired(input: PlanInput, peers: AssignedPeers): KernelState {
