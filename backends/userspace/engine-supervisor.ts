@@ -47,9 +47,11 @@ import { dataplaneArgs, dataplaneSocketPath, encodeTable, Request } from './cont
 import { endLegacyHost } from './handover';
 import { dataplaneCandidates, findDataplane, type EngineConfig, type EngineCounters, type EngineInfo } from './native-engine';
 import { tunAvailable } from './tun';
+import { addCounters, summarizeCounters, ZERO_COUNTERS, type DatapathCounters } from './engine-counters';
 import { DEFAULT_UDP_PORT, encodePeers, engineConfig } from './engine-input';
 
 export { DEFAULT_UDP_PORT, encodePeers };
+export type { DatapathCounters };
 
 export type DatapathMode = 'udp' | 'ipip';
 
@@ -89,22 +91,6 @@ export interface PeerEntry {
   readonly port?: number;
 }
 
-export interface DatapathCounters {
-  /** Inner packets received from peers and written to the TUN. */
-  readonly rxPackets: number;
-  /** Inner packets sent to peers (a TSO super-packet counts as the packets it was cut into). */
-  readonly txPackets: number;
-  readonly rxBytes: number;
-  readonly txBytes: number;
-  /** Dropped for any reason other than "no route": TTL expired, not IPv4, malformed, unknown ipip sender, refused by socket or TUN. */
-  readonly drops: number;
-  /** Packets for a destination no peer holds (each answered with ICMP net unreachable). */
-  readonly noRoute: number;
-  readonly icmpSent: number;
-  /** Every engine counter, summed over programs. */
-  readonly detail: EngineCounters;
-}
-
 export interface CrashInfo {
   readonly pid?: number;
   readonly code: number | null;
@@ -132,11 +118,6 @@ const RESTART_MIN_MS = 250;
 const RESTART_MAX_MS = 10_000;
 const CRASH_WINDOW_MS = 60_000;
 
-const ZERO: EngineCounters = {
-  txPackets: 0, txBytes: 0, noRoute: 0, icmpSent: 0, ttlExpired: 0, notIpv4: 0, malformedTx: 0, sendErrors: 0, tunReads: 0, superPackets: 0,
-  rxPackets: 0, rxBytes: 0, unknownSource: 0, spoofedSource: 0, malformedRx: 0, writeErrors: 0, datagrams: 0, tunWrites: 0, merged: 0,
-};
-
 export interface EngineSupervisor {
   on(event: 'crash', listener: (info: CrashInfo) => void): this;
   on(event: 'restart', listener: (info: RestartInfo) => void): this;
@@ -151,8 +132,8 @@ export class EngineSupervisor extends EventEmitter {
   private engineInfo: EngineInfo | null = null;
   private table: number[] = [];
   private tableVersion = 0;
-  private base: EngineCounters = { ...ZERO };
-  private current: EngineCounters = { ...ZERO };
+  private base: EngineCounters = { ...ZERO_COUNTERS };
+  private current: EngineCounters = { ...ZERO_COUNTERS };
   private stopped = false;
   private crashes: number[] = [];
   private restartTimer: NodeJS.Timeout | null = null;
@@ -235,7 +216,7 @@ export class EngineSupervisor extends EventEmitter {
         // dead or restarting: the last report stands
       }
     }
-    return summarize(add(this.base, this.current));
+    return summarizeCounters(addCounters(this.base, this.current));
   }
 
   /** Stops the engine and its program; the TUN device, its addresses and routes stay. */
@@ -332,7 +313,7 @@ export class EngineSupervisor extends EventEmitter {
       }
       if (this.stopped) throw new DatapathDownError('start', 'the datapath was stopped meanwhile');
       this.engineInfo = host.info;
-      this.current = { ...ZERO };
+      this.current = { ...ZERO_COUNTERS };
       this.host = host;
       void host.exited.then(() => this.onExit(host));
     } catch (err) {
@@ -376,8 +357,8 @@ export class EngineSupervisor extends EventEmitter {
   private retire(host: DataplaneProcess): void {
     if (this.host !== host) return;
     this.host = null;
-    this.base = add(this.base, this.current);
-    this.current = { ...ZERO };
+    this.base = addCounters(this.base, this.current);
+    this.current = { ...ZERO_COUNTERS };
   }
 
   private onExit(host: DataplaneProcess): void {
@@ -432,23 +413,4 @@ export class EngineSupervisor extends EventEmitter {
     this.opts.log.error('twill-dataplane stopped answering; killing it', { pid: host.pid, silentMs: Date.now() - host.lastHeard });
     host.kill('SIGKILL'); // onExit restarts it
   }
-}
-
-function add(a: EngineCounters, b: EngineCounters): EngineCounters {
-  const out = { ...a };
-  for (const k of Object.keys(ZERO) as (keyof EngineCounters)[]) out[k] = (a[k] ?? 0) + (b[k] ?? 0);
-  return out;
-}
-
-function summarize(c: EngineCounters): DatapathCounters {
-  return {
-    rxPackets: c.rxPackets,
-    txPackets: c.txPackets,
-    rxBytes: c.rxBytes,
-    txBytes: c.txBytes,
-    drops: c.ttlExpired + c.notIpv4 + c.malformedTx + c.sendErrors + c.unknownSource + (c.spoofedSource ?? 0) + c.malformedRx + c.writeErrors,
-    noRoute: c.noRoute,
-    icmpSent: c.icmpSent,
-    detail: c,
-  };
 }
