@@ -4,7 +4,9 @@
  * with 1 and 4 streams over bare underlay throughput measured in the same
  * run, RTT, time from twilld start to subnet.env, time from a peer's lease
  * put to its route, agent RSS, and the CPU seconds the agent and its
- * children (the twill-dataplane program of udp and userspace ipip) used during the run.
+ * children (the twill-dataplane program of udp and userspace ipip, wireguard-go)
+ * used during the run. `<backend>-unguarded` runs it with --tunnel-guard=false,
+ * so one run prices the filtering (e.g. --backends vxlan,vxlan-unguarded).
  * Usage: node dist/bench/datapath.js [--seconds 5] [--rounds 3] [--backends vxlan,host-gw,udp,ipip-userspace]
  */
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
@@ -50,19 +52,28 @@ const BACKEND_CONFIGS: Record<string, { Type: string; Mode?: string }> = {
   ipip: { Type: 'ipip', Mode: 'kernel' },
   udp: { Type: 'udp' },
   'ipip-userspace': { Type: 'ipip', Mode: 'userspace' },
+  wireguard: { Type: 'wireguard' },
 };
+
+/** `<backend>-unguarded`: the same backend with the tunnel guard off, to price the filtering in the same run. */
+const UNGUARDED = '-unguarded';
 
 /** A peer lease as a node on `type` publishes it. */
 function peerLease(type: string): object {
   if (type === 'vxlan') return { PublicIP: '198.18.0.60', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0e:01:c6:12:00:3c' } };
   if (type === 'udp') return { PublicIP: '198.18.0.60', PublicIPv6: null };
+  if (type === 'wireguard') return { PublicIP: '198.18.0.60', PublicIPv6: null, BackendType: 'wireguard', BackendData: { PublicKey: Buffer.alloc(32, 7).toString('base64') } };
   return { PublicIP: '198.18.0.60', PublicIPv6: null, BackendType: type };
 }
 
 async function benchBackend(backend: string, seconds: number, rounds: number): Promise<Row> {
-  const config = BACKEND_CONFIGS[backend];
-  if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BACKEND_CONFIGS).join(', ')}`);
-  const tc = await TwillCluster.create({ nodes: 2, config: { Network: '10.244.0.0/16', Backend: config }, start: false });
+  const unguarded = backend.endsWith(UNGUARDED);
+  const config = BACKEND_CONFIGS[unguarded ? backend.slice(0, -UNGUARDED.length) : backend];
+  if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BACKEND_CONFIGS).join(', ')}, each also as <name>${UNGUARDED}`);
+  const tc = await TwillCluster.create({
+    nodes: 2, config: { Network: '10.244.0.0/16', Backend: config }, start: false,
+    agentArgs: unguarded ? ['--tunnel-guard=false'] : [],
+  });
   try {
     const t0 = Date.now();
     await tc.startAgent(0);
