@@ -11,7 +11,7 @@
  */
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
-import { iperf, rttMs, rssMb, treeCpuSeconds, childPids, fmt } from './measure';
+import { iperf, rttMs, rssMb, treeCpuSeconds, childPids, fmt, BENCH_BACKENDS } from './measure';
 
 interface Row {
   backend: string;
@@ -45,15 +45,6 @@ async function routePresent(ns: string, dst: string): Promise<boolean> {
   return r.stdout.includes(dst.split('/')[0]);
 }
 
-/** What each benchmarked name runs: a backend type and its settings. */
-const BACKEND_CONFIGS: Record<string, { Type: string; Mode?: string }> = {
-  vxlan: { Type: 'vxlan' },
-  'host-gw': { Type: 'host-gw' },
-  ipip: { Type: 'ipip', Mode: 'kernel' },
-  udp: { Type: 'udp' },
-  'ipip-userspace': { Type: 'ipip', Mode: 'userspace' },
-  wireguard: { Type: 'wireguard' },
-};
 
 /** `<backend>-unguarded`: the same backend with the tunnel guard off, to price the filtering in the same run. */
 const UNGUARDED = '-unguarded';
@@ -68,8 +59,8 @@ function peerLease(type: string): object {
 
 async function benchBackend(backend: string, seconds: number, rounds: number): Promise<Row> {
   const unguarded = backend.endsWith(UNGUARDED);
-  const config = BACKEND_CONFIGS[unguarded ? backend.slice(0, -UNGUARDED.length) : backend];
-  if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BACKEND_CONFIGS).join(', ')}, each also as <name>${UNGUARDED}`);
+  const config = BENCH_BACKENDS[unguarded ? backend.slice(0, -UNGUARDED.length) : backend];
+  if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BENCH_BACKENDS).join(', ')}, each also as <name>${UNGUARDED}`);
   const tc = await TwillCluster.create({
     nodes: 2, config: { Network: '10.244.0.0/16', Backend: config }, start: false,
     agentArgs: unguarded ? ['--tunnel-guard=false'] : [],

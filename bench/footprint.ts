@@ -16,14 +16,8 @@ import { readFileSync, readdirSync, statSync } from 'fs';
 import type { Etcd3 } from 'etcd3';
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
-import { cpuSeconds, fmt } from './measure';
+import { cpuSeconds, fmt, BENCH_BACKENDS } from './measure';
 
-const BACKEND_CONFIGS: Record<string, { Type: string; Mode?: string }> = {
-  vxlan: { Type: 'vxlan' },
-  'host-gw': { Type: 'host-gw' },
-  udp: { Type: 'udp' },
-  'ipip-userspace': { Type: 'ipip', Mode: 'userspace' },
-};
 const SCALE_BACKENDS = new Set(['vxlan', 'host-gw']);
 const PROTOCOL: Record<string, number> = { vxlan: 117, 'host-gw': 118 };
 /** /29s: 8192 subnets in 10.244.0.0/16, enough for 5000 fake peers at 10.244.64.0 and up, above the nodes' own. */
@@ -163,8 +157,8 @@ async function createWaiting(opts: Parameters<typeof TwillCluster.create>[0]): P
 }
 
 async function benchBackend(backend: string, peers: number): Promise<Row> {
-  const config = BACKEND_CONFIGS[backend];
-  if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BACKEND_CONFIGS).join(', ')}`);
+  const config = BENCH_BACKENDS[backend];
+  if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BENCH_BACKENDS).join(', ')}`);
   const tc = await createWaiting({ nodes: 3, config: { ...NETWORK, Backend: config }, start: false });
   try {
     const ns = tc.nodeNs(0);

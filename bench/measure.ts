@@ -58,3 +58,13 @@ export async function rttMs(fromNs: string, to: string, count = 50): Promise<num
 export function fmt(n: number, digits = 2): string {
   return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
 }
+
+/** What each benchmarked name runs: a backend type and its settings (datapath and footprint benches). */
+export const BENCH_BACKENDS: Readonly<Record<string, { Type: string; Mode?: string }>> = {
+  vxlan: { Type: 'vxlan' },
+  'host-gw': { Type: 'host-gw' },
+  ipip: { Type: 'ipip', Mode: 'kernel' },
+  udp: { Type: 'udp' },
+  'ipip-userspace': { Type: 'ipip', Mode: 'userspace' },
+  wireguard: { Type: 'wireguard' },
+};
