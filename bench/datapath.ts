@@ -45,7 +45,6 @@ async function routePresent(ns: string, dst: string): Promise<boolean> {
   return r.stdout.includes(dst.split('/')[0]);
 }
 
-
 /** `<backend>-unguarded`: the same backend with the tunnel guard off, to price the filtering in the same run. */
 const UNGUARDED = '-unguarded';
 
