@@ -25,7 +25,7 @@ import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
 import { changedBackendKeys } from '../config/live-change';
 import {
-  Backend, BackendCounters, BackendStart, InstanceSlot, LeftOver, LocalNode, Peer,
+  Backend, BackendCounters, BackendStart, InstanceSlot, Intake, LeftOver, LocalNode, Peer,
   backendFactory, createBackend, fallbackConfig, instanceOf, liveBackendKeys, withoutFallback,
 } from '../../backends';
 import { assignPeers, assignedTo } from '../../backends/assignment';
@@ -44,6 +44,8 @@ interface Running {
   readonly adopted: boolean;
   /** Peers it carried after the last reconcile. */
   carried: readonly Peer[];
+  /** What its last plan said it receives (kept when a later plan fails, so the guard never opens on an error). */
+  intake: readonly Intake[];
   retirement: RetirementState;
 }
 
@@ -62,6 +64,7 @@ export class BackendSet {
   private readonly direct: DirectReach;
   private retireTimer?: NodeJS.Timeout;
   private carriedCounts: ReadonlyMap<string, number> = new Map();
+  private knownPeers: readonly Peer[] = [];
 
   constructor(private readonly deps: BackendSetDeps) {
     this.direct = new DirectReach(deps.netlink, deps.local.extIface);
@@ -116,6 +119,15 @@ export class BackendSet {
     return Math.min(...[...this.running.values()].map((r) => r.started.mtu));
   }
 
+  /**
+   * What the tunnel guard needs after a reconcile: every usable peer (the
+   * assignment's, whatever backend carries it, as the userspace engines
+   * accept them) and what every running instance receives.
+   */
+  guardInput(): { peers: readonly Peer[]; intakes: readonly Intake[] } {
+    return { peers: this.knownPeers, intakes: [...this.running.values()].flatMap((r) => r.intake) };
+  }
+
   /** Peers each instance carried after the last reconcile. */
   peerCounts(): ReadonlyMap<string, number> {
     return this.carriedCounts;
@@ -149,6 +161,7 @@ export class BackendSet {
         const device = await run.backend.prepare(own, peers);
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
         const state = run.backend.desired({ local: this.deps.local, own, device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
+        run.intake = state.intake ?? [];
         const report = await reconcileKernel(this.deps.netlink, run.backend, state);
         total.changed += report.changed;
         total.removed += report.removed;
@@ -164,6 +177,7 @@ export class BackendSet {
     for (const key of lostPeers) await pass(key, false);
     for (const key of keys) this.running.get(key)!.carried = assignment.carried.get(key) ?? [];
     this.carriedCounts = new Map(keys.map((k) => [k, assignment.carried.get(k)?.length ?? 0]));
+    this.knownPeers = assignment.known;
     await this.retireUnused();
     return { ...total, skipped: [...new Set(total.skipped)] };
   }
@@ -271,7 +285,7 @@ export class BackendSet {
     const backend = this.create(config, slot);
     const started = await backend.start(this.deps.local);
     const key = instanceOf(config).key;
-    const run: Running = { key, slot, config, backend, started, adopted, carried: [], retirement: {} };
+    const run: Running = { key, slot, config, backend, started, adopted, carried: [], intake: [], retirement: {} };
     this.running.set(key, run);
     return run;
   }
