@@ -29,6 +29,7 @@ import type { NetworkConfigWatch } from '../subnet/manager';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
 import { GuardController } from './guard-controller';
+import { guardPeers } from '../guard/plan';
 import { describeEtcdError, isEtcdConfigurationError } from '../subnet/etcd-errors';
 import type { NatBackend } from '../masq';
 import { AgentMetrics } from '../observe/metrics';
@@ -286,13 +287,15 @@ export class Agent {
     const leases = this.watcher.leases();
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    // A peer that joined is admitted before its routes exist, so its first packets are not dropped.
+    const guarded = guardPeers(own, leases.values());
+    await this.guard.apply(guarded, backends.intakes(), { onlyToAdmit: true });
     try {
       const report = await backends.reconcile(own, leases.values(), this.running.config.network);
       if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: leases.size - 1, changed: report.changed, removed: report.removed });
       for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);
       this.reportSkips(report.skipped);
-      const guarded = backends.guardInput();
-      await this.guard.apply(guarded.peers, guarded.intakes);
+      await this.guard.apply(guarded, backends.intakes());
       const published = await this.publishBackends(own);
       const ok = report.failures.length === 0 && published;
       this.metrics.observeReconcile(seconds(), ok);

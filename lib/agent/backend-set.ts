@@ -64,7 +64,6 @@ export class BackendSet {
   private readonly direct: DirectReach;
   private retireTimer?: NodeJS.Timeout;
   private carriedCounts: ReadonlyMap<string, number> = new Map();
-  private knownPeers: readonly Peer[] = [];
 
   constructor(private readonly deps: BackendSetDeps) {
     this.direct = new DirectReach(deps.netlink, deps.local.extIface);
@@ -119,13 +118,9 @@ export class BackendSet {
     return Math.min(...[...this.running.values()].map((r) => r.started.mtu));
   }
 
-  /**
-   * What the tunnel guard needs after a reconcile: every usable peer (the
-   * assignment's, whatever backend carries it, as the userspace engines
-   * accept them) and what every running instance receives.
-   */
-  guardInput(): { peers: readonly Peer[]; intakes: readonly Intake[] } {
-    return { peers: this.knownPeers, intakes: [...this.running.values()].flatMap((r) => r.intake) };
+  /** What every running instance receives, as its last plan said (the tunnel guard filters these). */
+  intakes(): Intake[] {
+    return [...this.running.values()].flatMap((r) => r.intake);
   }
 
   /** Peers each instance carried after the last reconcile. */
@@ -177,7 +172,6 @@ export class BackendSet {
     for (const key of lostPeers) await pass(key, false);
     for (const key of keys) this.running.get(key)!.carried = assignment.carried.get(key) ?? [];
     this.carriedCounts = new Map(keys.map((k) => [k, assignment.carried.get(k)?.length ?? 0]));
-    this.knownPeers = assignment.known;
     await this.retireUnused();
     return { ...total, skipped: [...new Set(total.skipped)] };
   }

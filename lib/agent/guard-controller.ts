@@ -44,6 +44,8 @@ export class GuardController {
   private lastError = '';
   private removed = false;
   private installed = false;
+  /** The plan written (or found in place) last. */
+  private applied?: GuardState;
   private reportedSkips = new Set<string>();
   /** Per peer public IP: the spoof count seen last, and when it was last logged. */
   private readonly spoofs = new Map<string, { count: number; loggedAt?: number; unlogged: number }>();
@@ -53,12 +55,19 @@ export class GuardController {
     this.now = o.now ?? Date.now;
   }
 
-  /** Makes the table match these peers and intakes; never throws. */
-  async apply(peers: readonly GuardPeer[], intakes: readonly Intake[]): Promise<void> {
+  /**
+   * Makes the table match these peers and intakes; never throws. With
+   * `onlyToAdmit` (before the backends program a reconcile's routes) it
+   * writes only when a peer is missing from what was applied last, and
+   * removes nothing: the call after the routes does the rest.
+   */
+  async apply(peers: readonly GuardPeer[], intakes: readonly Intake[], opts: { onlyToAdmit?: boolean } = {}): Promise<void> {
     try {
+      if (opts.onlyToAdmit && (!this.o.enabled || intakes.length === 0)) return;
       if (!this.o.enabled) return await this.removeOnce('--tunnel-guard=false');
       const want = planGuard(peers, intakes);
       if (!want) return await this.removeOnce('no backend running here receives tunnel traffic');
+      if (opts.onlyToAdmit && this.applied && admits(this.applied, want)) return;
       this.removed = false;
       this.reportSkips(want.skipped);
       const seen = await this.table.read();
@@ -75,6 +84,7 @@ export class GuardController {
         }
       }
       this.installed = true;
+      this.applied = want;
       this.o.metrics.setTunnelGuardActive(true);
       this.count(want, seen, peers);
       this.lastError = '';
@@ -89,6 +99,7 @@ export class GuardController {
   private async removeOnce(why: string): Promise<void> {
     this.o.metrics.setTunnelGuardActive(false);
     this.installed = false;
+    this.applied = undefined;
     if (this.removed) return;
     if (await this.table.remove()) this.o.log.info(`removed twill's tunnel guard table ip twill_guard (${why})`);
     this.removed = true;
@@ -125,4 +136,11 @@ export class GuardController {
     for (const s of now) if (!this.reportedSkips.has(s)) this.o.log.warn(s);
     this.reportedSkips = now;
   }
+}
+
+/** Whether the table as applied already takes every peer and subnet of `want`. */
+function admits(applied: GuardState, want: GuardState): boolean {
+  const peers = new Set(applied.peers);
+  const subnets = new Set(applied.subnets);
+  return want.peers.every((p) => peers.has(p)) && want.subnets.every((s) => subnets.has(s));
 }

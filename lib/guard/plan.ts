@@ -24,7 +24,9 @@
  * across updates. Rules are recognised by their comment.
  */
 import type { IPNet } from '../ip';
+import type { Lease } from '../subnet';
 import { type Intake, type IntakeKind, intakeLabel } from '../../backends/intake';
+import { unusablePeer } from '../../backends/assignment';
 
 export const GUARD_TABLE = 'twill_guard';
 const T = `ip ${GUARD_TABLE}`;
@@ -76,6 +78,21 @@ export interface SeenGuard {
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/**
+ * The peers whose tunnel packets are accepted: every lease but this node's
+ * own that the one lease filter (backends/assignment.ts `unusablePeer`)
+ * lets through, whatever backend carries it — the userspace engines accept
+ * the same peers (their table holds every usable peer).
+ */
+export function guardPeers(own: Lease, leases: Iterable<Lease>): GuardPeer[] {
+  const out: GuardPeer[] = [];
+  for (const l of leases) {
+    if (l.key === own.key || unusablePeer(l, own)) continue;
+    out.push({ key: l.key, publicIP: l.attrs.publicIP, subnet: l.subnet });
+  }
+  return out;
+}
 
 export function counterName(kind: IntakeKind, reason: DropReason): string {
   return `${reason === 'unknown_source' ? 'unknown' : 'spoofed'}_${kind}`;
