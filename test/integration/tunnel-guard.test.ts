@@ -11,7 +11,9 @@
  * nft table in node 0 and from its /metrics.
  */
 import { expect } from 'chai';
+import type { Finding } from '../../lib/diagnose/findings';
 import { httpBody } from '../harness/checks';
+import { runDiagnose } from '../harness/diagnose';
 import { startCapture } from '../harness/capture';
 import { assertSafeTarget } from '../harness/cluster';
 import { ping } from '../harness/ping';
@@ -121,6 +123,24 @@ describe('tunnel guard: tunnel packets only from lease holders, inner sources on
     expect(body).to.match(/^twill_underlay_drops_total\{reason="unknown_source",intake="vxlan"\} [3-9]/m);
     expect(body).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="udp"\} [1-9]/m);
     expect(body).to.match(/^twill_tunnel_guard_active 1/m);
+  });
+
+  it('twill diagnose reports the guard active, what it dropped, and the peer that sent spoofed sources', async () => {
+    const r = await runDiagnose(tc, 0, ['--json']);
+    const guard = (JSON.parse(r.stdout) as { findings: Finding[] }).findings.filter((f) => f.topic === 'guard');
+    const active = guard.find((f) => f.level === 'OK');
+    expect(active?.what, JSON.stringify(guard)).to.match(/^tunnel guard active: udp udp\/8285, vxlan udp\/8472 take packets only from 1 peer\(s\)/);
+    expect(active!.what, active!.what).to.match(/dropped so far: 6 \(udp 3, vxlan 3\) from hosts without a lease, 3 \(udp 1, vxlan 2\) with a spoofed inner source$/);
+    expect(guard.filter((f) => f.level === 'WARN').map((f) => f.what).join('\n')).to.contain(`peer ${tc.net.nodeIp(1)} (${tc.lease(1).subnet}) sent`);
+    expect(guard.filter((f) => f.level === 'FAIL')).to.deep.equal([]);
+  });
+
+  it('puts its table back within a repair interval when someone deletes it', async () => {
+    await tc.net.exec(0, ['nft', 'delete', 'table', 'ip', 'twill_guard']);
+    await waitFor('the guard table to come back', async () => (await tc.net.exec(0, ['nft', 'list', 'table', 'ip', 'twill_guard']).then(() => true, () => false)), (REPAIR_S + 2) * 1000);
+    const src = podIpOf(1);
+    const got = await reachingPod0(src, () => send(ROGUE, 'vxlan', tcpPacket(src, tc.podIp(0), 20)));
+    expect(got).to.equal(0);
   });
 
   it('accepts a node that joins at once: its first packets are not dropped', async () => {

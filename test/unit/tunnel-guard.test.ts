@@ -14,6 +14,8 @@ import { GuardTable, GuardUnavailableError } from '../../lib/guard/guard-table';
 import { GuardController, SPOOF_LOG_INTERVAL_MS } from '../../lib/agent/guard-controller';
 import { AgentMetrics } from '../../lib/observe/metrics';
 import { MemoryLog } from '../harness/memory-log';
+import { checkGuard } from '../../lib/diagnose/guard-check';
+import { Findings } from '../../lib/diagnose/findings';
 
 const peer = (n: number, publicIP = `198.18.0.${n}`): GuardPeer => ({ key: `10.244.${n}.0-24`, publicIP, subnet: IPNet.parse(`10.244.${n}.0/24`) });
 const lease = (n: number, publicIP = `198.18.0.${n}`): Lease => ({
@@ -201,6 +203,43 @@ describe('tunnel guard', () => {
       await guard.apply([peer(2)], [vxlanIntake(8472)]);
       expect(state.scripts).to.deep.equal(['delete table ip twill_guard\n']);
       expect(log.messages('info')[0]).to.contain('--tunnel-guard=false');
+    });
+  });
+
+  describe('twill diagnose', () => {
+    const own = lease(1);
+    const leases = [own, lease(2)];
+    const table = (listing: string | undefined, missing = false) => new GuardTable(async () => {
+      if (missing) throw new GuardUnavailableError('the nft command is not installed');
+      if (listing === undefined) throw new Error('nft -j list table ip twill_guard failed: Error: No such file or directory');
+      return listing;
+    });
+    const diagnose = async (over: Partial<Parameters<typeof checkGuard>[0]>) => {
+      const out = new Findings();
+      await checkGuard({ enabled: true, own, leases, intakes: [vxlanIntake(8472)], table: table(undefined), ...over }, out);
+      return out.all.map((f) => `${f.level} ${f.what}`);
+    };
+
+    it('fails when the table is missing while the guard is on, naming what is open', async () => {
+      expect(await diagnose({})).to.deep.equal(['FAIL tunnel guard table ip twill_guard is missing: vxlan udp/8472 accept packets from any host']);
+    });
+
+    it('fails when nft is missing, saying so', async () => {
+      expect((await diagnose({ table: table(undefined, true) }))[0]).to.match(/^FAIL cannot read the tunnel guard: .*nft command is not installed/);
+    });
+
+    it('fails naming what differs when a peer is missing from the table', async () => {
+      const listing = JSON.stringify({ nftables: [
+        { counter: { name: 'unknown_vxlan', packets: 0 } }, { counter: { name: 'spoofed_vxlan', packets: 0 } },
+        { set: { name: 'peers', elem: [] } }, { set: { name: 'subnets', elem: [] } },
+      ] });
+      const found = await diagnose({ table: table(listing) });
+      expect(found).to.include('FAIL tunnel guard differs from the plan: set peers lacks 1 element(s), e.g. 198.18.0.2');
+    });
+
+    it('warns when the guard is turned off, and is content when no backend receives tunnels', async () => {
+      expect((await diagnose({ enabled: false }))[0]).to.match(/^WARN tunnel packets are not filtered \(--tunnel-guard=false\)/);
+      expect(await diagnose({ intakes: [] })).to.deep.equal(['OK no backend here receives tunnel traffic: nothing to filter']);
     });
   });
 });
