@@ -24,7 +24,7 @@
 import type { Intake } from '../../backends/intake';
 import type { Log } from '../observe/logger';
 import type { GuardMetrics } from '../observe/metrics';
-import { GuardTable } from '../guard/guard-table';
+import { GuardTable, GuardUnavailableError } from '../guard/guard-table';
 import { counterName, type DropReason, type GuardPeer, type GuardState, PEERS_SET, type SeenGuard, guardDifferences, guardScript, planGuard } from '../guard/plan';
 
 export const SPOOF_LOG_INTERVAL_MS = 60_000;
@@ -101,7 +101,15 @@ export class GuardController {
     this.installed = false;
     this.applied = undefined;
     if (this.removed) return;
-    if (await this.table.remove()) this.o.log.info(`removed twill's tunnel guard table ip twill_guard (${why})`);
+    let removed: boolean;
+    try {
+      removed = await this.table.remove();
+    } catch (err) {
+      // Without nft there is no table of ours to remove, and nothing to warn about when none is wanted.
+      if (!(err instanceof GuardUnavailableError)) throw err;
+      removed = false;
+    }
+    if (removed) this.o.log.info(`removed twill's tunnel guard table ip twill_guard (${why})`);
     this.removed = true;
     this.lastError = '';
   }

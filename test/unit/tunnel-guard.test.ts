@@ -195,6 +195,13 @@ describe('tunnel guard', () => {
       expect(await metrics.metrics()).to.match(/^twill_tunnel_guard_active 0$/m);
     });
 
+    it('with no backend receiving tunnels and no nft: says nothing, as there is nothing to guard', async () => {
+      const log = new MemoryLog();
+      const guard = new GuardController({ enabled: true, log, metrics: new AgentMetrics(), table: new GuardTable(fakeNft({ missing: true, scripts: [] })) });
+      await guard.apply([peer(2)], []);
+      expect(log.lines).to.deep.equal([]);
+    });
+
     it('with --tunnel-guard=false: removes the table once and writes nothing else', async () => {
       const state = { listing: listingWith(0), scripts: [] as string[] };
       const log = new MemoryLog();
