@@ -21,7 +21,7 @@
  * retried on the next call; the userspace engines check senders themselves
  * meanwhile. `--tunnel-guard=false` removes the table once.
  */
-import type { Intake } from '../../backends/intake';
+import { type Intake, intakeLabel } from '../../backends/intake';
 import type { Log } from '../observe/logger';
 import type { GuardMetrics } from '../observe/metrics';
 import { GuardTable, GuardUnavailableError } from '../guard/guard-table';
@@ -73,15 +73,15 @@ export class GuardController {
       const seen = await this.table.read();
       const script = guardScript(want, seen);
       if (script) {
-        const repairs = seen && this.installed ? guardDifferences(want, seen).filter((d) => !d.startsWith('set ')) : [];
+        // Element changes follow the leases; anything else changed behind twilld's back.
+        const repairs = seen && this.installed ? guardDifferences(want, seen).filter((d) => !d.startsWith(`set ${PEERS_SET} `) && !d.startsWith('set subnets ')) : [];
         await this.table.write(script);
-        if (!seen || !this.installed) {
-          this.o.log.info(`tunnel guard ${seen ? 'adopted' : 'installed'}: tunnel packets only from peers, inner sources only from their subnets`, {
-            table: 'ip twill_guard', peers: want.peers.length, intakes: want.intakes.map((i) => `${i.kind}${i.port !== undefined ? `/${i.port}` : ''}`).join(','),
-          });
-        } else if (repairs.length) {
-          this.o.log.warn('tunnel guard: put back what someone changed', { changes: repairs.join('; ') });
-        }
+        if (repairs.length) this.o.log.warn('tunnel guard: put back what someone changed', { changes: repairs.join('; ') });
+      }
+      if (!this.installed) {
+        this.o.log.info(`tunnel guard ${seen ? 'adopted' : 'installed'}: tunnel packets only from peers, inner sources only from their subnets`, {
+          table: 'ip twill_guard', peers: want.peers.length, intakes: want.intakes.map(intakeLabel).join(', '),
+        });
       }
       this.installed = true;
       this.applied = want;
