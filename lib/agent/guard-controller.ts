@@ -28,6 +28,12 @@ import { GuardTable, GuardUnavailableError } from '../guard/guard-table';
 import { counterName, type DropReason, type GuardPeer, type GuardState, PEERS_SET, type SeenGuard, guardDifferences, guardScript, planGuard } from '../guard/plan';
 
 export const SPOOF_LOG_INTERVAL_MS = 60_000;
+/**
+ * A plan equal to the one applied less than this ago is not checked again:
+ * reading a table of 5000 peers takes ~0.2 s, and a burst of lease events
+ * would read it on every reconcile. The repair timer still checks it.
+ */
+const RECHECK_MS = 1000;
 const REASONS: readonly DropReason[] = ['unknown_source', 'spoofed_source'];
 
 export interface GuardControllerOptions {
@@ -46,6 +52,8 @@ export class GuardController {
   private installed = false;
   /** The plan written (or found in place) last. */
   private applied?: GuardState;
+  /** When the table was last read and made to match `applied`. */
+  private checkedAt = -Infinity;
   private reportedSkips = new Set<string>();
   /** Per peer public IP: the spoof count seen last, and when it was last logged. */
   private readonly spoofs = new Map<string, { count: number; loggedAt?: number; unlogged: number }>();
@@ -68,6 +76,7 @@ export class GuardController {
       const want = planGuard(peers, intakes);
       if (!want) return await this.removeOnce('no backend running here receives tunnel traffic');
       if (opts.onlyToAdmit && this.applied && admits(this.applied, want)) return;
+      if (this.applied && this.now() - this.checkedAt < RECHECK_MS && samePlan(this.applied, want)) return;
       this.removed = false;
       this.reportSkips(want.skipped);
       const seen = await this.table.read();
@@ -85,6 +94,7 @@ export class GuardController {
       }
       this.installed = true;
       this.applied = want;
+      this.checkedAt = this.now();
       this.o.metrics.setTunnelGuardActive(true);
       this.count(want, seen, peers);
       this.lastError = '';
@@ -151,4 +161,9 @@ function admits(applied: GuardState, want: GuardState): boolean {
   const peers = new Set(applied.peers);
   const subnets = new Set(applied.subnets);
   return want.peers.every((p) => peers.has(p)) && want.subnets.every((s) => subnets.has(s));
+}
+
+function samePlan(a: GuardState, b: GuardState): boolean {
+  const same = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return same(a.peers, b.peers) && same(a.subnets, b.subnets) && same(a.input.map((r) => r.text), b.input.map((r) => r.text));
 }

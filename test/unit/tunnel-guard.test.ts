@@ -162,7 +162,12 @@ describe('tunnel guard', () => {
       const warnings = () => log.messages('warn').filter((m) => m.includes('inner source lies outside'));
       await apply();
       expect(warnings()).to.deep.equal([]);
+      state.listing = listingWith(1);
+      await apply(); // at once, as the call after a reconcile's routes: the table just read is not read again
+      expect(warnings()).to.deep.equal([]);
+      state.listing = listingWith(0);
       state.listing = listingWith(2);
+      now += 1000; // a repair interval later
       await apply();
       expect(warnings()).to.have.length(1);
       expect(warnings()[0]).to.contain('dropped 2 packet(s) from peer 198.18.0.2').and.to.contain('10.244.2.0/24');
