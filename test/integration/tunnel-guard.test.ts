@@ -1,6 +1,6 @@
 /**
  * The tunnel guard (issue 15): tunnel packets only from nodes that hold a
- * lease, inner sources only from the sender's subnet. One cluster: vxlan
+ * lease, inner sources only from the sender's subnet. The main cluster: vxlan
  * with a udp Fallback, so every node receives both VXLAN (kernel) and
  * flanneld's udp (the userspace engine, behind the same nft filter). Nodes
  * 0 and 1 run twilld from the start, node 2 joins later, node 3 never runs
@@ -8,7 +8,8 @@
  *
  * Crafted packets carry a TCP segment to port 9 of node 0's pod; a capture
  * inside that pod tells what got through. Counters are read from twill's
- * nft table in node 0 and from its /metrics.
+ * nft table in node 0 and from its /metrics. A small second cluster covers
+ * IP protocol 4 (ipip).
  */
 import { expect } from 'chai';
 import type { Finding } from '../../lib/diagnose/findings';
@@ -17,7 +18,7 @@ import { runDiagnose } from '../harness/diagnose';
 import { startCapture } from '../harness/capture';
 import { assertSafeTarget } from '../harness/cluster';
 import { ping } from '../harness/ping';
-import { sendUdp, tcpPacket, vxlanPayload } from '../harness/packets';
+import { sendIpip, sendUdp, tcpPacket, vxlanPayload } from '../harness/packets';
 import { PREFIX, TwillCluster } from '../harness/twill-cluster';
 import { sleep, waitFor } from '../harness/wait';
 
@@ -29,6 +30,26 @@ const HEALTH_PORT = 9461;
 const VXLAN_PORT = 8472;
 const UDP_PORT = 8285;
 
+/** A counter of node 0's guard table. */
+async function guardCounter(tc: TwillCluster, name: string): Promise<number> {
+  const out = await tc.net.exec(0, ['nft', '-j', 'list', 'counter', 'ip', 'twill_guard', name]);
+  const item = (JSON.parse(out.stdout) as { nftables: { counter?: { packets: number } }[] }).nftables.find((i) => i.counter);
+  return item!.counter!.packets;
+}
+
+/** How many of the crafted segments (TCP to port 9) from `src` reached node 0's pod while `act` ran. */
+async function segmentsReachingPod0(tc: TwillCluster, src: string, act: () => Promise<void>): Promise<number> {
+  const cap = await startCapture(tc.podNs(0), 'eth0', 'tcp dst port 9');
+  await act();
+  await sleep(500);
+  return (await cap.stop()).filter((f) => f.outer.src === src).length;
+}
+
+/** An address inside `node`'s subnet (not its pod's: only the source matters). */
+function addressIn(tc: TwillCluster, node: number): string {
+  return `${tc.lease(node).subnet.split('/')[0].replace(/\.0$/, '')}.7`;
+}
+
 describe('tunnel guard: tunnel packets only from lease holders, inner sources only from their subnets', function () {
   this.timeout(180_000);
   let tc: TwillCluster;
@@ -36,12 +57,9 @@ describe('tunnel guard: tunnel packets only from lease holders, inner sources on
   const metrics = () => httpBody(tc.net.nodeIp(0), HEALTH_PORT, '/metrics');
   const mac = async (node: number, dev: string) => (JSON.parse(await tc.net.ip(node, ['-j', 'link', 'show', dev])) as { address: string }[])[0].address;
 
-  /** A counter of node 0's guard table. */
-  async function counter(name: string): Promise<number> {
-    const out = await tc.net.exec(0, ['nft', '-j', 'list', 'counter', 'ip', 'twill_guard', name]);
-    const item = (JSON.parse(out.stdout) as { nftables: { counter?: { packets: number } }[] }).nftables.find((i) => i.counter);
-    return item!.counter!.packets;
-  }
+  const counter = (name: string) => guardCounter(tc, name);
+  const reachingPod0 = (src: string, act: () => Promise<void>) => segmentsReachingPod0(tc, src, act);
+  const podIpOf = (node: number) => addressIn(tc, node);
 
   /** Sends `inner` from `node` to node 0 over `intake` the way a peer's datapath would. */
   async function send(node: number, intake: 'vxlan' | 'udp', inner: Buffer): Promise<void> {
@@ -50,16 +68,6 @@ describe('tunnel guard: tunnel packets only from lease holders, inner sources on
     const payload = intake === 'udp' ? inner : vxlanPayload(1, await mac(0, 'flannel.1'), '02:00:00:00:00:99', inner);
     await sendUdp(tc.nodeNs(node), to, intake === 'udp' ? UDP_PORT : VXLAN_PORT, payload);
   }
-
-  /** How many of the crafted segments from `src` reached node 0's pod while `act` ran. */
-  async function reachingPod0(src: string, act: () => Promise<void>): Promise<number> {
-    const cap = await startCapture(tc.podNs(0), 'eth0', 'tcp dst port 9');
-    await act();
-    await sleep(500);
-    return (await cap.stop()).filter((f) => f.outer.src === src).length;
-  }
-
-  const podIpOf = (node: number) => `${tc.lease(node).subnet.split('/')[0].replace(/\.0$/, '')}.7`;
 
   before(async () => {
     tc = await TwillCluster.create({
@@ -163,5 +171,40 @@ describe('tunnel guard: tunnel packets only from lease holders, inner sources on
     const got = await reachingPod0(src, () => send(1, 'vxlan', tcpPacket(src, tc.podIp(0), 20)));
     expect(got).to.equal(0);
     expect(await counter('unknown_vxlan') - before).to.equal(1);
+  });
+});
+
+/**
+ * IP protocol 4: kernel ipip cannot run here (no ipip module), but the same
+ * nft rule filters what reaches the userspace engine's raw socket, which
+ * also sits behind the input hook. Nodes 0 and 1 run twilld, node 2 is the
+ * rogue.
+ */
+describe('tunnel guard on IP protocol 4 (ipip, here in userspace mode)', function () {
+  this.timeout(120_000);
+  let tc: TwillCluster;
+  const IPIP_ROGUE = 2;
+  const send = (node: number, inner: Buffer) => {
+    assertSafeTarget(tc.net.nodeIp(0), tc.nodeNs(node));
+    return sendIpip(tc.nodeNs(node), tc.net.nodeIp(0), inner);
+  };
+
+  before(async () => {
+    tc = await TwillCluster.create({ nodes: 3, config: { Network: '10.244.0.0/16', Backend: { Type: 'ipip' } }, start: false });
+    for (const node of [0, 1]) await tc.startAgent(node);
+    for (const node of [0, 1]) await tc.addPod(node);
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('delivers IP-in-IP from a peer, and drops and counts it from a host without a lease and with a spoofed inner source', async () => {
+    const src = addressIn(tc, 1);
+    expect(await segmentsReachingPod0(tc, src, () => send(1, tcpPacket(src, tc.podIp(0), 20))), 'from the peer').to.equal(1);
+    const [unknown, spoofed] = [await guardCounter(tc, 'unknown_ipip'), await guardCounter(tc, 'spoofed_ipip')];
+    expect(await segmentsReachingPod0(tc, src, () => send(IPIP_ROGUE, tcpPacket(src, tc.podIp(0), 20))), 'from the rogue').to.equal(0);
+    expect(await segmentsReachingPod0(tc, '10.244.200.9', () => send(1, tcpPacket('10.244.200.9', tc.podIp(0), 20))), 'spoofed').to.equal(0);
+    expect(await guardCounter(tc, 'unknown_ipip') - unknown).to.equal(1);
+    expect(await guardCounter(tc, 'spoofed_ipip') - spoofed).to.equal(1);
   });
 });
