@@ -54,6 +54,7 @@ export * from './backend';
 export * from './assignment';
 export * from './instance';
 export * from './kernel-state';
+export * from './intake';
 export { EMPTY_REPORT, type ReconcileReport } from './reconciler';
 export { backendFactory } from './registry';
 export { backendsInKernel, type LeftOver } from './footprint';

@@ -10,6 +10,7 @@
  */
 import type { AddressInfo, FdbEntry, NeighborInfo, Operation, RouteInfo } from '../lib/netlink';
 import type { EnginePeer } from './backend';
+import type { Intake } from './intake';
 
 export interface WantedRoute {
   readonly dst: string;
@@ -55,6 +56,8 @@ export interface KernelState {
   readonly engine?: readonly EnginePeer[];
   /** Peers left out, each with the reason (a bad lease from another node). */
   readonly skipped: readonly string[];
+  /** The encapsulated traffic this backend receives from peers (backends/intake.ts); absent: none (host-gw, alloc). */
+  readonly intake?: readonly Intake[];
 }
 
 /** What the kernel holds of a plan's objects: routes of its protocol, and each of its devices' entries (absent: the device is gone). */

@@ -28,6 +28,7 @@ export interface DaemonFlags {
   healthzIp: string;
   healthzPort: number;
   repairInterval: number;
+  tunnelGuard: boolean;
   natBackend: 'auto' | 'nftables' | 'iptables';
   logFormat: 'text' | 'json';
   logLevel: string;
@@ -73,6 +74,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'healthz-port', kind: 'int', def: '0', help: 'the port for the health server to listen on (0 disables it)' },
   { name: 'nat-backend', kind: 'string', def: 'auto', help: 'how to install --ip-masq/forward rules: auto (nftables if nft exists, else iptables), nftables or iptables (twill)' },
   { name: 'repair-interval', kind: 'int', def: '5', help: 'seconds between re-checks of the kernel state (twill)' },
+  { name: 'tunnel-guard', kind: 'bool', def: 'true', help: 'accept tunnel packets (vxlan, udp, ipip) only from nodes that hold a lease, with inner sources in their subnet; false removes the filter (twill)' },
   { name: 'log-format', kind: 'string', def: 'text', help: 'log format: text or json (twill)' },
   { name: 'log-level', kind: 'string', def: 'info', help: 'log level: error, warn, info or debug (twill)' },
 ];

@@ -67,6 +67,7 @@ async function main(): Promise<number> {
     masqResyncMs: flags.iptablesResync * 1000,
     natBackend: flags.natBackend,
     repairIntervalMs: flags.repairInterval * 1000,
+    tunnelGuard: flags.tunnelGuard,
     configKey: registry.configKey,
   }, log);
 

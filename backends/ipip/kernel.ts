@@ -8,9 +8,10 @@
  */
 import type { LinkInfo, Netlink } from '../../lib/netlink';
 import { isUnsupportedLinkKind } from '../../lib/netlink';
-import type { BackendStart, LocalNode, Peer, PlanInput } from '../backend';
+import type { AssignedPeers, BackendStart, LocalNode, Peer, PlanInput } from '../backend';
 import { BackendUnavailableError } from '../backend';
-import type { WantedRoute } from '../kernel-state';
+import type { KernelState, WantedRoute } from '../kernel-state';
+import { ipipIntake } from '../intake';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { RouteBackend, routeViaExternal } from '../route-backend';
 import { IPIP_DEVICE, IPIP_OVERHEAD, NO_KERNEL_IPIP } from './constants';
@@ -35,6 +36,11 @@ export class KernelIpipBackend extends RouteBackend {
     this.mtu = local.extIface.mtu - IPIP_OVERHEAD;
     await this.prepare();
     return { mtu: this.mtu };
+  }
+
+  /** Routes as every route backend plans them; the kernel's ipip device takes IP protocol 4 from anyone, hence the intake. */
+  override desired(input: PlanInput, peers: AssignedPeers): KernelState {
+    return { ...super.desired(input, peers), intake: [ipipIntake()] };
   }
 
   protected routeTo(input: PlanInput, peer: Peer): WantedRoute {

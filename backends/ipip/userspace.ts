@@ -12,6 +12,7 @@
 import type { Netlink } from '../../lib/netlink';
 import type { AssignedPeers, BackendContext, BackendStart, LocalNode, PlanInput } from '../backend';
 import type { KernelState } from '../kernel-state';
+import { ipipIntake } from '../intake';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { routeViaExternal } from '../route-backend';
 import { TunnelBackend } from '../userspace';
@@ -48,6 +49,7 @@ export class UserspaceIpipBackend extends TunnelBackend {
       keepRoutes: peers.leaving.map((p) => p.subnet.toString()),
       engine: this.engineTable(input.own, peers),
       skipped: [],
+      intake: [ipipIntake()],
     };
   }
 }

@@ -19,6 +19,7 @@
 import type { Netlink } from '../../lib/netlink';
 import type { AssignedPeers, BackendContext, BackendFactory, Identity, BackendStart, LocalNode, PlanInput } from '../backend';
 import type { KernelState, WantedRoute } from '../kernel-state';
+import { udpIntake } from '../intake';
 import { routeProtocol } from '../route-protocols';
 import { intSetting } from '../settings';
 import { DEFAULT_UDP_PORT, TunnelBackend } from '../userspace';
@@ -33,7 +34,7 @@ class UdpBackend extends TunnelBackend {
   readonly type = 'udp';
   readonly usesReach = false;
 
-  constructor(port: number, nl: Netlink, ctx: BackendContext) {
+  constructor(private readonly port: number, nl: Netlink, ctx: BackendContext) {
     super(nl, routeProtocol('udp', ctx.slot), {
       backendType: 'udp', mode: 'udp', tunName: ctx.slot === 1 ? UDP_BESIDE_DEVICE : UDP_DEVICE, overhead: UDP_OVERHEAD, port,
       alias: udpAlias(port),
@@ -57,6 +58,7 @@ class UdpBackend extends TunnelBackend {
       keepRoutes: peers.leaving.map((p) => p.subnet.toString()),
       engine: this.engineTable(input.own, peers),
       skipped: [],
+      intake: [udpIntake(this.port)],
     };
   }
 }

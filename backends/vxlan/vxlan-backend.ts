@@ -17,6 +17,7 @@ import type { AssignedPeers, Backend, BackendStart, InstanceSlot, LocalNode, Pla
 import { BackendUnavailableError } from '../backend';
 import { routeProtocol } from '../route-protocols';
 import type { KernelState, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
+import { vxlanIntake } from '../intake';
 import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac } from './device';
 import type { VxlanSettings } from './settings';
 
@@ -113,6 +114,7 @@ export class VxlanBackend implements Backend {
       devices: [{ name: link.name, ifindex: link.index, addresses: [`${input.own.subnet.ip.toString()}/32`], neighbors, fdb }],
       keepRoutes: peers.leaving.map((p) => p.subnet.toString()),
       skipped,
+      intake: [vxlanIntake(this.settings.port)],
     };
   }
 

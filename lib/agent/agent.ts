@@ -28,6 +28,8 @@ import { BackendUnavailableError, instanceOf, liveChangeOptions } from '../../ba
 import type { NetworkConfigWatch } from '../subnet/manager';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
+import { GuardController } from './guard-controller';
+import { guardPeers } from '../guard/plan';
 import { describeEtcdError, isEtcdConfigurationError } from '../subnet/etcd-errors';
 import type { NatBackend } from '../masq';
 import { AgentMetrics } from '../observe/metrics';
@@ -45,6 +47,8 @@ export interface AgentOptions {
   readonly natBackend: NatBackend;
   readonly repairIntervalMs: number;
   readonly configKey: string;
+  /** Filter tunnel traffic to peers and their subnets (lib/guard); false removes the filter. */
+  readonly tunnelGuard: boolean;
 }
 
 export class Agent {
@@ -62,6 +66,7 @@ export class Agent {
   private kernelChangeTimer?: NodeJS.Timeout;
   private reportedSkips = new Set<string>();
   private readonly loop = new ReconcileLoop((reason) => this.reconcile(reason));
+  private readonly guard: GuardController;
 
   constructor(
     private readonly manager: SubnetManager,
@@ -70,7 +75,9 @@ export class Agent {
     /** What /metrics and /readyz report; the agent feeds both as it goes. */
     readonly metrics = new AgentMetrics(),
     readonly readiness = new Readiness(),
-  ) {}
+  ) {
+    this.guard = new GuardController({ enabled: opts.tunnelGuard, log, metrics });
+  }
 
   /** Runs until `signal` aborts; rejects on a fault it cannot wait out. */
   async run(signal: AbortSignal): Promise<void> {
@@ -280,11 +287,15 @@ export class Agent {
     const leases = this.watcher.leases();
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    // A peer that joined is admitted before its routes exist, so its first packets are not dropped.
+    const guarded = guardPeers(own, leases.values());
+    await this.guard.apply(guarded, backends.intakes(), { onlyToAdmit: true });
     try {
       const report = await backends.reconcile(own, leases.values(), this.running.config.network);
       if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: leases.size - 1, changed: report.changed, removed: report.removed });
       for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);
       this.reportSkips(report.skipped);
+      await this.guard.apply(guarded, backends.intakes());
       const published = await this.publishBackends(own);
       const ok = report.failures.length === 0 && published;
       this.metrics.observeReconcile(seconds(), ok);

@@ -25,7 +25,7 @@ import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
 import { changedBackendKeys } from '../config/live-change';
 import {
-  Backend, BackendCounters, BackendStart, InstanceSlot, LeftOver, LocalNode, Peer,
+  Backend, BackendCounters, BackendStart, InstanceSlot, Intake, LeftOver, LocalNode, Peer,
   backendFactory, createBackend, fallbackConfig, instanceOf, liveBackendKeys, withoutFallback,
 } from '../../backends';
 import { assignPeers, assignedTo } from '../../backends/assignment';
@@ -44,6 +44,8 @@ interface Running {
   readonly adopted: boolean;
   /** Peers it carried after the last reconcile. */
   carried: readonly Peer[];
+  /** What its last plan said it receives (kept when a later plan fails, so the guard never opens on an error). */
+  intake: readonly Intake[];
   retirement: RetirementState;
 }
 
@@ -116,6 +118,11 @@ export class BackendSet {
     return Math.min(...[...this.running.values()].map((r) => r.started.mtu));
   }
 
+  /** What every running instance receives, as its last plan said (the tunnel guard filters these). */
+  intakes(): Intake[] {
+    return [...this.running.values()].flatMap((r) => r.intake);
+  }
+
   /** Peers each instance carried after the last reconcile. */
   peerCounts(): ReadonlyMap<string, number> {
     return this.carriedCounts;
@@ -149,6 +156,7 @@ export class BackendSet {
         const device = await run.backend.prepare(own, peers);
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
         const state = run.backend.desired({ local: this.deps.local, own, device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
+        run.intake = state.intake ?? [];
         const report = await reconcileKernel(this.deps.netlink, run.backend, state);
         total.changed += report.changed;
         total.removed += report.removed;
@@ -271,7 +279,7 @@ export class BackendSet {
     const backend = this.create(config, slot);
     const started = await backend.start(this.deps.local);
     const key = instanceOf(config).key;
-    const run: Running = { key, slot, config, backend, started, adopted, carried: [], retirement: {} };
+    const run: Running = { key, slot, config, backend, started, adopted, carried: [], intake: [], retirement: {} };
     this.running.set(key, run);
     return run;
   }

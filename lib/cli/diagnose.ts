@@ -18,6 +18,7 @@ interface DiagnoseCliOptions extends EtcdCliOptions {
   subnetFile: string;
   peer?: string;
   json?: boolean;
+  tunnelGuard: string;
 }
 
 const env = (name: string): string | undefined => process.env[`FLANNELD_${name}`] || undefined;
@@ -30,9 +31,16 @@ export function registerDiagnose(program: Command): void {
     .option('--public-ip <ip>', 'the public IP twilld publishes, when it is not the interface address (env FLANNELD_PUBLIC_IP)', env('PUBLIC_IP'))
     .option('--subnet-file <file>', 'the subnet file twilld writes (env FLANNELD_SUBNET_FILE)', env('SUBNET_FILE') ?? '/run/flannel/subnet.env')
     .option('--peer <subnet|ip>', "probe this peer: its subnet, public IP or an address inside its subnet; pings the peer's pod gateway (subnet + 1) and captures what leaves", parsePeer)
+    .option('--tunnel-guard <bool>', 'whether twilld runs with the tunnel guard on, as given to twilld (env FLANNELD_TUNNEL_GUARD)', env('TUNNEL_GUARD') ?? 'true')
     .option('--json', 'print the findings as JSON');
   addEtcdOptions(cmd).action(async (opts: DiagnoseCliOptions) => {
     const endpoints = opts.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean);
+    const tunnelGuard = parseBool(opts.tunnelGuard);
+    if (tunnelGuard === undefined) {
+      process.stderr.write(`twill diagnose: --tunnel-guard must be true or false, not ${JSON.stringify(opts.tunnelGuard)}\n`);
+      process.exitCode = 2;
+      return;
+    }
     let etcd;
     try {
       etcd = etcdClientFrom(opts);
@@ -51,6 +59,7 @@ export function registerDiagnose(program: Command): void {
         publicIP: opts.publicIp,
         subnetFile: opts.subnetFile,
         peer: opts.peer,
+        tunnelGuard,
       });
       process.stdout.write(opts.json ? formatJson(result.findings, result.probe ? { probe: result.probe } : {}) : formatText(result.findings));
       process.exitCode = result.failed ? 1 : 0;
@@ -58,6 +67,14 @@ export function registerDiagnose(program: Command): void {
       etcd.close();
     }
   });
+}
+
+/** twilld's spelling of a bool flag (cmd/flags.ts): true/false, 1/0, t/f. */
+function parseBool(text: string): boolean | undefined {
+  const s = text.toLowerCase();
+  if (['true', '1', 't'].includes(s)) return true;
+  if (['false', '0', 'f'].includes(s)) return false;
+  return undefined;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {

@@ -23,6 +23,7 @@ import { checkPlannedEntries, PlannedPath } from './plan-check';
 import { overlayDevice, RunningInstance, runningInstance } from './running-instance';
 import { findPeerLease, probePeer, ProbeReport } from './probe';
 import { checkSysctls } from './sysctls';
+import { checkGuard } from './guard-check';
 
 export interface DiagnosisOptions {
   readonly etcd: Etcd3;
@@ -36,6 +37,8 @@ export interface DiagnosisOptions {
   readonly peer?: string;
   /** Capture time of the probe; default 2 s. */
   readonly probeMs?: number;
+  /** As twilld's --tunnel-guard (default true): whether the tunnel guard should be in force. */
+  readonly tunnelGuard?: boolean;
 }
 
 export interface Diagnosis {
@@ -45,7 +48,7 @@ export interface Diagnosis {
 }
 
 /** The order findings are shown in. */
-const TOPIC_ORDER = ['kernel', 'interface', 'etcd', 'config', 'mtu', 'sysctl', 'offload', 'lease', 'device', 'peer', 'probe'];
+const TOPIC_ORDER = ['kernel', 'interface', 'etcd', 'config', 'mtu', 'sysctl', 'offload', 'lease', 'device', 'peer', 'guard', 'probe'];
 
 export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
   const out = new Findings();
@@ -81,7 +84,9 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
     }
     let paths = new Map<string, PlannedPath>();
     if (view && own && local && backend) {
-      paths = await checkPlannedEntries({ nl, config: view.config, own, leases: view.leases, local: { extIface: local.iface, publicIP: local.publicIP } }, out);
+      const planned = await checkPlannedEntries({ nl, config: view.config, own, leases: view.leases, local: { extIface: local.iface, publicIP: local.publicIP } }, out);
+      paths = planned.paths;
+      await checkGuard({ enabled: o.tunnelGuard ?? true, own, leases: view.leases, intakes: planned.intakes }, out);
     }
 
     if (o.peer !== undefined) {

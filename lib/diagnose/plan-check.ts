@@ -17,7 +17,7 @@ import type { BackendConfig, NetworkConfig } from '../config';
 import type { Lease } from '../subnet';
 import type { LinkInfo, Netlink, RouteInfo } from '../netlink';
 import {
-  AssignedPeers, Backend, InstanceSlot, KernelState, LeftOver, LocalNode, ObservedState, Plan,
+  AssignedPeers, Backend, InstanceSlot, Intake, KernelState, LeftOver, LocalNode, ObservedState, Plan,
   assignPeers, backendFactory, backendsInKernel, diffKernelState, fallbackConfig, preferenceOrder,
   terminatedBy, typeOfKey, identityOfKey, withoutFallback,
 } from '../../backends';
@@ -56,9 +56,17 @@ interface Instance {
   readonly device?: string;
 }
 
-/** Checks every peer's entries; resolves with each carried peer's planned path (the probe expects it). */
-export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<Map<string, PlannedPath>> {
+export interface PlanCheckResult {
+  /** Each carried peer's planned path (the probe expects it). */
+  readonly paths: Map<string, PlannedPath>;
+  /** What the running instances receive, as their plans state (the tunnel guard check filters it). */
+  readonly intakes: Intake[];
+}
+
+/** Checks every peer's entries. */
+export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<PlanCheckResult> {
   const paths = new Map<string, PlannedPath>();
+  const intakes: Intake[] = [];
   const instances = await runningInstances(c);
   const backends = new Map(instances.map((i) => [i.key, backendFactory(i.config.type).create(i.config, { log: QUIET, netlink: c.nl, slot: i.slot })]));
   const direct = new DirectReach(c.nl, c.local.extIface);
@@ -97,6 +105,7 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
       out.fail(TOPIC, `cannot plan the ${instance.key} backend: ${(err as Error).message}`, TWILLD_REPAIRS);
       continue;
     }
+    intakes.push(...(state.intake ?? []));
     for (const reason of state.skipped) out.warn(TOPIC, reason, `check twilld on that node; restarting it republishes its lease`);
     const kernel = await observe(c.nl, state);
     // Every route, not only the backend's own: a peer's route held by someone else is reported as wrong.
@@ -109,7 +118,7 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
       paths.set(p.key, { type, plain: route !== undefined && route.ifindex === c.local.extIface.index });
     }
   }
-  return paths;
+  return { paths, intakes };
 }
 
 /** The instances this node's lease lists, with the config, slot and device each runs in the kernel. */

@@ -32,16 +32,25 @@ export class NftablesUnavailableError extends Error {
   }
 }
 
-export const runNft: NftRunner = (args, stdin) =>
-  new Promise((resolve, reject) => {
-    const child = execFile('nft', [...args], { timeout: 10_000 }, (err, stdout, stderr) => {
-      if (!err) return resolve(stdout);
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return reject(new NftablesUnavailableError('the nft command is not installed'));
-      reject(new Error(`nft ${args.join(' ')} failed: ${String(stderr).trim() || err.message}`));
+/**
+ * Runs `nft` (a script on stdin when given); a missing nft command rejects
+ * with `unavailable(detail)`, so each user says what it cannot do without
+ * it (the NAT rules here, the tunnel guard in lib/guard).
+ */
+export function nftRunner(unavailable: (detail: string) => Error): NftRunner {
+  return (args, stdin) =>
+    new Promise((resolve, reject) => {
+      const child = execFile('nft', [...args], { timeout: 10_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') return reject(unavailable('the nft command is not installed'));
+        reject(new Error(`nft ${args.join(' ')} failed: ${String(stderr).trim() || err.message}`));
+      });
+      if (stdin !== undefined) child.stdin?.end(stdin);
     });
-    if (stdin !== undefined) child.stdin?.end(stdin);
-  });
+}
+
+export const runNft: NftRunner = nftRunner((detail) => new NftablesUnavailableError(detail));
 
 /** The nft script that makes table `ip twill` hold exactly the policy's rules. */
 export function renderRules(p: MasqPolicy): string {

@@ -28,6 +28,8 @@
  * | twill_datapath_receive_bytes_total       | counter   | backend           |
  * | twill_datapath_transmit_bytes_total      | counter   | backend           |
  * | twill_datapath_drops_total               | counter   | backend           |
+ * | twill_underlay_drops_total               | counter   | reason=unknown_source\|spoofed_source, intake=vxlan\|udp\|ipip |
+ * | twill_tunnel_guard_active                | gauge     |                   |
  *
  * plus the Node.js process metrics, prefixed `twill_`
  * (`twill_process_cpu_seconds_total`, `twill_nodejs_heap_size_used_bytes`, …;
@@ -72,6 +74,9 @@ export class AgentMetrics {
   private readonly leasesSkipped: Counter;
   private readonly backendInfo: Gauge<'backend' | 'mode'>;
   private readonly datapath: Record<DatapathField, Counter<'backend'>>;
+  private readonly underlayDrops: Counter<'reason' | 'intake'>;
+  private readonly underlayLast = new Map<string, number>();
+  private readonly guardActive: Gauge;
   /** The last absolute datapath values seen per backend, to turn them into counter increments. */
   private readonly datapathLast = new Map<string, DatapathCounters>();
 
@@ -101,6 +106,10 @@ export class AgentMetrics {
       txBytes: datapath('twill_datapath_transmit_bytes_total', 'Bytes the datapath sent into the overlay'),
       drops: datapath('twill_datapath_drops_total', 'Packets the datapath dropped'),
     };
+
+    this.underlayDrops = r.register(new Counter('twill_underlay_drops_total', 'Tunnel packets the kernel dropped in twill\'s nftables guard (table ip twill_guard): from a source that holds no lease (reason="unknown_source") or from a peer with an inner source outside its subnet (reason="spoofed_source"), per intake (vxlan, udp, ipip).', ['reason', 'intake']));
+    this.guardActive = r.register(new Gauge('twill_tunnel_guard_active', 'Whether twill\'s nftables guard filters tunnel traffic on this node (1) or not (0: --tunnel-guard=false, no nft, or no backend here receives tunnels).'));
+    this.guardActive.set(0);
 
     // Counters with a known label set start at 0, so that rate() and
     // increase() see the first event instead of a series appearing from nothing.
@@ -188,6 +197,23 @@ export class AgentMetrics {
   }
 
   /**
+   * An absolute drop count read from the guard's named nft counter. As for
+   * the datapath counters, a value lower than the last means the counter
+   * started over (the table was recreated): the value itself is the increase.
+   */
+  setUnderlayDrops(reason: 'unknown_source' | 'spoofed_source', intake: string, total: number): void {
+    if (!isCount(total)) return;
+    const key = `${reason}/${intake}`;
+    const previous = this.underlayLast.get(key) ?? 0;
+    this.underlayDrops.labels(reason, intake).inc(total >= previous ? total - previous : total);
+    this.underlayLast.set(key, total);
+  }
+
+  setTunnelGuardActive(active: boolean): void {
+    this.guardActive.set(active ? 1 : 0);
+  }
+
+  /**
    * Absolute counters read back from a userspace datapath. Prometheus
    * counters only go up, so each call adds the difference from the values
    * seen last time. A value lower than last time means the datapath
@@ -209,6 +235,12 @@ export class AgentMetrics {
     }
     this.datapathLast.set(backend, next);
   }
+}
+
+/** Underlay metrics are fed by the guard controller (lib/agent/guard-controller.ts). */
+export interface GuardMetrics {
+  setUnderlayDrops(reason: 'unknown_source' | 'spoofed_source', intake: string, total: number): void;
+  setTunnelGuardActive(active: boolean): void;
 }
 
 /** A finite, non-negative number: anything else cannot be a count, a size or a duration. */

@@ -30,7 +30,8 @@ const NAT = {
     podRule: 'ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return',
     nodeRule: (subnet: string) => `ip daddr ${subnet} return`,
     masq: 'masquerade',
-    gone: async (tc: TwillCluster) => !(await tc.net.exec(0, ['nft', 'list', 'tables'])).stdout.includes('twill'),
+    // The tunnel guard's table (ip twill_guard) is another matter: only the NAT table must go.
+    gone: async (tc: TwillCluster) => !/^table ip twill$/m.test((await tc.net.exec(0, ['nft', 'list', 'tables'])).stdout),
   },
   iptables: {
     list: ['iptables-save'],

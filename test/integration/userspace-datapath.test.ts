@@ -15,7 +15,7 @@ import { CommandError, execIn, isAlive, killPid, nsArgv, run, sleep } from '../h
 import { MemoryLog } from '../harness/memory-log';
 import { waitFor } from '../harness/wait';
 import { iperf } from '../harness/iperf';
-import { ipAt, ipChecksumValid, ipHeaderLength, withoutTtl } from '../harness/packets';
+import { ipAt, ipChecksumValid, ipHeaderLength, sendIpip, sendUdp, tcpPacket, withoutTtl } from '../harness/packets';
 import {
   DatapathStartError,
   EngineSupervisor,
@@ -40,43 +40,6 @@ const UDP_PORT = 8285;
 const NOBODY = '10.244.99.1';
 const IPERF_SECONDS = 10;
 
-function checksum(buf: Buffer, initial = 0): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < buf.length; i += 2) sum += buf.readUInt16BE(i);
-  if (buf.length % 2) sum += buf[buf.length - 1] << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
-  return ~sum & 0xffff;
-}
-
-/** A TCP/IPv4 ACK segment to port 9 with `payload` bytes of data, DF set, both checksums valid. */
-function tcpPacket(src: string, dst: string, payload: number): Buffer {
-  const pkt = Buffer.alloc(40 + payload);
-  const addr = (text: string, at: number) => text.split('.').forEach((b, i) => (pkt[at + i] = Number(b)));
-  pkt[0] = 0x45;
-  pkt.writeUInt16BE(pkt.length, 2);
-  pkt.writeUInt16BE(0x1234, 4);
-  pkt.writeUInt16BE(0x4000, 6);
-  pkt[8] = 64;
-  pkt[9] = 6;
-  addr(src, 12);
-  addr(dst, 16);
-  pkt.writeUInt16BE(checksum(pkt.subarray(0, 20)), 10);
-  pkt.writeUInt16BE(40000, 20);
-  pkt.writeUInt16BE(9, 22);
-  pkt.writeUInt32BE(1, 24);
-  pkt.writeUInt32BE(1, 28);
-  pkt[32] = 5 << 4;
-  pkt[33] = 0x10;
-  pkt.writeUInt16BE(65535, 34);
-  for (let i = 0; i < payload; i++) pkt[40 + i] = i & 0xff;
-  const pseudo = Buffer.alloc(12);
-  pkt.copy(pseudo, 0, 12, 20);
-  pseudo[9] = 6;
-  pseudo.writeUInt16BE(20 + payload, 10);
-  pkt.writeUInt16BE(checksum(pkt.subarray(20), 0xffff & ~checksum(pseudo)), 36);
-  return pkt;
-}
-
 /**
  * Sends `inner` from node `ns` to `peerIp` the way a peer's datapath would, as
  * one piece (the underlay fragments it): udp, a datagram to port 8285 (node's
@@ -84,11 +47,8 @@ function tcpPacket(src: string, dst: string, payload: number): Buffer {
  */
 async function sendAsPeer(mode: DatapathMode, ns: string, peerIp: string, inner: Buffer): Promise<void> {
   assertSafeTarget(peerIp, ns);
-  const argv =
-    mode === 'udp'
-      ? [process.execPath, '-e', "const s=require('dgram').createSocket('udp4');s.send(Buffer.from(process.argv[1],'hex'),Number(process.argv[2]),process.argv[3],(e)=>{s.close();if(e)throw e})", inner.toString('hex'), String(UDP_PORT), peerIp]
-      : ['python3', '-c', 'import socket,sys;socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_IPIP).sendto(bytes.fromhex(sys.argv[1]),(sys.argv[2],0))', inner.toString('hex'), peerIp];
-  await execIn(ns, argv);
+  if (mode === 'udp') await sendUdp(ns, peerIp, UDP_PORT, inner);
+  else await sendIpip(ns, peerIp, inner);
 }
 
 /** `ip -j link show` of one device in a node: its ifindex, or null when it does not exist. */

@@ -79,6 +79,14 @@ describe('twilld flags', () => {
       const f = run([]);
       expect({ repairInterval: f.repairInterval, logFormat: f.logFormat, logLevel: f.logLevel }).to.deep.equal({ repairInterval: 5, logFormat: 'text', logLevel: 'info' });
     });
+
+    it('turns the tunnel guard on unless told otherwise, by flag or FLANNELD_TUNNEL_GUARD', () => {
+      expect(run([]).tunnelGuard).to.equal(true);
+      expect(run(['--tunnel-guard=false']).tunnelGuard).to.equal(false);
+      expect(run(['-tunnel-guard=0']).tunnelGuard).to.equal(false);
+      expect(run([], { FLANNELD_TUNNEL_GUARD: 'false' }).tunnelGuard).to.equal(false);
+      expect(run(['--tunnel-guard'], { FLANNELD_TUNNEL_GUARD: 'false' }).tunnelGuard).to.equal(true);
+    });
   });
 
   describe('command line', () => {
@@ -192,6 +200,7 @@ describe('twilld flags', () => {
       { name: 'FLANNELD_SUBNET_LEASE_RENEW_MARGIN=-5', argv: [], env: { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: '-5' }, names: 'FLANNELD_SUBNET_LEASE_RENEW_MARGIN' },
       { name: 'a health port above 65535', argv: ['--healthz-port', '70000'], names: '--healthz-port', message: /0\.\.65535/ },
       { name: 'a repair interval of zero', argv: ['--repair-interval=0'], names: '--repair-interval' },
+      { name: '--tunnel-guard=off', argv: ['--tunnel-guard=off'], names: '--tunnel-guard', message: /true or false, not "off"/ },
       { name: 'an etcd prefix that does not start with /', argv: ['--etcd-prefix', 'coreos.com/network'], names: '--etcd-prefix', message: /start with "\/"/ },
       { name: 'an unknown flag', argv: ['--bogus'], names: '--bogus', message: /unknown option/ },
       { name: "an unknown flag in Go's spelling", argv: ['-bogus=1'], names: '--bogus' },

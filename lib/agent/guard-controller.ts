@@ -1,0 +1,169 @@
+/**
+ * Applies the tunnel guard (lib/guard/plan.ts) at the end of every
+ * reconcile, so start-up, lease events, the repair timer, restarts and
+ * migrations all reach it the same way, with the same peers (the
+ * assignment's usable peers) and the intakes of every running backend.
+ *
+ * Each call reads twill's table `ip twill_guard`, writes only what differs
+ * (one nft transaction; never a flush of the table, which would reset the
+ * counters), and feeds the drop counters to /metrics.
+ *
+ * Spoofed inner sources are logged per peer, at most once a minute each:
+ * the `peers` set keeps a packet counter per element that rises only for
+ * spoofed packets (plan.ts), so each call compares it with the last value
+ * seen and warns, naming the peer, when it rose and the peer's last warning
+ * is a minute old. Reads happen at every reconcile (the repair timer makes
+ * that at least once per --repair-interval), so a warning comes within one
+ * interval of the packets.
+ *
+ * Failure semantics: never throws and never touches the datapath. A
+ * missing nft or a refused script is logged once per distinct message and
+ * retried on the next call; the userspace engines check senders themselves
+ * meanwhile. `--tunnel-guard=false` removes the table once.
+ */
+import { type Intake, intakeLabel } from '../../backends/intake';
+import type { Log } from '../observe/logger';
+import type { GuardMetrics } from '../observe/metrics';
+import { GuardTable, GuardUnavailableError } from '../guard/guard-table';
+import { counterName, type DropReason, type GuardPeer, type GuardState, PEERS_SET, type SeenGuard, guardDifferences, guardScript, planGuard } from '../guard/plan';
+
+export const SPOOF_LOG_INTERVAL_MS = 60_000;
+/**
+ * A plan equal to the one applied less than this ago is not checked again:
+ * reading a table of 5000 peers takes ~0.2 s, and a burst of lease events
+ * would read it on every reconcile. The repair timer still checks it.
+ */
+const RECHECK_MS = 1000;
+const REASONS: readonly DropReason[] = ['unknown_source', 'spoofed_source'];
+
+export interface GuardControllerOptions {
+  readonly enabled: boolean;
+  readonly log: Log;
+  readonly metrics: GuardMetrics;
+  readonly table?: GuardTable;
+  readonly now?: () => number;
+}
+
+export class GuardController {
+  private readonly table: GuardTable;
+  private readonly now: () => number;
+  private lastError = '';
+  private removed = false;
+  private installed = false;
+  /** The plan written (or found in place) last. */
+  private applied?: GuardState;
+  /** When the table was last read and made to match `applied`. */
+  private checkedAt = -Infinity;
+  private reportedSkips = new Set<string>();
+  /** Per peer public IP: the spoof count seen last, and when it was last logged. */
+  private readonly spoofs = new Map<string, { count: number; loggedAt?: number; unlogged: number }>();
+
+  constructor(private readonly o: GuardControllerOptions) {
+    this.table = o.table ?? new GuardTable();
+    this.now = o.now ?? Date.now;
+  }
+
+  /**
+   * Makes the table match these peers and intakes; never throws. With
+   * `onlyToAdmit` (before the backends program a reconcile's routes) it
+   * writes only when a peer is missing from what was applied last, and
+   * removes nothing: the call after the routes does the rest.
+   */
+  async apply(peers: readonly GuardPeer[], intakes: readonly Intake[], opts: { onlyToAdmit?: boolean } = {}): Promise<void> {
+    try {
+      if (opts.onlyToAdmit && (!this.o.enabled || intakes.length === 0)) return;
+      if (!this.o.enabled) return await this.removeOnce('--tunnel-guard=false');
+      const want = planGuard(peers, intakes);
+      if (!want) return await this.removeOnce('no backend running here receives tunnel traffic');
+      if (opts.onlyToAdmit && this.applied && admits(this.applied, want)) return;
+      if (this.applied && this.now() - this.checkedAt < RECHECK_MS && samePlan(this.applied, want)) return;
+      this.removed = false;
+      this.reportSkips(want.skipped);
+      const seen = await this.table.read();
+      const script = guardScript(want, seen);
+      if (script) {
+        // Element changes follow the leases; anything else changed behind twilld's back.
+        const repairs = seen && this.installed ? guardDifferences(want, seen).filter((d) => !d.startsWith(`set ${PEERS_SET} `) && !d.startsWith('set subnets ')) : [];
+        await this.table.write(script);
+        if (repairs.length) this.o.log.warn('tunnel guard: put back what someone changed', { changes: repairs.join('; ') });
+      }
+      if (!this.installed) {
+        this.o.log.info(`tunnel guard ${seen ? 'adopted' : 'installed'}: tunnel packets only from peers, inner sources only from their subnets`, {
+          table: 'ip twill_guard', peers: want.peers.length, intakes: want.intakes.map(intakeLabel).join(', '),
+        });
+      }
+      this.installed = true;
+      this.applied = want;
+      this.checkedAt = this.now();
+      this.o.metrics.setTunnelGuardActive(true);
+      this.count(want, seen, peers);
+      this.lastError = '';
+    } catch (err) {
+      this.o.metrics.setTunnelGuardActive(false);
+      const message = (err as Error).message;
+      if (message !== this.lastError) this.o.log.warn(`tunnel guard: ${message}; tunnel traffic is not filtered by nftables until this is fixed (retrying)`);
+      this.lastError = message;
+    }
+  }
+
+  private async removeOnce(why: string): Promise<void> {
+    this.o.metrics.setTunnelGuardActive(false);
+    this.installed = false;
+    this.applied = undefined;
+    if (this.removed) return;
+    let removed: boolean;
+    try {
+      removed = await this.table.remove();
+    } catch (err) {
+      // Without nft there is no table of ours to remove, and nothing to warn about when none is wanted.
+      if (!(err instanceof GuardUnavailableError)) throw err;
+      removed = false;
+    }
+    if (removed) this.o.log.info(`removed twill's tunnel guard table ip twill_guard (${why})`);
+    this.removed = true;
+    this.lastError = '';
+  }
+
+  /** Drop counters to /metrics; a warning per peer whose spoofed packets rose, at most once a minute each. */
+  private count(want: GuardState, seen: SeenGuard | undefined, peers: readonly GuardPeer[]): void {
+    for (const kind of new Set(want.intakes.map((i) => i.kind))) {
+      for (const reason of REASONS) this.o.metrics.setUnderlayDrops(reason, kind, seen?.counters.get(counterName(kind, reason))?.packets ?? 0);
+    }
+    const perPeer = seen?.sets.get(PEERS_SET)?.packets ?? new Map<string, number>();
+    const now = this.now();
+    for (const [ip, count] of perPeer) {
+      const last = this.spoofs.get(ip) ?? { count: 0, unlogged: 0 };
+      // Lower than before: the element was removed and added again, and counts from 0.
+      const rose = count >= last.count ? count - last.count : count;
+      const next = { ...last, count, unlogged: last.unlogged + rose };
+      if (next.unlogged > 0 && (last.loggedAt === undefined || now - last.loggedAt >= SPOOF_LOG_INTERVAL_MS)) {
+        const holders = peers.filter((p) => p.publicIP === ip).map((p) => p.subnet.toString()).join(', ') || 'no lease now';
+        this.o.log.warn(`tunnel guard: dropped ${next.unlogged} packet(s) from peer ${ip} whose inner source lies outside its subnet (${holders})`, {
+          peer: ip, subnet: holders,
+        });
+        next.loggedAt = now;
+        next.unlogged = 0;
+      }
+      this.spoofs.set(ip, next);
+    }
+    for (const ip of [...this.spoofs.keys()]) if (!perPeer.has(ip)) this.spoofs.delete(ip);
+  }
+
+  private reportSkips(skipped: readonly string[]): void {
+    const now = new Set(skipped);
+    for (const s of now) if (!this.reportedSkips.has(s)) this.o.log.warn(s);
+    this.reportedSkips = now;
+  }
+}
+
+/** Whether the table as applied already takes every peer and subnet of `want`. */
+function admits(applied: GuardState, want: GuardState): boolean {
+  const peers = new Set(applied.peers);
+  const subnets = new Set(applied.subnets);
+  return want.peers.every((p) => peers.has(p)) && want.subnets.every((s) => subnets.has(s));
+}
+
+function samePlan(a: GuardState, b: GuardState): boolean {
+  const same = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return same(a.peers, b.peers) && same(a.subnets, b.subnets) && same(a.input.map((r) => r.text), b.input.map((r) => r.text));
+}

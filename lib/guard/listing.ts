@@ -1,0 +1,97 @@
+/**
+ * Reads `nft -j list table ip twill_guard` into what the guard's diff
+ * compares (plan.ts `SeenGuard`): named counters with their values, set
+ * elements in the plan's canonical form (with the per-element packet
+ * counts of `peers`), and each chain's hook and rule comments.
+ *
+ * Failure semantics: text that is not nft's JSON throws
+ * `GuardListingError`; objects of kinds it does not know are ignored.
+ */
+import type { SeenGuard } from './plan';
+
+export class GuardListingError extends Error {
+  constructor(detail: string) {
+    super(`cannot read nft's listing of the tunnel guard table: ${detail}`);
+    this.name = 'GuardListingError';
+  }
+}
+
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function parseGuardListing(text: string): SeenGuard {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new GuardListingError(`not JSON (${(err as Error).message})`);
+  }
+  const items = isObject(doc) ? doc.nftables : undefined;
+  if (!Array.isArray(items)) throw new GuardListingError('no "nftables" array');
+  const counters = new Map<string, { packets: number; bytes: number }>();
+  const sets = new Map<string, { elements: string[]; packets: Map<string, number> }>();
+  const chains = new Map<string, { hook?: string; comments: string[] }>();
+  const rules: Json[] = [];
+  for (const item of items) {
+    if (!isObject(item)) continue;
+    if (isObject(item.counter)) {
+      const c = item.counter;
+      counters.set(String(c.name), { packets: Number(c.packets) || 0, bytes: Number(c.bytes) || 0 });
+    } else if (isObject(item.set)) {
+      const s = item.set;
+      const elements: string[] = [];
+      const packets = new Map<string, number>();
+      for (const e of Array.isArray(s.elem) ? s.elem : []) {
+        const { key, count } = element(e);
+        if (key === undefined) continue;
+        elements.push(key);
+        if (count !== undefined) packets.set(key, count);
+      }
+      sets.set(String(s.name), { elements, packets });
+    } else if (isObject(item.chain)) {
+      const c = item.chain;
+      chains.set(String(c.name), { ...(typeof c.hook === 'string' ? { hook: c.hook } : {}), comments: [] });
+    } else if (isObject(item.rule)) {
+      rules.push(item.rule);
+    }
+  }
+  // Rules follow their chains in nft's listing, in order; collected after, in case they do not.
+  for (const r of rules) chains.get(String(r.chain))?.comments.push(typeof r.comment === 'string' ? r.comment : '');
+  return { counters, sets, chains };
+}
+
+/**
+ * One set element in canonical form: `198.18.0.2`, or for the subnets set
+ * `198.18.0.2 . 183763200-183763455`; with its packet counter when the set
+ * keeps one (`{"elem": {"val": …, "counter": {…}}}`).
+ */
+function element(e: unknown): { key?: string; count?: number } {
+  if (typeof e === 'string') return { key: e };
+  if (!isObject(e)) return {};
+  if (isObject(e.elem)) {
+    const inner = element(e.elem.val);
+    const counter = e.elem.counter;
+    return { key: inner.key, ...(isObject(counter) ? { count: Number(counter.packets) || 0 } : {}) };
+  }
+  if (Array.isArray(e.concat)) {
+    const parts = e.concat.map(part);
+    return parts.every((p) => p !== undefined) ? { key: parts.join(' . ') } : {};
+  }
+  return {};
+}
+
+function part(p: unknown): string | undefined {
+  if (typeof p === 'string') return p;
+  if (typeof p === 'number') return `${p}-${p}`;
+  if (isObject(p) && Array.isArray(p.range) && p.range.length === 2) return `${Number(p.range[0])}-${Number(p.range[1])}`;
+  if (isObject(p) && isObject(p.prefix)) {
+    // nft may print a range that is a whole prefix of an integer as one; widen it back.
+    const addr = Number(p.prefix.addr);
+    const len = Number(p.prefix.len);
+    if (!Number.isInteger(addr) || !Number.isInteger(len)) return undefined;
+    const size = 2 ** (32 - len);
+    return `${addr}-${addr + size - 1}`;
+  }
+  return undefined;
+}
