@@ -52,6 +52,7 @@ export interface BackendSetDeps {
   readonly log: Log;
   readonly local: LocalNode;
   readonly requestReconcile: (reason: string) => void;
+  readonly wireguardKeyFile?: string;
 }
 
 export class BackendSet {
@@ -61,6 +62,8 @@ export class BackendSet {
   /** Which peers the kernel reaches directly: its route lookup and ARP, not the interface prefix. */
   private readonly direct: DirectReach;
   private retireTimer?: NodeJS.Timeout;
+  /** Backends being removed, by key: one configured again starts only once its old self is gone (device, engine). */
+  private readonly removing = new Map<string, Promise<void>>();
   private carriedCounts: ReadonlyMap<string, number> = new Map();
 
   constructor(private readonly deps: BackendSetDeps) {
@@ -185,6 +188,7 @@ export class BackendSet {
   private async startConfigured(target: BackendConfig, leftOver: readonly LeftOver[]): Promise<BackendStart> {
     const fallback = fallbackConfig(target);
     const wanted = (fallback ? [target, withoutFallback(fallback)] : [target]).map((config) => ({ config, key: instanceOf(config).key }));
+    for (const { key } of wanted) await this.removing.get(key);
     // Everything is checked before anything changes: a refused config leaves the running backends as they were.
     const slots = new Map<string, InstanceSlot>();
     for (const { config, key } of wanted) {
@@ -282,7 +286,14 @@ export class BackendSet {
       netlink: this.deps.netlink,
       requestReconcile: this.deps.requestReconcile,
       slot,
+      ...(this.deps.wireguardKeyFile ? { wireguardKeyFile: this.deps.wireguardKeyFile } : {}),
     });
+  }
+
+  private async remove(run: Running): Promise<void> {
+    // Not stop(): that would leave a userspace engine running detached, waiting for a next twilld to take it over.
+    if (run.backend.routeProtocol !== undefined) await removeRoutes(this.deps.netlink, run.backend.routeProtocol);
+    await run.backend.teardown();
   }
 
   /** Unused, unconfigured backends leave the lease, then the kernel (retirement.ts). */
@@ -300,15 +311,20 @@ export class BackendSet {
         this.deps.log.info(`${key} backend: no peer uses it; leaving the lease, removing it in ${step.inMs} ms`);
         nextCheck = Math.min(nextCheck, step.inMs);
       } else {
+        // Out of `running` before the first await: a config that names this backend again meanwhile
+        // starts a new one, once this removal is over (startConfigured waits for it).
+        this.running.delete(key);
+        const removal = this.remove(run);
+        this.removing.set(key, removal.then(() => undefined, () => undefined));
         try {
-          // Not stop(): that would leave a userspace engine running detached, waiting for a next twilld to take it over.
-          if (run.backend.routeProtocol !== undefined) await removeRoutes(this.deps.netlink, run.backend.routeProtocol);
-          await run.backend.teardown();
-          this.running.delete(key);
+          await removal;
           this.deps.log.info(`${key} backend removed: its devices, routes and entries are gone`);
         } catch (err) {
+          if (!this.running.has(key)) this.running.set(key, run);
           this.deps.log.warn(`${key} backend: removal failed; retrying`, { error: (err as Error).message });
           nextCheck = Math.min(nextCheck, RETIRE_MS);
+        } finally {
+          this.removing.delete(key);
         }
       }
     }
