@@ -59,6 +59,12 @@ export interface AssignedPeers {
   readonly leaving: readonly Peer[];
   /** Every usable peer, whatever backend carries it (userspace ipip accepts packets from all of them). */
   readonly known: readonly Peer[];
+  /**
+   * Every usable peer whose node terminates this backend instance, as this
+   * instance sees it (its BackendData here), whatever carries it now:
+   * wireguard must know a peer's key before that peer sends to it.
+   */
+  readonly terminating?: readonly Peer[];
 }
 
 /** What a plan depends on besides the peers: all of it read before planning, so `desired` does no I/O. */
@@ -89,6 +95,8 @@ export interface EnginePeer {
   readonly subnet: string;
   readonly publicIP: string;
   readonly port?: number;
+  /** wireguard: the peer's public key (base64, from its lease). */
+  readonly publicKey?: string;
 }
 
 export interface Backend {
@@ -125,6 +133,8 @@ export interface Backend {
 
 export interface BackendContext {
   readonly log: Log;
+  /** wireguard: the private key's file (flanneld's default /run/flannel/wgkey). */
+  readonly wireguardKeyFile?: string;
   readonly netlink: Netlink;
   /** Asks the agent for a reconcile soon (a userspace datapath restarted with a new device). */
   readonly requestReconcile?: (reason: string) => void;
