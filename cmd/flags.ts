@@ -31,6 +31,7 @@ export interface DaemonFlags {
   natBackend: 'auto' | 'nftables' | 'iptables';
   logFormat: 'text' | 'json';
   logLevel: string;
+  wireguardKeyFile?: string;
 }
 
 export class UsageError extends Error {
@@ -75,6 +76,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'repair-interval', kind: 'int', def: '5', help: 'seconds between re-checks of the kernel state (twill)' },
   { name: 'log-format', kind: 'string', def: 'text', help: 'log format: text or json (twill)' },
   { name: 'log-level', kind: 'string', def: 'info', help: 'log level: error, warn, info or debug (twill)' },
+  { name: 'wireguard-key-file', kind: 'string', help: 'the wireguard backend\'s private key file, made (mode 0600) when missing; default $WIREGUARD_KEY_FILE, else /run/flannel/wgkey as flanneld (twill)' },
 ];
 
 /** Flags that take a value: every kind but bool. */

@@ -67,6 +67,8 @@ async function main(): Promise<number> {
     masqResyncMs: flags.iptablesResync * 1000,
     natBackend: flags.natBackend,
     repairIntervalMs: flags.repairInterval * 1000,
+    // flanneld reads the key file's path from WIREGUARD_KEY_FILE only; twill also takes a flag.
+    wireguardKeyFile: flags.wireguardKeyFile ?? (process.env.WIREGUARD_KEY_FILE || undefined),
     configKey: registry.configKey,
   }, log);
 

@@ -45,6 +45,8 @@ export interface AgentOptions {
   readonly natBackend: NatBackend;
   readonly repairIntervalMs: number;
   readonly configKey: string;
+  /** The wireguard backend's key file; undefined: /run/flannel/wgkey. */
+  readonly wireguardKeyFile?: string;
 }
 
 export class Agent {
@@ -110,7 +112,7 @@ export class Agent {
   private async startBackend(config: NetworkConfig, local: LocalNode): Promise<BackendStart> {
     const netlink = Netlink.open();
     this.netlink = netlink;
-    const backends = new BackendSet({ netlink, log: this.log, local, requestReconcile: (reason) => this.loop.request(reason) });
+    const backends = new BackendSet({ netlink, log: this.log, local, requestReconcile: (reason) => this.loop.request(reason), wireguardKeyFile: this.opts.wireguardKeyFile });
     this.backends = backends;
     const leftOver = await backendsInKernel(netlink);
     const started = await backends.start(config.backend, leftOver);
