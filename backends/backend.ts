@@ -23,6 +23,7 @@ import type { Lease } from '../lib/subnet';
 import type { Log } from '../lib/observe/logger';
 import type { LinkInfo, Netlink } from '../lib/netlink';
 import type { KernelState } from './kernel-state';
+import type { WireguardPeerStats } from '../lib/observe/metrics';
 
 export interface LocalNode {
   readonly extIface: ExternalInterface;
@@ -121,6 +122,8 @@ export interface Backend {
   teardown(): Promise<void>;
   /** Userspace datapaths only: counters for /metrics. */
   counters?(): Promise<BackendCounters>;
+  /** wireguard: each WireGuard peer's last handshake and bytes, for /metrics, status and diagnose. */
+  wireguardPeers?(): Promise<readonly WireguardPeerStats[]>;
   /**
    * Takes new local settings (same type and identity, other live keys) on
    * this running backend. Without it, a new backend object with the new

@@ -22,6 +22,7 @@ import type { BackendConfig } from '../../lib/config';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
 import { isUnsupportedLinkKind } from '../../lib/netlink';
 import type { Log } from '../../lib/observe/logger';
+import type { WireguardPeerStats } from '../../lib/observe/metrics';
 import {
   BackendUnavailableError,
   type AssignedPeers, type Backend, type BackendContext, type BackendCounters, type BackendStart, type EnginePeer, type LocalNode, type Peer, type PlanInput,
@@ -172,6 +173,10 @@ export class WireguardBackend implements Backend {
   /** wireguard-go's peers as it reports them: handshakes and bytes. */
   async devicePeers(): Promise<readonly DevicePeer[]> {
     return (await this.engine.state()).peers;
+  }
+
+  async wireguardPeers(): Promise<readonly WireguardPeerStats[]> {
+    return (await this.devicePeers()).map((p) => ({ peer: p.allowedIPs[0] ?? p.endpoint ?? p.publicKey, lastHandshakeSec: p.lastHandshakeSec, rxBytes: p.rxBytes, txBytes: p.txBytes }));
   }
 
   async counters(): Promise<BackendCounters> {

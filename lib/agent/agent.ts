@@ -173,6 +173,7 @@ export class Agent {
     const read = async () => {
       try {
         for (const [type, c] of await backends.counters()) this.metrics.setDatapathCounters(type, { ...c });
+        this.metrics.setWireguardPeers(await backends.wireguardPeers());
       } catch (err) {
         this.log.debug('cannot read the datapath counters', { error: (err as Error).message });
       }

@@ -23,6 +23,7 @@ import type { IPNet } from '../ip';
 import type { Lease, LeaseAttrs } from '../subnet';
 import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
+import type { WireguardPeerStats } from '../observe/metrics';
 import { changedBackendKeys } from '../config/live-change';
 import {
   Backend, BackendCounters, BackendStart, InstanceSlot, LeftOver, LocalNode, Peer,
@@ -176,6 +177,13 @@ export class BackendSet {
     for (const [key, run] of this.running) {
       if (run.backend.counters) out.set(key, await run.backend.counters());
     }
+    return out;
+  }
+
+  /** Every WireGuard peer of the running wireguard backend (none when none runs). */
+  async wireguardPeers(): Promise<readonly WireguardPeerStats[]> {
+    const out: WireguardPeerStats[] = [];
+    for (const run of this.running.values()) if (run.backend.wireguardPeers) out.push(...(await run.backend.wireguardPeers()));
     return out;
   }
 

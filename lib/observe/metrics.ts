@@ -28,6 +28,13 @@
  * | twill_datapath_receive_bytes_total       | counter   | backend           |
  * | twill_datapath_transmit_bytes_total      | counter   | backend           |
  * | twill_datapath_drops_total               | counter   | backend           |
+ * | twill_wireguard_peer_handshake_age_seconds | gauge   | peer              |
+ * | twill_wireguard_peer_receive_bytes       | gauge     | peer              |
+ * | twill_wireguard_peer_transmit_bytes      | gauge     | peer              |
+ *
+ * The wireguard series exist per WireGuard peer (its subnet) while the
+ * wireguard backend runs; the age is absent until a first handshake, and the
+ * bytes count from wireguard-go's start.
  *
  * plus the Node.js process metrics, prefixed `twill_`
  * (`twill_process_cpu_seconds_total`, `twill_nodejs_heap_size_used_bytes`, …;
@@ -37,7 +44,17 @@
  * (or a negative count) is a bug in the caller, not a reason to take the
  * agent down; it is ignored and the metric keeps its previous value.
  */
-import { CONTENT_TYPE, Counter, Gauge, Histogram, Registry, processMetrics } from './exposition';
+import { CONTENT_TYPE, Counter, Gauge, GaugeSet, Histogram, Registry, processMetrics } from './exposition';
+
+/** One WireGuard peer as wireguard-go reports it. */
+export interface WireguardPeerStats {
+  /** Its subnet (its allowed IPs), or its endpoint when it has none. */
+  readonly peer: string;
+  /** Unix seconds; 0: never. */
+  readonly lastHandshakeSec: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+}
 
 /** Absolute datapath counters as read back from a userspace datapath. */
 export interface DatapathCounters {
@@ -72,6 +89,9 @@ export class AgentMetrics {
   private readonly leasesSkipped: Counter;
   private readonly backendInfo: Gauge<'backend' | 'mode'>;
   private readonly datapath: Record<DatapathField, Counter<'backend'>>;
+  private readonly wgHandshakeAge: GaugeSet<'peer'>;
+  private readonly wgRxBytes: GaugeSet<'peer'>;
+  private readonly wgTxBytes: GaugeSet<'peer'>;
   /** The last absolute datapath values seen per backend, to turn them into counter increments. */
   private readonly datapathLast = new Map<string, DatapathCounters>();
 
@@ -101,6 +121,10 @@ export class AgentMetrics {
       txBytes: datapath('twill_datapath_transmit_bytes_total', 'Bytes the datapath sent into the overlay'),
       drops: datapath('twill_datapath_drops_total', 'Packets the datapath dropped'),
     };
+
+    this.wgHandshakeAge = r.register(new GaugeSet('twill_wireguard_peer_handshake_age_seconds', 'Seconds since the last WireGuard handshake with each peer (by its subnet); absent before the first. Above about 180 s with traffic flowing means the peer is not answering.', ['peer']));
+    this.wgRxBytes = r.register(new GaugeSet('twill_wireguard_peer_receive_bytes', 'Bytes received from each WireGuard peer (by its subnet) since wireguard-go started.', ['peer']));
+    this.wgTxBytes = r.register(new GaugeSet('twill_wireguard_peer_transmit_bytes', 'Bytes sent to each WireGuard peer (by its subnet) since wireguard-go started.', ['peer']));
 
     // Counters with a known label set start at 0, so that rate() and
     // increase() see the first event instead of a series appearing from nothing.
@@ -196,6 +220,13 @@ export class AgentMetrics {
    * counted twice. Invalid fields (negative, NaN) are ignored and do not
    * move the baseline.
    */
+  /** The WireGuard peers as wireguard-go reports them now (empty: no wireguard backend runs). */
+  setWireguardPeers(peers: readonly WireguardPeerStats[], nowSec = Date.now() / 1000): void {
+    this.wgHandshakeAge.replace(peers.filter((p) => p.lastHandshakeSec > 0).map((p) => ({ labels: { peer: p.peer }, value: Math.max(0, Math.round(nowSec - p.lastHandshakeSec)) })));
+    this.wgRxBytes.replace(peers.map((p) => ({ labels: { peer: p.peer }, value: p.rxBytes })));
+    this.wgTxBytes.replace(peers.map((p) => ({ labels: { peer: p.peer }, value: p.txBytes })));
+  }
+
   setDatapathCounters(backend: string, c: DatapathCounters): void {
     const last = this.datapathLast.get(backend);
     const next: DatapathCounters = { ...(last ?? { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0, drops: 0 }) };
