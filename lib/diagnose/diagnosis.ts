@@ -23,6 +23,7 @@ import { checkPlannedEntries, PlannedPath } from './plan-check';
 import { overlayDevice, RunningInstance, runningInstance } from './running-instance';
 import { findPeerLease, probePeer, ProbeReport } from './probe';
 import { checkSysctls } from './sysctls';
+import { checkWireguard } from './wireguard-check';
 
 export interface DiagnosisOptions {
   readonly etcd: Etcd3;
@@ -83,6 +84,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
     if (view && own && local && backend) {
       paths = await checkPlannedEntries({ nl, config: view.config, own, leases: view.leases, local: { extIface: local.iface, publicIP: local.publicIP } }, out);
     }
+    if (view && own && backend === 'wireguard') await checkWireguard(own, view.leases, out);
 
     if (o.peer !== undefined) {
       if (!view || !own || !local || !backend) {

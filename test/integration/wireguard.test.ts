@@ -8,6 +8,7 @@
  * wireguard → vxlan → wireguard at 200 pps without losing a probe.
  */
 import { expect } from 'chai';
+import { execFile } from 'child_process';
 import { readFileSync, rmSync, statSync } from 'fs';
 import * as path from 'path';
 import { allPodsPing, httpBody } from '../harness/checks';
@@ -29,6 +30,14 @@ const metrics = (node: number) => httpBody(`198.18.0.${node + 1}`, HEALTH_PORT, 
 interface LogLine {
   level: string;
   message: string;
+}
+
+const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
+
+/** `twill <args>` on the host, or inside a node's namespace; its stdout and stderr. */
+function runTwill(args: readonly string[], ns?: string): Promise<string> {
+  const argv = ns ? ['ip', 'netns', 'exec', ns, process.execPath, TWILL, ...args] : [process.execPath, TWILL, ...args];
+  return new Promise((resolve) => execFile(argv[0], argv.slice(1), { timeout: 60_000 }, (_err, stdout, stderr) => resolve(stdout + stderr)));
 }
 
 function logLines(tc: TwillCluster, node: number): LogLine[] {
@@ -170,8 +179,36 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
     expect(logLines(tc, 1).some((l) => l.message.startsWith('wireguard-go adopted'))).to.equal(true);
   });
 
-  it('reports the backend in /metrics', async () => {
-    expect(await metrics(0)).to.match(/^twill_backend_info\{backend="wireguard",mode="userspace"\} 1/m);
+  it('reports the backend, and each peer\'s handshake age and bytes, in /metrics', async () => {
+    await allPodsPing(tc);
+    const text = await metrics(0);
+    expect(text).to.match(/^twill_backend_info\{backend="wireguard",mode="userspace"\} 1/m);
+    await waitFor('per-peer WireGuard metrics', async () => {
+      const m = await metrics(0);
+      return [1, 2].every((peer) => {
+        const label = `{peer="${tc.lease(peer).subnet}"}`;
+        const age = new RegExp(`^twill_wireguard_peer_handshake_age_seconds${label.replace(/[{}.]/g, '\\$&')} (\\d+)$`, 'm').exec(m);
+        const rx = new RegExp(`^twill_wireguard_peer_receive_bytes${label.replace(/[{}.]/g, '\\$&')} (\\d+)$`, 'm').exec(m);
+        return age !== null && Number(age[1]) < 180 && rx !== null && Number(rx[1]) > 0;
+      });
+    }, 15_000, 500);
+  });
+
+  it('marks every pair encrypted in twill status (table and --json)', async () => {
+    const endpoints = tc.etcd.endpointOn(UNDERLAY.bridgeIp);
+    const table = await runTwill(['status', '--etcd-endpoints', endpoints]);
+    expect(table).to.contain('wireguard×2; encrypted 2/2');
+    const doc = JSON.parse(await runTwill(['status', '--json', '--etcd-endpoints', endpoints])) as { leases: { peers: { backend: string; encrypted: boolean }[] }[] };
+    const peers = doc.leases.flatMap((l) => l.peers);
+    expect(peers.length).to.equal(NODES * (NODES - 1));
+    expect(peers.every((p) => p.backend === 'wireguard' && p.encrypted), JSON.stringify(peers)).to.equal(true);
+  });
+
+  it('passes twill diagnose\'s wireguard checks: wireguard-go answers, a recent handshake with each peer', async () => {
+    const out = await runTwill(['diagnose', '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp), '--iface', 'eth0', '--subnet-file', tc.subnetFile(0)], tc.nodeNs(0));
+    expect(out).to.match(/^OK device: wireguard-go answers on \/run\/twill\/wireguard-\d+\/flannel-wg\.sock: listen port 51820, 2 peer\(s\)/m);
+    for (const peer of [1, 2]) expect(out).to.match(new RegExp(`^OK peer: ${tc.lease(peer).subnet.replace('.', '\\.')} \\(198\\.18\\.0\\.${peer + 1}\\), wireguard: handshake \\d+ s ago`, 'm'));
+    expect(out.split('\n').filter((l) => l.startsWith('FAIL')), out).to.deep.equal([]);
   });
 
   for (const [from, to] of [['wireguard', 'vxlan'], ['vxlan', 'wireguard']]) {
