@@ -32,7 +32,8 @@
  * | twill_wireguard_peer_receive_bytes       | gauge     | peer              |
  * | twill_wireguard_peer_transmit_bytes      | gauge     | peer              |
  *
- * The wireguard series exist per WireGuard peer (its subnet) while the
+ * For wireguard the datapath counters hold bytes only (wireguard-go counts no
+ * packets); the wireguard series exist per WireGuard peer (its subnet) while the
  * wireguard backend runs; the age is absent until a first handshake, and the
  * bytes count from wireguard-go's start.
  *
