@@ -154,6 +154,13 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
     expect((await ping(tc.podNs(0), tc.podIp(1), { count: 2, intervalMs: 200, timeoutMs: 5000 })).received).to.be.greaterThan(0);
   });
 
+  it('puts back a route to a peer deleted by hand, within the repair interval', async () => {
+    const dst = tc.lease(2).subnet;
+    await tc.net.ip(0, ['route', 'del', dst, 'proto', '125']);
+    await waitFor('the route back', async () => (await tc.net.ip(0, ['route', 'show', dst, 'proto', '125'])).includes('dev flannel-wg'), 10_000);
+    expect((await ping(tc.podNs(0), tc.podIp(2), { count: 2, intervalMs: 200, timeoutMs: 5000 })).received).to.be.greaterThan(0);
+  });
+
   it('starts a new wireguard-go when its wireguard-go is killed, and carries traffic again', async () => {
     const before = wireguardGo(2);
     process.kill(before, 'SIGKILL');
@@ -180,6 +187,8 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
     expect(wireguardGo(1), 'the same wireguard-go, adopted').to.equal(before);
     expect((await netnsPids(tc.nodeNs(1))).includes(before)).to.equal(true);
     expect(logLines(tc, 1).some((l) => l.message.startsWith('wireguard-go adopted'))).to.equal(true);
+    const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${before}/status`, 'utf8'))?.[1] ?? 0);
+    console.log(`      wireguard-go: one process per node, ${(rssKb / 1024).toFixed(1)} MB resident after the tests so far`);
   });
 
   it('reports the backend, and each peer\'s handshake age and bytes, in /metrics', async () => {
