@@ -2,6 +2,7 @@
   # Native parts, built by npm with node-gyp on install (`npm run build:native` by hand):
   # twill_netlink_events: the rtnetlink notification socket twilld reads in its
   #   own process, a small Node-API addon (lib/netlink/native; see event-socket.c for why).
+  # twill-wg-run: starts wireguard-go in a mount namespace with its own socket directory.
   # twill-dataplane: the userspace datapath (backends/userspace/native), a plain C
   #   program, not a Node addon, so the engine runs in a process of a few MB.
 
@@ -70,6 +71,27 @@
         "-Wall",
         "-Wextra",
         "-Wno-unused-parameter"
+      ]
+    },
+    {
+      # twill-wg-run: starts wireguard-go with its own /var/run/wireguard (backends/wireguard/native).
+      "target_name": "twill-wg-run",
+      "type": "executable",
+      "conditions": [
+        [
+          "OS=='linux'",
+          {
+            "sources": [
+              "backends/wireguard/native/private-run.c"
+            ]
+          }
+        ]
+      ],
+      "cflags": [
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Wextra"
       ]
     }
   ]

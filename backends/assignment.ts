@@ -126,6 +126,8 @@ export interface Assignment {
   readonly carried: ReadonlyMap<string, readonly Peer[]>;
   /** Every peer some backend could carry (userspace ipip accepts packets from all of them). */
   readonly known: readonly Peer[];
+  /** Instance key → every usable peer whose node terminates it, as that instance sees it. */
+  readonly terminating: ReadonlyMap<string, readonly Peer[]>;
   readonly skipped: readonly string[];
 }
 
@@ -145,6 +147,7 @@ export function unusablePeer(lease: Lease, own: Lease): string | undefined {
 export function assignPeers(input: AssignmentInput): Assignment {
   const carried = new Map<string, Peer[]>(input.running.map((k) => [k, []]));
   const known: Peer[] = [];
+  const terminating = new Map<string, Peer[]>(input.running.map((k) => [k, []]));
   const skipped: string[] = [];
   const usable = (key: string, publicIP: string) => typeOfKey(key) !== 'host-gw' || input.reach(publicIP);
   for (const lease of input.leases) {
@@ -155,6 +158,7 @@ export function assignPeers(input: AssignmentInput): Assignment {
       continue;
     }
     const remote = terminatedBy(lease.attrs, input.running);
+    for (const k of remote) terminating.get(k)?.push(peerFor(lease, k));
     const key = chooseBackend(input.order, input.running, remote, (k) => usable(k, lease.attrs.publicIP));
     known.push(peerFor(lease, key ?? remote[0]));
     if (!key) {
@@ -166,7 +170,7 @@ export function assignPeers(input: AssignmentInput): Assignment {
     }
     carried.get(key)!.push(peerFor(lease, key));
   }
-  return { carried, known, skipped };
+  return { carried, known, terminating, skipped };
 }
 
 /**
@@ -180,5 +184,5 @@ export function assignedTo(assignment: Assignment, key: string, previous: Readon
   const here = new Set(carried.map((p) => p.key));
   const carriedSomewhere = new Set([...assignment.carried.values()].flatMap((ps) => ps.map((p) => p.key)));
   const leaving = (previous.get(key) ?? []).filter((p) => !here.has(p.key) && carriedSomewhere.has(p.key));
-  return { carried, leaving, known: assignment.known };
+  return { carried, leaving, known: assignment.known, terminating: assignment.terminating.get(key) ?? [] };
 }

@@ -23,6 +23,7 @@ import type { Lease } from '../lib/subnet';
 import type { Log } from '../lib/observe/logger';
 import type { LinkInfo, Netlink } from '../lib/netlink';
 import type { KernelState } from './kernel-state';
+import type { WireguardPeerStats } from '../lib/observe/metrics';
 
 export interface LocalNode {
   readonly extIface: ExternalInterface;
@@ -59,6 +60,12 @@ export interface AssignedPeers {
   readonly leaving: readonly Peer[];
   /** Every usable peer, whatever backend carries it (userspace ipip accepts packets from all of them). */
   readonly known: readonly Peer[];
+  /**
+   * Every usable peer whose node terminates this backend instance, as this
+   * instance sees it (its BackendData here), whatever carries it now:
+   * wireguard must know a peer's key before that peer sends to it.
+   */
+  readonly terminating?: readonly Peer[];
 }
 
 /** What a plan depends on besides the peers: all of it read before planning, so `desired` does no I/O. */
@@ -89,6 +96,8 @@ export interface EnginePeer {
   readonly subnet: string;
   readonly publicIP: string;
   readonly port?: number;
+  /** wireguard: the peer's public key (base64, from its lease). */
+  readonly publicKey?: string;
 }
 
 export interface Backend {
@@ -113,6 +122,8 @@ export interface Backend {
   teardown(): Promise<void>;
   /** Userspace datapaths only: counters for /metrics. */
   counters?(): Promise<BackendCounters>;
+  /** wireguard: each WireGuard peer's last handshake and bytes, for /metrics, status and diagnose. */
+  wireguardPeers?(): Promise<readonly WireguardPeerStats[]>;
   /**
    * Takes new local settings (same type and identity, other live keys) on
    * this running backend. Without it, a new backend object with the new
@@ -125,6 +136,8 @@ export interface Backend {
 
 export interface BackendContext {
   readonly log: Log;
+  /** wireguard: the private key's file (flanneld's default /run/flannel/wgkey). */
+  readonly wireguardKeyFile?: string;
   readonly netlink: Netlink;
   /** Asks the agent for a reconcile soon (a userspace datapath restarted with a new device). */
   readonly requestReconcile?: (reason: string) => void;

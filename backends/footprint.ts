@@ -13,6 +13,7 @@ import { BACKEND_ROUTE_PROTOCOL, ownerOfProtocol } from './route-protocols';
 import { IPIP_DEVICE } from './ipip/constants';
 import { VXLAN_DEVICE_PATTERN } from './vxlan/device';
 import { UDP_BESIDE_DEVICE, UDP_DEVICE, portOfUdpAlias } from './udp';
+import { WIREGUARD_DEVICE, portOfWireguardAlias } from './wireguard';
 
 export interface LeftOver {
   readonly config: BackendConfig;
@@ -52,6 +53,13 @@ export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
     if (!tun && !udpSlots.has(slot)) continue;
     const port = portOfUdpAlias(tun?.alias);
     found.push({ config: { type: 'udp', settings: port !== undefined ? { Port: port } : {} }, slot, guessed: port === undefined, ...(tun ? { device: tun.name } : {}) });
+  }
+
+  // wireguard-go's TUN lives as long as wireguard-go: a restarting twilld finds both and adopts them.
+  const wg = links.find((l) => l.name === WIREGUARD_DEVICE);
+  if (wg || slotsOf('wireguard').size) {
+    const port = portOfWireguardAlias(wg?.alias);
+    found.push({ config: { type: 'wireguard', settings: port !== undefined ? { ListenPort: port } : {} }, slot: 0, guessed: port === undefined, ...(wg ? { device: wg.name } : {}) });
   }
   return found;
 }

@@ -6,9 +6,10 @@ import { hostGwBackend } from './host-gw';
 import { ipipBackend } from './ipip';
 import { udpBackend } from './udp';
 import { vxlanBackend } from './vxlan';
+import { wireguardBackend } from './wireguard';
 
 const implementations = new Map<string, BackendFactory>(
-  [allocBackend, hostGwBackend, ipipBackend, udpBackend, vxlanBackend].map((f) => [f.type, f]),
+  [allocBackend, hostGwBackend, ipipBackend, udpBackend, vxlanBackend, wireguardBackend].map((f) => [f.type, f]),
 );
 
 export function backendFactory(type: string): BackendFactory {

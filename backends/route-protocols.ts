@@ -4,13 +4,15 @@
  * deletes a route it did not make; and because a route replace changes the
  * protocol with the route, moving a peer from one backend to another hands
  * the route over atomically. 117–120 are unassigned in the kernel's and
- * iproute2's lists; `ip route` shows them as `proto 117` and so on.
+ * iproute2's lists (125 too); `ip route` shows them as `proto 117` and so on.
  */
 export const BACKEND_ROUTE_PROTOCOL = {
   vxlan: 117,
   'host-gw': 118,
   ipip: 119,
   udp: 120,
+  // 121–124 are slot 1 of the types above (vxlan, udp) and kept free for it.
+  wireguard: 125,
 } as const;
 
 /**

@@ -14,7 +14,7 @@ root_dir=$PWD
 version=$(node -p 'require("./package.json").version')
 image=${TWILL_IMAGE:-twill:$version}
 
-for f in dist/cmd/twilld.js dist/cmd/twill.js dist/cmd/twill-cni.js build/Release/twill-dataplane build/Release/twill_netlink_events.node; do
+for f in dist/cmd/twilld.js dist/cmd/twill.js dist/cmd/twill-cni.js build/Release/twill-dataplane build/Release/twill-wg-run build/Release/twill_netlink_events.node; do
   [ -e "$f" ] || { echo "build-image: $f is missing: run 'npm ci' (or 'npm run build' and 'npm run build:native') first" >&2; exit 1; }
 done
 
@@ -54,17 +54,18 @@ prog() {
   [ "$real" = "/usr/bin/$1" ] || [ "$real" = "/usr/sbin/$1" ] || ln -sfn "$real" "$rootfs/usr/bin/$1"
 }
 
-# Node, nft (masquerade and forward rules), and a shell with what the DaemonSet's install-cni script runs.
-for p in node nft dash env mkdir mktemp basename chmod cp ln mv rm cat ls; do prog "$p"; done
+# Node, nft (masquerade and forward rules), wireguard-go (the wireguard backend's engine), and a shell
+# with what the DaemonSet's install-cni script runs.
+for p in node nft wireguard-go dash env mkdir mktemp basename chmod cp ln mv rm cat ls; do prog "$p"; done
 ln -sfn dash "$rootfs/usr/bin/sh"
 
 # The project: the built JavaScript (no tests or benchmarks), the native parts (the twill-dataplane
-# program, the netlink event addon), production modules.
+# program, twill-wg-run, the netlink event addon), production modules.
 app=$rootfs/opt/twill
 cp package.json package-lock.json "$app/"
 mkdir -p "$app/dist" "$app/build/Release"
 for d in cmd lib backends; do cp -a "dist/$d" "$app/dist/"; done
-cp build/Release/twill-dataplane build/Release/twill_netlink_events.node "$app/build/Release/"
+cp build/Release/twill-dataplane build/Release/twill-wg-run build/Release/twill_netlink_events.node "$app/build/Release/"
 cp -a node_modules/. "$app/node_modules/" 2>/dev/null || cp -aL node_modules "$app/node_modules"
 (cd "$app" && npm prune --omit=dev --offline --no-audit --no-fund --ignore-scripts >/dev/null 2>&1) \
   || { echo "build-image: npm prune --omit=dev failed in $app" >&2; exit 1; }
@@ -74,7 +75,7 @@ for b in twilld twill twill-cni; do ln -sfn "/opt/twill/dist/cmd/$b.js" "$rootfs
 # Native code (the dataplane program, the addons: netlink events, netlink, cap) and its libraries.
 while read -r so; do
   while read -r lib; do libs+=("$lib"); done < <(ldd "$so" 2>/dev/null | awk '/=> \//{print $3}')
-done < <(find "$app" -name '*.node' -o -name twill-dataplane -type f)
+done < <(find "$app" -name '*.node' -o -name twill-dataplane -type f -o -name twill-wg-run -type f)
 
 # The libraries, once each (a library's own dependencies are in ldd's list already).
 mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sort -u)

@@ -32,6 +32,7 @@ export interface DaemonFlags {
   natBackend: 'auto' | 'nftables' | 'iptables';
   logFormat: 'text' | 'json';
   logLevel: string;
+  wireguardKeyFile?: string;
 }
 
 export class UsageError extends Error {
@@ -77,6 +78,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'tunnel-guard', kind: 'bool', def: 'true', help: 'accept tunnel packets (vxlan, udp, ipip) only from nodes that hold a lease, with inner sources in their subnet; false removes the filter (twill)' },
   { name: 'log-format', kind: 'string', def: 'text', help: 'log format: text or json (twill)' },
   { name: 'log-level', kind: 'string', def: 'info', help: 'log level: error, warn, info or debug (twill)' },
+  { name: 'wireguard-key-file', kind: 'string', help: 'the wireguard backend\'s private key file, made (mode 0600) when missing; default $WIREGUARD_KEY_FILE, else /run/flannel/wgkey as flanneld (twill)' },
 ];
 
 /** Flags that take a value: every kind but bool. */

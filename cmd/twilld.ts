@@ -68,6 +68,8 @@ async function main(): Promise<number> {
     natBackend: flags.natBackend,
     repairIntervalMs: flags.repairInterval * 1000,
     tunnelGuard: flags.tunnelGuard,
+    // flanneld reads the key file's path from WIREGUARD_KEY_FILE only; twill also takes a flag.
+    wireguardKeyFile: flags.wireguardKeyFile ?? (process.env.WIREGUARD_KEY_FILE || undefined),
     configKey: registry.configKey,
   }, log);
 

@@ -49,6 +49,8 @@ export interface AgentOptions {
   readonly configKey: string;
   /** Filter tunnel traffic to peers and their subnets (lib/guard); false removes the filter. */
   readonly tunnelGuard: boolean;
+  /** The wireguard backend's key file; undefined: /run/flannel/wgkey. */
+  readonly wireguardKeyFile?: string;
 }
 
 export class Agent {
@@ -117,7 +119,7 @@ export class Agent {
   private async startBackend(config: NetworkConfig, local: LocalNode): Promise<BackendStart> {
     const netlink = Netlink.open();
     this.netlink = netlink;
-    const backends = new BackendSet({ netlink, log: this.log, local, requestReconcile: (reason) => this.loop.request(reason) });
+    const backends = new BackendSet({ netlink, log: this.log, local, requestReconcile: (reason) => this.loop.request(reason), wireguardKeyFile: this.opts.wireguardKeyFile });
     this.backends = backends;
     const leftOver = await backendsInKernel(netlink);
     const started = await backends.start(config.backend, leftOver);
@@ -178,6 +180,7 @@ export class Agent {
     const read = async () => {
       try {
         for (const [type, c] of await backends.counters()) this.metrics.setDatapathCounters(type, { ...c });
+        this.metrics.setWireguardPeers(await backends.wireguardPeers());
       } catch (err) {
         this.log.debug('cannot read the datapath counters', { error: (err as Error).message });
       }

@@ -23,6 +23,7 @@ import type { IPNet } from '../ip';
 import type { Lease, LeaseAttrs } from '../subnet';
 import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
+import type { WireguardPeerStats } from '../observe/metrics';
 import { changedBackendKeys } from '../config/live-change';
 import {
   Backend, BackendCounters, BackendStart, InstanceSlot, Intake, LeftOver, LocalNode, Peer,
@@ -54,6 +55,7 @@ export interface BackendSetDeps {
   readonly log: Log;
   readonly local: LocalNode;
   readonly requestReconcile: (reason: string) => void;
+  readonly wireguardKeyFile?: string;
 }
 
 export class BackendSet {
@@ -63,6 +65,8 @@ export class BackendSet {
   /** Which peers the kernel reaches directly: its route lookup and ARP, not the interface prefix. */
   private readonly direct: DirectReach;
   private retireTimer?: NodeJS.Timeout;
+  /** Backends being removed, by key: one configured again starts only once its old self is gone (device, engine). */
+  private readonly removing = new Map<string, Promise<void>>();
   private carriedCounts: ReadonlyMap<string, number> = new Map();
 
   constructor(private readonly deps: BackendSetDeps) {
@@ -184,6 +188,13 @@ export class BackendSet {
     return out;
   }
 
+  /** Every WireGuard peer of the running wireguard backend (none when none runs). */
+  async wireguardPeers(): Promise<readonly WireguardPeerStats[]> {
+    const out: WireguardPeerStats[] = [];
+    for (const run of this.running.values()) if (run.backend.wireguardPeers) out.push(...(await run.backend.wireguardPeers()));
+    return out;
+  }
+
   /** Shutdown: every datapath stays in place for the next start to adopt. */
   async stop(): Promise<void> {
     if (this.retireTimer) clearTimeout(this.retireTimer);
@@ -193,6 +204,7 @@ export class BackendSet {
   private async startConfigured(target: BackendConfig, leftOver: readonly LeftOver[]): Promise<BackendStart> {
     const fallback = fallbackConfig(target);
     const wanted = (fallback ? [target, withoutFallback(fallback)] : [target]).map((config) => ({ config, key: instanceOf(config).key }));
+    for (const { key } of wanted) await this.removing.get(key);
     // Everything is checked before anything changes: a refused config leaves the running backends as they were.
     const slots = new Map<string, InstanceSlot>();
     for (const { config, key } of wanted) {
@@ -290,7 +302,14 @@ export class BackendSet {
       netlink: this.deps.netlink,
       requestReconcile: this.deps.requestReconcile,
       slot,
+      ...(this.deps.wireguardKeyFile ? { wireguardKeyFile: this.deps.wireguardKeyFile } : {}),
     });
+  }
+
+  private async remove(run: Running): Promise<void> {
+    // Not stop(): that would leave a userspace engine running detached, waiting for a next twilld to take it over.
+    if (run.backend.routeProtocol !== undefined) await removeRoutes(this.deps.netlink, run.backend.routeProtocol);
+    await run.backend.teardown();
   }
 
   /** Unused, unconfigured backends leave the lease, then the kernel (retirement.ts). */
@@ -308,15 +327,20 @@ export class BackendSet {
         this.deps.log.info(`${key} backend: no peer uses it; leaving the lease, removing it in ${step.inMs} ms`);
         nextCheck = Math.min(nextCheck, step.inMs);
       } else {
+        // Out of `running` before the first await: a config that names this backend again meanwhile
+        // starts a new one, once this removal is over (startConfigured waits for it).
+        this.running.delete(key);
+        const removal = this.remove(run);
+        this.removing.set(key, removal.then(() => undefined, () => undefined));
         try {
-          // Not stop(): that would leave a userspace engine running detached, waiting for a next twilld to take it over.
-          if (run.backend.routeProtocol !== undefined) await removeRoutes(this.deps.netlink, run.backend.routeProtocol);
-          await run.backend.teardown();
-          this.running.delete(key);
+          await removal;
           this.deps.log.info(`${key} backend removed: its devices, routes and entries are gone`);
         } catch (err) {
+          if (!this.running.has(key)) this.running.set(key, run);
           this.deps.log.warn(`${key} backend: removal failed; retrying`, { error: (err as Error).message });
           nextCheck = Math.min(nextCheck, RETIRE_MS);
+        } finally {
+          this.removing.delete(key);
         }
       }
     }

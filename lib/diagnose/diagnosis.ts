@@ -24,6 +24,7 @@ import { overlayDevice, RunningInstance, runningInstance } from './running-insta
 import { findPeerLease, probePeer, ProbeReport } from './probe';
 import { checkSysctls } from './sysctls';
 import { checkGuard } from './guard-check';
+import { checkWireguard } from './wireguard-check';
 
 export interface DiagnosisOptions {
   readonly etcd: Etcd3;
@@ -88,6 +89,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
       paths = planned.paths;
       await checkGuard({ enabled: o.tunnelGuard ?? true, own, leases: view.leases, intakes: planned.intakes }, out);
     }
+    if (view && own && backend === 'wireguard') await checkWireguard(own, view.leases, out);
 
     if (o.peer !== undefined) {
       if (!view || !own || !local || !backend) {

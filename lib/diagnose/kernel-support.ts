@@ -19,8 +19,23 @@ const TOPIC = 'kernel';
 export async function checkKernelSupport(nl: Netlink, runningBackend: string | undefined, out: Findings): Promise<void> {
   await checkLinkKind(nl, 'vxlan', runningBackend === 'vxlan', out, (name) =>
     nl.createVxlan({ name, vni: probeVni(), port: 8472, learning: false, gbp: false }));
-  checkTun(runningBackend === 'udp', out);
+  checkTun(runningBackend === 'udp' || runningBackend === 'wireguard' ? runningBackend : undefined, out);
   await checkLinkKind(nl, 'ipip', runningBackend === 'ipip', out, (name) => nl.createIpip({ name }));
+  if (runningBackend === 'wireguard') await checkKernelWireguard(nl, out);
+}
+
+/** Either way twill runs wireguard-go (kernel WireGuard is configured over generic netlink, which twill does not speak): this only says which. */
+async function checkKernelWireguard(nl: Netlink, out: Findings): Promise<void> {
+  const name = `twdiag${randomBytes(3).toString('hex')}`;
+  try {
+    await nl.createWireguard(name);
+  } catch (err) {
+    if (isUnsupportedLinkKind(err)) out.ok(TOPIC, 'no WireGuard in this kernel: the wireguard backend runs wireguard-go (userspace)');
+    else out.warn(TOPIC, `cannot tell whether this kernel has WireGuard: ${(err as Error).message}`, 'run twill diagnose as root');
+    return;
+  }
+  await nl.deleteLink(name).catch(() => undefined);
+  out.ok(TOPIC, 'this kernel has WireGuard; twill still runs wireguard-go (it does not configure kernel WireGuard)');
 }
 
 async function checkLinkKind(
@@ -68,18 +83,19 @@ const ADVICE_MISSING: Readonly<Record<string, string>> = {
   ipip: 'load it with `modprobe ipip` if the kernel has it; otherwise use Backend.Mode "userspace" (the userspace ipip datapath) or the vxlan backend',
 };
 
-function checkTun(needed: boolean, out: Findings): void {
+/** `neededBy`: the running backend when it needs a TUN device. */
+function checkTun(neededBy: string | undefined, out: Findings): void {
   let fd: number | undefined;
   try {
     fd = openSync('/dev/net/tun', 'r+');
-    out.ok(TOPIC, '/dev/net/tun exists and opens (tun devices for the udp backend and userspace ipip)');
+    out.ok(TOPIC, '/dev/net/tun exists and opens (tun devices for the udp backend, userspace ipip and wireguard-go)');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
     const what = `/dev/net/tun cannot be opened (${code})`;
     const advice = code === 'ENOENT'
       ? 'load the tun module (`modprobe tun`) or create the node (`mkdir -p /dev/net && mknod /dev/net/tun c 10 200`); in a container, pass /dev/net/tun through'
       : 'run twill diagnose as root; in a container, allow the tun device (device cgroup c 10:200)';
-    if (needed) out.fail(TOPIC, `${what}; the running backend is udp`, advice);
+    if (neededBy) out.fail(TOPIC, `${what}; the running backend is ${neededBy}`, advice);
     else out.warn(TOPIC, what, advice);
   } finally {
     if (fd !== undefined) closeSync(fd);

@@ -17,6 +17,7 @@ import { instanceOf } from '../../backends/instance';
 import { BACKEND_ROUTE_PROTOCOL, routeProtocol } from '../../backends/route-protocols';
 import { IPIP_DEVICE } from '../../backends/ipip';
 import { UDP_BESIDE_DEVICE, UDP_DEVICE } from '../../backends/udp';
+import { WIREGUARD_DEVICE } from '../../backends/wireguard';
 import { deviceName } from '../../backends/vxlan/device';
 import { vxlanSettings, type VxlanSettings } from '../../backends/vxlan/settings';
 
@@ -49,6 +50,7 @@ export function defaultDevice(backend: string, config: NetworkConfig, slot: Inst
   if (backend === 'vxlan') return deviceName(vxlanSettingsOrDefault(config).vni);
   if (backend === 'ipip') return IPIP_DEVICE;
   if (backend === 'udp') return slot === 1 ? UDP_BESIDE_DEVICE : UDP_DEVICE;
+  if (backend === 'wireguard') return WIREGUARD_DEVICE;
   return undefined;
 }
 

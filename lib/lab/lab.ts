@@ -128,7 +128,9 @@ export async function labUp(opts: UpOptions): Promise<boolean> {
     for (let n = 0; n < opts.nodes; n++) {
       const log = path.join(LAB_DIR, `node${n}.log`);
       const pid = detached(['ip', 'netns', 'exec', N.node(n), process.execPath, TWILLD, '--etcd-endpoints', state.etcd.endpoint,
-        '--subnet-file', subnetFile(state, n), '--iface', 'eth0'], log);
+        '--subnet-file', subnetFile(state, n), '--iface', 'eth0',
+        // The lab's nodes share one filesystem: each needs its own WireGuard key.
+        '--wireguard-key-file', path.join(LAB_DIR, `node${n}.wgkey`)], log);
       state.agents.push({ node: n, pid, log, subnetFile: subnetFile(state, n) });
       writeState(state);
     }

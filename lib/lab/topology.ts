@@ -11,6 +11,8 @@
  * clusters with, so the lab a user tries and the clusters the tests check are
  * wired the same way.
  */
+import { rmSync } from 'fs';
+import { runDirFor } from '../../backends/wireguard/engine';
 import { ip, run } from './run';
 
 export const PREFIX = 'twlab';
@@ -171,6 +173,12 @@ export async function removeLabObjects(): Promise<void> {
   for (const ns of namespaces) {
     const pids = (await run(['ip', 'netns', 'pids', ns]).catch(() => '')).split('\n').map(Number).filter((p) => p > 0);
     for (const pid of pids) killQuietly(pid, 'SIGKILL');
+    // A node's wireguard-go directory (socket, PID file, log) is named after its namespace's inode.
+    try {
+      rmSync(runDirFor(`/run/netns/${ns}`), { recursive: true, force: true });
+    } catch {
+      // the namespace is half gone already: nothing of it to find
+    }
   }
   for (const l of links) await ip(['link', 'del', l]).catch(() => undefined);
   for (const ns of namespaces.sort((a, b) => Number(b.includes('-p')) - Number(a.includes('-p')))) {

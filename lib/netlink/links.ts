@@ -213,6 +213,17 @@ export async function createIpip(ctx: RtContext, spec: IpipSpec): Promise<LinkIn
   return mustGet(ctx, spec.name, describe);
 }
 
+/**
+ * A kernel WireGuard device (no keys, no peers: those are set over generic
+ * netlink, which twill does not speak). Used to find out whether the kernel
+ * has WireGuard: UnsupportedLinkKindError when it does not.
+ */
+export async function createWireguard(ctx: RtContext, name: string): Promise<LinkInfo> {
+  const describe: Describe = { operation: 'create link', object: `${name} type wireguard` };
+  await createLink(ctx, name, 'wireguard', () => undefined, {}, describe);
+  return mustGet(ctx, name, describe);
+}
+
 async function createLink(
   ctx: RtContext,
   name: string,

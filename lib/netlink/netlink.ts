@@ -16,7 +16,7 @@ import { LinkRef, RtContext } from './context';
 import { EventGroup, EventListener, subscribe, SubscribeOptions, Unsubscribe } from './events';
 import { appendFdb, deleteFdb, FdbEntry, FdbSelector, FdbSpec, listFdb, replaceFdb } from './fdb';
 import {
-  createIpip, createVxlan, deleteLink, getLink, IpipSpec, LinkInfo, listLinks, setAlias, setLinkUp, setMtu, setVxlanLearning, VxlanSpec,
+  createIpip, createVxlan, createWireguard, deleteLink, getLink, IpipSpec, LinkInfo, listLinks, setAlias, setLinkUp, setMtu, setVxlanLearning, VxlanSpec,
 } from './links';
 import { deleteNeighbor, listNeighbors, NeighborInfo, NeighborSelector, NeighborSpec, probeNeighbor, replaceNeighbor } from './neighbors';
 import { deleteRoute, listRoutes, replaceRoute, routeGet, RouteFilter, RouteInfo, RouteSelector, RouteSpec } from './routes';
@@ -67,6 +67,8 @@ export class Netlink {
   /** Creates an ipip device, down. `UnsupportedLinkKindError` if the kernel has no ipip. */
   createIpip(spec: IpipSpec): Promise<LinkInfo> { return createIpip(this.ctx, spec); }
   /** ENODEV if absent. */
+  /** Throws UnsupportedLinkKindError where the kernel has no WireGuard. */
+  createWireguard(name: string): Promise<LinkInfo> { return createWireguard(this.ctx, name); }
   deleteLink(ref: LinkRef): Promise<void> { return deleteLink(this.ctx, ref); }
   setLinkUp(ref: LinkRef): Promise<void> { return setLinkUp(this.ctx, ref, true); }
   setLinkDown(ref: LinkRef): Promise<void> { return setLinkUp(this.ctx, ref, false); }

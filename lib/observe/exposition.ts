@@ -95,6 +95,23 @@ export class Gauge<L extends string = never> extends Scalar<L> {
   }
 }
 
+/**
+ * A gauge whose series are replaced all at once: a series missing from the
+ * last `replace` is gone from the output (a peer that left), where a Gauge
+ * would keep its last value forever.
+ */
+export class GaugeSet<L extends string> implements Metric {
+  private rows: readonly { readonly labels: Readonly<Record<L, string>>; readonly value: number }[] = [];
+  constructor(readonly name: string, readonly help: string, private readonly labelNames: readonly L[]) {}
+  replace(rows: readonly { readonly labels: Readonly<Record<L, string>>; readonly value: number }[]): void {
+    this.rows = rows.filter((r) => Number.isFinite(r.value));
+  }
+  render(out: string[]): void {
+    header(out, this.name, this.help, 'gauge');
+    for (const r of this.rows) out.push(`${this.name}${labelText(this.labelNames, this.labelNames.map((n) => r.labels[n]))} ${num(r.value)}`);
+  }
+}
+
 /** An unlabelled histogram with fixed buckets. */
 export class Histogram implements Metric {
   private readonly counts: number[];

@@ -30,6 +30,14 @@
  * | twill_datapath_drops_total               | counter   | backend           |
  * | twill_underlay_drops_total               | counter   | reason=unknown_source\|spoofed_source, intake=vxlan\|udp\|ipip |
  * | twill_tunnel_guard_active                | gauge     |                   |
+ * | twill_wireguard_peer_handshake_age_seconds | gauge   | peer              |
+ * | twill_wireguard_peer_receive_bytes       | gauge     | peer              |
+ * | twill_wireguard_peer_transmit_bytes      | gauge     | peer              |
+ *
+ * For wireguard the datapath counters hold bytes only (wireguard-go counts no
+ * packets); the wireguard series exist per WireGuard peer (its subnet) while the
+ * wireguard backend runs; the age is absent until a first handshake, and the
+ * bytes count from wireguard-go's start.
  *
  * plus the Node.js process metrics, prefixed `twill_`
  * (`twill_process_cpu_seconds_total`, `twill_nodejs_heap_size_used_bytes`, …;
@@ -39,7 +47,17 @@
  * (or a negative count) is a bug in the caller, not a reason to take the
  * agent down; it is ignored and the metric keeps its previous value.
  */
-import { CONTENT_TYPE, Counter, Gauge, Histogram, Registry, processMetrics } from './exposition';
+import { CONTENT_TYPE, Counter, Gauge, GaugeSet, Histogram, Registry, processMetrics } from './exposition';
+
+/** One WireGuard peer as wireguard-go reports it. */
+export interface WireguardPeerStats {
+  /** Its subnet (its allowed IPs), or its endpoint when it has none. */
+  readonly peer: string;
+  /** Unix seconds; 0: never. */
+  readonly lastHandshakeSec: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+}
 
 /** Absolute datapath counters as read back from a userspace datapath. */
 export interface DatapathCounters {
@@ -77,6 +95,9 @@ export class AgentMetrics {
   private readonly underlayDrops: Counter<'reason' | 'intake'>;
   private readonly underlayLast = new Map<string, number>();
   private readonly guardActive: Gauge;
+  private readonly wgHandshakeAge: GaugeSet<'peer'>;
+  private readonly wgRxBytes: GaugeSet<'peer'>;
+  private readonly wgTxBytes: GaugeSet<'peer'>;
   /** The last absolute datapath values seen per backend, to turn them into counter increments. */
   private readonly datapathLast = new Map<string, DatapathCounters>();
 
@@ -110,6 +131,9 @@ export class AgentMetrics {
     this.underlayDrops = r.register(new Counter('twill_underlay_drops_total', 'Tunnel packets the kernel dropped in twill\'s nftables guard (table ip twill_guard): from a source that holds no lease (reason="unknown_source") or from a peer with an inner source outside its subnet (reason="spoofed_source"), per intake (vxlan, udp, ipip).', ['reason', 'intake']));
     this.guardActive = r.register(new Gauge('twill_tunnel_guard_active', 'Whether twill\'s nftables guard filters tunnel traffic on this node (1) or not (0: --tunnel-guard=false, no nft, or no backend here receives tunnels).'));
     this.guardActive.set(0);
+    this.wgHandshakeAge = r.register(new GaugeSet('twill_wireguard_peer_handshake_age_seconds', 'Seconds since the last WireGuard handshake with each peer (by its subnet); absent before the first. Above about 180 s with traffic flowing means the peer is not answering.', ['peer']));
+    this.wgRxBytes = r.register(new GaugeSet('twill_wireguard_peer_receive_bytes', 'Bytes received from each WireGuard peer (by its subnet) since wireguard-go started.', ['peer']));
+    this.wgTxBytes = r.register(new GaugeSet('twill_wireguard_peer_transmit_bytes', 'Bytes sent to each WireGuard peer (by its subnet) since wireguard-go started.', ['peer']));
 
     // Counters with a known label set start at 0, so that rate() and
     // increase() see the first event instead of a series appearing from nothing.
@@ -211,6 +235,13 @@ export class AgentMetrics {
 
   setTunnelGuardActive(active: boolean): void {
     this.guardActive.set(active ? 1 : 0);
+  }
+
+  /** The WireGuard peers as wireguard-go reports them now (empty: no wireguard backend runs). */
+  setWireguardPeers(peers: readonly WireguardPeerStats[], nowSec = Date.now() / 1000): void {
+    this.wgHandshakeAge.replace(peers.filter((p) => p.lastHandshakeSec > 0).map((p) => ({ labels: { peer: p.peer }, value: Math.max(0, Math.round(nowSec - p.lastHandshakeSec)) })));
+    this.wgRxBytes.replace(peers.map((p) => ({ labels: { peer: p.peer }, value: p.rxBytes })));
+    this.wgTxBytes.replace(peers.map((p) => ({ labels: { peer: p.peer }, value: p.txBytes })));
   }
 
   /**

@@ -13,6 +13,7 @@ export const FOOTPRINT: Record<string, { device?: string; protocol: number }> = 
   vxlan: { device: 'flannel.1', protocol: 117 },
   'host-gw': { protocol: 118 },
   ipip: { device: 'flannel.ipip', protocol: 119 },
+  wireguard: { device: 'flannel-wg', protocol: 125 },
 };
 
 export interface LeaseJson {

@@ -154,14 +154,14 @@ describe('twill status (the CLI against a real etcd)', function () {
     expect(lease('evil\x1b[2J-key')).to.deep.include({ subnet: null, valid: false });
     // Per peer, the backend the node's agent uses (null: none shared); invalid entries are nobody's peers.
     expect(vxlan.peers).to.deep.equal([
-      { subnet: '10.244.3.0/24', backend: null },
-      { subnet: '10.244.4.0/24', backend: 'vxlan' },
-      { subnet: '10.244.10.0/24', backend: null },
+      { subnet: '10.244.3.0/24', backend: null, encrypted: false },
+      { subnet: '10.244.4.0/24', backend: 'vxlan', encrypted: false },
+      { subnet: '10.244.10.0/24', backend: null, encrypted: false },
     ]);
     expect(lease('10.244.4.0-24').peers).to.deep.equal([
-      { subnet: '10.244.1.0/24', backend: 'vxlan' },
-      { subnet: '10.244.3.0/24', backend: null },
-      { subnet: '10.244.10.0/24', backend: 'host-gw' },
+      { subnet: '10.244.1.0/24', backend: 'vxlan', encrypted: false },
+      { subnet: '10.244.3.0/24', backend: null, encrypted: false },
+      { subnet: '10.244.10.0/24', backend: 'host-gw', encrypted: false },
     ]);
     expect(notJson.peers).to.equal(null);
   });
@@ -200,9 +200,9 @@ describe('twill status (the CLI against a real etcd)', function () {
 
     const doc: StatusDocument = JSON.parse((await runStatus(['--etcd-endpoints', etcd.endpoint, '--json'])).stdout);
     expect(Object.fromEntries(doc.leases.map((l) => [l.subnet, l.peers]))).to.deep.equal({
-      '10.244.1.0/24': [{ subnet: '10.244.2.0/24', backend: 'host-gw' }, { subnet: '10.244.3.0/24', backend: 'vxlan' }],
-      '10.244.2.0/24': [{ subnet: '10.244.1.0/24', backend: 'host-gw' }, { subnet: '10.244.3.0/24', backend: 'vxlan' }],
-      '10.244.3.0/24': [{ subnet: '10.244.1.0/24', backend: 'vxlan' }, { subnet: '10.244.2.0/24', backend: 'vxlan' }],
+      '10.244.1.0/24': [{ subnet: '10.244.2.0/24', backend: 'host-gw', encrypted: false }, { subnet: '10.244.3.0/24', backend: 'vxlan', encrypted: false }],
+      '10.244.2.0/24': [{ subnet: '10.244.1.0/24', backend: 'host-gw', encrypted: false }, { subnet: '10.244.3.0/24', backend: 'vxlan', encrypted: false }],
+      '10.244.3.0/24': [{ subnet: '10.244.1.0/24', backend: 'vxlan', encrypted: false }, { subnet: '10.244.2.0/24', backend: 'vxlan', encrypted: false }],
     });
   });
 
@@ -219,7 +219,7 @@ describe('twill status (the CLI against a real etcd)', function () {
     // Both udp leases, yet vxlan between them: the config says vxlan.
     expect(viaColumn(toVxlan.stdout)).to.deep.equal({ '10.244.1.0/24': 'vxlan×2', '10.244.2.0/24': 'vxlan×2', '10.244.3.0/24': 'vxlan×2' });
     const doc: StatusDocument = JSON.parse((await runStatus(['--etcd-endpoints', etcd.endpoint, '--json'])).stdout);
-    expect(doc.leases[0].peers).to.deep.equal([{ subnet: '10.244.2.0/24', backend: 'vxlan' }, { subnet: '10.244.3.0/24', backend: 'vxlan' }]);
+    expect(doc.leases[0].peers).to.deep.equal([{ subnet: '10.244.2.0/24', backend: 'vxlan', encrypted: false }, { subnet: '10.244.3.0/24', backend: 'vxlan', encrypted: false }]);
 
     // The other way round (back to udp): udp where both terminate it, vxlan to the node that has only vxlan.
     await admin.put(`${PREFIX}/config`).value('{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}');

@@ -180,9 +180,9 @@ async function expectStatusPeers(tc: TwillCluster): Promise<void> {
     const doc = await runStatusJson(tc.etcd.endpointOn(UNDERLAY.bridgeIp));
     const sub = [0, 1, 2].map((i) => tc.lease(i).subnet);
     const peers = Object.fromEntries(doc.leases.map((l) => [l.subnet, l.peers]));
-    expect(peers[sub[0]]).to.have.deep.members([{ subnet: sub[1], backend: 'host-gw' }, { subnet: sub[2], backend: 'vxlan' }]);
-    expect(peers[sub[1]]).to.have.deep.members([{ subnet: sub[0], backend: 'host-gw' }, { subnet: sub[2], backend: 'vxlan' }]);
-    expect(peers[sub[2]]).to.have.deep.members([{ subnet: sub[0], backend: 'vxlan' }, { subnet: sub[1], backend: 'vxlan' }]);
+    expect(peers[sub[0]]).to.have.deep.members([{ subnet: sub[1], backend: 'host-gw', encrypted: false }, { subnet: sub[2], backend: 'vxlan', encrypted: false }]);
+    expect(peers[sub[1]]).to.have.deep.members([{ subnet: sub[0], backend: 'host-gw', encrypted: false }, { subnet: sub[2], backend: 'vxlan', encrypted: false }]);
+    expect(peers[sub[2]]).to.have.deep.members([{ subnet: sub[0], backend: 'vxlan', encrypted: false }, { subnet: sub[1], backend: 'vxlan', encrypted: false }]);
 }
 
 /** Waits until every `[node, subnet, route]` is what `ip route` shows, then asserts each (with the routes and logs when not). */

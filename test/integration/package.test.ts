@@ -38,14 +38,14 @@ describe('the npm package: packed, installed with npm install -g into a temporar
   it(`is named ${pkg.name}-${pkg.version}.tgz and holds the built code, the engine's C sources and the manifests, not the tests`, () => {
     expect(path.basename(tarball)).to.equal(`${pkg.name}-${pkg.version}.tgz`);
     const files = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n');
-    for (const f of ['dist/cmd/twilld.js', 'dist/cmd/twill.js', 'dist/cmd/twill-cni.js', 'binding.gyp', 'backends/userspace/native/engine.c', 'lib/netlink/native/event-socket.c', 'manifests/systemd/twilld.service', 'manifests/kubernetes/twill.yaml']) {
+    for (const f of ['dist/cmd/twilld.js', 'dist/cmd/twill.js', 'dist/cmd/twill-cni.js', 'binding.gyp', 'backends/userspace/native/engine.c', 'backends/wireguard/native/private-run.c', 'lib/netlink/native/event-socket.c', 'manifests/systemd/twilld.service', 'manifests/kubernetes/twill.yaml']) {
       expect(files, f).to.include(`package/${f}`);
     }
     expect(files.filter((f) => f.startsWith('package/dist/test/') || f.startsWith('package/build/'))).to.deep.equal([]);
   });
 
   it('builds the native parts on install', () => {
-    for (const f of ['twill-dataplane', 'twill_netlink_events.node']) expect(existsSync(path.join(prefix, 'lib/node_modules/twill/build/Release', f)), f).to.equal(true);
+    for (const f of ['twill-dataplane', 'twill-wg-run', 'twill_netlink_events.node']) expect(existsSync(path.join(prefix, 'lib/node_modules/twill/build/Release', f)), f).to.equal(true);
   });
 
   it('twilld --version prints the package version', () => {

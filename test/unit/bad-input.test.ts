@@ -128,9 +128,17 @@ const configRows: Row<ConfigInput>[] = [
   { name: 'IPv6 on without IPv6Network', input: { Network: NET, EnableIPv6: true }, expect: { names: 'IPv6Network', says: ['missing', 'EnableIPv6'] } },
 
   // Backend type
-  { name: 'an unknown backend type, listing the known ones', input: withBackend({ Type: 'wireguard' }), expect: { names: 'Backend.Type', says: ['"wireguard" is not a known backend', 'known types: alloc, host-gw, ipip, udp, vxlan'] } },
-  { name: 'a Backend without Type', input: withBackend({ VNI: 1 }), expect: { names: 'Backend.Type', says: ['missing', 'known types: alloc, host-gw, ipip, udp, vxlan'] } },
+  { name: 'an unknown backend type, listing the known ones', input: withBackend({ Type: 'gre' }), expect: { names: 'Backend.Type', says: ['"gre" is not a known backend', 'known types: alloc, host-gw, ipip, udp, vxlan, wireguard'] } },
+  { name: 'a Backend without Type', input: withBackend({ VNI: 1 }), expect: { names: 'Backend.Type', says: ['missing', 'known types: alloc, host-gw, ipip, udp, vxlan, wireguard'] } },
   { name: 'Backend.Type given twice in different case', input: '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","TYPE":"host-gw"}}', expect: { names: 'Backend.Type', says: ['"Type"', '"TYPE"', 'given twice'] } },
+
+  // wireguard keys
+  { name: 'wireguard PSK too short', input: withBackend({ Type: 'wireguard', PSK: 'c2hvcnQ=' }), expect: { names: 'Backend.PSK', says: ['"c2hvcnQ="', 'not a base64 WireGuard key', 'wg genpsk'] } },
+  { name: 'wireguard PSK as a number', input: withBackend({ Type: 'wireguard', PSK: 7 }), expect: { names: 'Backend.PSK', says: ['7 is not a string'] } },
+  { name: 'wireguard ListenPort 0', input: withBackend({ Type: 'wireguard', ListenPort: 0 }), expect: { names: 'Backend.ListenPort', says: ['0 is out of range', 'between 1 and 65535'] } },
+  { name: 'wireguard PersistentKeepaliveInterval -1', input: withBackend({ Type: 'wireguard', PersistentKeepaliveInterval: -1 }), expect: { names: 'Backend.PersistentKeepaliveInterval', says: ['-1 is out of range'] } },
+  { name: 'wireguard Mode "tunnel"', input: withBackend({ Type: 'wireguard', Mode: 'tunnel' }), expect: { names: 'Backend.Mode', says: ['"tunnel" is not one of separate, auto, ipv4, ipv6'] } },
+  { name: 'wireguard Mode "ipv6" (IPv4 only here)', input: withBackend({ Type: 'wireguard', Mode: 'ipv6' }), expect: { names: 'Backend.Mode', says: ['"ipv6" is not supported', 'IPv4'] } },
 
   // vxlan keys
   { name: 'VNI -1', input: withBackend({ Type: 'vxlan', VNI: -1 }), expect: { names: 'Backend.VNI', says: ['-1 is out of range', 'between 0 and 16777215'] } },

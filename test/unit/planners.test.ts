@@ -162,4 +162,23 @@ describe('the kernel diff', () => {
     expect(plan.upserts).to.deep.equal([{ op: 'replaceFdb', fdb: { dev: 7, mac: '0e:01:c6:12:00:02', dst: '198.18.0.2' } }]);
     expect(plan.deletes).to.deep.equal([{ op: 'deleteFdb', fdb: { dev: 7, mac: '0e:01:c6:12:00:02', dst: '198.18.0.99' } }]);
   });
+  it('wireguard routes each carried peer into flannel-wg, skips one without a valid PublicKey, and knows every node that terminates wireguard', () => {
+    const key = (n: number) => Buffer.alloc(32, n).toString('base64');
+    const wg = (n: number) => lease(n, { backendType: 'wireguard', backendData: { PublicKey: key(n) } });
+    const bad = lease(3, { backendType: 'wireguard', backendData: { PublicKey: 'nope' } });
+    // Node 4 terminates vxlan and wireguard; vxlan is preferred here (mid-migration), yet wireguard must know its key.
+    const both = lease(4, { backendType: 'vxlan', backends: [{ type: 'vxlan', data: { VNI: 1, VtepMAC: '0e:01:c6:12:00:04' } }, { type: 'wireguard', data: { PublicKey: key(4) } }] });
+    const a = assignPeers({ order: ['vxlan', 'wireguard'], running: ['vxlan', 'wireguard'], own, leases: [wg(2), bad, both], reach: () => true, whyNotReached: () => '' });
+    const dev = { name: 'flannel-wg', index: 11, mtu: 1420, up: true } as LinkInfo;
+    const state = backend('wireguard').desired(input({ device: dev }), assignedTo(a, 'wireguard', new Map()));
+    expect(state.protocol).to.equal(125);
+    expect(state.routes).to.deep.equal([{ dst: '10.244.2.0/24', dev: 'flannel-wg', ifindex: 11, onlink: false, peer: '10.244.2.0-24' }]);
+    expect(state.devices).to.deep.equal([{ name: 'flannel-wg', ifindex: 11, addresses: ['10.244.1.0/32'] }]);
+    expect(state.engine).to.deep.equal([
+      { subnet: '10.244.2.0/24', publicIP: '198.18.0.2', port: 51820, publicKey: key(2) },
+      { subnet: '10.244.4.0/24', publicIP: '198.18.0.4', port: 51820, publicKey: key(4) },
+    ]);
+    expect(state.skipped).to.have.length(1);
+    expect(state.skipped[0]).to.match(/^peer 10\.244\.3\.0\/24 \(198\.18\.0\.3\): its lease's BackendData\.PublicKey "nope" is not a base64 WireGuard key/);
+  });
 });

@@ -8,7 +8,7 @@
  * sequence or fake line reaches the operator's screen) and cuts it short.
  */
 import type { ClusterStatus, ConfigStatus, Expiry, Health, LeaseRow } from './model';
-import { NO_COMMON_BACKEND, peersOf, type PeerBackend } from './topology';
+import { NO_COMMON_BACKEND, encrypts, peersOf, type PeerBackend } from './topology';
 
 export const NONE = '-';
 
@@ -53,7 +53,9 @@ export function backendsText(row: LeaseRow): string {
 /**
  * How many peers each backend carries from this node, the most used first
  * (then by name), `none` (peers it shares no backend with) last:
- * `vxlan×2 host-gw×1`. `-` without peers (and for an invalid entry).
+ * `vxlan×2 host-gw×1`; then, when some pairs are encrypted, how many:
+ * `wireguard×2 vxlan×1; encrypted 2/3`. `-` without peers (and for an
+ * invalid entry).
  */
 export function viaText(peers: readonly PeerBackend[]): string {
   if (peers.length === 0) return NONE;
@@ -63,10 +65,13 @@ export function viaText(peers: readonly PeerBackend[]): string {
     counts.set(label, (counts.get(label) ?? 0) + 1);
   }
   const rank = (label: string) => (label === NO_COMMON_BACKEND ? 1 : 0);
-  return [...counts]
+  const text = [...counts]
     .sort(([a, n], [b, m]) => rank(a) - rank(b) || m - n || a.localeCompare(b))
     .map(([label, n]) => `${printable(label, 32)}×${n}`)
     .join(' ');
+  // Which pairs are encrypted on the wire, said only where some are (WireGuard).
+  const encrypted = peers.filter((p) => encrypts(p.backend)).length;
+  return encrypted ? `${text}; encrypted ${encrypted}/${peers.length}` : text;
 }
 
 export function expiryText(expiry: Expiry): string {

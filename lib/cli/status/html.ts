@@ -14,7 +14,7 @@
  */
 import { backendsText, configLines, expiryText, healthText, leaseCells, leaseSummary, printable, viaText, NONE } from './cells';
 import { rowName, type ClusterStatus, type LeaseRow } from './model';
-import { edgesOf, peersOf, NO_COMMON_BACKEND, type TopologyEdge } from './topology';
+import { edgesOf, encrypts, peersOf, NO_COMMON_BACKEND, type TopologyEdge } from './topology';
 
 const NODE_W = 250;
 const LINE_H = 16;
@@ -24,7 +24,7 @@ const CHAR_W = 7.3; // 12px monospace
 const MAX_LABELLED_NODES = 10;
 
 const BACKEND_COLOURS: Readonly<Record<string, string>> = {
-  vxlan: '#2563eb', 'host-gw': '#15803d', ipip: '#9333ea', udp: '#c2410c', alloc: '#64748b', [NO_COMMON_BACKEND]: '#dc2626',
+  vxlan: '#2563eb', 'host-gw': '#15803d', ipip: '#9333ea', udp: '#c2410c', alloc: '#64748b', wireguard: '#0f766e', [NO_COMMON_BACKEND]: '#dc2626',
 };
 const OTHER_COLOUR = '#475569';
 
@@ -107,9 +107,9 @@ function edgeSvg(e: TopologyEdge, boxes: ReadonlyMap<string, Box>, taken: Rect[]
   if (!a || !b) return '';
   const colour = BACKEND_COLOURS[e.backend] ?? OTHER_COLOUR;
   const dash = e.backend === NO_COMMON_BACKEND ? ' stroke-dasharray="6 5"' : '';
-  const title = `${rowName(e.a)} ↔ ${rowName(e.b)}: ${e.backend === NO_COMMON_BACKEND ? 'no backend in common' : e.backend}`;
+  const title = `${rowName(e.a)} ↔ ${rowName(e.b)}: ${e.backend === NO_COMMON_BACKEND ? 'no backend in common' : e.backend}${encrypts(e.backend) ? ' (encrypted)' : ''}`;
   const parts = [
-    `<g class="edge" data-edge="${esc(e.id)}" data-backend="${esc(e.backend)}">`,
+    `<g class="edge" data-edge="${esc(e.id)}" data-backend="${esc(e.backend)}" data-encrypted="${encrypts(e.backend)}">`,
     `<title>${esc(title)}</title>`,
     `<line x1="${fmt(a.x)}" y1="${fmt(a.y)}" x2="${fmt(b.x)}" y2="${fmt(b.y)}" stroke="${colour}" stroke-width="2"${dash}/>`,
   ];

@@ -11,7 +11,7 @@
  * assumption (host-gw only where both public IPs share a /24).
  */
 import { rowName, type ClusterStatus, type ConfigStatus, type LeaseRow } from './model';
-import { peersOf } from './topology';
+import { encrypts, peersOf } from './topology';
 
 export interface StatusDocument {
   readonly readAt: string;
@@ -62,6 +62,8 @@ export interface PeerDocument {
   readonly subnet: string;
   /** The backend carrying traffic to it; null when the two share none. */
   readonly backend: string | null;
+  /** Traffic to it is encrypted on the wire (wireguard). */
+  readonly encrypted: boolean;
 }
 
 export function toDocument(status: ClusterStatus): StatusDocument {
@@ -119,6 +121,6 @@ function leaseDocument(row: LeaseRow, status: ClusterStatus): LeaseDocument {
     valid: row.invalid === undefined,
     invalidReason: row.invalid ?? null,
     health: row.health ? { state: row.health.state, detail: row.health.state === 'ready' ? null : row.health.detail } : null,
-    peers: row.lease ? peersOf(row, status.rows, status.config).map((p) => ({ subnet: rowName(p.peer), backend: p.backend ?? null })) : null,
+    peers: row.lease ? peersOf(row, status.rows, status.config).map((p) => ({ subnet: rowName(p.peer), backend: p.backend ?? null, encrypted: encrypts(p.backend) })) : null,
   };
 }

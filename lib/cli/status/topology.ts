@@ -27,10 +27,18 @@
  * Invalid entries get no edges and no peers: every node ignores them.
  */
 import { IP, IPNet } from '../../ip';
-import { chooseBackend, preferenceOrder } from '../../../backends';
+import { chooseBackend, preferenceOrder, typeOfKey } from '../../../backends';
 import { rowName, type ConfigStatus, type LeaseRow } from './model';
 
 export const NO_COMMON_BACKEND = 'none';
+
+/** Backend types whose traffic between nodes is encrypted (WireGuard); every other carries pod packets in clear. */
+export const ENCRYPTING_BACKENDS: readonly string[] = ['wireguard'];
+
+/** Traffic over `backend` (an instance key, or undefined: none) is encrypted on the wire. */
+export function encrypts(backend: string | undefined): boolean {
+  return backend !== undefined && ENCRYPTING_BACKENDS.includes(typeOfKey(backend));
+}
 
 /** The prefix length of a node's public IP on its underlay, when its lease row reports none. */
 export const ASSUMED_UNDERLAY_PREFIX_LEN = 24;
