@@ -120,8 +120,12 @@ export class WireguardBackend implements Backend {
     const skipped: string[] = [];
     const keyed = (p: Peer, report: boolean): string | undefined => {
       const k = peerPublicKey(p.data);
-      if ('key' in k) return k.key;
-      if (report) skipped.push(`peer ${p.subnet.toString()} (${p.publicIP}): ${k.problem}; not carried over wireguard`);
+      // WireGuard ignores a peer holding its own key: nodes that share one key file would black-hole each other silently.
+      const problem = 'problem' in k ? k.problem
+        : k.key === this.keys?.publicKey ? 'its lease publishes this node\'s own WireGuard public key (do the nodes share one key file? see --wireguard-key-file)'
+          : undefined;
+      if ('key' in k && problem === undefined) return k.key;
+      if (report) skipped.push(`peer ${p.subnet.toString()} (${p.publicIP}): ${problem}; not carried over wireguard`);
       return undefined;
     };
     const routes = peers.carried.filter((p) => keyed(p, true) !== undefined)

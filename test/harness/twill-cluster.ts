@@ -79,6 +79,11 @@ export class TwillCluster {
     return path.join(this.dir, `node${node}.env`);
   }
 
+  /** Each node's own WireGuard key (the default /run/flannel/wgkey would be one key for every node of the machine). */
+  wireguardKeyFile(node: number): string {
+    return path.join(this.dir, `node${node}.wgkey`);
+  }
+
   /** Starts twilld in the node and waits until it has written its subnet file. */
   async startAgent(node: number, extraArgs: readonly string[] = []): Promise<NsProcess> {
     const nodeFlags = (process.env.TWILL_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
@@ -86,6 +91,7 @@ export class TwillCluster {
       process.execPath, ...nodeFlags, TWILLD,
       '--etcd-endpoints', this.opts.etcdEndpoints?.(node) ?? this.etcd.endpointOn(UNDERLAY.bridgeIp),
       '--subnet-file', this.subnetFile(node),
+      '--wireguard-key-file', this.wireguardKeyFile(node),
       '--iface', 'eth0',
       ...(this.opts.agentArgs ?? []),
       ...(this.opts.agentArgsFor?.(node) ?? []),

@@ -49,7 +49,6 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
   let tc: TwillCluster;
   /** Each node's wireguard-go directory (socket, PID file, log), by its network namespace's inode. */
   const runDirs: string[] = [];
-  const keyFile = (node: number) => path.join(tc.dir, `node${node}.wgkey`);
   const socket = (node: number) => path.join(runDirs[node], 'flannel-wg.sock');
   const wireguardGo = (node: number) => Number(readFileSync(path.join(runDirs[node], 'wireguard-go.pid'), 'utf8').trim());
   const putConfig = (backend: object) => tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, Backend: backend }));
@@ -59,7 +58,7 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
       nodes: NODES,
       config: { Network: NETWORK, Backend: { Type: 'wireguard' } },
       agentArgs: ['--repair-interval', '2', '--log-format', 'json', '--healthz-port', String(HEALTH_PORT)],
-      agentArgsFor: (node) => ['--healthz-ip', `198.18.0.${node + 1}`, '--wireguard-key-file', path.join(tc.dir, `node${node}.wgkey`)],
+      agentArgsFor: (node) => ['--healthz-ip', `198.18.0.${node + 1}`],
       start: false,
     });
     for (let i = 0; i < NODES; i++) runDirs.push(`/run/twill/wireguard-${statSync(`/run/netns/${tc.nodeNs(i)}`).ino}`);
@@ -76,8 +75,8 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
     for (let i = 0; i < NODES; i++) {
       expect(tc.lease(i).mtu).to.equal(1420);
       const value = JSON.parse((await tc.admin.get(`${PREFIX}/subnets/${tc.lease(i).subnet.replace('/', '-')}`).string())!) as object;
-      const priv = readFileSync(keyFile(i), 'utf8');
-      expect(statSync(keyFile(i)).mode & 0o777, 'key file mode').to.equal(0o600);
+      const priv = readFileSync(tc.wireguardKeyFile(i), 'utf8');
+      expect(statSync(tc.wireguardKeyFile(i)).mode & 0o777, 'key file mode').to.equal(0o600);
       expect(value).to.deep.equal({ PublicIP: `198.18.0.${i + 1}`, PublicIPv6: null, BackendType: 'wireguard', BackendData: { PublicKey: publicKeyOf(priv) } });
     }
   });
@@ -120,19 +119,25 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
     }
   });
 
-  it('skips a peer whose lease has no valid PublicKey, with one warning naming it, and keeps carrying the others', async () => {
-    const key = `${PREFIX}/subnets/10.244.250.0-24`;
-    await tc.admin.put(key).value(JSON.stringify({ PublicIP: '198.18.0.99', PublicIPv6: null, BackendType: 'wireguard', BackendData: { PublicKey: 'not-a-key' } }));
+  it('skips a peer whose lease has no valid PublicKey, or this node\'s own key, with one warning each naming it, and keeps carrying the others', async () => {
+    const bad = `${PREFIX}/subnets/10.244.250.0-24`;
+    const mine = `${PREFIX}/subnets/10.244.251.0-24`;
+    const ownKey = publicKeyOf(readFileSync(tc.wireguardKeyFile(0), 'utf8'));
+    await tc.admin.put(bad).value(JSON.stringify({ PublicIP: '198.18.0.99', PublicIPv6: null, BackendType: 'wireguard', BackendData: { PublicKey: 'not-a-key' } }));
+    await tc.admin.put(mine).value(JSON.stringify({ PublicIP: '198.18.0.98', PublicIPv6: null, BackendType: 'wireguard', BackendData: { PublicKey: ownKey } }));
     try {
-      const warned = () => logLines(tc, 0).filter((l) => l.level === 'warn' && l.message.includes('10.244.250.0/24') && l.message.includes('PublicKey'));
-      await waitFor('a warning about the bad key', () => warned().length > 0, 10_000);
-      await new Promise((r) => setTimeout(r, 2500)); // a repair interval later: still the one warning
-      expect(warned().map((l) => l.message), 'warnings').to.have.length(1);
+      const warned = (subnet: string, what: string) => logLines(tc, 0).filter((l) => l.level === 'warn' && l.message.includes(subnet) && l.message.includes(what));
+      await waitFor('a warning about each lease', () => warned('10.244.250.0/24', 'PublicKey').length > 0 && warned('10.244.251.0/24', 'own WireGuard public key').length > 0, 10_000);
+      await new Promise((r) => setTimeout(r, 2500)); // a repair interval later: still one warning each
+      expect(warned('10.244.250.0/24', 'PublicKey').map((l) => l.message), 'warnings').to.have.length(1);
+      expect(warned('10.244.251.0/24', 'own WireGuard public key').map((l) => l.message), 'warnings').to.have.length(1);
       expect(await tc.net.ip(0, ['route', 'show', '10.244.250.0/24'])).to.equal('');
+      expect(await tc.net.ip(0, ['route', 'show', '10.244.251.0/24'])).to.equal('');
       expect((await getDevice(socket(0))).peers.length).to.equal(NODES - 1);
       expect(await allPodsPing(tc)).to.deep.equal([]);
     } finally {
-      await tc.admin.delete().key(key);
+      await tc.admin.delete().key(bad);
+      await tc.admin.delete().key(mine);
     }
   });
 
@@ -182,7 +187,7 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
     expect(await tc.restartAgent(1)).to.equal(0);
     await stream.waitForReplies(stream.received + 100, 10_000);
     const report = await stream.stop();
-    console.log(`      twilld restart: longest gap ${report.maxGapMs} ms, ${report.lost} of ${report.sent} probes lost`);
+    console.log(`      twilld restart: longest gap ${Math.round(report.maxGapMs)} ms, ${report.lost} of ${report.sent} probes lost`);
     expect(report.lost, 'probes lost').to.equal(0);
     expect(wireguardGo(1), 'the same wireguard-go, adopted').to.equal(before);
     expect((await netnsPids(tc.nodeNs(1))).includes(before)).to.equal(true);
@@ -245,7 +250,7 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
 
   it('hands wireguard-go the same key after the round trip (the key file is reused)', async () => {
     for (let i = 0; i < NODES; i++) {
-      expect((await getDevice(socket(i))).privateKey).to.equal(keyToHex(readFileSync(keyFile(i), 'utf8')));
+      expect((await getDevice(socket(i))).privateKey).to.equal(keyToHex(readFileSync(tc.wireguardKeyFile(i), 'utf8')));
     }
   });
 });
