@@ -129,7 +129,10 @@ function peerLease(type: string, i: number): { key: string; value: string } {
   const mac = `0e:fa:c6:12:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
   const value = type === 'vxlan'
     ? { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } }
-    : type === 'udp' ? { PublicIP: publicIP, PublicIPv6: null } : { PublicIP: publicIP, PublicIPv6: null, BackendType: type };
+    : type === 'udp' ? { PublicIP: publicIP, PublicIPv6: null }
+      // Any 32 bytes make a WireGuard public key; a lease without one is skipped.
+      : type === 'wireguard' ? { PublicIP: publicIP, PublicIPv6: null, BackendType: type, BackendData: { PublicKey: Buffer.alloc(32, i & 0xff).toString('base64') } }
+        : { PublicIP: publicIP, PublicIPv6: null, BackendType: type };
   return { key: `${PREFIX}/subnets/${subnet}-29`, value: JSON.stringify(value) };
 }
 
