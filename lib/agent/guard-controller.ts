@@ -127,7 +127,11 @@ export class GuardController {
   /** Drop counters to /metrics; a warning per peer whose spoofed packets rose, at most once a minute each. */
   private count(want: GuardState, seen: SeenGuard | undefined, peers: readonly GuardPeer[]): void {
     for (const kind of new Set(want.intakes.map((i) => i.kind))) {
-      for (const reason of REASONS) this.o.metrics.setUnderlayDrops(reason, kind, seen?.counters.get(counterName(kind, reason))?.packets ?? 0);
+      for (const reason of REASONS) {
+        const name = counterName(kind, reason);
+        // No such counter where the engine checks inner sources: its drops are in twill_datapath_drops_total.
+        if (want.counters.includes(name)) this.o.metrics.setUnderlayDrops(reason, kind, seen?.counters.get(name)?.packets ?? 0);
+      }
     }
     const perPeer = seen?.sets.get(PEERS_SET)?.packets ?? new Map<string, number>();
     const now = this.now();

@@ -58,7 +58,8 @@ export async function checkGuard(c: GuardCheck, out: Findings): Promise<void> {
   for (const d of differences.slice(0, 5)) out.fail(TOPIC, `tunnel guard differs from the plan: ${d}`, TWILLD_REPAIRS);
   if (differences.length > 5) out.fail(TOPIC, `tunnel guard: ${differences.length - 5} more difference(s)`, TWILLD_REPAIRS);
   const drops = (reason: DropReason) => {
-    const per = [...new Set(want.intakes.map((i) => i.kind))].map((k) => [k, seen!.counters.get(counterName(k, reason))?.packets ?? 0] as const);
+    const kinds = [...new Set(want.intakes.map((i) => i.kind))].filter((k) => want.counters.includes(counterName(k, reason)));
+    const per = kinds.map((k) => [k, seen!.counters.get(counterName(k, reason))?.packets ?? 0] as const);
     const total = per.reduce((s, [, n]) => s + n, 0);
     return `${total}${total ? ` (${per.filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')})` : ''}`;
   };

@@ -104,8 +104,10 @@ function intakeRules(i: Intake): GuardRule[] {
   const label = intakeLabel(i);
   const innerSource = (i.inner + 12) * 8;
   const ipv4Only = i.ethertypeAt !== undefined ? ` @th,${i.ethertypeAt * 8},16 0x0800` : '';
+  const unknown = { comment: `${label} unknown source`, text: `${match} ip saddr != @${PEERS_SET} counter name "${counterName(i.kind, 'unknown_source')}" drop` };
+  if (i.innerCheckedByEngine) return [unknown];
   return [
-    { comment: `${label} unknown source`, text: `${match} ip saddr != @${PEERS_SET} counter name "${counterName(i.kind, 'unknown_source')}" drop` },
+    unknown,
     {
       comment: `${label} spoofed source`,
       text: `${match}${ipv4Only} ip saddr . @th,${innerSource},32 != @${SUBNETS_SET} counter name "${counterName(i.kind, 'spoofed_source')}" goto ${SPOOFED_CHAIN}`,
@@ -138,11 +140,14 @@ export function planGuard(peers: readonly GuardPeer[], intakes: readonly Intake[
     ips.add(p.publicIP);
     subnets.add(`${p.publicIP} . ${p.subnet.ip.value}-${p.subnet.last.value}`);
   }
-  const kinds = [...new Set(sorted.map((i) => i.kind))];
+  const counters = sorted.flatMap((i) => [
+    counterName(i.kind, 'unknown_source'),
+    ...(i.innerCheckedByEngine ? [] : [counterName(i.kind, 'spoofed_source')]),
+  ]);
   return {
     peers: [...ips].sort(),
     subnets: [...subnets].sort(),
-    counters: kinds.flatMap((k) => [counterName(k, 'unknown_source'), counterName(k, 'spoofed_source')]),
+    counters: [...new Set(counters)],
     input: sorted.flatMap(intakeRules),
     spoofed: SPOOFED_RULES,
     intakes: sorted,
