@@ -66,8 +66,9 @@ export class GuardController {
   /**
    * Makes the table match these peers and intakes; never throws. With
    * `onlyToAdmit` (before the backends program a reconcile's routes) it
-   * writes only when a peer is missing from what was applied last, and
-   * removes nothing: the call after the routes does the rest.
+   * writes only when a peer is missing from what was applied last (then the
+   * whole plan, with the intakes the backends' previous plans stated); the
+   * call after the routes adds what a backend's new plan receives.
    */
   async apply(peers: readonly GuardPeer[], intakes: readonly Intake[], opts: { onlyToAdmit?: boolean } = {}): Promise<void> {
     try {
