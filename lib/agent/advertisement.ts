@@ -14,6 +14,31 @@ export interface AdvertisedInstance {
   readonly backendData?: unknown;
 }
 
+/** A running instance as the lease sees it. */
+export interface InstanceState extends AdvertisedInstance {
+  /** It left the lease on its way out (lib/agent/retirement.ts). */
+  readonly withdrawn: boolean;
+  /**
+   * Its peer table and kernel state have been planned and applied once.
+   * One started by a live config change may run while a reconcile that
+   * began before it is still publishing: a peer that saw it in the lease
+   * then would send to an engine that knows no peer yet, and lose packets.
+   */
+  readonly planned: boolean;
+}
+
+/**
+ * The instances the lease lists, in `running` order (the configured one
+ * first), and the type it names as BackendType: the configured type while
+ * that instance is listed, else the first listed one's, so that flanneld's
+ * fields never name a backend the lease does not carry.
+ */
+export function advertisedInstances(configuredType: string, running: readonly InstanceState[]): { configuredType: string; instances: AdvertisedInstance[] } {
+  const instances = running.filter((r) => !r.withdrawn && r.planned);
+  const primary = instances.some((r) => r.config.type === configuredType) ? configuredType : (instances[0]?.config.type ?? configuredType);
+  return { configuredType: primary, instances };
+}
+
 /** `instances`: the ones still advertised, the configured one first. */
 export function leaseAttrsFor(publicIP: string, configuredType: string, instances: readonly AdvertisedInstance[]): LeaseAttrs {
   // A lease without TwillBackends is read as the default settings of its type (backends/instance.ts), so any other is listed.

@@ -32,7 +32,7 @@ import {
 import { assignPeers, assignedTo } from '../../backends/assignment';
 import { DirectReach } from '../../backends/direct-reach';
 import { ReconcileReport, reconcileKernel, removeRoutes } from '../../backends/reconciler';
-import { leaseAttrsFor } from './advertisement';
+import { advertisedInstances, leaseAttrsFor } from './advertisement';
 import { RETIRE_MS, RetirementState, retirementStep } from './retirement';
 
 interface Running {
@@ -48,6 +48,8 @@ interface Running {
   /** What its last plan said it receives (kept when a later plan fails, so the guard never opens on an error). */
   intake: readonly Intake[];
   retirement: RetirementState;
+  /** Planned and applied once: only then is it advertised (advertisement.ts `advertisedInstances`). */
+  planned: boolean;
 }
 
 export interface BackendSetDeps {
@@ -97,7 +99,7 @@ export class BackendSet {
 
   /** Live migration: starts the new configured backend (and fallback) beside the running ones. */
   async switchTo(target: BackendConfig): Promise<BackendStart> {
-    const started = await this.startConfigured(target, []);
+    const started = await this.startConfigured(target, [], false);
     this.deps.requestReconcile(`backend changed to ${instanceOf(target).key}`);
     return started;
   }
@@ -133,8 +135,11 @@ export class BackendSet {
   }
 
   leaseAttrs(): LeaseAttrs {
-    const advertised = this.keys().map((k) => this.running.get(k)!).filter((r) => r.retirement.withdrawnAt === undefined);
-    return leaseAttrsFor(this.deps.local.publicIP, this.target.type, advertised.map((r) => ({ key: r.key, config: r.config, backendData: r.started.backendData })));
+    const { configuredType, instances } = advertisedInstances(this.target.type, this.keys().map((k) => {
+      const r = this.running.get(k)!;
+      return { key: r.key, config: r.config, backendData: r.started.backendData, withdrawn: r.retirement.withdrawnAt !== undefined, planned: r.planned };
+    }));
+    return leaseAttrsFor(this.deps.local.publicIP, configuredType, instances);
   }
 
   /** Never throws for one backend's fault: its failure is reported and the others go on. */
@@ -162,6 +167,7 @@ export class BackendSet {
         const state = run.backend.desired({ local: this.deps.local, own, device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
         run.intake = state.intake ?? [];
         const report = await reconcileKernel(this.deps.netlink, run.backend, state);
+        if (report.failures.length === 0) run.planned = true;
         total.changed += report.changed;
         total.removed += report.removed;
         total.skipped.push(...report.skipped);
@@ -201,7 +207,8 @@ export class BackendSet {
     for (const run of this.running.values()) await run.backend.stop().catch(() => undefined);
   }
 
-  private async startConfigured(target: BackendConfig, leftOver: readonly LeftOver[]): Promise<BackendStart> {
+  /** `planned`: whether new instances may be advertised before their first reconcile (at start-up the lease needs them). */
+  private async startConfigured(target: BackendConfig, leftOver: readonly LeftOver[], planned = true): Promise<BackendStart> {
     const fallback = fallbackConfig(target);
     const wanted = (fallback ? [target, withoutFallback(fallback)] : [target]).map((config) => ({ config, key: instanceOf(config).key }));
     for (const { key } of wanted) await this.removing.get(key);
@@ -221,7 +228,7 @@ export class BackendSet {
     }
     let started: BackendStart | undefined;
     for (const { config, key } of wanted) {
-      const run = this.running.get(key) ?? (await this.startOne(config, slots.get(key) ?? 0));
+      const run = this.running.get(key) ?? (await this.startOne(config, slots.get(key) ?? 0, false, planned));
       run.retirement = {};
       started ??= run.started;
     }
@@ -287,11 +294,11 @@ export class BackendSet {
     this.deps.log.info(`${have.key} backend: settings changed in place`, { settings });
   }
 
-  private async startOne(config: BackendConfig, slot: InstanceSlot, adopted = false): Promise<Running> {
+  private async startOne(config: BackendConfig, slot: InstanceSlot, adopted = false, planned = true): Promise<Running> {
     const backend = this.create(config, slot);
     const started = await backend.start(this.deps.local);
     const key = instanceOf(config).key;
-    const run: Running = { key, slot, config, backend, started, adopted, carried: [], intake: [], retirement: {} };
+    const run: Running = { key, slot, config, backend, started, adopted, carried: [], intake: [], retirement: {}, planned };
     this.running.set(key, run);
     return run;
   }

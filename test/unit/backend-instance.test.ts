@@ -9,6 +9,7 @@ import {
   chooseBackend, instanceKey, instanceOf, liveChangeOptions, preferenceOrder, terminatedBy,
 } from '../../backends';
 import { compareConfigs } from '../../lib/config/live-change';
+import { advertisedInstances, leaseAttrsFor } from '../../lib/agent/advertisement';
 import { parseNetworkConfig } from '../../lib/config';
 import { decodeLeaseAttrs, encodeLeaseAttrs, LeaseFormatError } from '../../lib/subnet';
 import type { LeaseAttrs } from '../../lib/subnet';
@@ -121,5 +122,42 @@ describe('backend instances', () => {
     it('keeps instanceKey consistent with what the agents publish', () => {
       expect(instanceKey('vxlan', { VNI: 2, Port: 4789 })).to.equal('vxlan{Port=4789,VNI=2}');
     });
+  });
+});
+
+describe('what a lease advertises while a live config change starts a backend', () => {
+  const vxlan = { key: 'vxlan', config: { type: 'vxlan', settings: {} }, backendData: { VNI: 1, VtepMAC: '02:00:00:00:00:01' } };
+  const hostGw = { key: 'host-gw', config: { type: 'host-gw', settings: {} } };
+  const udp8300 = { key: 'udp/Port=8300', config: { type: 'udp', settings: { Port: 8300 } } };
+
+  it('leaves out a backend not yet planned, and names the type the lease still carries as BackendType', () => {
+    const { configuredType, instances } = advertisedInstances('host-gw', [
+      { ...hostGw, withdrawn: false, planned: false },
+      { ...vxlan, withdrawn: false, planned: true },
+    ]);
+    expect(instances.map((i) => i.key)).to.deep.equal(['vxlan']);
+    const attrs = leaseAttrsFor('198.18.0.1', configuredType, instances);
+    // Without TwillBackends, peers read BackendType: it must not claim host-gw before host-gw is ready.
+    expect(attrs.backendType).to.equal('vxlan');
+    expect(attrs.backendData).to.deep.equal(vxlan.backendData);
+    expect(attrs.backends).to.equal(undefined);
+  });
+
+  it('lists it once its first plan was applied, the configured type first', () => {
+    const { configuredType, instances } = advertisedInstances('host-gw', [
+      { ...hostGw, withdrawn: false, planned: true },
+      { ...vxlan, withdrawn: false, planned: true },
+    ]);
+    const attrs = leaseAttrsFor('198.18.0.1', configuredType, instances);
+    expect(attrs.backendType).to.equal('host-gw');
+    expect(attrs.backends?.map((b) => b.type)).to.deep.equal(['host-gw', 'vxlan']);
+  });
+
+  it('a udp Port migration: the new port appears only when planned; a withdrawn one never', () => {
+    const udp = { key: 'udp', config: { type: 'udp', settings: {} } };
+    const before = advertisedInstances('udp', [{ ...udp, withdrawn: false, planned: false }, { ...udp8300, withdrawn: false, planned: true }]);
+    expect(before.instances.map((i) => i.key)).to.deep.equal(['udp/Port=8300']);
+    const after = advertisedInstances('udp', [{ ...udp, withdrawn: false, planned: true }, { ...udp8300, withdrawn: true, planned: true }]);
+    expect(after.instances.map((i) => i.key)).to.deep.equal(['udp']);
   });
 });
