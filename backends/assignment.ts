@@ -119,6 +119,11 @@ export interface AssignmentInput {
   readonly reach: (publicIP: string) => boolean;
   /** Why it does not, for the skip message. */
   readonly whyNotReached: (publicIP: string) => string;
+  /**
+   * Whether BGP has a route to a peer's subnet in the kernel (bgp carries a
+   * peer only then); absent where that cannot be known (the CLI): yes.
+   */
+  readonly routed?: (subnet: string) => boolean;
 }
 
 export interface Assignment {
@@ -149,7 +154,12 @@ export function assignPeers(input: AssignmentInput): Assignment {
   const known: Peer[] = [];
   const terminating = new Map<string, Peer[]>(input.running.map((k) => [k, []]));
   const skipped: string[] = [];
-  const usable = (key: string, publicIP: string) => typeOfKey(key) !== 'host-gw' || input.reach(publicIP);
+  const usable = (key: string, lease: Lease) => {
+    const type = typeOfKey(key);
+    if (type === 'host-gw') return input.reach(lease.attrs.publicIP);
+    if (type === 'bgp') return input.routed?.(lease.subnet.toString()) ?? true;
+    return true;
+  };
   for (const lease of input.leases) {
     if (lease.key === input.own.key) continue;
     const unusable = unusablePeer(lease, input.own);
@@ -159,12 +169,14 @@ export function assignPeers(input: AssignmentInput): Assignment {
     }
     const remote = terminatedBy(lease.attrs, input.running);
     for (const k of remote) terminating.get(k)?.push(peerFor(lease, k));
-    const key = chooseBackend(input.order, input.running, remote, (k) => usable(k, lease.attrs.publicIP));
+    const key = chooseBackend(input.order, input.running, remote, (k) => usable(k, lease));
     known.push(peerFor(lease, key ?? remote[0]));
     if (!key) {
       const offLink = remote.includes('host-gw') && input.running.includes('host-gw')
         ? `; host-gw cannot reach it (${input.whyNotReached(lease.attrs.publicIP)}): give host-gw a Fallback (e.g. "Fallback": "vxlan") to carry such peers`
-        : ': not reachable until they share a backend';
+        : remote.includes('bgp') && input.running.includes('bgp')
+          ? '; BGP has no route to it yet (see its session in `twill status`): give bgp a Fallback (e.g. "Fallback": "vxlan") to carry such peers meanwhile'
+          : ': not reachable until they share a backend';
       skipped.push(`peer ${lease.subnet.toString()} (${lease.attrs.publicIP}) terminates ${remote.join(', ')}; this node runs ${input.running.join(', ')}${offLink}`);
       continue;
     }

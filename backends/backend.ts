@@ -111,7 +111,7 @@ export interface Backend {
   /** Creates or adopts the local devices; never removes what it finds. */
   start(local: LocalNode): Promise<BackendStart>;
   /** Brings back what the plan relies on (device, engine); resolves with the device as it is now. */
-  prepare(own: Lease, peers: AssignedPeers): Promise<LinkInfo | undefined>;
+  prepare(own: Lease, peers: AssignedPeers, network?: IPNet): Promise<LinkInfo | undefined>;
   /** The kernel state wanted for exactly these peers. Pure. */
   desired(input: PlanInput, peers: AssignedPeers): KernelState;
   /** Userspace backends: hands the engine its peer table (the reconciler calls it before routes change). */
@@ -122,6 +122,14 @@ export interface Backend {
   teardown(): Promise<void>;
   /** Userspace datapaths only: counters for /metrics. */
   counters?(): Promise<BackendCounters>;
+  /**
+   * bgp: the subnets (inside `network`) a routing daemon has a route to in
+   * the kernel now. The assignment lets this backend carry a peer only
+   * while its subnet is among them.
+   */
+  learnedRoutes?(network?: IPNet): Promise<ReadonlySet<string>>;
+  /** bgp: BIRD's sessions, for /metrics, status and diagnose. */
+  bgpSessions?(): Promise<readonly BgpSessionInfo[]>;
   /** wireguard: each WireGuard peer's last handshake and bytes, for /metrics, status and diagnose. */
   wireguardPeers?(): Promise<readonly WireguardPeerStats[]>;
   /**
@@ -132,6 +140,21 @@ export interface Backend {
   reconfigure?(config: BackendConfig): void;
   /** Why this running backend cannot take `config`'s settings in place; undefined when it can. */
   inPlaceRefusal?(config: BackendConfig): string | undefined;
+}
+
+/** One BGP session as BIRD reports it. */
+export interface BgpSessionInfo {
+  /** BIRD's protocol name (mesh_198_18_0_2, peer_198_18_0_253). */
+  readonly name: string;
+  readonly neighbor?: string;
+  readonly neighborAs?: number;
+  /** BIRD's protocol state: up, start, down. */
+  readonly state: string;
+  /** BGP state and reason: Established, Active, Connect, Idle … */
+  readonly info: string;
+  readonly routesImported?: number;
+  readonly routesExported?: number;
+  readonly lastError?: string;
 }
 
 export interface BackendContext {

@@ -10,7 +10,7 @@ import type { Backend, BackendContext } from './backend';
 import { backendFactory, maybeFactory } from './registry';
 
 /** Every backend type flanneld's etcd mode knows (configs naming others are refused). */
-export const KNOWN_BACKEND_TYPES: readonly string[] = ['alloc', 'host-gw', 'ipip', 'udp', 'vxlan', 'wireguard'];
+export const KNOWN_BACKEND_TYPES: readonly string[] = ['alloc', 'bgp', 'host-gw', 'ipip', 'udp', 'vxlan', 'wireguard'];
 
 /**
  * Checks the Backend object of a network config, its Fallback included;

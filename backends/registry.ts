@@ -2,6 +2,7 @@
 import type { BackendFactory } from './backend';
 import { BackendUnavailableError } from './backend';
 import { allocBackend } from './alloc';
+import { bgpBackend } from './bgp';
 import { hostGwBackend } from './host-gw';
 import { ipipBackend } from './ipip';
 import { udpBackend } from './udp';
@@ -9,7 +10,7 @@ import { vxlanBackend } from './vxlan';
 import { wireguardBackend } from './wireguard';
 
 const implementations = new Map<string, BackendFactory>(
-  [allocBackend, hostGwBackend, ipipBackend, udpBackend, vxlanBackend, wireguardBackend].map((f) => [f.type, f]),
+  [allocBackend, bgpBackend, hostGwBackend, ipipBackend, udpBackend, vxlanBackend, wireguardBackend].map((f) => [f.type, f]),
 );
 
 export function backendFactory(type: string): BackendFactory {

@@ -181,6 +181,8 @@ export class Agent {
       try {
         for (const [type, c] of await backends.counters()) this.metrics.setDatapathCounters(type, { ...c });
         this.metrics.setWireguardPeers(await backends.wireguardPeers());
+        // A BIRD that does not answer has no session up: say so rather than keep the last figures.
+        this.metrics.setBgp(await backends.bgpSessions().catch(() => []), await backends.bgpLearnedCount(this.running?.config.network));
       } catch (err) {
         this.log.debug('cannot read the datapath counters', { error: (err as Error).message });
       }

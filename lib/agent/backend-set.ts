@@ -26,7 +26,7 @@ import type { Netlink } from '../netlink';
 import type { WireguardPeerStats } from '../observe/metrics';
 import { changedBackendKeys } from '../config/live-change';
 import {
-  Backend, BackendCounters, BackendStart, InstanceSlot, Intake, LeftOver, LocalNode, Peer,
+  Backend, BackendCounters, BgpSessionInfo, BackendStart, InstanceSlot, Intake, LeftOver, LocalNode, Peer,
   backendFactory, createBackend, fallbackConfig, instanceOf, liveBackendKeys, withoutFallback,
 } from '../../backends';
 import { assignPeers, assignedTo } from '../../backends/assignment';
@@ -151,9 +151,11 @@ export class BackendSet {
       const problems = await this.direct.refresh(all.filter((l) => l.key !== own.key).map((l) => l.attrs.publicIP)).catch((err: unknown) => [String(err)]);
       for (const problem of problems) skipped.push(`reachability: ${problem}`);
     }
+    const routed = await this.learnedRoutes(keys, network, skipped);
     const assignment = assignPeers({
       order: this.order, running: keys, own, leases: all,
       reach: (ip) => this.direct.isDirect(ip), whyNotReached: (ip) => this.direct.why(ip),
+      ...(routed ? { routed: (subnet: string) => routed.has(subnet) } : {}),
     });
     skipped.push(...assignment.skipped);
     const previous = new Map(keys.map((k) => [k, this.running.get(k)!.carried]));
@@ -162,7 +164,7 @@ export class BackendSet {
       const run = this.running.get(key)!;
       const peers = assignedTo(assignment, key, withLeaving ? previous : new Map());
       try {
-        const device = await run.backend.prepare(own, peers);
+        const device = await run.backend.prepare(own, peers, network);
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
         const state = run.backend.desired({ local: this.deps.local, own, device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
         run.intake = state.intake ?? [];
@@ -184,6 +186,36 @@ export class BackendSet {
     this.carriedCounts = new Map(keys.map((k) => [k, assignment.carried.get(k)?.length ?? 0]));
     await this.retireUnused();
     return { ...total, skipped: [...new Set(total.skipped)] };
+  }
+
+  /** What a routing daemon (bgp's BIRD) has routes to; undefined when no running backend has one. A failed read counts as none. */
+  private async learnedRoutes(keys: readonly string[], network: IPNet | undefined, skipped: string[]): Promise<ReadonlySet<string> | undefined> {
+    let routed: Set<string> | undefined;
+    for (const key of keys) {
+      const backend = this.running.get(key)!.backend;
+      if (!backend.learnedRoutes) continue;
+      routed ??= new Set();
+      try {
+        for (const dst of await backend.learnedRoutes(network)) routed.add(dst);
+      } catch (err) {
+        skipped.push(`${key}: cannot read the routes it learned: ${(err as Error).message}`);
+      }
+    }
+    return routed;
+  }
+
+  /** How many routes BIRD installed (undefined when no bgp backend runs). */
+  async bgpLearnedCount(network?: IPNet): Promise<number | undefined> {
+    const keys = [...this.running.keys()];
+    if (!keys.some((k) => this.running.get(k)!.backend.learnedRoutes)) return undefined;
+    return (await this.learnedRoutes(keys, network, []))?.size;
+  }
+
+  /** BIRD's BGP sessions (none when no bgp backend runs). */
+  async bgpSessions(): Promise<readonly BgpSessionInfo[]> {
+    const out: BgpSessionInfo[] = [];
+    for (const run of this.running.values()) if (run.backend.bgpSessions) out.push(...(await run.backend.bgpSessions()));
+    return out;
   }
 
   async counters(): Promise<Map<string, BackendCounters>> {

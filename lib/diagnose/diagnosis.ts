@@ -13,7 +13,8 @@ import type { Etcd3 } from 'etcd3';
 import { InterfaceSelection, InterfaceSelectionError, selectInterface } from '../iface';
 import { Netlink } from '../netlink';
 import { EtcdRegistry, Lease } from '../subnet';
-import { primaryBackendType } from '../../backends/assignment';
+import { primaryBackendType, terminatedBy } from '../../backends/assignment';
+import { typeOfKey } from '../../backends/instance';
 import { ClusterView, readClusterView } from './cluster-view';
 import { Finding, Findings } from './findings';
 import { checkKernelSupport } from './kernel-support';
@@ -25,6 +26,7 @@ import { findPeerLease, probePeer, ProbeReport } from './probe';
 import { checkSysctls } from './sysctls';
 import { checkGuard } from './guard-check';
 import { checkWireguard } from './wireguard-check';
+import { checkBgp } from './bgp-check';
 
 export interface DiagnosisOptions {
   readonly etcd: Etcd3;
@@ -90,6 +92,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
       await checkGuard({ enabled: o.tunnelGuard ?? true, own, leases: view.leases, intakes: planned.intakes }, out);
     }
     if (view && own && backend === 'wireguard') await checkWireguard(own, view.leases, out);
+    if (view && own && terminatedBy(own.attrs).some((k) => typeOfKey(k) === 'bgp')) await checkBgp(nl, own, view.leases, paths, out);
 
     if (o.peer !== undefined) {
       if (!view || !own || !local || !backend) {

@@ -14,7 +14,7 @@ import { Findings } from './findings';
 const TOPIC = 'mtu';
 
 /** Encapsulation overhead of each backend, bytes per packet. */
-export const BACKEND_OVERHEAD: Readonly<Record<string, number>> = { vxlan: 50, ipip: 20, udp: 28, wireguard: 80, 'host-gw': 0, alloc: 0 };
+export const BACKEND_OVERHEAD: Readonly<Record<string, number>> = { vxlan: 50, ipip: 20, udp: 28, wireguard: 80, 'host-gw': 0, bgp: 0, alloc: 0 };
 
 /** The pod MTU `backend` gives on an external interface of MTU `extMtu` (the vxlan Backend.MTU setting wins). */
 export function podMtu(backend: string, extMtu: number, config?: NetworkConfig): number {

@@ -74,9 +74,17 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     await direct.refresh(c.leases.filter((l) => l.key !== c.own.key).map((l) => l.attrs.publicIP)).catch(() => undefined);
   }
   const reach = (ip: string) => direct.isDirect(ip);
+  // bgp carries a peer only while BIRD's route to it is in the kernel: the agent's own rule, from the same routes.
+  let routed: Set<string> | undefined;
+  for (const b of backends.values()) {
+    if (!b.learnedRoutes) continue;
+    routed ??= new Set();
+    for (const dst of await b.learnedRoutes(c.config.network).catch(() => new Set<string>())) routed.add(dst);
+  }
   const assignment = assignPeers({
     order: preferenceOrder(c.config.backend), running: instances.map((i) => i.key), own: c.own, leases: c.leases,
     reach, whyNotReached: (ip) => direct.why(ip),
+    ...(routed ? { routed: (subnet: string) => routed!.has(subnet) } : {}),
   });
   for (const reason of assignment.skipped) out.warn(TOPIC, reason, SKIP_ADVICE);
 

@@ -33,6 +33,15 @@
  * | twill_wireguard_peer_handshake_age_seconds | gauge   | peer              |
  * | twill_wireguard_peer_receive_bytes       | gauge     | peer              |
  * | twill_wireguard_peer_transmit_bytes      | gauge     | peer              |
+ * | twill_bgp_session_up                     | gauge     | neighbor          |
+ * | twill_bgp_session_state                  | gauge     | neighbor, state   |
+ * | twill_bgp_routes_imported                | gauge     | neighbor          |
+ * | twill_bgp_routes_exported                | gauge     | neighbor          |
+ * | twill_bgp_routes_learned                 | gauge     |                   |
+ *
+ * The bgp series exist while the bgp backend runs: one per BIRD session
+ * (its neighbour's IP); `state` is BIRD's BGP state (Established, Active,
+ * Connect, Idle, …), and routes_learned counts BIRD's routes in the kernel.
  *
  * For wireguard the datapath counters hold bytes only (wireguard-go counts no
  * packets); the wireguard series exist per WireGuard peer (its subnet) while the
@@ -48,6 +57,16 @@
  * agent down; it is ignored and the metric keeps its previous value.
  */
 import { CONTENT_TYPE, Counter, Gauge, GaugeSet, Histogram, Registry, processMetrics } from './exposition';
+import type { BgpSessionInfo } from '../../backends/backend';
+
+/** The BGP state word of a BIRD session: `Established`, `Active`, `Idle`, … (BIRD's info column, its first word). */
+export function bgpStateOf(s: BgpSessionInfo): string {
+  return s.info.trim().split(/\s+/)[0] || s.state;
+}
+
+export function isEstablished(s: BgpSessionInfo): boolean {
+  return bgpStateOf(s) === 'Established';
+}
 
 /** One WireGuard peer as wireguard-go reports it. */
 export interface WireguardPeerStats {
@@ -98,6 +117,11 @@ export class AgentMetrics {
   private readonly wgHandshakeAge: GaugeSet<'peer'>;
   private readonly wgRxBytes: GaugeSet<'peer'>;
   private readonly wgTxBytes: GaugeSet<'peer'>;
+  private readonly bgpUp: GaugeSet<'neighbor'>;
+  private readonly bgpState: GaugeSet<'neighbor' | 'state'>;
+  private readonly bgpImported: GaugeSet<'neighbor'>;
+  private readonly bgpExported: GaugeSet<'neighbor'>;
+  private readonly bgpLearned: GaugeSet<never>;
   /** The last absolute datapath values seen per backend, to turn them into counter increments. */
   private readonly datapathLast = new Map<string, DatapathCounters>();
 
@@ -133,6 +157,11 @@ export class AgentMetrics {
     this.guardActive.set(0);
     this.wgHandshakeAge = r.register(new GaugeSet('twill_wireguard_peer_handshake_age_seconds', 'Seconds since the last WireGuard handshake with each peer (by its subnet); absent before the first. Above about 180 s with traffic flowing means the peer is not answering.', ['peer']));
     this.wgRxBytes = r.register(new GaugeSet('twill_wireguard_peer_receive_bytes', 'Bytes received from each WireGuard peer (by its subnet) since wireguard-go started.', ['peer']));
+    this.bgpUp = r.register(new GaugeSet('twill_bgp_session_up', 'Whether the BGP session with each neighbour (by IP) is established (1) or not (0), as BIRD reports it.', ['neighbor']));
+    this.bgpState = r.register(new GaugeSet('twill_bgp_session_state', 'Always 1, for the BGP state of the session with each neighbour (Established, Active, Connect, Idle, …).', ['neighbor', 'state']));
+    this.bgpImported = r.register(new GaugeSet('twill_bgp_routes_imported', 'Routes BIRD accepted from each BGP neighbour.', ['neighbor']));
+    this.bgpExported = r.register(new GaugeSet('twill_bgp_routes_exported', 'Routes BIRD announces to each BGP neighbour (this node\'s subnet: 1 when up).', ['neighbor']));
+    this.bgpLearned = r.register(new GaugeSet('twill_bgp_routes_learned', 'Pod routes BIRD has installed in this node\'s kernel (protocol bird).', []));
     this.wgTxBytes = r.register(new GaugeSet('twill_wireguard_peer_transmit_bytes', 'Bytes sent to each WireGuard peer (by its subnet) since wireguard-go started.', ['peer']));
 
     // Counters with a known label set start at 0, so that rate() and
@@ -242,6 +271,16 @@ export class AgentMetrics {
     this.wgHandshakeAge.replace(peers.filter((p) => p.lastHandshakeSec > 0).map((p) => ({ labels: { peer: p.peer }, value: Math.max(0, Math.round(nowSec - p.lastHandshakeSec)) })));
     this.wgRxBytes.replace(peers.map((p) => ({ labels: { peer: p.peer }, value: p.rxBytes })));
     this.wgTxBytes.replace(peers.map((p) => ({ labels: { peer: p.peer }, value: p.txBytes })));
+  }
+
+  /** BIRD's sessions and the routes it installed (`learned` undefined and no sessions: no bgp backend runs). */
+  setBgp(sessions: readonly BgpSessionInfo[], learned: number | undefined): void {
+    const named = sessions.map((s) => ({ s, neighbor: s.neighbor ?? s.name }));
+    this.bgpUp.replace(named.map(({ s, neighbor }) => ({ labels: { neighbor }, value: isEstablished(s) ? 1 : 0 })));
+    this.bgpState.replace(named.map(({ s, neighbor }) => ({ labels: { neighbor, state: bgpStateOf(s) }, value: 1 })));
+    this.bgpImported.replace(named.filter(({ s }) => s.routesImported !== undefined).map(({ s, neighbor }) => ({ labels: { neighbor }, value: s.routesImported! })));
+    this.bgpExported.replace(named.filter(({ s }) => s.routesExported !== undefined).map(({ s, neighbor }) => ({ labels: { neighbor }, value: s.routesExported! })));
+    this.bgpLearned.replace(learned === undefined ? [] : [{ labels: {}, value: learned }]);
   }
 
   /**

@@ -7,7 +7,7 @@
  * line-separator and bidirectional-override characters (no terminal escape
  * sequence or fake line reaches the operator's screen) and cuts it short.
  */
-import type { ClusterStatus, ConfigStatus, Expiry, Health, LeaseRow } from './model';
+import type { BgpSessionState, ClusterStatus, ConfigStatus, Expiry, Health, LeaseRow } from './model';
 import { NO_COMMON_BACKEND, encrypts, peersOf, type PeerBackend } from './topology';
 
 export const NONE = '-';
@@ -94,7 +94,14 @@ export function formatDuration(seconds: number): string {
 }
 
 export function healthText(health: Health): string {
-  return health.state === 'ready' ? 'ready' : `${health.state} (${printable(health.detail, 80)})`;
+  const base = health.state === 'ready' ? 'ready' : `${health.state} (${printable(health.detail, 80)})`;
+  return health.bgp ? `${base}; ${bgpText(health.bgp)}` : base;
+}
+
+/** `BGP 198.18.0.2 Established, 198.18.0.3 Active`, or `BGP no session`. */
+export function bgpText(sessions: readonly BgpSessionState[]): string {
+  if (sessions.length === 0) return 'BGP no session';
+  return `BGP ${sessions.map((s) => `${printable(s.neighbor, 40)} ${printable(s.state, 20)}`).join(', ')}`;
 }
 
 /** The network config as label/value lines; `problem` marks a line the renderer may highlight. */

@@ -3,9 +3,11 @@
  * `GET http://<PublicIP>:<port>/readyz`, 1 s per node, a bounded number at
  * once. 200 is ready; 503 is not ready, with the reasons the node gives;
  * anything else (no answer, refused, another status) is unknown, with what
- * happened. Never rejects.
+ * happened. A node whose lease terminates bgp is also asked for its
+ * `/metrics`, whose `twill_bgp_session_state` series say each BGP session's
+ * state. Never rejects.
  */
-import type { Health } from './model';
+import type { BgpSessionState, Health } from './model';
 
 export const PROBE_TIMEOUT_MS = 1000;
 const PARALLEL = 32;
@@ -13,6 +15,8 @@ const PARALLEL = 32;
 export interface ProbeTarget {
   readonly key: string;
   readonly publicIP: string;
+  /** Also read its BGP sessions. */
+  readonly bgp?: boolean;
 }
 
 export async function probeReadiness(targets: readonly ProbeTarget[], port: number): Promise<Map<string, Health>> {
@@ -21,7 +25,9 @@ export async function probeReadiness(targets: readonly ProbeTarget[], port: numb
   const worker = async (): Promise<void> => {
     while (next < targets.length) {
       const t = targets[next++];
-      out.set(t.key, await probeOne(t.publicIP, port));
+      const health = await probeOne(t.publicIP, port);
+      const bgp = t.bgp && health.state !== 'unknown' ? await bgpSessionsOf(t.publicIP, port) : undefined;
+      out.set(t.key, bgp ? { ...health, bgp } : health);
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL, targets.length) }, worker));
@@ -45,4 +51,27 @@ async function probeOne(publicIP: string, port: number): Promise<Health> {
     if (e.name === 'TimeoutError' || e.name === 'AbortError') return { state: 'unknown', detail: `no answer within ${PROBE_TIMEOUT_MS} ms` };
     return { state: 'unknown', detail: e.cause?.code ?? e.message };
   }
+}
+
+const SESSION_STATE = /^twill_bgp_session_state\{neighbor="((?:[^"\\]|\\.)*)",state="((?:[^"\\]|\\.)*)"\} 1$/;
+
+/** The node's BGP sessions from its /metrics; undefined when it does not answer. */
+async function bgpSessionsOf(publicIP: string, port: number): Promise<BgpSessionState[] | undefined> {
+  const host = publicIP.includes(':') ? `[${publicIP}]` : publicIP;
+  try {
+    const res = await fetch(`http://${host}:${port}/metrics`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS), redirect: 'manual' });
+    if (res.status !== 200) return undefined;
+    return parseBgpSessions(await res.text());
+  } catch {
+    return undefined;
+  }
+}
+
+export function parseBgpSessions(metrics: string): BgpSessionState[] {
+  const out: BgpSessionState[] = [];
+  for (const line of metrics.split('\n')) {
+    const m = SESSION_STATE.exec(line);
+    if (m) out.push({ neighbor: m[1], state: m[2] });
+  }
+  return out;
 }

@@ -52,7 +52,7 @@ export interface LeaseDocument {
   readonly expiryError: string | null;
   readonly valid: boolean;
   readonly invalidReason: string | null;
-  readonly health: { readonly state: string; readonly detail: string | null } | null;
+  readonly health: { readonly state: string; readonly detail: string | null; readonly bgp?: readonly { readonly neighbor: string; readonly state: string }[] } | null;
   /** null for an invalid entry (no node talks to it). */
   readonly peers: readonly PeerDocument[] | null;
 }
@@ -120,7 +120,7 @@ function leaseDocument(row: LeaseRow, status: ClusterStatus): LeaseDocument {
     expiryError: e.kind === 'unknown' ? e.error : null,
     valid: row.invalid === undefined,
     invalidReason: row.invalid ?? null,
-    health: row.health ? { state: row.health.state, detail: row.health.state === 'ready' ? null : row.health.detail } : null,
+    health: row.health ? { state: row.health.state, detail: row.health.state === 'ready' ? null : row.health.detail, ...(row.health.bgp ? { bgp: row.health.bgp } : {}) } : null,
     peers: row.lease ? peersOf(row, status.rows, status.config).map((p) => ({ subnet: rowName(p.peer), backend: p.backend ?? null, encrypted: encrypts(p.backend) })) : null,
   };
 }

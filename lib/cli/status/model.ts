@@ -32,10 +32,21 @@ export type Expiry =
   | { readonly kind: 'unknown'; readonly error: string };
 
 /** The answer of a node's `/readyz`, when `--health-port` is given. */
-export type Health =
+export type Health = (
   | { readonly state: 'ready' }
   | { readonly state: 'not ready'; readonly detail: string }
-  | { readonly state: 'unknown'; readonly detail: string };
+  | { readonly state: 'unknown'; readonly detail: string }
+) & {
+  /** A node that terminates bgp: its BIRD sessions, from its /metrics (undefined: not asked or not answered). */
+  readonly bgp?: readonly BgpSessionState[];
+};
+
+/** One BGP session of a node, as its /metrics reports it. */
+export interface BgpSessionState {
+  readonly neighbor: string;
+  /** Established, Active, Connect, Idle, … */
+  readonly state: string;
+}
 
 export interface LeaseRow {
   /** The etcd key below `<prefix>/subnets/`, as stored (untrusted text: print through `cells.ts`). */

@@ -15,6 +15,7 @@ import { describeEtcdError, type EtcdRegistry } from '../../subnet';
 import { DEFAULT_DEADLINE_MS, withDeadline } from '../etcd-deadline';
 import { buildClusterStatus, type ClusterStatus, type Expiry, type StatusInput } from './model';
 import { probeReadiness } from './health';
+import { typeOfKey } from '../../../backends/instance';
 
 export interface SnapshotOptions {
   readonly prefix: string;
@@ -30,7 +31,7 @@ export async function readSnapshot(registry: EtcdRegistry, opts: SnapshotOptions
   const fromEtcd = await withDeadline(readEtcd(registry, opts), opts.deadlineMs ?? DEFAULT_DEADLINE_MS, opts.endpoints);
   if (opts.healthPort === undefined) return buildClusterStatus(fromEtcd);
   // Only leases a node would accept are asked: the others are not peers.
-  const targets = buildClusterStatus(fromEtcd).rows.flatMap((r) => (r.lease ? [{ key: r.key, publicIP: r.lease.attrs.publicIP }] : []));
+  const targets = buildClusterStatus(fromEtcd).rows.flatMap((r) => (r.lease ? [{ key: r.key, publicIP: r.lease.attrs.publicIP, bgp: r.terminates.some((k) => typeOfKey(k) === 'bgp') }] : []));
   return buildClusterStatus({ ...fromEtcd, health: await probeReadiness(targets, opts.healthPort) });
 }
 
