@@ -133,8 +133,13 @@ export interface Assignment {
   readonly known: readonly Peer[];
   /** Instance key → every usable peer whose node terminates it, as that instance sees it. */
   readonly terminating: ReadonlyMap<string, readonly Peer[]>;
+  /** Instance key → peers it holds standby routes for (backends/standby.ts). */
+  readonly standby: ReadonlyMap<string, readonly Peer[]>;
   readonly skipped: readonly string[];
 }
+
+/** Backend types whose routes a routing daemon installs and may withdraw at any moment: their peers get a standby. */
+const DAEMON_ROUTED: readonly string[] = ['bgp'];
 
 /** The peer as the instance `key` sees it: its BackendData for that instance. */
 export function peerFor(lease: Lease, key: string): Peer {
@@ -153,6 +158,7 @@ export function assignPeers(input: AssignmentInput): Assignment {
   const carried = new Map<string, Peer[]>(input.running.map((k) => [k, []]));
   const known: Peer[] = [];
   const terminating = new Map<string, Peer[]>(input.running.map((k) => [k, []]));
+  const standby = new Map<string, Peer[]>(input.running.map((k) => [k, []]));
   const skipped: string[] = [];
   const usable = (key: string, lease: Lease) => {
     const type = typeOfKey(key);
@@ -181,8 +187,12 @@ export function assignPeers(input: AssignmentInput): Assignment {
       continue;
     }
     carried.get(key)!.push(peerFor(lease, key));
+    if (DAEMON_ROUTED.includes(typeOfKey(key))) {
+      const spare = chooseBackend(input.order.filter((k) => k !== key), input.running.filter((k) => k !== key), remote, (k) => usable(k, lease));
+      if (spare) standby.get(spare)!.push(peerFor(lease, spare));
+    }
   }
-  return { carried, known, terminating, skipped };
+  return { carried, known, terminating, standby, skipped };
 }
 
 /**
@@ -196,5 +206,5 @@ export function assignedTo(assignment: Assignment, key: string, previous: Readon
   const here = new Set(carried.map((p) => p.key));
   const carriedSomewhere = new Set([...assignment.carried.values()].flatMap((ps) => ps.map((p) => p.key)));
   const leaving = (previous.get(key) ?? []).filter((p) => !here.has(p.key) && carriedSomewhere.has(p.key));
-  return { carried, leaving, known: assignment.known, terminating: assignment.terminating.get(key) ?? [] };
+  return { carried, leaving, known: assignment.known, terminating: assignment.terminating.get(key) ?? [], standby: assignment.standby.get(key) ?? [] };
 }

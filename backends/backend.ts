@@ -66,6 +66,13 @@ export interface AssignedPeers {
    * wireguard must know a peer's key before that peer sends to it.
    */
   readonly terminating?: readonly Peer[];
+  /**
+   * Peers another backend carries over routes a routing daemon installs
+   * (bgp), which this one would carry without them: planned as standby
+   * routes (backends/standby.ts), so that traffic never waits for a
+   * reconcile when the daemon's route goes.
+   */
+  readonly standby?: readonly Peer[];
 }
 
 /** What a plan depends on besides the peers: all of it read before planning, so `desired` does no I/O. */

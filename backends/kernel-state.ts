@@ -22,6 +22,8 @@ export interface WantedRoute {
   readonly onlink: boolean;
   /** The lease key of the peer it serves; absent for a route that serves them all. */
   readonly peer?: string;
+  /** Absent: 0. A standby route (backends/standby.ts) has a higher one, so that another route wins while it exists. */
+  readonly metric?: number;
 }
 
 export interface WantedNeighbor {
@@ -110,19 +112,22 @@ export function diffAddresses(plan: Plan, device: DeviceState, existing: readonl
 
 /**
  * Routes: `existing` are the kernel's routes carrying `protocol` (the
- * backend's own). Routes to a destination in `keep` are left alone.
+ * backend's own). A route is its destination and metric (the kernel's key
+ * within a table). Routes to a destination in `keep` are left alone,
+ * whatever their metric.
  */
 export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing: readonly RouteInfo[], protocol: number, keep: ReadonlySet<string> = new Set()): void {
-  const have = new Map(existing.filter((r) => r.protocol === protocol).map((r) => [r.dst, r]));
+  const id = (dst: string, metric: number | undefined) => `${dst} metric ${metric ?? 0}`;
+  const have = new Map(existing.filter((r) => r.protocol === protocol).map((r) => [id(r.dst, r.metric), r]));
   const want = new Set<string>();
   for (const w of wanted) {
-    want.add(w.dst);
-    const r = have.get(w.dst);
+    want.add(id(w.dst, w.metric));
+    const r = have.get(id(w.dst, w.metric));
     if (r && r.gateway === w.gateway && r.ifindex === w.ifindex && r.onlink === w.onlink && r.type === 'unicast') continue;
-    plan.upserts.push({ op: 'replaceRoute', route: { dst: w.dst, gateway: w.gateway, dev: w.ifindex, onlink: w.onlink, protocol } });
+    plan.upserts.push({ op: 'replaceRoute', route: { dst: w.dst, gateway: w.gateway, dev: w.ifindex, onlink: w.onlink, protocol, ...(w.metric ? { metric: w.metric } : {}) } });
   }
-  for (const r of have.values()) {
-    if (!want.has(r.dst) && !keep.has(r.dst)) plan.deletes.push({ op: 'deleteRoute', route: { dst: r.dst, protocol, table: r.table } });
+  for (const [key, r] of have) {
+    if (!want.has(key) && !keep.has(r.dst)) plan.deletes.push({ op: 'deleteRoute', route: { dst: r.dst, protocol, table: r.table, ...(r.metric ? { metric: r.metric } : {}) } });
   }
 }
 

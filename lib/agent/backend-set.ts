@@ -30,6 +30,7 @@ import {
   backendFactory, createBackend, fallbackConfig, instanceOf, liveBackendKeys, withoutFallback,
 } from '../../backends';
 import { assignPeers, assignedTo } from '../../backends/assignment';
+import { plannedState } from '../../backends/standby';
 import { DirectReach } from '../../backends/direct-reach';
 import { ReconcileReport, reconcileKernel, removeRoutes } from '../../backends/reconciler';
 import { advertisedInstances, leaseAttrsFor } from './advertisement';
@@ -166,7 +167,7 @@ export class BackendSet {
       try {
         const device = await run.backend.prepare(own, peers, network);
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
-        const state = run.backend.desired({ local: this.deps.local, own, device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
+        const state = plannedState(run.backend, { local: this.deps.local, own, device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
         run.intake = state.intake ?? [];
         const report = await reconcileKernel(this.deps.netlink, run.backend, state);
         if (report.failures.length === 0) run.planned = true;

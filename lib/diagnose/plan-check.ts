@@ -22,6 +22,7 @@ import {
   terminatedBy, typeOfKey, identityOfKey, withoutFallback,
 } from '../../backends';
 import { observe } from '../../backends/reconciler';
+import { plannedState } from '../../backends/standby';
 import { DirectReach } from '../../backends/direct-reach';
 import type { Log } from '../observe/logger';
 import { checkDevice } from './device-check';
@@ -90,7 +91,7 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
 
   for (const instance of instances) {
     const backend = backends.get(instance.key)!;
-    const peers: AssignedPeers = { carried: assignment.carried.get(instance.key) ?? [], leaving: [], known: assignment.known };
+    const peers: AssignedPeers = { carried: assignment.carried.get(instance.key) ?? [], leaving: [], known: assignment.known, standby: assignment.standby.get(instance.key) ?? [] };
     const type = instance.config.type;
     if (type === 'alloc') {
       out.ok(TOPIC, `backend alloc programs nothing for its ${peers.carried.length} peer(s); something else must route pod traffic`);
@@ -108,7 +109,7 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     const siblings = instances.filter((i) => i !== instance && i.config.type === type).length;
     let state: KernelState;
     try {
-      state = backend.desired({ local: c.local, own: c.own, device, reach, network: c.config.network, siblings }, peers);
+      state = plannedState(backend, { local: c.local, own: c.own, device, reach, network: c.config.network, siblings }, peers);
     } catch (err) {
       out.fail(TOPIC, `cannot plan the ${instance.key} backend: ${(err as Error).message}`, TWILLD_REPAIRS);
       continue;

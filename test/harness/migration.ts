@@ -6,6 +6,16 @@
 import type { TwillCluster } from './twill-cluster';
 import { PREFIX } from './twill-cluster';
 import { startPingStream, type PingStream, type PingStreamReport } from './ping';
+import { readFileSync } from 'fs';
+import { netnsPids } from './netns';
+
+function readComm(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
 
 /** What each backend leaves in a node's kernel: its device and its route protocol. */
 export const FOOTPRINT: Record<string, { device?: string; protocol: number }> = {
@@ -14,6 +24,8 @@ export const FOOTPRINT: Record<string, { device?: string; protocol: number }> = 
   'host-gw': { protocol: 118 },
   ipip: { device: 'flannel.ipip', protocol: 119 },
   wireguard: { device: 'flannel-wg', protocol: 125 },
+  // BIRD's routes (protocol bird); BIRD itself is looked for too.
+  bgp: { protocol: 12 },
 };
 
 export interface LeaseJson {
@@ -40,6 +52,11 @@ export async function hasFootprint(tc: TwillCluster, node: number, type: string)
   const routes = (await tc.net.ip(node, ['route', 'show', 'proto', String(f.protocol)])).trim();
   if (routes) found.push(`routes proto ${f.protocol}: ${routes.replace(/\n/g, '; ')}`);
   if (type === 'udp' && (await tc.net.exec(node, ['ss', '-Hlun', 'sport = :8285'])).stdout.trim()) found.push('a socket on UDP 8285');
+  if (type === 'bgp') {
+    for (const pid of await netnsPids(tc.nodeNs(node))) {
+      if (readComm(pid) === 'bird') found.push(`BIRD (PID ${pid})`);
+    }
+  }
   return found;
 }
 

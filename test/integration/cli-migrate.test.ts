@@ -117,7 +117,7 @@ describe('twill migrate (the CLI against a real etcd)', function () {
       const before = await storedConfig();
       const r = await run(['--to', 'gre']);
       expect(r.code, r.stderr).to.equal(1);
-      expect(r.stderr).to.include('twill migrate: refused, nothing written: Backend.Type: "gre" is not a known backend; known types: alloc, host-gw, ipip, udp, vxlan, wireguard');
+      expect(r.stderr).to.include('twill migrate: refused, nothing written: Backend.Type: "gre" is not a known backend; known types: alloc, bgp, host-gw, ipip, udp, vxlan, wireguard');
       expect(await storedConfig()).to.deep.equal(before);
     });
 

@@ -128,8 +128,8 @@ const configRows: Row<ConfigInput>[] = [
   { name: 'IPv6 on without IPv6Network', input: { Network: NET, EnableIPv6: true }, expect: { names: 'IPv6Network', says: ['missing', 'EnableIPv6'] } },
 
   // Backend type
-  { name: 'an unknown backend type, listing the known ones', input: withBackend({ Type: 'gre' }), expect: { names: 'Backend.Type', says: ['"gre" is not a known backend', 'known types: alloc, host-gw, ipip, udp, vxlan, wireguard'] } },
-  { name: 'a Backend without Type', input: withBackend({ VNI: 1 }), expect: { names: 'Backend.Type', says: ['missing', 'known types: alloc, host-gw, ipip, udp, vxlan, wireguard'] } },
+  { name: 'an unknown backend type, listing the known ones', input: withBackend({ Type: 'gre' }), expect: { names: 'Backend.Type', says: ['"gre" is not a known backend', 'known types: alloc, bgp, host-gw, ipip, udp, vxlan, wireguard'] } },
+  { name: 'a Backend without Type', input: withBackend({ VNI: 1 }), expect: { names: 'Backend.Type', says: ['missing', 'known types: alloc, bgp, host-gw, ipip, udp, vxlan, wireguard'] } },
   { name: 'Backend.Type given twice in different case', input: '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","TYPE":"host-gw"}}', expect: { names: 'Backend.Type', says: ['"Type"', '"TYPE"', 'given twice'] } },
 
   // wireguard keys

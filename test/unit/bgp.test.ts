@@ -8,8 +8,12 @@ import { expect } from 'chai';
 import { ConfigError } from '../../lib/config';
 import { IPNet } from '../../lib/ip';
 import type { Lease } from '../../lib/subnet';
-import { assignPeers, createBackend, validateBackendConfig, type Peer } from '../../backends';
-import { bgpSettings, birdPeers, DEFAULT_ASN, peerAsn } from '../../backends/bgp';
+import { assignPeers, createBackend, diffRoutes, emptyPlan, validateBackendConfig, type Peer } from '../../backends';
+import { BIRD_METRIC, bgpSettings, birdPeers, DEFAULT_ASN, peerAsn } from '../../backends/bgp';
+import { plannedState, STANDBY_METRIC } from '../../backends/standby';
+import type { RouteInfo } from '../../lib/netlink';
+
+const QUIET = { debug() {}, info() {}, warn() {}, error() {} } as never;
 
 const bgp = (settings: Record<string, unknown>) => ({ type: 'bgp', settings });
 
@@ -79,7 +83,7 @@ describe('bgp backend', () => {
     });
 
     it('builds a backend that owns no route of its own (BIRD\'s are BIRD\'s)', () => {
-      const b = createBackend(bgp({}), { log: { debug() {}, info() {}, warn() {}, error() {} } as never, netlink: {} as never });
+      const b = createBackend(bgp({}), { log: QUIET, netlink: {} as never });
       expect(b.type).to.equal('bgp');
       expect(b.routeProtocol).to.equal(undefined);
     });
@@ -113,6 +117,23 @@ describe('bgp backend', () => {
     });
   });
 
+  describe('routes by destination and metric', () => {
+    const route = (dst: string, metric?: number) => ({ family: 4, dst, gateway: '198.18.0.2', ifindex: 2, onlink: false, protocol: 117, scope: 0, table: 254, type: 'unicast', ...(metric !== undefined ? { metric } : {}) }) as RouteInfo;
+
+    it('a standby route beside a carried one to the same subnet is two routes; moving between them adds before it deletes', () => {
+      const plan = emptyPlan();
+      diffRoutes(plan, [{ dst: '10.244.2.0/24', gateway: '198.18.0.2', dev: 'eth0', ifindex: 2, onlink: false, metric: STANDBY_METRIC }], [route('10.244.2.0/24')], 117);
+      expect(plan.upserts).to.deep.equal([{ op: 'replaceRoute', route: { dst: '10.244.2.0/24', gateway: '198.18.0.2', dev: 2, onlink: false, protocol: 117, metric: STANDBY_METRIC } }]);
+      expect(plan.deletes).to.deep.equal([{ op: 'deleteRoute', route: { dst: '10.244.2.0/24', protocol: 117, table: 254 } }]);
+    });
+
+    it('keeps a route that matches, metric included', () => {
+      const plan = emptyPlan();
+      diffRoutes(plan, [{ dst: '10.244.2.0/24', gateway: '198.18.0.2', dev: 'eth0', ifindex: 2, onlink: false, metric: STANDBY_METRIC }], [route('10.244.2.0/24', STANDBY_METRIC)], 117);
+      expect(plan).to.deep.equal(emptyPlan());
+    });
+  });
+
   describe('which backend carries a peer', () => {
     const own = lease(1);
     const input = (routed: Set<string>, order = ['bgp', 'vxlan']) => ({
@@ -125,6 +146,22 @@ describe('bgp backend', () => {
       const a = assignPeers(input(new Set(['10.244.2.0/24'])));
       expect(a.carried.get('bgp')!.map((p) => p.key)).to.deep.equal(['10.244.2.0-24']);
       expect(a.carried.get('vxlan')).to.deep.equal([]);
+    });
+
+    it('a peer on bgp has a standby on the Fallback (the backend that carries it when BIRD\'s route goes); none on the Fallback itself', () => {
+      const a = assignPeers(input(new Set(['10.244.2.0/24'])));
+      expect(a.standby.get('vxlan')!.map((p) => p.key)).to.deep.equal(['10.244.2.0-24']);
+      expect(a.standby.get('bgp')).to.deep.equal([]);
+      expect(assignPeers(input(new Set())).standby.get('bgp')).to.deep.equal([]);
+    });
+
+    it('the standby\'s routes get metric 1024, above BIRD\'s 32; its carried peers keep metric 0', () => {
+      const planner = createBackend({ type: 'host-gw', settings: {} }, { log: QUIET, netlink: {} as never });
+      const device = { index: 2, name: 'eth0' };
+      const planInput = { local: { extIface: { name: 'eth0', index: 2, mtu: 1500 }, publicIP: '198.18.0.1' }, own, reach: () => true, siblings: 0, device } as never;
+      const state = plannedState(planner, planInput, { carried: [peer(3)], leaving: [], known: [], standby: [peer(2)] });
+      expect(state.routes.map((r) => [r.dst, r.metric ?? 0])).to.deep.equal([['10.244.3.0/24', 0], ['10.244.2.0/24', STANDBY_METRIC]]);
+      expect(STANDBY_METRIC).to.be.greaterThan(BIRD_METRIC);
     });
 
     it('no route and nothing else in common: skipped, saying BGP has no route and how to add a Fallback', () => {

