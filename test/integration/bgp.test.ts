@@ -41,6 +41,7 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
   const putConfig = (backend: object) => tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, Backend: backend }));
   const birdRoutes = async (node: number) => (await tc.net.ip(node, ['route', 'show', 'proto', 'bird'])).split('\n').map((l) => l.trim()).filter(Boolean);
   const routeTo = (node: number, peer: number) => tc.net.ip(node, ['route', 'show', tc.lease(peer).subnet]);
+  const messages = (node: number) => tc.logs(node).split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { message: string }).message);
   const established = async (node: number) => (await birdSessions(socket(node))).filter((s) => s.info.startsWith('Established')).length;
 
   before(async () => {
@@ -154,4 +155,60 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
     await waitFor('node 2 learned again', async () => (await routeTo(0, 2)).includes('proto bird') && (await routeTo(1, 2)).includes('proto bird'), 30_000, 250);
     expect(await allPodsPing(tc)).to.deep.equal([]);
   });
+
+  it('with a Fallback, holds standby vxlan routes under BIRD\'s; a session that drops cleanly moves its peer to vxlan with 0 lost probes at 100 pps, and back when it returns', async () => {
+    await putConfig({ Type: 'bgp', Fallback: 'vxlan' });
+    const standby = async (node: number, peer: number) => (await routeTo(node, peer)).includes('proto 117 onlink metric 1024') || /proto 117 .*metric 1024/.test(await routeTo(node, peer));
+    await waitFor('standby vxlan routes (metric 1024) on every node', async () => {
+      for (let i = 0; i < NODES; i++) for (let p = 0; p < NODES; p++) if (p !== i && !(await standby(i, p))) return false;
+      return true;
+    }, 30_000, 250);
+    const to2 = await startPingStream(tc.podNs(0), tc.podIp(2), 100);
+    const from2 = await startPingStream(tc.podNs(2), tc.podIp(0), 100);
+    await to2.waitForReplies(50, 5000);
+    // BIRD's own command: a Cease to node 2, which withdraws node 2's route here and this node's there.
+    await birdCommand(socket(0), 'disable mesh_198_18_0_3');
+    await waitFor('node 0 → node 2 and back carried by vxlan (metric 0)', async () => {
+      const there = await routeTo(0, 2);
+      const back = await routeTo(2, 0);
+      return !there.includes('proto bird') && /proto 117 onlink\s*$/m.test(there) && !back.includes('proto bird') && /proto 117 onlink\s*$/m.test(back);
+    }, 15_000, 100);
+    await birdCommand(socket(0), 'enable mesh_198_18_0_3');
+    await waitFor('node 0 → node 2 on BIRD\'s route again, vxlan standing by', async () => (await routeTo(0, 2)).includes('proto bird') && (await standby(0, 2)) && !/proto 117 onlink\s*$/m.test(await routeTo(0, 2)), 30_000, 100);
+    await to2.waitForReplies(to2.received + 50, 5000);
+    const [a, b] = [await to2.stop(), await from2.stop()];
+    console.log(`      session 0-2 down and up: ${a.lost} of ${a.sent} and ${b.lost} of ${b.sent} probes lost, longest gaps ${Math.round(a.maxGapMs)} / ${Math.round(b.maxGapMs)} ms`);
+    expect(a.lost + b.lost, 'probes lost').to.equal(0);
+  });
+
+  it('refuses a bad ASN, naming Backend.ASN, and keeps BGP running as it was', async () => {
+    const before = birdPid(0);
+    await putConfig({ Type: 'bgp', ASN: 'x' });
+    const refusal = () => messages(0).find((m) => m.includes('Backend.ASN: "x" is not an AS number'));
+    await waitFor('the config refused', () => refusal() !== undefined, 10_000);
+    expect(refusal()).to.contain('keeping the running config');
+    expect(birdPid(0)).to.equal(before);
+    expect(await established(0)).to.equal(NODES - 1);
+  });
+
+  for (const [from, to, config] of [['bgp', 'vxlan', { Type: 'vxlan' }], ['vxlan', 'bgp', { Type: 'bgp' }], ['bgp', 'vxlan', { Type: 'vxlan' }]] as const) {
+    it(`migrates ${from} → ${to} with 0 lost probes at 200 pps and nothing of ${from} left`, async () => {
+      const probes = await Probes.start(tc, 200);
+      let report;
+      try {
+        const written = Date.now();
+        await putConfig(config);
+        await waitFor(`every node on ${to} with nothing of ${from} left`, () => convergedOn(tc, NODES, to, from), 60_000, 250);
+        const convergedMs = Date.now() - written;
+        await new Promise((r) => setTimeout(r, 1000));
+        report = await probes.stop();
+        console.log(`      ${from} -> ${to}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the config write`);
+      } finally {
+        if (!report) await probes.stop().catch(() => undefined);
+      }
+      expect(report.lost, report.lines.join('\n')).to.equal(0);
+      for (let i = 0; i < NODES; i++) expect(await hasFootprint(tc, i, from), `node ${i}: what ${from} left`).to.deep.equal([]);
+      if (to === 'bgp') for (let i = 0; i < NODES; i++) expect(await birdRoutes(i), `node ${i}: BIRD's routes`).to.have.length(NODES - 1);
+    });
+  }
 });
