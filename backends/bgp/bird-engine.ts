@@ -16,7 +16,8 @@
  *   BIRD (`configure check`) before it replaces bird.conf, so a refused one
  *   rejects with BirdConfigFileError (file:line:column and BIRD's message)
  *   and leaves the running configuration and bird.conf as they were; the
- *   same config is tried again on the next call. It rejects with
+ *   same config is tried again on the next call; with no BIRD running,
+ *   `bird -p` checks it first and no BIRD is started. It rejects with
  *   BirdEngineError when BIRD cannot start (the message has the tail of its
  *   log).
  * - When a BIRD started here exits, the log says so once and a reconcile is
@@ -39,7 +40,7 @@ import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { Netlink, RouteTable } from '../../lib/netlink';
 import { kernelMetricOf } from './bird-config';
-import { BirdControl, birdConfigure, birdConfigureCheck, birdSessions, type BirdSession, type ConfigureOutcome } from './bird-control';
+import { BirdConfigFileError, BirdControl, CONFIG_FILE_ERROR, birdConfigure, birdConfigureCheck, birdSessions, type BirdSession, type ConfigureOutcome } from './bird-control';
 
 export const RUN_DIR = '/run/twill';
 /** rtm_protocol of the routes BIRD installs (RTPROT_BIRD). */
@@ -197,6 +198,8 @@ export class BirdEngine {
   async destroy(): Promise<DestroyResult> {
     this.stopping = true;
     await this.queue;
+    // An `ensure` that was still queued has cleared it.
+    this.stopping = true;
     const pid = this.pid();
     this.child = undefined;
     this.adopted = false;
@@ -329,13 +332,16 @@ function isBird(pid: number): boolean {
   }
 }
 
-/** `bird -p`: BIRD's own parse of `file`; rejects with BirdEngineError carrying file:line and the message. */
+/**
+ * `bird -p`: BIRD's own parse of `file`, for a BIRD not running yet. Rejects like `configure check` over the
+ * socket does, with BirdConfigFileError (file:line:column and BIRD's message).
+ */
 function parseCheck(program: string, file: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(program, ['-p', '-c', file], { timeout: 10_000 }, (err, stdout, stderr) => {
       if (!err) return resolve();
-      const why = `${stderr}${stdout}`.trim().replace(/^bird: /, '') || err.message;
-      reject(new BirdEngineError(`BIRD cannot use the configuration: ${why}`));
+      const why = `${stderr}${stdout}`.trim().split('\n')[0].replace(/^bird: /, '') || err.message;
+      reject(new BirdConfigFileError(`bird -p -c ${file}`, CONFIG_FILE_ERROR, why));
     });
   });
 }

@@ -175,6 +175,14 @@ describe('bgp backend: the BIRD engine on two namespaces', function () {
     }
   });
 
+  it('starts no BIRD for a configuration BIRD cannot read, and says which line', async function () {
+    const bad = a.config(b).replace('merge paths off;', 'merge paths sometimes;');
+    const err = await a.failure('ensure', bad);
+    expect(err.name).to.equal('BirdConfigFileError');
+    expect(err.line).to.equal(bad.split('\n').findIndex((l) => l.includes('merge paths')) + 1);
+    expect(await a.call('pid')).to.equal(null);
+  });
+
   it('starts BIRD in each namespace; the session reaches Established and each kernel gets the peer\'s /24 via the peer, proto bird, metric 32', async function () {
     expect(await Promise.all([a.call('ensure', a.config(b)), b.call('ensure', b.config(a))])).to.deep.equal(['started', 'started']);
     for (const n of [a, b]) {
