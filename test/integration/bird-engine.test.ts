@@ -283,6 +283,20 @@ describe('bgp backend: the BIRD engine on two namespaces', function () {
     expect(b.reconciles.filter((r) => r === 'BIRD exited')).to.have.length(1);
   });
 
+  it('replaces a BIRD whose process lives but does not answer on its socket', async function () {
+    const pid = await a.call<number>('pid');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      expect(await a.call('ensure', a.config(b))).to.equal('started');
+    } finally {
+      await killPid(pid, 100);
+    }
+    expect(await isAlive(pid)).to.equal(false);
+    expect(await a.call<number>('pid')).to.be.a('number').and.not.equal(pid);
+    expect(a.logs.some((l) => l.includes('BIRD does not answer on its control socket; killing it'))).to.equal(true);
+    expect(await a.call('ensure', a.config(b))).to.equal('running');
+  });
+
   it('destroy of a BIRD that does not answer kills it and deletes the routes it left', async function () {
     const pid = await a.call<number>('pid');
     // A stopped BIRD keeps its routes and its socket but answers nothing, like a hung one.
