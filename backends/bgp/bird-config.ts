@@ -171,6 +171,17 @@ export function birdConfig(input: BirdConfigInput): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * The kernel metric a configuration made by `birdConfig` gives BIRD's
+ * routes; with protocol `bird` it tells them from those of another BIRD on
+ * the host. Undefined for a text `birdConfig` did not write.
+ */
+export function kernelMetricOf(config: string): number | undefined {
+  const block = new RegExp(`^protocol kernel ${KERNEL_PROTOCOL} \\{\\n([\\s\\S]*?)^\\}`, 'm').exec(config);
+  const m = block ? /^ {2}metric (\d+);$/m.exec(block[1]) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
 function parseIPv4(field: string, text: string): IP {
   try {
     return IP.parse(text, 4);
@@ -201,7 +212,6 @@ function checkAsn(field: string, asn: number): void {
 function checkPassword(peer: string, password: string): void {
   if (password.length === 0) throw new BirdConfigError(`peer ${peer} password`, '', 'is empty; leave it out for no password');
   if (password.length > 80) throw new BirdConfigError(`peer ${peer} password`, '(hidden)', 'is longer than 80 characters, the most TCP MD5 keys hold');
-  // eslint-disable-next-line no-control-regex
   if (/["\\\x00-\x1f\x7f]/.test(password)) {
     throw new BirdConfigError(`peer ${peer} password`, '(hidden)', 'holds a double quote, a backslash, a newline or another control character, which BIRD\'s configuration cannot carry unchanged: choose one without');
   }

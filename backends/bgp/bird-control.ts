@@ -33,7 +33,7 @@ export class BirdCommandError extends Error {
 }
 
 /**
- * A configuration BIRD cannot read (code 8002); `file`, `line` and `column`
+ * A configuration BIRD cannot read (code 8002, or `bird -p` failing); `file`, `line` and `column`
  * point at the first error, as BIRD reports it.
  */
 export class BirdConfigFileError extends BirdCommandError {
@@ -81,7 +81,8 @@ export interface BirdSession {
   lastError?: string;
 }
 
-export const GREETING_CODE = 1;
+/** BIRD's reply code for a configuration file it cannot read. */
+export const CONFIG_FILE_ERROR = 8002;
 const CONNECT_TIMEOUT_MS = 5000;
 const COMMAND_TIMEOUT_MS = 10_000;
 
@@ -197,7 +198,7 @@ export class BirdControl {
     this.pending = undefined;
     const error = p.lines.find((l) => l.code >= 8000);
     if (!error) p.resolve({ lines: p.lines });
-    else if (error.code === 8002) p.reject(new BirdConfigFileError(p.cmd, error.code, error.text));
+    else if (error.code === CONFIG_FILE_ERROR) p.reject(new BirdConfigFileError(p.cmd, error.code, error.text));
     else p.reject(new BirdCommandError(p.cmd, error.code, error.text));
   }
 

@@ -16,7 +16,8 @@
  *   BIRD (`configure check`) before it replaces bird.conf, so a refused one
  *   rejects with BirdConfigFileError (file:line:column and BIRD's message)
  *   and leaves the running configuration and bird.conf as they were; the
- *   same config is tried again on the next call. It rejects with
+ *   same config is tried again on the next call; with no BIRD running,
+ *   `bird -p` checks it first and no BIRD is started. It rejects with
  *   BirdEngineError when BIRD cannot start (the message has the tail of its
  *   log).
  * - When a BIRD started here exits, the log says so once and a reconcile is
@@ -28,16 +29,18 @@
  * - `detach` leaves BIRD running (twilld stops, the next one adopts it).
  *   `destroy` ends it by its PID: on SIGTERM BIRD tells its peers
  *   (Cease, administrative shutdown: they withdraw this node's subnet at
- *   once) and removes the routes it installed (`persist off`). If it must
- *   be killed instead, the routes it left (protocol `bird`, 12, table main)
- *   are deleted here.
+ *   once) and removes the routes it installed (`persist off`) — unless
+ *   its kernel protocol has not synced yet (during graceful restart
+ *   recovery), or it had to be killed. Whatever it left (protocol `bird`,
+ *   12, table main, with the metric of its configuration) is deleted here.
  */
 import { execFile, spawn, type ChildProcess } from 'child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { Netlink, RouteTable } from '../../lib/netlink';
-import { BirdControl, birdConfigure, birdConfigureCheck, birdSessions, type BirdSession, type ConfigureOutcome } from './bird-control';
+import { kernelMetricOf } from './bird-config';
+import { BirdConfigFileError, BirdControl, CONFIG_FILE_ERROR, birdConfigure, birdConfigureCheck, birdSessions, type BirdSession, type ConfigureOutcome } from './bird-control';
 
 export const RUN_DIR = '/run/twill';
 /** rtm_protocol of the routes BIRD installs (RTPROT_BIRD). */
@@ -195,14 +198,18 @@ export class BirdEngine {
   async destroy(): Promise<DestroyResult> {
     this.stopping = true;
     await this.queue;
+    // An `ensure` that was still queued has cleared it.
+    this.stopping = true;
     const pid = this.pid();
     this.child = undefined;
     this.adopted = false;
     this.applied = undefined;
+    const metric = kernelMetricOf(readIfExists(this.configFile) ?? '');
     let killed = false;
     if (pid !== undefined) killed = await killAndWait(pid, STOP_TIMEOUT_MS);
-    // A BIRD that had to be killed, or had died before, could not remove its routes.
-    const routesRemoved = killed || existsSync(this.pidFile) ? await removeBirdRoutes() : 0;
+    // BIRD leaves its routes when it is killed, when it had died before, and also on SIGTERM while its kernel
+    // protocol has not synced with the kernel yet (during graceful restart recovery, up to a scan after it).
+    const routesRemoved = metric !== undefined ? await removeBirdRoutes(metric) : 0;
     rmSync(this.dir, { recursive: true, force: true });
     this.opts.log.info('BIRD stopped', { pid, killed, routesRemoved });
     return { ...(pid !== undefined ? { pid } : {}), killed, routesRemoved };
@@ -325,26 +332,32 @@ function isBird(pid: number): boolean {
   }
 }
 
-/** `bird -p`: BIRD's own parse of `file`; rejects with BirdEngineError carrying file:line and the message. */
+/**
+ * `bird -p`: BIRD's own parse of `file`, for a BIRD not running yet. Rejects like `configure check` over the
+ * socket does, with BirdConfigFileError (file:line:column and BIRD's message).
+ */
 function parseCheck(program: string, file: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(program, ['-p', '-c', file], { timeout: 10_000 }, (err, stdout, stderr) => {
       if (!err) return resolve();
-      const why = `${stderr}${stdout}`.trim().replace(/^bird: /, '') || err.message;
-      reject(new BirdEngineError(`BIRD cannot use the configuration: ${why}`));
+      const why = `${stderr}${stdout}`.trim().split('\n')[0].replace(/^bird: /, '') || err.message;
+      reject(new BirdConfigFileError(`bird -p -c ${file}`, CONFIG_FILE_ERROR, why));
     });
   });
 }
 
-/** Deletes the routes BIRD installed in table main of this namespace; resolves with how many. */
-async function removeBirdRoutes(): Promise<number> {
+/**
+ * Deletes the IPv4 routes twill's BIRD installs (protocol bird, table main, its kernel metric) in this
+ * namespace; another BIRD's routes on the host differ in their metric. Resolves with how many.
+ */
+async function removeBirdRoutes(metric: number): Promise<number> {
   const nl = Netlink.open();
   try {
-    const routes = await nl.listRoutes({ table: RouteTable.MAIN, protocol: BIRD_ROUTE_PROTOCOL });
+    const routes = await nl.listRoutes({ family: 4, table: RouteTable.MAIN, protocol: BIRD_ROUTE_PROTOCOL });
     let removed = 0;
-    for (const r of routes) {
+    for (const r of routes.filter((r) => (r.metric ?? 0) === metric)) {
       try {
-        await nl.deleteRoute({ dst: r.dst, protocol: BIRD_ROUTE_PROTOCOL, table: RouteTable.MAIN, ...(r.metric !== undefined ? { metric: r.metric } : {}) });
+        await nl.deleteRoute({ dst: r.dst, protocol: BIRD_ROUTE_PROTOCOL, table: RouteTable.MAIN, metric });
         removed++;
       } catch {
         // Gone already (its device went away): nothing left to remove.
