@@ -54,9 +54,9 @@ prog() {
   [ "$real" = "/usr/bin/$1" ] || [ "$real" = "/usr/sbin/$1" ] || ln -sfn "$real" "$rootfs/usr/bin/$1"
 }
 
-# Node, nft (masquerade and forward rules), wireguard-go (the wireguard backend's engine), and a shell
-# with what the DaemonSet's install-cni script runs.
-for p in node nft wireguard-go dash env mkdir mktemp basename chmod cp ln mv rm cat ls; do prog "$p"; done
+# Node, nft (masquerade and forward rules), wireguard-go (the wireguard backend's engine), bird (the
+# bgp backend's BGP daemon), and a shell with what the DaemonSet's install-cni script runs.
+for p in node nft wireguard-go bird dash env mkdir mktemp basename chmod cp ln mv rm cat ls; do prog "$p"; done
 ln -sfn dash "$rootfs/usr/bin/sh"
 
 # The project: the built JavaScript (no tests or benchmarks), the native parts (the twill-dataplane

@@ -2,7 +2,7 @@
 # Installs the system packages twill needs, when missing.
 #   bash cmd/install-deps.sh        what the test suite needs (npm test)
 #   bash cmd/install-deps.sh lab    only what `npm run lab` needs: etcd,
-#                                   iproute2, ping, nft, wireguard-go and the native build's
+#                                   iproute2, ping, nft, wireguard-go, bird2 and the native build's
 #                                   compiler and headers (no browser, no buildah)
 # Debian/Ubuntu only; needs root to install (without root it only reports).
 set -euo pipefail
@@ -26,6 +26,8 @@ command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 # The wireguard backend's engine where the kernel has no WireGuard (twilld configures it over its socket, no `wg`).
 command -v wireguard-go >/dev/null 2>&1 || missing+=(wireguard-go)
+# The bgp backend's BGP daemon (twilld starts one per node and talks to its control socket, no birdc).
+command -v bird >/dev/null 2>&1 || [ -x /usr/sbin/bird ] || missing+=(bird2)
 if [ "$profile" = test ]; then
   command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)

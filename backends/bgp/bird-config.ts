@@ -164,6 +164,9 @@ export function birdConfig(input: BirdConfigInput): string {
       '',
       `protocol bgp ${p.name} from twill_peer {`,
       `  neighbor ${p.ip} as ${p.asn};`,
+      // The nodes share one AS: a router of another AS hands each node the others' subnets with
+      // that AS in the path, which BGP would otherwise drop as a loop.
+      ...(p.asn !== input.asn ? ['  allow local as;'] : []),
       ...(p.password !== undefined ? [`  password "${p.password}";`] : []),
       '}',
     );

@@ -68,8 +68,10 @@ export function birdSocketPathFor(netnsPath?: string): string {
   return path.join(birdRunDirFor(netnsPath), 'bird.ctl');
 }
 
-/** bird (BIRD 2) on the PATH or in /usr/sbin, where Debian puts it. */
+/** bird (BIRD 2): $TWILL_BIRD when set (a BIRD installed elsewhere), else on the PATH or in /usr/sbin, where Debian puts it. */
 export function findBird(): string | undefined {
+  const chosen = process.env.TWILL_BIRD;
+  if (chosen) return existsSync(chosen) ? chosen : undefined;
   const dirs = (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':');
   for (const dir of [...dirs, '/usr/sbin', '/usr/local/sbin']) {
     const p = path.join(dir || '.', 'bird');
@@ -80,8 +82,10 @@ export function findBird(): string | undefined {
 
 /** Why BIRD cannot run here (what to install); undefined when it can. */
 export function birdMissing(): string | undefined {
-  if (!findBird()) return 'bird (BIRD 2) is not installed; on Debian/Ubuntu: apt-get install bird2';
-  return undefined;
+  if (findBird()) return undefined;
+  const chosen = process.env.TWILL_BIRD;
+  if (chosen) return `bird (BIRD 2) is not at ${chosen} (TWILL_BIRD); install it (on Debian/Ubuntu: apt-get install bird2) or unset TWILL_BIRD`;
+  return 'bird (BIRD 2) is not installed; on Debian/Ubuntu: apt-get install bird2';
 }
 
 export interface BirdEngineOptions {

@@ -89,6 +89,8 @@ function passwordValue(v: unknown, field: string): string | undefined {
   // TCP-MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN); BIRD's config takes printable text.
   if (Buffer.byteLength(v) > 80) throw new ConfigError(field, `${field}: it is ${Buffer.byteLength(v)} bytes long; TCP-MD5 allows at most 80`);
   if (/[\x00-\x1f\x7f]/.test(v)) throw new ConfigError(field, `${field}: it holds a control character (a newline?); use printable characters only`);
+  // BIRD 2's config strings have no escapes: a quote would end the password early.
+  if (/["\\]/.test(v)) throw new ConfigError(field, `${field}: it holds a double quote or a backslash, which BIRD's configuration cannot carry; use other characters`);
   return v;
 }
 

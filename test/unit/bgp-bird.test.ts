@@ -128,7 +128,9 @@ describe('bgp: BIRD', () => {
       expect(config).to.include('template bgp twill_peer {\n  local as 64512;\n  direct;\n  graceful restart on;\n');
       expect(config).to.include('    next hop self;');
       expect(config).to.include('protocol bgp mesh_198_18_0_2 from twill_peer {\n  neighbor 198.18.0.2 as 64512;\n}');
-      expect(config).to.include('protocol bgp peer_198_18_0_253 from twill_peer {\n  neighbor 198.18.0.253 as 64513;\n  password "open sesame";\n}');
+      // A router of another AS (eBGP) hands the nodes each other's subnets with their own AS in the path.
+      expect(config.split('allow local as;').length - 1, 'allow local as only on the session with another AS').to.equal(1);
+      expect(config).to.include('protocol bgp peer_198_18_0_253 from twill_peer {\n  neighbor 198.18.0.253 as 64513;\n  allow local as;\n  password "open sesame";\n}');
       expect(config).to.not.include('hold time');
       const off = birdConfig({ ...BASE, gracefulRestart: false, holdTime: 9 });
       expect(off).to.include('  graceful restart off;\n  hold time 9;\n');

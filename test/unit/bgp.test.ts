@@ -66,6 +66,7 @@ describe('bgp backend', () => {
       ['Mesh that is not a boolean', { Mesh: 'yes' }, 'Backend.Mesh', /not true or false/],
       ['a password of 81 bytes', { Password: 'x'.repeat(81) }, 'Backend.Password', /at most 80/],
       ['a password with a newline', { Password: 'a\nb' }, 'Backend.Password', /control character/],
+      ['a password with a double quote', { Peers: [{ IP: '198.18.0.253', Password: 'a"b' }] }, 'Backend.Peers[0].Password', /double quote or a backslash/],
       ['a hold time under 3 s', { HoldTime: 1 }, 'Backend.HoldTime', /between 3 and 65535/],
       ['GracefulRestart as text', { GracefulRestart: 'on' }, 'Backend.GracefulRestart', /not true or false/],
     ];
