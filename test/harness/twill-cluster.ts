@@ -85,9 +85,11 @@ export class TwillCluster {
   }
 
   /** Starts twilld in the node and waits until it has written its subnet file. */
-  async startAgent(node: number, extraArgs: readonly string[] = []): Promise<NsProcess> {
+  /** `env`: variables added to twilld's environment (through env(1), so the PID stays twilld's). */
+  async startAgent(node: number, extraArgs: readonly string[] = [], env: Readonly<Record<string, string>> = {}): Promise<NsProcess> {
     const nodeFlags = (process.env.TWILL_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
     const args = [
+      ...(Object.keys(env).length ? ['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : []),
       process.execPath, ...nodeFlags, TWILLD,
       '--etcd-endpoints', this.opts.etcdEndpoints?.(node) ?? this.etcd.endpointOn(UNDERLAY.bridgeIp),
       '--subnet-file', this.subnetFile(node),

@@ -211,4 +211,20 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
       if (to === 'bgp') for (let i = 0; i < NODES; i++) expect(await birdRoutes(i), `node ${i}: BIRD's routes`).to.have.length(NODES - 1);
     });
   }
+
+  it('a node without BIRD refuses bgp, naming bird2, keeps vxlan and still reaches every pod; it joins once BIRD is there', async () => {
+    expect(await tc.stopAgent(2, 'SIGTERM')).to.equal(0);
+    await tc.startAgent(2, [], { TWILL_BIRD: '/nonexistent/bird' });
+    await putConfig({ Type: 'bgp' });
+    const refusal = () => messages(2).find((m) => m.includes('cannot switch to the bgp backend'));
+    await waitFor('node 2 to refuse bgp', () => refusal() !== undefined, 15_000);
+    expect(refusal()).to.contain('bird (BIRD 2) is not at /nonexistent/bird').and.contain('apt-get install bird2').and.contain('keeping the running config');
+    await waitFor('nodes 0 and 1 on BIRD\'s routes to each other', async () => (await routeTo(0, 1)).includes('proto bird') && (await routeTo(1, 0)).includes('proto bird'), 30_000, 250);
+    expect(await routeTo(0, 2), 'node 0 to node 2: still vxlan').to.match(/dev flannel\.1 proto 117 onlink/);
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+    expect(await tc.stopAgent(2, 'SIGTERM')).to.equal(0);
+    await tc.startAgent(2);
+    await waitFor('every node on bgp with nothing of vxlan left', () => convergedOn(tc, NODES, 'bgp', 'vxlan'), 60_000, 250);
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+  });
 });
