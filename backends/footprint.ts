@@ -14,6 +14,8 @@ import { IPIP_DEVICE } from './ipip/constants';
 import { VXLAN_DEVICE_PATTERN } from './vxlan/device';
 import { UDP_BESIDE_DEVICE, UDP_DEVICE, portOfUdpAlias } from './udp';
 import { WIREGUARD_DEVICE, portOfWireguardAlias } from './wireguard';
+import { BIRD_METRIC, RTPROT_BIRD } from './bgp/bgp-backend';
+import { birdRunning } from './bgp/bird-engine';
 
 export interface LeftOver {
   readonly config: BackendConfig;
@@ -60,6 +62,11 @@ export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
   if (wg || slotsOf('wireguard').size) {
     const port = portOfWireguardAlias(wg?.alias);
     found.push({ config: { type: 'wireguard', settings: port !== undefined ? { ListenPort: port } : {} }, slot: 0, guessed: port === undefined, ...(wg ? { device: wg.name } : {}) });
+  }
+
+  // bgp: the BIRD a twilld started (it outlives twilld), or the routes a killed one left.
+  if (birdRunning() || routes.some((r) => r.protocol === RTPROT_BIRD && r.metric === BIRD_METRIC)) {
+    found.push({ config: { type: 'bgp', settings: {} }, slot: 0, guessed: true });
   }
   return found;
 }

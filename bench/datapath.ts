@@ -23,7 +23,7 @@ interface Row {
   underlayRtt: number;
   podRtt: number;
   startToSubnetEnvMs: number;
-  /** udp routes the whole network into flannel0: a new peer needs no route. */
+  /** udp routes the whole network into flannel0: a new peer needs no route. bgp: a real third node joining. */
   leaseToRouteMs: number | null;
   rssMb: number;
   relayRssMb: number;
@@ -56,12 +56,39 @@ function peerLease(type: string): object {
   return { PublicIP: '198.18.0.60', PublicIPv6: null, BackendType: type };
 }
 
+async function waitUntil(what: string, ok: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const start = Date.now();
+  while (!(await ok())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`${what}: not after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** bgp: node 2's twilld starts; from its lease appearing in etcd to node 0 routing its subnet (BIRD's session, then its route). */
+async function joinToRouteMs(tc: TwillCluster): Promise<number> {
+  const before = new Set(Object.keys(await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).strings()));
+  const starting = tc.startAgent(2);
+  let key: string | undefined;
+  await waitUntil('node 2\'s lease', async () => {
+    key = Object.keys(await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).strings()).find((k) => !before.has(k));
+    return key !== undefined;
+  });
+  const leased = Date.now();
+  const subnet = key!.slice(key!.lastIndexOf('/') + 1).replace('-', '/');
+  await waitUntil('node 0\'s route to node 2', () => routePresent(tc.nodeNs(0), subnet));
+  const ms = Date.now() - leased;
+  await starting;
+  return ms;
+}
+
 async function benchBackend(backend: string, seconds: number, rounds: number): Promise<Row> {
   const unguarded = backend.endsWith(UNGUARDED);
   const config = BENCH_BACKENDS[unguarded ? backend.slice(0, -UNGUARDED.length) : backend];
   if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BENCH_BACKENDS).join(', ')}, each also as <name>${UNGUARDED}`);
+  // bgp: a lease alone makes no route (BIRD's session does), so a real third node joins for that figure.
+  const bgp = config.Type === 'bgp';
   const tc = await TwillCluster.create({
-    nodes: 2, config: { Network: '10.244.0.0/16', Backend: config }, start: false,
+    nodes: bgp ? 3 : 2, config: { Network: '10.244.0.0/16', Backend: config }, start: false,
     agentArgs: unguarded ? ['--tunnel-guard=false'] : [],
   });
   try {
@@ -71,6 +98,7 @@ async function benchBackend(backend: string, seconds: number, rounds: number): P
     await tc.startAgent(1);
     await tc.addPod(0);
     await tc.addPod(1);
+    if (bgp) await waitUntil('BIRD\'s routes between nodes 0 and 1', async () => (await routePresent(tc.nodeNs(0), tc.lease(1).subnet)) && (await routePresent(tc.nodeNs(1), tc.lease(0).subnet)));
     const agent = tc.agents.get(0)!;
     const cpu0 = treeCpuSeconds(agent.pid);
 
@@ -93,7 +121,9 @@ async function benchBackend(backend: string, seconds: number, rounds: number): P
 
     // A peer's lease appears: how long until node 0 routes its subnet?
     let leaseToRouteMs: number | null = null;
-    if (config.Type !== 'udp') {
+    if (bgp) {
+      leaseToRouteMs = await joinToRouteMs(tc);
+    } else if (config.Type !== 'udp') {
       const put = Date.now();
       await tc.admin.put(`${PREFIX}/subnets/10.244.250.0-24`).value(JSON.stringify(peerLease(config.Type)));
       while (!(await routePresent(tc.nodeNs(0), '10.244.250.0/24'))) {

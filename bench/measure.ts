@@ -67,4 +67,5 @@ export const BENCH_BACKENDS: Readonly<Record<string, { Type: string; Mode?: stri
   udp: { Type: 'udp' },
   'ipip-userspace': { Type: 'ipip', Mode: 'userspace' },
   wireguard: { Type: 'wireguard' },
+  bgp: { Type: 'bgp' },
 };

@@ -149,7 +149,9 @@ export function birdConfig(input: BirdConfigInput): string {
     '  direct;',
     ...(input.gracefulRestart ? ['  graceful restart on;'] : ['  graceful restart off;']),
     ...(input.holdTime !== undefined ? [`  hold time ${input.holdTime};`] : []),
-    '  connect delay time 2;',
+    // A new node's session (and so its route everywhere) should come within a second of its lease,
+    // not after BIRD's default 5 s; a refused first try is retried after the retry time.
+    '  connect delay time 0;',
     '  connect retry time 5;',
     '  error wait time 5, 30;',
     '  ipv4 {',

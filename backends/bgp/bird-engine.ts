@@ -325,6 +325,16 @@ function readIfExists(file: string): string | undefined {
 }
 
 /** A recycled PID is not ours: only a live bird counts. */
+/** Whether this network namespace's BIRD (started by a twilld) runs: a restarting twilld adopts it. */
+export function birdRunning(netnsPath?: string): boolean {
+  try {
+    const pid = Number(readFileSync(path.join(birdRunDirFor(netnsPath), 'bird.pid'), 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 && isBird(pid);
+  } catch {
+    return false;
+  }
+}
+
 function isBird(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

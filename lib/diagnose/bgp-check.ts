@@ -26,8 +26,7 @@ export async function checkBgp(nl: Netlink, own: Lease, leases: readonly Lease[]
     for (const s of sessions) {
       const who = `BGP session ${s.name}${s.neighbor ? ` with ${s.neighbor}${s.neighborAs ? ` (AS ${s.neighborAs})` : ''}` : ''}`;
       if (isEstablished(s)) out.ok(TOPIC, `${who}: Established, ${s.routesImported ?? 0} route(s) learned`);
-      else out.warn(TOPIC, `${who}: ${bgpStateOf(s)}${s.lastError ? ` (${s.lastError})` : s.info.trim() !== bgpStateOf(s) ? ` (${s.info.trim()})` : ''}`,
-        'check that TCP 179 passes between the two, that both run BIRD (twilld starts it), and that the AS numbers and passwords match');
+      else out.warn(TOPIC, `${who}: ${bgpStateOf(s)}${s.lastError ? ` (${s.lastError})` : s.info.trim() !== bgpStateOf(s) ? ` (${s.info.trim()})` : ''}`, sessionAdvice(s));
     }
   } catch (err) {
     out.fail('device', `BIRD does not answer on ${socket}: ${(err as Error).message}`, TWILLD_REPAIRS);
@@ -48,4 +47,12 @@ export async function checkBgp(nl: Netlink, own: Lease, leases: readonly Lease[]
         'see its BGP session above, and give bgp a Fallback (e.g. "Fallback": "vxlan") so that such peers are carried meanwhile');
     }
   }
+}
+
+export function sessionAdvice(s: { readonly info: string; readonly lastError?: string }): string {
+  // BIRD says "Kernel does not support TCP MD5 signatures" when setsockopt(TCP_MD5SIG) is refused.
+  if (/MD5/i.test(`${s.info} ${s.lastError ?? ''}`)) {
+    return 'this kernel cannot sign BGP\'s TCP with MD5 (it lacks CONFIG_TCP_MD5SIG): remove Backend.Password (and the peers\' Password), or run a kernel that has it';
+  }
+  return 'check that TCP 179 passes between the two, that both run BIRD (twilld starts it), and that the AS numbers and passwords match';
 }

@@ -12,6 +12,7 @@ import { assignPeers, createBackend, diffRoutes, emptyPlan, validateBackendConfi
 import { BIRD_METRIC, bgpSettings, birdPeers, DEFAULT_ASN, peerAsn } from '../../backends/bgp';
 import { plannedState, STANDBY_METRIC } from '../../backends/standby';
 import type { RouteInfo } from '../../lib/netlink';
+import { sessionAdvice } from '../../lib/diagnose/bgp-check';
 
 const QUIET = { debug() {}, info() {}, warn() {}, error() {} } as never;
 
@@ -115,6 +116,15 @@ describe('bgp backend', () => {
     it('peerAsn: the cluster ASN when the lease names none', () => {
       expect(peerAsn(undefined, 64999)).to.deep.equal({ asn: 64999 });
       expect(peerAsn({ ASN: 70000 }, 64999)).to.deep.equal({ asn: 70000 });
+    });
+  });
+
+  describe('twill diagnose on a session that is down', () => {
+    it('names the missing kernel feature when BIRD cannot set TCP-MD5', () => {
+      expect(sessionAdvice({ info: 'Active', lastError: 'Kernel does not support TCP MD5 signatures' })).to.contain('CONFIG_TCP_MD5SIG').and.contain('Backend.Password');
+    });
+    it('otherwise points at TCP 179, BIRD, the AS numbers and passwords', () => {
+      expect(sessionAdvice({ info: 'Active        Socket: Connection refused' })).to.contain('TCP 179');
     });
   });
 
