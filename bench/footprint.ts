@@ -183,7 +183,8 @@ async function benchBackend(backend: string, peers: number): Promise<Row> {
     const settledMemory = treeMemory(pid);
 
     let leaseToRouteMs: number | null = null;
-    if (backend !== 'udp') {
+    // bgp: a lease alone brings no route (a BGP session does); bench/datapath.ts times a real node joining.
+    if (backend !== 'udp' && config.Type !== 'bgp') {
       const l = peerLease(config.Type, 4999);
       const dst = l.key.split('/').pop()!.replace('-', '/').split('/')[0];
       const put = Date.now();
