@@ -39,6 +39,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, r
 import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { Netlink, RouteTable } from '../../lib/netlink';
+import { killAndWait } from '../daemon-process';
 import { kernelMetricOf } from './bird-config';
 import { BirdConfigFileError, BirdControl, CONFIG_FILE_ERROR, birdConfigure, birdConfigureCheck, birdSessions, type BirdSession, type ConfigureOutcome } from './bird-control';
 
@@ -387,37 +388,4 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // A zombie (our own child not reaped yet) is gone for every purpose here.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
-
-/** SIGTERM, then SIGKILL after `ms`; resolves once the process is gone, true when it had to be killed. */
-async function killAndWait(pid: number, ms: number): Promise<boolean> {
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return false;
-  }
-  const deadline = Date.now() + ms;
-  while (alive(pid) && Date.now() < deadline) await sleep(20);
-  if (!alive(pid)) return false;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    return false;
-  }
-  while (alive(pid)) await sleep(20);
-  return true;
-}
 

@@ -28,6 +28,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statS
 import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { getDevice, setDevice, type DeviceState } from './uapi';
+import { killAndWait } from '../daemon-process';
 
 export const RUN_DIR = '/run/twill';
 const START_TIMEOUT_MS = 5000;
@@ -228,33 +229,5 @@ export class WireguardEngine {
     } catch {
       return '';
     }
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** SIGTERM, then SIGKILL after `ms`; resolves once the process is gone. */
-async function killAndWait(pid: number, ms: number): Promise<void> {
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + ms;
-  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  if (alive(pid)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      return;
-    }
-    while (alive(pid)) await new Promise((r) => setTimeout(r, 20));
   }
 }
