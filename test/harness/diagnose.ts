@@ -1,4 +1,4 @@
-/** `twill diagnose` run as an operator would: the built CLI, as a real process inside a node's namespace. */
+/** The `twill` CLI run as an operator would: the built CLI, as a real process (inside a node's namespace for diagnose). */
 import { execFile } from 'child_process';
 import * as path from 'path';
 import type { TwillCluster } from './twill-cluster';
@@ -27,4 +27,10 @@ export function runDiagnose(tc: TwillCluster, node: number, args: readonly strin
 
 export function linesMatching(stdout: string, re: RegExp): string[] {
   return stdout.split('\n').filter((l) => re.test(l));
+}
+
+/** `twill <args>` on the host, or inside a namespace; its stdout and stderr together. */
+export function runTwill(args: readonly string[], ns?: string): Promise<string> {
+  const argv = ns ? ['ip', 'netns', 'exec', ns, process.execPath, TWILL, ...args] : [process.execPath, TWILL, ...args];
+  return new Promise((resolve) => execFile(argv[0], argv.slice(1), { timeout: 60_000 }, (_err, stdout, stderr) => resolve(stdout + stderr)));
 }

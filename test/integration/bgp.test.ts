@@ -9,10 +9,10 @@
  * returns; and the cluster migrates vxlan → bgp → vxlan at 200 pps.
  */
 import { expect } from 'chai';
-import { execFile } from 'child_process';
 import { readFileSync, rmSync, statSync } from 'fs';
 import * as path from 'path';
 import { allPodsPing, httpBody } from '../harness/checks';
+import { runTwill } from '../harness/diagnose';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { ping, startPingStream } from '../harness/ping';
 import { startCapture } from '../harness/capture';
@@ -24,13 +24,8 @@ import { birdCommand, birdSessions } from '../../backends/bgp/bird-control';
 const NODES = 3;
 const NETWORK = '10.244.0.0/16';
 const HEALTH_PORT = 9455;
-const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
 const metrics = (node: number) => httpBody(`198.18.0.${node + 1}`, HEALTH_PORT, '/metrics');
 
-function runTwill(args: readonly string[], ns?: string): Promise<string> {
-  const argv = ns ? ['ip', 'netns', 'exec', ns, process.execPath, TWILL, ...args] : [process.execPath, TWILL, ...args];
-  return new Promise((resolve) => execFile(argv[0], argv.slice(1), { timeout: 60_000 }, (_err, stdout, stderr) => resolve(stdout + stderr)));
-}
 
 describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function () {
   this.timeout(300_000);

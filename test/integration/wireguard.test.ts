@@ -8,10 +8,10 @@
  * wireguard → vxlan → wireguard at 200 pps without losing a probe.
  */
 import { expect } from 'chai';
-import { execFile } from 'child_process';
 import { readFileSync, rmSync, statSync } from 'fs';
 import * as path from 'path';
 import { allPodsPing, httpBody } from '../harness/checks';
+import { runTwill } from '../harness/diagnose';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { ping, startPingStream } from '../harness/ping';
 import { startCapture } from '../harness/capture';
@@ -32,13 +32,7 @@ interface LogLine {
   message: string;
 }
 
-const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
 
-/** `twill <args>` on the host, or inside a node's namespace; its stdout and stderr. */
-function runTwill(args: readonly string[], ns?: string): Promise<string> {
-  const argv = ns ? ['ip', 'netns', 'exec', ns, process.execPath, TWILL, ...args] : [process.execPath, TWILL, ...args];
-  return new Promise((resolve) => execFile(argv[0], argv.slice(1), { timeout: 60_000 }, (_err, stdout, stderr) => resolve(stdout + stderr)));
-}
 
 function logLines(tc: TwillCluster, node: number): LogLine[] {
   return tc.logs(node).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
