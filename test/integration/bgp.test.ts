@@ -95,15 +95,20 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
   });
 
   it('shows each node\'s BGP sessions in twill status, /metrics and twill diagnose', async () => {
+    // /metrics is refreshed every few seconds; twill status reads the sessions from there.
+    await waitFor('BGP metrics on every node', async () => {
+      for (let i = 0; i < NODES; i++) {
+        const m = await metrics(i);
+        const up = [...m.matchAll(/^twill_bgp_session_up\{neighbor="198\.18\.0\.\d"\} 1$/gm)].length;
+        if (up !== NODES - 1 || !/^twill_bgp_routes_learned 2$/m.test(m)) return false;
+      }
+      return true;
+    }, 15_000, 500);
     const endpoints = tc.etcd.endpointOn(UNDERLAY.bridgeIp);
     const table = await runTwill(['status', '--etcd-endpoints', endpoints, '--health-port', String(HEALTH_PORT)]);
     expect(table, table).to.contain('BGP 198.18.0.2 Established, 198.18.0.3 Established');
     const doc = JSON.parse(await runTwill(['status', '--json', '--etcd-endpoints', endpoints, '--health-port', String(HEALTH_PORT)])) as { leases: { health: { bgp?: { neighbor: string; state: string }[] } | null }[] };
     for (const l of doc.leases) expect(l.health?.bgp?.map((s) => s.state), JSON.stringify(l)).to.deep.equal(['Established', 'Established']);
-    await waitFor('BGP metrics', async () => {
-      const m = await metrics(0);
-      return /^twill_bgp_session_up\{neighbor="198\.18\.0\.2"\} 1$/m.test(m) && /^twill_bgp_session_up\{neighbor="198\.18\.0\.3"\} 1$/m.test(m) && /^twill_bgp_routes_learned 2$/m.test(m);
-    }, 15_000, 500);
     const out = await runTwill(['diagnose', '--etcd-endpoints', endpoints, '--iface', 'eth0', '--subnet-file', tc.subnetFile(0)], tc.nodeNs(0));
     expect(out).to.match(/^OK device: BIRD answers on \/run\/twill\/bird-\d+\/bird\.ctl: 2 of 2 BGP session\(s\) established/m);
     for (const peer of [1, 2]) expect(out).to.match(new RegExp(`^OK peer: ${tc.lease(peer).subnet.replace(/\./g, '\\.')} \\(198\\.18\\.0\\.${peer + 1}\\), bgp: BIRD's route via 198\\.18\\.0\\.${peer + 1} is in the kernel`, 'm'));
