@@ -86,7 +86,7 @@ async function benchSize(n: number): Promise<Row> {
       'router id 198.18.0.2;',
       'protocol device { scan time 10; }',
       `protocol static { ipv4; ${subnets.map((s) => `route ${s} blackhole;`).join(' ')} }`,
-      'protocol bgp rr { local as 64512; neighbor 198.18.0.1 as 64512; direct; connect delay time 0; ipv4 { import none; export all; next hop self; }; }',
+      'protocol bgp speaker { local as 64512; neighbor 198.18.0.1 as 64512; direct; connect delay time 0; ipv4 { import none; export all; next hop self; }; }',
       '',
     ].join('\n'));
     const cpu0 = cpuSeconds(agent.pid);

@@ -232,7 +232,7 @@ async function main(): Promise<void> {
   console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | PSS MB settled | exec→subnet.env ms | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers |`);
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? 'n/a (one network route)'} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} |`);
+    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} |`);
   }
   const flags = process.env.TWILL_AGENT_NODE_FLAGS;
   if (flags) console.log(`\ntwilld ran with Node flags: ${flags}`);

@@ -149,9 +149,10 @@ export function birdConfig(input: BirdConfigInput): string {
     '  direct;',
     ...(input.gracefulRestart ? ['  graceful restart on;'] : ['  graceful restart off;']),
     ...(input.holdTime !== undefined ? [`  hold time ${input.holdTime};`] : []),
-    // A new node's session (and so its route everywhere) should come within a second of its lease,
-    // not after BIRD's default 5 s; a refused first try is retried after the retry time.
-    '  connect delay time 0;',
+    // A new node's session (and so its route everywhere) within about a second of its lease, not after
+    // BIRD's default 5 s. 1 s is BIRD's floor (it takes up to a quarter off at random); an incoming
+    // connection is accepted at once, so the first of the two sides to connect wins.
+    '  connect delay time 1;',
     '  connect retry time 5;',
     '  error wait time 5, 30;',
     '  ipv4 {',

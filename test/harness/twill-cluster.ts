@@ -4,7 +4,7 @@
  * `twilld` process per node and one pod per node on the node's leased
  * subnet. `destroy()` removes all of it (processes by PID).
  */
-import { mkdtempSync, rmSync } from 'fs';
+import { mkdtempSync, rmSync, statSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
@@ -162,10 +162,31 @@ export class TwillCluster {
     return a ? a.stdout + a.stderr : '';
   }
 
+  /**
+   * The run directories twill's daemons keep per network namespace (BIRD's,
+   * wireguard-go's: /run/twill/<daemon>-<netns inode>), for this cluster's nodes.
+   */
+  daemonRunDirs(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.size; i++) {
+      let ino: number;
+      try {
+        ino = statSync(`/run/netns/${this.nodeNs(i)}`).ino;
+      } catch {
+        continue;
+      }
+      out.push(`/run/twill/bird-${ino}`, `/run/twill/wireguard-${ino}`);
+    }
+    return out;
+  }
+
   async destroy(): Promise<void> {
     const errors: unknown[] = [];
+    // Named after the namespaces' inodes, which the kernel reuses: read before the namespaces go.
+    const runDirs = this.daemonRunDirs();
     for (const node of [...this.agents.keys()]) await this.stopAgent(node, 'SIGKILL').catch((e) => errors.push(e));
     await this.net.destroy().catch((e) => errors.push(e));
+    for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
     await this.etcd.destroy().catch((e) => errors.push(e));
     rmSync(this.dir, { recursive: true, force: true });
     if (errors.length) throw errors[0];
