@@ -34,7 +34,7 @@
  * | twill_wireguard_peer_receive_bytes       | gauge     | peer              |
  * | twill_wireguard_peer_transmit_bytes      | gauge     | peer              |
  * | twill_bgp_session_up                     | gauge     | neighbor          |
- * | twill_bgp_session_state                  | gauge     | neighbor, state   |
+ * | twill_bgp_session_state                  | gauge     | neighbor, state, reason |
  * | twill_bgp_routes_imported                | gauge     | neighbor          |
  * | twill_bgp_routes_exported                | gauge     | neighbor          |
  * | twill_bgp_routes_learned                 | gauge     |                   |
@@ -66,6 +66,12 @@ export function bgpStateOf(s: BgpSessionInfo): string {
 
 export function isEstablished(s: BgpSessionInfo): boolean {
   return bgpStateOf(s) === 'Established';
+}
+
+/** Why a session is not established, as BIRD says it (its last error, or the rest of its info column); '' when it is. */
+export function bgpReasonOf(s: BgpSessionInfo): string {
+  if (isEstablished(s)) return '';
+  return (s.lastError ?? s.info.trim().slice(bgpStateOf(s).length)).trim().slice(0, 120);
 }
 
 /** One WireGuard peer as wireguard-go reports it. */
@@ -118,7 +124,7 @@ export class AgentMetrics {
   private readonly wgRxBytes: GaugeSet<'peer'>;
   private readonly wgTxBytes: GaugeSet<'peer'>;
   private readonly bgpUp: GaugeSet<'neighbor'>;
-  private readonly bgpState: GaugeSet<'neighbor' | 'state'>;
+  private readonly bgpState: GaugeSet<'neighbor' | 'state' | 'reason'>;
   private readonly bgpImported: GaugeSet<'neighbor'>;
   private readonly bgpExported: GaugeSet<'neighbor'>;
   private readonly bgpLearned: GaugeSet<never>;
@@ -158,7 +164,7 @@ export class AgentMetrics {
     this.wgHandshakeAge = r.register(new GaugeSet('twill_wireguard_peer_handshake_age_seconds', 'Seconds since the last WireGuard handshake with each peer (by its subnet); absent before the first. Above about 180 s with traffic flowing means the peer is not answering.', ['peer']));
     this.wgRxBytes = r.register(new GaugeSet('twill_wireguard_peer_receive_bytes', 'Bytes received from each WireGuard peer (by its subnet) since wireguard-go started.', ['peer']));
     this.bgpUp = r.register(new GaugeSet('twill_bgp_session_up', 'Whether the BGP session with each neighbour (by IP) is established (1) or not (0), as BIRD reports it.', ['neighbor']));
-    this.bgpState = r.register(new GaugeSet('twill_bgp_session_state', 'Always 1, for the BGP state of the session with each neighbour (Established, Active, Connect, Idle, …).', ['neighbor', 'state']));
+    this.bgpState = r.register(new GaugeSet('twill_bgp_session_state', 'Always 1, for the BGP state of the session with each neighbour (Established, Active, Connect, Idle, …) and, when it is not established, why (BIRD\'s last error).', ['neighbor', 'state', 'reason']));
     this.bgpImported = r.register(new GaugeSet('twill_bgp_routes_imported', 'Routes BIRD accepted from each BGP neighbour.', ['neighbor']));
     this.bgpExported = r.register(new GaugeSet('twill_bgp_routes_exported', 'Routes BIRD announces to each BGP neighbour (this node\'s subnet: 1 when up).', ['neighbor']));
     this.bgpLearned = r.register(new GaugeSet('twill_bgp_routes_learned', 'Pod routes BIRD has installed in this node\'s kernel (protocol bird).', []));
@@ -277,7 +283,7 @@ export class AgentMetrics {
   setBgp(sessions: readonly BgpSessionInfo[], learned: number | undefined): void {
     const named = sessions.map((s) => ({ s, neighbor: s.neighbor ?? s.name }));
     this.bgpUp.replace(named.map(({ s, neighbor }) => ({ labels: { neighbor }, value: isEstablished(s) ? 1 : 0 })));
-    this.bgpState.replace(named.map(({ s, neighbor }) => ({ labels: { neighbor, state: bgpStateOf(s) }, value: 1 })));
+    this.bgpState.replace(named.map(({ s, neighbor }) => ({ labels: { neighbor, state: bgpStateOf(s), reason: bgpReasonOf(s) }, value: 1 })));
     this.bgpImported.replace(named.filter(({ s }) => s.routesImported !== undefined).map(({ s, neighbor }) => ({ labels: { neighbor }, value: s.routesImported! })));
     this.bgpExported.replace(named.filter(({ s }) => s.routesExported !== undefined).map(({ s, neighbor }) => ({ labels: { neighbor }, value: s.routesExported! })));
     this.bgpLearned.replace(learned === undefined ? [] : [{ labels: {}, value: learned }]);

@@ -191,25 +191,28 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
     expect(await established(0)).to.equal(NODES - 1);
   });
 
-  for (const [from, to, config] of [['bgp', 'vxlan', { Type: 'vxlan' }], ['vxlan', 'bgp', { Type: 'bgp' }], ['bgp', 'vxlan', { Type: 'vxlan' }]] as const) {
-    it(`migrates ${from} → ${to} with 0 lost probes at 200 pps and nothing of ${from} left`, async () => {
-      const probes = await Probes.start(tc, 200);
-      let report;
-      try {
-        const written = Date.now();
-        await putConfig(config);
-        await waitFor(`every node on ${to} with nothing of ${from} left`, () => convergedOn(tc, NODES, to, from), 60_000, 250);
-        const convergedMs = Date.now() - written;
-        await new Promise((r) => setTimeout(r, 1000));
-        report = await probes.stop();
-        console.log(`      ${from} -> ${to}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the config write`);
-      } finally {
-        if (!report) await probes.stop().catch(() => undefined);
-      }
-      expect(report.lost, report.lines.join('\n')).to.equal(0);
-      for (let i = 0; i < NODES; i++) expect(await hasFootprint(tc, i, from), `node ${i}: what ${from} left`).to.deep.equal([]);
-      if (to === 'bgp') for (let i = 0; i < NODES; i++) expect(await birdRoutes(i), `node ${i}: BIRD's routes`).to.have.length(NODES - 1);
-    });
+  /** Every pod pinging every pod at 200 pps while the config moves from `from` to `to`: 0 lost, nothing of `from` left. */
+  async function migrates(from: string, to: string): Promise<void> {
+    const probes = await Probes.start(tc, 200);
+    let report;
+    try {
+      const written = Date.now();
+      await putConfig({ Type: to });
+      await waitFor(`every node on ${to} with nothing of ${from} left`, () => convergedOn(tc, NODES, to, from), 60_000, 250);
+      const convergedMs = Date.now() - written;
+      await new Promise((r) => setTimeout(r, 1000));
+      report = await probes.stop();
+      console.log(`      ${from} -> ${to}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the config write`);
+    } finally {
+      if (!report) await probes.stop().catch(() => undefined);
+    }
+    expect(report.lost, report.lines.join('\n')).to.equal(0);
+    for (let i = 0; i < NODES; i++) expect(await hasFootprint(tc, i, from), `node ${i}: what ${from} left`).to.deep.equal([]);
+    if (to === 'bgp') for (let i = 0; i < NODES; i++) expect(await birdRoutes(i), `node ${i}: BIRD's routes`).to.have.length(NODES - 1);
+  }
+
+  for (const [from, to] of [['bgp', 'vxlan'], ['vxlan', 'bgp'], ['bgp', 'vxlan']]) {
+    it(`migrates ${from} → ${to} with 0 lost probes at 200 pps and nothing of ${from} left`, () => migrates(from, to));
   }
 
   it('a node without BIRD refuses bgp, naming bird2, keeps vxlan and still reaches every pod; it joins once BIRD is there', async () => {
@@ -227,4 +230,8 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
     await waitFor('every node on bgp with nothing of vxlan left', () => convergedOn(tc, NODES, 'bgp', 'vxlan'), 60_000, 250);
     expect(await allPodsPing(tc)).to.deep.equal([]);
   });
+
+  for (const [from, to] of [['bgp', 'host-gw'], ['host-gw', 'bgp']]) {
+    it(`migrates ${from} → ${to} with 0 lost probes at 200 pps and nothing of ${from} left`, () => migrates(from, to));
+  }
 });

@@ -13,6 +13,9 @@ import { BIRD_METRIC, bgpSettings, birdPeers, DEFAULT_ASN, peerAsn } from '../..
 import { plannedState, STANDBY_METRIC } from '../../backends/standby';
 import type { RouteInfo } from '../../lib/netlink';
 import { sessionAdvice } from '../../lib/diagnose/bgp-check';
+import { AgentMetrics } from '../../lib/observe/metrics';
+import { parseBgpSessions } from '../../lib/cli/status/health';
+import { bgpText } from '../../lib/cli/status/cells';
 
 const QUIET = { debug() {}, info() {}, warn() {}, error() {} } as never;
 
@@ -125,6 +128,24 @@ describe('bgp backend', () => {
     });
     it('otherwise points at TCP 179, BIRD, the AS numbers and passwords', () => {
       expect(sessionAdvice({ info: 'Active        Socket: Connection refused' })).to.contain('TCP 179');
+    });
+  });
+
+  describe('sessions in /metrics, as twill status reads them back', () => {
+    it('says why a session is down, and nothing for an established one', async () => {
+      const m = new AgentMetrics();
+      m.setBgp([
+        { name: 'mesh_198_18_0_2', neighbor: '198.18.0.2', state: 'up', info: 'Established' },
+        { name: 'mesh_198_18_0_3', neighbor: '198.18.0.3', state: 'start', info: 'Active        Socket: Connection refused', lastError: 'Socket: Connection refused' },
+        { name: 'peer_198_18_0_9', neighbor: '198.18.0.9', state: 'start', info: 'Idle          "quoted" \\ reason' },
+      ], 1);
+      const sessions = parseBgpSessions(await m.metrics());
+      expect(sessions).to.deep.equal([
+        { neighbor: '198.18.0.2', state: 'Established' },
+        { neighbor: '198.18.0.3', state: 'Active', reason: 'Socket: Connection refused' },
+        { neighbor: '198.18.0.9', state: 'Idle', reason: '"quoted" \\ reason' },
+      ]);
+      expect(bgpText(sessions)).to.equal('BGP 198.18.0.2 Established, 198.18.0.3 Active (Socket: Connection refused), 198.18.0.9 Idle ("quoted" \\ reason)');
     });
   });
 

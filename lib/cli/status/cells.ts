@@ -101,7 +101,7 @@ export function healthText(health: Health): string {
 /** `BGP 198.18.0.2 Established, 198.18.0.3 Active`, or `BGP no session`. */
 export function bgpText(sessions: readonly BgpSessionState[]): string {
   if (sessions.length === 0) return 'BGP no session';
-  return `BGP ${sessions.map((s) => `${printable(s.neighbor, 40)} ${printable(s.state, 20)}`).join(', ')}`;
+  return `BGP ${sessions.map((s) => `${printable(s.neighbor, 40)} ${printable(s.state, 20)}${s.reason ? ` (${printable(s.reason, 60)})` : ''}`).join(', ')}`;
 }
 
 /** The network config as label/value lines; `problem` marks a line the renderer may highlight. */

@@ -53,7 +53,13 @@ async function probeOne(publicIP: string, port: number): Promise<Health> {
   }
 }
 
-const SESSION_STATE = /^twill_bgp_session_state\{neighbor="((?:[^"\\]|\\.)*)",state="((?:[^"\\]|\\.)*)"\} 1$/;
+const LABEL = '"((?:[^"\\\\]|\\\\.)*)"';
+const SESSION_STATE = new RegExp(`^twill_bgp_session_state\\{neighbor=${LABEL},state=${LABEL}(?:,reason=${LABEL})?\\} 1$`);
+
+/** A label value as the exposition format escapes it. */
+function unescapeLabel(v: string): string {
+  return v.replace(/\\(.)/g, (_m, c: string) => (c === 'n' ? '\n' : c));
+}
 
 /** The node's BGP sessions from its /metrics; undefined when it does not answer. */
 async function bgpSessionsOf(publicIP: string, port: number): Promise<BgpSessionState[] | undefined> {
@@ -71,7 +77,7 @@ export function parseBgpSessions(metrics: string): BgpSessionState[] {
   const out: BgpSessionState[] = [];
   for (const line of metrics.split('\n')) {
     const m = SESSION_STATE.exec(line);
-    if (m) out.push({ neighbor: m[1], state: m[2] });
+    if (m) out.push({ neighbor: unescapeLabel(m[1]), state: unescapeLabel(m[2]), ...(m[3] ? { reason: unescapeLabel(m[3]) } : {}) });
   }
   return out;
 }

@@ -46,6 +46,8 @@ export interface BgpSessionState {
   readonly neighbor: string;
   /** Established, Active, Connect, Idle, … */
   readonly state: string;
+  /** Why it is not established (BIRD's last error); absent when it is. */
+  readonly reason?: string;
 }
 
 export interface LeaseRow {
