@@ -63,7 +63,7 @@ export function birdPeers(settings: BgpSettings, terminating: readonly Peer[], o
         continue;
       }
       taken.add(p.publicIP);
-      peers.push({ name: peerProtocolName('mesh', p.publicIP), ip: p.publicIP, asn: asn.asn, ...(settings.password ? { password: settings.password } : {}) });
+      peers.push({ name: peerProtocolName('mesh', p.publicIP), ip: p.publicIP, asn: asn.asn, only: p.subnet.toString(), ...(settings.password ? { password: settings.password } : {}) });
     }
   }
   return { peers, skipped };
@@ -111,7 +111,12 @@ export class BgpBackend implements Backend {
 
   async prepare(own: Lease, peers: AssignedPeers, network?: IPNet): Promise<undefined> {
     if (!network) throw new Error('the bgp backend carries IPv4 only; the network config has no Network');
-    const { peers: neighbours, skipped } = birdPeers(this.settings, peers.terminating ?? [], (ip) => this.onLink(ip));
+    // A mesh peer may announce its own subnet only (bird-config.ts `only`): one that is not a subnet of
+    // the network apart from this node's cannot be, and gets no session rather than a config BIRD refuses.
+    const fits = (p: Peer) => network.covers(p.subnet) && p.subnet.prefixLen > network.prefixLen && !p.subnet.overlaps(own.subnet);
+    const terminating = peers.terminating ?? [];
+    const { peers: neighbours, skipped } = birdPeers(this.settings, terminating.filter(fits), (ip) => this.onLink(ip));
+    for (const p of terminating.filter((q) => !fits(q))) skipped.push(`bgp: peer ${p.subnet.toString()} (${p.publicIP}) is not a subnet of ${network.toString()} apart from this node's ${own.subnet.toString()}; no BGP session with it`);
     this.lastSkipped = skipped;
     await this.engine.ensure(birdConfig({
       routerId: this.local!.publicIP,

@@ -33,6 +33,12 @@ export interface BirdPeer {
   readonly asn: number;
   /** TCP MD5 (RFC 2385) password. */
   readonly password?: string;
+  /**
+   * The one prefix this peer may announce (a mesh peer: its lease's subnet),
+   * so a node cannot draw another node's traffic by announcing its subnet;
+   * absent for a route reflector or router, which relays everyone's.
+   */
+  readonly only?: string;
 }
 
 export interface BirdConfigInput {
@@ -98,7 +104,15 @@ export function birdConfig(input: BirdConfigInput): string {
     const ip = parseIPv4(`peer ${p.name} ip`, p.ip).toString();
     checkAsn(`peer ${p.name} asn`, p.asn);
     if (p.password !== undefined) checkPassword(p.name, p.password);
-    return { ...p, ip };
+    let only: string | undefined;
+    if (p.only !== undefined) {
+      const net = parseNet(`peer ${p.name} only`, p.only);
+      if (!network.covers(net) || net.prefixLen <= network.prefixLen || net.overlaps(own)) {
+        throw new BirdConfigError(`peer ${p.name} only`, p.only, `is not a subnet of the network ${network.toString()} apart from this node's ${own.toString()}`);
+      }
+      only = net.toString();
+    }
+    return { ...p, ip, only };
   });
 
   const lines: string[] = [
@@ -135,6 +149,7 @@ export function birdConfig(input: BirdConfigInput): string {
     '',
     'filter twill_import {',
     `  if net ~ [ ${own.toString()}+ ] then reject;`,
+    ...peers.filter((p) => p.only !== undefined).map((p) => `  if proto = "${p.name}" && net != ${p.only} then reject;`),
     `  if net ~ [ ${network.toString()}{${network.prefixLen + 1},32} ] then accept;`,
     '  reject;',
     '}',

@@ -9,7 +9,7 @@
  * returns; and the cluster migrates vxlan → bgp → vxlan at 200 pps.
  */
 import { expect } from 'chai';
-import { readFileSync, rmSync, statSync } from 'fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import { allPodsPing, httpBody } from '../harness/checks';
 import { runTwill } from '../harness/diagnose';
@@ -153,6 +153,32 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
     expect(await established(0)).to.equal(1);
     await tc.startAgent(2);
     await waitFor('node 2 learned again', async () => (await routeTo(0, 2)).includes('proto bird') && (await routeTo(1, 2)).includes('proto bird'), 30_000, 250);
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+  });
+
+  it('ignores a node that announces a piece of another node\'s subnet (a mesh peer may announce its own subnet only)', async () => {
+    // Node 2's BIRD, told by hand (its twilld stopped) to announce the first half of node 1's /24: more
+    // specific, so it would win in every kernel if it were taken.
+    expect(await tc.stopAgent(2, 'SIGTERM')).to.equal(0);
+    const [base, len] = tc.lease(1).subnet.split('/');
+    expect(len).to.equal('24');
+    const stolen = `${base}/25`;
+    const conf = readFileSync(path.join(runDirs[2], 'bird.conf'), 'utf8');
+    const own2 = `route ${tc.lease(2).subnet} blackhole;`;
+    expect(conf).to.contain(own2);
+    const rogue = path.join(runDirs[2], 'rogue.conf');
+    writeFileSync(rogue, conf.replace(own2, `${own2}\n  route ${stolen} blackhole;`));
+    try {
+      await birdCommand(socket(2), `configure "${rogue}"`);
+      await waitFor('node 2 announcing the stolen /25', async () => (await birdCommand(socket(2), `show route ${stolen}`)).lines.some((l) => l.text.includes(stolen)), 10_000, 200);
+      await new Promise((r) => setTimeout(r, 1500));
+      for (const node of [0, 1]) expect(await tc.net.ip(node, ['route', 'show', stolen]), `node ${node}`).to.equal('');
+      expect(await routeTo(0, 1)).to.contain('via 198.18.0.2');
+    } finally {
+      await birdCommand(socket(2), `configure "${path.join(runDirs[2], 'bird.conf')}"`).catch(() => undefined);
+      rmSync(rogue, { force: true });
+      await tc.startAgent(2);
+    }
     expect(await allPodsPing(tc)).to.deep.equal([]);
   });
 

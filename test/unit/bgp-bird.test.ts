@@ -169,6 +169,14 @@ describe('bgp: BIRD', () => {
       expect(birdConfig({ ...BASE, peers: [{ name: 'm', ip: '198.18.0.2', asn: 1, password: "it's #1 {ok}; $x" }] })).to.include('password "it\'s #1 {ok}; $x";');
     });
 
+    it('lets a mesh peer announce its own subnet only; a router (no `only`) relays any', () => {
+      const config = birdConfig({ ...BASE, peers: [{ name: 'mesh_198_18_0_2', ip: '198.18.0.2', asn: 64512, only: '10.244.2.0/24' }, { name: 'peer_198_18_0_253', ip: '198.18.0.253', asn: 65000 }] });
+      expect(config).to.include('  if proto = "mesh_198_18_0_2" && net != 10.244.2.0/24 then reject;\n');
+      expect(config).to.not.include('proto = "peer_198_18_0_253"');
+      expect(() => birdConfig({ ...BASE, peers: [{ name: 'mesh_198_18_0_2', ip: '198.18.0.2', asn: 64512, only: BASE.ownSubnet }] })).to.throw(/apart from this node's/);
+      expect(() => birdConfig({ ...BASE, peers: [{ name: 'mesh_198_18_0_2', ip: '198.18.0.2', asn: 64512, only: '10.9.0.0/24' }] })).to.throw(/is not a subnet of the network/);
+    });
+
     describe('parsed by BIRD (bird -p)', function () {
       before(function () {
         const missing = birdMissing();
@@ -184,6 +192,7 @@ describe('bgp: BIRD', () => {
           { ...BASE, peers: [] },
           { ...BASE, gracefulRestart: false, holdTime: 3, kernelMetric: 4294967295 },
           { ...BASE, asn: 4200000000, ownSubnet: '10.244.255.252/30', peers: [{ name: peerProtocolName('peer', '198.19.255.254'), ip: '198.19.255.254', asn: 65000, password: "it's #1 {ok}; $x" }] },
+          { ...BASE, peers: [{ name: 'mesh_198_18_0_2', ip: '198.18.0.2', asn: 64512, only: '10.244.2.0/24' }, { name: 'mesh_198_18_0_3', ip: '198.18.0.3', asn: 64512, only: '10.244.3.0/24' }] },
         ];
         for (const input of inputs) expect(await birdParse(birdConfig(input)), JSON.stringify(input)).to.equal(undefined);
       });
