@@ -15,7 +15,8 @@
  *   waits for its peers, so learned routes survive a BIRD restart.
  * - one `protocol bgp` per peer from the `twill_peer` template: import only
  *   subnets inside the pod network (never the network itself, never this
- *   node's subnet or a part of it), export only `twill_own`, next hop self.
+ *   node's subnet or a part of it; from a mesh peer, only its own lease's
+ *   subnet), export only `twill_own`, next hop self.
  *   Sessions are `direct` (the peer is on a link of this node), which for
  *   iBGP also makes the gateway of learned routes the peer itself.
  *
