@@ -142,9 +142,10 @@ export interface Backend {
   /**
    * Takes new local settings (same type and identity, other live keys) on
    * this running backend. Without it, a new backend object with the new
-   * settings adopts the devices.
+   * settings adopts the devices. Returns the BackendData to publish when
+   * the settings change it (bgp's ASN).
    */
-  reconfigure?(config: BackendConfig): void;
+  reconfigure?(config: BackendConfig): { readonly backendData: unknown } | void;
   /** Why this running backend cannot take `config`'s settings in place; undefined when it can. */
   inPlaceRefusal?(config: BackendConfig): string | undefined;
 }

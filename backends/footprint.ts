@@ -15,7 +15,8 @@ import { VXLAN_DEVICE_PATTERN } from './vxlan/device';
 import { UDP_BESIDE_DEVICE, UDP_DEVICE, portOfUdpAlias } from './udp';
 import { WIREGUARD_DEVICE, portOfWireguardAlias } from './wireguard';
 import { BIRD_METRIC, RTPROT_BIRD } from './bgp/bgp-backend';
-import { birdRunning } from './bgp/bird-engine';
+import { birdConfigFor, birdRunning } from './bgp/bird-engine';
+import { asnOf } from './bgp/bird-config';
 
 export interface LeftOver {
   readonly config: BackendConfig;
@@ -66,7 +67,10 @@ export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
 
   // bgp: the BIRD a twilld started (it outlives twilld), or the routes a killed one left.
   if (birdRunning() || routes.some((r) => r.protocol === RTPROT_BIRD && r.metric === BIRD_METRIC)) {
-    found.push({ config: { type: 'bgp', settings: {} }, slot: 0, guessed: true });
+    // Its ASN is read back from the config it runs; the peers come from the leases anyway.
+    const config = birdConfigFor();
+    const asn = config !== undefined ? asnOf(config) : undefined;
+    found.push({ config: { type: 'bgp', settings: asn !== undefined ? { ASN: asn } : {} }, slot: 0, guessed: true });
   }
   return found;
 }

@@ -145,8 +145,10 @@ export class BgpBackend implements Backend {
     return this.engine.sessions();
   }
 
-  reconfigure(config: BackendConfig): void {
+  /** Peers read this node's ASN from its lease: a new one is published, and they follow. */
+  reconfigure(config: BackendConfig): { backendData: unknown } {
     this.settings = bgpSettings(config);
+    return { backendData: { ASN: this.settings.asn } };
   }
 
   async stop(): Promise<void> {

@@ -204,6 +204,17 @@ export function kernelMetricOf(config: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/**
+ * The cluster ASN a configuration made by `birdConfig` runs with (its
+ * template's `local as`): a restarted twilld that finds BIRD still running
+ * adopts it with that ASN rather than the default, so no session resets.
+ */
+export function asnOf(config: string): number | undefined {
+  const block = /^template bgp twill_peer \{\n([\s\S]*?)^\}/m.exec(config);
+  const m = block ? /^ {2}local as (\d+);$/m.exec(block[1]) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
 function parseIPv4(field: string, text: string): IP {
   try {
     return IP.parse(text, 4);

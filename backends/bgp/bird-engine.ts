@@ -326,6 +326,15 @@ function readIfExists(file: string): string | undefined {
 }
 
 /** A recycled PID is not ours: only a live bird counts. */
+/** The config this network namespace's BIRD was last given (undefined: none). */
+export function birdConfigFor(netnsPath?: string): string | undefined {
+  try {
+    return readFileSync(path.join(birdRunDirFor(netnsPath), 'bird.conf'), 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether this network namespace's BIRD (started by a twilld) runs: a restarting twilld adopts it. */
 export function birdRunning(netnsPath?: string): boolean {
   try {

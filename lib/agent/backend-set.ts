@@ -317,8 +317,10 @@ export class BackendSet {
   private async reconfigure(have: Running, config: BackendConfig): Promise<void> {
     const settings = JSON.stringify(withoutFallback(config).settings);
     if (have.backend.reconfigure) {
-      have.backend.reconfigure(withoutFallback(config));
-      this.running.set(have.key, { ...have, config });
+      const changed = have.backend.reconfigure(withoutFallback(config));
+      // New BackendData (bgp's ASN) reaches the lease on the next reconcile's publish.
+      const started = changed ? { ...have.started, backendData: changed.backendData } : have.started;
+      this.running.set(have.key, { ...have, config, started });
     } else {
       const backend = this.create(config, have.slot);
       const started = await backend.start(this.deps.local);

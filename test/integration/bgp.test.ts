@@ -260,4 +260,25 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
   for (const [from, to] of [['bgp', 'host-gw'], ['host-gw', 'bgp']]) {
     it(`migrates ${from} → ${to} with 0 lost probes at 200 pps and nothing of ${from} left`, () => migrates(from, to));
   }
+
+  it('a twilld restarted in the middle of a migration away from bgp adopts its BIRD with the ASN it runs: no session resets, and the migration finishes', async () => {
+    await putConfig({ Type: 'bgp', ASN: 65010 });
+    await waitFor('every session up in AS 65010', async () => {
+      for (let i = 0; i < NODES; i++) {
+        const sessions = await birdSessions(socket(i));
+        if (sessions.length !== NODES - 1 || !sessions.every((s) => s.info.startsWith('Established') && s.neighborAs === 65010)) return false;
+      }
+      return true;
+    }, 30_000, 250);
+    const since = async () => (await birdSessions(socket(1))).map((s) => `${s.name} ${s.since}`).sort();
+    expect(await tc.stopAgent(1, 'SIGTERM')).to.equal(0);
+    const before = await since();
+    await putConfig({ Type: 'vxlan' });
+    await new Promise((r) => setTimeout(r, 1500));
+    await tc.startAgent(1);
+    await waitFor('node 1 running vxlan beside the BIRD it adopted', () => messages(1).some((m) => m.startsWith('adopted the bgp backend')), 15_000, 100);
+    expect(await since(), 'node 1\'s BGP sessions, since when up').to.deep.equal(before);
+    await waitFor('every node on vxlan with nothing of bgp left', () => convergedOn(tc, NODES, 'vxlan', 'bgp'), 60_000, 250);
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+  });
 });

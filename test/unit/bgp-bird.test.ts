@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { BirdConfigError, birdConfig, kernelMetricOf, peerProtocolName, type BirdConfigInput } from '../../backends/bgp/bird-config';
+import { BirdConfigError, asnOf, birdConfig, kernelMetricOf, peerProtocolName, type BirdConfigInput } from '../../backends/bgp/bird-config';
 import {
   BirdCommandError, BirdConfigFileError, BirdControl, BirdControlError, birdConfigure, birdSessions, parseConfigure, parseProtocols,
   type BirdReply, type BirdReplyLine,
@@ -115,6 +115,9 @@ describe('bgp: BIRD', () => {
       expect(config).to.match(/^router id 198\.18\.0\.1;$/m);
       expect(kernelMetricOf(config)).to.equal(32);
       expect(kernelMetricOf('protocol kernel other {\n  metric 32;\n}\n')).to.equal(undefined);
+      expect(asnOf(config)).to.equal(64512);
+      expect(asnOf(birdConfig({ ...BASE, asn: 4200000001 }))).to.equal(4200000001);
+      expect(asnOf('protocol bgp x {\n  local as 1;\n}\n')).to.equal(undefined);
     });
 
     it('announces the own subnet as a blackhole the kernel never gets, and accepts only subnets inside the network that are not ours', () => {
