@@ -149,7 +149,7 @@ export class KubeClient {
     return this.patch(name, '', { metadata }, type, signal);
   }
 
-  /** Closes idle connections; a watch under way ends through its signal. */
+  /** Closes every connection, a running watch's too (it then rejects with KubeConnectionError): abort watches first. */
   close(): void {
     this.transport.close();
   }

@@ -94,7 +94,7 @@ export class KubeTransport {
     return this.send(req, undefined, 'no answer', req.idleTimeoutMs);
   }
 
-  /** Closes idle keep-alive connections; requests under way go on. */
+  /** Destroys every connection, idle or in use (Agent.destroy). */
   close(): void {
     this.agent.destroy();
   }
