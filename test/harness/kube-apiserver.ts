@@ -31,8 +31,11 @@ const REPO_ROOT = path.resolve(__dirname, '../../..');
 
 export const RESTRICTED_GROUP = 'twill:node-readers';
 
+/** The binary /work/shared/k8s/README.md describes, beside the repository. */
+export const SHARED_KUBE_APISERVER = path.join(REPO_ROOT, '..', 'shared', 'k8s', 'kube-apiserver');
+
 /** Where the kube-apiserver binary is, or undefined with the places looked at. */
-export function findKubeApiserver(env: NodeJS.ProcessEnv = process.env): { binary?: string; looked: string[] } {
+export function findKubeApiserver(env: NodeJS.ProcessEnv = process.env, shared = SHARED_KUBE_APISERVER): { binary?: string; looked: string[] } {
   const looked: string[] = [];
   if (env.KUBE_APISERVER) {
     looked.push(`$KUBE_APISERVER=${env.KUBE_APISERVER}`);
@@ -40,7 +43,6 @@ export function findKubeApiserver(env: NodeJS.ProcessEnv = process.env): { binar
   } else {
     looked.push('$KUBE_APISERVER (unset)');
   }
-  const shared = path.join(REPO_ROOT, '..', 'shared', 'k8s', 'kube-apiserver');
   looked.push(shared);
   return existsSync(shared) ? { binary: shared, looked } : { looked };
 }

@@ -15,6 +15,7 @@ import {
   NodeWatchEvent, loadKubeConfig, parseKubeconfig,
 } from '../../lib/kube';
 import { parseKubeconfigYaml } from '../../lib/kube/kubeconfig-yaml';
+import { findKubeApiserver } from '../harness/kube-apiserver';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -371,6 +372,15 @@ describe('KubeClient against a scripted server', () => {
     expect(Date.now() - started).to.be.lessThan(2000);
     expect((err as Error).message).to.match(/^cannot get nodes "slow" at http:\/\/127\.0\.0\.1:\d+: no complete answer after 500 ms$/);
 
+    // The deadline covers the body too: headers and half a body are not an answer.
+    handle = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.write('{"kind":"Node",');
+    };
+    const stalled = await client.getNode('half').then(() => undefined, (e: unknown) => e);
+    expect(stalled).to.be.instanceOf(KubeTimeoutError);
+    expect((stalled as Error).message).to.include('get nodes "half"');
+
     const closed = http.createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const port = (closed.address() as AddressInfo).port;
@@ -380,5 +390,21 @@ describe('KubeClient against a scripted server', () => {
     nobody.close();
     expect(refused).to.be.instanceOf(KubeConnectionError);
     expect((refused as Error).message).to.equal(`cannot list nodes at http://127.0.0.1:${port}: ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:${port}`);
+  });
+});
+
+describe('kube-apiserver harness', () => {
+  it('finds the binary through $KUBE_APISERVER, else beside the repository, and says where it looked', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'twill-find-'));
+    try {
+      const bin = path.join(dir, 'kube-apiserver');
+      writeFileSync(bin, '');
+      expect(findKubeApiserver({ KUBE_APISERVER: bin }, '/nonexistent/shared')).to.deep.equal({ binary: bin, looked: [`$KUBE_APISERVER=${bin}`] });
+      expect(findKubeApiserver({}, bin)).to.deep.equal({ binary: bin, looked: ['$KUBE_APISERVER (unset)', bin] });
+      expect(findKubeApiserver({ KUBE_APISERVER: '/nonexistent/a' }, '/nonexistent/b'))
+        .to.deep.equal({ looked: ['$KUBE_APISERVER=/nonexistent/a', '/nonexistent/b'] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
