@@ -5,3 +5,4 @@ export { KubeTransport, KubeRequest, TransportOptions, isAbortError } from './tr
 export {
   GoneError, KubeApiError, KubeConfigError, KubeConnectionError, KubeProtocolError, KubeRequestTarget, KubeTimeoutError,
 } from './errors';
+export { AnnotationPrefixError, DEFAULT_ANNOTATION_PREFIX, FlannelAnnotations, flannelAnnotations } from './annotations';

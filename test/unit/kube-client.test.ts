@@ -11,8 +11,8 @@ import * as path from 'path';
 import { AddressInfo } from 'net';
 import { load } from 'js-yaml';
 import {
-  GoneError, KubeApiError, KubeClient, KubeConfig, KubeConfigError, KubeConnectionError, KubeProtocolError, KubeTimeoutError,
-  NodeWatchEvent, loadKubeConfig, parseKubeconfig,
+  AnnotationPrefixError, GoneError, KubeApiError, KubeClient, KubeConfig, KubeConfigError, KubeConnectionError, KubeProtocolError, KubeTimeoutError,
+  NodeWatchEvent, flannelAnnotations, loadKubeConfig, parseKubeconfig,
 } from '../../lib/kube';
 import { parseKubeconfigYaml } from '../../lib/kube/kubeconfig-yaml';
 import { findKubeApiserver } from '../harness/kube-apiserver';
@@ -406,5 +406,33 @@ describe('kube-apiserver harness', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('flanneld annotation names', () => {
+  it('are built from --kube-annotation-prefix as flanneld builds them', () => {
+    expect(flannelAnnotations()).to.deep.equal({
+      subnetKubeManaged: 'flannel.alpha.coreos.com/kube-subnet-manager',
+      backendData: 'flannel.alpha.coreos.com/backend-data',
+      backendV6Data: 'flannel.alpha.coreos.com/backend-v6-data',
+      backendType: 'flannel.alpha.coreos.com/backend-type',
+      publicIP: 'flannel.alpha.coreos.com/public-ip',
+      publicIPv6: 'flannel.alpha.coreos.com/public-ipv6',
+      publicIPOverwrite: 'flannel.alpha.coreos.com/public-ip-overwrite',
+      publicIPv6Overwrite: 'flannel.alpha.coreos.com/public-ipv6-overwrite',
+      nodePublicIP: 'flannel.alpha.coreos.com/node-public-ip',
+      nodePublicIPv6: 'flannel.alpha.coreos.com/node-public-ipv6',
+    });
+    expect(flannelAnnotations('example.com/net').backendData).to.equal('example.com/net-backend-data');
+    expect(flannelAnnotations('example.com/net-').backendData).to.equal('example.com/net-backend-data');
+    expect(flannelAnnotations('example.com/').publicIP).to.equal('example.com/public-ip');
+  });
+
+  it('refuse a prefix flanneld refuses, saying why', () => {
+    expect(() => flannelAnnotations('a.com/b/c')).to.throw(AnnotationPrefixError, 'may contain at most one "/"');
+    expect(() => flannelAnnotations('localhost')).to.throw(AnnotationPrefixError, 'must be a lowercase DNS name');
+    expect(() => flannelAnnotations('example.com/Net')).to.throw(AnnotationPrefixError, 'must be a lowercase DNS name');
+    // Unanchored at the start in flanneld too: only the tail has to match.
+    expect(flannelAnnotations('Foo.example.com').backendType).to.equal('Foo.example.com/backend-type');
   });
 });
