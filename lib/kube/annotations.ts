@@ -28,6 +28,8 @@ export interface FlannelAnnotations {
   /** Set by the operator: used as --public-ip(v6) at start (later flanneld). */
   readonly nodePublicIP: string;
   readonly nodePublicIPv6: string;
+  /** twill's own: the backends this node terminates (JSON, as TwillBackends in an etcd lease); flanneld ignores it. */
+  readonly twillBackends: string;
 }
 
 export class AnnotationPrefixError extends Error {
@@ -59,5 +61,6 @@ export function flannelAnnotations(prefix: string = DEFAULT_ANNOTATION_PREFIX): 
     publicIPv6Overwrite: `${p}public-ipv6-overwrite`,
     nodePublicIP: `${p}node-public-ip`,
     nodePublicIPv6: `${p}node-public-ipv6`,
+    twillBackends: `${p}twill-backends`,
   };
 }

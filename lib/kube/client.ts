@@ -107,6 +107,17 @@ export class KubeClient {
     return node(raw, target);
   }
 
+  /** The Node a Pod runs on (flanneld's way to its Node name when NODE_NAME is unset; RBAC: get pods). */
+  async getPod(namespace: string, name: string, signal?: AbortSignal): Promise<{ nodeName?: string }> {
+    const target = { verb: 'get', resource: 'pods', name: `${namespace}/${name}` };
+    const raw = await this.transport.request({
+      method: 'GET', path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`, target, signal,
+    });
+    const spec = (raw as { spec?: { nodeName?: unknown } } | null)?.spec;
+    if (!spec || typeof spec !== 'object') throw new KubeProtocolError(target, 'not a Pod: no spec');
+    return typeof spec.nodeName === 'string' && spec.nodeName ? { nodeName: spec.nodeName } : {};
+  }
+
   /** Every Node, page by page; a continue token that expired mid-way rejects with GoneError (list again). */
   async listNodes(signal?: AbortSignal): Promise<NodeList> {
     const target = { verb: 'list', resource: 'nodes' };

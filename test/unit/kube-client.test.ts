@@ -422,6 +422,7 @@ describe('flanneld annotation names', () => {
       publicIPv6Overwrite: 'flannel.alpha.coreos.com/public-ipv6-overwrite',
       nodePublicIP: 'flannel.alpha.coreos.com/node-public-ip',
       nodePublicIPv6: 'flannel.alpha.coreos.com/node-public-ipv6',
+      twillBackends: 'flannel.alpha.coreos.com/twill-backends',
     });
     expect(flannelAnnotations('example.com/net').backendData).to.equal('example.com/net-backend-data');
     expect(flannelAnnotations('example.com/net-').backendData).to.equal('example.com/net-backend-data');

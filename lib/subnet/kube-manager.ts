@@ -1,0 +1,192 @@
+/**
+ * The subnet manager for `--kube-subnet-mgr`: Kubernetes Nodes instead of
+ * etcd, compatible with flanneld's (docs/flanneld-kube-mode.md).
+ *
+ * - The node's name: $NODE_NAME, else the Pod $POD_NAMESPACE/$POD_NAME's
+ *   spec.nodeName.
+ * - The network config: the `--net-config-path` file, watched (flanneld
+ *   reads it once) so that a changed ConfigMap migrates live.
+ * - The lease: the own Node's podCIDR (it must lie inside Network), and the
+ *   lease attributes as flanneld's annotations, written by a strategic
+ *   merge patch of nodes/<name>/status holding only what differs, and only
+ *   when something does. While the Node has no podCIDR the manager waits
+ *   (one log line) where flanneld fails.
+ * - The leases: every Node, listed and watched (kube-lease-watcher.ts).
+ *
+ * A Kubernetes "lease" never expires: it lives as long as the Node.
+ */
+import { setTimeout as sleep } from 'timers/promises';
+import type { NetworkConfig } from '../config';
+import type { Log } from '../observe/logger';
+import type { FlannelAnnotations, KubeClient, KubeNode } from '../kube';
+import { isAbortError } from '../kube';
+import type { Lease, LeaseAttrs } from './lease';
+import type { LeaseView, LeaseWatcherHooks } from './lease-watcher';
+import type { NetworkConfigWatch, NetworkConfigWatchHooks, SubnetManager } from './manager';
+import type { PreviousSubnets } from './subnet-file';
+import { formatSubnetKey } from './lease-codec';
+import { annotationDiff, leaseAnnotations, nodeSubnets, outsideNetworkMessage } from './kube-lease';
+import { KubeLeaseWatcher } from './kube-lease-watcher';
+import { NetConfFile } from './net-conf-file';
+
+/** How the agent names its Node, as flanneld reads it from the environment. */
+export type NodeIdentity = { readonly nodeName: string } | { readonly podName: string; readonly podNamespace: string };
+
+export interface KubeManagerOptions {
+  readonly client: KubeClient;
+  readonly annotations: FlannelAnnotations;
+  readonly identity: NodeIdentity;
+  readonly netConfPath: string;
+  readonly log: Log;
+  /** How often a Node without a podCIDR is looked at again (default 2 s). */
+  readonly podCidrPollMs?: number;
+}
+
+/** A configuration fault that waiting cannot cure (the agent exits with it). */
+export class KubeSetupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KubeSetupError';
+  }
+}
+
+export class KubeSubnetManager implements SubnetManager {
+  readonly store = 'the Kubernetes API';
+  private readonly netConf: NetConfFile;
+  private readonly abort = new AbortController();
+  private nodeName?: string;
+  private own?: Lease;
+  private watcher?: KubeLeaseWatcher;
+  private readonly configWatches = new Set<NetworkConfigWatch>();
+
+  constructor(private readonly opts: KubeManagerOptions) {
+    this.netConf = new NetConfFile(opts.netConfPath);
+  }
+
+  get configSource(): string {
+    return this.opts.netConfPath;
+  }
+
+  readNetworkConfig(): Promise<{ text: string; revision: bigint } | undefined> {
+    return this.netConf.read();
+  }
+
+  ownLease(): Lease | undefined {
+    return this.own;
+  }
+
+  /** Never: the lease lasts as long as the Node. */
+  leaseExpiry(): Date | undefined {
+    return undefined;
+  }
+
+  async acquireLease(config: NetworkConfig, attrs: LeaseAttrs, _previous: PreviousSubnets): Promise<Lease> {
+    const name = await this.resolveNodeName();
+    const node = await this.nodeWithPodCidr(name);
+    const { subnet, ipv6Subnet } = nodeSubnets(node);
+    if (!subnet) throw new KubeSetupError(`Node "${name}" has no IPv4 podCIDR (${JSON.stringify(node.spec.podCIDRs ?? node.spec.podCIDR)}); twill needs one`);
+    if (config.network && !config.network.covers(subnet)) throw new KubeSetupError(outsideNetworkMessage(name, config, subnet));
+    if (ipv6Subnet && config.ipv6Network && !config.ipv6Network.covers(ipv6Subnet)) {
+      throw new KubeSetupError(`subnet "${config.ipv6Network.toString()}" specified in the flannel net config doesn't contain "${ipv6Subnet.toString()}" IPv6 PodCIDR of the "${name}" node`);
+    }
+    const v6 = ipv6Subnet && config.enableIPv6 ? ipv6Subnet : undefined;
+    const patched = await this.publish(name, node, attrs);
+    this.own = {
+      key: formatSubnetKey({ subnet, ipv6Subnet: v6 }),
+      subnet,
+      ...(v6 ? { ipv6Subnet: v6 } : {}),
+      attrs,
+      modRevision: revisionOf(patched),
+    };
+    return this.own;
+  }
+
+  async updateLeaseAttrs(attrs: LeaseAttrs): Promise<void> {
+    const own = this.own;
+    const name = this.nodeName;
+    if (!own || !name) throw new Error('no lease yet: acquireLease first');
+    const node = await this.opts.client.getNode(name, this.abort.signal);
+    const patched = await this.publish(name, node, attrs);
+    this.own = { ...own, attrs, modRevision: revisionOf(patched) };
+  }
+
+  async watchLeases(config: NetworkConfig, hooks: LeaseWatcherHooks): Promise<LeaseView> {
+    if (this.abort.signal.aborted) throw new Error('the subnet manager is closed; cannot watch the Nodes');
+    const watcher = new KubeLeaseWatcher(this.opts.client, this.opts.annotations, config, hooks);
+    this.watcher = watcher;
+    await watcher.start();
+    return watcher;
+  }
+
+  async watchNetworkConfig(fromRevision: bigint, hooks: NetworkConfigWatchHooks): Promise<NetworkConfigWatch> {
+    if (this.abort.signal.aborted) throw new Error('the subnet manager is closed; cannot watch the network config');
+    const w = this.netConf.watch(fromRevision, hooks);
+    const watch: NetworkConfigWatch = {
+      stop: async () => {
+        this.configWatches.delete(watch);
+        await w.stop();
+      },
+    };
+    this.configWatches.add(watch);
+    return watch;
+  }
+
+  /** Stops watches and waits; the annotations stay on the Node, so a restart finds them. */
+  async close(): Promise<void> {
+    this.abort.abort();
+    await Promise.all([...this.configWatches].map((w) => w.stop()));
+    await this.watcher?.stop();
+    this.opts.client.close();
+  }
+
+  private async resolveNodeName(): Promise<string> {
+    if (this.nodeName) return this.nodeName;
+    const id = this.opts.identity;
+    if ('nodeName' in id) {
+      this.nodeName = id.nodeName;
+      return id.nodeName;
+    }
+    const pod = await this.opts.client.getPod(id.podNamespace, id.podName, this.abort.signal);
+    if (!pod.nodeName) throw new KubeSetupError(`Pod ${id.podNamespace}/${id.podName} has no spec.nodeName; set NODE_NAME instead`);
+    this.nodeName = pod.nodeName;
+    return pod.nodeName;
+  }
+
+  /**
+   * The Node, once it has a podCIDR. flanneld fails at once when it has
+   * none; the node IPAM controller may simply not have got to it yet, so
+   * this waits, saying so once.
+   */
+  private async nodeWithPodCidr(name: string): Promise<KubeNode> {
+    let said = false;
+    for (;;) {
+      const node = await this.opts.client.getNode(name, this.abort.signal);
+      if (node.spec.podCIDR || (node.spec.podCIDRs && node.spec.podCIDRs.length > 0)) {
+        if (said) this.opts.log.info(`Node "${name}" has podCIDR ${node.spec.podCIDRs?.join(',') || node.spec.podCIDR}; continuing`);
+        return node;
+      }
+      if (!said) {
+        this.opts.log.warn(`waiting for Node "${name}" to be assigned a podCIDR (spec.podCIDR is empty; is kube-controller-manager running with --allocate-node-cidrs?)`);
+        said = true;
+      }
+      try {
+        await sleep(this.opts.podCidrPollMs ?? 2000, undefined, { signal: this.abort.signal });
+      } catch (err) {
+        if (isAbortError(err)) throw new Error('the subnet manager was closed while waiting for a podCIDR');
+        throw err;
+      }
+    }
+  }
+
+  /** Writes the annotations that differ (none: no API call), as flanneld does; returns the Node as it is now. */
+  private async publish(name: string, node: KubeNode, attrs: LeaseAttrs): Promise<KubeNode> {
+    const diff = annotationDiff(leaseAnnotations(attrs, this.opts.annotations, node.metadata.annotations), node.metadata.annotations);
+    if (Object.keys(diff).length === 0) return node;
+    return this.opts.client.patchNodeStatus(name, { metadata: { annotations: diff } }, 'strategic', this.abort.signal);
+  }
+}
+
+function revisionOf(node: KubeNode): bigint {
+  return /^\d{1,19}$/.test(node.metadata.resourceVersion) ? BigInt(node.metadata.resourceVersion) : 0n;
+}
+
