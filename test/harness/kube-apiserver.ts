@@ -1,5 +1,5 @@
 /**
- * A real kube-apiserver for tests, on 127.0.0.1 with its own temporary etcd
+ * A real kube-apiserver for tests, on 127.0.0.1 (or `bindAddress`) with its own temporary etcd
  * (etcd.ts), RBAC authorization and three identities, each with a
  * kubeconfig file:
  *
@@ -54,7 +54,7 @@ export interface NodeSpecInput {
 }
 
 export interface KubeApiServer {
-  /** https://127.0.0.1:<port> */
+  /** https://<bindAddress>:<port> */
   readonly url: string;
   readonly adminKubeconfig: string;
   readonly restrictedKubeconfig: string;
@@ -80,6 +80,13 @@ export interface KubeApiserverOptions {
    * has dropped the events, which takes many events and over 75 s.
    */
   readonly nodeWatchCache?: boolean;
+  /**
+   * The address to listen on (default 127.0.0.1). Agents in node namespaces
+   * cannot reach the host's 127.0.0.1: give them the underlay bridge's
+   * address, as TwillCluster does for etcd. The server certificate and the
+   * kubeconfig files follow it.
+   */
+  readonly bindAddress?: string;
 }
 
 export async function startKubeApiserver(binary: string, opts: KubeApiserverOptions = {}): Promise<KubeApiServer> {
@@ -107,7 +114,8 @@ export async function startKubeApiserver(binary: string, opts: KubeApiserverOpti
   };
 
   try {
-    [etcd, pki] = await Promise.all([startEtcd(), createTestPki()]);
+    const bind = opts.bindAddress ?? '127.0.0.1';
+    [etcd, pki] = await Promise.all([startEtcd(), createTestPki({ serverIps: [bind] })]);
     const saKey = path.join(dir, 'sa.key');
     const saPub = path.join(dir, 'sa.pub');
     await run(['openssl', 'ecparam', '-genkey', '-name', 'prime256v1', '-noout', '-out', saKey], { timeoutMs: 20_000 });
@@ -119,13 +127,13 @@ export async function startKubeApiserver(binary: string, opts: KubeApiserverOpti
     writeFileSync(tokens, `${adminToken},twill-admin,twill-admin,system:masters\n${restrictedToken},twill-restricted,twill-restricted,${RESTRICTED_GROUP}\n`, { mode: 0o600 });
 
     const port = await freePort();
-    const url = `https://127.0.0.1:${port}`;
+    const url = `https://${bind}:${port}`;
     const args = [
       `--etcd-servers=${etcd.endpoint}`,
       '--service-account-issuer=https://kubernetes.default.svc',
       `--service-account-key-file=${saPub}`, `--service-account-signing-key-file=${saKey}`,
       '--service-cluster-ip-range=10.96.0.0/16',
-      `--secure-port=${port}`, '--bind-address=127.0.0.1',
+      `--secure-port=${port}`, `--bind-address=${bind}`,
       `--tls-cert-file=${pki.server.cert}`, `--tls-private-key-file=${pki.server.key}`,
       `--client-ca-file=${pki.caCert}`,
       `--cert-dir=${path.join(dir, 'certs')}`,
