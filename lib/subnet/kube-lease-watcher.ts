@@ -28,6 +28,9 @@ import { Backoff } from './backoff';
 /** A watch the server ends sooner than this after it opened counts as a failure (backoff), so a server that closes at once is not hammered. */
 const SHORT_WATCH_MS = 1000;
 
+/** The calls the watcher makes (a KubeClient; tests give a scripted one). */
+export type NodeSource = Pick<KubeClient, 'listNodes' | 'watchNodes'>;
+
 export class KubeLeaseWatcher implements LeaseView {
   private readonly byNode = new Map<string, Lease>();
   private readonly byKey = new Map<string, Lease>();
@@ -42,7 +45,7 @@ export class KubeLeaseWatcher implements LeaseView {
   private connected = true;
 
   constructor(
-    private readonly client: KubeClient,
+    private readonly client: NodeSource,
     private readonly names: FlannelAnnotations,
     private readonly config: NetworkConfig,
     private readonly hooks: LeaseWatcherHooks,

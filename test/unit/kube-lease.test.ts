@@ -3,10 +3,12 @@ import { mkdtempSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync 
 import * as os from 'os';
 import * as path from 'path';
 import { parseNetworkConfig } from '../../lib/config';
-import { flannelAnnotations, type KubeNode } from '../../lib/kube';
+import { flannelAnnotations, GoneError, KubeConnectionError, type KubeNode, type NodeWatchEvent, type WatchEnd } from '../../lib/kube';
+import { KubeLeaseWatcher } from '../../lib/subnet/kube-lease-watcher';
+import { Backoff } from '../../lib/subnet/backoff';
 import { annotationDiff, leaseAnnotations, NodeSkip, nodeToLease } from '../../lib/subnet/kube-lease';
 import { NetConfFile } from '../../lib/subnet/net-conf-file';
-import type { LeaseAttrs } from '../../lib/subnet/lease';
+import type { LeaseAttrs, LeaseEvent } from '../../lib/subnet/lease';
 import { waitFor } from '../harness/wait';
 
 const names = flannelAnnotations();
@@ -127,6 +129,108 @@ describe('the net-conf file', () => {
       expect(seen[1]).to.equal(undefined);
     } finally {
       await watch.stop();
+    }
+  });
+});
+
+describe('the Node watch as leases (scripted API)', () => {
+  const managed = (ip: string): Record<string, string> => ({
+    [names.subnetKubeManaged]: 'true', [names.publicIP]: ip, [names.backendType]: 'host-gw', [names.backendData]: 'null',
+  });
+  const n = (name: string, cidr: string, ip: string): KubeNode => node(name, managed(ip), cidr);
+  const target = { verb: 'watch', resource: 'nodes' };
+
+  /** A Node API whose answers the test scripts, one list or watch call at a time. */
+  class Scripted {
+    lists: (() => Promise<{ items: KubeNode[]; resourceVersion: string }>)[] = [];
+    watches: ((onEvent: (e: NodeWatchEvent) => void, signal: AbortSignal) => Promise<WatchEnd>)[] = [];
+    calls: string[] = [];
+    listNodes = (): Promise<{ items: KubeNode[]; resourceVersion: string }> => {
+      this.calls.push('list');
+      const next = this.lists.shift();
+      return next ? next() : Promise.reject(new Error('no more lists scripted'));
+    };
+    watchNodes = (rv: string, onEvent: (e: NodeWatchEvent) => void, signal: AbortSignal): Promise<WatchEnd> => {
+      this.calls.push(`watch ${rv}`);
+      const next = this.watches.shift();
+      // Unscripted: a watch that stays open until stopped.
+      return next ? next(onEvent, signal) : new Promise((resolve) => signal.addEventListener('abort', () => resolve({ reason: 'aborted', resourceVersion: rv })));
+    };
+  }
+
+  async function watcherOn(api: Scripted) {
+    const events: LeaseEvent[] = [];
+    const warnings: string[] = [];
+    const connectivity: boolean[] = [];
+    const w = new KubeLeaseWatcher(api, names, config, {
+      onEvents: (e) => events.push(...e), onWarning: (m) => warnings.push(m), onConnectivity: (up) => connectivity.push(up),
+    }, new Backoff(5, 20));
+    await w.start();
+    const subnets = () => [...w.leases().values()].map((l) => l.subnet.toString()).sort();
+    return { w, events, warnings, connectivity, subnets };
+  }
+
+  it('lists again after a 410 and applies what changed meanwhile', async () => {
+    const api = new Scripted();
+    api.lists.push(async () => ({ items: [n('a', '10.244.1.0/24', '198.18.0.1'), n('b', '10.244.2.0/24', '198.18.0.2')], resourceVersion: '10' }));
+    api.watches.push(async () => {
+      throw new GoneError(target, 'too old resource version: 10 (20)');
+    });
+    api.lists.push(async () => ({ items: [n('a', '10.244.1.0/24', '198.18.0.1'), n('c', '10.244.3.0/24', '198.18.0.3')], resourceVersion: '30' }));
+    const { w, events, connectivity, subnets } = await watcherOn(api);
+    try {
+      await waitFor('the re-list', () => api.calls.includes('watch 30'), 2000, 5);
+      expect(api.calls).to.deep.equal(['list', 'watch 10', 'list', 'watch 30']);
+      expect(subnets()).to.deep.equal(['10.244.1.0/24', '10.244.3.0/24']);
+      expect(events.map((e) => `${e.type} ${e.lease.subnet.toString()}`)).to.deep.equal([
+        'added 10.244.1.0/24', 'added 10.244.2.0/24', 'removed 10.244.2.0/24', 'added 10.244.3.0/24',
+      ]);
+      expect(connectivity, 'a 410 is not an outage').to.deep.equal([]);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('reports a dropped API server once, retries without a word per retry, and lists again when it answers', async () => {
+    const api = new Scripted();
+    api.lists.push(async () => ({ items: [n('a', '10.244.1.0/24', '198.18.0.1')], resourceVersion: '10' }));
+    const down = new KubeConnectionError(target, 'https://127.0.0.1:1', undefined, 'connect ECONNREFUSED');
+    api.watches.push(async () => {
+      throw down;
+    });
+    for (let k = 0; k < 5; k++) api.lists.push(() => Promise.reject(down));
+    api.lists.push(async () => ({ items: [n('a', '10.244.1.0/24', '198.18.0.9')], resourceVersion: '50' }));
+    const { w, events, warnings, connectivity } = await watcherOn(api);
+    try {
+      await waitFor('the watch from the new listing', () => api.calls.includes('watch 50'), 3000, 5);
+      expect(connectivity).to.deep.equal([false, true]);
+      expect(warnings).to.deep.equal([]);
+      expect(events.map((e) => e.type)).to.deep.equal(['added', 'changed']);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('applies watch events: a heartbeat changes nothing, a deletion removes the lease, a shared podCIDR goes to the first Node', async () => {
+    const api = new Scripted();
+    api.lists.push(async () => ({ items: [n('a', '10.244.1.0/24', '198.18.0.1')], resourceVersion: '10' }));
+    let send: (e: NodeWatchEvent) => void = () => undefined;
+    api.watches.push((onEvent, signal) => {
+      send = onEvent;
+      return new Promise((resolve) => signal.addEventListener('abort', () => resolve({ reason: 'aborted', resourceVersion: '10' })));
+    });
+    const { w, events, warnings, subnets } = await watcherOn(api);
+    try {
+      await waitFor('the watch', () => api.calls.length === 2, 1000, 5);
+      send({ type: 'MODIFIED', node: n('a', '10.244.1.0/24', '198.18.0.1') });
+      send({ type: 'ADDED', node: n('dup', '10.244.1.0/24', '198.18.0.7') });
+      expect(warnings).to.deep.equal(['skipping Node "dup": its podCIDR 10.244.1.0/24 is Node "a"\'s too']);
+      send({ type: 'DELETED', node: n('a', '10.244.1.0/24', '198.18.0.1') });
+      expect(subnets()).to.deep.equal(['10.244.1.0/24']);
+      expect([...w.leases().values()][0].attrs.publicIP).to.equal('198.18.0.7');
+      expect(events.map((e) => `${e.type} ${e.lease.attrs.publicIP}`)).to.deep.equal(['added 198.18.0.1', 'removed 198.18.0.1', 'added 198.18.0.7']);
+    } finally {
+      await w.stop();
     }
   });
 });
