@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { findKubeApiserver, KubeApiServer, startKubeApiserver } from '../harness/kube-apiserver';
-import { flannelAnnotations, KubeClient } from '../../lib/kube';
+import { flannelAnnotations, KubeApiError, KubeClient } from '../../lib/kube';
 import { parseNetworkConfig } from '../../lib/config';
 import { KubeSubnetManager, KubeSetupError } from '../../lib/subnet/kube-manager';
 import type { LeaseAttrs, LeaseEvent } from '../../lib/subnet/lease';
@@ -110,6 +110,16 @@ describe('KubeSubnetManager (real kube-apiserver)', function () {
     expect((err as Error).message).to.equal('subnet "10.244.0.0/16" specified in the flannel net config doesn\'t contain "10.9.0.0/24" PodCIDR of the "m3" node');
   });
 
+  it('says which RBAC rule is missing when the identity may read Nodes but not patch nodes/status', async () => {
+    await api!.createNode('m4', { podCIDR: '10.244.4.0/24' });
+    const client = new KubeClient(api!.client('restricted').transport.config, { requestTimeoutMs: 10_000 });
+    const m = new KubeSubnetManager({ client, annotations: names, identity: { nodeName: 'm4' }, netConfPath: path.join(dir, 'net-conf.json'), log: memoryLog() });
+    managers.push(m);
+    const err = await m.acquireLease(config, attrs, {}).then(() => undefined, (e: unknown) => e);
+    expect(err).to.be.instanceOf(KubeApiError);
+    expect((err as Error).message).to.match(/^the Kubernetes API refused to patch nodes\/status "m4": 403 Forbidden: .*cannot patch resource "nodes\/status".*\(RBAC: the ClusterRole bound to this identity must allow "patch" on "nodes\/status"\)/);
+  });
+
   it('watches every Node as leases: added, skipped with one warning each, deleted', async () => {
     const m = manager('m1');
     const events: LeaseEvent[] = [];
@@ -118,20 +128,23 @@ describe('KubeSubnetManager (real kube-apiserver)', function () {
     const subnets = () => [...view.leases().values()].map((l) => l.subnet.toString()).sort();
     expect(subnets()).to.deep.equal(['10.244.1.0/24', '10.244.2.0/24']);
     // m3's agent refused its podCIDR above, so it never wrote an annotation.
-    expect(warnings).to.deep.equal(['skipping Node "m3": it has no annotations (no flannel-compatible agent has run on it yet)']);
+    expect(warnings).to.deep.equal([
+      'skipping Node "m3": it has no annotations (no flannel-compatible agent has run on it yet)',
+      'skipping Node "m4": it has no annotations (no flannel-compatible agent has run on it yet)',
+    ]);
     await api!.createNode('bare', { podCIDR: '10.244.7.0/24' });
     await api!.createNode('broken', {
       podCIDR: '10.244.8.0/24',
       annotations: { [names.subnetKubeManaged]: 'true', [names.publicIP]: '198.18.0.8', [names.backendType]: 'vxlan', [names.backendData]: '{"VNI":1,' },
     });
-    await waitFor('two more warnings', () => warnings.length === 3, 5000);
-    expect(warnings[1]).to.equal('skipping Node "bare": it has no annotations (no flannel-compatible agent has run on it yet)');
-    expect(warnings[2]).to.match(/^skipping Node "broken": its annotation flannel.alpha.coreos.com\/backend-data is not JSON/);
+    await waitFor('two more warnings', () => warnings.length === 4, 5000);
+    expect(warnings[2]).to.equal('skipping Node "bare": it has no annotations (no flannel-compatible agent has run on it yet)');
+    expect(warnings[3]).to.match(/^skipping Node "broken": its annotation flannel.alpha.coreos.com\/backend-data is not JSON/);
     // An update of a skipped Node that leaves it broken is not warned about again.
     await api!.admin.patchNodeMetadata('broken', { labels: { touched: 'yes' } });
     await api!.admin.patchNodeStatus('broken', { metadata: { annotations: { [names.backendData]: '{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:48"}' } } });
     await waitFor('the fixed Node to become a lease', () => subnets().includes('10.244.8.0/24'), 5000);
-    expect(warnings).to.have.length(3);
+    expect(warnings).to.have.length(4);
     await api!.deleteNode('m2');
     await waitFor('the deleted Node\'s lease to go', () => !subnets().includes('10.244.2.0/24'), 5000);
     expect(events.filter((e) => e.type === 'removed').map((e) => e.lease.subnet.toString())).to.deep.equal(['10.244.2.0/24']);
