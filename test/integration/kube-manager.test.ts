@@ -110,6 +110,19 @@ describe('KubeSubnetManager (real kube-apiserver)', function () {
     expect((err as Error).message).to.equal('subnet "10.244.0.0/16" specified in the flannel net config doesn\'t contain "10.9.0.0/24" PodCIDR of the "m3" node');
   });
 
+  it("finds its Node through the Pod's spec.nodeName when only POD_NAME and POD_NAMESPACE are set", async () => {
+    const t = api!.admin.transport;
+    // No controller-manager runs here, so the namespace's default service account the Pod admission wants is made by hand.
+    await t.request({ method: 'POST', path: '/api/v1/namespaces/default/serviceaccounts', target: { verb: 'create', resource: 'serviceaccounts' },
+      body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } } }).catch(() => undefined);
+    await t.request({ method: 'POST', path: '/api/v1/namespaces/default/pods', target: { verb: 'create', resource: 'pods' },
+      body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'twill-abc' }, spec: { nodeName: 'm1', containers: [{ name: 'twill', image: 'twill:test' }] } } });
+    const client = new KubeClient(api!.admin.transport.config, { requestTimeoutMs: 10_000 });
+    const m = new KubeSubnetManager({ client, annotations: names, identity: { podName: 'twill-abc', podNamespace: 'default' }, netConfPath: path.join(dir, 'net-conf.json'), log: memoryLog() });
+    managers.push(m);
+    expect((await m.acquireLease(config, attrs, {})).subnet.toString()).to.equal('10.244.1.0/24');
+  });
+
   it('says which RBAC rule is missing when the identity may read Nodes but not patch nodes/status', async () => {
     await api!.createNode('m4', { podCIDR: '10.244.4.0/24' });
     const client = new KubeClient(api!.client('restricted').transport.config, { requestTimeoutMs: 10_000 });
