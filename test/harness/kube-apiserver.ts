@@ -68,6 +68,10 @@ export interface KubeApiServer {
   deleteNode(name: string): Promise<void>;
   /** The API server's output so far, for assertion messages. */
   logs(): string;
+  /** Stops the API server (an outage); its etcd, port and credentials stay for start(). */
+  stop(): Promise<void>;
+  /** Starts it again after stop(), on the same address; resolves when it is ready. */
+  start(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -97,8 +101,8 @@ export async function startKubeApiserver(binary: string, opts: KubeApiserverOpti
   let proc: ChildProcess | undefined;
   let output = '';
 
-  const destroy = async (): Promise<void> => {
-    for (const c of clients.splice(0)) c.close();
+  /** Ends the API server process (by its PID); etcd and the files stay. */
+  const stopProcess = async (): Promise<void> => {
     const child = proc;
     proc = undefined;
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -108,6 +112,11 @@ export async function startKubeApiserver(binary: string, opts: KubeApiserverOpti
       await exited;
       clearTimeout(timer);
     }
+  };
+
+  const destroy = async (): Promise<void> => {
+    for (const c of clients.splice(0)) c.close();
+    await stopProcess();
     await etcd?.destroy();
     pki?.destroy();
     rmSync(dir, { recursive: true, force: true });
@@ -143,14 +152,18 @@ export async function startKubeApiserver(binary: string, opts: KubeApiserverOpti
       '--profiling=false', '--v=1',
       ...(opts.nodeWatchCache === false ? ['--watch-cache-sizes=nodes#0'] : []),
     ];
-    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    proc = child;
     const keep = (d: Buffer): void => {
       output = (output + d.toString()).slice(-20_000);
     };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    child.on('error', (err) => keep(Buffer.from(`spawn failed: ${err.message}\n`)));
+    const launch = (): ChildProcess => {
+      const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      proc = child;
+      child.stdout?.on('data', keep);
+      child.stderr?.on('data', keep);
+      child.on('error', (err) => keep(Buffer.from(`spawn failed: ${err.message}\n`)));
+      return child;
+    };
+    const child = launch();
 
     const adminKubeconfig = writeKubeconfig(dir, 'admin', url, pki.caCert, { token: adminToken });
     const restrictedKubeconfig = writeKubeconfig(dir, 'restricted', url, pki.caCert, { token: restrictedToken });
@@ -187,6 +200,11 @@ export async function startKubeApiserver(binary: string, opts: KubeApiserverOpti
         });
       },
       logs: () => output,
+      stop: stopProcess,
+      async start() {
+        if (proc) return;
+        await waitReady(admin, launch(), () => output);
+      },
       destroy,
     };
     return server;
