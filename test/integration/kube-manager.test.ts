@@ -5,7 +5,8 @@
  * saying where it looked, when the binary is not there.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { loadAll } from 'js-yaml';
 import * as os from 'os';
 import * as path from 'path';
 import { findKubeApiserver, KubeApiServer, startKubeApiserver } from '../harness/kube-apiserver';
@@ -161,6 +162,31 @@ describe('KubeSubnetManager (real kube-apiserver)', function () {
     await api!.deleteNode('m2');
     await waitFor('the deleted Node\'s lease to go', () => !subnets().includes('10.244.2.0/24'), 5000);
     expect(events.filter((e) => e.type === 'removed').map((e) => e.lease.subnet.toString())).to.deep.equal(['10.244.2.0/24']);
+    await view.stop();
+  });
+
+  it("lets an identity bound to the manifest's ClusterRole (besides reading Nodes) find its Pod, acquire, publish and watch (manifests/kubernetes/twill-kube.yaml)", async () => {
+    const docs = loadAll(readFileSync(path.join(__dirname, '../../../manifests/kubernetes/twill-kube.yaml'), 'utf8')) as { kind?: string; rules?: unknown }[];
+    const rules = docs.find((d) => d?.kind === 'ClusterRole')?.rules;
+    const t = api!.admin.transport;
+    await t.request({ method: 'POST', path: '/apis/rbac.authorization.k8s.io/v1/clusterroles', target: { verb: 'create', resource: 'clusterroles' },
+      body: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'twill-manifest' }, rules } });
+    // The certificate identity (CN twill-node) gets the manifest's role alone on top of reading Nodes, which it holds already.
+    await t.request({ method: 'POST', path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', target: { verb: 'create', resource: 'clusterrolebindings' },
+      body: {
+        apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'twill-manifest' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'twill-manifest' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'twill-node' }],
+      } });
+    const client = new KubeClient(api!.client('cert').transport.config, { requestTimeoutMs: 10_000 });
+    const m = new KubeSubnetManager({ client, annotations: names, identity: { podName: 'twill-abc', podNamespace: 'default' }, netConfPath: path.join(dir, 'net-conf.json'), log: memoryLog() });
+    managers.push(m);
+    // RBAC learns of the binding through its own watch: the first attempts may still be refused.
+    const lease = await waitFor('the manifest role to take effect', () => m.acquireLease(config, { ...attrs, publicIP: '198.18.0.11' }, {}).catch(() => undefined), 10_000, 200);
+    expect(lease?.subnet.toString()).to.equal('10.244.1.0/24');
+    expect((await api!.admin.getNode('m1')).metadata.annotations[names.publicIP]).to.equal('198.18.0.11');
+    const view = await m.watchLeases(config, { onEvents: () => undefined, onWarning: () => undefined });
+    expect(view.leases().size).to.be.greaterThan(0);
     await view.stop();
   });
 });
