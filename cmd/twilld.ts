@@ -39,8 +39,9 @@ async function main(): Promise<number> {
   let agent: Agent | undefined;
   let made: { manager: SubnetManager; configKey: string; close: () => void };
   try {
-    made = flags.kubeSubnetMgr ? kubeManager(flags, log) : etcdManager(flags, log, (lease, previous) => agent?.ownLeaseChanged(lease, previous)
-      .catch((err: Error) => log.error('cannot publish the re-acquired lease', { error: err.message })));
+    const onOwnLeaseChanged = (lease: Lease, previous: Lease): void => void agent?.ownLeaseChanged(lease, previous)
+      .catch((err: Error) => log.error('cannot publish the re-acquired lease', { error: err.message }));
+    made = flags.kubeSubnetMgr ? kubeManager(flags, log, onOwnLeaseChanged) : etcdManager(flags, log, onOwnLeaseChanged);
   } catch (err) {
     process.stderr.write(`twilld: ${(err as Error).message}\n`);
     return 2;
@@ -117,7 +118,7 @@ function etcdManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Le
 }
 
 /** --kube-subnet-mgr: the Node's podCIDR and annotations, the network config from --net-config-path. */
-function kubeManager(flags: DaemonFlags, log: Log): { manager: SubnetManager; configKey: string; close: () => void } {
+function kubeManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Lease, previous: Lease) => void): { manager: SubnetManager; configKey: string; close: () => void } {
   const config = loadKubeConfig({ kubeconfigFile: flags.kubeconfigFile, apiUrl: flags.kubeApiUrl });
   const client = new KubeClient(config);
   log.info('using the Kubernetes API', { server: client.server, credentials: config.source });
@@ -127,6 +128,7 @@ function kubeManager(flags: DaemonFlags, log: Log): { manager: SubnetManager; co
     identity: flags.nodeIdentity!,
     netConfPath: flags.netConfigPath,
     log,
+    onOwnLeaseChanged,
   });
   return { manager, configKey: flags.netConfigPath, close: () => client.close() };
 }

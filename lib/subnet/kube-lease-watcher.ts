@@ -50,6 +50,8 @@ export class KubeLeaseWatcher implements LeaseView {
     private readonly config: NetworkConfig,
     private readonly hooks: LeaseWatcherHooks,
     private readonly backoff = new Backoff(500, 30_000),
+    /** This node's own Node, handed over as each version of it arrives (undefined: deleted or not listed). */
+    private readonly own?: { readonly name: string; onNode(node: KubeNode | undefined): void },
   ) {}
 
   /** Resolves once the first listing is applied; until then list failures are retried (reported once). Rejects only if stopped first. */
@@ -116,6 +118,10 @@ export class KubeLeaseWatcher implements LeaseView {
     for (const name of [...this.collided.keys()]) if (!listed.has(name)) this.collided.delete(name);
     for (const node of items) events.push(...this.applyNode(node));
     this.emit(events);
+    if (this.own) {
+      const own = this.own;
+      this.call(() => own.onNode(items.find((n) => n.metadata.name === own.name)));
+    }
   }
 
   /** Never throws: the client would end the watch with it. */
@@ -123,6 +129,8 @@ export class KubeLeaseWatcher implements LeaseView {
     if (ev.type === 'BOOKMARK') return;
     try {
       this.emit(ev.type === 'DELETED' ? this.forget(ev.node.metadata.name) : this.applyNode(ev.node));
+      const own = this.own;
+      if (own && ev.node.metadata.name === own.name) this.call(() => own.onNode(ev.type === 'DELETED' ? undefined : ev.node));
     } catch (err) {
       this.call(() => this.hooks.onWarning(`cannot apply a Node ${ev.type} event: ${(err as Error).message}`));
     }

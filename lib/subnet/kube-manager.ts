@@ -40,6 +40,8 @@ export interface KubeManagerOptions {
   readonly log: Log;
   /** How often a Node without a podCIDR is looked at again (default 2 s). */
   readonly podCidrPollMs?: number;
+  /** The own Node came back with another podCIDR (deleted and registered again): the agent publishes the new subnet. */
+  readonly onOwnLeaseChanged?: (lease: Lease, previous: Lease) => void;
 }
 
 /** A configuration fault that waiting cannot cure (the agent exits with it). */
@@ -56,6 +58,13 @@ export class KubeSubnetManager implements SubnetManager {
   private readonly abort = new AbortController();
   private nodeName?: string;
   private own?: Lease;
+  /** The attributes to publish: ahead of `own.attrs` while a patch is on its way or failed (own.attrs is what the agent compares with). */
+  private desired?: LeaseAttrs;
+  /** The own Node as last seen by the watch. */
+  private ownNode?: KubeNode;
+  /** Patches of the own Node, one at a time, so an older one never lands after a newer one. */
+  private publishing: Promise<unknown> = Promise.resolve();
+  private saidDeleted = false;
   private watcher?: KubeLeaseWatcher;
   private readonly configWatches = new Set<NetworkConfigWatch>();
 
@@ -90,7 +99,8 @@ export class KubeSubnetManager implements SubnetManager {
       throw new KubeSetupError(`subnet "${config.ipv6Network.toString()}" specified in the flannel net config doesn't contain "${ipv6Subnet.toString()}" IPv6 PodCIDR of the "${name}" node`);
     }
     const v6 = ipv6Subnet && config.enableIPv6 ? ipv6Subnet : undefined;
-    const patched = await this.publish(name, node, attrs);
+    this.desired = attrs;
+    const patched = await this.serially(() => this.publish(name, node, attrs));
     this.own = {
       key: formatSubnetKey({ subnet, ipv6Subnet: v6 }),
       subnet,
@@ -105,14 +115,15 @@ export class KubeSubnetManager implements SubnetManager {
     const own = this.own;
     const name = this.nodeName;
     if (!own || !name) throw new Error('no lease yet: acquireLease first');
-    const node = await this.opts.client.getNode(name, this.abort.signal);
-    const patched = await this.publish(name, node, attrs);
-    this.own = { ...own, attrs, modRevision: revisionOf(patched) };
+    this.desired = attrs;
+    const patched = await this.serially(async () => this.publish(name, await this.opts.client.getNode(name, this.abort.signal), attrs));
+    this.own = { ...(this.own ?? own), attrs, modRevision: revisionOf(patched) };
   }
 
   async watchLeases(config: NetworkConfig, hooks: LeaseWatcherHooks): Promise<LeaseView> {
     if (this.abort.signal.aborted) throw new Error('the subnet manager is closed; cannot watch the Nodes');
-    const watcher = new KubeLeaseWatcher(this.opts.client, this.opts.annotations, config, hooks);
+    const watcher = new KubeLeaseWatcher(this.opts.client, this.opts.annotations, config, hooks, undefined,
+      this.nodeName ? { name: this.nodeName, onNode: (node) => this.ownNodeSeen(node, config) } : undefined);
     this.watcher = watcher;
     await watcher.start();
     return watcher;
@@ -137,6 +148,56 @@ export class KubeSubnetManager implements SubnetManager {
     await Promise.all([...this.configWatches].map((w) => w.stop()));
     await this.watcher?.stop();
     this.opts.client.close();
+  }
+
+  /**
+   * The own Node changed. Annotations someone removed or rewrote are put
+   * back (peers would otherwise drop this node); a Node deleted and
+   * registered again with another podCIDR becomes the new lease, as a lost
+   * etcd lease is taken back in etcd mode.
+   */
+  private ownNodeSeen(node: KubeNode | undefined, config: NetworkConfig): void {
+    const own = this.own;
+    const name = this.nodeName;
+    if (!own || !name || this.abort.signal.aborted) return;
+    if (!node) {
+      if (!this.saidDeleted) this.opts.log.warn(`Node "${name}" is gone from the API; peers drop this node until it is registered again, and twilld publishes itself then`);
+      this.saidDeleted = true;
+      return;
+    }
+    this.saidDeleted = false;
+    this.ownNode = node;
+    let subnet;
+    try {
+      subnet = nodeSubnets(node).subnet;
+    } catch {
+      return;
+    }
+    if (!subnet) return; // no podCIDR yet: the next version of the Node brings it
+    if (!subnet.equals(own.subnet) && config.network?.covers(subnet)) {
+      const lease: Lease = { ...own, key: formatSubnetKey({ subnet }), subnet, ipv6Subnet: undefined };
+      this.opts.log.warn(`Node "${name}" now has podCIDR ${subnet.toString()} (was ${own.subnet.toString()}); taking it as this node's subnet`);
+      this.own = lease;
+      this.opts.onOwnLeaseChanged?.(lease, own);
+    }
+    const desired = this.desired ?? own.attrs;
+    if (Object.keys(annotationDiff(leaseAnnotations(desired, this.opts.annotations, node.metadata.annotations), node.metadata.annotations)).length === 0) return;
+    void this.serially(async () => {
+      const latest = this.ownNode;
+      if (!latest || this.abort.signal.aborted) return;
+      const diff = annotationDiff(leaseAnnotations(this.desired ?? own.attrs, this.opts.annotations, latest.metadata.annotations), latest.metadata.annotations);
+      if (Object.keys(diff).length === 0) return;
+      this.opts.log.warn(`Node "${name}" lost annotations twilld publishes (${Object.keys(diff).join(', ')}); writing them back`);
+      await this.opts.client.patchNodeStatus(name, { metadata: { annotations: diff } }, 'strategic', this.abort.signal);
+    }).catch((err: Error) => {
+      if (!this.abort.signal.aborted) this.opts.log.warn(`cannot write back Node "${name}"'s annotations; will try at its next change: ${err.message}`);
+    });
+  }
+
+  private serially<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.publishing.then(job, job);
+    this.publishing = run.catch(() => undefined);
+    return run;
   }
 
   private async resolveNodeName(): Promise<string> {

@@ -189,4 +189,34 @@ describe('KubeSubnetManager (real kube-apiserver)', function () {
     expect(view.leases().size).to.be.greaterThan(0);
     await view.stop();
   });
+
+  it('writes back annotations someone removes from its own Node, and takes a new podCIDR after its Node is registered again', async () => {
+    await api!.createNode('m5', { podCIDR: '10.244.5.0/24' });
+    const log = memoryLog();
+    const changed: string[] = [];
+    const client = new KubeClient(api!.admin.transport.config, { requestTimeoutMs: 10_000 });
+    const m = new KubeSubnetManager({
+      client, annotations: names, identity: { nodeName: 'm5' }, netConfPath: path.join(dir, 'net-conf.json'), log,
+      onOwnLeaseChanged: (lease, previous) => changed.push(`${previous.subnet.toString()} -> ${lease.subnet.toString()}`),
+    });
+    managers.push(m);
+    await m.acquireLease(config, attrs, {});
+    const view = await m.watchLeases(config, { onEvents: () => undefined, onWarning: () => undefined });
+    try {
+      await api!.admin.patchNodeStatus('m5', { metadata: { annotations: { [names.publicIP]: null, [names.subnetKubeManaged]: null } } });
+      await waitFor('the annotations to be written back', async () => (await api!.admin.getNode('m5')).metadata.annotations[names.subnetKubeManaged] === 'true', 5000, 100);
+      expect((await api!.admin.getNode('m5')).metadata.annotations[names.publicIP]).to.equal('198.18.0.1');
+      expect(log.lines.filter((l) => l.includes('writing them back'))).to.have.length(1);
+
+      await api!.deleteNode('m5');
+      await waitFor('the deletion to be noticed', () => log.lines.some((l) => l.includes('Node "m5" is gone from the API')), 5000, 50);
+      await api!.createNode('m5', { podCIDR: '10.244.15.0/24' });
+      await waitFor('the new podCIDR to be taken, and the annotations published on the new Node', async () =>
+        (await api!.admin.getNode('m5')).metadata.annotations[names.subnetKubeManaged] === 'true', 5000, 100);
+      expect(changed).to.deep.equal(['10.244.5.0/24 -> 10.244.15.0/24']);
+      expect(m.ownLease()?.subnet.toString()).to.equal('10.244.15.0/24');
+    } finally {
+      await view.stop();
+    }
+  });
 });

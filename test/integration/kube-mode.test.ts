@@ -128,6 +128,8 @@ describe('twilld --kube-subnet-mgr: 3 nodes, Nodes in a real kube-apiserver', fu
       if (!report) await probes.stop().catch(() => undefined);
     }
     for (const i of RUNNING) {
+      // Each agent's own patches during the migration are not mistaken for someone else's edits.
+      expect(cluster().logs(i), `node ${i}`).to.not.include('writing them back');
       expect((await node(i)).metadata.annotations[names.backendData], `node ${i}`).to.equal('null');
       expect((await hasFootprint(cluster(), i, 'host-gw')).length, `node ${i} runs host-gw`).to.be.greaterThan(0);
     }
