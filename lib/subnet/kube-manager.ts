@@ -17,6 +17,7 @@
  */
 import { setTimeout as sleep } from 'timers/promises';
 import type { NetworkConfig } from '../config';
+import type { IPNet } from '../ip';
 import type { Log } from '../observe/logger';
 import type { FlannelAnnotations, KubeClient, KubeNode } from '../kube';
 import { isAbortError } from '../kube';
@@ -167,7 +168,7 @@ export class KubeSubnetManager implements SubnetManager {
     }
     this.saidDeleted = false;
     this.ownNode = node;
-    let subnet;
+    let subnet: IPNet | undefined;
     try {
       subnet = nodeSubnets(node).subnet;
     } catch {
