@@ -41,6 +41,7 @@ export interface DaemonFlags {
   kubeconfigFile?: string;
   kubeAnnotationPrefix: string;
   netConfigPath: string;
+  setNodeNetworkUnavailable: boolean;
   /** With --kube-subnet-mgr: which Node this is, from $NODE_NAME or $POD_NAME and $POD_NAMESPACE (flanneld reads the same). */
   nodeIdentity?: NodeIdentity;
 }
@@ -92,6 +93,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'kube-api-url', kind: 'string', help: 'Kubernetes API server URL; by default the kubeconfig\'s, or the in-cluster one' },
   { name: 'kubeconfig-file', kind: 'string', help: 'kubeconfig file location; by default the in-cluster config' },
   { name: 'kube-annotation-prefix', kind: 'string', def: DEFAULT_ANNOTATION_PREFIX, help: 'Kubernetes annotation prefix' },
+  { name: 'set-node-network-unavailable', kind: 'bool', def: 'true', help: 'set the Node\'s NetworkUnavailable condition to False once running (--kube-subnet-mgr)' },
   { name: 'net-config-path', kind: 'string', def: '/etc/kube-flannel/net-conf.json', help: 'path to the network configuration file (--kube-subnet-mgr); twill also follows changes to it' },
   { name: 'wireguard-key-file', kind: 'string', help: 'the wireguard backend\'s private key file, made (mode 0600) when missing; default $WIREGUARD_KEY_FILE, else /run/flannel/wgkey as flanneld (twill)' },
 ];
@@ -206,7 +208,7 @@ export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv
  * something by it).
  */
 function checkKubeFlags(flags: DaemonFlags, from: Record<string, string>, env: NodeJS.ProcessEnv, onCommandLine: (flag: string) => boolean): void {
-  const kubeOnly = ['kube-api-url', 'kubeconfig-file', 'kube-annotation-prefix', 'net-config-path'];
+  const kubeOnly = ['kube-api-url', 'kubeconfig-file', 'kube-annotation-prefix', 'net-config-path', 'set-node-network-unavailable'];
   const etcdOnly = ['etcd-endpoints', 'etcd-prefix', 'etcd-keyfile', 'etcd-certfile', 'etcd-cafile', 'etcd-username', 'etcd-password', 'subnet-lease-ttl', 'subnet-lease-renew-margin'];
   if (!flags.kubeSubnetMgr) {
     const given = kubeOnly.filter(onCommandLine);

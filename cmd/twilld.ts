@@ -127,6 +127,7 @@ function kubeManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Le
     annotations: flannelAnnotations(flags.kubeAnnotationPrefix),
     identity: flags.nodeIdentity!,
     netConfPath: flags.netConfigPath,
+    setNodeNetworkUnavailable: flags.setNodeNetworkUnavailable,
     log,
     onOwnLeaseChanged,
   });

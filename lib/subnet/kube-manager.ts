@@ -41,6 +41,13 @@ export interface KubeManagerOptions {
   readonly log: Log;
   /** How often a Node without a podCIDR is looked at again (default 2 s). */
   readonly podCidrPollMs?: number;
+  /**
+   * flanneld's --set-node-network-unavailable (default true): once the
+   * node runs, set its NetworkUnavailable condition to False, which lifts
+   * the node.kubernetes.io/network-unavailable taint some cloud providers
+   * put on new Nodes.
+   */
+  readonly setNodeNetworkUnavailable?: boolean;
   /** The own Node came back with another podCIDR (deleted and registered again): the agent publishes the new subnet. */
   readonly onOwnLeaseChanged?: (lease: Lease, previous: Lease) => void;
 }
@@ -127,7 +134,25 @@ export class KubeSubnetManager implements SubnetManager {
       this.nodeName ? { name: this.nodeName, onNode: (node) => this.ownNodeSeen(node, config) } : undefined);
     this.watcher = watcher;
     await watcher.start();
+    if (this.opts.setNodeNetworkUnavailable && this.nodeName) await this.markNetworkAvailable(this.nodeName);
     return watcher;
+  }
+
+  /** flanneld's CompleteLease: a failure is a warning, as the datapath works without it. */
+  private async markNetworkAvailable(name: string): Promise<void> {
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    try {
+      await this.opts.client.patchNodeStatus(name, {
+        status: {
+          conditions: [{
+            type: 'NetworkUnavailable', status: 'False', reason: 'FlannelIsUp', message: 'Flannel is running on this node (twill)',
+            lastTransitionTime: now, lastHeartbeatTime: now,
+          }],
+        },
+      }, 'strategic', this.abort.signal);
+    } catch (err) {
+      if (!this.abort.signal.aborted) this.opts.log.warn(`cannot set Node "${name}"'s NetworkUnavailable condition to False: ${(err as Error).message}`);
+    }
   }
 
   async watchNetworkConfig(fromRevision: bigint, hooks: NetworkConfigWatchHooks): Promise<NetworkConfigWatch> {

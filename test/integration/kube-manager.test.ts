@@ -196,13 +196,16 @@ describe('KubeSubnetManager (real kube-apiserver)', function () {
     const changed: string[] = [];
     const client = new KubeClient(api!.admin.transport.config, { requestTimeoutMs: 10_000 });
     const m = new KubeSubnetManager({
-      client, annotations: names, identity: { nodeName: 'm5' }, netConfPath: path.join(dir, 'net-conf.json'), log,
+      client, annotations: names, identity: { nodeName: 'm5' }, netConfPath: path.join(dir, 'net-conf.json'), log, setNodeNetworkUnavailable: true,
       onOwnLeaseChanged: (lease, previous) => changed.push(`${previous.subnet.toString()} -> ${lease.subnet.toString()}`),
     });
     managers.push(m);
     await m.acquireLease(config, attrs, {});
     const view = await m.watchLeases(config, { onEvents: () => undefined, onWarning: () => undefined });
     try {
+      // Running: the NetworkUnavailable condition is False, as flanneld's CompleteLease sets it.
+      expect((await api!.admin.getNode('m5')).status.conditions.find((c) => c.type === 'NetworkUnavailable'))
+        .to.include({ status: 'False', reason: 'FlannelIsUp' });
       await api!.admin.patchNodeStatus('m5', { metadata: { annotations: { [names.publicIP]: null, [names.subnetKubeManaged]: null } } });
       await waitFor('the annotations to be written back', async () => (await api!.admin.getNode('m5')).metadata.annotations[names.subnetKubeManaged] === 'true', 5000, 100);
       expect((await api!.admin.getNode('m5')).metadata.annotations[names.publicIP]).to.equal('198.18.0.1');

@@ -221,6 +221,8 @@ describe('twilld flags', () => {
       const f = run(['--kube-subnet-mgr'], { NODE_NAME: 'n1' });
       expect(f).to.include({ kubeSubnetMgr: true, kubeAnnotationPrefix: 'flannel.alpha.coreos.com', netConfigPath: '/etc/kube-flannel/net-conf.json', kubeApiUrl: undefined, kubeconfigFile: undefined });
       expect(f.nodeIdentity).to.deep.equal({ nodeName: 'n1' });
+      expect(f.setNodeNetworkUnavailable, "flanneld's default").to.equal(true);
+      expect(run(['--kube-subnet-mgr', '--set-node-network-unavailable=false'], { NODE_NAME: 'n1' }).setNodeNetworkUnavailable).to.equal(false);
       expect(run([], {}).kubeSubnetMgr).to.equal(false);
     });
 
