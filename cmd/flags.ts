@@ -1,11 +1,14 @@
 /**
- * twilld's command line: flanneld's etcd-mode flags, each also read from
+ * twilld's command line: flanneld's flags (etcd mode, and Kubernetes mode
+ * with --kube-subnet-mgr), each also read from
  * `FLANNELD_<NAME>` (dashes as underscores) when not given on the command
  * line. Go's flag syntax is accepted too (`-iface=eth0`, `--ip-masq=false`).
  * Any bad flag or value is a `UsageError`: the daemon prints it with the
  * usage and exits 2.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { AnnotationPrefixError, DEFAULT_ANNOTATION_PREFIX, flannelAnnotations } from '../lib/kube/annotations';
+import type { NodeIdentity } from '../lib/subnet/kube-manager';
 
 export interface DaemonFlags {
   etcdEndpoints: string[];
@@ -33,6 +36,14 @@ export interface DaemonFlags {
   logFormat: 'text' | 'json';
   logLevel: string;
   wireguardKeyFile?: string;
+  kubeSubnetMgr: boolean;
+  kubeApiUrl?: string;
+  kubeconfigFile?: string;
+  kubeAnnotationPrefix: string;
+  netConfigPath: string;
+  setNodeNetworkUnavailable: boolean;
+  /** With --kube-subnet-mgr: which Node this is, from $NODE_NAME or $POD_NAME and $POD_NAMESPACE (flanneld reads the same). */
+  nodeIdentity?: NodeIdentity;
 }
 
 export class UsageError extends Error {
@@ -78,6 +89,12 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'tunnel-guard', kind: 'bool', def: 'true', help: 'accept tunnel packets (vxlan, udp, ipip) only from nodes that hold a lease, with inner sources in their subnet; false removes the filter (twill)' },
   { name: 'log-format', kind: 'string', def: 'text', help: 'log format: text or json (twill)' },
   { name: 'log-level', kind: 'string', def: 'info', help: 'log level: error, warn, info or debug (twill)' },
+  { name: 'kube-subnet-mgr', kind: 'bool', def: 'false', help: 'contact the Kubernetes API for subnet assignment instead of etcd' },
+  { name: 'kube-api-url', kind: 'string', help: 'Kubernetes API server URL; by default the kubeconfig\'s, or the in-cluster one' },
+  { name: 'kubeconfig-file', kind: 'string', help: 'kubeconfig file location; by default the in-cluster config' },
+  { name: 'kube-annotation-prefix', kind: 'string', def: DEFAULT_ANNOTATION_PREFIX, help: 'Kubernetes annotation prefix' },
+  { name: 'set-node-network-unavailable', kind: 'bool', def: 'true', help: 'set the Node\'s NetworkUnavailable condition to False once running (--kube-subnet-mgr)' },
+  { name: 'net-config-path', kind: 'string', def: '/etc/kube-flannel/net-conf.json', help: 'path to the network configuration file (--kube-subnet-mgr); twill also follows changes to it' },
   { name: 'wireguard-key-file', kind: 'string', help: 'the wireguard backend\'s private key file, made (mode 0600) when missing; default $WIREGUARD_KEY_FILE, else /run/flannel/wgkey as flanneld (twill)' },
 ];
 
@@ -110,7 +127,7 @@ function camel(flag: string): string {
 
 export function buildCommand(version: string): Command {
   const cmd = new Command('twilld')
-    .description('twill overlay network agent (flanneld-compatible, etcd mode)')
+    .description('twill overlay network agent (flanneld-compatible: etcd, or Kubernetes with --kube-subnet-mgr)')
     .version(version, '--version', 'print the version and exit')
     .helpOption('-h, --help', 'show this help')
     .allowExcessArguments(false)
@@ -180,7 +197,43 @@ export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv
   check(flags.repairInterval > 0, `${from['repair-interval']} must be a positive number of seconds, not ${flags.repairInterval}`);
   // flanneld refuses 0 too: a lease renewed only as it expires can be lost to another node.
   check(flags.subnetLeaseRenewMargin > 0, `${from['subnet-lease-renew-margin']} must be a positive number of minutes, not ${flags.subnetLeaseRenewMargin}`);
+  checkKubeFlags(flags, from, env, (key) => cmd.getOptionValueSource(camel(key)) === 'cli');
   return { kind: 'run', flags };
+}
+
+/**
+ * Kubernetes mode: the Node's identity as flanneld finds it, a valid
+ * annotation prefix, and no flag on the command line that the chosen mode
+ * would silently ignore (flanneld ignores them; a user who wrote one meant
+ * something by it).
+ */
+function checkKubeFlags(flags: DaemonFlags, from: Record<string, string>, env: NodeJS.ProcessEnv, onCommandLine: (flag: string) => boolean): void {
+  const kubeOnly = ['kube-api-url', 'kubeconfig-file', 'kube-annotation-prefix', 'net-config-path', 'set-node-network-unavailable'];
+  const etcdOnly = ['etcd-endpoints', 'etcd-prefix', 'etcd-keyfile', 'etcd-certfile', 'etcd-cafile', 'etcd-username', 'etcd-password', 'subnet-lease-ttl', 'subnet-lease-renew-margin'];
+  if (!flags.kubeSubnetMgr) {
+    const given = kubeOnly.filter(onCommandLine);
+    check(given.length === 0, `--${given[0]} applies only with --kube-subnet-mgr (etcd mode reads the network config from etcd)`);
+    return;
+  }
+  const given = etcdOnly.filter(onCommandLine);
+  check(given.length === 0, `--${given[0]} applies only in etcd mode, not with ${from['kube-subnet-mgr']} (the leases are the Nodes' podCIDRs)`);
+  try {
+    flannelAnnotations(flags.kubeAnnotationPrefix);
+  } catch (err) {
+    if (err instanceof AnnotationPrefixError) throw new UsageError(err.message.replace('--kube-annotation-prefix', from['kube-annotation-prefix']));
+    throw err;
+  }
+  check(flags.netConfigPath !== '', `${from['net-config-path']} must name the network config file`);
+  if (flags.kubeApiUrl !== undefined) {
+    check(/^https?:\/\/[^/\s]+/.test(flags.kubeApiUrl), `${from['kube-api-url']} must be an http:// or https:// URL, not ${JSON.stringify(flags.kubeApiUrl)}`);
+  }
+  if (env.NODE_NAME) {
+    flags.nodeIdentity = { nodeName: env.NODE_NAME };
+  } else {
+    check(Boolean(env.POD_NAME && env.POD_NAMESPACE),
+      `${from['kube-subnet-mgr']} needs the Node's name: set NODE_NAME (the downward API's spec.nodeName), or POD_NAME and POD_NAMESPACE (env variables POD_NAME and POD_NAMESPACE must be set)`);
+    flags.nodeIdentity = { podName: env.POD_NAME!, podNamespace: env.POD_NAMESPACE! };
+  }
 }
 
 function check(ok: boolean, message: string): void {

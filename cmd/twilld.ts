@@ -7,7 +7,8 @@
  */
 import { Agent } from '../lib/agent/agent';
 import { createLogger, Log } from '../lib/observe/logger';
-import { createEtcdClient, EtcdRegistry, EtcdSubnetManager } from '../lib/subnet';
+import { createEtcdClient, EtcdRegistry, EtcdSubnetManager, KubeSubnetManager, type Lease, type SubnetManager } from '../lib/subnet';
+import { flannelAnnotations, KubeClient, loadKubeConfig } from '../lib/kube';
 import { parseDaemonFlags, usage, UsageError, DaemonFlags } from './flags';
 import { VERSION } from '../lib/version';
 import { startHealthServer, HealthServer } from '../lib/observe/health-server';
@@ -35,30 +36,17 @@ async function main(): Promise<number> {
   const log = createLogger({ format: flags.logFormat, level: flags.logLevel });
   log.info('twilld starting', { version: VERSION, pid: process.pid });
 
-  let client;
+  let agent: Agent | undefined;
+  let made: { manager: SubnetManager; configKey: string; close: () => void };
   try {
-    client = createEtcdClient({
-      endpoints: flags.etcdEndpoints,
-      keyFile: flags.etcdKeyfile,
-      certFile: flags.etcdCertfile,
-      caFile: flags.etcdCafile,
-      username: flags.etcdUsername,
-      password: flags.etcdPassword,
-      onNotice: (m) => log.warn(m),
-    });
+    const onOwnLeaseChanged = (lease: Lease, previous: Lease): void => void agent?.ownLeaseChanged(lease, previous)
+      .catch((err: Error) => log.error('cannot publish the re-acquired lease', { error: err.message }));
+    made = flags.kubeSubnetMgr ? kubeManager(flags, log, onOwnLeaseChanged) : etcdManager(flags, log, onOwnLeaseChanged);
   } catch (err) {
     process.stderr.write(`twilld: ${(err as Error).message}\n`);
     return 2;
   }
-
-  const registry = new EtcdRegistry(client, flags.etcdPrefix);
-  let agent: Agent | undefined;
-  const manager = new EtcdSubnetManager(registry, {
-    ttlSeconds: flags.subnetLeaseTtl,
-    renewMarginSeconds: flags.subnetLeaseRenewMargin * 60,
-    log,
-    onOwnLeaseChanged: (lease, previous) => agent?.ownLeaseChanged(lease, previous).catch((err: Error) => log.error('cannot publish the re-acquired lease', { error: err.message })),
-  });
+  const { manager, configKey } = made;
   agent = new Agent(manager, {
     interfaces: { iface: flags.iface, ifaceRegex: flags.ifaceRegex, ifaceCanReach: flags.ifaceCanReach, publicIP: flags.publicIp },
     subnetFile: flags.subnetFile,
@@ -70,7 +58,7 @@ async function main(): Promise<number> {
     tunnelGuard: flags.tunnelGuard,
     // flanneld reads the key file's path from WIREGUARD_KEY_FILE only; twill also takes a flag.
     wireguardKeyFile: flags.wireguardKeyFile ?? (process.env.WIREGUARD_KEY_FILE || undefined),
-    configKey: registry.configKey,
+    configKey,
   }, log);
 
   let health: HealthServer | undefined;
@@ -82,7 +70,7 @@ async function main(): Promise<number> {
       log.info('health server listening', { address: `${health.address.host}:${health.address.port}` });
     } catch (err) {
       log.error((err as Error).message);
-      client.close();
+      made.close();
       return 1;
     }
   }
@@ -104,8 +92,46 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await health?.close();
-    client.close();
+    made.close();
   }
+}
+
+/** etcd mode: leases and the network config under --etcd-prefix. */
+function etcdManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Lease, previous: Lease) => void): { manager: SubnetManager; configKey: string; close: () => void } {
+  const client = createEtcdClient({
+    endpoints: flags.etcdEndpoints,
+    keyFile: flags.etcdKeyfile,
+    certFile: flags.etcdCertfile,
+    caFile: flags.etcdCafile,
+    username: flags.etcdUsername,
+    password: flags.etcdPassword,
+    onNotice: (m) => log.warn(m),
+  });
+  const registry = new EtcdRegistry(client, flags.etcdPrefix);
+  const manager = new EtcdSubnetManager(registry, {
+    ttlSeconds: flags.subnetLeaseTtl,
+    renewMarginSeconds: flags.subnetLeaseRenewMargin * 60,
+    log,
+    onOwnLeaseChanged,
+  });
+  return { manager, configKey: registry.configKey, close: () => client.close() };
+}
+
+/** --kube-subnet-mgr: the Node's podCIDR and annotations, the network config from --net-config-path. */
+function kubeManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Lease, previous: Lease) => void): { manager: SubnetManager; configKey: string; close: () => void } {
+  const config = loadKubeConfig({ kubeconfigFile: flags.kubeconfigFile, apiUrl: flags.kubeApiUrl });
+  const client = new KubeClient(config);
+  log.info('using the Kubernetes API', { server: client.server, credentials: config.source });
+  const manager = new KubeSubnetManager({
+    client,
+    annotations: flannelAnnotations(flags.kubeAnnotationPrefix),
+    identity: flags.nodeIdentity!,
+    netConfPath: flags.netConfigPath,
+    setNodeNetworkUnavailable: flags.setNodeNetworkUnavailable,
+    log,
+    onOwnLeaseChanged,
+  });
+  return { manager, configKey: flags.netConfigPath, close: () => client.close() };
 }
 
 function fatal(log: Log, err: Error): void {

@@ -14,7 +14,7 @@ import type { NetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
 import { selectInterface, InterfaceOptions } from '../iface';
 import {
-  Lease, LeaseAttrs, LeaseEvent, LeaseWatcher, OutOfSubnetsError, SubnetManager,
+  Lease, LeaseAttrs, LeaseEvent, LeaseView, OutOfSubnetsError, SubnetManager,
   readPreviousSubnets, writeSubnetFile,
 } from '../subnet';
 import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
@@ -35,6 +35,7 @@ import type { NatBackend } from '../masq';
 import { AgentMetrics } from '../observe/metrics';
 import { Readiness } from '../observe/readiness';
 import { Backoff } from '../subnet/backoff';
+import { KubeSetupError } from '../subnet/kube-manager';
 
 const COUNTER_READ_MS = 5000;
 
@@ -55,7 +56,7 @@ export interface AgentOptions {
 
 export class Agent {
   private backends?: BackendSet;
-  private watcher?: LeaseWatcher;
+  private watcher?: LeaseView;
   private repairTimer?: NodeJS.Timeout;
   private counterTimer?: NodeJS.Timeout;
   private configWatch?: NetworkConfigWatch;
@@ -136,17 +137,17 @@ export class Agent {
       },
       onWarning: (m) => {
         this.log.warn(m);
-        if (m.startsWith('skipping lease')) this.metrics.leaseSkipped();
+        if (m.startsWith('skipping lease') || m.startsWith('skipping Node')) this.metrics.leaseSkipped();
       },
       onConnectivity: (up, err) => {
         this.readiness.etcdContact(up);
         this.metrics.setEtcdUp(up);
         if (up) {
           this.metrics.etcdReconnected();
-          this.log.info('etcd reachable again; leases re-listed');
+          this.log.info(`${this.manager.store ?? 'etcd'} reachable again; leases re-listed`);
         } else {
           this.metrics.etcdError('watch');
-          this.log.warn('lost contact with etcd; keeping the datapath as it is', { error: err && describeEtcdError(err) });
+          this.log.warn(`lost contact with ${this.manager.store ?? 'etcd'}; keeping the datapath as it is`, { error: err && describeEtcdError(err) });
         }
       },
     });
@@ -215,7 +216,7 @@ export class Agent {
       this.log.error(`${message}; keeping the running config (backend ${running.config.backend.type})`, meta);
       this.metrics.configRejected();
     };
-    if (text === undefined) return refuse(`the network config ${this.opts.configKey} was deleted from etcd`);
+    if (text === undefined) return refuse(`the network config ${this.opts.configKey} was deleted${this.manager.store ? '' : ' from etcd'}`);
     let next: NetworkConfig;
     try {
       next = parseNetworkConfigText(text);
@@ -261,7 +262,7 @@ export class Agent {
       try {
         return await this.manager.acquireLease(config, attrs, previous);
       } catch (err) {
-        if (isEtcdConfigurationError(err)) throw err;
+        if (isEtcdConfigurationError(err) || err instanceof KubeSetupError) throw err;
         const message = (err as Error).message;
         if (message !== lastError) {
           this.log[err instanceof OutOfSubnetsError ? 'error' : 'warn'](`cannot acquire a subnet lease: ${message}`);

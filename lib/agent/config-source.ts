@@ -30,7 +30,7 @@ export async function waitForNetworkConfig(
     try {
       const found = await manager.readNetworkConfig();
       if (!found) {
-        say('missing', 'warn', `waiting for the network config: no key ${configKey} in etcd yet`);
+        say('missing', 'warn', manager.store ? `waiting for the network config: no file ${configKey} yet` : `waiting for the network config: no key ${configKey} in etcd yet`);
       } else {
         const config = parseNetworkConfigText(found.text);
         for (const w of config.warnings) log.warn(`network config: ${w}`);
@@ -44,7 +44,7 @@ export async function waitForNetworkConfig(
       } else if (isEtcdConfigurationError(err)) {
         throw err; // wrong CA, rejected certificate, bad credentials: retrying cannot help
       } else {
-        say('unreachable', 'warn', `cannot read the network config from etcd; retrying: ${(err as Error).message}`);
+        say('unreachable', 'warn', `cannot read the network config from ${manager.store ? configKey : 'etcd'}; retrying: ${(err as Error).message}`);
       }
     }
     await sleep(retryMs, undefined, { signal });

@@ -8,3 +8,7 @@ export * from './lease-watcher';
 export * from './manager';
 export * from './subnet-file';
 export * from './lease-filter';
+export * from './kube-lease';
+export * from './kube-lease-watcher';
+export * from './kube-manager';
+export * from './net-conf-file';

@@ -29,7 +29,18 @@ export interface LeaseWatcherHooks {
   onResync?(reason: string): void;
 }
 
-export class LeaseWatcher {
+/**
+ * What the agent needs of a lease watch, whichever store the leases come
+ * from (etcd: LeaseWatcher; Kubernetes Nodes: kube-lease-watcher.ts): the
+ * whole current state, read on every reconcile, and a way to stop.
+ */
+export interface LeaseView {
+  /** Every valid lease, the own one included, by key. */
+  leases(): ReadonlyMap<string, Lease>;
+  stop(): Promise<void>;
+}
+
+export class LeaseWatcher implements LeaseView {
   private readonly table: LeaseTable;
   /** key → modRevision already warned about */
   private readonly warned = new Map<string, bigint>();

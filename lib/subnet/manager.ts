@@ -7,7 +7,7 @@ import type { NetworkConfig } from '../config';
 import type { Lease, LeaseAttrs } from './lease';
 import type { EtcdRegistry } from './etcd-registry';
 import type { PreviousSubnets } from './subnet-file';
-import { LeaseWatcher, LeaseWatcherHooks } from './lease-watcher';
+import { LeaseWatcher, LeaseWatcherHooks, type LeaseView } from './lease-watcher';
 import { LeaseKeeper, type LeaseKeeperOptions } from './lease-keeper';
 import { RELIST_BACKOFF, ResyncingWatch } from './resyncing-watch';
 import { describeEtcdError } from './etcd-errors';
@@ -16,6 +16,8 @@ import { describeEtcdError } from './etcd-errors';
 export { CollisionLimitError, MAX_CREATE_ATTEMPTS } from './lease-keeper';
 
 export interface SubnetManager {
+  /** What the agent's messages call the store the leases live in; undefined: etcd. */
+  readonly store?: string;
   /** The raw network config, or undefined while the key is absent. */
   readNetworkConfig(): Promise<{ text: string; revision: bigint } | undefined>;
   /** Acquires (or adopts) this node's lease and keeps it alive until close(). */
@@ -26,7 +28,7 @@ export interface SubnetManager {
   /** When the own lease runs out unless renewed; undefined for a reservation. */
   leaseExpiry(): Date | undefined;
   /** Watches every lease; the own lease is tracked too. */
-  watchLeases(config: NetworkConfig, hooks: LeaseWatcherHooks): Promise<LeaseWatcher>;
+  watchLeases(config: NetworkConfig, hooks: LeaseWatcherHooks): Promise<LeaseView>;
   /**
    * Watches the network config key from `fromRevision`: pass the revision
    * after the one the caller read (`readNetworkConfig()`'s `revision + 1n`);

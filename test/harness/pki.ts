@@ -40,7 +40,8 @@ export interface TestPki {
 
 const KEY_ARGS = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-export async function createTestPki(): Promise<TestPki> {
+/** `serverIps`: more addresses the server certificate is valid for, beside 127.0.0.1. */
+export async function createTestPki(opts: { serverIps?: readonly string[] } = {}): Promise<TestPki> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'twill-pki-'));
   try {
     const ca = await selfSignedCa(dir, 'ca', 'twill-test-ca');
@@ -49,7 +50,7 @@ export async function createTestPki(): Promise<TestPki> {
       'basicConstraints=CA:FALSE',
       'keyUsage=critical,digitalSignature,keyEncipherment',
       'extendedKeyUsage=serverAuth,clientAuth',
-      'subjectAltName=IP:127.0.0.1',
+      `subjectAltName=${['127.0.0.1', ...(opts.serverIps ?? [])].map((ip) => `IP:${ip}`).join(',')}`,
     ]);
     const clientExt = ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=clientAuth'];
     const client = await issue(dir, ca, 'client', 'twill-node', clientExt);

@@ -4,7 +4,7 @@
  * `twilld` process per node and one pod per node on the node's leased
  * subnet. `destroy()` removes all of it (processes by PID).
  */
-import { mkdtempSync, rmSync, statSync } from 'fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
@@ -14,6 +14,7 @@ import { startEtcd, EtcdServer } from './etcd';
 import { NsProcess } from './netns';
 import { TWILLD } from './daemon';
 import { waitFor } from './wait';
+import { startKubeApiserver, type KubeApiServer } from './kube-apiserver';
 
 export const PREFIX = '/coreos.com/network';
 
@@ -33,6 +34,24 @@ export interface TwillClusterOptions {
   readonly farNodes?: readonly number[];
   /** The near nodes' eth0 prefix length (cluster.ts `nearPrefixLen`): 23 puts the far subnet inside it. */
   readonly nearPrefixLen?: 23 | 24;
+  /**
+   * Kubernetes mode: a real kube-apiserver listening on the underlay bridge
+   * (the agents run in node namespaces, where the host's 127.0.0.1 is not
+   * theirs), one Node object per node, and agents started with
+   * --kube-subnet-mgr, NODE_NAME, the admin kubeconfig and a net-conf file
+   * holding `config`.
+   */
+  readonly kube?: KubeModeOptions;
+}
+
+export interface KubeModeOptions {
+  /** The kube-apiserver binary (findKubeApiserver). */
+  readonly binary: string;
+  /**
+   * The Node objects made at start, by node index, with their podCIDR
+   * (undefined: none yet). Default: every node, node i with 10.244.<i+1>.0/24.
+   */
+  readonly nodes?: ReadonlyMap<number, string | undefined>;
 }
 
 export interface NodeLease {
@@ -44,6 +63,9 @@ export class TwillCluster {
   readonly agents = new Map<number, NsProcess>();
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'twill-cluster-'));
 
+  /** Kubernetes mode's API server (opts.kube), else undefined. */
+  kube?: KubeApiServer;
+
   private constructor(readonly net: Cluster, readonly etcd: EtcdServer, readonly admin: Etcd3, private readonly opts: TwillClusterOptions) {}
 
   static async create(opts: TwillClusterOptions): Promise<TwillCluster> {
@@ -54,6 +76,17 @@ export class TwillCluster {
       const admin = etcd.client();
       await admin.put(`${PREFIX}/config`).value(JSON.stringify(opts.config));
       const tc = new TwillCluster(net, etcd, admin, opts);
+      if (opts.kube) {
+        try {
+          tc.kube = await startKubeApiserver(opts.kube.binary, { bindAddress: UNDERLAY.bridgeIp });
+          tc.writeNetConf(opts.config);
+          const nodes = opts.kube.nodes ?? new Map(Array.from({ length: opts.nodes }, (_, i) => [i, `10.244.${i + 1}.0/24`]));
+          for (const [i, podCIDR] of nodes) await tc.kube.createNode(tc.kubeNodeName(i), podCIDR ? { podCIDR, podCIDRs: [podCIDR] } : {});
+        } catch (err) {
+          await tc.destroy();
+          throw err;
+        }
+      }
       if (opts.start !== false) {
         try {
           for (let i = 0; i < opts.nodes; i++) await tc.startAgent(i);
@@ -84,14 +117,38 @@ export class TwillCluster {
     return path.join(this.dir, `node${node}.wgkey`);
   }
 
-  /** Starts twilld in the node and waits until it has written its subnet file. */
-  /** `env`: variables added to twilld's environment (through env(1), so the PID stays twilld's). */
-  async startAgent(node: number, extraArgs: readonly string[] = [], env: Readonly<Record<string, string>> = {}): Promise<NsProcess> {
+  /** Kubernetes mode: the Node object of node `node`. */
+  kubeNodeName(node: number): string {
+    return `node-${node}`;
+  }
+
+  /** Kubernetes mode: the net-conf file every agent reads (--net-config-path). */
+  get netConfPath(): string {
+    return path.join(this.dir, 'net-conf', 'net-conf.json');
+  }
+
+  /** Kubernetes mode: replaces the net-conf file in one rename, as a ConfigMap update replaces its files. */
+  writeNetConf(config: object): void {
+    const tmp = path.join(this.dir, 'net-conf.tmp');
+    writeFileSync(tmp, JSON.stringify(config));
+    mkdirSync(path.dirname(this.netConfPath), { recursive: true });
+    renameSync(tmp, this.netConfPath);
+  }
+
+  /**
+   * Starts twilld in the node and waits until it has written its subnet
+   * file (`waitRunning` false: returns once it is started). `env`:
+   * variables added to twilld's environment.
+   */
+  async startAgent(node: number, extraArgs: readonly string[] = [], opts: { waitRunning?: boolean; env?: Readonly<Record<string, string>> } = {}): Promise<NsProcess> {
     const nodeFlags = (process.env.TWILL_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const kube = this.kube;
+    const store = kube
+      ? ['--kube-subnet-mgr', '--kubeconfig-file', kube.adminKubeconfig, '--net-config-path', this.netConfPath]
+      : ['--etcd-endpoints', this.opts.etcdEndpoints?.(node) ?? this.etcd.endpointOn(UNDERLAY.bridgeIp)];
     const args = [
-      ...(Object.keys(env).length ? ['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : []),
       process.execPath, ...nodeFlags, TWILLD,
-      '--etcd-endpoints', this.opts.etcdEndpoints?.(node) ?? this.etcd.endpointOn(UNDERLAY.bridgeIp),
+      ...store,
       '--subnet-file', this.subnetFile(node),
       '--wireguard-key-file', this.wireguardKeyFile(node),
       '--iface', 'eth0',
@@ -99,8 +156,10 @@ export class TwillCluster {
       ...(this.opts.agentArgsFor?.(node) ?? []),
       ...extraArgs,
     ];
-    const agent = await this.net.spawn(node, args);
+    const env = { ...(kube ? { NODE_NAME: this.kubeNodeName(node) } : {}), ...opts.env };
+    const agent = await this.net.spawn(node, args, Object.keys(env).length ? { env: { ...process.env, ...env } } : undefined);
     this.agents.set(node, agent);
+    if (opts.waitRunning === false) return agent;
     // "twilld running" is logged after the subnet file is written.
     await waitFor(`twilld on node ${node} to run`, () => {
       if (agent.exitedWith) throw new Error(`twilld on node ${node} exited (${JSON.stringify(agent.exitedWith)}): ${agent.stdout}${agent.stderr}`);
@@ -187,6 +246,7 @@ export class TwillCluster {
     for (const node of [...this.agents.keys()]) await this.stopAgent(node, 'SIGKILL').catch((e) => errors.push(e));
     await this.net.destroy().catch((e) => errors.push(e));
     for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
+    await this.kube?.destroy().catch((e) => errors.push(e));
     await this.etcd.destroy().catch((e) => errors.push(e));
     rmSync(this.dir, { recursive: true, force: true });
     if (errors.length) throw errors[0];

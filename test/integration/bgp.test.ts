@@ -243,7 +243,7 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
 
   it('a node without BIRD refuses bgp, naming bird2, keeps vxlan and still reaches every pod; it joins once BIRD is there', async () => {
     expect(await tc.stopAgent(2, 'SIGTERM')).to.equal(0);
-    await tc.startAgent(2, [], { TWILL_BIRD: '/nonexistent/bird' });
+    await tc.startAgent(2, [], { env: { TWILL_BIRD: '/nonexistent/bird' } });
     await putConfig({ Type: 'bgp' });
     const refusal = () => messages(2).find((m) => m.includes('cannot switch to the bgp backend'));
     await waitFor('node 2 to refuse bgp', () => refusal() !== undefined, 15_000);

@@ -216,6 +216,39 @@ describe('twilld flags', () => {
     }
   });
 
+  describe('--kube-subnet-mgr', () => {
+    it("reads flanneld's Kubernetes flags, their defaults and the Node's name from NODE_NAME", () => {
+      const f = run(['--kube-subnet-mgr'], { NODE_NAME: 'n1' });
+      expect(f).to.include({ kubeSubnetMgr: true, kubeAnnotationPrefix: 'flannel.alpha.coreos.com', netConfigPath: '/etc/kube-flannel/net-conf.json', kubeApiUrl: undefined, kubeconfigFile: undefined });
+      expect(f.nodeIdentity).to.deep.equal({ nodeName: 'n1' });
+      expect(f.setNodeNetworkUnavailable, "flanneld's default").to.equal(true);
+      expect(run(['--kube-subnet-mgr', '--set-node-network-unavailable=false'], { NODE_NAME: 'n1' }).setNodeNetworkUnavailable).to.equal(false);
+      expect(run([], {}).kubeSubnetMgr).to.equal(false);
+    });
+
+    it('takes the Pod instead of NODE_NAME, and every flag from FLANNELD_*', () => {
+      const f = run([], {
+        FLANNELD_KUBE_SUBNET_MGR: 'true', FLANNELD_KUBECONFIG_FILE: '/k', FLANNELD_KUBE_API_URL: 'https://10.0.0.1:6443',
+        FLANNELD_KUBE_ANNOTATION_PREFIX: 'example.com/net', FLANNELD_NET_CONFIG_PATH: '/n.json', POD_NAME: 'p', POD_NAMESPACE: 'kube-flannel',
+      });
+      expect(f).to.include({ kubeconfigFile: '/k', kubeApiUrl: 'https://10.0.0.1:6443', kubeAnnotationPrefix: 'example.com/net', netConfigPath: '/n.json' });
+      expect(f.nodeIdentity).to.deep.equal({ podName: 'p', podNamespace: 'kube-flannel' });
+    });
+
+    const cases: { name: string; argv: string[]; env?: NodeJS.ProcessEnv; message: RegExp }[] = [
+      { name: 'no NODE_NAME and no POD_NAME/POD_NAMESPACE', argv: ['--kube-subnet-mgr'], env: { POD_NAME: 'p' }, message: /set NODE_NAME .*POD_NAME and POD_NAMESPACE must be set/ },
+      { name: 'a prefix flanneld refuses', argv: ['--kube-subnet-mgr', '--kube-annotation-prefix', 'a/b/c'], env: { NODE_NAME: 'n' }, message: /--kube-annotation-prefix "a\/b\/c" may contain at most one "\/"/ },
+      { name: 'a kube flag without --kube-subnet-mgr', argv: ['--kubeconfig-file', '/k'], message: /--kubeconfig-file applies only with --kube-subnet-mgr/ },
+      { name: 'an etcd flag with --kube-subnet-mgr', argv: ['--kube-subnet-mgr', '--etcd-endpoints', 'http://e:2379'], env: { NODE_NAME: 'n' }, message: /--etcd-endpoints applies only in etcd mode/ },
+      { name: 'an API URL that is not one', argv: ['--kube-subnet-mgr', '--kube-api-url', 'api:6443'], env: { NODE_NAME: 'n' }, message: /--kube-api-url must be an http:\/\/ or https:\/\/ URL/ },
+    ];
+    for (const c of cases) {
+      it(`refuses ${c.name}`, () => {
+        expect(usageError(() => parseDaemonFlags(c.argv, c.env ?? {}, VERSION)).message).to.match(c.message);
+      });
+    }
+  });
+
   describe('--help and --version', () => {
     const cases: { argv: string[]; output: RegExp }[] = [
       { argv: ['--help'], output: /^Usage: twilld/ },
@@ -272,6 +305,19 @@ describe('twilld flags', () => {
       const r = twilld([], { FLANNELD_SUBNET_LEASE_TTL: 'abc' });
       expect(r.status).to.equal(2);
       expect(r.stderr).to.match(/^twilld: FLANNELD_SUBNET_LEASE_TTL must be a whole number/);
+    });
+
+    it('exits 2 with the usage when --kube-subnet-mgr cannot tell which Node it runs on', () => {
+      const r = twilld(['--kube-subnet-mgr']);
+      expect(r.status).to.equal(2);
+      expect(r.stderr).to.match(/^twilld: --kube-subnet-mgr needs the Node's name: set NODE_NAME/);
+      expect(r.stderr).to.include('Usage: twilld').and.to.include('--net-config-path');
+    });
+
+    it('exits 2 naming the problem when --kube-subnet-mgr has no API server to talk to', () => {
+      const r = twilld(['--kube-subnet-mgr'], { NODE_NAME: 'n1', KUBERNETES_SERVICE_HOST: '', KUBERNETES_SERVICE_PORT: '' });
+      expect(r.status).to.equal(2);
+      expect(r.stderr).to.match(/^twilld: no Kubernetes API to talk to: give --kubeconfig-file or --kube-api-url/);
     });
 
     it(`prints the package.json version and exits 0 on --version`, () => {

@@ -292,6 +292,57 @@ describe('manifests/', () => {
     });
   });
 
+  describe('kubernetes/twill-kube.yaml (--kube-subnet-mgr)', () => {
+    let docs: Obj[];
+    const one = (kind: string): Obj => {
+      const found = docs.filter((d) => d.kind === kind);
+      expect(found, kind).to.have.length(1);
+      return found[0];
+    };
+    before(() => {
+      docs = loadAll(readFileSync(path.join(MANIFESTS, 'kubernetes/twill-kube.yaml'), 'utf8')).filter(Boolean) as Obj[];
+    });
+
+    it('grants exactly the calls twilld makes: get/list/watch nodes, patch nodes/status, get pods', () => {
+      const role = one('ClusterRole');
+      const rules = (role.rules as Obj[]).map((r) => `${r.apiGroups.join()}|${r.resources.join()}|${[...r.verbs].sort().join()}`).sort();
+      expect(rules).to.deep.equal(['|nodes/status|patch', '|nodes|get,list,watch', '|pods|get']);
+      const binding = one('ClusterRoleBinding');
+      const sa = one('ServiceAccount');
+      expect(binding.roleRef).to.deep.equal({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name });
+      expect(binding.subjects).to.deep.equal([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
+      expect(one('DaemonSet').spec.template.spec.serviceAccountName).to.equal(sa.metadata.name);
+    });
+
+    it('runs twilld with --kube-subnet-mgr, flags it accepts, and NODE_NAME from the downward API', () => {
+      const ds = one('DaemonSet');
+      const twilld = (ds.spec.template.spec.containers as Obj[]).find((c) => c.name === 'twilld')!;
+      const unknown = flagsIn(twilld.args).filter((f) => !flags.has(f));
+      expect(unknown, 'flags twilld does not have').to.deep.equal([]);
+      const nodeName = (twilld.env as Obj[]).find((e) => e.name === 'NODE_NAME');
+      expect(nodeName?.valueFrom?.fieldRef?.fieldPath).to.equal('spec.nodeName');
+      const expanded = (twilld.args as string[]).map((a) => a.replace('$(NODE_IP)', '192.0.2.10'));
+      const outcome = parseDaemonFlags(expanded, { NODE_NAME: 'node-a' }, '0.0.0');
+      expect(outcome.kind).to.equal('run');
+      if (outcome.kind !== 'run') return;
+      expect(outcome.flags).to.include({ kubeSubnetMgr: true, netConfigPath: '/etc/kube-flannel/net-conf.json', ipMasq: true });
+    });
+
+    it('mounts the net-conf ConfigMap as a directory (a subPath mount never sees an edit) holding a config twilld accepts', () => {
+      const ds = one('DaemonSet');
+      const pod = ds.spec.template.spec;
+      const twilld = (pod.containers as Obj[]).find((c) => c.name === 'twilld')!;
+      const mount = (twilld.volumeMounts as Obj[]).find((m) => m.mountPath === '/etc/kube-flannel');
+      expect(mount, 'a mount at /etc/kube-flannel').to.exist;
+      expect(mount!.subPath).to.equal(undefined);
+      const volume = (pod.volumes as Obj[]).find((v) => v.name === mount!.name)!;
+      const cm = one('ConfigMap');
+      expect(volume.configMap.name).to.equal(cm.metadata.name);
+      expect(volume.configMap.items).to.deep.include({ key: 'net-conf.json', path: 'net-conf.json' });
+      checkNetworkConfig(cm.data['net-conf.json'], 'net-conf.json');
+    });
+  });
+
   describe('examples/', () => {
     const files = filesUnder(path.join(MANIFESTS, 'examples'), '.json');
 
