@@ -124,6 +124,15 @@ export interface AssignmentInput {
    * peer only then); absent where that cannot be known (the CLI): yes.
    */
   readonly routed?: (subnet: string) => boolean;
+  /**
+   * Whether instance `key` has a working session with the peer owning
+   * `subnet` (wireguard: a completed handshake); absent: yes. A peer moves
+   * to such an instance from another one both nodes terminate only once it
+   * has (make before break: a handshake the peer drops because it does not
+   * know this node's key yet is retried only after 5 s); with no other
+   * shared instance it goes there at once, as its traffic starts the session.
+   */
+  readonly established?: (key: string, subnet: string) => boolean;
 }
 
 export interface Assignment {
@@ -166,6 +175,7 @@ export function assignPeers(input: AssignmentInput): Assignment {
     if (type === 'bgp') return input.routed?.(lease.subnet.toString()) ?? true;
     return true;
   };
+  const ready = (key: string, lease: Lease) => usable(key, lease) && (input.established?.(key, lease.subnet.toString()) ?? true);
   for (const lease of input.leases) {
     if (lease.key === input.own.key) continue;
     const unusable = unusablePeer(lease, input.own);
@@ -175,7 +185,8 @@ export function assignPeers(input: AssignmentInput): Assignment {
     }
     const remote = terminatedBy(lease.attrs, input.running);
     for (const k of remote) terminating.get(k)?.push(peerFor(lease, k));
-    const key = chooseBackend(input.order, input.running, remote, (k) => usable(k, lease));
+    const key = chooseBackend(input.order, input.running, remote, (k) => ready(k, lease))
+      ?? chooseBackend(input.order, input.running, remote, (k) => usable(k, lease));
     known.push(peerFor(lease, key ?? remote[0]));
     if (!key) {
       const offLink = remote.includes('host-gw') && input.running.includes('host-gw')

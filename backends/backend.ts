@@ -135,6 +135,12 @@ export interface Backend {
    * while its subnet is among them.
    */
   learnedRoutes?(network?: IPNet): Promise<ReadonlySet<string>>;
+  /**
+   * wireguard: the subnets of the peers it has completed a handshake with.
+   * The assignment moves a peer to this backend from another one both nodes
+   * terminate only once it is among them (backends/readiness.ts).
+   */
+  establishedPeers?(): Promise<ReadonlySet<string>>;
   /** bgp: BIRD's sessions, for /metrics, status and diagnose. */
   bgpSessions?(): Promise<readonly BgpSessionInfo[]>;
   /** wireguard: each WireGuard peer's last handshake and bytes, for /metrics, status and diagnose. */

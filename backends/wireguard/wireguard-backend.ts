@@ -39,6 +39,9 @@ export const WIREGUARD_DEVICE = 'flannel-wg';
 /** IPv4 or IPv6 header (40 at most), UDP 8, WireGuard type, index, nonce 16, tag 16: flanneld's figure. */
 export const WIREGUARD_OVERHEAD = 80;
 const PROBE_DEVICE = 'twill-wgprobe';
+/** How often a new peer's first handshake is looked for, and for how long: past one WireGuard retry (5 s plus jitter). */
+const HANDSHAKE_POLL_MS = 100;
+const HANDSHAKE_WATCH_MS = 12_000;
 
 /** The device's alias: `twill wireguard ListenPort=51820` (backends/footprint.ts reads it back). */
 export function wireguardAlias(port: number): string {
@@ -73,6 +76,9 @@ export class WireguardBackend implements Backend {
   private readonly engine: WireguardEngine;
   private keys?: KeyPair;
   private local?: LocalNode;
+  /** New peers (hex key) awaiting their first handshake → until when to look. */
+  private readonly awaitingHandshake = new Map<string, number>();
+  private handshakeTimer?: NodeJS.Timeout;
 
   constructor(private settings: WireguardSettings, private readonly ctx: BackendContext) {
     this.nl = ctx.netlink;
@@ -165,13 +171,55 @@ export class WireguardBackend implements Backend {
       peers: peers.map((p) => ({ publicKey: p.publicKey!, endpoint: `${p.publicIP}:${p.port ?? this.settings.listenPort}`, allowedIPs: [p.subnet] })),
     };
     const have = await this.engine.state();
-    const [greet, settle] = greetingRequests(newPeers(want, have), want.keepalive);
+    const added = newPeers(want, have);
+    const [greet, settle] = greetingRequests(added, want.keepalive);
     const lines = configLines(want, have);
     if (lines.length) await this.engine.configure(lines);
     if (greet.length) {
       await this.engine.configure(greet);
       await this.engine.configure(settle);
     }
+    this.watchHandshakes(added);
+  }
+
+  /** The subnets of the peers wireguard-go has completed a handshake with. */
+  async establishedPeers(): Promise<ReadonlySet<string>> {
+    return new Set((await this.devicePeers()).filter((p) => p.lastHandshakeSec > 0).flatMap((p) => p.allowedIPs));
+  }
+
+  /**
+   * Asks for a reconcile as soon as a new peer's first handshake completes:
+   * the assignment keeps such a peer on another backend until then, and the
+   * periodic repair alone would leave it there for a whole interval.
+   */
+  private watchHandshakes(keys: readonly string[]): void {
+    const until = Date.now() + HANDSHAKE_WATCH_MS;
+    for (const k of keys) this.awaitingHandshake.set(k, until);
+    if (this.awaitingHandshake.size > 0 && !this.handshakeTimer) {
+      this.handshakeTimer = setTimeout(() => void this.checkHandshakes(), HANDSHAKE_POLL_MS);
+    }
+  }
+
+  private async checkHandshakes(): Promise<void> {
+    let completed = 0;
+    try {
+      for (const p of (await this.engine.state()).peers) {
+        if (p.lastHandshakeSec > 0 && this.awaitingHandshake.delete(p.publicKey)) completed++;
+      }
+    } catch {
+      // wireguard-go restarting: its next start greets the peers again
+    }
+    const now = Date.now();
+    for (const [k, until] of this.awaitingHandshake) if (until <= now) this.awaitingHandshake.delete(k);
+    this.handshakeTimer = undefined;
+    if (completed > 0) this.ctx.requestReconcile?.(`WireGuard handshake completed with ${completed} new peer(s)`);
+    this.watchHandshakes([]);
+  }
+
+  private stopWatchingHandshakes(): void {
+    clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = undefined;
+    this.awaitingHandshake.clear();
   }
 
   /** wireguard-go's peers as it reports them: handshakes and bytes. */
@@ -203,10 +251,12 @@ export class WireguardBackend implements Backend {
   }
 
   async stop(): Promise<void> {
+    this.stopWatchingHandshakes();
     this.engine.detach();
   }
 
   async teardown(): Promise<void> {
+    this.stopWatchingHandshakes();
     await this.engine.destroy();
   }
 

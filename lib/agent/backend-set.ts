@@ -30,6 +30,7 @@ import {
   backendFactory, createBackend, fallbackConfig, instanceOf, liveBackendKeys, withoutFallback,
 } from '../../backends';
 import { assignPeers, assignedTo } from '../../backends/assignment';
+import { peerReadiness } from '../../backends/readiness';
 import { plannedState } from '../../backends/standby';
 import { DirectReach } from '../../backends/direct-reach';
 import { ReconcileReport, reconcileKernel, removeRoutes } from '../../backends/reconciler';
@@ -152,11 +153,11 @@ export class BackendSet {
       const problems = await this.direct.refresh(all.filter((l) => l.key !== own.key).map((l) => l.attrs.publicIP)).catch((err: unknown) => [String(err)]);
       for (const problem of problems) skipped.push(`reachability: ${problem}`);
     }
-    const routed = await this.learnedRoutes(keys, network, skipped);
+    const readiness = await peerReadiness(new Map(keys.map((k) => [k, this.running.get(k)!.backend])), network, (key, message) => skipped.push(`${key}: ${message}`));
     const assignment = assignPeers({
       order: this.order, running: keys, own, leases: all,
       reach: (ip) => this.direct.isDirect(ip), whyNotReached: (ip) => this.direct.why(ip),
-      ...(routed ? { routed: (subnet: string) => routed.has(subnet) } : {}),
+      ...readiness,
     });
     skipped.push(...assignment.skipped);
     const previous = new Map(keys.map((k) => [k, this.running.get(k)!.carried]));
@@ -189,27 +190,14 @@ export class BackendSet {
     return { ...total, skipped: [...new Set(total.skipped)] };
   }
 
-  /** What a routing daemon (bgp's BIRD) has routes to; undefined when no running backend has one. A failed read counts as none. */
-  private async learnedRoutes(keys: readonly string[], network: IPNet | undefined, skipped: string[]): Promise<ReadonlySet<string> | undefined> {
-    let routed: Set<string> | undefined;
-    for (const key of keys) {
-      const backend = this.running.get(key)!.backend;
-      if (!backend.learnedRoutes) continue;
-      routed ??= new Set();
-      try {
-        for (const dst of await backend.learnedRoutes(network)) routed.add(dst);
-      } catch (err) {
-        skipped.push(`${key}: cannot read the routes it learned: ${(err as Error).message}`);
-      }
-    }
-    return routed;
-  }
-
-  /** How many routes BIRD installed (undefined when no bgp backend runs). */
+  /** How many routes BIRD installed (undefined when no bgp backend runs); a failed read counts as none. */
   async bgpLearnedCount(network?: IPNet): Promise<number | undefined> {
-    const keys = [...this.running.keys()];
-    if (!keys.some((k) => this.running.get(k)!.backend.learnedRoutes)) return undefined;
-    return (await this.learnedRoutes(keys, network, []))?.size;
+    let count: number | undefined;
+    for (const { backend } of this.running.values()) {
+      if (!backend.learnedRoutes) continue;
+      count = (count ?? 0) + (await backend.learnedRoutes(network).catch(() => new Set<string>())).size;
+    }
+    return count;
   }
 
   /** BIRD's BGP sessions (none when no bgp backend runs). */

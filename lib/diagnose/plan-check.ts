@@ -23,6 +23,7 @@ import {
 } from '../../backends';
 import { observe } from '../../backends/reconciler';
 import { plannedState } from '../../backends/standby';
+import { peerReadiness } from '../../backends/readiness';
 import { DirectReach } from '../../backends/direct-reach';
 import type { Log } from '../observe/logger';
 import { checkDevice } from './device-check';
@@ -75,17 +76,12 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     await direct.refresh(c.leases.filter((l) => l.key !== c.own.key).map((l) => l.attrs.publicIP)).catch(() => undefined);
   }
   const reach = (ip: string) => direct.isDirect(ip);
-  // bgp carries a peer only while BIRD's route to it is in the kernel: the agent's own rule, from the same routes.
-  let routed: Set<string> | undefined;
-  for (const b of backends.values()) {
-    if (!b.learnedRoutes) continue;
-    routed ??= new Set();
-    for (const dst of await b.learnedRoutes(c.config.network).catch(() => new Set<string>())) routed.add(dst);
-  }
+  // The agent's own rule on the same facts: bgp carries a peer only while BIRD's route is in the kernel, wireguard once it has a session.
+  const readiness = await peerReadiness(backends, c.config.network, () => undefined);
   const assignment = assignPeers({
     order: preferenceOrder(c.config.backend), running: instances.map((i) => i.key), own: c.own, leases: c.leases,
     reach, whyNotReached: (ip) => direct.why(ip),
-    ...(routed ? { routed: (subnet: string) => routed!.has(subnet) } : {}),
+    ...readiness,
   });
   for (const reason of assignment.skipped) out.warn(TOPIC, reason, SKIP_ADVICE);
 

@@ -8,6 +8,7 @@ import { PREFIX } from './twill-cluster';
 import { startPingStream, type PingStream, type PingStreamReport } from './ping';
 import { readFileSync } from 'fs';
 import { netnsPids } from './netns';
+import { waitFor } from './wait';
 
 function readComm(pid: number): string | undefined {
   try {
@@ -136,3 +137,35 @@ export class Probes {
   }
 }
 
+
+export interface MigrationReport extends ProbeReport {
+  /** From the config write to every node converged (convergedOn). */
+  convergedMs: number;
+}
+
+/**
+ * Every pod pinging every other at `pps` while `write` moves the cluster
+ * from backend `from` to `to`; `during` runs right after the write, with the
+ * probes still going. Ends a second after every node converged, logging the
+ * figures; the caller judges them.
+ */
+export async function migrateUnderProbes(
+  tc: TwillCluster, from: string, to: string, write: () => Promise<unknown>,
+  opts: { pps?: number; during?: () => Promise<void> } = {},
+): Promise<MigrationReport> {
+  const probes = await Probes.start(tc, opts.pps ?? 200);
+  let report: ProbeReport | undefined;
+  try {
+    const written = Date.now();
+    await write();
+    await opts.during?.();
+    await waitFor(`every node on ${to} with nothing of ${from} left`, () => convergedOn(tc, tc.size, to, from), 60_000, 250);
+    const convergedMs = Date.now() - written;
+    await new Promise((r) => setTimeout(r, 1000));
+    report = await probes.stop();
+    console.log(`      ${from} -> ${to}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the config write`);
+    return { ...report, convergedMs };
+  } finally {
+    if (!report) await probes.stop().catch(() => undefined);
+  }
+}

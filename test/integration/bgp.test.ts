@@ -17,7 +17,7 @@ import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { ping, startPingStream } from '../harness/ping';
 import { startCapture } from '../harness/capture';
 import { UNDERLAY } from '../harness/cluster';
-import { Probes, convergedOn, hasFootprint } from '../harness/migration';
+import { convergedOn, hasFootprint, migrateUnderProbes } from '../harness/migration';
 import { waitFor } from '../harness/wait';
 import { birdCommand, birdSessions } from '../../backends/bgp/bird-control';
 
@@ -219,19 +219,7 @@ describe('bgp backend (BIRD): 3 nodes on one segment running twilld', function (
 
   /** Every pod pinging every pod at 200 pps while the config moves from `from` to `to`: 0 lost, nothing of `from` left. */
   async function migrates(from: string, to: string): Promise<void> {
-    const probes = await Probes.start(tc, 200);
-    let report;
-    try {
-      const written = Date.now();
-      await putConfig({ Type: to });
-      await waitFor(`every node on ${to} with nothing of ${from} left`, () => convergedOn(tc, NODES, to, from), 60_000, 250);
-      const convergedMs = Date.now() - written;
-      await new Promise((r) => setTimeout(r, 1000));
-      report = await probes.stop();
-      console.log(`      ${from} -> ${to}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the config write`);
-    } finally {
-      if (!report) await probes.stop().catch(() => undefined);
-    }
+    const report = await migrateUnderProbes(tc, from, to, async () => { await putConfig({ Type: to }); });
     expect(report.lost, report.lines.join('\n')).to.equal(0);
     for (let i = 0; i < NODES; i++) expect(await hasFootprint(tc, i, from), `node ${i}: what ${from} left`).to.deep.equal([]);
     if (to === 'bgp') for (let i = 0; i < NODES; i++) expect(await birdRoutes(i), `node ${i}: BIRD's routes`).to.have.length(NODES - 1);

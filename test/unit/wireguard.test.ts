@@ -12,6 +12,9 @@ import { configLines, greetingRequests, newPeers, type WantedDevice } from '../.
 import { wireguardSettings } from '../../backends/wireguard/settings';
 import { peerPublicKey } from '../../backends/wireguard';
 import type { DeviceState } from '../../backends/wireguard/uapi';
+import { assignPeers } from '../../backends';
+import { IPNet } from '../../lib/ip';
+import type { Lease } from '../../lib/subnet';
 
 // RFC 7748 §6.1: Alice's X25519 private and public keys.
 const ALICE_PRIVATE = Buffer.from('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a', 'hex').toString('base64');
@@ -129,6 +132,32 @@ describe('wireguard', () => {
       expect(on).to.deep.equal([`public_key=${keyToHex(peerA)}`, 'persistent_keepalive_interval=25']);
       expect(off).to.deep.equal([`public_key=${keyToHex(peerA)}`, 'persistent_keepalive_interval=0']);
       expect(greetingRequests([keyToHex(peerA)], 25)).to.deep.equal([[], []]);
+    });
+  });
+
+  describe('when a peer moves to wireguard', () => {
+    const lease = (n: number, types: string[]): Lease => ({
+      key: `10.244.${n}.0-24`, subnet: IPNet.parse(`10.244.${n}.0/24`),
+      attrs: { publicIP: `198.18.0.${n}`, publicIPv6: null, backendType: types[0], backendData: {}, backends: types.map((type) => ({ type, data: {} })) },
+      modRevision: 1n,
+    } as Lease);
+    const own = lease(1, ['wireguard', 'vxlan']);
+    const carrier = (sessions: string[], running = ['wireguard', 'vxlan'], peerTypes = ['wireguard', 'vxlan']) => {
+      const a = assignPeers({
+        order: ['wireguard'], running, own, leases: [own, lease(2, peerTypes)], reach: () => true, whyNotReached: () => '',
+        established: (key, subnet) => key !== 'wireguard' || sessions.includes(subnet),
+      });
+      return [...a.carried].filter(([, peers]) => peers.length > 0).map(([key]) => key);
+    };
+
+    it('stays on the backend both nodes share until its handshake with wireguard-go completed (make before break)', () => {
+      expect(carrier([])).to.deep.equal(['vxlan']);
+      expect(carrier(['10.244.2.0/24'])).to.deep.equal(['wireguard']);
+    });
+
+    it('goes to wireguard at once when nothing else is shared: its own traffic starts the handshake', () => {
+      expect(carrier([], ['wireguard'], ['wireguard'])).to.deep.equal(['wireguard']);
+      expect(carrier([], ['wireguard', 'vxlan'], ['wireguard'])).to.deep.equal(['wireguard']);
     });
   });
 });
