@@ -7,6 +7,19 @@ import { expect } from 'chai';
 import { findKubeApiserver, KubeApiServer, startKubeApiserver } from '../harness/kube-apiserver';
 import { GoneError, KubeApiError, KubeClient, KubeNode, NodeWatchEvent } from '../../lib/kube';
 import { waitFor } from '../harness/wait';
+import { flannelAnnotations } from '../../lib/kube';
+import { parseNetworkConfig } from '../../lib/config';
+import { KubeLeaseWatcher } from '../../lib/subnet/kube-lease-watcher';
+import { Backoff } from '../../lib/subnet/backoff';
+
+/** What a flannel-compatible agent writes on its Node (vxlan). */
+function nodeAnnotations(publicIP: string): Record<string, string> {
+  const names = flannelAnnotations();
+  return {
+    [names.subnetKubeManaged]: 'true', [names.publicIP]: publicIP, [names.backendType]: 'vxlan',
+    [names.backendData]: JSON.stringify({ VNI: 1, VtepMAC: 'c6:d2:32:6f:8f:44' }),
+  };
+}
 
 const PREFIX = 'flannel.alpha.coreos.com';
 
@@ -131,6 +144,36 @@ describe('Kubernetes API client (real kube-apiserver)', function () {
     await new Promise((r) => setTimeout(r, 300));
     again.abort();
     expect((await watching).reason).to.equal('aborted');
+  });
+
+  it('KubeLeaseWatcher (the Node watch as leases) lists again once when its watch comes back 410 Gone, then follows Nodes as before', async () => {
+    await createNode('relist-a', { podCIDR: '10.244.11.0/24', annotations: nodeAnnotations('198.18.0.11') });
+    // The server ends each watch after 2 s; the watcher opens the next from the last resourceVersion it saw.
+    const client = new KubeClient(server().admin.transport.config, { watchTimeoutSeconds: 2 });
+    const resyncs: string[] = [];
+    const warnings: string[] = [];
+    const watcher = new KubeLeaseWatcher(client, flannelAnnotations(), parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', ['vxlan']),
+      { onEvents: () => undefined, onWarning: (w) => warnings.push(w), onResync: (reason) => resyncs.push(reason) }, new Backoff(50, 500));
+    try {
+      await watcher.start();
+      expect(resyncs).to.deep.equal(['start-up']);
+      // History the watcher has not seen moves on (a write outside the API's keys) and is compacted away: its resourceVersion is now too old.
+      const etcd = server().etcd.client();
+      // Two writes: the API server watches from resourceVersion + 1, which must itself be gone.
+      await etcd.put('/twill-test/bump').value('1').exec();
+      const bumped = await etcd.put('/twill-test/bump').value('2').exec();
+      await etcd.kv.compact({ revision: bumped.header.revision, physical: true });
+      await waitFor('a re-list after the 410', () => resyncs.length === 2, 10_000, 50);
+      expect(resyncs[1]).to.equal('the watch fell too far behind (410 Gone)');
+      await createNode('relist-b', { podCIDR: '10.244.12.0/24', annotations: nodeAnnotations('198.18.0.12') });
+      const subnets = () => [...watcher.leases().values()].map((l) => l.subnet.toString()).sort();
+      await waitFor('the Node created after the re-list', () => subnets().includes('10.244.12.0/24'), 5000, 50);
+      expect(subnets()).to.deep.equal(['10.244.11.0/24', '10.244.12.0/24']);
+      expect(resyncs, 'one re-list, not one per watch').to.have.length(2);
+      expect(warnings).to.deep.equal([]);
+    } finally {
+      await watcher.stop();
+    }
   });
 
   it('patches annotations through nodes/status as flanneld does, reads them back, and removes one with null', async () => {
