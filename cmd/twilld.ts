@@ -7,8 +7,7 @@
  */
 import { Agent } from '../lib/agent/agent';
 import { createLogger, Log } from '../lib/observe/logger';
-import { createEtcdClient, EtcdRegistry, EtcdSubnetManager, KubeSubnetManager, type Lease, type SubnetManager } from '../lib/subnet';
-import { flannelAnnotations, KubeClient, loadKubeConfig } from '../lib/kube';
+import { type Lease, type SubnetManager } from '../lib/subnet';
 import { parseDaemonFlags, usage, UsageError, DaemonFlags } from './flags';
 import { VERSION } from '../lib/version';
 import { startHealthServer, HealthServer } from '../lib/observe/health-server';
@@ -41,7 +40,7 @@ async function main(): Promise<number> {
   try {
     const onOwnLeaseChanged = (lease: Lease, previous: Lease): void => void agent?.ownLeaseChanged(lease, previous)
       .catch((err: Error) => log.error('cannot publish the re-acquired lease', { error: err.message }));
-    made = flags.kubeSubnetMgr ? kubeManager(flags, log, onOwnLeaseChanged) : etcdManager(flags, log, onOwnLeaseChanged);
+    made = await (flags.kubeSubnetMgr ? kubeManager(flags, log, onOwnLeaseChanged) : etcdManager(flags, log, onOwnLeaseChanged));
   } catch (err) {
     process.stderr.write(`twilld: ${(err as Error).message}\n`);
     return 2;
@@ -96,8 +95,13 @@ async function main(): Promise<number> {
   }
 }
 
+type MadeManager = { manager: SubnetManager; configKey: string; close: () => void };
+
+// Each mode loads only its own store's client: etcd3 (with grpc-js and protobufjs, ~23 MB) is not needed in kube mode, nor lib/kube in etcd mode.
+
 /** etcd mode: leases and the network config under --etcd-prefix. */
-function etcdManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Lease, previous: Lease) => void): { manager: SubnetManager; configKey: string; close: () => void } {
+async function etcdManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Lease, previous: Lease) => void): Promise<MadeManager> {
+  const { createEtcdClient, EtcdRegistry, EtcdSubnetManager } = await import('../lib/subnet/etcd');
   const client = createEtcdClient({
     endpoints: flags.etcdEndpoints,
     keyFile: flags.etcdKeyfile,
@@ -118,7 +122,9 @@ function etcdManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Le
 }
 
 /** --kube-subnet-mgr: the Node's podCIDR and annotations, the network config from --net-config-path. */
-function kubeManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Lease, previous: Lease) => void): { manager: SubnetManager; configKey: string; close: () => void } {
+async function kubeManager(flags: DaemonFlags, log: Log, onOwnLeaseChanged: (lease: Lease, previous: Lease) => void): Promise<MadeManager> {
+  const { flannelAnnotations, KubeClient, loadKubeConfig } = await import('../lib/kube');
+  const { KubeSubnetManager } = await import('../lib/subnet/kube');
   const config = loadKubeConfig({ kubeconfigFile: flags.kubeconfigFile, apiUrl: flags.kubeApiUrl });
   const client = new KubeClient(config);
   log.info('using the Kubernetes API', { server: client.server, credentials: config.source });

@@ -30,12 +30,10 @@ import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
 import { GuardController } from './guard-controller';
 import { guardPeers } from '../guard/plan';
-import { describeEtcdError, isEtcdConfigurationError } from '../subnet/etcd-errors';
 import type { NatBackend } from '../masq';
 import { AgentMetrics } from '../observe/metrics';
 import { Readiness } from '../observe/readiness';
 import { Backoff } from '../subnet/backoff';
-import { KubeSetupError } from '../subnet/kube-manager';
 
 const COUNTER_READ_MS = 5000;
 
@@ -147,7 +145,7 @@ export class Agent {
           this.log.info(`${this.manager.store ?? 'etcd'} reachable again; leases re-listed`);
         } else {
           this.metrics.etcdError('watch');
-          this.log.warn(`lost contact with ${this.manager.store ?? 'etcd'}; keeping the datapath as it is`, { error: err && describeEtcdError(err) });
+          this.log.warn(`lost contact with ${this.manager.store ?? 'etcd'}; keeping the datapath as it is`, { error: err && this.manager.describeError(err) });
         }
       },
     });
@@ -262,7 +260,7 @@ export class Agent {
       try {
         return await this.manager.acquireLease(config, attrs, previous);
       } catch (err) {
-        if (isEtcdConfigurationError(err) || err instanceof KubeSetupError) throw err;
+        if (this.manager.isSetupError(err)) throw err;
         const message = (err as Error).message;
         if (message !== lastError) {
           this.log[err instanceof OutOfSubnetsError ? 'error' : 'warn'](`cannot acquire a subnet lease: ${message}`);

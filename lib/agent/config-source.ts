@@ -8,7 +8,6 @@ import { setTimeout as sleep } from 'timers/promises';
 import { ConfigError, NetworkConfig, parseNetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
 import type { SubnetManager } from '../subnet';
-import { isEtcdConfigurationError } from '../subnet/etcd-errors';
 import { KNOWN_BACKEND_TYPES, validateBackendConfig, BackendUnavailableError } from '../../backends';
 
 export async function waitForNetworkConfig(
@@ -41,7 +40,7 @@ export async function waitForNetworkConfig(
       if (err instanceof ConfigError) {
         if (lastState !== `invalid:${err.message}`) hooks.rejected?.();
         say(`invalid:${err.message}`, 'error', `the network config at ${configKey} is invalid, waiting for a fix: ${err.message}`, { field: err.field });
-      } else if (isEtcdConfigurationError(err)) {
+      } else if (manager.isSetupError(err)) {
         throw err; // wrong CA, rejected certificate, bad credentials: retrying cannot help
       } else {
         say('unreachable', 'warn', `cannot read the network config from ${manager.store ? configKey : 'etcd'}; retrying: ${(err as Error).message}`);

@@ -10,7 +10,7 @@ import { addEtcdOptions, EtcdCliOptions, etcdClientFrom } from './etcd-options';
 import { runDiagnosis } from '../diagnose/diagnosis';
 import { formatJson, formatText } from '../diagnose/findings';
 import { isPeerSpec } from '../diagnose/probe';
-import { EtcdSettingsError } from '../subnet';
+import { EtcdSettingsError } from '../subnet/etcd';
 
 interface DiagnoseCliOptions extends EtcdCliOptions {
   iface?: string[];

@@ -2,7 +2,7 @@
  * etcd calls of the CLI commands with a deadline: a command must not hang
  * on an etcd that does not answer, and says which endpoints it tried.
  */
-import { EtcdAccessError, EtcdUnavailableError, translateEtcdError } from '../subnet';
+import { EtcdAccessError, EtcdUnavailableError, translateEtcdError } from '../subnet/etcd';
 
 /** How long `twill status` and `twill migrate` wait for etcd to answer one read or write. */
 export const DEFAULT_DEADLINE_MS = 3500;

@@ -29,7 +29,7 @@
  */
 import { Option, type Command } from 'commander';
 import type { Etcd3 } from 'etcd3';
-import { EtcdRegistry } from '../subnet';
+import { EtcdRegistry } from '../subnet/etcd';
 import { KNOWN_BACKEND_TYPES } from '../../backends';
 import { addEtcdOptions } from './etcd-options';
 import { collectAssignment, parseTimeout } from './migrate/flags';

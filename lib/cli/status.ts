@@ -23,7 +23,7 @@
 import { renameSync, rmSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { EtcdRegistry } from '../subnet';
+import { EtcdRegistry } from '../subnet/etcd';
 import { addEtcdOptions, etcdClientFrom, type EtcdCliOptions } from './etcd-options';
 import type { ClusterStatus } from './status/model';
 import { readSnapshot, type SnapshotOptions } from './status/snapshot';

@@ -7,7 +7,8 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { NetworkConfig, parseNetworkConfig } from '../config';
-import { Lease, EtcdRegistry, RawKV, describeEtcdError, filterLeases } from '../subnet';
+import { Lease, RawKV, filterLeases } from '../subnet';
+import { EtcdRegistry, describeEtcdError } from '../subnet/etcd';
 import { KNOWN_BACKEND_TYPES, backendFactory, BackendUnavailableError } from '../../backends';
 import { Findings } from './findings';
 

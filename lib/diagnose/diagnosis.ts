@@ -12,7 +12,8 @@
 import type { Etcd3 } from 'etcd3';
 import { InterfaceSelection, InterfaceSelectionError, selectInterface } from '../iface';
 import { Netlink } from '../netlink';
-import { EtcdRegistry, Lease } from '../subnet';
+import { Lease } from '../subnet';
+import { EtcdRegistry } from '../subnet/etcd';
 import { primaryBackendType, terminatedBy } from '../../backends/assignment';
 import { typeOfKey } from '../../backends/instance';
 import { ClusterView, readClusterView } from './cluster-view';

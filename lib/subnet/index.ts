@@ -1,14 +1,17 @@
+/**
+ * What every part of twill shares about subnets and leases, without any
+ * store's client: etcd mode's parts are in ./etcd (which loads etcd3, grpc-js
+ * and protobufjs, ~23 MB), kube mode's in ./kube (lib/kube's HTTP client), so
+ * a daemon loads only the store it runs on. Interfaces of both are
+ * re-exported here as types only, which load nothing.
+ */
 export * from './lease';
 export * from './lease-codec';
 export * from './allocator';
-export * from './etcd-client';
-export * from './etcd-registry';
 export * from './lease-validation';
-export * from './lease-watcher';
-export * from './manager';
 export * from './subnet-file';
 export * from './lease-filter';
 export * from './kube-lease';
-export * from './kube-lease-watcher';
-export * from './kube-manager';
-export * from './net-conf-file';
+export type { SubnetManager, NetworkConfigWatch, NetworkConfigWatchHooks } from './manager';
+export type { LeaseView, LeaseWatcherHooks } from './lease-watcher';
+export type { RawKV, LeaseListing } from './etcd-registry';

@@ -168,6 +168,14 @@ export class KubeSubnetManager implements SubnetManager {
     return watch;
   }
 
+  isSetupError(err: unknown): boolean {
+    return err instanceof KubeSetupError;
+  }
+
+  describeError(err: unknown): string {
+    return err instanceof Error ? err.message : String(err);
+  }
+
   /** Stops watches and waits; the annotations stay on the Node, so a restart finds them. */
   async close(): Promise<void> {
     this.abort.abort();

@@ -10,7 +10,7 @@ import type { PreviousSubnets } from './subnet-file';
 import { LeaseWatcher, LeaseWatcherHooks, type LeaseView } from './lease-watcher';
 import { LeaseKeeper, type LeaseKeeperOptions } from './lease-keeper';
 import { RELIST_BACKOFF, ResyncingWatch } from './resyncing-watch';
-import { describeEtcdError } from './etcd-errors';
+import { describeEtcdError, isEtcdConfigurationError } from './etcd-errors';
 
 // Callers import these from the manager, where they lived before the keeper had a file of its own.
 export { CollisionLimitError, MAX_CREATE_ATTEMPTS } from './lease-keeper';
@@ -41,6 +41,14 @@ export interface SubnetManager {
   watchNetworkConfig(fromRevision: bigint, hooks: NetworkConfigWatchHooks): Promise<NetworkConfigWatch>;
   /** Stops timers and watches. The lease stays in etcd, so a restart finds it. */
   close(): Promise<void>;
+  /**
+   * Whether a failure of the store is one retrying cannot fix (a wrong CA,
+   * rejected credentials, a missing RBAC rule): twilld stops on it at start-up.
+   * The manager judges its own store's errors, so the agent loads no client.
+   */
+  isSetupError(err: unknown): boolean;
+  /** The one line to log for a failure of the store. */
+  describeError(err: unknown): string;
 }
 
 export interface NetworkConfigWatchHooks {
@@ -110,6 +118,14 @@ export class EtcdSubnetManager implements SubnetManager {
     this.configWatchers.add(watcher);
     await watcher.start();
     return watcher;
+  }
+
+  isSetupError(err: unknown): boolean {
+    return isEtcdConfigurationError(err);
+  }
+
+  describeError(err: unknown): string {
+    return describeEtcdError(err);
   }
 
   async close(): Promise<void> {

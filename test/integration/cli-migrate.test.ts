@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { ChildProcess, spawn } from 'child_process';
 import * as path from 'path';
 import { Etcd3 } from 'etcd3';
-import { EtcdRegistry } from '../../lib/subnet';
+import { EtcdRegistry } from '../../lib/subnet/etcd';
 import { writeConfigIfUnchanged } from '../../lib/cli/migrate';
 import { freePort, EtcdServer } from '../harness/etcd';
 import { withEtcd } from '../harness/etcd-hooks';

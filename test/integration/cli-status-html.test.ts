@@ -12,7 +12,7 @@ import * as http from 'http';
 import * as os from 'os';
 import * as path from 'path';
 import { Etcd3 } from 'etcd3';
-import { EtcdRegistry } from '../../lib/subnet';
+import { EtcdRegistry } from '../../lib/subnet/etcd';
 import { startEtcd, freePort, EtcdServer } from '../harness/etcd';
 import { runToEnd, type RunToEndResult } from '../harness/run-to-end';
 

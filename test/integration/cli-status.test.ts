@@ -9,7 +9,7 @@ import { readFileSync } from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { Etcd3 } from 'etcd3';
-import { EtcdRegistry } from '../../lib/subnet';
+import { EtcdRegistry } from '../../lib/subnet/etcd';
 import type { LeaseDocument, StatusDocument } from '../../lib/cli/status/json';
 import { startEtcd, freePort, EtcdServer } from '../harness/etcd';
 import { withEtcd } from '../harness/etcd-hooks';

@@ -2,9 +2,8 @@ import { expect } from 'chai';
 import { Etcd3 } from 'etcd3';
 import { parseNetworkConfig, NetworkConfig } from '../../lib/config';
 import { IPNet } from '../../lib/ip';
-import {
-  EtcdRegistry, EtcdSubnetManager, LeaseAttrs, LeaseEvent, LeaseWatcher, OutOfSubnetsError, encodeLeaseAttrs,
-} from '../../lib/subnet';
+import { LeaseAttrs, LeaseEvent, OutOfSubnetsError, encodeLeaseAttrs } from '../../lib/subnet';
+import { EtcdRegistry, EtcdSubnetManager, LeaseWatcher } from '../../lib/subnet/etcd';
 import { KNOWN_BACKEND_TYPES } from '../../backends';
 import type { EtcdServer } from '../harness/etcd';
 import { withEtcd } from '../harness/etcd-hooks';

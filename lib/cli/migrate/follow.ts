@@ -6,7 +6,8 @@
  */
 import { isDeepStrictEqual } from 'util';
 import { parseNetworkConfig } from '../../config';
-import { EtcdAccessError, type EtcdRegistry, type LeaseListing } from '../../subnet';
+import { type LeaseListing } from '../../subnet';
+import { EtcdAccessError, type EtcdRegistry } from '../../subnet/etcd';
 import { KNOWN_BACKEND_TYPES } from '../../../backends';
 import { printable } from '../status/cells';
 import { attempt, backendOf, backendText, normalised } from './backend-object';

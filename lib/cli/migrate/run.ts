@@ -3,7 +3,7 @@
  * plan, print, write (compare-and-swap), then follow the agents.
  */
 import type { Etcd3 } from 'etcd3';
-import { EtcdAccessError, EtcdRegistry, EtcdSettingsError } from '../../subnet';
+import { EtcdAccessError, EtcdRegistry, EtcdSettingsError } from '../../subnet/etcd';
 import { etcdClientFrom, type EtcdCliOptions } from '../etcd-options';
 import { printable } from '../status/cells';
 import type { Assignment } from './flags';

@@ -11,7 +11,7 @@
  * start: hence 3.5 s, for a command that gives up within about 5 s. A TTL
  * that cannot be read is shown as unknown rather than failing the whole look.
  */
-import { describeEtcdError, type EtcdRegistry } from '../../subnet';
+import { describeEtcdError, type EtcdRegistry } from '../../subnet/etcd';
 import { DEFAULT_DEADLINE_MS, withDeadline } from '../etcd-deadline';
 import { buildClusterStatus, type ClusterStatus, type Expiry, type StatusInput } from './model';
 import { probeReadiness } from './health';

@@ -17,8 +17,8 @@
  * `watchStatus` resolves when `signal` aborts and never rejects.
  */
 import type { Watcher } from 'etcd3';
-import type { EtcdRegistry } from '../../subnet';
-import { describeEtcdError } from '../../subnet';
+import type { EtcdRegistry } from '../../subnet/etcd';
+import { describeEtcdError } from '../../subnet/etcd';
 import { cancelWatch } from '../../subnet/resyncing-watch';
 import type { ClusterStatus } from './model';
 import { readSnapshot, type SnapshotOptions } from './snapshot';
