@@ -24,6 +24,7 @@ import type { LeaseView, LeaseWatcherHooks } from './lease-watcher';
 import { encodeLeaseAttrs } from './lease-codec';
 import { NodeSkip, nodeToLease } from './kube-lease';
 import { Backoff } from './backoff';
+import { callListener } from './listeners';
 
 /** A watch the server ends sooner than this after it opened counts as a failure (backoff), so a server that closes at once is not hammered. */
 const SHORT_WATCH_MS = 1000;
@@ -194,12 +195,7 @@ export class KubeLeaseWatcher implements LeaseView {
     if (events.length) this.call(() => this.hooks.onEvents(events));
   }
 
-  /** A failing listener must not end the watch. */
-  private call(f: () => void): void {
-    try {
-      f();
-    } catch {
-      // the agent's listeners log and request a reconcile; nothing here can do better
-    }
+  private call(listener: () => void): void {
+    callListener(listener, 'a listener of the Node watch', (m) => this.hooks.onWarning(m));
   }
 }

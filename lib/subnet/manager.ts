@@ -11,6 +11,7 @@ import { LeaseWatcher, LeaseWatcherHooks, type LeaseView } from './lease-watcher
 import { LeaseKeeper, type LeaseKeeperOptions } from './lease-keeper';
 import { RELIST_BACKOFF, ResyncingWatch } from './resyncing-watch';
 import { describeEtcdError, isEtcdConfigurationError } from './etcd-errors';
+import { callListener, warnSafely } from './listeners';
 
 // Callers import these from the manager, where they lived before the keeper had a file of its own.
 export { CollisionLimitError, MAX_CREATE_ATTEMPTS } from './lease-keeper';
@@ -197,19 +198,11 @@ class NetworkConfigWatcher implements NetworkConfigWatch {
   private report(found: { text: string; revision: bigint } | undefined): void {
     if (found ? this.held !== undefined && found.revision <= this.held.modRevision : this.held === undefined) return;
     this.held = found ? { modRevision: found.revision } : undefined;
-    try {
-      this.hooks.onChange(found);
-    } catch (err) {
-      this.warn(`the network config listener failed: ${(err as Error).message}`);
-    }
+    callListener(() => this.hooks.onChange(found), 'the network config listener', this.hooks.onWarning);
   }
 
   private warn(message: string): void {
-    try {
-      this.hooks.onWarning?.(message);
-    } catch {
-      // a failing logger must not stop the watch
-    }
+    warnSafely(this.hooks.onWarning, message);
   }
 }
 

@@ -15,6 +15,7 @@
 import { watch, FSWatcher, promises as fs } from 'fs';
 import * as path from 'path';
 import type { NetworkConfigWatch, NetworkConfigWatchHooks } from './manager';
+import { callListener, warnSafely } from './listeners';
 
 export interface NetConfReading {
   readonly text: string;
@@ -140,18 +141,10 @@ class NetConfWatch implements NetworkConfigWatch {
     if (this.stopped) return;
     if (found ? this.held !== undefined && found.revision <= this.held : this.held === undefined) return;
     this.held = found?.revision;
-    try {
-      this.hooks.onChange(found);
-    } catch (err) {
-      this.warn(`the network config listener failed: ${(err as Error).message}`);
-    }
+    callListener(() => this.hooks.onChange(found), 'the network config listener', this.hooks.onWarning);
   }
 
   private warn(message: string): void {
-    try {
-      this.hooks.onWarning?.(message);
-    } catch {
-      // a failing logger must not stop the watch
-    }
+    warnSafely(this.hooks.onWarning, message);
   }
 }

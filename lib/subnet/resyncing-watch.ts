@@ -38,6 +38,7 @@
 import { ClientClosedError, type IKeyValue, type Watcher } from 'etcd3';
 import { Backoff } from './backoff';
 import { describeEtcdError } from './etcd-errors';
+import { callListener, warnSafely } from './listeners';
 
 /** How long etcd may take to confirm a new watch before the attempt counts as failed. */
 export const WATCH_CREATE_TIMEOUT_MS = 5000;
@@ -311,19 +312,11 @@ export class ResyncingWatch<L extends { readonly revision: bigint }> {
   }
 
   private call(listener: () => void): void {
-    try {
-      listener();
-    } catch (err) {
-      this.warn(`a listener of the watch on ${this.source.what} failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    callListener(listener, `a listener of the watch on ${this.source.what}`, this.hooks.onWarning);
   }
 
   private warn(message: string): void {
-    try {
-      this.hooks.onWarning?.(message);
-    } catch {
-      // a failing logger must not stop the watch
-    }
+    warnSafely(this.hooks.onWarning, message);
   }
 
   /** The promise's value, or undefined as soon as stop() is called. */
