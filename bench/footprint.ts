@@ -10,13 +10,17 @@
  *  - lease put → route: a new peer lease put into etcd until node 0 routes it;
  *  - for vxlan and host-gw: 5000 fake peer leases (as bench/scale.ts puts
  *    them) put while it runs; RSS/PSS once all 5000 are in the kernel.
- * Usage: node dist/bench/footprint.js [--backends vxlan,host-gw,udp,ipip-userspace] [--peers 5000]
+ *  - with --kube: the same cluster in Kubernetes mode (--kube-subnet-mgr,
+ *    Nodes in a real kube-apiserver; no etcd client loaded): exec →
+ *    subnet.env, CPU and memory settled (no fake peers: they would be Nodes).
+ * Usage: node dist/bench/footprint.js [--backends vxlan,host-gw,udp,ipip-userspace] [--peers 5000] [--kube]
  */
 import { readFileSync, readdirSync, statSync } from 'fs';
 import type { Etcd3 } from 'etcd3';
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
 import { cpuSeconds, fmt, BENCH_BACKENDS } from './measure';
+import { findKubeApiserver } from '../test/harness/kube-apiserver';
 
 const SCALE_BACKENDS = new Set(['vxlan', 'host-gw']);
 const PROTOCOL: Record<string, number> = { vxlan: 117, 'host-gw': 118 };
@@ -159,10 +163,20 @@ async function createWaiting(opts: Parameters<typeof TwillCluster.create>[0]): P
   }
 }
 
-async function benchBackend(backend: string, peers: number): Promise<Row> {
+/** The kube-apiserver for --kube, or an error saying where it was looked for. */
+function kubeBinary(): string {
+  const found = findKubeApiserver();
+  if (!found.binary) throw new Error(`--kube: no kube-apiserver binary (looked at ${found.looked.join(' and ')})`);
+  return found.binary;
+}
+
+async function benchBackend(backend: string, peers: number, kube: boolean): Promise<Row> {
   const config = BENCH_BACKENDS[backend];
   if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BENCH_BACKENDS).join(', ')}`);
-  const tc = await createWaiting({ nodes: 3, config: { ...NETWORK, Backend: config }, start: false });
+  const tc = await createWaiting({
+    nodes: 3, config: { ...NETWORK, Backend: config }, start: false,
+    ...(kube ? { kube: { binary: kubeBinary() } } : {}),
+  });
   try {
     const ns = tc.nodeNs(0);
     // The fake peers' public IPs (198.18.1.0 – 198.18.21.0) must be on-link for host-gw routes.
@@ -184,7 +198,7 @@ async function benchBackend(backend: string, peers: number): Promise<Row> {
 
     let leaseToRouteMs: number | null = null;
     // bgp: a lease alone brings no route (a BGP session does); bench/datapath.ts times a real node joining.
-    if (backend !== 'udp' && config.Type !== 'bgp') {
+    if (backend !== 'udp' && config.Type !== 'bgp' && !kube) {
       const l = peerLease(config.Type, 4999);
       const dst = l.key.split('/').pop()!.replace('-', '/').split('/')[0];
       const put = Date.now();
@@ -199,7 +213,7 @@ async function benchBackend(backend: string, peers: number): Promise<Row> {
     let atScale: Memory | null = null;
     let scaleProgramMs: number | null = null;
     let cpuAtScaleS: number | null = null;
-    if (SCALE_BACKENDS.has(backend) && peers > 0) {
+    if (SCALE_BACKENDS.has(backend) && peers > 0 && !kube) {
       const started = Date.now();
       await putLeases(tc.admin, config.Type, 0, peers);
       const proto = String(PROTOCOL[backend]);
@@ -214,7 +228,7 @@ async function benchBackend(backend: string, peers: number): Promise<Row> {
       await sleep(3000);
       atScale = treeMemory(pid);
     }
-    return { backend, execToEnvMs, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS };
+    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS };
   } finally {
     await tc.destroy();
   }
@@ -223,9 +237,10 @@ async function benchBackend(backend: string, peers: number): Promise<Row> {
 async function main(): Promise<void> {
   const backends = arg('backends', 'vxlan,host-gw,udp,ipip-userspace').split(',');
   const peers = Number(arg('peers', '5000'));
+  const kube = process.argv.includes('--kube');
   const rows: Row[] = [];
   for (const b of backends) {
-    rows.push(await benchBackend(b, peers));
+    rows.push(await benchBackend(b, peers, kube));
     const r = rows[rows.length - 1];
     console.error(`${b}: ${JSON.stringify(r)}`);
   }

@@ -296,7 +296,7 @@ describe('network config watch (real etcd)', function () {
      * `limitMs`.
      */
     async function runChild(script: string, limitMs: number): Promise<{ out: string; ms: number; code: number | null }> {
-      const subnet = path.resolve(__dirname, '../../lib/subnet');
+      const subnet = path.resolve(__dirname, '../../lib/subnet/etcd');
       const child = spawn(process.execPath, ['-e', `const lib = require(${JSON.stringify(subnet)});\n${script}`], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
