@@ -100,7 +100,8 @@ export function kubeCliFrom(opts: KubeCliOptions): KubeCli {
   // --kube-subnet-mgr alone: loadKubeConfig takes the pod's service account, as twilld does.
   const config = loadKubeConfig({ kubeconfigFile: opts.kubeconfig, apiUrl: opts.kubeApiUrl });
   return {
-    client: new KubeClient(config, { requestTimeoutMs: KUBE_DEADLINE_MS }),
+    // A shorter server-side watch timeout than twilld's: `status --watch` notices a dead connection sooner.
+    client: new KubeClient(config, { requestTimeoutMs: KUBE_DEADLINE_MS, watchTimeoutSeconds: 60 }),
     names: flannelAnnotations(opts.kubeAnnotationPrefix),
     netConf: netConfSourceOf(opts),
   };

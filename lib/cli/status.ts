@@ -21,7 +21,7 @@
  * (`nodeToLease`), the network config from `--net-config-path` or the
  * ConfigMap `--kube-net-conf`; the NODE column replaces EXPIRES. An API
  * server that does not answer or refuses: exit 1 within about 5 s, naming
- * it. `--watch` is etcd-only for now (exit 2 in Kubernetes mode).
+ * it. `--watch` watches the Nodes (status/kube-watch.ts).
  *
  * The pieces live in status/: model (what a row is), kube-model (a row from
  * a Node), snapshot and kube-snapshot (reading etcd, the API), cells (the text of each cell), table, json, topology and html (the
@@ -34,6 +34,7 @@ import { EtcdRegistry } from '../subnet';
 import { addEtcdOptions, etcdClientFrom, type EtcdCliOptions } from './etcd-options';
 import { addKubeOptions, kubeCliFrom, storeOf, StoreFlagsError, type KubeCliOptions } from './kube-options';
 import { readKubeSnapshot } from './status/kube-snapshot';
+import { watchKubeStatus } from './status/kube-watch';
 import type { ClusterStatus } from './status/model';
 import { readSnapshot, type SnapshotOptions } from './status/snapshot';
 import { renderTable, useColour } from './status/table';
@@ -79,7 +80,6 @@ Examples:
       let store: 'etcd' | 'kube';
       try {
         store = storeOf(command);
-        if (store === 'kube' && opts.watch) throw new StoreFlagsError('--watch works with etcd only for now; in Kubernetes mode run twill status again (or under `watch -n 2`)');
       } catch (err) {
         if (!(err instanceof StoreFlagsError)) throw err;
         process.stderr.write(`twill status: ${err.message}\n`);
@@ -100,6 +100,10 @@ function parsePort(text: string): number {
 async function runKubeStatus(opts: StatusOptions): Promise<void> {
   const kube = kubeCliFrom(opts);
   try {
+    if (opts.watch) {
+      await watch(opts, (render, warn, signal) => watchKubeStatus(kube, { healthPort: opts.healthPort, render, warn, signal }));
+      return;
+    }
     output(await readKubeSnapshot(kube, { healthPort: opts.healthPort }), opts);
   } finally {
     kube.client.close();
@@ -122,7 +126,7 @@ async function runStatus(opts: StatusOptions): Promise<void> {
       healthPort: opts.healthPort,
     };
     if (opts.watch) {
-      await watch(registry, snapshot, opts);
+      await watch(opts, (render, warn, signal) => watchStatus(registry, { ...snapshot, render, warn, signal }));
       return;
     }
     output(await readSnapshot(registry, snapshot), opts);
@@ -131,7 +135,10 @@ async function runStatus(opts: StatusOptions): Promise<void> {
   }
 }
 
-async function watch(registry: EtcdRegistry, snapshot: SnapshotOptions, opts: StatusOptions): Promise<void> {
+type WatchLoop = (render: (status: ClusterStatus) => void, warn: (message: string) => void, signal: AbortSignal) => Promise<void>;
+
+/** Draws each picture `loop` hands over (redrawing the screen on a terminal) until Ctrl-C. */
+async function watch(opts: StatusOptions, loop: WatchLoop): Promise<void> {
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
@@ -145,22 +152,17 @@ async function watch(registry: EtcdRegistry, snapshot: SnapshotOptions, opts: St
     }
     const table = renderTable(status, { colour: useColour(process.stdout) });
     const when = status.readAt.toISOString();
-    const revision = status.store.kind === 'etcd' ? status.store.revision : status.store.resourceVersion;
+    const revision = status.store.kind === 'etcd' ? `revision ${status.store.revision}` : `resourceVersion ${status.store.resourceVersion}`;
     if (tty) {
       // Clear the screen and the scrollback, then draw from the top.
-      process.stdout.write(`\x1b[H\x1b[2J\x1b[3J${`twill status --watch: read ${when} (revision ${revision}); Ctrl-C to quit`}\n\n${table}`);
+      process.stdout.write(`\x1b[H\x1b[2J\x1b[3J${`twill status --watch: read ${when} (${revision}); Ctrl-C to quit`}\n\n${table}`);
     } else {
-      process.stdout.write(`${drawn > 0 ? `\n--- ${when} (revision ${revision}) ---\n` : ''}${table}`);
+      process.stdout.write(`${drawn > 0 ? `\n--- ${when} (${revision}) ---\n` : ''}${table}`);
     }
     drawn++;
   };
   try {
-    await watchStatus(registry, {
-      ...snapshot,
-      render,
-      warn: (message) => process.stderr.write(`twill status: ${message}\n`),
-      signal: stop.signal,
-    });
+    await loop(render, (message) => process.stderr.write(`twill status: ${message}\n`), stop.signal);
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

@@ -13,6 +13,8 @@
 import { expect } from 'chai';
 import { readFileSync } from 'fs';
 import { createServer, type Server } from 'net';
+import { spawn } from 'child_process';
+import * as path from 'path';
 import { findKubeApiserver } from '../harness/kube-apiserver';
 import { TwillCluster } from '../harness/twill-cluster';
 import { allPodsPing } from '../harness/checks';
@@ -26,6 +28,7 @@ const names = flannelAnnotations();
 const RUNNING = [0, 1, 2];
 const LATE = 3;
 const NETWORK = '10.244.0.0/16';
+const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
 
 function count(text: string, needle: string): number {
   return text.split(needle).length - 1;
@@ -178,6 +181,31 @@ describe('twilld --kube-subnet-mgr: 3 nodes, Nodes in a real kube-apiserver', fu
     } finally {
       silent.close();
     }
+  });
+
+  it('status --watch --json prints a new picture when a Node joins and when it leaves', async () => {
+    const kubeconfig = await forCli();
+    const child = spawn(process.execPath, [TWILL, 'status', '--kubeconfig', kubeconfig, '--watch', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const pictures = (): StatusDocument[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as StatusDocument);
+    const has = (doc: StatusDocument | undefined, name: string): boolean => Boolean(doc?.leases.some((l) => l.node === name));
+    try {
+      await waitFor('the first picture', () => pictures().length === 1, 10_000);
+      expect(has(pictures()[0], 'watched')).to.equal(false);
+      await cluster().kube!.createNode('watched', { podCIDR: '10.244.71.0/24' });
+      await waitFor('a picture with Node "watched"', () => has(pictures().at(-1), 'watched'), 5_000, 50);
+      expect(pictures().at(-1)?.leases.find((l) => l.node === 'watched')).to.include({ valid: false, subnet: '10.244.71.0/24' });
+      await cluster().kube!.deleteNode('watched');
+      await waitFor('a picture without it', () => !has(pictures().at(-1), 'watched'), 5_000, 50);
+    } finally {
+      child.kill('SIGINT');
+      await cluster().kube!.deleteNode('watched').catch(() => undefined);
+    }
+    const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (c) => resolve(c))));
+    expect(code, 'Ctrl-C ends it with 0').to.equal(0);
   });
 
   it('exits 2 when etcd and Kubernetes flags are mixed, saying which', async () => {

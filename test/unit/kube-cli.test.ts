@@ -12,6 +12,7 @@ import { KubeApiError, flannelAnnotations, type KubeNode } from '../../lib/kube'
 import { buildKubeClusterStatus, type KubeStatusInput } from '../../lib/cli/status/kube-model';
 import { renderTable } from '../../lib/cli/status/table';
 import { toDocument } from '../../lib/cli/status/json';
+import { renderHtml } from '../../lib/cli/status/html';
 import { filterNodes } from '../../lib/subnet/kube-lease';
 import { parseNetworkConfig } from '../../lib/config';
 
@@ -137,7 +138,7 @@ describe('twill status in Kubernetes mode: rows from Nodes', () => {
 
   it('says a missing net-conf is missing, in Kubernetes words, and lists the Nodes unchecked', () => {
     const text = renderTable(buildKubeClusterStatus({ ...input, configText: undefined }), { colour: false });
-    expect(text).to.include('MISSING: there is no ConfigMap kube-system/twill-cfg, key net-conf.json; twilld cannot start without it. Nodes are listed unchecked.');
+    expect(text).to.include('MISSING: there is no ConfigMap kube-system/twill-cfg, key net-conf.json; twilld waits until there is one. Nodes are listed unchecked.');
     // Unchecked: the Node outside 10.244.0.0/16 is a peer now.
     expect(text).to.match(/^outside\s+10\.99\.0\.0\/24\s+198\.18\.0\.7/m);
   });
@@ -150,6 +151,21 @@ describe('twill status in Kubernetes mode: rows from Nodes', () => {
     expect(n0).to.include({ key: 'n0', subnet: '10.244.1.0/24', publicIP: '198.18.0.1', valid: true, etcdLeaseId: null, expirySeconds: null, reservation: false });
     expect(n0?.peers).to.deep.equal([{ subnet: '10.244.2.0/24', backend: 'vxlan', encrypted: false }]);
     expect(doc.leases.find((l) => l.node === 'bare')).to.include({ valid: false, subnet: '10.244.60.0/24', publicIP: null });
+  });
+});
+
+describe('twill status --html in Kubernetes mode', () => {
+  it('titles the page with the API server and names each box\'s Node where etcd says when it expires', () => {
+    const html = renderHtml(buildKubeClusterStatus({
+      server: 'https://198.18.0.100:6443', resourceVersion: '9', readAt: new Date(0), netConf: 'file /etc/kube-flannel/net-conf.json', configText: NET_CONF, names,
+      nodes: [vxlanNode('n0', '10.244.1.0/24', '198.18.0.1', '02:00:00:00:00:01'), vxlanNode('n1', '10.244.2.0/24', '198.18.0.2', '02:00:00:00:00:02')],
+    }));
+    expect(html).to.include('<h1>twill status — https://198.18.0.100:6443</h1>');
+    expect(html).to.include('network config from the file /etc/kube-flannel/net-conf.json');
+    expect(html).to.match(/<g class="node node-lease" data-node="10\.244\.1\.0\/24"[^>]*>.*?>Node n0<\/text>/s);
+    expect(html).to.include('data-edge="10.244.1.0/24|10.244.2.0/24"');
+    expect(html).to.include('<th>Node</th>');
+    expect(html).to.not.include('expires in');
   });
 });
 

@@ -122,7 +122,7 @@ export function configLines(config: ConfigStatus, store: StatusStore['kind'] = '
         label: 'Config',
         value: store === 'etcd'
           ? `MISSING: no key ${printable(config.key)} in etcd; nodes wait until it is written. Leases are listed unchecked.`
-          : `MISSING: there is no ${printable(config.key)}; twilld cannot start without it. Nodes are listed unchecked.`,
+          : `MISSING: there is no ${printable(config.key)}; twilld waits until there is one. Nodes are listed unchecked.`,
         problem: true,
       }];
     case 'invalid':
