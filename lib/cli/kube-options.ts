@@ -10,7 +10,7 @@
  * defaults and never count as a choice.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { AnnotationPrefixError, DEFAULT_ANNOTATION_PREFIX, KubeClient, flannelAnnotations, loadKubeConfig } from '../kube';
+import { AnnotationPrefixError, DEFAULT_ANNOTATION_PREFIX, KubeClient, KubeConfigError, flannelAnnotations, loadKubeConfig } from '../kube';
 import { DEFAULT_KUBE_NET_CONF, KUBE_DEADLINE_MS, NET_CONF_KEY, type KubeCli, type NetConfSource } from '../kube/cluster-read';
 
 export interface KubeCliOptions {
@@ -96,9 +96,13 @@ export function netConfSourceOf(opts: KubeCliOptions): NetConfSource {
 }
 
 /** The client the flags describe; a kubeconfig that cannot be used throws KubeConfigError naming the file. */
-export function kubeCliFrom(opts: KubeCliOptions): KubeCli {
-  // --kube-subnet-mgr alone: loadKubeConfig takes the pod's service account, as twilld does.
-  const config = loadKubeConfig({ kubeconfigFile: opts.kubeconfig, apiUrl: opts.kubeApiUrl });
+export function kubeCliFrom(opts: KubeCliOptions, env: NodeJS.ProcessEnv = process.env): KubeCli {
+  // --kube-subnet-mgr alone: loadKubeConfig takes the pod's service account, as twilld does;
+  // outside a pod say so in this command's flags (loadKubeConfig names twilld's).
+  if (!opts.kubeconfig && !opts.kubeApiUrl && !(env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT)) {
+    throw new KubeConfigError("--kube-subnet-mgr without --kubeconfig uses the pod's service account, but this is not a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set): give --kubeconfig <file>");
+  }
+  const config = loadKubeConfig({ kubeconfigFile: opts.kubeconfig, apiUrl: opts.kubeApiUrl, env });
   return {
     // A shorter server-side watch timeout than twilld's: `status --watch` notices a dead connection sooner.
     client: new KubeClient(config, { requestTimeoutMs: KUBE_DEADLINE_MS, watchTimeoutSeconds: 60 }),

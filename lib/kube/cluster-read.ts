@@ -11,7 +11,7 @@
  */
 import { promises as fs } from 'fs';
 import type { FlannelAnnotations } from './annotations';
-import type { KubeClient } from './client';
+import type { KubeClient, NodeList } from './client';
 import type { KubeNode } from './node';
 import { KubeApiError } from './errors';
 import { isAbortError } from './transport';
@@ -51,16 +51,18 @@ export interface KubeCluster {
 /** Every Node, then the net-conf; rejects with a message naming the server (see the module comment). */
 export async function readKubeCluster(kube: KubeCli, deadlineMs = KUBE_DEADLINE_MS): Promise<KubeCluster> {
   const signal = AbortSignal.timeout(deadlineMs);
+  let list: NodeList;
   try {
-    const list = await kube.client.listNodes(signal);
-    const netConfText = await readNetConf(kube, signal);
-    return { nodes: list.items, resourceVersion: list.resourceVersion, netConfText };
+    list = await kube.client.listNodes(signal);
   } catch (err) {
     throw new Error(describeKubeFailure(err, kube.client.server, deadlineMs), { cause: err });
   }
+  const netConfText = await readNetConf(kube, signal, deadlineMs);
+  return { nodes: list.items, resourceVersion: list.resourceVersion, netConfText };
 }
 
-async function readNetConf(kube: KubeCli, signal: AbortSignal): Promise<string | undefined> {
+/** The net-conf text, undefined when there is none; other failures reject with a message naming the file or the server. */
+async function readNetConf(kube: KubeCli, signal: AbortSignal, deadlineMs: number): Promise<string | undefined> {
   const src = kube.netConf;
   if (src.kind === 'file') {
     try {
@@ -74,11 +76,10 @@ async function readNetConf(kube: KubeCli, signal: AbortSignal): Promise<string |
     return (await kube.client.getConfigMap(src.namespace, src.name, signal)).data[NET_CONF_KEY];
   } catch (err) {
     if (err instanceof KubeApiError && err.code === 404) return undefined;
-    if (err instanceof KubeApiError && err.code === 403) {
-      // twill's own service account may read Nodes only: inside the pod the file is mounted.
-      throw new Error(`${describeKubeFailure(err, kube.client.server, 0)}; or read the mounted file instead: --net-config-path /etc/kube-flannel/net-conf.json`);
-    }
-    throw err;
+    const message = describeKubeFailure(err, kube.client.server, deadlineMs);
+    // twill's own service account may read Nodes only: inside the pod the file is mounted.
+    const hint = err instanceof KubeApiError && err.code === 403 ? '; or read the mounted file instead: --net-config-path /etc/kube-flannel/net-conf.json' : '';
+    throw new Error(`${message}${hint}`, { cause: err });
   }
 }
 

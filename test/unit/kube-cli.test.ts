@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { Command } from 'commander';
 import { addEtcdOptions } from '../../lib/cli/etcd-options';
-import { addKubeOptions, chooseStore, storeOf, StoreFlagsError } from '../../lib/cli/kube-options';
+import { addKubeOptions, chooseStore, kubeCliFrom, storeOf, StoreFlagsError } from '../../lib/cli/kube-options';
 import { describeKubeFailure } from '../../lib/kube/cluster-read';
 import { KubeApiError, flannelAnnotations, type KubeNode } from '../../lib/kube';
 import { buildKubeClusterStatus, type KubeStatusInput } from '../../lib/cli/status/kube-model';
@@ -81,6 +81,11 @@ describe('twill status/diagnose: etcd or Kubernetes, from the flags typed', () =
   it('refuses a --kube-net-conf that is not namespace/name, and a bad annotation prefix, before anything runs', () => {
     expect(() => storeFor(['--kubeconfig', '/k', '--kube-net-conf', 'twill-cfg'])).to.throw(/must be <namespace>\/<name> of a ConfigMap/);
     expect(() => storeFor(['--kubeconfig', '/k', '--kube-annotation-prefix', 'a/b/c'])).to.throw(/may contain at most one "\/"/);
+  });
+
+  it('says in this command\'s flags that --kube-subnet-mgr alone needs a pod', () => {
+    const opts = { kubeSubnetMgr: true, kubeAnnotationPrefix: 'flannel.alpha.coreos.com', kubeNetConf: 'kube-system/twill-cfg' };
+    expect(() => kubeCliFrom(opts, {})).to.throw("--kube-subnet-mgr without --kubeconfig uses the pod's service account, but this is not a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set): give --kubeconfig <file>");
   });
 
   it('names the API server, the verb and the resource when the server refuses', () => {
