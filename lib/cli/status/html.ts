@@ -233,7 +233,8 @@ function page(status: ClusterStatus, svg: string): string {
   const title = `twill status — ${printable(store.kind === 'etcd' ? store.prefix : store.server)}`;
   const source = store.kind === 'etcd'
     ? `${store.endpoints.join(', ')} at revision ${store.revision}`
-    : `the Kubernetes API at ${store.server} at resourceVersion ${store.resourceVersion}, network config from the ${store.netConf}`;
+    // The server is named by the summary that follows.
+    : `the Kubernetes API (Nodes at resourceVersion ${store.resourceVersion}, network config from the ${store.netConf})`;
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
