@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * twill — the operator CLI: `lab` (a local cluster in network namespaces),
- * `status` (the cluster as etcd sees it), `diagnose` (this node's datapath),
- * `migrate` (switch the cluster's backend and follow the agents over).
+ * `status` (the cluster as etcd or the Kubernetes API holds it), `diagnose`
+ * (this node's datapath), `migrate` (switch the cluster's backend and
+ * follow the agents over).
  * Exit codes: 0 success, 1 the command failed, 2 bad usage.
  */
 import { Command, CommanderError } from 'commander';

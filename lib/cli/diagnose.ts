@@ -1,18 +1,20 @@
 /**
  * `twill diagnose [--peer <subnet|ip>] [--json]`, run on a node: reads etcd
- * and the local kernel and prints findings, `OK|WARN|FAIL <what>`, each WARN
+ * (or, with --kubeconfig/--kube-subnet-mgr/--kube-api-url, the Kubernetes
+ * API's Nodes and the net-conf: kube-options.ts) and the local kernel and prints findings, `OK|WARN|FAIL <what>`, each WARN
  * and FAIL followed by `  → <what to do>` (lib/diagnose). With --peer it
  * also probes that peer's pod gateway while capturing the external
  * interface. Exit code 0 when nothing FAILed, 1 otherwise (2: bad usage).
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { addEtcdOptions, EtcdCliOptions, etcdClientFrom } from './etcd-options';
-import { runDiagnosis } from '../diagnose/diagnosis';
+import { addKubeOptions, kubeCliFrom, storeOf, StoreFlagsError, type KubeCliOptions } from './kube-options';
+import { runDiagnosis, type ClusterStore, type DiagnosisOptions } from '../diagnose/diagnosis';
 import { formatJson, formatText } from '../diagnose/findings';
 import { isPeerSpec } from '../diagnose/probe';
 import { EtcdSettingsError } from '../subnet/etcd';
 
-interface DiagnoseCliOptions extends EtcdCliOptions {
+interface DiagnoseCliOptions extends EtcdCliOptions, KubeCliOptions {
   iface?: string[];
   publicIp?: string;
   subnetFile: string;
@@ -33,12 +35,38 @@ export function registerDiagnose(program: Command): void {
     .option('--peer <subnet|ip>', "probe this peer: its subnet, public IP or an address inside its subnet; pings the peer's pod gateway (subnet + 1) and captures what leaves", parsePeer)
     .option('--tunnel-guard <bool>', 'whether twilld runs with the tunnel guard on, as given to twilld (env FLANNELD_TUNNEL_GUARD)', env('TUNNEL_GUARD') ?? 'true')
     .option('--json', 'print the findings as JSON');
-  addEtcdOptions(cmd).action(async (opts: DiagnoseCliOptions) => {
+  addKubeOptions(addEtcdOptions(cmd)).action(async (opts: DiagnoseCliOptions, command: Command) => {
     const endpoints = opts.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean);
     const tunnelGuard = parseBool(opts.tunnelGuard);
     if (tunnelGuard === undefined) {
       process.stderr.write(`twill diagnose: --tunnel-guard must be true or false, not ${JSON.stringify(opts.tunnelGuard)}\n`);
       process.exitCode = 2;
+      return;
+    }
+    let store: 'etcd' | 'kube';
+    try {
+      store = storeOf(command);
+    } catch (err) {
+      if (!(err instanceof StoreFlagsError)) throw err;
+      process.stderr.write(`twill diagnose: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    const rest = {
+      iface: opts.iface ?? envList('IFACE'),
+      publicIP: opts.publicIp,
+      subnetFile: opts.subnetFile,
+      peer: opts.peer,
+      tunnelGuard,
+    };
+    if (store === 'kube') {
+      // A kubeconfig that cannot be used rejects here (exit 1, naming the file).
+      const kube = kubeCliFrom(opts);
+      try {
+        await diagnose({ store: { kind: 'kube', kube }, ...rest }, opts.json);
+      } finally {
+        kube.client.close();
+      }
       return;
     }
     let etcd;
@@ -51,22 +79,18 @@ export function registerDiagnose(program: Command): void {
       return;
     }
     try {
-      const result = await runDiagnosis({
-        etcd,
-        etcdPrefix: opts.etcdPrefix,
-        etcdEndpoints: endpoints,
-        iface: opts.iface ?? envList('IFACE'),
-        publicIP: opts.publicIp,
-        subnetFile: opts.subnetFile,
-        peer: opts.peer,
-        tunnelGuard,
-      });
-      process.stdout.write(opts.json ? formatJson(result.findings, result.probe ? { probe: result.probe } : {}) : formatText(result.findings));
-      process.exitCode = result.failed ? 1 : 0;
+      const etcdStore: ClusterStore = { kind: 'etcd', etcd, prefix: opts.etcdPrefix, endpoints };
+      await diagnose({ store: etcdStore, ...rest }, opts.json);
     } finally {
       etcd.close();
     }
   });
+}
+
+async function diagnose(o: DiagnosisOptions, json: boolean | undefined): Promise<void> {
+  const result = await runDiagnosis(o);
+  process.stdout.write(json ? formatJson(result.findings, result.probe ? { probe: result.probe } : {}) : formatText(result.findings));
+  process.exitCode = result.failed ? 1 : 0;
 }
 
 /** twilld's spelling of a bool flag (cmd/flags.ts): true/false, 1/0, t/f. */

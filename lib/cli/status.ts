@@ -16,8 +16,15 @@
  * cannot be read (unreachable, TLS, auth) — within about 5 s, with a message
  * naming the endpoints — or the file cannot be written, 2 on bad usage.
  *
- * The pieces live in status/: model (what a row is), snapshot (reading
- * etcd), cells (the text of each cell), table, json, topology and html (the
+ * Kubernetes mode (`--kubeconfig`, `--kube-subnet-mgr` or `--kube-api-url`;
+ * kube-options.ts): one row per Node, judged by the agents' own rule
+ * (`nodeToLease`), the network config from `--net-config-path` or the
+ * ConfigMap `--kube-net-conf`; the NODE column replaces EXPIRES. An API
+ * server that does not answer or refuses: exit 1 within about 5 s, naming
+ * it. `--watch` watches the Nodes (status/kube-watch.ts).
+ *
+ * The pieces live in status/: model (what a row is), kube-model (a row from
+ * a Node), snapshot and kube-snapshot (reading etcd, the API), cells (the text of each cell), table, json, topology and html (the
  * outputs), health (the /readyz probes), watch (the refresh loop).
  */
 import { renameSync, rmSync, writeFileSync } from 'fs';
@@ -25,6 +32,9 @@ import * as path from 'path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { EtcdRegistry } from '../subnet/etcd';
 import { addEtcdOptions, etcdClientFrom, type EtcdCliOptions } from './etcd-options';
+import { addKubeOptions, kubeCliFrom, storeOf, StoreFlagsError, type KubeCliOptions } from './kube-options';
+import { readKubeSnapshot } from './status/kube-snapshot';
+import { watchKubeStatus } from './status/kube-watch';
 import type { ClusterStatus } from './status/model';
 import { readSnapshot, type SnapshotOptions } from './status/snapshot';
 import { renderTable, useColour } from './status/table';
@@ -33,7 +43,7 @@ import { renderHtml } from './status/html';
 import { edgesOf } from './status/topology';
 import { watchStatus } from './status/watch';
 
-interface StatusOptions extends EtcdCliOptions {
+interface StatusOptions extends EtcdCliOptions, KubeCliOptions {
   json?: boolean;
   html?: string;
   watch?: boolean;
@@ -43,8 +53,8 @@ interface StatusOptions extends EtcdCliOptions {
 export function registerStatus(program: Command): void {
   const cmd = program
     .command('status')
-    .description('show the network config and every subnet lease in etcd (valid or not)');
-  addEtcdOptions(cmd)
+    .description('show the network config and every subnet lease in etcd, or every Node in Kubernetes mode (valid or not)');
+  addKubeOptions(addEtcdOptions(cmd))
     .addOption(new Option('--json', 'print one JSON document (config and leases) for scripts'))
     .addOption(new Option('--html <file>', 'write a self-contained HTML page drawing the cluster (- for stdout)').conflicts(['json', 'watch']))
     .addOption(new Option('--watch', 'redraw whenever a lease or the config changes, until Ctrl-C (with --json: one JSON line per change)'))
@@ -63,14 +73,47 @@ Examples:
   twill status --etcd-endpoints http://10.0.0.1:2379
   twill status --json | jq '.leases[] | select(.valid | not)'
   twill status --watch
-  twill status --html cluster.html --health-port 8471`)
-    .action(async (opts: StatusOptions) => runStatus(opts));
+  twill status --html cluster.html --health-port 8471
+  twill status --kubeconfig ~/.kube/config
+  twill status --kube-subnet-mgr --net-config-path /etc/kube-flannel/net-conf.json   (in the twill pod)`)
+    .action(async (opts: StatusOptions, command: Command) => {
+      let store: 'etcd' | 'kube';
+      try {
+        store = storeOf(command);
+      } catch (err) {
+        if (!(err instanceof StoreFlagsError)) throw err;
+        process.stderr.write(`twill status: ${err.message}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      await (store === 'kube' ? runKubeStatus(opts) : runStatus(opts));
+    });
 }
 
 function parsePort(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number from 1 to 65535');
   return n;
+}
+
+/** One look at the Nodes; a kubeconfig that cannot be used, or an API that does not answer, rejects (exit 1) naming it. */
+async function runKubeStatus(opts: StatusOptions): Promise<void> {
+  const kube = kubeCliFrom(opts);
+  try {
+    if (opts.watch) {
+      await watch(opts, (render, warn, signal) => watchKubeStatus(kube, { healthPort: opts.healthPort, render, warn, signal }));
+      return;
+    }
+    output(await readKubeSnapshot(kube, { healthPort: opts.healthPort }), opts);
+  } finally {
+    kube.client.close();
+  }
+}
+
+function output(status: ClusterStatus, opts: StatusOptions): void {
+  if (opts.html !== undefined) writeHtml(opts.html, status);
+  else if (opts.json) process.stdout.write(`${JSON.stringify(toDocument(status), null, 2)}\n`);
+  else process.stdout.write(renderTable(status, { colour: useColour(process.stdout) }));
 }
 
 async function runStatus(opts: StatusOptions): Promise<void> {
@@ -83,19 +126,19 @@ async function runStatus(opts: StatusOptions): Promise<void> {
       healthPort: opts.healthPort,
     };
     if (opts.watch) {
-      await watch(registry, snapshot, opts);
+      await watch(opts, (render, warn, signal) => watchStatus(registry, { ...snapshot, render, warn, signal }));
       return;
     }
-    const status = await readSnapshot(registry, snapshot);
-    if (opts.html !== undefined) writeHtml(opts.html, status);
-    else if (opts.json) process.stdout.write(`${JSON.stringify(toDocument(status), null, 2)}\n`);
-    else process.stdout.write(renderTable(status, { colour: useColour(process.stdout) }));
+    output(await readSnapshot(registry, snapshot), opts);
   } finally {
     client.close();
   }
 }
 
-async function watch(registry: EtcdRegistry, snapshot: SnapshotOptions, opts: StatusOptions): Promise<void> {
+type WatchLoop = (render: (status: ClusterStatus) => void, warn: (message: string) => void, signal: AbortSignal) => Promise<void>;
+
+/** Draws each picture `loop` hands over (redrawing the screen on a terminal) until Ctrl-C. */
+async function watch(opts: StatusOptions, loop: WatchLoop): Promise<void> {
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
@@ -109,21 +152,17 @@ async function watch(registry: EtcdRegistry, snapshot: SnapshotOptions, opts: St
     }
     const table = renderTable(status, { colour: useColour(process.stdout) });
     const when = status.readAt.toISOString();
+    const revision = status.store.kind === 'etcd' ? `revision ${status.store.revision}` : `resourceVersion ${status.store.resourceVersion}`;
     if (tty) {
       // Clear the screen and the scrollback, then draw from the top.
-      process.stdout.write(`\x1b[H\x1b[2J\x1b[3J${`twill status --watch: read ${when} (revision ${status.revision}); Ctrl-C to quit`}\n\n${table}`);
+      process.stdout.write(`\x1b[H\x1b[2J\x1b[3J${`twill status --watch: read ${when} (${revision}); Ctrl-C to quit`}\n\n${table}`);
     } else {
-      process.stdout.write(`${drawn > 0 ? `\n--- ${when} (revision ${status.revision}) ---\n` : ''}${table}`);
+      process.stdout.write(`${drawn > 0 ? `\n--- ${when} (${revision}) ---\n` : ''}${table}`);
     }
     drawn++;
   };
   try {
-    await watchStatus(registry, {
-      ...snapshot,
-      render,
-      warn: (message) => process.stderr.write(`twill status: ${message}\n`),
-      signal: stop.signal,
-    });
+    await loop(render, (message) => process.stderr.write(`twill status: ${message}\n`), stop.signal);
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

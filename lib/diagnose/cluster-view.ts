@@ -15,6 +15,8 @@ import { Findings } from './findings';
 export interface ClusterView {
   readonly config: NetworkConfig;
   readonly leases: readonly Lease[];
+  /** Kubernetes mode: lease key → the Node it is (etcd leases have no Node). */
+  readonly nodeOf?: ReadonlyMap<string, string>;
 }
 
 export async function readClusterView(client: Etcd3, prefix: string, endpoints: readonly string[], out: Findings): Promise<ClusterView | undefined> {

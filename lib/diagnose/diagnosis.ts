@@ -1,5 +1,6 @@
 /**
- * `twill diagnose`, top to bottom: read the cluster from etcd, pick the
+ * `twill diagnose`, top to bottom: read the cluster from etcd (or, in
+ * Kubernetes mode, from the Nodes and the net-conf), pick the
  * external interface as twilld does, then check the kernel's capabilities,
  * the MTU, the sysctls, checksum offload, this node's lease and every
  * peer's kernel entries — and, given a peer, probe it end to end.
@@ -17,6 +18,8 @@ import { EtcdRegistry } from '../subnet/etcd';
 import { primaryBackendType, terminatedBy } from '../../backends/assignment';
 import { typeOfKey } from '../../backends/instance';
 import { ClusterView, readClusterView } from './cluster-view';
+import { readKubeClusterView } from './kube-cluster-view';
+import type { KubeCli } from '../kube/cluster-read';
 import { Finding, Findings } from './findings';
 import { checkKernelSupport } from './kernel-support';
 import { checkMtu } from './mtu';
@@ -29,10 +32,13 @@ import { checkGuard } from './guard-check';
 import { checkWireguard } from './wireguard-check';
 import { checkBgp } from './bgp-check';
 
+/** Where the cluster is read from: etcd, or the Kubernetes API (twilld --kube-subnet-mgr). */
+export type ClusterStore =
+  | { readonly kind: 'etcd'; readonly etcd: Etcd3; readonly prefix: string; readonly endpoints: readonly string[] }
+  | { readonly kind: 'kube'; readonly kube: KubeCli };
+
 export interface DiagnosisOptions {
-  readonly etcd: Etcd3;
-  readonly etcdPrefix: string;
-  readonly etcdEndpoints: readonly string[];
+  readonly store: ClusterStore;
   /** As twilld's --iface (names or addresses, first match wins); empty: the default-route interface. */
   readonly iface: readonly string[];
   readonly publicIP?: string;
@@ -52,11 +58,12 @@ export interface Diagnosis {
 }
 
 /** The order findings are shown in. */
-const TOPIC_ORDER = ['kernel', 'interface', 'etcd', 'config', 'mtu', 'sysctl', 'offload', 'lease', 'device', 'peer', 'guard', 'probe'];
+const TOPIC_ORDER = ['kernel', 'interface', 'etcd', 'kube', 'config', 'mtu', 'sysctl', 'offload', 'lease', 'device', 'peer', 'guard', 'probe'];
 
 export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
   const out = new Findings();
-  const view = await readClusterView(o.etcd, o.etcdPrefix, o.etcdEndpoints, out);
+  const s = o.store;
+  const view = s.kind === 'etcd' ? await readClusterView(s.etcd, s.prefix, s.endpoints, out) : await readKubeClusterView(s.kube, out);
   const local = chooseInterface(o, out);
 
   let nl: Netlink;
@@ -97,7 +104,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
 
     if (o.peer !== undefined) {
       if (!view || !own || !local || !backend) {
-        out.fail('probe', `cannot probe ${o.peer}: ${!local ? 'no external interface' : !view ? 'the cluster could not be read from etcd' : 'this node holds no lease'}`,
+        out.fail('probe', `cannot probe ${o.peer}: ${!local ? 'no external interface' : !view ? `the cluster could not be read from ${o.store.kind === 'etcd' ? 'etcd' : 'the Kubernetes API'}` : 'this node holds no lease'}`,
           'fix the FAIL findings above first');
       } else {
         const peer = findPeerLease(o.peer, view.leases);
@@ -166,6 +173,7 @@ async function describeInterface(nl: Netlink, local: InterfaceSelection, out: Fi
 
 async function findOwnLease(o: DiagnosisOptions, view: ClusterView, publicIP: string, out: Findings): Promise<Lease | undefined> {
   const mine = view.leases.filter((l) => l.attrs.publicIP === publicIP);
+  if (o.store.kind === 'kube') return findOwnNode(view, mine, publicIP, o.store.kube, out);
   if (mine.length === 0) {
     out.fail('lease', `no lease in etcd carries this node's public IP ${publicIP} (${view.leases.length} lease(s) held by others)`,
       'is twilld running on this node? check `journalctl -u twilld`; if it publishes another address, pass the --iface/--public-ip it runs with');
@@ -186,7 +194,7 @@ async function findOwnLease(o: DiagnosisOptions, view: ClusterView, publicIP: st
   }
   let ttl: number | undefined;
   try {
-    ttl = await new EtcdRegistry(o.etcd, o.etcdPrefix).timeToLive(own.etcdLeaseId);
+    ttl = await new EtcdRegistry(o.store.etcd, o.store.prefix).timeToLive(own.etcdLeaseId);
   } catch {
     ttl = undefined; // reported as unknown
   }
@@ -195,6 +203,30 @@ async function findOwnLease(o: DiagnosisOptions, view: ClusterView, publicIP: st
   } else {
     out.ok('lease', `${what}; expires in ${ttl === undefined ? 'unknown time' : formatDuration(ttl)}`);
   }
+  return own;
+}
+
+/**
+ * Kubernetes mode: this node's Node, found as the etcd lease is, by the
+ * public IP its agent publishes. A Node's lease has no TTL (it lives as
+ * long as the Node), so there is no expiry to check.
+ */
+function findOwnNode(view: ClusterView, mine: readonly Lease[], publicIP: string, kube: KubeCli, out: Findings): Lease | undefined {
+  const nodeName = (l: Lease): string => JSON.stringify(view.nodeOf?.get(l.key) ?? '?');
+  if (mine.length === 0) {
+    out.fail('lease', `no Node carries this node's public IP ${publicIP} in its annotation ${kube.names.publicIP} (${view.leases.length} peer Node(s) found)`,
+      'is the twill pod running on this node? check `kubectl -n kube-system logs` of it; if it publishes another address, pass the --iface/--public-ip it runs with');
+    return undefined;
+  }
+  if (mine.length > 1) {
+    out.warn('lease', `${mine.length} Nodes carry this node's public IP ${publicIP}: ${mine.map((l) => `${nodeName(l)} (${l.subnet.toString()})`).join(', ')}`,
+      `peers program each of them; set ${kube.names.publicIPOverwrite} on the Nodes that share an address, or remove stale Nodes (kubectl delete node)`);
+  }
+  const own = mine[0];
+  const peers = view.leases.length - mine.length;
+  const data = own.attrs.backendData as Partial<Record<string, unknown>> | undefined;
+  const vtep = typeof data?.VtepMAC === 'string' ? `, VTEP ${data.VtepMAC}` : '';
+  out.ok('lease', `this node (${publicIP}) is Node ${nodeName(own)}, podCIDR ${own.subnet.toString()}, backend ${primaryBackendType(own.attrs)}${vtep}; ${peers} peer Node(s)`);
   return own;
 }
 

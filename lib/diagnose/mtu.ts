@@ -31,7 +31,7 @@ export function podMtu(backend: string, extMtu: number, config?: NetworkConfig):
 
 export interface MtuCheck {
   readonly ext: ExternalInterface;
-  /** The backend this node runs (its lease's), else the config's; undefined when etcd could not be read. */
+  /** The backend this node runs (its lease's), else the config's; undefined when the cluster (etcd, the Kubernetes API) could not be read. */
   readonly backend?: string;
   readonly config?: NetworkConfig;
   readonly own?: Lease;
@@ -43,7 +43,7 @@ const SHOWN_BACKENDS = ['vxlan', 'ipip', 'udp', 'host-gw'];
 export async function checkMtu(c: MtuCheck, out: Findings): Promise<void> {
   if (c.backend === undefined) {
     const all = SHOWN_BACKENDS.map((b) => `${b} ${podMtu(b, c.ext.mtu)}`).join(', ');
-    out.ok(TOPIC, `backend unknown (etcd not read); on ${c.ext.name} (MTU ${c.ext.mtu}) the pod MTU would be ${all}`);
+    out.ok(TOPIC, `backend unknown (the cluster could not be read); on ${c.ext.name} (MTU ${c.ext.mtu}) the pod MTU would be ${all}`);
     return;
   }
   const want = podMtu(c.backend, c.ext.mtu, c.config);

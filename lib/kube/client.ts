@@ -1,6 +1,7 @@
 /**
  * A small typed client for the Node calls twill's Kubernetes subnet manager
- * makes — get, list, watch, and the two patches — on Node's own http/https
+ * makes — get, list, watch, and the two patches — and the one ConfigMap read
+ * of `twill status`/`twill diagnose`, on Node's own http/https
  * (transport.ts), with no dependency.
  *
  * Why hand-written: the official `@kubernetes/client-node`, measured on this
@@ -116,6 +117,26 @@ export class KubeClient {
     const spec = (raw as { spec?: { nodeName?: unknown } } | null)?.spec;
     if (!spec || typeof spec !== 'object') throw new KubeProtocolError(target, 'not a Pod: no spec');
     return typeof spec.nodeName === 'string' && spec.nodeName ? { nodeName: spec.nodeName } : {};
+  }
+
+  /** A ConfigMap's data (RBAC: get configmaps in its namespace); a missing one rejects with a KubeApiError of code 404. */
+  async getConfigMap(namespace: string, name: string, signal?: AbortSignal): Promise<{ data: Readonly<Record<string, string>>; resourceVersion?: string }> {
+    const target = { verb: 'get', resource: 'configmaps', name: `${namespace}/${name}` };
+    const raw = await this.transport.request({
+      method: 'GET', path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps/${encodeURIComponent(name)}`, target, signal,
+    });
+    const o = raw as { data?: unknown; metadata?: { resourceVersion?: unknown } } | null;
+    if (!o || typeof o !== 'object' || !o.metadata) throw new KubeProtocolError(target, 'not a ConfigMap: no metadata');
+    const data: Record<string, string> = {};
+    if (o.data !== undefined && o.data !== null) {
+      if (typeof o.data !== 'object' || Array.isArray(o.data)) throw new KubeProtocolError(target, 'not a ConfigMap: data is not an object');
+      for (const [k, v] of Object.entries(o.data)) {
+        if (typeof v !== 'string') throw new KubeProtocolError(target, `not a ConfigMap: data[${JSON.stringify(k)}] is not a string`);
+        data[k] = v;
+      }
+    }
+    const rv = o.metadata.resourceVersion;
+    return { data, ...(typeof rv === 'string' ? { resourceVersion: rv } : {}) };
   }
 
   /** Every Node, page by page; a continue token that expired mid-way rejects with GoneError (list again). */

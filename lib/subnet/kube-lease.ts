@@ -89,6 +89,33 @@ export function nodeToLease(node: KubeNode, names: FlannelAnnotations, config: N
   };
 }
 
+/** A Node of one listing, with the lease it stands for or why it is not a peer. */
+export type NodeVerdict =
+  | { readonly node: KubeNode; readonly lease: Lease; readonly skip?: undefined }
+  | { readonly node: KubeNode; readonly lease?: undefined; readonly skip: NodeSkip };
+
+/**
+ * Which Nodes of one listing the agents take as peers, in the listing's
+ * order: `nodeToLease`, and of two Nodes with the same podCIDR the first
+ * listed keeps it, as KubeLeaseWatcher decides when it applies a fresh list
+ * (the API server lists by name). Pure; for `twill status` and `twill diagnose`.
+ */
+export function filterNodes(nodes: readonly KubeNode[], names: FlannelAnnotations, config: NetworkConfig): NodeVerdict[] {
+  const owners = new Map<string, string>();
+  return nodes.map((node): NodeVerdict => {
+    const name = node.metadata.name;
+    try {
+      const lease = nodeToLease(node, names, config);
+      const owner = owners.get(lease.key);
+      if (owner !== undefined) throw new NodeSkip(name, `its podCIDR ${lease.subnet.toString()} is Node ${JSON.stringify(owner)}'s too`);
+      owners.set(lease.key, name);
+      return { node, lease };
+    } catch (err) {
+      return { node, skip: err instanceof NodeSkip ? err : new NodeSkip(name, (err as Error).message) };
+    }
+  });
+}
+
 function annotationJson(node: string, key: string, text: string | undefined): unknown {
   if (text === undefined || text === '') return undefined;
   try {

@@ -34,3 +34,15 @@ export function runTwill(args: readonly string[], ns?: string): Promise<string> 
   const argv = ns ? ['ip', 'netns', 'exec', ns, process.execPath, TWILL, ...args] : [process.execPath, TWILL, ...args];
   return new Promise((resolve) => execFile(argv[0], argv.slice(1), { timeout: 60_000 }, (_err, stdout, stderr) => resolve(stdout + stderr)));
 }
+
+/** `twill <args>` on the host, or inside a namespace, with its exit code and how long it took. */
+export function runCli(args: readonly string[], ns?: string): Promise<CliRun & { readonly ms: number }> {
+  const argv = ns ? ['ip', 'netns', 'exec', ns, process.execPath, TWILL, ...args] : [process.execPath, TWILL, ...args];
+  const started = Date.now();
+  return new Promise((resolve) => {
+    execFile(argv[0], argv.slice(1), { timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0;
+      resolve({ code, stdout, stderr, ms: Date.now() - started });
+    });
+  });
+}

@@ -6,21 +6,29 @@
  * carry flanneld's annotations, a Node added later joins, a deleted one
  * leaves no route behind, a Node waiting for its podCIDR says so once, a
  * changed net-conf migrates vxlan → host-gw without losing a probe, and
- * Nodes with broken annotations are skipped with one warning each.
+ * Nodes with broken annotations are skipped with one warning each; and
+ * `twill status` / `twill diagnose` read the same cluster from the API.
  * Skips, saying where it looked, when the kube-apiserver binary is absent.
  */
 import { expect } from 'chai';
+import { readFileSync } from 'fs';
+import { createServer, type Server } from 'net';
+import { spawn } from 'child_process';
+import * as path from 'path';
 import { findKubeApiserver } from '../harness/kube-apiserver';
 import { TwillCluster } from '../harness/twill-cluster';
 import { allPodsPing } from '../harness/checks';
 import { Probes, hasFootprint, type ProbeReport } from '../harness/migration';
 import { waitFor, sleep } from '../harness/wait';
 import { flannelAnnotations, type KubeNode } from '../../lib/kube';
+import { runCli, linesMatching } from '../harness/diagnose';
+import type { StatusDocument } from '../../lib/cli/status/json';
 
 const names = flannelAnnotations();
 const RUNNING = [0, 1, 2];
 const LATE = 3;
 const NETWORK = '10.244.0.0/16';
+const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
 
 function count(text: string, needle: string): number {
   return text.split(needle).length - 1;
@@ -74,6 +82,142 @@ describe('twilld --kube-subnet-mgr: 3 nodes, Nodes in a real kube-apiserver', fu
       expect(a[names.publicIP], `node ${i}`).to.equal(cluster().net.nodeIp(i));
       expect(a[names.subnetKubeManaged], `node ${i}`).to.equal('true');
       expect(a, `node ${i}: no migration, so no list of backends`).to.not.have.property(names.twillBackends);
+    }
+  });
+
+  // twill status / twill diagnose, while all nodes run vxlan (mocha runs a
+  // nested describe after these tests, by then on host-gw: hence plain its).
+  const NO_AGENT = 'no-agent';
+  let cliSetup: Promise<string> | undefined;
+  /** Once: the ConfigMap twill-kube.yaml installs and a Node no agent runs on; resolves to the admin kubeconfig. */
+  const forCli = (): Promise<string> => (cliSetup ??= (async () => {
+    const api = cluster().kube!;
+    // What twill-kube.yaml installs: the net-conf in kube-system/twill-cfg.
+    const t = api.admin.transport;
+    await t.request({
+      method: 'POST', path: '/api/v1/namespaces', target: { verb: 'create', resource: 'namespaces' },
+      body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system' } },
+    }).catch((err: { code?: number }) => {
+      if (err.code !== 409) throw err; // the API server made it already
+    });
+    await t.request({
+      method: 'POST', path: '/api/v1/namespaces/kube-system/configmaps', target: { verb: 'create', resource: 'configmaps' },
+      body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'twill-cfg' }, data: { 'net-conf.json': readFileSync(cluster().netConfPath, 'utf8') } },
+    });
+    // A Node no agent has run on: not a peer, and status says why.
+    await api.createNode(NO_AGENT, { podCIDR: '10.244.70.0/24' });
+    return api.adminKubeconfig;
+  })());
+
+  it('status lists every Node with its subnet, public IP, backend and VIA, and a skipped Node with the reason', async () => {
+    const kubeconfig = await forCli();
+    const r = await runCli(['status', '--kubeconfig', kubeconfig]);
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.include('Network config (ConfigMap kube-system/twill-cfg, key net-conf.json)');
+    expect(r.stdout).to.include(`Leases: 4 Nodes (1 invalid) at ${cluster().kube!.url}`);
+    const rows = r.stdout.split('\n').map((l) => l.split(/\s{2,}/));
+    expect(rows.find((c) => c[0] === 'NODE'), r.stdout).to.deep.equal(['NODE', 'SUBNET', 'PUBLIC IP', 'BACKENDS', 'VIA', 'VTEP MAC', 'PROBLEM']);
+    for (const i of RUNNING) {
+      const row = rows.find((c) => c[0] === cluster().kubeNodeName(i));
+      expect(row?.slice(0, 5), r.stdout).to.deep.equal([cluster().kubeNodeName(i), `10.244.${i + 1}.0/24`, cluster().net.nodeIp(i), 'vxlan', 'vxlan×2']);
+    }
+    expect(rows.find((c) => c[0] === NO_AGENT), r.stdout).to.deep.equal([NO_AGENT, '10.244.70.0/24', '-', '-', '-', '-', 'INVALID: it has no annotations (no flannel-compatible agent has run on it yet)']);
+  });
+
+  it('status --json (net-conf from a file) names the API server and each lease\'s Node, with VIA per peer', async () => {
+    const kubeconfig = await forCli();
+    const r = await runCli(['status', '--kubeconfig', kubeconfig, '--net-config-path', cluster().netConfPath, '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const doc = JSON.parse(r.stdout) as StatusDocument;
+    expect(doc.etcd).to.equal(undefined);
+    expect(doc.kube?.server).to.equal(cluster().kube!.url);
+    expect(doc.kube?.resourceVersion).to.match(/^\d+$/);
+    expect(doc.kube?.netConf).to.equal(`file ${cluster().netConfPath}`);
+    expect(doc.config).to.include({ state: 'valid', network: NETWORK });
+    const n0 = doc.leases.find((l) => l.node === cluster().kubeNodeName(0));
+    expect(n0).to.include({ valid: true, subnet: '10.244.1.0/24', publicIP: cluster().net.nodeIp(0), backendType: 'vxlan', expirySeconds: null });
+    expect(n0?.peers).to.deep.equal([
+      { subnet: '10.244.2.0/24', backend: 'vxlan', encrypted: false },
+      { subnet: '10.244.3.0/24', backend: 'vxlan', encrypted: false },
+    ]);
+    expect(doc.leases.find((l) => l.node === NO_AGENT)).to.include({ valid: false, invalidReason: 'it has no annotations (no flannel-compatible agent has run on it yet)' });
+  });
+
+  it('diagnose on node 0 names its Node, warns about the skipped one, finds no FAIL and an OK per peer', async () => {
+    const kubeconfig = await forCli();
+    const r = await runCli(['diagnose', '--kubeconfig', kubeconfig, '--iface', 'eth0', '--subnet-file', cluster().subnetFile(0)], cluster().nodeNs(0));
+    expect(linesMatching(r.stdout, /^FAIL /), r.stdout + r.stderr).to.deep.equal([]);
+    expect(r.code, r.stdout).to.equal(0);
+    expect(r.stdout).to.include(`OK kube: the Kubernetes API at ${cluster().kube!.url} lists 4 Node(s)`);
+    expect(r.stdout).to.include(`OK lease: this node (${cluster().net.nodeIp(0)}) is Node "${cluster().kubeNodeName(0)}", podCIDR 10.244.1.0/24, backend vxlan`);
+    expect(r.stdout).to.match(new RegExp(`^WARN lease: Node "${NO_AGENT}" is not a peer: it has no annotations`, 'm'));
+    for (const i of [1, 2]) {
+      expect(linesMatching(r.stdout, new RegExp(`^OK peer: 10\\.244\\.${i + 1}\\.0/24 \\(${cluster().net.nodeIp(i).replace(/\./g, '\\.')}\\), vxlan: `)), r.stdout).to.have.length(1);
+    }
+    expect(r.stdout, 'no etcd TTL talk in kube mode').to.not.match(/expires|etcd/);
+  });
+
+  it('exits 1 naming what failed: a kubeconfig that is not there, an API that refuses, an API that does not answer', async () => {
+    const kubeconfig = await forCli();
+    const missing = await runCli(['status', '--kubeconfig', '/nonexistent/kubeconfig']);
+    expect(missing.code).to.equal(1);
+    expect(missing.stderr).to.include('cannot read the kubeconfig file /nonexistent/kubeconfig');
+
+    // The restricted identity reads Nodes but not ConfigMaps.
+    const forbidden = await runCli(['status', '--kubeconfig', cluster().kube!.restrictedKubeconfig]);
+    expect(forbidden.code).to.equal(1);
+    expect(forbidden.stderr).to.match(new RegExp(`the Kubernetes API at ${cluster().kube!.url.replace(/\./g, '\\.')} refused to get configmaps "kube-system/twill-cfg": 403 Forbidden`));
+    expect(forbidden.stderr).to.include('--net-config-path');
+
+    // A port that takes the connection and never answers.
+    const silent: Server = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const mute = await runCli(['status', '--kubeconfig', kubeconfig, '--kube-api-url', `https://127.0.0.1:${port}`]);
+      expect(mute.code).to.equal(1);
+      expect(mute.stderr).to.include(`https://127.0.0.1:${port}`);
+      expect(mute.ms, 'gives up within about 5 s').to.be.below(5500);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('status --watch --json prints a new picture when a Node joins and when it leaves', async () => {
+    const kubeconfig = await forCli();
+    const child = spawn(process.execPath, [TWILL, 'status', '--kubeconfig', kubeconfig, '--watch', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const pictures = (): StatusDocument[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as StatusDocument);
+    const has = (doc: StatusDocument | undefined, name: string): boolean => Boolean(doc?.leases.some((l) => l.node === name));
+    try {
+      await waitFor('the first picture', () => pictures().length === 1, 10_000);
+      expect(has(pictures()[0], 'watched')).to.equal(false);
+      await cluster().kube!.createNode('watched', { podCIDR: '10.244.71.0/24' });
+      await waitFor('a picture with Node "watched"', () => has(pictures().at(-1), 'watched'), 5_000, 50);
+      expect(pictures().at(-1)?.leases.find((l) => l.node === 'watched')).to.include({ valid: false, subnet: '10.244.71.0/24' });
+      await cluster().kube!.deleteNode('watched');
+      await waitFor('a picture without it', () => !has(pictures().at(-1), 'watched'), 5_000, 50);
+    } finally {
+      child.kill('SIGINT');
+      await cluster().kube!.deleteNode('watched').catch(() => undefined);
+    }
+    const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (c) => resolve(c))));
+    expect(code, 'Ctrl-C ends it with 0').to.equal(0);
+  });
+
+  it('exits 2 when etcd and Kubernetes flags are mixed, saying which', async () => {
+    const kubeconfig = await forCli();
+    try {
+      for (const cmd of ['status', 'diagnose']) {
+        const r = await runCli([cmd, '--kubeconfig', kubeconfig, '--etcd-endpoints', 'http://127.0.0.1:2379']);
+        expect(r.code, cmd).to.equal(2);
+        expect(r.stderr, cmd).to.include('--etcd-endpoints and --kubeconfig cannot be used together');
+      }
+    } finally {
+      await cluster().kube!.deleteNode(NO_AGENT);
     }
   });
 

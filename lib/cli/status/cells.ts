@@ -7,7 +7,7 @@
  * line-separator and bidirectional-override characters (no terminal escape
  * sequence or fake line reaches the operator's screen) and cuts it short.
  */
-import type { BgpSessionState, ClusterStatus, ConfigStatus, Expiry, Health, LeaseRow } from './model';
+import type { BgpSessionState, ClusterStatus, ConfigStatus, Expiry, Health, LeaseRow, StatusStore } from './model';
 import { NO_COMMON_BACKEND, encrypts, peersOf, type PeerBackend } from './topology';
 
 export const NONE = '-';
@@ -22,6 +22,8 @@ export interface LeaseCells {
   readonly via: string;
   readonly vtepMAC: string;
   readonly expires: string;
+  /** Kubernetes mode: the Node's name. */
+  readonly node: string;
   readonly health: string;
   /** `INVALID: <reason>`, or empty. */
   readonly problem: string;
@@ -39,6 +41,7 @@ export function leaseCells(row: LeaseRow, status: ClusterStatus): LeaseCells {
     via: viaText(peersOf(row, status.rows, status.config)),
     vtepMAC: row.vtepMAC === undefined ? NONE : printable(row.vtepMAC, 24),
     expires: expiryText(row.expiry),
+    node: row.node === undefined ? NONE : printable(row.node, 63),
     health: row.health ? healthText(row.health) : NONE,
     problem: row.invalid === undefined ? '' : `INVALID: ${printable(row.invalid, 160)}`,
   };
@@ -80,6 +83,7 @@ export function expiryText(expiry: Expiry): string {
     case 'ttl': return formatDuration(expiry.seconds);
     case 'expired': return 'expired';
     case 'unknown': return '?';
+    case 'node': return 'with its Node';
   }
 }
 
@@ -111,12 +115,14 @@ export interface ConfigLine {
   readonly problem?: boolean;
 }
 
-export function configLines(config: ConfigStatus): ConfigLine[] {
+export function configLines(config: ConfigStatus, store: StatusStore['kind'] = 'etcd'): ConfigLine[] {
   switch (config.state) {
     case 'missing':
       return [{
         label: 'Config',
-        value: `MISSING: no key ${printable(config.key)} in etcd; nodes wait until it is written. Leases are listed unchecked.`,
+        value: store === 'etcd'
+          ? `MISSING: no key ${printable(config.key)} in etcd; nodes wait until it is written. Leases are listed unchecked.`
+          : `MISSING: there is no ${printable(config.key)}; twilld waits until there is one. Nodes are listed unchecked.`,
         problem: true,
       }];
     case 'invalid':
@@ -148,7 +154,11 @@ export function configLines(config: ConfigStatus): ConfigLine[] {
   }
 }
 
-/** One line summing the leases up: `4 leases (1 reservation, 1 invalid)`. */
+/**
+ * One line summing the leases up: `4 leases (1 reservation, 1 invalid)
+ * under /coreos.com/network/subnets/`; in Kubernetes mode `5 Nodes (2
+ * invalid) at https://…`.
+ */
 export function leaseSummary(status: ClusterStatus): string {
   const n = status.rows.length;
   const reservations = status.rows.filter((r) => r.expiry.kind === 'reservation').length;
@@ -157,7 +167,9 @@ export function leaseSummary(status: ClusterStatus): string {
     ...(reservations ? [`${reservations} reservation${reservations === 1 ? '' : 's'}`] : []),
     ...(invalid ? [`${invalid} invalid`] : []),
   ];
-  return `${n} lease${n === 1 ? '' : 's'}${parts.length ? ` (${parts.join(', ')})` : ''} under ${printable(status.prefix)}/subnets/`;
+  const counted = `${parts.length ? ` (${parts.join(', ')})` : ''}`;
+  if (status.store.kind === 'kube') return `${n} Node${n === 1 ? '' : 's'}${counted} at ${printable(status.store.server)}`;
+  return `${n} lease${n === 1 ? '' : 's'}${counted} under ${printable(status.store.prefix)}/subnets/`;
 }
 
 // C0/C1 controls, DEL, line/paragraph separators, bidi embeddings/overrides/isolates.

@@ -11,6 +11,8 @@
  * For tests and tools the SVG carries `data-node="<subnet>"` on each box and
  * `data-edge="<subnet a>|<subnet b>"` (subnet order) on each edge, with the
  * texts as visible `<text>` elements. Everything from etcd is escaped.
+ * In Kubernetes mode each box and table row names its Node where an etcd
+ * lease says when it expires.
  */
 import { backendsText, configLines, expiryText, healthText, leaseCells, leaseSummary, printable, viaText, NONE } from './cells';
 import { rowName, type ClusterStatus, type LeaseRow } from './model';
@@ -151,11 +153,13 @@ function nodeSvg(b: Box, probed: boolean, via: string): string {
   const lines: { text: string; cls: string }[] = [{ text: rowName(row), cls: 'subnet' }];
   if (state === 'invalid') {
     lines.push({ text: 'INVALID', cls: 'invalid-tag' });
+    if (row.node !== undefined) lines.push({ text: `Node ${row.node}`, cls: 'detail' });
     for (const l of wrap(printable(row.invalid ?? '', 400), maxChars, 3)) lines.push({ text: l, cls: 'detail' });
   } else {
     lines.push({ text: `public IP ${row.attrs?.publicIP ?? '-'}`, cls: 'detail' });
     lines.push({ text: backendsText(row), cls: 'detail' });
-    lines.push({ text: state === 'reservation' ? 'reservation (no expiry)' : `expires in ${expiryText(row.expiry)}`, cls: state === 'reservation' ? 'reservation-tag' : 'detail' });
+    if (row.node !== undefined) lines.push({ text: `Node ${row.node}`, cls: 'detail' });
+    else lines.push({ text: state === 'reservation' ? 'reservation (no expiry)' : `expires in ${expiryText(row.expiry)}`, cls: state === 'reservation' ? 'reservation-tag' : 'detail' });
     // The detail (why not ready) is in the tooltip and the table below.
     if (probed) lines.push({ text: `health: ${row.health?.state ?? 'not asked'}`, cls: `health health-${(row.health?.state ?? 'unknown').replace(' ', '-')}` });
   }
@@ -213,18 +217,24 @@ function legendSvg(x: number, y: number, edges: readonly TopologyEdge[]): string
 }
 
 function page(status: ClusterStatus, svg: string): string {
-  const config = configLines(status.config)
+  const config = configLines(status.config, status.store.kind)
     .map((l) => `<tr${l.problem ? ' class="problem"' : ''}><th>${esc(l.label)}</th><td>${esc(l.value)}</td></tr>`)
     .join('\n');
   const probed = status.rows.some((r) => r.health);
-  const heads = ['Subnet', 'Public IP', 'Backends', 'Via', 'VTEP MAC', 'Expires', ...(probed ? ['Health'] : []), 'Problem'];
+  const kube = status.store.kind === 'kube';
+  const heads = ['Subnet', 'Public IP', 'Backends', 'Via', 'VTEP MAC', kube ? 'Node' : 'Expires', ...(probed ? ['Health'] : []), 'Problem'];
   const rows = status.rows.map((r) => {
     const c = leaseCells(r, status);
-    const cells = [c.subnet, c.publicIP, c.backends, c.via, c.vtepMAC, c.expires, ...(probed ? [c.health] : []), c.problem];
+    const cells = [c.subnet, c.publicIP, c.backends, c.via, c.vtepMAC, kube ? c.node : c.expires, ...(probed ? [c.health] : []), c.problem];
     const cls = r.invalid !== undefined ? ' class="invalid"' : r.expiry.kind === 'reservation' ? ' class="reservation"' : '';
     return `<tr${cls}>${cells.map((t) => `<td>${esc(t)}</td>`).join('')}</tr>`;
   }).join('\n');
-  const title = `twill status — ${printable(status.prefix)}`;
+  const store = status.store;
+  const title = `twill status — ${printable(store.kind === 'etcd' ? store.prefix : store.server)}`;
+  const source = store.kind === 'etcd'
+    ? `${store.endpoints.join(', ')} at revision ${store.revision}`
+    // The server is named by the summary that follows.
+    : `the Kubernetes API (Nodes at resourceVersion ${store.resourceVersion}, network config from the ${store.netConf})`;
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -238,7 +248,7 @@ ${CSS}
 <body>
 <header>
 <h1>${esc(title)}</h1>
-<p class="meta">${esc(`read ${status.readAt.toISOString()} from ${status.endpoints.join(', ')} at revision ${status.revision}; ${leaseSummary(status)}`)}</p>
+<p class="meta">${esc(`read ${status.readAt.toISOString()} from ${source}; ${leaseSummary(status)}`)}</p>
 </header>
 <figure>
 ${svg}

@@ -9,13 +9,20 @@
  * backend this node uses to reach it as its agent chooses it (null: they
  * share none, no traffic flows); see topology.ts for the rule and its one
  * assumption (host-gw only where both public IPs share a /24).
+ *
+ * Kubernetes mode: `kube: {server, resourceVersion, netConf}` stands where
+ * `etcd` does, every lease is a Node (`node` is its name, `key` too), and the
+ * etcd fields say nothing applies (`etcdLeaseId`, `expirySeconds` null,
+ * `reservation` false).
  */
 import { rowName, type ClusterStatus, type ConfigStatus, type LeaseRow } from './model';
 import { encrypts, peersOf } from './topology';
 
 export interface StatusDocument {
   readonly readAt: string;
-  readonly etcd: { readonly endpoints: readonly string[]; readonly prefix: string; readonly revision: number };
+  /** Exactly one of `etcd` and `kube`: the store the picture was read from. */
+  readonly etcd?: { readonly endpoints: readonly string[]; readonly prefix: string; readonly revision: number };
+  readonly kube?: { readonly server: string; readonly resourceVersion: string; readonly netConf: string };
   readonly config: ConfigDocument;
   readonly leases: readonly LeaseDocument[];
 }
@@ -38,6 +45,8 @@ export interface ConfigDocument {
 
 export interface LeaseDocument {
   readonly key: string;
+  /** Kubernetes mode: the Node's name; null in etcd mode. */
+  readonly node: string | null;
   readonly subnet: string | null;
   readonly ipv6Subnet: string | null;
   readonly publicIP: string | null;
@@ -69,10 +78,17 @@ export interface PeerDocument {
 export function toDocument(status: ClusterStatus): StatusDocument {
   return {
     readAt: status.readAt.toISOString(),
-    etcd: { endpoints: status.endpoints, prefix: status.prefix, revision: Number(status.revision) },
+    ...storeDocument(status),
     config: configDocument(status.config),
     leases: status.rows.map((row) => leaseDocument(row, status)),
   };
+}
+
+function storeDocument(status: ClusterStatus): Pick<StatusDocument, 'etcd' | 'kube'> {
+  const s = status.store;
+  return s.kind === 'etcd'
+    ? { etcd: { endpoints: s.endpoints, prefix: s.prefix, revision: Number(s.revision) } }
+    : { kube: { server: s.server, resourceVersion: s.resourceVersion, netConf: s.netConf } };
 }
 
 function configDocument(config: ConfigStatus): ConfigDocument {
@@ -107,6 +123,7 @@ function leaseDocument(row: LeaseRow, status: ClusterStatus): LeaseDocument {
   const e = row.expiry;
   return {
     key: row.key,
+    node: row.node ?? null,
     subnet: row.subnet?.toString() ?? null,
     ipv6Subnet: row.ipv6Subnet?.toString() ?? null,
     publicIP: row.attrs?.publicIP ?? null,

@@ -1,6 +1,8 @@
 /**
  * The cluster as etcd holds it, as `twill status` shows it: the network
- * config and one row per key under `<prefix>/subnets/`, valid or not.
+ * config and one row per key under `<prefix>/subnets/`, valid or not. (In
+ * Kubernetes mode a row is a Node instead: kube-model.ts builds the same
+ * ClusterStatus from Nodes.)
  *
  * `buildClusterStatus` is pure: it takes what was read from etcd (see
  * `snapshot.ts`) and decides, with the agents' own rule (`filterLeases`),
@@ -29,7 +31,9 @@ export type Expiry =
   | { readonly kind: 'ttl'; readonly seconds: number }
   /** The etcd lease was gone when its TTL was asked for: the key is about to disappear. */
   | { readonly kind: 'expired' }
-  | { readonly kind: 'unknown'; readonly error: string };
+  | { readonly kind: 'unknown'; readonly error: string }
+  /** Kubernetes mode: a Node's lease has no expiry, it lives as long as the Node. */
+  | { readonly kind: 'node' };
 
 /** The answer of a node's `/readyz`, when `--health-port` is given. */
 export type Health = (
@@ -51,8 +55,14 @@ export interface BgpSessionState {
 }
 
 export interface LeaseRow {
-  /** The etcd key below `<prefix>/subnets/`, as stored (untrusted text: print through `cells.ts`). */
+  /**
+   * The etcd key below `<prefix>/subnets/`, as stored; in Kubernetes mode the
+   * Node's name (unique, where podCIDRs may not be). Untrusted text: print
+   * through `cells.ts`.
+   */
   readonly key: string;
+  /** Kubernetes mode: the Node this row is. */
+  readonly node?: string;
   /** Parsed from the key, when it parses (also for some invalid rows). */
   readonly subnet?: IPNet;
   readonly ipv6Subnet?: IPNet;
@@ -81,11 +91,27 @@ export interface LeaseRow {
   readonly health?: Health;
 }
 
+/** Where the picture was read from. */
+export type StatusStore =
+  | {
+    readonly kind: 'etcd';
+    readonly prefix: string;
+    readonly endpoints: readonly string[];
+    /** The etcd revision the listing is consistent with. */
+    readonly revision: bigint;
+  }
+  | {
+    readonly kind: 'kube';
+    /** The API server's URL. */
+    readonly server: string;
+    /** The Node list's resourceVersion. */
+    readonly resourceVersion: string;
+    /** Where the network config was read: `ConfigMap ns/name, key net-conf.json` or `file <path>`. */
+    readonly netConf: string;
+  };
+
 export interface ClusterStatus {
-  readonly prefix: string;
-  readonly endpoints: readonly string[];
-  /** The etcd revision the listing is consistent with. */
-  readonly revision: bigint;
+  readonly store: StatusStore;
   readonly readAt: Date;
   readonly config: ConfigStatus;
   /** Sorted by subnet (entries whose key does not parse last, by key). */
@@ -112,7 +138,7 @@ export interface StatusInput {
  * Leases are checked against no network when the config is missing or
  * invalid: both families off means "no bounds" to `leaseFromRaw`.
  */
-const UNBOUNDED: NetworkConfig = {
+export const UNBOUNDED: NetworkConfig = {
   enableIPv4: false, enableIPv6: false, subnetLen: 0, ipv6SubnetLen: 0,
   backend: { type: 'udp', settings: {} }, warnings: [],
 };
@@ -143,9 +169,7 @@ export function buildClusterStatus(input: StatusInput): ClusterStatus {
   const reasons = new Map(skipped.map((s) => [s.raw.key, s.reason]));
   const rows = input.kvs.map((raw) => buildRow(raw, leases.get(raw.key), reasons.get(raw.key) ?? '', input));
   return {
-    prefix: input.prefix,
-    endpoints: input.endpoints,
-    revision: input.revision,
+    store: { kind: 'etcd', prefix: input.prefix, endpoints: input.endpoints, revision: input.revision },
     readAt: input.readAt,
     config,
     rows: sortBySubnet(rows),
@@ -173,7 +197,7 @@ function buildRow(raw: RawKV, lease: Lease | undefined, invalid: string, input: 
   };
 }
 
-function attempt<T>(fn: () => T): T | undefined {
+export function attempt<T>(fn: () => T): T | undefined {
   try {
     return fn();
   } catch {
@@ -181,7 +205,7 @@ function attempt<T>(fn: () => T): T | undefined {
   }
 }
 
-function backendsOf(attrs: LeaseAttrs): Pick<LeaseRow, 'backendType' | 'twillBackends' | 'terminates' | 'vtepMAC'> {
+export function backendsOf(attrs: LeaseAttrs): Pick<LeaseRow, 'backendType' | 'twillBackends' | 'terminates' | 'vtepMAC'> {
   // flanneld's udp (and alloc) leases carry no BackendType: the rule of
   // backends/peers.ts `leaseBackendType`, which takes a whole Lease (invalid rows have none).
   const backendType = attrs.backendType ?? 'udp';

@@ -5,7 +5,8 @@
  * empty for every row (IPv6, health when not probed, VIA without two valid
  * leases) are left out. VIA is what each node uses to its peers, as its
  * agent chooses (topology.ts: host-gw only where both public IPs share a
- * /24, as etcd holds no prefix lengths).
+ * /24, as etcd holds no prefix lengths). In Kubernetes mode a row is a
+ * Node: EXPIRES (an etcd lease's TTL) gives way to NODE, its name.
  */
 import { configLines, leaseCells, leaseSummary, printable, NONE, type LeaseCells } from './cells';
 import type { ClusterStatus, LeaseRow } from './model';
@@ -28,9 +29,12 @@ interface Column {
   readonly paint?: (row: LeaseRow, text: string) => Paint | undefined;
   /** Left out when every row has nothing in it. */
   readonly optional?: boolean;
+  /** Shown only for this store. */
+  readonly store?: 'etcd' | 'kube';
 }
 
 const COLUMNS: readonly Column[] = [
+  { title: 'NODE', cell: (c) => c.node, store: 'kube' },
   { title: 'SUBNET', cell: (c) => c.subnet, paint: (r) => (r.invalid !== undefined ? 'red' : undefined) },
   { title: 'IPV6 SUBNET', cell: (c) => c.ipv6Subnet, optional: true },
   { title: 'PUBLIC IP', cell: (c) => c.publicIP },
@@ -38,7 +42,7 @@ const COLUMNS: readonly Column[] = [
   { title: 'BACKENDS', cell: (c) => c.backends },
   { title: 'VIA', cell: (c) => c.via, optional: true, paint: (_r, text) => (text.includes('none×') ? 'red' : undefined) },
   { title: 'VTEP MAC', cell: (c) => c.vtepMAC },
-  { title: 'EXPIRES', cell: (c) => c.expires, paint: expiryPaint },
+  { title: 'EXPIRES', cell: (c) => c.expires, paint: expiryPaint, store: 'etcd' },
   { title: 'HEALTH', cell: (c) => c.health, optional: true, paint: (r) => (r.health?.state === 'ready' ? 'green' : r.health?.state === 'not ready' ? 'red' : 'yellow') },
   { title: 'PROBLEM', cell: (c) => c.problem, paint: () => 'red' },
 ];
@@ -56,7 +60,7 @@ export function renderTable(status: ClusterStatus, opts: TableOptions): string {
   const out: string[] = [];
 
   out.push(paint('bold', `Network config (${printable(status.config.key)})`));
-  const lines = configLines(status.config);
+  const lines = configLines(status.config, status.store.kind);
   const labelWidth = Math.max(...lines.map((l) => l.label.length));
   for (const l of lines) out.push(`  ${l.label.padEnd(labelWidth)}  ${paint(l.problem ? 'yellow' : undefined, l.value)}`);
   out.push('');
@@ -67,7 +71,7 @@ export function renderTable(status: ClusterStatus, opts: TableOptions): string {
     return out.join('\n') + '\n';
   }
   const cells = status.rows.map((row) => leaseCells(row, status));
-  const columns = COLUMNS.filter((col) => !col.optional || cells.some((c) => col.cell(c) !== NONE));
+  const columns = COLUMNS.filter((col) => (col.store ?? status.store.kind) === status.store.kind && (!col.optional || cells.some((c) => col.cell(c) !== NONE)));
   const widths = columns.map((col) => Math.max(col.title.length, ...cells.map((c) => col.cell(c).length)));
   const last = columns.length - 1;
   const line = (texts: string[], paints: (Paint | undefined)[]): string =>

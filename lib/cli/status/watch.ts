@@ -36,8 +36,14 @@ const RETRY_MS = 2000;
 export async function watchStatus(registry: EtcdRegistry, opts: WatchOptions): Promise<void> {
   const first = await readSnapshot(registry, opts);
   opts.render(first);
-  const watch = new StatusWatch(registry, opts, first.revision);
+  const watch = new StatusWatch(registry, opts, etcdRevision(first));
   await watch.run();
+}
+
+/** The etcd revision of a look from readSnapshot (which only ever reads etcd). */
+function etcdRevision(status: ClusterStatus): bigint {
+  if (status.store.kind !== 'etcd') throw new Error('twill status --watch reads etcd only');
+  return status.store.revision;
 }
 
 class StatusWatch {
@@ -123,7 +129,7 @@ class StatusWatch {
     try {
       const status = await readSnapshot(this.registry, this.opts);
       if (this.opts.signal.aborted) return;
-      this.revision = status.revision;
+      this.revision = etcdRevision(status);
       if (this.failing) this.say('etcd answers again');
       this.failing = false;
       this.lastWarning = '';
