@@ -9,6 +9,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { AnnotationPrefixError, DEFAULT_ANNOTATION_PREFIX, flannelAnnotations } from '../lib/kube/annotations';
 import type { NodeIdentity } from '../lib/subnet/kube-manager';
+import { FLANNELD_NET_CONF_PATH } from '../lib/subnet/net-conf-file';
 
 export interface DaemonFlags {
   etcdEndpoints: string[];
@@ -94,7 +95,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'kubeconfig-file', kind: 'string', help: 'kubeconfig file location; by default the in-cluster config' },
   { name: 'kube-annotation-prefix', kind: 'string', def: DEFAULT_ANNOTATION_PREFIX, help: 'Kubernetes annotation prefix' },
   { name: 'set-node-network-unavailable', kind: 'bool', def: 'true', help: 'set the Node\'s NetworkUnavailable condition to False once running (--kube-subnet-mgr)' },
-  { name: 'net-config-path', kind: 'string', def: '/etc/kube-flannel/net-conf.json', help: 'path to the network configuration file (--kube-subnet-mgr); twill also follows changes to it' },
+  { name: 'net-config-path', kind: 'string', def: FLANNELD_NET_CONF_PATH, help: 'path to the network configuration file (--kube-subnet-mgr); twill also follows changes to it' },
   { name: 'wireguard-key-file', kind: 'string', help: 'the wireguard backend\'s private key file, made (mode 0600) when missing; default $WIREGUARD_KEY_FILE, else /run/flannel/wgkey as flanneld (twill)' },
 ];
 

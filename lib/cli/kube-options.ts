@@ -9,7 +9,9 @@
  * Kubernetes-only flags without them. FLANNELD_* variables only set etcd
  * defaults and never count as a choice.
  */
+import { existsSync } from 'fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { FLANNELD_NET_CONF_PATH } from '../subnet/net-conf-file';
 import { AnnotationPrefixError, DEFAULT_ANNOTATION_PREFIX, KubeClient, KubeConfigError, flannelAnnotations, loadKubeConfig } from '../kube';
 import { DEFAULT_KUBE_NET_CONF, KUBE_DEADLINE_MS, NET_CONF_KEY, type KubeCli, type NetConfSource } from '../kube/cluster-read';
 
@@ -32,7 +34,7 @@ export function addKubeOptions(cmd: Command): Command {
     .addOption(new Option('--kube-subnet-mgr', "Kubernetes mode with the pod's service account (run inside the twill pod) unless --kubeconfig is given"))
     .addOption(new Option('--kube-api-url <url>', "Kubernetes mode: the API server's URL, replacing the kubeconfig's (or the in-cluster one)"))
     .addOption(new Option('--kube-annotation-prefix <prefix>', "Kubernetes mode: the Node annotation prefix twilld runs with").default(DEFAULT_ANNOTATION_PREFIX).argParser(parsePrefix))
-    .addOption(new Option('--net-config-path <file>', 'Kubernetes mode: read the network config from this net-conf.json file (in the twill pod: /etc/kube-flannel/net-conf.json)').conflicts('kubeNetConf'))
+    .addOption(new Option('--net-config-path <file>', `Kubernetes mode: read the network config from this net-conf.json file (default with --kube-subnet-mgr in the twill pod: ${FLANNELD_NET_CONF_PATH}, when mounted)`).conflicts('kubeNetConf'))
     .addOption(new Option('--kube-net-conf <namespace/name>', `Kubernetes mode: the ConfigMap holding the network config under key ${NET_CONF_KEY}`).default(DEFAULT_KUBE_NET_CONF).argParser(parseConfigMapRef));
 }
 
@@ -89,8 +91,16 @@ export function parseConfigMapRef(text: string): string {
   return text;
 }
 
-export function netConfSourceOf(opts: KubeCliOptions): NetConfSource {
+/**
+ * The network config's source: --net-config-path, else in the twill pod
+ * (--kube-subnet-mgr, no kubeconfig) the mounted file twilld reads when it
+ * is there (the pod's RBAC does not cover reading ConfigMaps), else the
+ * ConfigMap --kube-net-conf names.
+ */
+export function netConfSourceOf(opts: KubeCliOptions, mounted: (file: string) => boolean = existsSync): NetConfSource {
   if (opts.netConfigPath !== undefined) return { kind: 'file', path: opts.netConfigPath };
+  const inPod = opts.kubeSubnetMgr && !opts.kubeconfig && opts.kubeNetConf === DEFAULT_KUBE_NET_CONF;
+  if (inPod && mounted(FLANNELD_NET_CONF_PATH)) return { kind: 'file', path: FLANNELD_NET_CONF_PATH };
   const [namespace, name] = opts.kubeNetConf.split('/');
   return { kind: 'configmap', namespace, name };
 }

@@ -75,7 +75,7 @@ Examples:
   twill status --watch
   twill status --html cluster.html --health-port 8471
   twill status --kubeconfig ~/.kube/config
-  twill status --kube-subnet-mgr --net-config-path /etc/kube-flannel/net-conf.json   (in the twill pod)`)
+  twill status --kube-subnet-mgr   (in the twill pod: its service account, the mounted net-conf.json)`)
     .action(async (opts: StatusOptions, command: Command) => {
       let store: 'etcd' | 'kube';
       try {

@@ -15,6 +15,9 @@
 import { watch, FSWatcher, promises as fs } from 'fs';
 import * as path from 'path';
 import type { NetworkConfigWatch, NetworkConfigWatchHooks } from './manager';
+
+/** flanneld's --net-config-path default: where its DaemonSet mounts the ConfigMap. */
+export const FLANNELD_NET_CONF_PATH = '/etc/kube-flannel/net-conf.json';
 import { callListener, warnSafely } from './listeners';
 
 export interface NetConfReading {

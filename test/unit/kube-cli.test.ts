@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { Command } from 'commander';
 import { addEtcdOptions } from '../../lib/cli/etcd-options';
-import { addKubeOptions, chooseStore, kubeCliFrom, storeOf, StoreFlagsError } from '../../lib/cli/kube-options';
+import { addKubeOptions, chooseStore, kubeCliFrom, netConfSourceOf, storeOf, StoreFlagsError } from '../../lib/cli/kube-options';
 import { describeKubeFailure } from '../../lib/kube/cluster-read';
 import { KubeApiError, flannelAnnotations, type KubeNode } from '../../lib/kube';
 import { buildKubeClusterStatus, type KubeStatusInput } from '../../lib/cli/status/kube-model';
@@ -179,5 +179,21 @@ describe('filterNodes', () => {
     const config = parseNetworkConfig(NET_CONF, ['vxlan']);
     const v = filterNodes([vxlanNode('a', '10.244.1.0/24', '198.18.0.1', '02:00:00:00:00:01'), vxlanNode('b', '10.244.1.0/24', '198.18.0.2', '02:00:00:00:00:02')], names, config);
     expect(v.map((x) => (x.lease ? x.lease.key : x.skip.reason))).to.deep.equal(['10.244.1.0-24', 'its podCIDR 10.244.1.0/24 is Node "a"\'s too']);
+  });
+});
+
+describe('where the CLI reads the network config in Kubernetes mode', () => {
+  const base = { kubeAnnotationPrefix: 'flannel.alpha.coreos.com', kubeNetConf: 'kube-system/twill-cfg' };
+  const mounted = (file: string) => file === '/etc/kube-flannel/net-conf.json';
+
+  it('in the twill pod (--kube-subnet-mgr, no kubeconfig): the mounted net-conf.json twilld reads, when it is there', () => {
+    expect(netConfSourceOf({ ...base, kubeSubnetMgr: true }, mounted)).to.deep.equal({ kind: 'file', path: '/etc/kube-flannel/net-conf.json' });
+    expect(netConfSourceOf({ ...base, kubeSubnetMgr: true }, () => false)).to.deep.equal({ kind: 'configmap', namespace: 'kube-system', name: 'twill-cfg' });
+  });
+
+  it('with a kubeconfig or another ConfigMap named: the ConfigMap; --net-config-path always wins', () => {
+    expect(netConfSourceOf({ ...base, kubeconfig: '/k', kubeSubnetMgr: true }, mounted)).to.deep.equal({ kind: 'configmap', namespace: 'kube-system', name: 'twill-cfg' });
+    expect(netConfSourceOf({ ...base, kubeSubnetMgr: true, kubeNetConf: 'kube-flannel/kube-flannel-cfg' }, mounted)).to.deep.equal({ kind: 'configmap', namespace: 'kube-flannel', name: 'kube-flannel-cfg' });
+    expect(netConfSourceOf({ ...base, kubeconfig: '/k', netConfigPath: '/tmp/n.json' }, mounted)).to.deep.equal({ kind: 'file', path: '/tmp/n.json' });
   });
 });
