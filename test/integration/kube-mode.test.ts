@@ -248,36 +248,41 @@ describe('twilld --kube-subnet-mgr: 3 nodes, Nodes in a real kube-apiserver', fu
     expect(await allPodsPing(cluster(), RUNNING)).to.deep.equal([]);
   });
 
-  it('migrates vxlan → host-gw live when the net-conf file changes, with 0 lost probes', async () => {
-    const probes = await Probes.start(cluster(), 100, RUNNING);
-    let report: ProbeReport | undefined;
-    try {
-      await sleep(500);
-      const written = Date.now();
-      cluster().writeNetConf({ Network: NETWORK, Backend: { Type: 'host-gw' } });
-      await waitFor('every Node on host-gw alone, with nothing of vxlan left', async () => {
-        for (const i of RUNNING) {
-          const a = (await node(i)).metadata.annotations;
-          if (a[names.backendType] !== 'host-gw' || a[names.twillBackends] !== undefined) return false;
-          if ((await hasFootprint(cluster(), i, 'vxlan')).length) return false;
-        }
-        return true;
-      }, 40_000, 250);
-      const convergedMs = Date.now() - written;
-      await sleep(1000);
-      report = await probes.stop();
-      console.log(`      vxlan -> host-gw through the net-conf file: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the write`);
-      expect(report.lost, report.lines.join('\n')).to.equal(0);
-    } finally {
-      if (!report) await probes.stop().catch(() => undefined);
-    }
-    for (const i of RUNNING) {
-      // Each agent's own patches during the migration are not mistaken for someone else's edits.
-      expect(cluster().logs(i), `node ${i}`).to.not.include('writing them back');
-      expect((await node(i)).metadata.annotations[names.backendData], `node ${i}`).to.equal('null');
-      expect((await hasFootprint(cluster(), i, 'host-gw')).length, `node ${i} runs host-gw`).to.be.greaterThan(0);
-    }
-  });
+  for (const [from, to] of [['vxlan', 'host-gw'], ['host-gw', 'vxlan']]) {
+    it(`migrates ${from} → ${to} live when the net-conf file changes, with 0 lost probes at 200 pps`, async () => {
+      const probes = await Probes.start(cluster(), 200, RUNNING);
+      let report: ProbeReport | undefined;
+      try {
+        await sleep(500);
+        const written = Date.now();
+        cluster().writeNetConf({ Network: NETWORK, Backend: { Type: to } });
+        await waitFor(`every Node on ${to} alone, with nothing of ${from} left`, async () => {
+          for (const i of RUNNING) {
+            const a = (await node(i)).metadata.annotations;
+            if (a[names.backendType] !== to || a[names.twillBackends] !== undefined) return false;
+            if ((await hasFootprint(cluster(), i, from)).length) return false;
+          }
+          return true;
+        }, 40_000, 250);
+        const convergedMs = Date.now() - written;
+        await sleep(1000);
+        report = await probes.stop();
+        console.log(`      ${from} -> ${to} through the net-conf file: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the write`);
+        expect(report.lost, report.lines.join('\n')).to.equal(0);
+      } finally {
+        if (!report) await probes.stop().catch(() => undefined);
+      }
+      for (const i of RUNNING) {
+        // Each agent's own patches during the migration are not mistaken for someone else's edits.
+        expect(cluster().logs(i), `node ${i}`).to.not.include('writing them back');
+        // flanneld writes host-gw's empty BackendData as null, vxlan's as its VNI and VTEP MAC.
+        const data = (await node(i)).metadata.annotations[names.backendData];
+        if (to === 'host-gw') expect(data, `node ${i}`).to.equal('null');
+        else expect(Object.keys(JSON.parse(data) as object), `node ${i}`).to.deep.equal(['VNI', 'VtepMAC']);
+        expect((await hasFootprint(cluster(), i, to)).length, `node ${i} runs ${to}`).to.be.greaterThan(0);
+      }
+    });
+  }
 
   it('a Node added later waits for its podCIDR with one log line, then joins: every pod reaches its pod', async () => {
     const api = cluster().kube!;
