@@ -14,7 +14,7 @@ import type { NetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
 import { selectInterface, InterfaceOptions } from '../iface';
 import {
-  Lease, LeaseAttrs, LeaseEvent, LeaseView, OutOfSubnetsError, SubnetManager,
+  Lease, LeaseAttrs, LeaseEvent, LeaseView, OutOfSubnetsError, PodCidrOutsideNetworkError, SubnetManager,
   readPreviousSubnets, writeSubnetFile,
 } from '../subnet';
 import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
@@ -263,7 +263,8 @@ export class Agent {
         if (this.manager.isSetupError(err)) throw err;
         const message = (err as Error).message;
         if (message !== lastError) {
-          this.log[err instanceof OutOfSubnetsError ? 'error' : 'warn'](`cannot acquire a subnet lease: ${message}`);
+          const severe = err instanceof OutOfSubnetsError || err instanceof PodCidrOutsideNetworkError;
+          this.log[severe ? 'error' : 'warn'](`cannot acquire a subnet lease: ${message}; retrying`);
           lastError = message;
         }
       }

@@ -47,6 +47,19 @@ export function nodeSubnets(node: KubeNode): { subnet?: IPNet; ipv6Subnet?: IPNe
   return out;
 }
 
+/**
+ * This node's own podCIDR lies outside the configured Network. Not a setup
+ * error: twilld says so once and retries (flanneld exits), taking the Node
+ * again each time, so a Node registered anew with another podCIDR is taken
+ * without a restart; a corrected Network, as any Network change, needs one.
+ */
+export class PodCidrOutsideNetworkError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PodCidrOutsideNetworkError';
+  }
+}
+
 /** A podCIDR outside the configured Network, in flanneld's words. */
 export function outsideNetworkMessage(node: string, config: NetworkConfig, subnet: IPNet): string {
   return `subnet "${config.network?.toString()}" specified in the flannel net config doesn't contain "${subnet.toString()}" PodCIDR of the "${node}" node`;

@@ -26,7 +26,7 @@ import type { LeaseView, LeaseWatcherHooks } from './lease-watcher';
 import type { NetworkConfigWatch, NetworkConfigWatchHooks, SubnetManager } from './manager';
 import type { PreviousSubnets } from './subnet-file';
 import { formatSubnetKey } from './lease-codec';
-import { annotationDiff, leaseAnnotations, nodeSubnets, outsideNetworkMessage } from './kube-lease';
+import { annotationDiff, leaseAnnotations, nodeSubnets, outsideNetworkMessage, PodCidrOutsideNetworkError } from './kube-lease';
 import { KubeLeaseWatcher } from './kube-lease-watcher';
 import { NetConfFile } from './net-conf-file';
 
@@ -102,9 +102,9 @@ export class KubeSubnetManager implements SubnetManager {
     const node = await this.nodeWithPodCidr(name);
     const { subnet, ipv6Subnet } = nodeSubnets(node);
     if (!subnet) throw new KubeSetupError(`Node "${name}" has no IPv4 podCIDR (${JSON.stringify(node.spec.podCIDRs ?? node.spec.podCIDR)}); twill needs one`);
-    if (config.network && !config.network.covers(subnet)) throw new KubeSetupError(outsideNetworkMessage(name, config, subnet));
+    if (config.network && !config.network.covers(subnet)) throw new PodCidrOutsideNetworkError(outsideNetworkMessage(name, config, subnet));
     if (ipv6Subnet && config.ipv6Network && !config.ipv6Network.covers(ipv6Subnet)) {
-      throw new KubeSetupError(`subnet "${config.ipv6Network.toString()}" specified in the flannel net config doesn't contain "${ipv6Subnet.toString()}" IPv6 PodCIDR of the "${name}" node`);
+      throw new PodCidrOutsideNetworkError(`subnet "${config.ipv6Network.toString()}" specified in the flannel net config doesn't contain "${ipv6Subnet.toString()}" IPv6 PodCIDR of the "${name}" node`);
     }
     const v6 = ipv6Subnet && config.enableIPv6 ? ipv6Subnet : undefined;
     this.desired = attrs;

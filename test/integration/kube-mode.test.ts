@@ -284,11 +284,19 @@ describe('twilld --kube-subnet-mgr: 3 nodes, Nodes in a real kube-apiserver', fu
     });
   }
 
-  it('a Node added later waits for its podCIDR with one log line, then joins: every pod reaches its pod', async () => {
+  it('a Node added later with a podCIDR outside Network: one clear error, retried, and no exit; registered anew it waits for its podCIDR with one log line, then joins', async () => {
     const api = cluster().kube!;
     const name = cluster().kubeNodeName(LATE);
-    await api.createNode(name);
+    await api.createNode(name, { podCIDR: '10.9.4.0/24', podCIDRs: ['10.9.4.0/24'] });
     const agent = await cluster().startAgent(LATE, [], { waitRunning: false });
+    const outside = `cannot acquire a subnet lease: subnet "${NETWORK}" specified in the flannel net config doesn't contain "10.9.4.0/24" PodCIDR of the "${name}" node; retrying`;
+    await waitFor('the agent to say its podCIDR is outside Network', () => cluster().logs(LATE).includes(outside), 15_000);
+    await sleep(2500);
+    expect(count(cluster().logs(LATE), outside), cluster().logs(LATE)).to.equal(1);
+    expect(agent.exitedWith).to.equal(null);
+    // The podCIDR is immutable: the Node is registered anew, as a kubelet does after its Node was deleted.
+    await api.deleteNode(name);
+    await api.createNode(name);
     const waiting = `waiting for Node "${name}" to be assigned a podCIDR`;
     await waitFor('the agent to say it waits for a podCIDR', () => cluster().logs(LATE).includes(waiting), 15_000);
     await sleep(3000);
