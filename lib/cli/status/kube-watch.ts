@@ -27,16 +27,13 @@ import { describeKubeFailure, type KubeCli } from '../../kube/cluster-read';
 import type { ClusterStatus } from './model';
 import { toDocument } from './json';
 import { readKubeSnapshot, type KubeSnapshotOptions } from './kube-snapshot';
+import { RETRY_MS, RefreshLoop, type RefreshLoopOptions } from './refresh-loop';
 
-export interface KubeWatchOptions extends KubeSnapshotOptions {
+export interface KubeWatchOptions extends KubeSnapshotOptions, RefreshLoopOptions {
   readonly render: (status: ClusterStatus) => void;
-  /** A change of connectivity, or a failed look, once per distinct message. */
-  readonly warn: (message: string) => void;
-  readonly signal: AbortSignal;
 }
 
 const DEBOUNCE_MS = 150;
-const RETRY_MS = 2000;
 /** How often the net-conf is looked at again (the agents re-read their file every 10 s too). */
 const POLL_MS = 10_000;
 
@@ -57,16 +54,14 @@ function resourceVersionOf(status: ClusterStatus): string {
   return status.store.resourceVersion;
 }
 
-class KubeStatusWatch {
+class KubeStatusWatch extends RefreshLoop {
   private resourceVersion: string;
   private drawn: string;
-  private timer?: NodeJS.Timeout;
-  private refreshing = false;
-  private again = false;
-  private failing = false;
-  private lastWarning = '';
+  protected readonly answersAgain: string;
 
   constructor(private readonly kube: KubeCli, private readonly opts: KubeWatchOptions, first: ClusterStatus) {
+    super(opts);
+    this.answersAgain = `the Kubernetes API at ${kube.client.server} answers again`;
     this.resourceVersion = resourceVersionOf(first);
     this.drawn = picture(first);
   }
@@ -100,51 +95,18 @@ class KubeStatusWatch {
       }
     } finally {
       clearInterval(poll);
-      clearTimeout(this.timer);
+      this.stopScheduling();
     }
   }
 
-  private schedule(ms: number): void {
+  protected async look(): Promise<void> {
+    const status = await readKubeSnapshot(this.kube, this.opts);
     if (this.opts.signal.aborted) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.refresh(), ms);
-  }
-
-  private async refresh(): Promise<void> {
-    if (this.refreshing) {
-      this.again = true;
-      return;
+    this.resourceVersion = resourceVersionOf(status);
+    const now = picture(status);
+    if (now !== this.drawn) {
+      this.drawn = now;
+      this.opts.render(status);
     }
-    this.refreshing = true;
-    try {
-      const status = await readKubeSnapshot(this.kube, this.opts);
-      if (this.opts.signal.aborted) return;
-      this.resourceVersion = resourceVersionOf(status);
-      if (this.failing) this.say(`the Kubernetes API at ${this.kube.client.server} answers again`);
-      this.failing = false;
-      this.lastWarning = '';
-      const now = picture(status);
-      if (now !== this.drawn) {
-        this.drawn = now;
-        this.opts.render(status);
-      }
-    } catch (err) {
-      if (this.opts.signal.aborted) return;
-      this.failing = true;
-      this.say(`${(err as Error).message}; retrying every ${RETRY_MS / 1000} s`);
-      this.schedule(RETRY_MS);
-    } finally {
-      this.refreshing = false;
-      if (this.again) {
-        this.again = false;
-        this.schedule(0);
-      }
-    }
-  }
-
-  private say(message: string): void {
-    if (message === this.lastWarning) return;
-    this.lastWarning = message;
-    this.opts.warn(message);
   }
 }

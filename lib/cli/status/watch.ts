@@ -22,16 +22,13 @@ import { describeEtcdError } from '../../subnet/etcd';
 import { cancelWatch } from '../../subnet/resyncing-watch';
 import type { ClusterStatus } from './model';
 import { readSnapshot, type SnapshotOptions } from './snapshot';
+import { RefreshLoop, type RefreshLoopOptions } from './refresh-loop';
 
-export interface WatchOptions extends SnapshotOptions {
+export interface WatchOptions extends SnapshotOptions, RefreshLoopOptions {
   readonly render: (status: ClusterStatus) => void;
-  /** A change of connectivity, or a failed look, once per distinct message. */
-  readonly warn: (message: string) => void;
-  readonly signal: AbortSignal;
 }
 
 const DEBOUNCE_MS = 150;
-const RETRY_MS = 2000;
 
 export async function watchStatus(registry: EtcdRegistry, opts: WatchOptions): Promise<void> {
   const first = await readSnapshot(registry, opts);
@@ -46,25 +43,22 @@ function etcdRevision(status: ClusterStatus): bigint {
   return status.store.revision;
 }
 
-class StatusWatch {
+class StatusWatch extends RefreshLoop {
   private watchers: Watcher[] = [];
-  private timer?: NodeJS.Timeout;
-  private refreshing = false;
-  private again = false;
-  private lastWarning = '';
   private disconnected = false;
-  /** A look or a watch failed since the last good look. */
-  private failing = false;
   private generation = 0;
+  protected readonly answersAgain = 'etcd answers again';
 
-  constructor(private readonly registry: EtcdRegistry, private readonly opts: WatchOptions, private revision: bigint) {}
+  constructor(private readonly registry: EtcdRegistry, private readonly opts: WatchOptions, private revision: bigint) {
+    super(opts);
+  }
 
   async run(): Promise<void> {
     if (this.opts.signal.aborted) return;
     const done = new Promise<void>((resolve) => this.opts.signal.addEventListener('abort', () => resolve(), { once: true }));
     this.startWatches();
     await done;
-    clearTimeout(this.timer);
+    this.stopScheduling();
     await this.dropWatches();
   }
 
@@ -114,44 +108,11 @@ class StatusWatch {
     await Promise.all(old.map(cancelWatch));
   }
 
-  private schedule(ms: number): void {
+  protected async look(): Promise<void> {
+    const status = await readSnapshot(this.registry, this.opts);
     if (this.opts.signal.aborted) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.refresh(), ms);
-  }
-
-  private async refresh(): Promise<void> {
-    if (this.refreshing) {
-      this.again = true;
-      return;
-    }
-    this.refreshing = true;
-    try {
-      const status = await readSnapshot(this.registry, this.opts);
-      if (this.opts.signal.aborted) return;
-      this.revision = etcdRevision(status);
-      if (this.failing) this.say('etcd answers again');
-      this.failing = false;
-      this.lastWarning = '';
-      this.opts.render(status);
-      if (this.watchers.length === 0) this.startWatches();
-    } catch (err) {
-      if (this.opts.signal.aborted) return;
-      this.failing = true;
-      this.say(`${(err as Error).message}; retrying every ${RETRY_MS / 1000} s`);
-      this.schedule(RETRY_MS);
-    } finally {
-      this.refreshing = false;
-      if (this.again) {
-        this.again = false;
-        this.schedule(0);
-      }
-    }
-  }
-
-  private say(message: string): void {
-    if (message === this.lastWarning) return;
-    this.lastWarning = message;
-    this.opts.warn(message);
+    this.revision = etcdRevision(status);
+    this.opts.render(status);
+    if (this.watchers.length === 0) this.startWatches();
   }
 }
