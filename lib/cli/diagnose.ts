@@ -8,7 +8,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { addEtcdOptions, EtcdCliOptions, etcdClientFrom } from './etcd-options';
-import { addKubeOptions, kubeCliFrom, storeOf, StoreFlagsError, type KubeCliOptions } from './kube-options';
+import { addKubeOptions, kubeCliFrom, storeOrUsage, type KubeCliOptions } from './kube-options';
 import { runDiagnosis, type ClusterStore, type DiagnosisOptions } from '../diagnose/diagnosis';
 import { formatJson, formatText } from '../diagnose/findings';
 import { isPeerSpec } from '../diagnose/probe';
@@ -43,15 +43,8 @@ export function registerDiagnose(program: Command): void {
       process.exitCode = 2;
       return;
     }
-    let store: 'etcd' | 'kube';
-    try {
-      store = storeOf(command);
-    } catch (err) {
-      if (!(err instanceof StoreFlagsError)) throw err;
-      process.stderr.write(`twill diagnose: ${err.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
+    const store = storeOrUsage(command, 'twill diagnose');
+    if (!store) return;
     const rest = {
       iface: opts.iface ?? envList('IFACE'),
       publicIP: opts.publicIp,

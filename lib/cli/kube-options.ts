@@ -73,6 +73,18 @@ export function storeOf(cmd: Command): 'etcd' | 'kube' {
   return chooseStore({ etcd: given(etcd), kube: given(KUBE_SELECTORS), kubeOnly: given(KUBE_ONLY) });
 }
 
+/** `storeOf`, or on a mix of flags: the message on stderr as `<program>: …`, exit code 2, and undefined. */
+export function storeOrUsage(cmd: Command, program: string): 'etcd' | 'kube' | undefined {
+  try {
+    return storeOf(cmd);
+  } catch (err) {
+    if (!(err instanceof StoreFlagsError)) throw err;
+    process.stderr.write(`${program}: ${err.message}\n`);
+    process.exitCode = 2;
+    return undefined;
+  }
+}
+
 function parsePrefix(text: string): string {
   try {
     flannelAnnotations(text);

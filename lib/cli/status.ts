@@ -32,7 +32,7 @@ import * as path from 'path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { EtcdRegistry } from '../subnet/etcd';
 import { addEtcdOptions, etcdClientFrom, type EtcdCliOptions } from './etcd-options';
-import { addKubeOptions, kubeCliFrom, storeOf, StoreFlagsError, type KubeCliOptions } from './kube-options';
+import { addKubeOptions, kubeCliFrom, storeOrUsage, type KubeCliOptions } from './kube-options';
 import { readKubeSnapshot } from './status/kube-snapshot';
 import { watchKubeStatus } from './status/kube-watch';
 import type { ClusterStatus } from './status/model';
@@ -77,15 +77,8 @@ Examples:
   twill status --kubeconfig ~/.kube/config
   twill status --kube-subnet-mgr   (in the twill pod: its service account, the mounted net-conf.json)`)
     .action(async (opts: StatusOptions, command: Command) => {
-      let store: 'etcd' | 'kube';
-      try {
-        store = storeOf(command);
-      } catch (err) {
-        if (!(err instanceof StoreFlagsError)) throw err;
-        process.stderr.write(`twill status: ${err.message}\n`);
-        process.exitCode = 2;
-        return;
-      }
+      const store = storeOrUsage(command, 'twill status');
+      if (!store) return;
       await (store === 'kube' ? runKubeStatus(opts) : runStatus(opts));
     });
 }
