@@ -25,7 +25,8 @@
  * direct. Failed lookups never reject `refresh`: the IP is then not direct
  * and the failure is in the returned list, for the caller to log.
  */
-import type { NeighborInfo, Netlink } from '../lib/netlink';
+import { readFileSync } from 'fs';
+import { NetlinkError, type NeighborInfo, type Netlink } from '../lib/netlink';
 
 /** The external interface: its index (what routes and neighbours name) and name (for messages). */
 export interface DirectReachIface {
@@ -142,13 +143,16 @@ export class DirectReach {
     this.verdicts = next;
 
     if (this.probe && toProbe.length) {
+      let tableFull = 0;
       await mapBounded(toProbe, this.concurrency, async (ip) => {
         try {
           await this.nl.probeNeighbor({ dev: this.ext.index, ip });
         } catch (err) {
-          problems.push(`starting ARP resolution of ${ip} on ${this.ext.name}: ${message(err)}`);
+          if (err instanceof NetlinkError && err.code === 'ENOBUFS') tableFull++;
+          else problems.push(`starting ARP resolution of ${ip} on ${this.ext.name}: ${message(err)}`);
         }
       });
+      if (tableFull > 0) problems.push(neighbourTableFull(tableFull, toProbe.length, this.ext.name, this.gcThresh3()));
     }
     return problems;
   }
@@ -156,6 +160,14 @@ export class DirectReach {
   /** True when the last refresh found `ip` directly reachable; false for an IP never refreshed. */
   isDirect(ip: string): boolean {
     return this.verdicts.get(ip)?.direct ?? false;
+  }
+
+  private gcThresh3(): string | undefined {
+    try {
+      return readFileSync('/proc/sys/net/ipv4/neigh/default/gc_thresh3', 'utf8').trim();
+    } catch {
+      return undefined;
+    }
   }
 
   /** Why `ip` is or is not direct, for logs and diagnostics. */
@@ -176,6 +188,17 @@ async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
+}
+
+/**
+ * The kernel refuses a new neighbour entry with ENOBUFS once the table
+ * holds gc_thresh3 entries (default 1024): on a link with more nodes than
+ * that, host-gw cannot resolve them all. One line for all of them, saying
+ * which sysctl to raise, instead of one per peer.
+ */
+export function neighbourTableFull(refused: number, asked: number, dev: string, gcThresh3: string | undefined): string {
+  return `the kernel's neighbour table is full: ${refused} of ${asked} ARP resolutions on ${dev} were refused (ENOBUFS); ` +
+    `raise net.ipv4.neigh.default.gc_thresh3${gcThresh3 ? ` (now ${gcThresh3})` : ''} and gc_thresh2 above the number of nodes on this link`;
 }
 
 function message(err: unknown): string {

@@ -27,7 +27,7 @@ import { checkOffload } from './offload';
 import { checkPlannedEntries, PlannedPath } from './plan-check';
 import { overlayDevice, RunningInstance, runningInstance } from './running-instance';
 import { findPeerLease, probePeer, ProbeReport } from './probe';
-import { checkSysctls } from './sysctls';
+import { checkNeighbourTable, checkSysctls } from './sysctls';
 import { checkGuard } from './guard-check';
 import { checkWireguard } from './wireguard-check';
 import { checkBgp } from './bgp-check';
@@ -90,6 +90,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
     const device = backend && view ? overlayDevice(backend, view.config, instance) : undefined;
     const deviceExists = device !== undefined && (await nl.getLink(device)) !== undefined;
     checkSysctls({ extIface: local?.iface.name, overlayDevice: deviceExists ? device : undefined }, out);
+    if (view) checkNeighbourTable(view.leases.filter((l) => l.key !== own?.key).length, out);
     if (backend === 'vxlan' && device && deviceExists && local) {
       await checkOffload({ device, natted: ext?.natted ?? false }, out);
     }

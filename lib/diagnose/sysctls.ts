@@ -78,3 +78,19 @@ function rpFilter(read: SysctlReader, dev: string): number | undefined {
 function describe(mode: number): string {
   return `${mode}: ${RP_MODES[mode] ?? 'unknown'}`;
 }
+
+/**
+ * Peers on this node's link each need a neighbour (ARP) entry; past
+ * gc_thresh3 (default 1024) the kernel refuses new ones and those peers
+ * cannot be reached directly. Said only when the cluster is that large.
+ */
+export function checkNeighbourTable(peers: number, out: Findings, read: SysctlReader = procSysctl): void {
+  const limit = Number(read('net/ipv4/neigh/default/gc_thresh3'));
+  if (!Number.isInteger(limit) || limit <= 0 || peers < limit) return;
+  out.warn(TOPIC, `the cluster has ${peers} peers, at least net.ipv4.neigh.default.gc_thresh3 = ${limit} neighbour entries: if they share this node's link, the kernel cannot resolve them all (twilld logs "neighbour table is full")`,
+    `raise it above the number of nodes on the link, with gc_thresh2 below it: sysctl -w net.ipv4.neigh.default.gc_thresh3=${nextPowerOfTwo(peers * 2)} net.ipv4.neigh.default.gc_thresh2=${nextPowerOfTwo(peers)}; persist both in /etc/sysctl.d/`);
+}
+
+function nextPowerOfTwo(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(2, n)));
+}

@@ -1,0 +1,60 @@
+/**
+ * DirectReach's reporting when the kernel refuses neighbour entries: a
+ * node on a link with more nodes than the neighbour table holds (host-gw at
+ * thousands of peers) gets one line naming the sysctl, not one per peer.
+ */
+import { expect } from 'chai';
+import { DirectReach, neighbourTableFull } from '../../backends/direct-reach';
+import { NetlinkError, type Netlink } from '../../lib/netlink';
+import { checkNeighbourTable } from '../../lib/diagnose/sysctls';
+import { Findings } from '../../lib/diagnose/findings';
+
+describe('DirectReach when the neighbour table is full', () => {
+  const ext = { name: 'eth0', index: 2 };
+  const peers = Array.from({ length: 40 }, (_, i) => `198.18.1.${i + 1}`);
+  const fake = (refuse: (ip: string) => NetlinkError | undefined) => ({
+    listNeighbors: async () => [],
+    routeGet: async () => ({ type: 'unicast', ifindex: ext.index, dst: '', table: 254 }),
+    probeNeighbor: async ({ ip }: { ip: string }) => {
+      const err = refuse(ip);
+      if (err) throw err;
+    },
+  }) as unknown as Netlink;
+
+  it('says once that the table is full and which sysctl to raise, and still lists other failures one by one', async () => {
+    const reach = new DirectReach(fake((ip) => (ip === '198.18.1.1' ? new NetlinkError('probe neighbour', ip, 'EPERM')
+      : ip.endsWith('.40') ? undefined : new NetlinkError('probe neighbour', ip, 'ENOBUFS'))), ext);
+    const problems = await reach.refresh(peers);
+    expect(problems).to.have.length(2);
+    expect(problems[0]).to.match(/^starting ARP resolution of 198\.18\.1\.1 on eth0: /);
+    expect(problems[1]).to.match(/^the kernel's neighbour table is full: 38 of 40 ARP resolutions on eth0 were refused \(ENOBUFS\); raise net\.ipv4\.neigh\.default\.gc_thresh3( \(now \d+\))? and gc_thresh2 above the number of nodes on this link$/);
+    // The verdicts stand: the peers are on the link, their entries merely pending.
+    expect(reach.isDirect('198.18.1.2')).to.equal(true);
+  });
+
+  it('names the current limit when it can read it', () => {
+    expect(neighbourTableFull(3, 5, 'eth0', '1024')).to.contain('gc_thresh3 (now 1024) and gc_thresh2');
+    expect(neighbourTableFull(3, 5, 'eth0', undefined)).to.contain('gc_thresh3 and gc_thresh2');
+  });
+});
+
+describe('twill diagnose on the neighbour table', () => {
+  const read = (limit: string) => (p: string) => (p === 'net/ipv4/neigh/default/gc_thresh3' ? limit : undefined);
+
+  it('warns once the cluster has as many peers as gc_thresh3, with the sysctls to set', () => {
+    const out = new Findings();
+    checkNeighbourTable(5000, out, read('1024'));
+    expect(out.all).to.have.length(1);
+    expect(out.all[0].level).to.equal('WARN');
+    expect(out.all[0].what).to.contain('5000 peers, at least net.ipv4.neigh.default.gc_thresh3 = 1024');
+    expect(out.all[0].advice).to.contain('sysctl -w net.ipv4.neigh.default.gc_thresh3=16384 net.ipv4.neigh.default.gc_thresh2=8192');
+  });
+
+  it('says nothing below the limit or when it cannot read it', () => {
+    const out = new Findings();
+    checkNeighbourTable(1023, out, read('1024'));
+    checkNeighbourTable(5000, out, read('nonsense'));
+    checkNeighbourTable(5000, out, () => undefined);
+    expect(out.all).to.deep.equal([]);
+  });
+});
