@@ -152,7 +152,14 @@ const DAEMON_ROUTED: readonly string[] = ['bgp'];
 
 /** The peer as the instance `key` sees it: its BackendData for that instance. */
 export function peerFor(lease: Lease, key: string): Peer {
-  return { key: lease.key, subnet: lease.subnet, publicIP: lease.attrs.publicIP, data: backendDataOf(lease.attrs, key) };
+  return {
+    key: lease.key,
+    subnet: lease.subnet,
+    publicIP: lease.attrs.publicIP,
+    ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet } : {}),
+    ...(lease.attrs.publicIPv6 ? { publicIPv6: lease.attrs.publicIPv6 } : {}),
+    data: backendDataOf(lease.attrs, key),
+  };
 }
 
 /** Why `lease` cannot be a peer of `own` at all; undefined when it can. */

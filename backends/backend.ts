@@ -28,6 +28,8 @@ import type { WireguardPeerStats } from '../lib/observe/metrics';
 export interface LocalNode {
   readonly extIface: ExternalInterface;
   readonly publicIP: string;
+  /** Published as PublicIPv6 when the network carries IPv6 (EnableIPv6); peers route this node's IPv6 subnet to it. */
+  readonly publicIPv6?: string;
 }
 
 export interface BackendStart {
@@ -43,6 +45,9 @@ export interface Peer {
   readonly key: string;
   readonly subnet: IPNet;
   readonly publicIP: string;
+  /** Its IPv6 subnet and the IPv6 address it publishes (PublicIPv6), when its lease has them. */
+  readonly ipv6Subnet?: IPNet;
+  readonly publicIPv6?: string;
   /** What the peer publishes for this backend instance: its BackendData (vxlan: VNI and VtepMAC). */
   readonly data: unknown;
 }

@@ -82,6 +82,9 @@ export interface Plan {
   readonly deletes: Operation[];
 }
 
+/** The metric the kernel gives an IPv6 route added without one. */
+const IPV6_DEFAULT_METRIC = 1024;
+
 export function emptyPlan(): Plan {
   return { addresses: [], upserts: [], deletes: [] };
 }
@@ -117,7 +120,8 @@ export function diffAddresses(plan: Plan, device: DeviceState, existing: readonl
  * whatever their metric.
  */
 export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing: readonly RouteInfo[], protocol: number, keep: ReadonlySet<string> = new Set()): void {
-  const id = (dst: string, metric: number | undefined) => `${dst} metric ${metric ?? 0}`;
+  // The kernel stores an IPv6 route asked for with metric 0 as metric 1024 (and reports it so): the same route.
+  const id = (dst: string, metric: number | undefined) => `${dst} metric ${metric || (dst.includes(':') ? IPV6_DEFAULT_METRIC : 0)}`;
   const have = new Map(existing.filter((r) => r.protocol === protocol).map((r) => [id(r.dst, r.metric), r]));
   const want = new Set<string>();
   for (const w of wanted) {

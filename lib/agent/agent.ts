@@ -109,9 +109,9 @@ export class Agent {
   }
 
   private chooseInterface(config: NetworkConfig): LocalNode {
-    const selection = selectInterface(this.opts.interfaces);
-    this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, why: selection.reason });
-    return { extIface: selection.iface, publicIP: selection.publicIP };
+    const selection = selectInterface({ ...this.opts.interfaces, wantIPv6: config.enableIPv6 });
+    this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, publicIPv6: selection.publicIPv6, why: selection.reason });
+    return { extIface: selection.iface, publicIP: selection.publicIP, publicIPv6: selection.publicIPv6 };
   }
 
   /** The configured backend, and any other whose state is still in the kernel (a restart mid-migration). */
@@ -358,7 +358,7 @@ export class Agent {
   /** Kernel deletions trigger a reconcile; without events the repair timer still repairs, only later. */
   private async watchKernel(nl: Netlink): Promise<void> {
     try {
-      this.unsubscribeKernel = await nl.subscribe(['link', 'ipv4-route', 'neigh'], (ev) => this.kernelChanged(ev), { deletionsOnly: true });
+      this.unsubscribeKernel = await nl.subscribe(['link', 'ipv4-route', 'ipv6-route', 'neigh'], (ev) => this.kernelChanged(ev), { deletionsOnly: true });
       this.loop.request('kernel events subscribed');
     } catch (err) {
       this.log.warn('cannot watch kernel changes; repairs will wait for the repair timer', { error: (err as Error).message });

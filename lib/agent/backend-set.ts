@@ -141,7 +141,7 @@ export class BackendSet {
       const r = this.running.get(k)!;
       return { key: r.key, config: r.config, backendData: r.started.backendData, withdrawn: r.retirement.withdrawnAt !== undefined, planned: r.planned };
     }));
-    return leaseAttrsFor(this.deps.local.publicIP, configuredType, instances);
+    return leaseAttrsFor(this.deps.local.publicIP, this.deps.local.publicIPv6, configuredType, instances);
   }
 
   /** Never throws for one backend's fault: its failure is reported and the others go on. */
