@@ -1,0 +1,86 @@
+/**
+ * Dual stack end to end (issue 14, first slice): 3 nodes on a dual-stack
+ * underlay (198.18.0.0/24 and the ULA fd00:198:18::/64), host-gw, pods
+ * with an address of each family. The leases in etcd, subnet.env and the
+ * routes are flanneld's; every pod reaches every other over both families.
+ */
+import { expect } from 'chai';
+import { readFileSync } from 'fs';
+import { ping } from '../harness/ping';
+import { allPodsPing } from '../harness/checks';
+import { TwillCluster, PREFIX } from '../harness/twill-cluster';
+import { waitFor } from '../harness/wait';
+
+const NODES = 3;
+const REPAIR_S = 2;
+const CONFIG = {
+  Network: '10.244.0.0/16',
+  EnableIPv6: true,
+  IPv6Network: 'fd00:10:244::/56',
+  Backend: { Type: 'host-gw' },
+};
+
+describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function () {
+  this.timeout(90_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await TwillCluster.create({ nodes: NODES, ipv6: true, config: CONFIG, agentArgs: ['--repair-interval', String(REPAIR_S)] });
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('writes each lease as flanneld: key with the IPv6 subnet, value with PublicIPv6', async () => {
+    const leases = await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).strings();
+    expect(Object.keys(leases)).to.have.length(NODES);
+    for (let i = 0; i < NODES; i++) {
+      const l = tc.lease(i);
+      const key = `${PREFIX}/subnets/${l.subnet.replace('/', '-')}&${l.ipv6Subnet!.replace('/', '-')}`;
+      expect(l.ipv6Subnet).to.match(/^fd00:10:244:[0-9a-f]{1,2}::\/64$/);
+      expect(leases[key], key).to.equal(`{"PublicIP":"198.18.0.${i + 1}","PublicIPv6":"fd00:198:18::${i + 1}","BackendType":"host-gw"}`);
+    }
+  });
+
+  it('writes FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET in subnet.env after the IPv4 lines, as flanneld', () => {
+    const l = tc.lease(0);
+    const first = (cidr: string) => cidr.replace(/::\//, '::1/');
+    expect(readFileSync(tc.subnetFile(0), 'utf8')).to.equal(
+      `FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=${l.subnet.replace(/\.0\//, '.1/')}\n` +
+      `FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=${first(l.ipv6Subnet!)}\n` +
+      'FLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n',
+    );
+  });
+
+  it("routes each peer's IPv6 subnet via its PublicIPv6 on eth0, with host-gw's protocol", async () => {
+    const routes = await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '118']);
+    for (const peer of [1, 2]) expect(routes).to.contain(`${tc.lease(peer).ipv6Subnet} via fd00:198:18::${peer + 1} dev eth0`);
+  });
+
+  it('lets every pod ping every other pod over IPv4 and over IPv6', async () => {
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+    const failures: string[] = [];
+    for (let a = 0; a < NODES; a++) {
+      for (let b = 0; b < NODES; b++) {
+        if (a === b) continue;
+        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
+      }
+    }
+    expect(failures).to.deep.equal([]);
+  });
+
+  it('restores an IPv6 route deleted by hand within one repair interval', async () => {
+    const subnet = tc.lease(1).ipv6Subnet!;
+    await tc.net.ip(0, ['-6', 'route', 'del', subnet]);
+    await waitFor('the IPv6 route to come back', async () => (await tc.net.ip(0, ['-6', 'route', 'show', subnet])).includes('via fd00:198:18::2'), REPAIR_S * 1000 + 1000);
+  });
+
+  it('keeps both subnets across a restart', async () => {
+    const before = tc.lease(2);
+    expect(await tc.restartAgent(2)).to.equal(0);
+    expect(tc.lease(2)).to.deep.equal(before);
+    const r = await ping(tc.podNs(0), tc.podIpv6(2), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+    expect(r.received).to.be.greaterThan(0);
+  });
+});
