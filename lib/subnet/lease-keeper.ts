@@ -150,6 +150,7 @@ export class LeaseKeeper {
         // (IPv6 turned on or off since) is given up and a new one taken.
         this.opts.log.info('dropping this node\'s lease: it does not fit the network config', { key: existing.key, why: mismatch });
         await this.registry.deleteLease(existing.key);
+        await this.registry.revoke(existing.leaseId).catch(() => undefined); // its etcd lease served only that key
         continue;
       }
       if (existing && !mismatch) {
