@@ -56,6 +56,18 @@ export function backendDataOf(attrs: LeaseAttrs, key: string): unknown {
   return primaryBackendType(attrs) === typeOfKey(key) ? attrs.backendData : undefined;
 }
 
+/**
+ * What a node publishes about IPv6 for instance `key` (BackendV6Data):
+ * flanneld's field belongs to the lease's primary backend, the first
+ * instance TwillBackends lists, or its BackendType.
+ */
+export function backendV6DataOf(attrs: LeaseAttrs, key: string): unknown {
+  if (attrs.backendV6Data === undefined) return undefined;
+  const primary = attrs.backends && attrs.backends.length > 0 ? advertKey(attrs.backends[0]) : undefined;
+  if (primary !== undefined) return primary === key ? attrs.backendV6Data : undefined;
+  return primaryBackendType(attrs) === typeOfKey(key) ? attrs.backendV6Data : undefined;
+}
+
 /** `Backend.Fallback`: a type name or a backend object (`{"Type": "vxlan", "VNI": 2}`); undefined when absent. */
 export function fallbackConfig(config: BackendConfig): BackendConfig | undefined {
   const v = setting(config.settings, 'Fallback');
@@ -159,6 +171,7 @@ export function peerFor(lease: Lease, key: string): Peer {
     ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet } : {}),
     ...(lease.attrs.publicIPv6 ? { publicIPv6: lease.attrs.publicIPv6 } : {}),
     data: backendDataOf(lease.attrs, key),
+    ...(backendV6DataOf(lease.attrs, key) !== undefined ? { v6Data: backendV6DataOf(lease.attrs, key) } : {}),
   };
 }
 

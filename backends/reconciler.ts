@@ -31,9 +31,10 @@ export async function observe(nl: Netlink, state: KernelState): Promise<Observed
   // Both families: a backend that carries IPv6 (host-gw in dual stack) owns its IPv6 routes by the same number.
   const routes = state.protocol !== undefined ? nl.listRoutes({ protocol: state.protocol }) : Promise.resolve([]);
   const devices = await Promise.all(state.devices.map(async (d) => {
+    const family = d.family ?? 4;
     const [addresses, neighbors, fdb] = await Promise.all([
-      nl.listAddresses(d.ifindex, 4),
-      d.neighbors ? nl.listNeighbors(d.ifindex, 4) : Promise.resolve([]),
+      nl.listAddresses(d.ifindex, family),
+      d.neighbors ? nl.listNeighbors(d.ifindex, family) : Promise.resolve([]),
       d.fdb ? nl.listFdb(d.ifindex) : Promise.resolve([]),
     ]);
     return [d.ifindex, { addresses, neighbors, fdb }] as const;

@@ -12,6 +12,7 @@ export interface AdvertisedInstance {
   readonly key: string;
   readonly config: BackendConfig;
   readonly backendData?: unknown;
+  readonly backendV6Data?: unknown;
 }
 
 /** A running instance as the lease sees it. */
@@ -50,6 +51,7 @@ export function leaseAttrsFor(publicIP: string, publicIPv6: string | undefined, 
     // flanneld's udp and alloc leases carry no BackendType.
     backendType: configuredType === 'udp' || configuredType === 'alloc' ? undefined : configuredType,
     backendData: instances[0]?.backendData,
+    backendV6Data: instances[0]?.backendV6Data,
     backends: listed
       ? instances.map((r) => {
         const identity = instanceOf(r.config).identity;

@@ -1,12 +1,14 @@
 /**
  * Dual stack end to end (issue 14, first slice): 3 nodes on a dual-stack
- * underlay (198.18.0.0/24 and the ULA fd00:198:18::/64), host-gw, pods
- * with an address of each family. The leases in etcd, subnet.env and the
- * routes are flanneld's; every pod reaches every other over both families.
+ * underlay (198.18.0.0/24 and the ULA fd00:198:18::/64), host-gw and
+ * vxlan, pods with an address of each family. The leases in etcd,
+ * subnet.env, the routes and vxlan's IPv6 device are flanneld's; every pod
+ * reaches every other over both families.
  */
 import { expect } from 'chai';
 import { readFileSync } from 'fs';
 import { ping } from '../harness/ping';
+import { startCapture } from '../harness/capture';
 import { allPodsPing } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { waitFor } from '../harness/wait';
@@ -82,5 +84,71 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
     expect(tc.lease(2)).to.deep.equal(before);
     const r = await ping(tc.podNs(0), tc.podIpv6(2), { count: 2, intervalMs: 200, timeoutMs: 5000 });
     expect(r.received).to.be.greaterThan(0);
+  });
+});
+
+describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underlay', function () {
+  this.timeout(90_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await TwillCluster.create({ nodes: NODES, ipv6: true, config: { ...CONFIG, Backend: { Type: 'vxlan' } }, agentArgs: ['--repair-interval', String(REPAIR_S)] });
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('publishes the IPv6 device\'s VTEP MAC as BackendV6Data beside BackendData, as flanneld', async () => {
+    const l = tc.lease(0);
+    const value = await tc.admin.get(`${PREFIX}/subnets/${l.subnet.replace('/', '-')}&${l.ipv6Subnet!.replace('/', '-')}`).string();
+    const v4mac = (await tc.net.ip(0, ['link', 'show', 'flannel.1'])).match(/link\/ether (\S+)/)![1];
+    const v6mac = (await tc.net.ip(0, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+    expect(value).to.equal(`{"PublicIP":"198.18.0.1","PublicIPv6":"fd00:198:18::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${v4mac}"},"BackendV6Data":{"VNI":1,"VtepMAC":"${v6mac}"}}`);
+    expect(v6mac).to.not.equal(v4mac);
+  });
+
+  it('programs flannel-v6.1 like flanneld: local PublicIPv6, the IPv6 neighbour, FDB entry and onlink route per peer', async () => {
+    const link = await tc.net.ip(0, ['-d', 'link', 'show', 'flannel-v6.1']);
+    expect(link).to.match(/vxlan id 1 local fd00:198:18::1 dev eth0/).and.to.match(/dstport 8472/).and.to.match(/nolearning/);
+    const peer = tc.lease(1).ipv6Subnet!;
+    const gw = peer.replace(/\/64$/, '');
+    expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '117'])).to.contain(`${peer} via ${gw} dev flannel-v6.1`);
+    expect(await tc.net.ip(0, ['-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).to.contain(`${gw} lladdr`).and.to.contain('PERMANENT');
+    expect((await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout).to.contain('dst fd00:198:18::2');
+    expect(tc.lease(0).mtu, 'pods get the IPv6 device\'s MTU (ext − 70) so full IPv6 packets fit').to.equal(1430);
+  });
+
+  it('lets every pod ping every other pod over IPv4 and over IPv6', async () => {
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+    const failures: string[] = [];
+    for (let a = 0; a < NODES; a++) {
+      for (let b = 0; b < NODES; b++) {
+        if (a === b) continue;
+        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
+      }
+    }
+    expect(failures).to.deep.equal([]);
+  });
+
+  it('sends the IPv6 overlay as VXLAN over the IPv6 underlay (port 8472)', async () => {
+    const cap = await startCapture(tc.nodeNs(0), 'eth0', 'ip6 and udp dst port 8472');
+    const r = await ping(tc.podNs(0), tc.podIpv6(2), { count: 3, intervalMs: 100 });
+    await cap.stop();
+    expect(r.received).to.equal(3);
+    // The capture keeps IPv4 frames only and counts the others: with this filter, every one is IPv6 VXLAN.
+    expect(cap.skipped).to.be.at.least(3);
+    expect(cap.captured).to.deep.equal([]);
+  });
+
+  it('restores an IPv6 FDB entry and neighbour deleted by hand within one repair interval', async () => {
+    const gw = tc.lease(2).ipv6Subnet!.replace(/\/64$/, '');
+    const fdb = (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.split('\n').find((l) => l.includes('dst fd00:198:18::3'))!;
+    const mac = fdb.split(' ')[0];
+    await tc.net.exec(0, ['bridge', 'fdb', 'del', mac, 'dev', 'flannel-v6.1', 'dst', 'fd00:198:18::3']);
+    await tc.net.ip(0, ['-6', 'neigh', 'del', gw, 'dev', 'flannel-v6.1']);
+    await waitFor('the IPv6 FDB entry and neighbour to come back', async () =>
+      (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.includes('dst fd00:198:18::3') &&
+      (await tc.net.ip(0, ['-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).includes(`${gw} lladdr`), REPAIR_S * 1000 + 1000);
   });
 });

@@ -26,7 +26,7 @@ import { leaseAttrsFor } from '../../lib/agent/advertisement';
 import { parseNetworkConfigText } from '../../lib/agent/config-source';
 import { InterfaceSelectionError, selectInterface, type SystemView } from '../../lib/iface';
 import { parseDaemonFlags } from '../../cmd/flags';
-import type { Netlink } from '../../lib/netlink';
+import type { LinkInfo, Netlink } from '../../lib/netlink';
 import { KNOWN_BACKEND_TYPES, assignPeers, assignedTo, backendFactory, diffKernelState, type LocalNode, type PlanInput } from '../../backends';
 
 const FIXTURES = path.resolve(__dirname, '../../../test/unit/fixtures/flanneld-dual-stack');
@@ -252,6 +252,65 @@ describe('dual stack (etcd mode)', () => {
       const diff = diffKernelState(state, { routes: [stale], devices: new Map<number, never>() });
       expect(diff.upserts.map((o) => o.op === 'replaceRoute' && o.route.dst)).to.include('fd00:10:244:2::/64');
       expect(diff.deletes).to.deep.equal([{ op: 'deleteRoute', route: { dst: 'fd00:10:244:9::/64', protocol: 118, table: 254, metric: 1024 } }]);
+    });
+  });
+  describe('vxlan over IPv6 (flannel-v6.<VNI>)', () => {
+    const NO_KERNEL = new Proxy({}, { get: () => () => { throw new Error('a planner called netlink'); } }) as unknown as Netlink;
+    const QUIET = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+    const local: LocalNode = { extIface: { name: 'eth0', index: 2, mtu: 1500, ipv4: '198.18.0.1' }, publicIP: '198.18.0.1', publicIPv6: 'fd00:198:18::1' };
+    const flannel1 = { name: 'flannel.1', index: 7, mac: '0e:01:c6:12:00:01', mtu: 1450, up: true } as LinkInfo;
+    const flannelV6 = { name: 'flannel-v6.1', index: 8, mac: '1e:01:c6:12:00:01', mtu: 1430, up: true } as LinkInfo;
+    const lease = (n: number, attrs: Partial<LeaseAttrs> = {}): Lease => ({
+      key: `10.244.${n}.0-24&fd00:10:244:${n}::-64`,
+      subnet: IPNet.parse(`10.244.${n}.0/24`),
+      ipv6Subnet: IPNet.parse(`fd00:10:244:${n}::/64`),
+      modRevision: 1n,
+      attrs: {
+        publicIP: `198.18.0.${n}`, publicIPv6: `fd00:198:18::${n}`, backendType: 'vxlan',
+        backendData: { VNI: 1, VtepMAC: `0e:01:c6:12:00:0${n}` }, backendV6Data: { VNI: 1, VtepMAC: `1e:01:c6:12:00:0${n}` }, ...attrs,
+      },
+    });
+    const own = lease(1);
+    const plan = (peers: Lease[], ipv6Device: LinkInfo | null = flannelV6) => {
+      const backend = backendFactory('vxlan').create({ type: 'vxlan', settings: {} }, { log: QUIET, netlink: NO_KERNEL });
+      const a = assignPeers({ order: ['vxlan'], running: ['vxlan'], own, leases: peers, reach: () => false, whyNotReached: () => '' });
+      return backend.desired({ local, own, device: flannel1, ipv6Device: ipv6Device ?? undefined, reach: () => false, siblings: 0 }, assignedTo(a, 'vxlan', new Map()));
+    };
+
+    it("plans each peer's IPv6 neighbour, FDB entry (dst PublicIPv6) and onlink route on flannel-v6.1, and its /128", () => {
+      const state = plan([lease(2)]);
+      const v6 = state.devices.find((d) => d.name === 'flannel-v6.1')!;
+      expect(v6).to.deep.include({ family: 6, addresses: ['fd00:10:244:1::/128'] });
+      expect(v6.neighbors).to.deep.equal([{ ip: 'fd00:10:244:2::', mac: '1e:01:c6:12:00:02', peer: '10.244.2.0-24&fd00:10:244:2::-64' }]);
+      expect(v6.fdb).to.deep.equal([{ mac: '1e:01:c6:12:00:02', dst: 'fd00:198:18::2', peer: '10.244.2.0-24&fd00:10:244:2::-64' }]);
+      expect(state.routes.map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.onlink ? ' onlink' : ''}`)).to.deep.equal([
+        '10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink', 'fd00:10:244:2::/64 via fd00:10:244:2:: dev flannel-v6.1 onlink',
+      ]);
+    });
+
+    it('skips the IPv6 subnet of a peer without BackendV6Data or PublicIPv6, saying which, and keeps its IPv4 entries', () => {
+      const state = plan([lease(2, { backendV6Data: undefined }), lease(3, { publicIPv6: null })]);
+      expect(state.routes.map((r) => r.dst)).to.deep.equal(['10.244.2.0/24', '10.244.3.0/24']);
+      expect(state.skipped).to.deep.equal([
+        'peer 10.244.2.0/24 has the IPv6 subnet fd00:10:244:2::/64 but no valid BackendV6Data.VtepMAC; its IPv6 subnet is not routed',
+        'peer 10.244.3.0/24 has the IPv6 subnet fd00:10:244:3::/64 but no PublicIPv6; its IPv6 subnet is not routed',
+      ]);
+    });
+
+    it('leaves the IPv6 routes alone when the plan is read without the IPv6 device', () => {
+      const state = plan([lease(2)], null);
+      expect(state.routes.map((r) => r.dst)).to.deep.equal(['10.244.2.0/24']);
+      expect(state.keepRoutes).to.include('fd00:10:244:2::/64');
+    });
+
+    it("never removes the kernel's link-local address of the IPv6 device", () => {
+      const state = plan([lease(2)]);
+      const addr = (cidr: string, scope: number) => ({ family: 6 as const, address: cidr.split('/')[0], prefixLen: Number(cidr.split('/')[1]), cidr, ifindex: 8, scope });
+      const diff = diffKernelState(state, {
+        routes: [],
+        devices: new Map([[8, { addresses: [addr('fd00:10:244:1::/128', 0), addr('fe80::1c01:c6ff:fe12:1/64', 253)], neighbors: [], fdb: [] }]]),
+      });
+      expect(diff.addresses).to.deep.equal([]);
     });
   });
 });
