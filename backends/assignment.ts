@@ -57,14 +57,12 @@ export function backendDataOf(attrs: LeaseAttrs, key: string): unknown {
 }
 
 /**
- * What a node publishes about IPv6 for instance `key` (BackendV6Data):
- * flanneld's field belongs to the lease's primary backend, the first
- * instance TwillBackends lists, or its BackendType.
+ * What a node publishes about IPv6 for instance `key`: its TwillBackends
+ * entry's DataV6 when the lease lists instances (during a migration each
+ * one's own), else flanneld's BackendV6Data, which belongs to BackendType.
  */
 export function backendV6DataOf(attrs: LeaseAttrs, key: string): unknown {
-  if (attrs.backendV6Data === undefined) return undefined;
-  const primary = attrs.backends && attrs.backends.length > 0 ? advertKey(attrs.backends[0]) : undefined;
-  if (primary !== undefined) return primary === key ? attrs.backendV6Data : undefined;
+  if (attrs.backends && attrs.backends.length > 0) return attrs.backends.find((b) => advertKey(b) === key)?.v6Data;
   return primaryBackendType(attrs) === typeOfKey(key) ? attrs.backendV6Data : undefined;
 }
 

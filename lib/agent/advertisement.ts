@@ -55,7 +55,7 @@ export function leaseAttrsFor(publicIP: string, publicIPv6: string | undefined, 
     backends: listed
       ? instances.map((r) => {
         const identity = instanceOf(r.config).identity;
-        return { type: r.config.type, ...(Object.keys(identity).length ? { settings: identity } : {}), data: r.backendData };
+        return { type: r.config.type, ...(Object.keys(identity).length ? { settings: identity } : {}), data: r.backendData, v6Data: r.backendV6Data };
       })
       : undefined,
   };

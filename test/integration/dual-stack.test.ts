@@ -7,7 +7,8 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'fs';
-import { ping } from '../harness/ping';
+import { ping, startPingStream } from '../harness/ping';
+import { convergedOn } from '../harness/migration';
 import { startCapture } from '../harness/capture';
 import { allPodsPing } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
@@ -150,5 +151,30 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
     await waitFor('the IPv6 FDB entry and neighbour to come back', async () =>
       (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.includes('dst fd00:198:18::3') &&
       (await tc.net.ip(0, ['-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).includes(`${gw} lladdr`), REPAIR_S * 1000 + 1000);
+  });
+  it('migrates live to host-gw with IPv4 and IPv6 probes at 100 pps: 0 lost in each, nothing of vxlan left in either family', async () => {
+    const v4 = await startPingStream(tc.podNs(0), tc.podIp(2), 100);
+    const v6 = await startPingStream(tc.podNs(0), tc.podIpv6(2), 100);
+    try {
+      await v4.waitForReplies(5);
+      await v6.waitForReplies(5);
+      await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: 'host-gw' } }));
+      await waitFor('every node on host-gw with nothing of vxlan left', async () => {
+        if (!(await convergedOn(tc, NODES, 'host-gw', 'vxlan'))) return false;
+        for (let i = 0; i < NODES; i++) {
+          if ((await tc.net.ip(i, ['-6', 'route', 'show', 'proto', '117'])).trim()) return false;
+          if ((await tc.net.ip(i, ['-o', 'link', 'show'])).includes(' flannel-v6.1')) return false;
+        }
+        return true;
+      }, 60_000, 250);
+      expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '118'])).to.contain(`${tc.lease(2).ipv6Subnet} via fd00:198:18::3 dev eth0`);
+    } finally {
+      const [r4, r6] = [await v4.stop(), await v6.stop()];
+      for (const [family, r] of [['IPv4', r4], ['IPv6', r6]] as const) {
+        console.log(`      vxlan -> host-gw, ${family}: ${r.sent} probes, ${r.lost} lost, longest reply gap ${Math.round(r.maxGapMs)} ms`);
+      }
+      expect({ v4: r4.lost, v6: r6.lost }, `IPv4 ${JSON.stringify(r4)}, IPv6 ${JSON.stringify(r6)}`).to.deep.equal({ v4: 0, v6: 0 });
+      expect(r6.received).to.be.greaterThan(100);
+    }
   });
 });

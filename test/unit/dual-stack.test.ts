@@ -27,7 +27,7 @@ import { parseNetworkConfigText } from '../../lib/agent/config-source';
 import { InterfaceSelectionError, selectInterface, type SystemView } from '../../lib/iface';
 import { parseDaemonFlags } from '../../cmd/flags';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
-import { KNOWN_BACKEND_TYPES, assignPeers, assignedTo, backendFactory, diffKernelState, type LocalNode, type PlanInput } from '../../backends';
+import { KNOWN_BACKEND_TYPES, assignPeers, backendV6DataOf, assignedTo, backendFactory, diffKernelState, type LocalNode, type PlanInput } from '../../backends';
 
 const FIXTURES = path.resolve(__dirname, '../../../test/unit/fixtures/flanneld-dual-stack');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
@@ -301,6 +301,17 @@ describe('dual stack (etcd mode)', () => {
       const state = plan([lease(2)], null);
       expect(state.routes.map((r) => r.dst)).to.deep.equal(['10.244.2.0/24']);
       expect(state.keepRoutes).to.include('fd00:10:244:2::/64');
+    });
+
+    it("during a migration, reads each instance's IPv6 data from its own TwillBackends entry (DataV6)", () => {
+      const text = '{"PublicIP":"198.18.0.2","PublicIPv6":"fd00:198:18::2","BackendType":"host-gw",' +
+        '"TwillBackends":[{"Type":"host-gw"},{"Type":"vxlan","Data":{"VNI":1,"VtepMAC":"0e:01:c6:12:00:02"},"DataV6":{"VNI":1,"VtepMAC":"1e:01:c6:12:00:02"}}]}';
+      const attrs = decodeLeaseAttrs(text);
+      expect(encodeLeaseAttrs(attrs)).to.equal(text);
+      expect(backendV6DataOf(attrs, 'vxlan')).to.deep.equal({ VNI: 1, VtepMAC: '1e:01:c6:12:00:02' });
+      expect(backendV6DataOf(attrs, 'host-gw')).to.equal(undefined);
+      const state = plan([{ ...lease(2), attrs }]);
+      expect(state.routes.map((r) => r.dst)).to.include('fd00:10:244:2::/64');
     });
 
     it("never removes the kernel's link-local address of the IPv6 device", () => {
