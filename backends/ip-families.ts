@@ -11,6 +11,16 @@ import { fallbackConfig } from './assignment';
 /** The backends flanneld runs with EnableIPv6 (the wire contract twill follows). */
 export const IPV6_BACKENDS: readonly string[] = ['vxlan', 'host-gw', 'wireguard'];
 
+/** Backends that can carry IPv6 but do not yet in this build: a node running one leases and publishes IPv6, and says so. */
+const IPV6_NOT_YET: readonly string[] = ['wireguard', 'bgp'];
+
+/** A warning for a config whose backend leases IPv6 without routing it here; undefined when there is nothing to say. */
+export function ipv6NotCarriedWarning(config: NetworkConfig): string | undefined {
+  if (!config.enableIPv6 || !IPV6_NOT_YET.includes(config.backend.type)) return undefined;
+  return `EnableIPv6 is true but the ${config.backend.type} backend of this build does not route IPv6 yet: ` +
+    'this node leases and publishes an IPv6 subnet, but its pods are reached over IPv4 only (vxlan and host-gw carry both)';
+}
+
 /** Backends whose encapsulation holds only IPv4 packets. */
 const IPV4_ONLY_BACKENDS: readonly string[] = ['udp', 'ipip'];
 

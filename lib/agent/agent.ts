@@ -24,7 +24,7 @@ import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
 import { ConfigError } from '../config';
 import { compareConfigs } from '../config/live-change';
-import { BackendUnavailableError, instanceOf, liveChangeOptions } from '../../backends';
+import { BackendUnavailableError, instanceOf, ipv6NotCarriedWarning, liveChangeOptions } from '../../backends';
 import type { NetworkConfigWatch } from '../subnet/manager';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
@@ -88,6 +88,8 @@ export class Agent {
       });
       this.metrics.setConfigValid(true);
       const local = this.chooseInterface(config);
+      const notCarried = ipv6NotCarriedWarning(config);
+      if (notCarried) this.log.warn(notCarried);
       await this.startBackend(config, local);
       const backends = this.backends!;
       const lease = await this.acquire(config, backends.leaseAttrs(), signal);

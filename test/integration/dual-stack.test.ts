@@ -12,7 +12,7 @@ import { convergedOn } from '../harness/migration';
 import { startCapture } from '../harness/capture';
 import { allPodsPing } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
-import { waitFor } from '../harness/wait';
+import { sleep, waitFor } from '../harness/wait';
 
 const NODES = 3;
 const REPAIR_S = 2;
@@ -152,6 +152,18 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
       (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.includes('dst fd00:198:18::3') &&
       (await tc.net.ip(0, ['-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).includes(`${gw} lladdr`), REPAIR_S * 1000 + 1000);
   });
+  it('keeps every IPv6 packet of a 50 pps ping through a twilld restart, with the same IPv6 VTEP MAC', async () => {
+    const mac = async () => (await tc.net.ip(0, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+    const before = await mac();
+    const stream = await startPingStream(tc.podNs(0), tc.podIpv6(1), 50);
+    await stream.waitForReplies(5);
+    expect(await tc.restartAgent(0)).to.equal(0);
+    await sleep(500);
+    const r = await stream.stop();
+    expect(r.lost, JSON.stringify(r)).to.equal(0);
+    expect(await mac()).to.equal(before);
+  });
+
   it('migrates live to host-gw with IPv4 and IPv6 probes at 100 pps: 0 lost in each, nothing of vxlan left in either family', async () => {
     const v4 = await startPingStream(tc.podNs(0), tc.podIp(2), 100);
     const v6 = await startPingStream(tc.podNs(0), tc.podIpv6(2), 100);

@@ -27,7 +27,7 @@ import { parseNetworkConfigText } from '../../lib/agent/config-source';
 import { InterfaceSelectionError, selectInterface, type SystemView } from '../../lib/iface';
 import { parseDaemonFlags } from '../../cmd/flags';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
-import { KNOWN_BACKEND_TYPES, assignPeers, backendV6DataOf, assignedTo, backendFactory, diffKernelState, type LocalNode, type PlanInput } from '../../backends';
+import { KNOWN_BACKEND_TYPES, assignPeers, backendV6DataOf, ipv6NotCarriedWarning, assignedTo, backendFactory, diffKernelState, type LocalNode, type PlanInput } from '../../backends';
 
 const FIXTURES = path.resolve(__dirname, '../../../test/unit/fixtures/flanneld-dual-stack');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
@@ -151,6 +151,10 @@ describe('dual stack (etcd mode)', () => {
     it('refuses a udp Fallback with EnableIPv6', () => {
       const err = refusedWith(ConfigError, () => parseNetworkConfigText(JSON.stringify({ ...DUAL, Backend: { Type: 'host-gw', Fallback: 'udp' } })));
       expect(err.field).to.equal('Backend.Fallback');
+    });
+    it('warns that wireguard leases IPv6 without routing it yet in this build, and says nothing for vxlan', () => {
+      expect(ipv6NotCarriedWarning(dualConfig({ Backend: { Type: 'wireguard' } }))).to.include('wireguard backend of this build does not route IPv6 yet');
+      expect(ipv6NotCarriedWarning(dualConfig({ Backend: { Type: 'vxlan' } }))).to.equal(undefined);
     });
     it('accepts host-gw and vxlan with EnableIPv6, and udp without it', () => {
       expect(parseNetworkConfigText(JSON.stringify(DUAL)).enableIPv6).to.equal(true);
