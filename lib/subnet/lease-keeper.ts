@@ -143,17 +143,22 @@ export class LeaseKeeper {
         if (!prefer && this.carriesThisNode(raw, config, attrs)) mine.push(raw);
       }
 
-      const existing = mine.sort((a, b) => Number(a.createRevision - b.createRevision))[0];
-      const mismatch = existing && familyMismatch(existing, config);
-      if (existing && mismatch && existing.leaseId !== undefined) {
-        // As flanneld: a lease of this node made for the other family plan
-        // (IPv6 turned on or off since) is given up and a new one taken.
-        this.opts.log.info('dropping this node\'s lease: it does not fit the network config', { key: existing.key, why: mismatch });
-        await this.registry.deleteLease(existing.key);
-        await this.registry.revoke(existing.leaseId).catch(() => undefined); // its etcd lease served only that key
-        continue;
+      // As flanneld, a lease of this node made for the other family plan (IPv6
+      // turned on or off since) is given up; a reservation is the operator's and
+      // is left alone.
+      const unfit = mine.filter((raw) => familyMismatch(raw, config) !== undefined);
+      for (const raw of unfit) {
+        const why = familyMismatch(raw, config);
+        if (raw.leaseId === undefined) {
+          this.opts.log.warn('this node\'s reserved subnet does not fit the network config; leaving it and taking another', { key: raw.key, why });
+          continue;
+        }
+        this.opts.log.info('dropping this node\'s lease: it does not fit the network config', { key: raw.key, why });
+        await this.registry.deleteLease(raw.key);
+        await this.registry.revoke(raw.leaseId).catch(() => undefined); // its etcd lease served only that key
       }
-      if (existing && !mismatch) {
+      const existing = mine.filter((raw) => !unfit.includes(raw)).sort((a, b) => Number(a.createRevision - b.createRevision))[0];
+      if (existing) {
         const adopted = await this.adopt(existing, config, value);
         if (adopted) return adopted;
         continue; // it vanished or changed meanwhile: look again

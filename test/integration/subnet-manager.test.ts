@@ -138,6 +138,18 @@ describe('etcd subnet manager (real etcd)', function () {
       const dropped = log.lines.find((l) => l.message.startsWith('dropping this node'));
       expect(dropped?.meta).to.deep.include({ key: a.key, why: 'EnableIPv6 is true but the lease has no IPv6 subnet' });
     });
+
+    it("leaves this node's IPv4-only reservation alone (it is the operator's), with a warning, and reuses its fitting lease", async () => {
+      await admin.put(SUBNETS + '10.244.9.0-24').value(encodeLeaseAttrs(attrs('198.18.0.3')));
+      const first = manager();
+      const a = await first.m.acquireLease(dual, dualAttrs(3), {});
+      await first.m.close();
+      const { m, log } = manager();
+      const b = await m.acquireLease(dual, dualAttrs(3), {});
+      expect(b.key).to.equal(a.key);
+      expect(await admin.get(SUBNETS + '10.244.9.0-24').string()).to.not.equal(null);
+      expect(log.messages('warn').join('\n')).to.include('reserved subnet does not fit');
+    });
   });
 
   it('takes the previous subnet.env subnet when it is still free', async () => {
