@@ -56,6 +56,16 @@ export function backendDataOf(attrs: LeaseAttrs, key: string): unknown {
   return primaryBackendType(attrs) === typeOfKey(key) ? attrs.backendData : undefined;
 }
 
+/**
+ * What a node publishes about IPv6 for instance `key`: its TwillBackends
+ * entry's DataV6 when the lease lists instances (during a migration each
+ * one's own), else flanneld's BackendV6Data, which belongs to BackendType.
+ */
+export function backendV6DataOf(attrs: LeaseAttrs, key: string): unknown {
+  if (attrs.backends && attrs.backends.length > 0) return attrs.backends.find((b) => advertKey(b) === key)?.v6Data;
+  return primaryBackendType(attrs) === typeOfKey(key) ? attrs.backendV6Data : undefined;
+}
+
 /** `Backend.Fallback`: a type name or a backend object (`{"Type": "vxlan", "VNI": 2}`); undefined when absent. */
 export function fallbackConfig(config: BackendConfig): BackendConfig | undefined {
   const v = setting(config.settings, 'Fallback');
@@ -152,7 +162,15 @@ const DAEMON_ROUTED: readonly string[] = ['bgp'];
 
 /** The peer as the instance `key` sees it: its BackendData for that instance. */
 export function peerFor(lease: Lease, key: string): Peer {
-  return { key: lease.key, subnet: lease.subnet, publicIP: lease.attrs.publicIP, data: backendDataOf(lease.attrs, key) };
+  return {
+    key: lease.key,
+    subnet: lease.subnet,
+    publicIP: lease.attrs.publicIP,
+    ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet } : {}),
+    ...(lease.attrs.publicIPv6 ? { publicIPv6: lease.attrs.publicIPv6 } : {}),
+    data: backendDataOf(lease.attrs, key),
+    ...(backendV6DataOf(lease.attrs, key) !== undefined ? { v6Data: backendV6DataOf(lease.attrs, key) } : {}),
+  };
 }
 
 /** Why `lease` cannot be a peer of `own` at all; undefined when it can. */

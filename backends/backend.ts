@@ -28,11 +28,15 @@ import type { WireguardPeerStats } from '../lib/observe/metrics';
 export interface LocalNode {
   readonly extIface: ExternalInterface;
   readonly publicIP: string;
+  /** Published as PublicIPv6 when the network carries IPv6 (EnableIPv6); peers route this node's IPv6 subnet to it. */
+  readonly publicIPv6?: string;
 }
 
 export interface BackendStart {
   /** Published in the lease as BackendData (flanneld peers read it). */
   readonly backendData?: unknown;
+  /** Published as BackendV6Data when this node carries IPv6 (vxlan: the IPv6 device's VNI and VTEP MAC). */
+  readonly backendV6Data?: unknown;
   /** MTU pods must use over this backend. */
   readonly mtu: number;
 }
@@ -43,8 +47,13 @@ export interface Peer {
   readonly key: string;
   readonly subnet: IPNet;
   readonly publicIP: string;
+  /** Its IPv6 subnet and the IPv6 address it publishes (PublicIPv6), when its lease has them. */
+  readonly ipv6Subnet?: IPNet;
+  readonly publicIPv6?: string;
   /** What the peer publishes for this backend instance: its BackendData (vxlan: VNI and VtepMAC). */
   readonly data: unknown;
+  /** Its BackendV6Data for this backend instance, when it publishes one (vxlan over IPv6). */
+  readonly v6Data?: unknown;
 }
 
 /** The peers one backend instance plans for. */
@@ -81,6 +90,8 @@ export interface PlanInput {
   readonly own: Lease;
   /** The backend's device as the kernel holds it now (from `prepare`, or read by diagnose); undefined when it has none. */
   readonly device?: LinkInfo;
+  /** Its IPv6 device (vxlan's `flannel-v6.<VNI>`), from `prepareIPv6`; undefined when it has none or it is unknown. */
+  readonly ipv6Device?: LinkInfo;
   /** Whether a peer's public IP is reached directly through the external interface (backends/direct-reach.ts). */
   readonly reach: (publicIP: string) => boolean;
   /** The pod network (udp routes all of it into its TUN). */
@@ -119,6 +130,8 @@ export interface Backend {
   start(local: LocalNode): Promise<BackendStart>;
   /** Brings back what the plan relies on (device, engine); resolves with the device as it is now. */
   prepare(own: Lease, peers: AssignedPeers, network?: IPNet): Promise<LinkInfo | undefined>;
+  /** A backend with a device of its own for IPv6 (vxlan): brings it back; resolves with it as it is now, undefined when this node carries no IPv6. */
+  prepareIPv6?(): Promise<LinkInfo | undefined>;
   /** The kernel state wanted for exactly these peers. Pure. */
   desired(input: PlanInput, peers: AssignedPeers): KernelState;
   /** Userspace backends: hands the engine its peer table (the reconciler calls it before routes change). */

@@ -55,6 +55,7 @@ export * from './assignment';
 export * from './instance';
 export * from './kernel-state';
 export * from './intake';
+export { checkIPv6Backends, ipv6NotCarriedWarning, IPV6_BACKENDS } from './ip-families';
 export { EMPTY_REPORT, type ReconcileReport } from './reconciler';
 export { backendFactory } from './registry';
 export { backendsInKernel, type LeftOver } from './footprint';

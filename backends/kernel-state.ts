@@ -42,6 +42,8 @@ export interface WantedFdb {
 export interface DeviceState {
   readonly name: string;
   readonly ifindex: number;
+  /** The family of its addresses and neighbours (vxlan's IPv6 device: 6); absent: 4. */
+  readonly family?: 4 | 6;
   readonly addresses: readonly string[];
   readonly neighbors?: readonly WantedNeighbor[];
   readonly fdb?: readonly WantedFdb[];
@@ -82,6 +84,12 @@ export interface Plan {
   readonly deletes: Operation[];
 }
 
+/** rtm/ifa scope "link": an IPv6 link-local address. */
+const LINK_SCOPE = 253;
+
+/** The metric the kernel gives an IPv6 route added without one. */
+const IPV6_DEFAULT_METRIC = 1024;
+
 export function emptyPlan(): Plan {
   return { addresses: [], upserts: [], deletes: [] };
 }
@@ -105,7 +113,8 @@ export function diffKernelState(state: KernelState, observed: ObservedState): Pl
 export function diffAddresses(plan: Plan, device: DeviceState, existing: readonly AddressInfo[]): void {
   const have = new Set(existing.map((a) => a.cidr));
   for (const cidr of device.addresses) if (!have.has(cidr)) plan.addresses.push({ op: 'replaceAddress', ifindex: device.ifindex, dev: device.name, cidr });
-  for (const a of existing) {
+  // The kernel gives every IPv6 device a link-local address of its own (scope link); it is not the plan's to remove.
+  for (const a of existing.filter((x) => !(x.family === 6 && x.scope === LINK_SCOPE))) {
     if (!device.addresses.includes(a.cidr)) plan.addresses.push({ op: 'deleteAddress', ifindex: device.ifindex, dev: device.name, cidr: a.cidr });
   }
 }
@@ -117,7 +126,8 @@ export function diffAddresses(plan: Plan, device: DeviceState, existing: readonl
  * whatever their metric.
  */
 export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing: readonly RouteInfo[], protocol: number, keep: ReadonlySet<string> = new Set()): void {
-  const id = (dst: string, metric: number | undefined) => `${dst} metric ${metric ?? 0}`;
+  // The kernel stores an IPv6 route asked for with metric 0 as metric 1024 (and reports it so): the same route.
+  const id = (dst: string, metric: number | undefined) => `${dst} metric ${metric || (dst.includes(':') ? IPV6_DEFAULT_METRIC : 0)}`;
   const have = new Map(existing.filter((r) => r.protocol === protocol).map((r) => [id(r.dst, r.metric), r]));
   const want = new Set<string>();
   for (const w of wanted) {

@@ -28,11 +28,13 @@ export const EMPTY_REPORT: ReconcileReport = { changed: 0, removed: 0, skipped: 
 
 /** Reads the kernel objects `state` owns: routes of its protocol, and its devices' addresses, neighbours and FDB entries. */
 export async function observe(nl: Netlink, state: KernelState): Promise<ObservedState> {
-  const routes = state.protocol !== undefined ? nl.listRoutes({ family: 4, protocol: state.protocol }) : Promise.resolve([]);
+  // Both families: a backend that carries IPv6 (host-gw in dual stack) owns its IPv6 routes by the same number.
+  const routes = state.protocol !== undefined ? nl.listRoutes({ protocol: state.protocol }) : Promise.resolve([]);
   const devices = await Promise.all(state.devices.map(async (d) => {
+    const family = d.family ?? 4;
     const [addresses, neighbors, fdb] = await Promise.all([
-      nl.listAddresses(d.ifindex, 4),
-      d.neighbors ? nl.listNeighbors(d.ifindex, 4) : Promise.resolve([]),
+      nl.listAddresses(d.ifindex, family),
+      d.neighbors ? nl.listNeighbors(d.ifindex, family) : Promise.resolve([]),
       d.fdb ? nl.listFdb(d.ifindex) : Promise.resolve([]),
     ]);
     return [d.ifindex, { addresses, neighbors, fdb }] as const;
@@ -75,6 +77,6 @@ export async function applyPlan(nl: Netlink, plan: Plan): Promise<Omit<Reconcile
 
 /** Removes every route carrying `protocol` (a retired backend's own), in any table. */
 export async function removeRoutes(nl: Netlink, protocol: number): Promise<void> {
-  const routes = await nl.listRoutes({ family: 4, protocol });
+  const routes = await nl.listRoutes({ protocol });
   await nl.apply(routes.map((r) => ({ op: 'deleteRoute' as const, route: { dst: r.dst, protocol, table: r.table } })), { ignoreMissing: true });
 }

@@ -23,6 +23,7 @@ export interface DaemonFlags {
   ifaceRegex: string[];
   ifaceCanReach?: string;
   publicIp?: string;
+  publicIpv6?: string;
   subnetFile: string;
   subnetLeaseRenewMargin: number;
   subnetLeaseTtl: number;
@@ -77,6 +78,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'iface-regex', kind: 'list', help: 'regex of the IP or name of the interface to use; repeatable' },
   { name: 'iface-can-reach', kind: 'string', help: 'use the interface the route to this address leaves by' },
   { name: 'public-ip', kind: 'string', help: 'IP accessible by other nodes for inter-host communication' },
+  { name: 'public-ipv6', kind: 'string', help: 'IPv6 accessible by other nodes for inter-host communication (with EnableIPv6)' },
   { name: 'subnet-file', kind: 'string', def: '/run/flannel/subnet.env', help: 'filename where env variables (subnet, MTU, ...) will be written to' },
   { name: 'subnet-lease-renew-margin', kind: 'int', def: '60', help: 'subnet lease renewal margin, in minutes' },
   { name: 'subnet-lease-ttl', kind: 'int', def: '86400', help: 'subnet lease time to live, in seconds' },

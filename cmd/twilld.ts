@@ -47,7 +47,7 @@ async function main(): Promise<number> {
   }
   const { manager, configKey } = made;
   agent = new Agent(manager, {
-    interfaces: { iface: flags.iface, ifaceRegex: flags.ifaceRegex, ifaceCanReach: flags.ifaceCanReach, publicIP: flags.publicIp },
+    interfaces: { iface: flags.iface, ifaceRegex: flags.ifaceRegex, ifaceCanReach: flags.ifaceCanReach, publicIP: flags.publicIp, publicIPv6: flags.publicIpv6 },
     subnetFile: flags.subnetFile,
     ipMasq: flags.ipMasq,
     forwardRules: flags.iptablesForwardRules,

@@ -1,16 +1,18 @@
 /**
  * host-gw: no encapsulation; each peer's subnet is routed via the peer's
- * public IP on the external interface, so every node must be on one
+ * public IP on the external interface (its IPv6 subnet via its PublicIPv6,
+ * in dual stack), so every node must be on one
  * link-layer network with the others. It refuses to start when the public
  * IP is not an address of the interface (a NAT in between would swallow
  * the traffic).
  */
+import type { IPNet } from '../../lib/ip';
 import type { Netlink } from '../../lib/netlink';
 import type { BackendFactory, BackendStart, LocalNode, Peer, PlanInput } from '../backend';
 import { BackendUnavailableError } from '../backend';
 import type { WantedRoute } from '../kernel-state';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
-import { RouteBackend, routeViaExternal } from '../route-backend';
+import { RouteBackend, ipv6RouteViaExternal, routeViaExternal } from '../route-backend';
 
 class HostGwBackend extends RouteBackend {
   readonly type = 'host-gw';
@@ -36,6 +38,11 @@ class HostGwBackend extends RouteBackend {
 
   protected routeTo(input: PlanInput, peer: Peer): WantedRoute {
     return routeViaExternal(input, peer);
+  }
+
+  // As flanneld: `<peer IPv6 subnet> via <peer PublicIPv6> dev <ext>`.
+  protected override ipv6RouteTo(input: PlanInput, peer: Peer & { ipv6Subnet: IPNet; publicIPv6: string }): WantedRoute {
+    return ipv6RouteViaExternal(input, peer);
   }
 }
 

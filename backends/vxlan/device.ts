@@ -22,6 +22,11 @@ export function besideDeviceName(port: number, vni: number): string {
   return `vx${port}.${vni}`;
 }
 
+/** flanneld's IPv6 vxlan device, `flannel-v6.<VNI>`, beside `flannel.<VNI>` in dual stack. */
+export function ipv6DeviceName(vni: number): string {
+  return `flannel-v6.${vni}`;
+}
+
 /** Names twill gives vxlan devices, for finding them again after a restart. */
 export const VXLAN_DEVICE_PATTERN = /^(flannel\.\d+|vx\d+\.\d+)$/;
 
@@ -33,6 +38,11 @@ export function derivedVtepMac(address: string, vni: number): string {
   const v = IP.parse(address, 4).value;
   const bytes = [0x0e, vni & 0xff, Number((v >> 24n) & 0xffn), Number((v >> 16n) & 0xffn), Number((v >> 8n) & 0xffn), Number(v & 0xffn)];
   return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** The IPv6 device's MAC: as `derivedVtepMac`, with 1e for 0e, so that it differs from the IPv4 device's. */
+export function derivedVtepMacV6(address: string, vni: number): string {
+  return `1e${derivedVtepMac(address, vni).slice(2)}`;
 }
 
 /** Makes sure the device exists with `spec`'s settings; returns it (adopted or new). */

@@ -7,21 +7,31 @@
  * as flanneld asks the kernel too) gets only
  * `route <peer subnet> via <PublicIP> dev <ext>`.
  *
+ * In dual stack (this node publishes a PublicIPv6), as flanneld, a second
+ * device `flannel-v6.<VNI>` (VXLAN over the IPv6 underlay, its own VTEP MAC
+ * published as BackendV6Data) carries the IPv6 subnets with the same three
+ * entries per peer in IPv6: neighbour <peer IPv6 subnet IP>, FDB dst
+ * <PublicIPv6>, onlink route. Pods get the smaller MTU of the two devices,
+ * so that a full-size IPv6 packet fits the IPv6 underlay too (flanneld
+ * writes the IPv4 device's).
+ *
  * Its lifecycle is the device: adopted when it exists with the wanted
  * settings (its MAC is the VTEP MAC every peer has programmed), recreated if
  * someone deleted it.
  */
 import type { LinkInfo, Netlink, VxlanSpec } from '../../lib/netlink';
 import type { Log } from '../../lib/observe/logger';
-import type { AssignedPeers, Backend, BackendStart, InstanceSlot, LocalNode, PlanInput } from '../backend';
+import type { AssignedPeers, Backend, BackendStart, InstanceSlot, LocalNode, Peer, PlanInput } from '../backend';
 import { BackendUnavailableError } from '../backend';
 import { routeProtocol } from '../route-protocols';
 import type { KernelState, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
 import { vxlanIntake } from '../intake';
-import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac } from './device';
+import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac, derivedVtepMacV6, ipv6DeviceName } from './device';
 import type { VxlanSettings } from './settings';
 
 const VXLAN_OVERHEAD = 50;
+/** Outer IPv6 (40) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
+const VXLAN_V6_OVERHEAD = 70;
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 export interface VxlanLeaseData {
@@ -36,6 +46,8 @@ export class VxlanBackend implements Backend {
   readonly routeProtocol: number;
   private spec?: VxlanSpec;
   private mtu = 0;
+  /** The IPv6 device's spec, in dual stack only. */
+  private v6Spec?: VxlanSpec;
 
   constructor(private readonly settings: VxlanSettings, private readonly nl: Netlink, private readonly log: Log, slot: InstanceSlot = 0) {
     this.routeProtocol = routeProtocol('vxlan', slot);
@@ -61,7 +73,37 @@ export class VxlanBackend implements Backend {
     };
     const link = await this.prepare();
     const data: VxlanLeaseData = { VNI: this.settings.vni, VtepMAC: link.mac ?? this.spec.mac! };
-    return { backendData: data, mtu: this.mtu };
+    const v6 = await this.startIPv6(local, localIP);
+    if (!v6) return { backendData: data, mtu: this.mtu };
+    return { backendData: data, backendV6Data: v6.data, mtu: Math.min(this.mtu, v6.mtu) };
+  }
+
+  /** Dual stack: the IPv6 device; undefined when this node publishes no PublicIPv6. */
+  private async startIPv6(local: LocalNode, localIPv4: string): Promise<{ data: VxlanLeaseData; mtu: number } | undefined> {
+    if (!local.publicIPv6 || !this.spec) return undefined;
+    if (this.spec.name !== deviceName(this.settings.vni)) {
+      this.log.warn(`vxlan VNI ${this.settings.vni} port ${this.settings.port} runs beside another vxlan backend as ${this.spec.name}; it carries IPv4 only`);
+      return undefined;
+    }
+    const mtu = this.settings.mtu ?? local.extIface.mtu - VXLAN_V6_OVERHEAD;
+    this.v6Spec = {
+      ...this.spec,
+      name: ipv6DeviceName(this.settings.vni),
+      localIP: local.publicIPv6,
+      mtu,
+      mac: derivedVtepMacV6(localIPv4, this.settings.vni),
+    };
+    const link = await this.prepareIPv6();
+    return { data: { VNI: this.settings.vni, VtepMAC: link?.mac ?? this.v6Spec.mac! }, mtu };
+  }
+
+  async prepareIPv6(): Promise<LinkInfo | undefined> {
+    const spec = this.v6Spec;
+    if (!spec) return undefined;
+    const link = await ensureVxlanDevice(this.nl, spec, this.log);
+    if (link.mtu !== spec.mtu) await this.nl.setMtu(link.index, spec.mtu!);
+    if (!link.up) await this.nl.setLinkUp(link.index);
+    return link;
   }
 
   async prepare(): Promise<LinkInfo> {
@@ -108,20 +150,75 @@ export class VxlanBackend implements Backend {
       neighbors.push({ ip: peer.subnet.ip.toString(), mac: vtep });
       fdb.push({ mac: vtep, dst: peer.publicIP });
     }
+    const v6 = this.desiredIPv6(input, peers);
     return {
       protocol: this.routeProtocol,
-      routes,
-      devices: [{ name: link.name, ifindex: link.index, addresses: [`${input.own.subnet.ip.toString()}/32`], neighbors, fdb }],
-      keepRoutes: peers.leaving.map((p) => p.subnet.toString()),
-      skipped,
+      routes: [...routes, ...v6.routes],
+      devices: [{ name: link.name, ifindex: link.index, addresses: [`${input.own.subnet.ip.toString()}/32`], neighbors, fdb }, ...v6.devices],
+      keepRoutes: [...peers.leaving.map((p) => p.subnet.toString()), ...v6.keepRoutes],
+      skipped: [...skipped, ...v6.skipped],
       intake: [vxlanIntake(this.settings.port)],
+    };
+  }
+
+  /**
+   * The IPv6 half of the plan, on `flannel-v6.<VNI>`. Without the device
+   * in the input (a reader that does not know it), the IPv6 routes are
+   * left as they are rather than planned away.
+   */
+  private desiredIPv6(input: PlanInput, peers: AssignedPeers): Pick<KernelState, 'routes' | 'devices' | 'keepRoutes' | 'skipped'> {
+    const none = { routes: [], devices: [], keepRoutes: [], skipped: [] };
+    const ownV6 = input.own.ipv6Subnet;
+    if (!ownV6 || !input.local.publicIPv6) return none;
+    const v6Subnets = (ps: readonly Peer[]) => ps.flatMap((p) => (p.ipv6Subnet ? [p.ipv6Subnet.toString()] : []));
+    const link = input.ipv6Device;
+    if (!link) return { ...none, keepRoutes: v6Subnets([...peers.carried, ...peers.leaving]) };
+    const ext = input.local.extIface;
+    const routes: WantedRoute[] = [];
+    const neighbors: WantedNeighbor[] = [];
+    const fdb: WantedFdb[] = [];
+    const skipped: string[] = [];
+    for (const peer of peers.carried) {
+      if (!peer.ipv6Subnet) continue; // an IPv4-only node
+      const dst = peer.ipv6Subnet.toString();
+      const vtep = vtepOf(peer.v6Data);
+      if (!peer.publicIPv6 || !vtep) {
+        skipped.push(`peer ${peer.subnet.toString()} has the IPv6 subnet ${dst} but no ${peer.publicIPv6 ? 'valid BackendV6Data.VtepMAC' : 'PublicIPv6'}; its IPv6 subnet is not routed`);
+        continue;
+      }
+      if (vtep === link.mac) {
+        skipped.push(`peer ${peer.subnet.toString()} claims this node's own IPv6 VTEP MAC ${vtep}; its IPv6 subnet is not routed`);
+        continue;
+      }
+      if (this.settings.directRouting && input.reach(peer.publicIP)) {
+        routes.push({ dst, gateway: peer.publicIPv6, dev: ext.name, ifindex: ext.index, onlink: false, peer: peer.key });
+        continue;
+      }
+      const gateway = peer.ipv6Subnet.ip.toString();
+      neighbors.push({ ip: gateway, mac: vtep, peer: peer.key });
+      fdb.push({ mac: vtep, dst: peer.publicIPv6, peer: peer.key });
+      routes.push({ dst, gateway, dev: link.name, ifindex: link.index, onlink: true, peer: peer.key });
+    }
+    for (const peer of peers.leaving) {
+      const vtep = vtepOf(peer.v6Data);
+      if (!peer.ipv6Subnet || !peer.publicIPv6 || !vtep || vtep === link.mac) continue;
+      neighbors.push({ ip: peer.ipv6Subnet.ip.toString(), mac: vtep });
+      fdb.push({ mac: vtep, dst: peer.publicIPv6 });
+    }
+    return {
+      routes,
+      devices: [{ name: link.name, ifindex: link.index, family: 6, addresses: [`${ownV6.ip.toString()}/128`], neighbors, fdb }],
+      keepRoutes: v6Subnets(peers.leaving),
+      skipped,
     };
   }
 
   async stop(): Promise<void> {}
 
   async teardown(): Promise<void> {
-    if (this.spec && (await this.nl.getLink(this.spec.name))) await this.nl.deleteLink(this.spec.name);
+    for (const spec of [this.spec, this.v6Spec]) {
+      if (spec && (await this.nl.getLink(spec.name))) await this.nl.deleteLink(spec.name);
+    }
   }
 
   /**

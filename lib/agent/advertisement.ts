@@ -12,6 +12,7 @@ export interface AdvertisedInstance {
   readonly key: string;
   readonly config: BackendConfig;
   readonly backendData?: unknown;
+  readonly backendV6Data?: unknown;
 }
 
 /** A running instance as the lease sees it. */
@@ -40,19 +41,21 @@ export function advertisedInstances(configuredType: string, running: readonly In
 }
 
 /** `instances`: the ones still advertised, the configured one first. */
-export function leaseAttrsFor(publicIP: string, configuredType: string, instances: readonly AdvertisedInstance[]): LeaseAttrs {
+/** `publicIPv6`: the node's IPv6 address when the network carries IPv6, else undefined (PublicIPv6 null, as flanneld writes it). */
+export function leaseAttrsFor(publicIP: string, publicIPv6: string | undefined, configuredType: string, instances: readonly AdvertisedInstance[]): LeaseAttrs {
   // A lease without TwillBackends is read as the default settings of its type (backends/instance.ts), so any other is listed.
   const listed = instances.length > 1 || instances.some((r) => r.key !== r.config.type);
   return {
     publicIP,
-    publicIPv6: null,
+    publicIPv6: publicIPv6 ?? null,
     // flanneld's udp and alloc leases carry no BackendType.
     backendType: configuredType === 'udp' || configuredType === 'alloc' ? undefined : configuredType,
     backendData: instances[0]?.backendData,
+    backendV6Data: instances[0]?.backendV6Data,
     backends: listed
       ? instances.map((r) => {
         const identity = instanceOf(r.config).identity;
-        return { type: r.config.type, ...(Object.keys(identity).length ? { settings: identity } : {}), data: r.backendData };
+        return { type: r.config.type, ...(Object.keys(identity).length ? { settings: identity } : {}), data: r.backendData, v6Data: r.backendV6Data };
       })
       : undefined,
   };

@@ -24,7 +24,7 @@ import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
 import { ConfigError } from '../config';
 import { compareConfigs } from '../config/live-change';
-import { BackendUnavailableError, instanceOf, liveChangeOptions } from '../../backends';
+import { BackendUnavailableError, instanceOf, ipv6NotCarriedWarning, liveChangeOptions } from '../../backends';
 import type { NetworkConfigWatch } from '../subnet/manager';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
@@ -88,6 +88,8 @@ export class Agent {
       });
       this.metrics.setConfigValid(true);
       const local = this.chooseInterface(config);
+      const notCarried = ipv6NotCarriedWarning(config);
+      if (notCarried) this.log.warn(notCarried);
       await this.startBackend(config, local);
       const backends = this.backends!;
       const lease = await this.acquire(config, backends.leaseAttrs(), signal);
@@ -109,9 +111,9 @@ export class Agent {
   }
 
   private chooseInterface(config: NetworkConfig): LocalNode {
-    const selection = selectInterface(this.opts.interfaces);
-    this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, why: selection.reason });
-    return { extIface: selection.iface, publicIP: selection.publicIP };
+    const selection = selectInterface({ ...this.opts.interfaces, wantIPv6: config.enableIPv6 });
+    this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, publicIPv6: selection.publicIPv6, why: selection.reason });
+    return { extIface: selection.iface, publicIP: selection.publicIP, publicIPv6: selection.publicIPv6 };
   }
 
   /** The configured backend, and any other whose state is still in the kernel (a restart mid-migration). */
@@ -359,7 +361,7 @@ export class Agent {
   /** Kernel deletions trigger a reconcile; without events the repair timer still repairs, only later. */
   private async watchKernel(nl: Netlink): Promise<void> {
     try {
-      this.unsubscribeKernel = await nl.subscribe(['link', 'ipv4-route', 'neigh'], (ev) => this.kernelChanged(ev), { deletionsOnly: true });
+      this.unsubscribeKernel = await nl.subscribe(['link', 'ipv4-route', 'ipv6-route', 'neigh'], (ev) => this.kernelChanged(ev), { deletionsOnly: true });
       this.loop.request('kernel events subscribed');
     } catch (err) {
       this.log.warn('cannot watch kernel changes; repairs will wait for the repair timer', { error: (err as Error).message });

@@ -139,9 +139,9 @@ export class BackendSet {
   leaseAttrs(): LeaseAttrs {
     const { configuredType, instances } = advertisedInstances(this.target.type, this.keys().map((k) => {
       const r = this.running.get(k)!;
-      return { key: r.key, config: r.config, backendData: r.started.backendData, withdrawn: r.retirement.withdrawnAt !== undefined, planned: r.planned };
+      return { key: r.key, config: r.config, backendData: r.started.backendData, backendV6Data: r.started.backendV6Data, withdrawn: r.retirement.withdrawnAt !== undefined, planned: r.planned };
     }));
-    return leaseAttrsFor(this.deps.local.publicIP, configuredType, instances);
+    return leaseAttrsFor(this.deps.local.publicIP, this.deps.local.publicIPv6, configuredType, instances);
   }
 
   /** Never throws for one backend's fault: its failure is reported and the others go on. */
@@ -167,8 +167,9 @@ export class BackendSet {
       const peers = assignedTo(assignment, key, withLeaving ? previous : new Map());
       try {
         const device = await run.backend.prepare(own, peers, network);
+        const ipv6Device = await run.backend.prepareIPv6?.();
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
-        const state = plannedState(run.backend, { local: this.deps.local, own, device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
+        const state = plannedState(run.backend, { local: this.deps.local, own, device, ipv6Device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
         run.intake = state.intake ?? [];
         const report = await reconcileKernel(this.deps.netlink, run.backend, state);
         if (report.failures.length === 0) run.planned = true;

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'timers/promises';
 import { ConfigError, NetworkConfig, parseNetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
 import type { SubnetManager } from '../subnet';
-import { KNOWN_BACKEND_TYPES, validateBackendConfig, BackendUnavailableError } from '../../backends';
+import { KNOWN_BACKEND_TYPES, validateBackendConfig, BackendUnavailableError, checkIPv6Backends } from '../../backends';
 
 export async function waitForNetworkConfig(
   manager: SubnetManager,
@@ -50,9 +50,10 @@ export async function waitForNetworkConfig(
   }
 }
 
-/** Parses a network config and checks the backend's own keys (VNI, Port, Fallback, …); throws ConfigError naming the key. */
+/** Parses a network config and checks the backend's own keys (VNI, Port, Fallback, …) and that it carries the families asked for; throws ConfigError naming the key. */
 export function parseNetworkConfigText(text: string): NetworkConfig {
   const config = parseNetworkConfig(text, KNOWN_BACKEND_TYPES);
+  checkIPv6Backends(config);
   try {
     validateBackendConfig(config.backend);
   } catch (err) {

@@ -114,7 +114,7 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     for (const reason of state.skipped) out.warn(TOPIC, reason, `check twilld on that node; restarting it republishes its lease`);
     const kernel = await observe(c.nl, state);
     // Every route, not only the backend's own: a peer's route held by someone else is reported as wrong.
-    const observed: ObservedState = { ...kernel, routes: await c.nl.listRoutes({ family: 4 }) };
+    const observed: ObservedState = { ...kernel, routes: await c.nl.listRoutes() };
     // Two instances of one type (a settings migration) are told apart by key.
     report(siblings ? instance.key : type, state, observed, diffKernelState(state, observed), peers, backend, out);
     const routeByPeer = new Map(state.routes.map((r) => [r.peer, r]));

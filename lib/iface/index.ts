@@ -5,6 +5,11 @@
  * route to that address leaves by), then the interface holding
  * `--public-ip`, then the default-route interface.
  *
+ * With IPv6 on (the network config's EnableIPv6), the node also publishes
+ * an IPv6 address, as flanneld does: `--public-ipv6`, else the chosen
+ * interface's first global IPv6 address; none is an error, since peers
+ * could not reach this node's IPv6 subnet.
+ *
  * It reads the kernel's view through `/sys/class/net`, `/proc/net/route`
  * and Node's interface list — no command is run.
  */
@@ -25,6 +30,8 @@ export interface InterfaceSelection {
   readonly iface: ExternalInterface;
   /** The address published in the lease: --public-ip, else the interface's. */
   readonly publicIP: string;
+  /** The IPv6 address published in the lease (PublicIPv6), when `wantIPv6`: --public-ipv6, else the interface's. */
+  readonly publicIPv6?: string;
   /** How it was chosen, for the log. */
   readonly reason: string;
 }
@@ -34,6 +41,9 @@ export interface InterfaceOptions {
   readonly ifaceRegex?: readonly string[];
   readonly ifaceCanReach?: string;
   readonly publicIP?: string;
+  readonly publicIPv6?: string;
+  /** The network carries IPv6 (EnableIPv6): an IPv6 address to publish is needed. */
+  readonly wantIPv6?: boolean;
 }
 
 /** What the selection reads from the system; replaceable in unit tests. */
@@ -55,7 +65,8 @@ export const linuxSystem: SystemView = {
     return Object.entries(os.networkInterfaces()).map(([name, addrs]) => ({
       name,
       ipv4: (addrs ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address),
-      ipv6: (addrs ?? []).filter((a) => a.family === 'IPv6' && !a.address.startsWith('fe80')).map((a) => a.address),
+      // Global ones only, as flanneld takes (Go's IsGlobalUnicast): not link-local, not loopback.
+      ipv6: (addrs ?? []).filter((a) => a.family === 'IPv6' && !/^fe[89ab]/i.test(a.address) && a.address !== '::1').map((a) => a.address),
     }));
   },
   linkInfo(name) {
@@ -101,6 +112,13 @@ export function selectInterface(opts: InterfaceOptions, sys: SystemView = linuxS
       throw new InterfaceSelectionError('--public-ip', `--public-ip ${JSON.stringify(opts.publicIP)} is not an IPv4 address`);
     }
   }
+  if (opts.publicIPv6 !== undefined) {
+    try {
+      IP.parse(opts.publicIPv6, 6);
+    } catch {
+      throw new InterfaceSelectionError('--public-ipv6', `--public-ipv6 ${JSON.stringify(opts.publicIPv6)} is not an IPv6 address`);
+    }
+  }
   const all = sys.interfaces();
   const byName = (name: string) => all.find((i) => i.name === name);
   // By value, as flanneld compares them: "FD00::5" and "fd00:0:0:0:0:0:0:5" are one address.
@@ -117,7 +135,14 @@ export function selectInterface(opts: InterfaceOptions, sys: SystemView = linuxS
     const iface: ExternalInterface = { name, index: link.index, mtu: link.mtu, ipv4, ipv6: entry.ipv6[0] };
     const publicIP = opts.publicIP ?? ipv4;
     if (!publicIP) throw new InterfaceSelectionError(flag, `interface ${name} has no IPv4 address; give --public-ip or choose another interface`);
-    return { iface, publicIP, reason };
+    if (!opts.wantIPv6) return { iface, publicIP, reason };
+    const v6 = opts.publicIPv6 ?? iface.ipv6;
+    if (!v6) {
+      throw new InterfaceSelectionError('--public-ipv6',
+        `EnableIPv6 is true but interface ${name} has no global IPv6 address to publish; give --public-ipv6 or add one to ${name}`);
+    }
+    // In the form flanneld writes it (Go's net.IP String, RFC 5952), so the lease is byte-identical.
+    return { iface, publicIP, publicIPv6: IP.parse(v6, 6).toString(), reason };
   };
 
   if (opts.iface && opts.iface.length > 0) {

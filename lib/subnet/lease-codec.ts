@@ -67,6 +67,7 @@ export function encodeLeaseAttrs(attrs: LeaseAttrs): string {
       const entry: Record<string, unknown> = { Type: b.type };
       if (!isEmptyJson(b.settings)) entry.Settings = b.settings;
       if (!isEmptyJson(b.data)) entry.Data = b.data;
+      if (!isEmptyJson(b.v6Data)) entry.DataV6 = b.v6Data;
       return entry;
     });
   }
@@ -135,7 +136,13 @@ function decodeBackends(v: unknown): BackendAdvert[] | undefined {
     }
     const settings = decodeAdvertSettings(entry?.get('settings'), type);
     const data = entry?.get('data');
-    return { type, ...(settings ? { settings } : {}), ...(data === undefined || data === null ? {} : { data }) };
+    const v6Data = entry?.get('datav6');
+    return {
+      type,
+      ...(settings ? { settings } : {}),
+      ...(data === undefined || data === null ? {} : { data }),
+      ...(v6Data === undefined || v6Data === null ? {} : { v6Data }),
+    };
   });
 }
 

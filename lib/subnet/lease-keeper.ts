@@ -143,7 +143,21 @@ export class LeaseKeeper {
         if (!prefer && this.carriesThisNode(raw, config, attrs)) mine.push(raw);
       }
 
-      const existing = mine.sort((a, b) => Number(a.createRevision - b.createRevision))[0];
+      // As flanneld, a lease of this node made for the other family plan (IPv6
+      // turned on or off since) is given up; a reservation is the operator's and
+      // is left alone.
+      const unfit = mine.filter((raw) => familyMismatch(raw, config) !== undefined);
+      for (const raw of unfit) {
+        const why = familyMismatch(raw, config);
+        if (raw.leaseId === undefined) {
+          this.opts.log.warn('this node\'s reserved subnet does not fit the network config; leaving it and taking another', { key: raw.key, why });
+          continue;
+        }
+        this.opts.log.info('dropping this node\'s lease: it does not fit the network config', { key: raw.key, why });
+        await this.registry.deleteLease(raw.key);
+        await this.registry.revoke(raw.leaseId).catch(() => undefined); // its etcd lease served only that key
+      }
+      const existing = mine.filter((raw) => !unfit.includes(raw)).sort((a, b) => Number(a.createRevision - b.createRevision))[0];
       if (existing) {
         const adopted = await this.adopt(existing, config, value);
         if (adopted) return adopted;
@@ -161,7 +175,7 @@ export class LeaseKeeper {
       const res = await this.registry.createIfAbsent(key, value, leaseId);
       if (res.created) {
         this.expiry = new Date(Date.now() + this.opts.ttlSeconds * 1000);
-        this.opts.log.info('acquired subnet lease', { subnet: candidate.subnet.toString(), ttlSeconds: this.opts.ttlSeconds });
+        this.opts.log.info('acquired subnet lease', { subnet: candidate.subnet.toString(), ipv6Subnet: candidate.ipv6Subnet?.toString(), ttlSeconds: this.opts.ttlSeconds });
         return { key, subnet: candidate.subnet, ipv6Subnet: candidate.ipv6Subnet, attrs, etcdLeaseId: leaseId, modRevision: res.revision };
       }
       await this.registry.revoke(leaseId).catch(() => undefined);
@@ -196,7 +210,7 @@ export class LeaseKeeper {
       modRevision = res.revision;
     }
     const lease = leaseFromRaw({ ...raw, value, modRevision }, config);
-    this.opts.log.info(raw.leaseId === undefined ? 'using reserved subnet' : 'reusing existing subnet lease', { subnet: lease.subnet.toString() });
+    this.opts.log.info(raw.leaseId === undefined ? 'using reserved subnet' : 'reusing existing subnet lease', { subnet: lease.subnet.toString(), ipv6Subnet: lease.ipv6Subnet?.toString() });
     return lease;
   }
 
@@ -297,4 +311,21 @@ export class LeaseKeeper {
       }
     }
   }
+}
+
+/**
+ * Why a lease key does not fit the config's address families: an IPv6
+ * subnet is wanted exactly when EnableIPv6 (flanneld's
+ * isIPv6SubnetConfigCompat). Undefined when it fits.
+ */
+export function familyMismatch(raw: RawKV, config: NetworkConfig): string | undefined {
+  let key: SubnetKey;
+  try {
+    key = parseSubnetKey(raw.key);
+  } catch {
+    return 'not a lease key';
+  }
+  if (config.enableIPv6 && !key.ipv6Subnet) return 'EnableIPv6 is true but the lease has no IPv6 subnet';
+  if (!config.enableIPv6 && key.ipv6Subnet) return 'EnableIPv6 is false but the lease has an IPv6 subnet';
+  return undefined;
 }

@@ -21,6 +21,8 @@ export interface BackendAdvert {
   /** The settings that tell this backend apart on the wire (e.g. vxlan Port), non-default ones only; absent for the defaults. */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   readonly data?: unknown;
+  /** Its IPv6 data (what BackendV6Data says for the primary one), in dual stack; twill's `DataV6`. */
+  readonly v6Data?: unknown;
 }
 
 /** A subnet lease as read from etcd. */

@@ -31,6 +31,11 @@
  * side lives inside the router namespace, so deleting that namespace removes
  * it; the only root-namespace link it adds is tw<id>r0.
  *
+ * With `ipv6Underlay`, the underlay is dual stack: node i's eth0 also holds
+ * fd00:198:18::<i+1>/64 (a ULA, inside the node namespaces only; the root
+ * bridge only switches it) with IPv6 forwarding on in the node, and pods
+ * may be given an IPv6 subnet inside fd00::/8 beside their IPv4 one.
+ *
  * With `nearPrefixLen: 23`, the near nodes hold 198.18.0.<i+1>/23: the far
  * subnet lies inside their interface prefix, yet their more specific route
  * sends it via the router — an address that looks on the link but is not.
@@ -89,20 +94,30 @@ export const FAR_UNDERLAY = {
   routerIp: '198.18.1.254',
 } as const;
 
+/** The IPv6 underlay of `ipv6Underlay` (a ULA /64, inside node namespaces only). */
+export const UNDERLAY_V6 = {
+  network: 'fd00:198:18::/64',
+  prefixLen: 64,
+} as const;
+
 /** Pods may only be given subnets inside this network. */
 export const POD_NETWORK = '10.244.0.0/16';
+
+/** IPv6 pod subnets and test targets: unique local addresses (RFC 4193) only, inside namespaces only. */
+export const ULA_SPACE = 'fd00::/8';
 
 /** Addresses tests may send to: underlay 198.18.0.0/15 and loopback anywhere; pods only inside namespaces. */
 const UNDERLAY_SPACE = IPNet.parse('198.18.0.0/15');
 const LOOPBACK = IPNet.parse('127.0.0.0/8');
 const POD_SPACE = IPNet.parse(POD_NETWORK);
+const ULA = IPNet.parse(ULA_SPACE);
 
 /** A target address outside the ranges the network-safety rules allow. */
 export class UnsafeAddressError extends Error {
   constructor(readonly address: string, readonly fromNs: string | null) {
     super(
       `refusing to send to ${address} from ${fromNs ?? 'the root namespace'}: tests may target only ` +
-        `198.18.0.0/15, 127.0.0.0/8${fromNs === null ? '' : ` and (inside namespaces) ${POD_NETWORK}`}`,
+        `198.18.0.0/15, 127.0.0.0/8${fromNs === null ? '' : ` and (inside namespaces) ${POD_NETWORK} and ${ULA_SPACE}`}`,
     );
     this.name = 'UnsafeAddressError';
   }
@@ -117,6 +132,13 @@ export function assertSafeTarget(address: string, fromNs: string | null): void {
   try {
     addr = IP.parse(address, 4);
   } catch {
+    let v6: IP | undefined;
+    try {
+      v6 = IP.parse(address, 6);
+    } catch {
+      // neither family: refused below
+    }
+    if (v6 && fromNs !== null && ULA.contains(v6)) return;
     throw new UnsafeAddressError(address, fromNs);
   }
   if (UNDERLAY_SPACE.contains(addr) || LOOPBACK.contains(addr)) return;
@@ -154,6 +176,8 @@ export interface ClusterOptions {
    * router (see the module comment).
    */
   nearPrefixLen?: 23 | 24;
+  /** A dual-stack underlay: node i's eth0 also holds fd00:198:18::<i+1>/64 (see the module comment). Not with `farNodes`. */
+  ipv6Underlay?: boolean;
 }
 
 /** A pod namespace attached to a node's cni0 bridge. */
@@ -166,6 +190,8 @@ export interface PodInfo {
   ip: string;
   /** cni0's address (subnet + 1), the pod's default gateway. */
   gateway: string;
+  /** With an IPv6 subnet (`addPod` opts.ipv6Subnet): the pod's IPv6 address (subnet + 2); cni0 holds subnet + 1. */
+  ipv6?: string;
   /** The node-side end of the pod's veth. */
   hostVeth: string;
   mtu: number;
@@ -241,6 +267,8 @@ export class Cluster {
     farNodes: readonly number[] = [],
     /** Prefix length of the near nodes' eth0 address (`ClusterOptions.nearPrefixLen`). */
     readonly nearPrefixLen: number = UNDERLAY.prefixLen,
+    /** The underlay is dual stack (`ClusterOptions.ipv6Underlay`). */
+    readonly ipv6Underlay: boolean = false,
   ) {
     this.names = clusterNames(prefix, id);
     this.bridge = this.names.bridge;
@@ -265,6 +293,12 @@ export class Cluster {
   nodeIp(node: NodeRef): string {
     const i = this.index(node);
     return this.isFar(i) ? `198.18.1.${i + 1}` : `198.18.0.${i + 1}`;
+  }
+
+  /** Node i's IPv6 underlay address (`ipv6Underlay`): fd00:198:18::<i+1>. */
+  nodeIpv6(node: NodeRef): string {
+    if (!this.ipv6Underlay) throw new Error(`cluster ${this.id} has no IPv6 underlay (ipv6Underlay)`);
+    return `fd00:198:18::${(this.index(node) + 1).toString(16)}`;
   }
 
   /** True when the node sits behind the router (`farNodes`). */
@@ -332,7 +366,7 @@ export class Cluster {
    * and one pod namespace behind it holding the second, with its default
    * route via cni0. One pod per node; the subnet must lie in 10.244.0.0/16.
    */
-  async addPod(node: NodeRef, subnetCidr: string, opts: { mtu?: number } = {}): Promise<PodInfo> {
+  async addPod(node: NodeRef, subnetCidr: string, opts: { mtu?: number; ipv6Subnet?: string } = {}): Promise<PodInfo> {
     const i = this.index(node);
     if (this.pods.has(i)) throw new Error(`cluster ${this.id}: node ${i} already has a pod`);
     const subnet = IPNet.parse(subnetCidr, { want: 4 });
@@ -352,7 +386,24 @@ export class Cluster {
     this.pods.set(i, pod);
 
     await attachPod(ipCommand, { node: nodeNs, pod: podNs, hostVeth, gateway, address: podIp, prefixLen: subnet.prefixLen, mtu });
+    if (opts.ipv6Subnet !== undefined) pod.ipv6 = await this.addPodIpv6(nodeNs, podNs, opts.ipv6Subnet);
     return pod;
+  }
+
+  /**
+   * The pod's second family: cni0 holds the IPv6 subnet's first address,
+   * the pod its second, with the IPv6 default route via cni0. No duplicate
+   * address detection: the addresses are usable at once, and unique by construction.
+   */
+  private async addPodIpv6(nodeNs: string, podNs: string, subnetCidr: string): Promise<string> {
+    const subnet = IPNet.parse(subnetCidr, { want: 6 });
+    if (!ULA.covers(subnet) || subnet.prefixLen > 126) throw new RangeError(`pod IPv6 subnet ${subnetCidr} must be a /126 or larger inside ${ULA_SPACE}`);
+    const gateway = subnet.ip.add(1).toString();
+    const podIp = subnet.ip.add(2).toString();
+    await ipIn(nodeNs, ['-6', 'addr', 'add', `${gateway}/${subnet.prefixLen}`, 'dev', 'cni0', 'nodad']);
+    await ipIn(podNs, ['-6', 'addr', 'add', `${podIp}/${subnet.prefixLen}`, 'dev', 'eth0', 'nodad']);
+    await ipIn(podNs, ['-6', 'route', 'add', 'default', 'via', gateway, 'dev', 'eth0']);
+    return podIp;
   }
 
   /**
@@ -418,6 +469,10 @@ export class Cluster {
       await attachToBridge(ipCommand, { ns, bridge: this.bridge, veth: this.rootVeth(i), address, gateway: UNDERLAY.gateway, routes });
     }
     await enableForwarding(ipCommand, ns);
+    if (this.ipv6Underlay) {
+      await ipIn(ns, ['-6', 'addr', 'add', `${this.nodeIpv6(i)}/${UNDERLAY_V6.prefixLen}`, 'dev', 'eth0', 'nodad']);
+      await execIn(ns, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
+    }
   }
 
   /**
@@ -475,13 +530,14 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   if (bad.length) throw new RangeError(`createCluster: farNodes must be node indexes 0..${opts.nodes - 1}, got ${bad.map(String).join(', ')}`);
   const nearPrefixLen = opts.nearPrefixLen ?? UNDERLAY.prefixLen;
   if (nearPrefixLen !== 23 && nearPrefixLen !== 24) throw new RangeError(`createCluster: nearPrefixLen must be 23 or 24, got ${String(nearPrefixLen)}`);
+  if (opts.ipv6Underlay && far.length) throw new RangeError('createCluster: ipv6Underlay does not support farNodes yet');
   const name = (opts.name ?? 'cluster').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
   const lock = await acquireUnderlay(opts.underlayWaitMs ?? 45_000);
   let cluster: Cluster;
   try {
     await cleanupStale(HARNESS_PREFIX);
     await assertUnderlayFree(far.length > 0);
-    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name, HARNESS_PREFIX, far, nearPrefixLen);
+    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name, HARNESS_PREFIX, far, nearPrefixLen, opts.ipv6Underlay ?? false);
     lock.cluster = cluster;
   } catch (e) {
     releaseUnderlay(lock.cluster);

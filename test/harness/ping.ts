@@ -199,7 +199,8 @@ export class PingStream {
 
   private onLine(line: string): void {
     // "[1700000000.123456] 64 bytes from 10.244.1.2: icmp_seq=5 ttl=64 time=0.051 ms (DUP!)"
-    const reply = /^\[(\d+\.\d+)\] \d+ bytes from [^:]+: icmp_seq=(\d+) .*time=/.exec(line);
+    // The address may be IPv6 ("from fd00:10:244:2::2: icmp_seq=5"): it ends at the last colon before the space.
+    const reply = /^\[(\d+\.\d+)\] \d+ bytes from \S+: icmp_seq=(\d+) .*time=/.exec(line);
     if (reply) {
       const seq = this.unwrap(Number(reply[2]));
       if (this.replied.has(seq) || line.includes('(DUP!)')) {

@@ -4,11 +4,12 @@
  * `twilld` process per node and one pod per node on the node's leased
  * subnet. `destroy()` removes all of it (processes by PID).
  */
-import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
 import { readSubnetEnv } from '../../lib/lab/lab';
+import { parseSubnetFile } from '../../lib/subnet/subnet-file';
 import { createCluster, Cluster, UNDERLAY } from './cluster';
 import { startEtcd, EtcdServer } from './etcd';
 import { NsProcess } from './netns';
@@ -35,6 +36,12 @@ export interface TwillClusterOptions {
   /** The near nodes' eth0 prefix length (cluster.ts `nearPrefixLen`): 23 puts the far subnet inside it. */
   readonly nearPrefixLen?: 23 | 24;
   /**
+   * A dual-stack underlay (cluster.ts `ipv6Underlay`: node i's eth0 also
+   * holds fd00:198:18::<i+1>/64); pods then get an IPv6 address too when
+   * their node's subnet.env carries FLANNEL_IPV6_SUBNET.
+   */
+  readonly ipv6?: boolean;
+  /**
    * Kubernetes mode: a real kube-apiserver listening on the underlay bridge
    * (the agents run in node namespaces, where the host's 127.0.0.1 is not
    * theirs), one Node object per node, and agents started with
@@ -57,6 +64,8 @@ export interface KubeModeOptions {
 export interface NodeLease {
   readonly subnet: string;
   readonly mtu: number;
+  /** FLANNEL_IPV6_SUBNET as a network (fd00:10:244:1::/64), when the file has it. */
+  readonly ipv6Subnet?: string;
 }
 
 export class TwillCluster {
@@ -69,7 +78,7 @@ export class TwillCluster {
   private constructor(readonly net: Cluster, readonly etcd: EtcdServer, readonly admin: Etcd3, private readonly opts: TwillClusterOptions) {}
 
   static async create(opts: TwillClusterOptions): Promise<TwillCluster> {
-    const net = await createCluster({ nodes: opts.nodes, farNodes: opts.farNodes, nearPrefixLen: opts.nearPrefixLen });
+    const net = await createCluster({ nodes: opts.nodes, farNodes: opts.farNodes, nearPrefixLen: opts.nearPrefixLen, ipv6Underlay: opts.ipv6 });
     let etcd: EtcdServer | undefined;
     try {
       etcd = await startEtcd({ listenIPs: [UNDERLAY.bridgeIp] });
@@ -189,7 +198,10 @@ export class TwillCluster {
   }
 
   readSubnetFile(node: number): NodeLease | undefined {
-    return readSubnetEnv(this.subnetFile(node));
+    const l = readSubnetEnv(this.subnetFile(node));
+    if (!l || !this.opts.ipv6) return l;
+    const v6 = parseSubnetFile(readFileSync(this.subnetFile(node), 'utf8')).ipv6Subnet;
+    return v6 ? { ...l, ipv6Subnet: v6.toString() } : l;
   }
 
   lease(node: number): NodeLease {
@@ -200,11 +212,18 @@ export class TwillCluster {
 
   async addPod(node: number): Promise<void> {
     const l = this.lease(node);
-    await this.net.addPod(node, l.subnet, { mtu: l.mtu });
+    await this.net.addPod(node, l.subnet, { mtu: l.mtu, ...(l.ipv6Subnet ? { ipv6Subnet: l.ipv6Subnet } : {}) });
   }
 
   podIp(node: number): string {
     return this.net.pod(node).ip;
+  }
+
+  /** The pod's IPv6 address (`ipv6` clusters whose node leased an IPv6 subnet). */
+  podIpv6(node: number): string {
+    const ip = this.net.pod(node).ipv6;
+    if (!ip) throw new Error(`the pod of node ${node} has no IPv6 address`);
+    return ip;
   }
 
   podNs(node: number): string {

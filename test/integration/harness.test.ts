@@ -106,6 +106,14 @@ describe('harness: frame decoding and address guard', () => {
     expect(() => assertSafeTarget('192.168.1.1', 'tw0000-n0')).to.throw(UnsafeAddressError);
     expect(() => assertSafeTarget('not-an-ip', 'tw0000-n0')).to.throw(UnsafeAddressError);
   });
+
+  it('allows IPv6 targets only inside namespaces and only in the ULA range fd00::/8', () => {
+    expect(() => assertSafeTarget('fd00:10:244:2::2', 'tw0000-p0')).to.not.throw();
+    expect(() => assertSafeTarget('fd00:198:18::2', null)).to.throw(UnsafeAddressError);
+    expect(() => assertSafeTarget('2001:db8::1', 'tw0000-p0')).to.throw(UnsafeAddressError);
+    expect(() => assertSafeTarget('fe80::1', 'tw0000-p0')).to.throw(UnsafeAddressError);
+    expect(() => assertSafeTarget('::1', 'tw0000-p0')).to.throw(UnsafeAddressError);
+  });
 });
 
 describe('harness: a 3-node cluster', function () {

@@ -98,6 +98,60 @@ describe('etcd subnet manager (real etcd)', function () {
     expect(b.etcdLeaseId).to.equal(a.etcdLeaseId);
   });
 
+  describe('dual stack (EnableIPv6)', () => {
+    const dual = config({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', Backend: { Type: 'host-gw' } });
+    const dualAttrs = (n: number): LeaseAttrs => ({ ...attrs(`198.18.0.${n}`), publicIPv6: `fd00:198:18::${n}` });
+
+    it('creates one key holding both subnets, as flanneld (a.b.c.d-len&v6-len), with PublicIPv6 in the value', async () => {
+      const { m } = manager();
+      const lease = await m.acquireLease(dual, dualAttrs(3), {});
+      expect(lease.ipv6Subnet?.prefixLen).to.equal(64);
+      expect(dual.ipv6Network!.covers(lease.ipv6Subnet!)).to.equal(true);
+      expect(lease.key).to.equal(`${lease.subnet.ip.toString()}-24&${lease.ipv6Subnet!.ip.toString()}-64`);
+      expect(await admin.getAll().prefix(SUBNETS).keys()).to.deep.equal([SUBNETS + lease.key]);
+      expect(await admin.get(SUBNETS + lease.key).string()).to.equal('{"PublicIP":"198.18.0.3","PublicIPv6":"fd00:198:18::3","BackendType":"host-gw"}');
+    });
+
+    it('reuses the same two subnets and etcd lease after a restart', async () => {
+      const first = manager();
+      const a = await first.m.acquireLease(dual, dualAttrs(3), {});
+      await first.m.close();
+      const b = await manager().m.acquireLease(dual, dualAttrs(3), {});
+      expect(b.key).to.equal(a.key);
+      expect(b.etcdLeaseId).to.equal(a.etcdLeaseId);
+    });
+
+    it('takes both subnets of the previous subnet.env when they are free', async () => {
+      const previous = { subnet: IPNet.parse('10.244.77.0/24'), ipv6Subnet: IPNet.parse('fd00:10:244:4d::/64') };
+      const lease = await manager().m.acquireLease(dual, dualAttrs(3), previous);
+      expect(lease.key).to.equal('10.244.77.0-24&fd00:10:244:4d::-64');
+    });
+
+    it("gives up this node's IPv4-only lease once IPv6 is on (as flanneld) and holds a dual-stack one, never both", async () => {
+      const first = manager();
+      const a = await first.m.acquireLease(net16, attrs('198.18.0.3'), {});
+      await first.m.close();
+      const { m, log } = manager();
+      const b = await m.acquireLease(dual, dualAttrs(3), {});
+      expect(b.ipv6Subnet).to.not.equal(undefined);
+      expect(await admin.getAll().prefix(SUBNETS).keys()).to.deep.equal([SUBNETS + b.key]);
+      const dropped = log.lines.find((l) => l.message.startsWith('dropping this node'));
+      expect(dropped?.meta).to.deep.include({ key: a.key, why: 'EnableIPv6 is true but the lease has no IPv6 subnet' });
+    });
+
+    it("leaves this node's IPv4-only reservation alone (it is the operator's), with a warning, and reuses its fitting lease", async () => {
+      await admin.put(SUBNETS + '10.244.9.0-24').value(encodeLeaseAttrs(attrs('198.18.0.3')));
+      const first = manager();
+      const a = await first.m.acquireLease(dual, dualAttrs(3), {});
+      await first.m.close();
+      const { m, log } = manager();
+      const b = await m.acquireLease(dual, dualAttrs(3), {});
+      expect(b.key).to.equal(a.key);
+      expect(await admin.get(SUBNETS + '10.244.9.0-24').string()).to.not.equal(null);
+      expect(log.messages('warn').join('\n')).to.include('reserved subnet does not fit');
+    });
+  });
+
   it('takes the previous subnet.env subnet when it is still free', async () => {
     const { m } = manager();
     const wanted = IPNet.parse('10.244.77.0/24');

@@ -136,7 +136,7 @@ describe('what a lease advertises while a live config change starts a backend', 
       { ...vxlan, withdrawn: false, planned: true },
     ]);
     expect(instances.map((i) => i.key)).to.deep.equal(['vxlan']);
-    const attrs = leaseAttrsFor('198.18.0.1', configuredType, instances);
+    const attrs = leaseAttrsFor('198.18.0.1', undefined, configuredType, instances);
     // Without TwillBackends, peers read BackendType: it must not claim host-gw before host-gw is ready.
     expect(attrs.backendType).to.equal('vxlan');
     expect(attrs.backendData).to.deep.equal(vxlan.backendData);
@@ -148,7 +148,7 @@ describe('what a lease advertises while a live config change starts a backend', 
       { ...hostGw, withdrawn: false, planned: true },
       { ...vxlan, withdrawn: false, planned: true },
     ]);
-    const attrs = leaseAttrsFor('198.18.0.1', configuredType, instances);
+    const attrs = leaseAttrsFor('198.18.0.1', undefined, configuredType, instances);
     expect(attrs.backendType).to.equal('host-gw');
     expect(attrs.backends?.map((b) => b.type)).to.deep.equal(['host-gw', 'vxlan']);
   });

@@ -4,7 +4,7 @@
  */
 import { isDeepStrictEqual } from 'util';
 import { ConfigError, parseNetworkConfig, type NetworkConfig } from '../../config';
-import { BackendUnavailableError, KNOWN_BACKEND_TYPES, liveChangeOptions, validateBackendConfig } from '../../../backends';
+import { BackendUnavailableError, KNOWN_BACKEND_TYPES, checkIPv6Backends, liveChangeOptions, validateBackendConfig } from '../../../backends';
 import { compareConfigs, type ConfigChange } from '../../config/live-change';
 import { preferenceOrder } from '../../../backends/assignment';
 import { printable } from '../status/cells';
@@ -95,6 +95,7 @@ function validate(text: string): NetworkConfig {
   try {
     const config = parseNetworkConfig(text, KNOWN_BACKEND_TYPES);
     validateBackendConfig(config.backend);
+    checkIPv6Backends(config);
     return config;
   } catch (err) {
     if (err instanceof ConfigError || err instanceof BackendUnavailableError) throw new MigrationRefused(err.message);

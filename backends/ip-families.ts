@@ -1,0 +1,36 @@
+/**
+ * Which backends carry an IPv6 overlay. flanneld runs IPv6 (EnableIPv6)
+ * with vxlan, host-gw and wireguard only; udp and ipip encapsulate IPv4
+ * packets alone and cannot carry it. A config asking for IPv6 over one of
+ * those is refused, Fallback included, rather than leaving pods with IPv6
+ * addresses nobody routes.
+ */
+import { ConfigError, type NetworkConfig } from '../lib/config';
+import { fallbackConfig } from './assignment';
+
+/** The backends flanneld runs with EnableIPv6 (the wire contract twill follows). */
+export const IPV6_BACKENDS: readonly string[] = ['vxlan', 'host-gw', 'wireguard'];
+
+/** Backends that can carry IPv6 but do not yet in this build: a node running one leases and publishes IPv6, and says so. */
+const IPV6_NOT_YET: readonly string[] = ['wireguard', 'bgp'];
+
+/** A warning for a config whose backend leases IPv6 without routing it here; undefined when there is nothing to say. */
+export function ipv6NotCarriedWarning(config: NetworkConfig): string | undefined {
+  if (!config.enableIPv6 || !IPV6_NOT_YET.includes(config.backend.type)) return undefined;
+  return `EnableIPv6 is true but the ${config.backend.type} backend of this build does not route IPv6 yet: ` +
+    'this node leases and publishes an IPv6 subnet, but its pods are reached over IPv4 only (vxlan and host-gw carry both)';
+}
+
+/** Backends whose encapsulation holds only IPv4 packets. */
+const IPV4_ONLY_BACKENDS: readonly string[] = ['udp', 'ipip'];
+
+/** Throws ConfigError naming the key when EnableIPv6 is on with a backend (or Fallback) that cannot carry IPv6. */
+export function checkIPv6Backends(config: NetworkConfig): void {
+  if (!config.enableIPv6) return;
+  const refuse = (field: string, type: string) => new ConfigError(field,
+    `${field} ${JSON.stringify(type)} cannot carry IPv6, but EnableIPv6 is true; ` +
+    `use one of ${IPV6_BACKENDS.join(', ')}, or set EnableIPv6 to false`);
+  if (IPV4_ONLY_BACKENDS.includes(config.backend.type)) throw refuse('Backend.Type', config.backend.type);
+  const fallback = fallbackConfig(config.backend);
+  if (fallback && IPV4_ONLY_BACKENDS.includes(fallback.type)) throw refuse('Backend.Fallback', fallback.type);
+}

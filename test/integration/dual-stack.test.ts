@@ -1,0 +1,192 @@
+/**
+ * Dual stack end to end (issue 14, first slice): 3 nodes on a dual-stack
+ * underlay (198.18.0.0/24 and the ULA fd00:198:18::/64), host-gw and
+ * vxlan, pods with an address of each family. The leases in etcd,
+ * subnet.env, the routes and vxlan's IPv6 device are flanneld's; every pod
+ * reaches every other over both families.
+ */
+import { expect } from 'chai';
+import { readFileSync } from 'fs';
+import { ping, startPingStream } from '../harness/ping';
+import { convergedOn } from '../harness/migration';
+import { startCapture } from '../harness/capture';
+import { allPodsPing } from '../harness/checks';
+import { TwillCluster, PREFIX } from '../harness/twill-cluster';
+import { sleep, waitFor } from '../harness/wait';
+
+const NODES = 3;
+const REPAIR_S = 2;
+const CONFIG = {
+  Network: '10.244.0.0/16',
+  EnableIPv6: true,
+  IPv6Network: 'fd00:10:244::/56',
+  Backend: { Type: 'host-gw' },
+};
+
+describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function () {
+  this.timeout(90_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await TwillCluster.create({ nodes: NODES, ipv6: true, config: CONFIG, agentArgs: ['--repair-interval', String(REPAIR_S)] });
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('writes each lease as flanneld: key with the IPv6 subnet, value with PublicIPv6', async () => {
+    const leases = await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).strings();
+    expect(Object.keys(leases)).to.have.length(NODES);
+    for (let i = 0; i < NODES; i++) {
+      const l = tc.lease(i);
+      const key = `${PREFIX}/subnets/${l.subnet.replace('/', '-')}&${l.ipv6Subnet!.replace('/', '-')}`;
+      expect(l.ipv6Subnet).to.match(/^fd00:10:244:[0-9a-f]{1,2}::\/64$/);
+      expect(leases[key], key).to.equal(`{"PublicIP":"198.18.0.${i + 1}","PublicIPv6":"fd00:198:18::${i + 1}","BackendType":"host-gw"}`);
+    }
+  });
+
+  it('writes FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET in subnet.env after the IPv4 lines, as flanneld', () => {
+    const l = tc.lease(0);
+    const first = (cidr: string) => cidr.replace(/::\//, '::1/');
+    expect(readFileSync(tc.subnetFile(0), 'utf8')).to.equal(
+      `FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=${l.subnet.replace(/\.0\//, '.1/')}\n` +
+      `FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=${first(l.ipv6Subnet!)}\n` +
+      'FLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n',
+    );
+  });
+
+  it("routes each peer's IPv6 subnet via its PublicIPv6 on eth0, with host-gw's protocol", async () => {
+    const routes = await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '118']);
+    for (const peer of [1, 2]) expect(routes).to.contain(`${tc.lease(peer).ipv6Subnet} via fd00:198:18::${peer + 1} dev eth0`);
+  });
+
+  it('lets every pod ping every other pod over IPv4 and over IPv6', async () => {
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+    const failures: string[] = [];
+    for (let a = 0; a < NODES; a++) {
+      for (let b = 0; b < NODES; b++) {
+        if (a === b) continue;
+        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
+      }
+    }
+    expect(failures).to.deep.equal([]);
+  });
+
+  it('restores an IPv6 route deleted by hand within one repair interval', async () => {
+    const subnet = tc.lease(1).ipv6Subnet!;
+    await tc.net.ip(0, ['-6', 'route', 'del', subnet]);
+    await waitFor('the IPv6 route to come back', async () => (await tc.net.ip(0, ['-6', 'route', 'show', subnet])).includes('via fd00:198:18::2'), REPAIR_S * 1000 + 1000);
+  });
+
+  it('keeps both subnets across a restart', async () => {
+    const before = tc.lease(2);
+    expect(await tc.restartAgent(2)).to.equal(0);
+    expect(tc.lease(2)).to.deep.equal(before);
+    const r = await ping(tc.podNs(0), tc.podIpv6(2), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+    expect(r.received).to.be.greaterThan(0);
+  });
+});
+
+describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underlay', function () {
+  this.timeout(90_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await TwillCluster.create({ nodes: NODES, ipv6: true, config: { ...CONFIG, Backend: { Type: 'vxlan' } }, agentArgs: ['--repair-interval', String(REPAIR_S)] });
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('publishes the IPv6 device\'s VTEP MAC as BackendV6Data beside BackendData, as flanneld', async () => {
+    const l = tc.lease(0);
+    const value = await tc.admin.get(`${PREFIX}/subnets/${l.subnet.replace('/', '-')}&${l.ipv6Subnet!.replace('/', '-')}`).string();
+    const v4mac = (await tc.net.ip(0, ['link', 'show', 'flannel.1'])).match(/link\/ether (\S+)/)![1];
+    const v6mac = (await tc.net.ip(0, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+    expect(value).to.equal(`{"PublicIP":"198.18.0.1","PublicIPv6":"fd00:198:18::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${v4mac}"},"BackendV6Data":{"VNI":1,"VtepMAC":"${v6mac}"}}`);
+    expect(v6mac).to.not.equal(v4mac);
+  });
+
+  it('programs flannel-v6.1 like flanneld: local PublicIPv6, the IPv6 neighbour, FDB entry and onlink route per peer', async () => {
+    const link = await tc.net.ip(0, ['-d', 'link', 'show', 'flannel-v6.1']);
+    expect(link).to.match(/vxlan id 1 local fd00:198:18::1 dev eth0/).and.to.match(/dstport 8472/).and.to.match(/nolearning/);
+    const peer = tc.lease(1).ipv6Subnet!;
+    const gw = peer.replace(/\/64$/, '');
+    expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '117'])).to.contain(`${peer} via ${gw} dev flannel-v6.1`);
+    expect(await tc.net.ip(0, ['-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).to.contain(`${gw} lladdr`).and.to.contain('PERMANENT');
+    expect((await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout).to.contain('dst fd00:198:18::2');
+    expect(tc.lease(0).mtu, 'pods get the IPv6 device\'s MTU (ext − 70) so full IPv6 packets fit').to.equal(1430);
+  });
+
+  it('lets every pod ping every other pod over IPv4 and over IPv6', async () => {
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+    const failures: string[] = [];
+    for (let a = 0; a < NODES; a++) {
+      for (let b = 0; b < NODES; b++) {
+        if (a === b) continue;
+        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
+      }
+    }
+    expect(failures).to.deep.equal([]);
+  });
+
+  it('sends the IPv6 overlay as VXLAN over the IPv6 underlay (port 8472)', async () => {
+    const cap = await startCapture(tc.nodeNs(0), 'eth0', 'ip6 and udp dst port 8472');
+    const r = await ping(tc.podNs(0), tc.podIpv6(2), { count: 3, intervalMs: 100 });
+    await cap.stop();
+    expect(r.received).to.equal(3);
+    // The capture keeps IPv4 frames only and counts the others: with this filter, every one is IPv6 VXLAN.
+    expect(cap.skipped).to.be.at.least(3);
+    expect(cap.captured).to.deep.equal([]);
+  });
+
+  it('restores an IPv6 FDB entry and neighbour deleted by hand within one repair interval', async () => {
+    const gw = tc.lease(2).ipv6Subnet!.replace(/\/64$/, '');
+    const fdb = (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.split('\n').find((l) => l.includes('dst fd00:198:18::3'))!;
+    const mac = fdb.split(' ')[0];
+    await tc.net.exec(0, ['bridge', 'fdb', 'del', mac, 'dev', 'flannel-v6.1', 'dst', 'fd00:198:18::3']);
+    await tc.net.ip(0, ['-6', 'neigh', 'del', gw, 'dev', 'flannel-v6.1']);
+    await waitFor('the IPv6 FDB entry and neighbour to come back', async () =>
+      (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.includes('dst fd00:198:18::3') &&
+      (await tc.net.ip(0, ['-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).includes(`${gw} lladdr`), REPAIR_S * 1000 + 1000);
+  });
+  it('keeps every IPv6 packet of a 50 pps ping through a twilld restart, with the same IPv6 VTEP MAC', async () => {
+    const mac = async () => (await tc.net.ip(0, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+    const before = await mac();
+    const stream = await startPingStream(tc.podNs(0), tc.podIpv6(1), 50);
+    await stream.waitForReplies(5);
+    expect(await tc.restartAgent(0)).to.equal(0);
+    await sleep(500);
+    const r = await stream.stop();
+    expect(r.lost, JSON.stringify(r)).to.equal(0);
+    expect(await mac()).to.equal(before);
+  });
+
+  it('migrates live to host-gw with IPv4 and IPv6 probes at 100 pps: 0 lost in each, nothing of vxlan left in either family', async () => {
+    const v4 = await startPingStream(tc.podNs(0), tc.podIp(2), 100);
+    const v6 = await startPingStream(tc.podNs(0), tc.podIpv6(2), 100);
+    try {
+      await v4.waitForReplies(5);
+      await v6.waitForReplies(5);
+      await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: 'host-gw' } }));
+      await waitFor('every node on host-gw with nothing of vxlan left', async () => {
+        if (!(await convergedOn(tc, NODES, 'host-gw', 'vxlan'))) return false;
+        for (let i = 0; i < NODES; i++) {
+          if ((await tc.net.ip(i, ['-6', 'route', 'show', 'proto', '117'])).trim()) return false;
+          if ((await tc.net.ip(i, ['-o', 'link', 'show'])).includes(' flannel-v6.1')) return false;
+        }
+        return true;
+      }, 60_000, 250);
+      expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '118'])).to.contain(`${tc.lease(2).ipv6Subnet} via fd00:198:18::3 dev eth0`);
+    } finally {
+      const [r4, r6] = [await v4.stop(), await v6.stop()];
+      for (const [family, r] of [['IPv4', r4], ['IPv6', r6]] as const) {
+        console.log(`      vxlan -> host-gw, ${family}: ${r.sent} probes, ${r.lost} lost, longest reply gap ${Math.round(r.maxGapMs)} ms`);
+      }
+      expect({ v4: r4.lost, v6: r6.lost }, `IPv4 ${JSON.stringify(r4)}, IPv6 ${JSON.stringify(r6)}`).to.deep.equal({ v4: 0, v6: 0 });
+      expect(r6.received).to.be.greaterThan(100);
+    }
+  });
+});
