@@ -3,14 +3,18 @@ import * as http from 'http';
 import type { TwillCluster } from './twill-cluster';
 import { ping } from './ping';
 
-/** Each pod pings every other pod; the pairs that got no reply. */
-export async function allPodsPing(tc: TwillCluster, nodes: readonly number[] = Array.from({ length: tc.size }, (_, i) => i)): Promise<string[]> {
+/**
+ * Each pod pings every other pod's address of one family (IPv4 unless
+ * told); the pairs that got no reply.
+ */
+export async function allPodsPing(tc: TwillCluster, nodes: readonly number[] = Array.from({ length: tc.size }, (_, i) => i), family: 4 | 6 = 4): Promise<string[]> {
   const failures: string[] = [];
+  const address = (node: number) => (family === 6 ? tc.podIpv6(node) : tc.podIp(node));
   for (const a of nodes) {
     for (const b of nodes) {
       if (a === b) continue;
-      const r = await ping(tc.podNs(a), tc.podIp(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-      if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIp(b)})`);
+      const r = await ping(tc.podNs(a), address(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+      if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${address(b)})`);
     }
   }
   return failures;

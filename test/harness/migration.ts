@@ -18,10 +18,10 @@ function readComm(pid: number): string | undefined {
   }
 }
 
-/** What each backend leaves in a node's kernel: its device and its route protocol. */
-export const FOOTPRINT: Record<string, { device?: string; protocol: number }> = {
+/** What each backend leaves in a node's kernel: its devices (the IPv6 overlay's where it has its own) and its route protocol (both families). */
+export const FOOTPRINT: Record<string, { device?: string; deviceV6?: string; protocol: number }> = {
   udp: { device: 'flannel0', protocol: 120 },
-  vxlan: { device: 'flannel.1', protocol: 117 },
+  vxlan: { device: 'flannel.1', deviceV6: 'flannel-v6.1', protocol: 117 },
   'host-gw': { protocol: 118 },
   ipip: { device: 'flannel.ipip', protocol: 119 },
   wireguard: { device: 'flannel-wg', protocol: 125 },
@@ -49,9 +49,12 @@ export function terminates(l: LeaseJson): string[] {
 export async function hasFootprint(tc: TwillCluster, node: number, type: string): Promise<string[]> {
   const f = FOOTPRINT[type];
   const found: string[] = [];
-  if (f.device && (await tc.net.ip(node, ['-o', 'link', 'show'])).includes(` ${f.device}:`)) found.push(`device ${f.device}`);
-  const routes = (await tc.net.ip(node, ['route', 'show', 'proto', String(f.protocol)])).trim();
-  if (routes) found.push(`routes proto ${f.protocol}: ${routes.replace(/\n/g, '; ')}`);
+  const links = await tc.net.ip(node, ['-o', 'link', 'show']);
+  for (const device of [f.device, f.deviceV6]) if (device && links.includes(` ${device}:`)) found.push(`device ${device}`);
+  for (const family of ['-4', '-6']) {
+    const routes = (await tc.net.ip(node, [family, 'route', 'show', 'proto', String(f.protocol)])).trim();
+    if (routes) found.push(`${family === '-6' ? 'IPv6 ' : ''}routes proto ${f.protocol}: ${routes.replace(/\n/g, '; ')}`);
+  }
   if (type === 'udp' && (await tc.net.exec(node, ['ss', '-Hlun', 'sport = :8285'])).stdout.trim()) found.push('a socket on UDP 8285');
   if (type === 'bgp') {
     for (const pid of await netnsPids(tc.nodeNs(node))) {
@@ -109,13 +112,17 @@ export interface ProbeReport {
 export class Probes {
   private constructor(private readonly streams: { label: string; stream: PingStream }[]) {}
 
-  /** Every pod of `nodes` (default: all) pings every other at `pps`. */
-  static async start(tc: TwillCluster, pps: number, nodes: readonly number[] = Array.from({ length: tc.size }, (_, i) => i)): Promise<Probes> {
+  /** Every pod of `nodes` (default: all) pings every other at `pps`, over each of `families` (default IPv4). */
+  static async start(tc: TwillCluster, pps: number, nodes: readonly number[] = Array.from({ length: tc.size }, (_, i) => i), families: readonly (4 | 6)[] = [4]): Promise<Probes> {
     const streams: { label: string; stream: PingStream }[] = [];
     try {
-      for (const a of nodes) {
-        for (const b of nodes) {
-          if (a !== b) streams.push({ label: `pod ${a} -> pod ${b}`, stream: await startPingStream(tc.podNs(a), tc.podIp(b), pps) });
+      for (const family of families) {
+        for (const a of nodes) {
+          for (const b of nodes) {
+            if (a === b) continue;
+            const to = family === 6 ? tc.podIpv6(b) : tc.podIp(b);
+            streams.push({ label: `pod ${a} -> pod ${b} (IPv${family})`, stream: await startPingStream(tc.podNs(a), to, pps) });
+          }
         }
       }
       await Promise.all(streams.map((s) => s.stream.waitForReplies(20, 5000)));
@@ -151,9 +158,9 @@ export interface MigrationReport extends ProbeReport {
  */
 export async function migrateUnderProbes(
   tc: TwillCluster, from: string, to: string, write: () => Promise<unknown>,
-  opts: { pps?: number; during?: () => Promise<void> } = {},
+  opts: { pps?: number; during?: () => Promise<void>; families?: readonly (4 | 6)[] } = {},
 ): Promise<MigrationReport> {
-  const probes = await Probes.start(tc, opts.pps ?? 200);
+  const probes = await Probes.start(tc, opts.pps ?? 200, undefined, opts.families);
   let report: ProbeReport | undefined;
   try {
     const written = Date.now();
@@ -163,7 +170,7 @@ export async function migrateUnderProbes(
     const convergedMs = Date.now() - written;
     await new Promise((r) => setTimeout(r, 1000));
     report = await probes.stop();
-    console.log(`      ${from} -> ${to}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the config write`);
+    console.log(`      ${from} -> ${to}${opts.families ? ` (IPv${opts.families.join(' + IPv')})` : ''}: ${report.sent} probes, ${report.lost} lost, longest reply gap ${Math.round(report.maxGapMs)} ms; converged ${convergedMs} ms after the config write`);
     return { ...report, convergedMs };
   } finally {
     if (!report) await probes.stop().catch(() => undefined);
