@@ -45,6 +45,22 @@ export function derivedVtepMacV6(address: string, vni: number): string {
   return `1e${derivedVtepMac(address, vni).slice(2)}`;
 }
 
+/**
+ * The IPv6 link-local address (EUI-64) of a VTEP MAC: the gateway of the
+ * routes over `flannel-v6.<VNI>`. flanneld uses the peer's subnet address
+ * with `onlink`, but the kernel refuses an IPv6 onlink gateway that another
+ * device's route covers (EINVAL, "Nexthop has invalid gateway or device
+ * mismatch"): exactly the case of a peer's subnet routed by host-gw or
+ * another backend during a migration, so the switch could not be one atomic
+ * replace. A link-local gateway needs no such lookup; the wire is the same
+ * (the inner frame goes to the peer's VTEP MAC).
+ */
+export function vtepLinkLocal(mac: string): string {
+  const b = mac.split(':').map((x) => parseInt(x, 16));
+  const group = (hi: number, lo: number) => ((hi << 8) | lo).toString(16);
+  return IP.parse(`fe80::${group(b[0] ^ 0x02, b[1])}:${group(b[2], 0xff)}:${group(0xfe, b[3])}:${group(b[4], b[5])}`, 6).toString();
+}
+
 /** Makes sure the device exists with `spec`'s settings; returns it (adopted or new). */
 export async function ensureVxlanDevice(nl: Netlink, spec: VxlanSpec, log: Log): Promise<LinkInfo> {
   const existing = await nl.getLink(spec.name);

@@ -10,10 +10,11 @@
  * In dual stack (this node publishes a PublicIPv6), as flanneld, a second
  * device `flannel-v6.<VNI>` (VXLAN over the IPv6 underlay, its own VTEP MAC
  * published as BackendV6Data) carries the IPv6 subnets with the same three
- * entries per peer in IPv6: neighbour <peer IPv6 subnet IP>, FDB dst
- * <PublicIPv6>, onlink route. Pods get the smaller MTU of the two devices,
- * so that a full-size IPv6 packet fits the IPv6 underlay too (flanneld
- * writes the IPv4 device's).
+ * entries per peer in IPv6: neighbour, FDB dst <PublicIPv6>, route. The
+ * neighbour and gateway are the VTEP MAC's link-local address rather than
+ * flanneld's onlink subnet address (see `vtepLinkLocal`). Pods get the
+ * smaller MTU of the two devices, so that a full-size IPv6 packet fits the
+ * IPv6 underlay too (flanneld writes the IPv4 device's).
  *
  * Its lifecycle is the device: adopted when it exists with the wanted
  * settings (its MAC is the VTEP MAC every peer has programmed), recreated if
@@ -26,7 +27,7 @@ import { BackendUnavailableError } from '../backend';
 import { routeProtocol } from '../route-protocols';
 import type { KernelState, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
 import { vxlanIntake } from '../intake';
-import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac, derivedVtepMacV6, ipv6DeviceName } from './device';
+import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac, derivedVtepMacV6, ipv6DeviceName, vtepLinkLocal } from './device';
 import type { VxlanSettings } from './settings';
 
 const VXLAN_OVERHEAD = 50;
@@ -194,15 +195,15 @@ export class VxlanBackend implements Backend {
         routes.push({ dst, gateway: peer.publicIPv6, dev: ext.name, ifindex: ext.index, onlink: false, peer: peer.key });
         continue;
       }
-      const gateway = peer.ipv6Subnet.ip.toString();
+      const gateway = vtepLinkLocal(vtep);
       neighbors.push({ ip: gateway, mac: vtep, peer: peer.key });
       fdb.push({ mac: vtep, dst: peer.publicIPv6, peer: peer.key });
-      routes.push({ dst, gateway, dev: link.name, ifindex: link.index, onlink: true, peer: peer.key });
+      routes.push({ dst, gateway, dev: link.name, ifindex: link.index, onlink: false, peer: peer.key });
     }
     for (const peer of peers.leaving) {
       const vtep = vtepOf(peer.v6Data);
       if (!peer.ipv6Subnet || !peer.publicIPv6 || !vtep || vtep === link.mac) continue;
-      neighbors.push({ ip: peer.ipv6Subnet.ip.toString(), mac: vtep });
+      neighbors.push({ ip: vtepLinkLocal(vtep), mac: vtep });
       fdb.push({ mac: vtep, dst: peer.publicIPv6 });
     }
     return {

@@ -8,13 +8,15 @@
 import { expect } from 'chai';
 import { readFileSync } from 'fs';
 import { ping, startPingStream } from '../harness/ping';
-import { convergedOn } from '../harness/migration';
+import { migrateUnderProbes } from '../harness/migration';
 import { startCapture } from '../harness/capture';
 import { allPodsPing } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
+import { vtepLinkLocal } from '../../backends/vxlan/device';
 import { sleep, waitFor } from '../harness/wait';
 
 const NODES = 3;
+const ALL = Array.from({ length: NODES }, (_, i) => i);
 const REPAIR_S = 2;
 const CONFIG = {
   Network: '10.244.0.0/16',
@@ -62,15 +64,7 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
 
   it('lets every pod ping every other pod over IPv4 and over IPv6', async () => {
     expect(await allPodsPing(tc)).to.deep.equal([]);
-    const failures: string[] = [];
-    for (let a = 0; a < NODES; a++) {
-      for (let b = 0; b < NODES; b++) {
-        if (a === b) continue;
-        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
-      }
-    }
-    expect(failures).to.deep.equal([]);
+    expect(await allPodsPing(tc, ALL, 6)).to.deep.equal([]);
   });
 
   it('restores an IPv6 route deleted by hand within one repair interval', async () => {
@@ -92,6 +86,12 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
   this.timeout(90_000);
   let tc: TwillCluster;
 
+  /** The gateway of routes to a node's IPv6 subnet: its IPv6 VTEP MAC's link-local address (EUI-64). */
+  const vtepGateway = async (node: number): Promise<string> => {
+    const mac = (await tc.net.ip(node, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+    return vtepLinkLocal(mac);
+  };
+
   before(async () => {
     tc = await TwillCluster.create({ nodes: NODES, ipv6: true, config: { ...CONFIG, Backend: { Type: 'vxlan' } }, agentArgs: ['--repair-interval', String(REPAIR_S)] });
   });
@@ -108,11 +108,11 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
     expect(v6mac).to.not.equal(v4mac);
   });
 
-  it('programs flannel-v6.1 like flanneld: local PublicIPv6, the IPv6 neighbour, FDB entry and onlink route per peer', async () => {
+  it('programs flannel-v6.1: local PublicIPv6, and per peer an IPv6 neighbour, FDB entry and route via its VTEP\'s link-local address', async () => {
     const link = await tc.net.ip(0, ['-d', 'link', 'show', 'flannel-v6.1']);
     expect(link).to.match(/vxlan id 1 local fd00:198:18::1 dev eth0/).and.to.match(/dstport 8472/).and.to.match(/nolearning/);
     const peer = tc.lease(1).ipv6Subnet!;
-    const gw = peer.replace(/\/64$/, '');
+    const gw = await vtepGateway(1);
     expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '117'])).to.contain(`${peer} via ${gw} dev flannel-v6.1`);
     expect(await tc.net.ip(0, ['-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).to.contain(`${gw} lladdr`).and.to.contain('PERMANENT');
     expect((await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout).to.contain('dst fd00:198:18::2');
@@ -121,15 +121,7 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
 
   it('lets every pod ping every other pod over IPv4 and over IPv6', async () => {
     expect(await allPodsPing(tc)).to.deep.equal([]);
-    const failures: string[] = [];
-    for (let a = 0; a < NODES; a++) {
-      for (let b = 0; b < NODES; b++) {
-        if (a === b) continue;
-        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
-      }
-    }
-    expect(failures).to.deep.equal([]);
+    expect(await allPodsPing(tc, ALL, 6)).to.deep.equal([]);
   });
 
   it('sends the IPv6 overlay as VXLAN over the IPv6 underlay (port 8472)', async () => {
@@ -143,7 +135,7 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
   });
 
   it('restores an IPv6 FDB entry and neighbour deleted by hand within one repair interval', async () => {
-    const gw = tc.lease(2).ipv6Subnet!.replace(/\/64$/, '');
+    const gw = await vtepGateway(2);
     const fdb = (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.split('\n').find((l) => l.includes('dst fd00:198:18::3'))!;
     const mac = fdb.split(' ')[0];
     await tc.net.exec(0, ['bridge', 'fdb', 'del', mac, 'dev', 'flannel-v6.1', 'dst', 'fd00:198:18::3']);
@@ -164,29 +156,13 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
     expect(await mac()).to.equal(before);
   });
 
-  it('migrates live to host-gw with IPv4 and IPv6 probes at 100 pps: 0 lost in each, nothing of vxlan left in either family', async () => {
-    const v4 = await startPingStream(tc.podNs(0), tc.podIp(2), 100);
-    const v6 = await startPingStream(tc.podNs(0), tc.podIpv6(2), 100);
-    try {
-      await v4.waitForReplies(5);
-      await v6.waitForReplies(5);
-      await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: 'host-gw' } }));
-      await waitFor('every node on host-gw with nothing of vxlan left', async () => {
-        if (!(await convergedOn(tc, NODES, 'host-gw', 'vxlan'))) return false;
-        for (let i = 0; i < NODES; i++) {
-          if ((await tc.net.ip(i, ['-6', 'route', 'show', 'proto', '117'])).trim()) return false;
-          if ((await tc.net.ip(i, ['-o', 'link', 'show'])).includes(' flannel-v6.1')) return false;
-        }
-        return true;
-      }, 60_000, 250);
-      expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '118'])).to.contain(`${tc.lease(2).ipv6Subnet} via fd00:198:18::3 dev eth0`);
-    } finally {
-      const [r4, r6] = [await v4.stop(), await v6.stop()];
-      for (const [family, r] of [['IPv4', r4], ['IPv6', r6]] as const) {
-        console.log(`      vxlan -> host-gw, ${family}: ${r.sent} probes, ${r.lost} lost, longest reply gap ${Math.round(r.maxGapMs)} ms`);
-      }
-      expect({ v4: r4.lost, v6: r6.lost }, `IPv4 ${JSON.stringify(r4)}, IPv6 ${JSON.stringify(r6)}`).to.deep.equal({ v4: 0, v6: 0 });
-      expect(r6.received).to.be.greaterThan(100);
-    }
-  });
+  for (const [from, to] of [['vxlan', 'host-gw'], ['host-gw', 'vxlan']] as const) {
+    it(`migrates live ${from} -> ${to} with every pod probing every pod over IPv4 and IPv6 at 200 pps: 0 lost, nothing of ${from} left in either family`, async () => {
+      const report = await migrateUnderProbes(tc, from, to,
+        async () => { await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: to } })); }, { families: [4, 6] });
+      expect(report.lost, report.lines.join('\n')).to.equal(0);
+      const route = `${tc.lease(2).ipv6Subnet} via ${to === 'host-gw' ? 'fd00:198:18::3 dev eth0' : `${await vtepGateway(2)} dev flannel-v6.1`}`;
+      expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', to === 'host-gw' ? '118' : '117'])).to.contain(route);
+    });
+  }
 });

@@ -281,14 +281,15 @@ describe('dual stack (etcd mode)', () => {
       return backend.desired({ local, own, device: flannel1, ipv6Device: ipv6Device ?? undefined, reach: () => false, siblings: 0 }, assignedTo(a, 'vxlan', new Map()));
     };
 
-    it("plans each peer's IPv6 neighbour, FDB entry (dst PublicIPv6) and onlink route on flannel-v6.1, and its /128", () => {
+    it("plans each peer's IPv6 neighbour, FDB entry (dst PublicIPv6) and route via its VTEP's link-local address on flannel-v6.1, and its /128", () => {
       const state = plan([lease(2)]);
       const v6 = state.devices.find((d) => d.name === 'flannel-v6.1')!;
       expect(v6).to.deep.include({ family: 6, addresses: ['fd00:10:244:1::/128'] });
-      expect(v6.neighbors).to.deep.equal([{ ip: 'fd00:10:244:2::', mac: '1e:01:c6:12:00:02', peer: '10.244.2.0-24&fd00:10:244:2::-64' }]);
+      // EUI-64 of 1e:01:c6:12:00:02: the kernel takes a link-local gateway without looking it up, so replacing another backend's route is atomic.
+      expect(v6.neighbors).to.deep.equal([{ ip: 'fe80::1c01:c6ff:fe12:2', mac: '1e:01:c6:12:00:02', peer: '10.244.2.0-24&fd00:10:244:2::-64' }]);
       expect(v6.fdb).to.deep.equal([{ mac: '1e:01:c6:12:00:02', dst: 'fd00:198:18::2', peer: '10.244.2.0-24&fd00:10:244:2::-64' }]);
       expect(state.routes.map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.onlink ? ' onlink' : ''}`)).to.deep.equal([
-        '10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink', 'fd00:10:244:2::/64 via fd00:10:244:2:: dev flannel-v6.1 onlink',
+        '10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink', 'fd00:10:244:2::/64 via fe80::1c01:c6ff:fe12:2 dev flannel-v6.1',
       ]);
     });
 
