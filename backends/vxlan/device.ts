@@ -27,6 +27,15 @@ export function ipv6DeviceName(vni: number): string {
   return `flannel-v6.${vni}`;
 }
 
+/**
+ * The IPv6 device that runs with the IPv4 device `device` of VNI `vni`:
+ * only flanneld's `flannel.<VNI>` has one; a vxlan backend running beside
+ * it under another name (a Port or GBP migration) carries IPv4 only.
+ */
+export function ipv6DeviceFor(device: string, vni: number): string | undefined {
+  return device === deviceName(vni) ? ipv6DeviceName(vni) : undefined;
+}
+
 /** Names twill gives vxlan devices, for finding them again after a restart. */
 export const VXLAN_DEVICE_PATTERN = /^(flannel\.\d+|vx\d+\.\d+)$/;
 

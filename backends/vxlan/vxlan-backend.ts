@@ -27,12 +27,9 @@ import { BackendUnavailableError } from '../backend';
 import { routeProtocol } from '../route-protocols';
 import type { KernelState, WantedFdb, WantedNeighbor, WantedRoute } from '../kernel-state';
 import { vxlanIntake } from '../intake';
-import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac, derivedVtepMacV6, ipv6DeviceName, vtepLinkLocal } from './device';
-import type { VxlanSettings } from './settings';
+import { besideDeviceName, ensureVxlanDevice, deviceName, derivedVtepMac, derivedVtepMacV6, ipv6DeviceFor, vtepLinkLocal } from './device';
+import { vxlanMtus, type VxlanSettings } from './settings';
 
-const VXLAN_OVERHEAD = 50;
-/** Outer IPv6 (40) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
-const VXLAN_V6_OVERHEAD = 70;
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 export interface VxlanLeaseData {
@@ -60,7 +57,7 @@ export class VxlanBackend implements Backend {
 
   async start(local: LocalNode): Promise<BackendStart> {
     const localIP = local.extIface.ipv4 ?? local.publicIP;
-    this.mtu = this.settings.mtu ?? local.extIface.mtu - VXLAN_OVERHEAD;
+    this.mtu = vxlanMtus(this.settings, local.extIface.mtu, false).v4;
     this.spec = {
       name: await this.freeDeviceName(),
       vni: this.settings.vni,
@@ -76,20 +73,21 @@ export class VxlanBackend implements Backend {
     const data: VxlanLeaseData = { VNI: this.settings.vni, VtepMAC: link.mac ?? this.spec.mac! };
     const v6 = await this.startIPv6(local, localIP);
     if (!v6) return { backendData: data, mtu: this.mtu };
-    return { backendData: data, backendV6Data: v6.data, mtu: Math.min(this.mtu, v6.mtu) };
+    return { backendData: data, backendV6Data: v6.data, mtu: vxlanMtus(this.settings, local.extIface.mtu, true).pod };
   }
 
   /** Dual stack: the IPv6 device; undefined when this node publishes no PublicIPv6. */
   private async startIPv6(local: LocalNode, localIPv4: string): Promise<{ data: VxlanLeaseData; mtu: number } | undefined> {
     if (!local.publicIPv6 || !this.spec) return undefined;
-    if (this.spec.name !== deviceName(this.settings.vni)) {
+    const name = ipv6DeviceFor(this.spec.name, this.settings.vni);
+    if (!name) {
       this.log.warn(`vxlan VNI ${this.settings.vni} port ${this.settings.port} runs beside another vxlan backend as ${this.spec.name}; it carries IPv4 only`);
       return undefined;
     }
-    const mtu = this.settings.mtu ?? local.extIface.mtu - VXLAN_V6_OVERHEAD;
+    const mtu = vxlanMtus(this.settings, local.extIface.mtu, true).v6;
     this.v6Spec = {
       ...this.spec,
-      name: ipv6DeviceName(this.settings.vni),
+      name,
       localIP: local.publicIPv6,
       mtu,
       mac: derivedVtepMacV6(localIPv4, this.settings.vni),

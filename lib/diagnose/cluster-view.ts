@@ -11,6 +11,7 @@ import { Lease, RawKV, filterLeases } from '../subnet';
 import { EtcdRegistry, describeEtcdError } from '../subnet/etcd';
 import { KNOWN_BACKEND_TYPES, backendFactory, BackendUnavailableError } from '../../backends';
 import { Findings } from './findings';
+import { describeConfig } from './config-line';
 
 export interface ClusterView {
   readonly config: NetworkConfig;
@@ -46,10 +47,7 @@ export async function readClusterView(client: Etcd3, prefix: string, endpoints: 
       unavailable ? 'choose a backend this build has' : `fix it with etcdctl put ${registry.configKey} '…'; twilld keeps running the last good config meanwhile`);
     return undefined;
   }
-  const backend = config.backend;
-  const settings = Object.keys(backend.settings).filter((k) => k.toLowerCase() !== 'type');
-  out.ok('config', `network ${config.network?.toString() ?? '(IPv6 only)'}, /${config.subnetLen} per node, backend ${backend.type}` +
-    (settings.length ? ` (${settings.map((k) => `${k}=${JSON.stringify(backend.settings[k])}`).join(', ')})` : ''));
+  out.ok('config', describeConfig(config));
   for (const w of config.warnings) out.warn('config', w, `remove or correct it in ${registry.configKey}`);
 
   const { accepted, skipped } = filterLeases(raws, config);
@@ -59,3 +57,4 @@ export async function readClusterView(client: Etcd3, prefix: string, endpoints: 
   }
   return { config, leases: accepted };
 }
+

@@ -9,11 +9,13 @@ import type { LinkInfo } from '../netlink';
 import type { BackendConfig } from '../config';
 import { vxlanSettings } from '../../backends/vxlan/settings';
 import { Findings, TWILLD_REPAIRS } from './findings';
-import { podMtu } from './mtu';
+import { overlayMtus } from './mtu';
 
-export function checkDevice(link: LinkInfo, backend: BackendConfig, config: NetworkConfig, extMtu: number, own: Lease, out: Findings): void {
+/** `family` 6: the backend's IPv6 device (vxlan's flannel-v6.<VNI>), whose MAC is published as BackendV6Data. */
+export function checkDevice(link: LinkInfo, backend: BackendConfig, config: NetworkConfig, extMtu: number, own: Lease, out: Findings, family: 4 | 6 = 4): void {
   const problems: string[] = [];
-  const mtu = podMtu(backend.type, extMtu, config);
+  const mtus = overlayMtus(backend.type, extMtu, config, family === 6);
+  const mtu = family === 6 ? mtus.v6 : mtus.v4;
   if (!link.up) problems.push('it is down');
   if (link.mtu !== mtu) problems.push(`MTU ${link.mtu}, want ${mtu}`);
   if (backend.type !== 'vxlan') {
@@ -35,13 +37,14 @@ export function checkDevice(link: LinkInfo, backend: BackendConfig, config: Netw
     if (v.port !== s.port) problems.push(`UDP port ${v.port}, want ${s.port}`);
     if (v.learning !== s.learning) problems.push(`learning ${v.learning ? 'on' : 'off'}, want ${s.learning ? 'on' : 'off'}`);
   }
-  const published = (own.attrs.backendData as Partial<Record<string, unknown>> | undefined)?.VtepMAC;
+  const field = family === 6 ? 'BackendV6Data' : 'BackendData';
+  const published = ((family === 6 ? own.attrs.backendV6Data : own.attrs.backendData) as Partial<Record<string, unknown>> | undefined)?.VtepMAC;
   const macProblem = typeof published === 'string' && link.mac && published.toLowerCase() !== link.mac
-    ? `MAC ${link.mac}, but this node's lease publishes VtepMAC ${published}: peers address the wrong VTEP`
+    ? `MAC ${link.mac}, but this node's lease publishes ${field}.VtepMAC ${published}: peers address the wrong VTEP`
     : undefined;
   for (const p of problems) out.fail('device', `${link.name}: ${p}`, TWILLD_REPAIRS);
   if (macProblem) out.fail('device', `${link.name}: ${macProblem}`, 'restart twilld: it republishes its lease with the device\'s MAC');
   if (problems.length === 0 && !macProblem) {
-    out.ok('device', `${link.name}: vxlan VNI ${s.vni}, UDP port ${s.port}, up, MTU ${link.mtu}, MAC ${link.mac ?? '?'} as in the lease`);
+    out.ok('device', `${link.name}: vxlan VNI ${s.vni}, UDP port ${s.port}${family === 6 ? ' over IPv6' : ''}, up, MTU ${link.mtu}, MAC ${link.mac ?? '?'} as in the lease`);
   }
 }

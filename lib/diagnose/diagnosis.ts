@@ -22,7 +22,7 @@ import { readKubeClusterView } from './kube-cluster-view';
 import type { KubeCli } from '../kube/cluster-read';
 import { Finding, Findings } from './findings';
 import { checkKernelSupport } from './kernel-support';
-import { checkMtu } from './mtu';
+import { carriesIPv6, checkMtu } from './mtu';
 import { checkOffload } from './offload';
 import { checkPlannedEntries, PlannedPath } from './plan-check';
 import { overlayDevice, RunningInstance, runningInstance } from './running-instance';
@@ -43,7 +43,7 @@ export interface DiagnosisOptions {
   readonly iface: readonly string[];
   readonly publicIP?: string;
   readonly subnetFile: string;
-  /** A peer to probe: its subnet, its public IP, or an address inside its subnet. */
+  /** A peer to probe: its subnet, its public IP, or an address inside its subnet (either family). */
   readonly peer?: string;
   /** Capture time of the probe; default 2 s. */
   readonly probeMs?: number;
@@ -89,7 +89,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
     const instance: RunningInstance | undefined = backend && view ? await runningInstance(nl, backend, view.config) : undefined;
     const device = backend && view ? overlayDevice(backend, view.config, instance) : undefined;
     const deviceExists = device !== undefined && (await nl.getLink(device)) !== undefined;
-    checkSysctls({ extIface: local?.iface.name, overlayDevice: deviceExists ? device : undefined }, out);
+    checkSysctls({ extIface: local?.iface.name, overlayDevice: deviceExists ? device : undefined, ipv6: carriesIPv6(own) }, out);
     if (view) checkNeighbourTable(view.leases.filter((l) => l.key !== own?.key).length, out);
     if (backend === 'vxlan' && device && deviceExists && local) {
       await checkOffload({ device, natted: ext?.natted ?? false }, out);
@@ -115,6 +115,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
         } else if (peer.key === own.key) {
           out.fail('probe', `--peer ${o.peer} is this node's own lease ${own.subnet.toString()}`, 'name another node\'s subnet or public IP');
         } else {
+          if (o.peer.includes(':')) out.ok('probe', `--peer ${o.peer} is the lease ${peer.subnet.toString()} and ${peer.ipv6Subnet?.toString() ?? '?'}; the probe crosses over IPv4`);
           probe = await probePeer({
             nl, config: view.config, backend, own, peer, path: paths.get(peer.key), ext: local.iface, extMac: ext?.mac, durationMs: o.probeMs,
           }, out);
@@ -188,7 +189,7 @@ async function findOwnLease(o: DiagnosisOptions, view: ClusterView, publicIP: st
   const peers = view.leases.length - mine.length;
   const data = own.attrs.backendData as Partial<Record<string, unknown>> | undefined;
   const vtep = typeof data?.VtepMAC === 'string' ? `, VTEP ${data.VtepMAC}` : '';
-  const what = `this node (${publicIP}) holds ${own.subnet.toString()}, backend ${primaryBackendType(own.attrs)}${vtep}; ${peers} peer lease(s)`;
+  const what = `this node (${publicIP}) holds ${ownSubnets(own)}, backend ${primaryBackendType(own.attrs)}${vtep}; ${peers} peer lease(s)`;
   if (own.etcdLeaseId === undefined) {
     out.ok('lease', `${what}; a reservation (never expires)`);
     return own;
@@ -227,8 +228,13 @@ function findOwnNode(view: ClusterView, mine: readonly Lease[], publicIP: string
   const peers = view.leases.length - mine.length;
   const data = own.attrs.backendData as Partial<Record<string, unknown>> | undefined;
   const vtep = typeof data?.VtepMAC === 'string' ? `, VTEP ${data.VtepMAC}` : '';
-  out.ok('lease', `this node (${publicIP}) is Node ${nodeName(own)}, podCIDR ${own.subnet.toString()}, backend ${primaryBackendType(own.attrs)}${vtep}; ${peers} peer Node(s)`);
+  out.ok('lease', `this node (${publicIP}) is Node ${nodeName(own)}, podCIDR ${ownSubnets(own)}, backend ${primaryBackendType(own.attrs)}${vtep}; ${peers} peer Node(s)`);
   return own;
+}
+
+/** The subnets a lease holds, and in dual stack the IPv6 address it publishes. */
+function ownSubnets(own: Lease): string {
+  return own.ipv6Subnet ? `${own.subnet.toString()} and ${own.ipv6Subnet.toString()} (public IPv6 ${own.attrs.publicIPv6 ?? 'none'})` : own.subnet.toString();
 }
 
 function formatDuration(seconds: number): string {

@@ -13,6 +13,7 @@ import { filterNodes } from '../subnet/kube-lease';
 import { KNOWN_BACKEND_TYPES, backendFactory, BackendUnavailableError } from '../../backends';
 import { describeNetConf, readKubeCluster, type KubeCli, type KubeCluster } from '../kube/cluster-read';
 import type { ClusterView } from './cluster-view';
+import { describeConfig } from './config-line';
 import type { Findings } from './findings';
 
 export async function readKubeClusterView(kube: KubeCli, out: Findings): Promise<ClusterView | undefined> {
@@ -42,10 +43,7 @@ export async function readKubeClusterView(kube: KubeCli, out: Findings): Promise
       unavailable ? 'choose a backend this build has' : `fix it in the ${where}; twilld keeps running the last good config meanwhile`);
     return undefined;
   }
-  const backend = config.backend;
-  const settings = Object.keys(backend.settings).filter((k) => k.toLowerCase() !== 'type');
-  out.ok('config', `network ${config.network?.toString() ?? '(IPv6 only)'}, /${config.subnetLen} per node, backend ${backend.type}` +
-    (settings.length ? ` (${settings.map((k) => `${k}=${JSON.stringify(backend.settings[k])}`).join(', ')})` : '') + ` (from the ${where})`);
+  out.ok('config', `${describeConfig(config)} (from the ${where})`);
   for (const w of config.warnings) out.warn('config', w, `remove or correct it in the ${where}`);
 
   const verdicts = filterNodes(read.nodes, kube.names, config);

@@ -8,7 +8,7 @@ import { promises as fs } from 'fs';
 import type { NetworkConfig } from '../config';
 import type { ExternalInterface } from '../iface';
 import { Lease, parseEnv } from '../subnet';
-import { vxlanSettings } from '../../backends/vxlan/settings';
+import { vxlanMtus, vxlanSettings } from '../../backends/vxlan/settings';
 import { Findings } from './findings';
 
 const TOPIC = 'mtu';
@@ -16,17 +16,33 @@ const TOPIC = 'mtu';
 /** Encapsulation overhead of each backend, bytes per packet. */
 export const BACKEND_OVERHEAD: Readonly<Record<string, number>> = { vxlan: 50, ipip: 20, udp: 28, wireguard: 80, 'host-gw': 0, bgp: 0, alloc: 0 };
 
-/** The pod MTU `backend` gives on an external interface of MTU `extMtu` (the vxlan Backend.MTU setting wins). */
-export function podMtu(backend: string, extMtu: number, config?: NetworkConfig): number {
-  if (backend === 'vxlan' && config?.backend.type === 'vxlan') {
+/**
+ * The pod MTU `backend` gives on an external interface of MTU `extMtu` (the
+ * vxlan Backend.MTU setting wins); `ipv6`: the node carries IPv6 too, which
+ * vxlan sends over the IPv6 underlay with more overhead.
+ */
+export function podMtu(backend: string, extMtu: number, config?: NetworkConfig, ipv6 = false): number {
+  return overlayMtus(backend, extMtu, config, ipv6).pod;
+}
+
+/** The MTU of the backend's device for each underlay family, and the pods'. */
+export function overlayMtus(backend: string, extMtu: number, config?: NetworkConfig, ipv6 = false): { readonly v4: number; readonly v6: number; readonly pod: number } {
+  if (backend === 'vxlan') {
+    let settings = vxlanSettings({ type: 'vxlan', settings: {} });
     try {
-      const configured = vxlanSettings(config.backend).mtu;
-      if (configured !== undefined) return configured;
+      if (config?.backend.type === 'vxlan') settings = vxlanSettings(config.backend);
     } catch {
       // a bad setting is reported with the config; the default applies
     }
+    return vxlanMtus(settings, extMtu, ipv6);
   }
-  return extMtu - (BACKEND_OVERHEAD[backend] ?? 0);
+  const mtu = extMtu - (BACKEND_OVERHEAD[backend] ?? 0);
+  return { v4: mtu, v6: mtu, pod: mtu };
+}
+
+/** This node carries IPv6: its lease holds an IPv6 subnet and publishes an IPv6 address. */
+export function carriesIPv6(own: Lease | undefined): boolean {
+  return own?.ipv6Subnet !== undefined && !!own.attrs.publicIPv6;
 }
 
 export interface MtuCheck {
@@ -46,10 +62,13 @@ export async function checkMtu(c: MtuCheck, out: Findings): Promise<void> {
     out.ok(TOPIC, `backend unknown (the cluster could not be read); on ${c.ext.name} (MTU ${c.ext.mtu}) the pod MTU would be ${all}`);
     return;
   }
-  const want = podMtu(c.backend, c.ext.mtu, c.config);
+  const ipv6 = carriesIPv6(c.own);
+  const want = podMtu(c.backend, c.ext.mtu, c.config, ipv6);
   const others = SHOWN_BACKENDS.filter((b) => b !== c.backend).map((b) => `${b} ${podMtu(b, c.ext.mtu)}`);
-  const overhead = BACKEND_OVERHEAD[c.backend] ?? 0;
-  const how = want === c.ext.mtu - overhead ? `${c.ext.name} MTU ${c.ext.mtu}${overhead ? ` − ${overhead}` : ''}` : 'Backend.MTU in the network config';
+  const overhead = c.ext.mtu - podMtu(c.backend, c.ext.mtu, undefined, ipv6);
+  const how = want === c.ext.mtu - overhead
+    ? `${c.ext.name} MTU ${c.ext.mtu}${overhead ? ` − ${overhead}` : ''}${ipv6 && c.backend === 'vxlan' ? ', VXLAN over IPv6' : ''}`
+    : 'Backend.MTU in the network config';
   out.ok(TOPIC, `backend ${c.backend}: pod MTU ${want} (${how}); on ${c.ext.name} the other backends would give ${others.join(', ')}`);
   if (want < 576) {
     out.fail(TOPIC, `pod MTU ${want} is below IPv4's minimum of 576`, `raise the MTU of ${c.ext.name} or choose a backend with less overhead`);

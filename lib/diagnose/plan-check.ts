@@ -27,7 +27,8 @@ import { peerReadiness } from '../../backends/readiness';
 import { DirectReach } from '../../backends/direct-reach';
 import type { Log } from '../observe/logger';
 import { checkDevice } from './device-check';
-import { defaultDevice, findInKernel, keyOf } from './running-instance';
+import { defaultDevice, findInKernel, ipv6DeviceOf, keyOf } from './running-instance';
+import { carriesIPv6 } from './mtu';
 import { Findings, TWILLD_REPAIRS } from './findings';
 
 const TOPIC = 'peer';
@@ -70,6 +71,8 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
   const paths = new Map<string, PlannedPath>();
   const intakes: Intake[] = [];
   const instances = await runningInstances(c);
+  // The IPv6 address this node publishes is its lease's: what the peers use.
+  const local: LocalNode = carriesIPv6(c.own) ? { ...c.local, publicIPv6: c.own.attrs.publicIPv6! } : c.local;
   const backends = new Map(instances.map((i) => [i.key, backendFactory(i.config.type).create(i.config, { log: QUIET, netlink: c.nl, slot: i.slot })]));
   const direct = new DirectReach(c.nl, c.local.extIface);
   if ([...backends.values()].some((b) => b.usesReach)) {
@@ -102,10 +105,17 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
       }
       checkDevice(device, instance.config, c.config, c.local.extIface.mtu, c.own, out);
     }
+    let ipv6Device: LinkInfo | undefined;
+    const ipv6Name = local.publicIPv6 ? ipv6DeviceOf(instance.config, instance.device) : undefined;
+    if (ipv6Name) {
+      ipv6Device = await c.nl.getLink(ipv6Name);
+      if (!ipv6Device) out.fail('device', `${ipv6Name} does not exist: no peer's IPv6 subnet is reachable over ${type}`, TWILLD_REPAIRS);
+      else checkDevice(ipv6Device, instance.config, c.config, c.local.extIface.mtu, c.own, out, 6);
+    }
     const siblings = instances.filter((i) => i !== instance && i.config.type === type).length;
     let state: KernelState;
     try {
-      state = plannedState(backend, { local: c.local, own: c.own, device, reach, network: c.config.network, siblings }, peers);
+      state = plannedState(backend, { local, own: c.own, device, ipv6Device, reach, network: c.config.network, siblings }, peers);
     } catch (err) {
       out.fail(TOPIC, `cannot plan the ${instance.key} backend: ${(err as Error).message}`, TWILLD_REPAIRS);
       continue;
@@ -117,9 +127,9 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     const observed: ObservedState = { ...kernel, routes: await c.nl.listRoutes() };
     // Two instances of one type (a settings migration) are told apart by key.
     report(siblings ? instance.key : type, state, observed, diffKernelState(state, observed), peers, backend, out);
-    const routeByPeer = new Map(state.routes.map((r) => [r.peer, r]));
+    const ipv4RouteOf = new Map(state.routes.filter((r) => !r.dst.includes(':')).map((r) => [r.peer, r]));
     for (const p of peers.carried) {
-      const route = routeByPeer.get(p.key);
+      const route = ipv4RouteOf.get(p.key);
       paths.set(p.key, { type, plain: route !== undefined && route.ifindex === c.local.extIface.index });
     }
   }
@@ -167,17 +177,17 @@ function report(type: string, state: KernelState, observed: ObservedState, plan:
   }
 
   // Indexed once: thousands of peers are checked against thousands of entries.
-  const routeOf = new Map(state.routes.filter((r) => r.peer !== undefined).map((r) => [r.peer!, r]));
+  const routesOf = groupByPeer(state.routes);
   const neighborsOf = groupByPeer(state.devices.flatMap((d) => (d.neighbors ?? []).map((n) => ({ d, n, peer: n.peer }))));
   const fdbOf = groupByPeer(state.devices.flatMap((d) => (d.fdb ?? []).map((f) => ({ d, f, peer: f.peer }))));
   const kernelNeighbor = new Map([...observed.devices].flatMap(([ifindex, o]) => o.neighbors.map((e) => [`${ifindex}/${e.ip}`, e] as const)));
   const kernelFdb = groupBy([...observed.devices].flatMap(([ifindex, o]) => o.fdb.map((e) => ({ key: `${ifindex}/${e.mac}`, e }))), (x) => x.key);
 
   for (const peer of peers.carried) {
-    const route = routeOf.get(peer.key);
-    if (!route) continue; // skipped by the planner, reported above
+    const routes = routesOf.get(peer.key) ?? [];
+    if (routes.length === 0) continue; // skipped by the planner, reported above
     const problems: string[] = [];
-    if (routeIsWrong.has(route.dst)) problems.push(routeProblem(route, observed.routes));
+    for (const route of routes) if (routeIsWrong.has(route.dst)) problems.push(routeProblem(route, observed.routes));
     for (const { d, n } of neighborsOf.get(peer.key) ?? []) {
       if (!neighborIsWrong.has(`${d.ifindex}/${n.ip}`)) continue;
       const have = kernelNeighbor.get(`${d.ifindex}/${n.ip}`);
@@ -194,9 +204,10 @@ function report(type: string, state: KernelState, observed: ObservedState, plan:
     }
     for (const p of problems) out.fail(TOPIC, `${label(peer)}: ${p}`, TWILLD_REPAIRS);
     if (problems.length) continue;
+    const families = routes.length > 1 ? ' (IPv4 and IPv6)' : '';
     out.ok(TOPIC, fdbs.length
-      ? `${label(peer)}, ${type}: route, neighbour and FDB entry programmed (VTEP ${fdbs[0].f.mac})`
-      : `${label(peer)}, ${type}: route ${describeRoute(route)} programmed`);
+      ? `${label(peer)}, ${type}: route, neighbour and FDB entry programmed${families} (VTEP ${[...new Set(fdbs.map((x) => x.f.mac))].join(', ')})`
+      : `${label(peer)}, ${type}: ${routes.length === 1 ? `route ${describeRoute(routes[0])}` : routes.map((r) => `route ${r.dst} ${describeRoute(r)}`).join(', ')} programmed`);
   }
 
   for (const route of state.routes.filter((r) => r.peer === undefined)) {

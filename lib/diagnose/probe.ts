@@ -60,15 +60,18 @@ export interface ProbeReport {
   readonly captureError?: string;
 }
 
-/** The lease `spec` names: its subnet (`10.244.2.0/24` or `10.244.2.0-24`), its public IP, or an address inside its subnet. */
+/** The lease `spec` names: its subnet (`10.244.2.0/24` or `10.244.2.0-24`), its public IP, or an address inside its subnet; in dual stack the IPv6 ones too. */
 export function findPeerLease(spec: string, leases: readonly Lease[]): Lease | undefined {
   const text = spec.trim().replace(/^(\d+\.\d+\.\d+\.\d+)-(\d+)$/, '$1/$2');
+  const family = text.includes(':') ? 6 : 4;
+  const subnetOf = (l: Lease) => (family === 6 ? l.ipv6Subnet : l.subnet);
   if (text.includes('/')) {
-    const net = IPNet.parse(text, { want: 4, allowHostBits: true });
-    return leases.find((l) => l.subnet.equals(net));
+    const net = IPNet.parse(text, { want: family, allowHostBits: true });
+    return leases.find((l) => subnetOf(l)?.equals(net));
   }
-  const ip = IP.parse(text, 4);
-  return leases.find((l) => l.attrs.publicIP === ip.toString()) ?? leases.find((l) => l.subnet.contains(ip));
+  const ip = IP.parse(text, family);
+  const publicOf = (l: Lease) => (family === 6 ? l.attrs.publicIPv6 : l.attrs.publicIP);
+  return leases.find((l) => publicOf(l) === ip.toString()) ?? leases.find((l) => subnetOf(l)?.contains(ip));
 }
 
 /** True when `spec` can name a peer (see findPeerLease). */

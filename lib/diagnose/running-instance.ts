@@ -18,7 +18,7 @@ import { BACKEND_ROUTE_PROTOCOL, routeProtocol } from '../../backends/route-prot
 import { IPIP_DEVICE } from '../../backends/ipip';
 import { UDP_BESIDE_DEVICE, UDP_DEVICE } from '../../backends/udp';
 import { WIREGUARD_DEVICE } from '../../backends/wireguard';
-import { deviceName } from '../../backends/vxlan/device';
+import { deviceName, ipv6DeviceFor } from '../../backends/vxlan/device';
 import { vxlanSettings, type VxlanSettings } from '../../backends/vxlan/settings';
 
 export interface RunningInstance {
@@ -52,6 +52,18 @@ export function defaultDevice(backend: string, config: NetworkConfig, slot: Inst
   if (backend === 'udp') return slot === 1 ? UDP_BESIDE_DEVICE : UDP_DEVICE;
   if (backend === 'wireguard') return WIREGUARD_DEVICE;
   return undefined;
+}
+
+/** The IPv6 device an instance of `config` running as `device` has in dual stack (vxlan's flannel-v6.<VNI>), if any. */
+export function ipv6DeviceOf(config: BackendConfig, device: string | undefined): string | undefined {
+  if (config.type !== 'vxlan' || !device) return undefined;
+  let vni: number;
+  try {
+    vni = vxlanSettings(config).vni;
+  } catch {
+    vni = vxlanSettings({ type: 'vxlan', settings: {} }).vni;
+  }
+  return ipv6DeviceFor(device, vni);
 }
 
 function protocolOf(type: string, slot: InstanceSlot): number | undefined {

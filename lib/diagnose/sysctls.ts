@@ -1,7 +1,8 @@
 /**
  * The kernel settings the overlay depends on, read from /proc/sys of the
  * namespace twill diagnose runs in:
- * - net.ipv4.ip_forward: without it no pod traffic crosses the node (FAIL);
+ * - net.ipv4.ip_forward (and net.ipv6.conf.all.forwarding in dual stack):
+ *   without it no pod traffic of that family crosses the node (FAIL);
  * - rp_filter: the kernel applies the higher of `all` and the device's value.
  *   Strict mode (1) on the overlay device drops packets whose reverse route
  *   leaves by another device (WARN); on the external interface it is shown
@@ -30,18 +31,27 @@ export interface SysctlCheck {
   readonly extIface?: string;
   /** The running backend instance's own device (flannel.1, vx4789.2, flannel.ipip, flannel0, flannel1), when it exists. */
   readonly overlayDevice?: string;
+  /** This node carries IPv6 pod traffic (dual stack). */
+  readonly ipv6?: boolean;
+}
+
+/** One forwarding switch (net.ipv4.ip_forward or net.ipv6.conf.all.forwarding): without it no pod traffic of that family crosses the node. */
+function checkForwarding(name: string, out: Findings, read: SysctlReader): void {
+  const path = name.replace(/\./g, '/');
+  const value = read(path);
+  if (value === undefined) {
+    out.warn(TOPIC, `cannot read /proc/sys/${path}`, 'run twill diagnose on the node itself, with /proc mounted');
+  } else if (value === '1') {
+    out.ok(TOPIC, `${name} = 1 (the node forwards ${name.includes('ipv6') ? 'IPv6 ' : ''}pod traffic)`);
+  } else {
+    out.fail(TOPIC, `${name} = ${value}: the node forwards no ${name.includes('ipv6') ? 'IPv6 ' : ''}pod traffic`,
+      `sysctl -w ${name}=1, and persist it in /etc/sysctl.d/ (e.g. 99-twill.conf: ${name} = 1)`);
+  }
 }
 
 export function checkSysctls(c: SysctlCheck, out: Findings, read: SysctlReader = procSysctl): void {
-  const forward = read('net/ipv4/ip_forward');
-  if (forward === undefined) {
-    out.warn(TOPIC, 'cannot read /proc/sys/net/ipv4/ip_forward', 'run twill diagnose on the node itself, with /proc mounted');
-  } else if (forward === '1') {
-    out.ok(TOPIC, 'net.ipv4.ip_forward = 1 (the node forwards pod traffic)');
-  } else {
-    out.fail(TOPIC, `net.ipv4.ip_forward = ${forward}: the node forwards no pod traffic`,
-      'sysctl -w net.ipv4.ip_forward=1, and persist it in /etc/sysctl.d/ (e.g. 99-twill.conf: net.ipv4.ip_forward = 1)');
-  }
+  checkForwarding('net.ipv4.ip_forward', out, read);
+  if (c.ipv6) checkForwarding('net.ipv6.conf.all.forwarding', out, read);
 
   const all = rpFilter(read, 'all');
   if (all === undefined) {

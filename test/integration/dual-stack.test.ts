@@ -13,6 +13,7 @@ import { startCapture } from '../harness/capture';
 import { allPodsPing } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { vtepLinkLocal } from '../../backends/vxlan/device';
+import { runDiagnose } from '../harness/diagnose';
 import { sleep, waitFor } from '../harness/wait';
 
 const NODES = 3;
@@ -122,6 +123,37 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
   it('lets every pod ping every other pod over IPv4 and over IPv6', async () => {
     expect(await allPodsPing(tc)).to.deep.equal([]);
     expect(await allPodsPing(tc, ALL, 6)).to.deep.equal([]);
+  });
+
+  it('twill diagnose checks both families: flannel-v6.1, each peer\'s IPv6 entries, the pod MTU, IPv6 forwarding; a missing IPv6 FDB entry is a FAIL', async () => {
+    const healthy = await runDiagnose(tc, 0);
+    expect(healthy.code, healthy.stdout).to.equal(0);
+    const l = tc.lease(0);
+    expect(healthy.stdout).to.contain('OK config: network 10.244.0.0/16, /24 per node; IPv6 network fd00:10:244::/56, /64 per node, backend vxlan');
+    expect(healthy.stdout).to.contain(`holds ${l.subnet} and ${l.ipv6Subnet} (public IPv6 fd00:198:18::1), backend vxlan`);
+    expect(healthy.stdout).to.contain('OK mtu: backend vxlan: pod MTU 1430 (eth0 MTU 1500 − 70, VXLAN over IPv6)');
+    expect(healthy.stdout).to.contain('OK sysctl: net.ipv6.conf.all.forwarding = 1');
+    expect(healthy.stdout).to.match(/^OK device: flannel-v6\.1: vxlan VNI 1, UDP port 8472 over IPv6, up, MTU 1430, MAC 1e:/m);
+    for (const peer of [1, 2]) {
+      expect(healthy.stdout).to.contain(`OK peer: ${tc.lease(peer).subnet} (198.18.0.${peer + 1}), vxlan: route, neighbour and FDB entry programmed (IPv4 and IPv6)`);
+    }
+
+    const mac = (await tc.net.ip(1, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+    await tc.stopAgent(0);
+    try {
+      await tc.net.exec(0, ['bridge', 'fdb', 'del', mac, 'dev', 'flannel-v6.1', 'dst', 'fd00:198:18::2', 'self']);
+      const broken = await runDiagnose(tc, 0);
+      expect(broken.stdout.split('\n'), broken.stdout).to.include(`FAIL peer: ${tc.lease(1).subnet} (198.18.0.2): FDB entry ${mac} dst fd00:198:18::2 on flannel-v6.1 is missing`);
+      expect(broken.code).to.equal(1);
+    } finally {
+      await tc.startAgent(0);
+    }
+    await waitFor('twilld to restore the IPv6 FDB entry', async () =>
+      (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.includes(`${mac} dst fd00:198:18::2`), 20_000);
+
+    const byIPv6 = await runDiagnose(tc, 0, ['--peer', tc.lease(2).ipv6Subnet!]);
+    expect(byIPv6.stdout).to.contain(`OK probe: --peer ${tc.lease(2).ipv6Subnet} is the lease ${tc.lease(2).subnet} and ${tc.lease(2).ipv6Subnet}`);
+    expect(byIPv6.code, byIPv6.stdout).to.equal(0);
   });
 
   it('sends the IPv6 overlay as VXLAN over the IPv6 underlay (port 8472)', async () => {
