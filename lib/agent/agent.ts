@@ -308,6 +308,10 @@ export class Agent {
       this.metrics.observeReconcile(seconds(), ok);
       this.metrics.countKernelChanges(report.changed, report.removed);
       for (const [key, n] of backends.peerCounts()) this.metrics.setPeers(key, n);
+      for (const [key, r] of backends.peerRoutes()) {
+        this.metrics.setPeerRoutes(key, 'ipv4', r.ipv4);
+        this.metrics.setPeerRoutes(key, 'ipv6', r.ipv6);
+      }
       await this.updateMtu(backends.mtu());
       this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       this.readiness.reconciled(ok, ok ? undefined : `${report.failures.length} kernel change(s) refused, first: ${report.failures[0]}`);

@@ -34,6 +34,7 @@ import { peerReadiness } from '../../backends/readiness';
 import { plannedState } from '../../backends/standby';
 import { DirectReach } from '../../backends/direct-reach';
 import { ReconcileReport, reconcileKernel, removeRoutes } from '../../backends/reconciler';
+import type { WantedRoute } from '../../backends/kernel-state';
 import { advertisedInstances, leaseAttrsFor } from './advertisement';
 import { RETIRE_MS, RetirementState, retirementStep } from './retirement';
 
@@ -49,6 +50,8 @@ interface Running {
   carried: readonly Peer[];
   /** What its last plan said it receives (kept when a later plan fails, so the guard never opens on an error). */
   intake: readonly Intake[];
+  /** Routes its last plan holds for the peers it carries, per address family. */
+  peerRoutes: PeerRoutes;
   retirement: RetirementState;
   /** Planned and applied once: only then is it advertised (advertisement.ts `advertisedInstances`). */
   planned: boolean;
@@ -136,6 +139,11 @@ export class BackendSet {
     return this.carriedCounts;
   }
 
+  /** Per running backend, the routes to its carried peers' subnets, IPv4 and IPv6. */
+  peerRoutes(): ReadonlyMap<string, PeerRoutes> {
+    return new Map(this.keys().map((k) => [k, this.running.get(k)!.peerRoutes]));
+  }
+
   leaseAttrs(): LeaseAttrs {
     const { configuredType, instances } = advertisedInstances(this.target.type, this.keys().map((k) => {
       const r = this.running.get(k)!;
@@ -171,6 +179,7 @@ export class BackendSet {
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
         const state = plannedState(run.backend, { local: this.deps.local, own, device, ipv6Device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
         run.intake = state.intake ?? [];
+        run.peerRoutes = countPeerRoutes(state.routes, peers.carried);
         const report = await reconcileKernel(this.deps.netlink, run.backend, state);
         if (report.failures.length === 0) run.planned = true;
         total.changed += report.changed;
@@ -322,7 +331,7 @@ export class BackendSet {
     const backend = this.create(config, slot);
     const started = await backend.start(this.deps.local);
     const key = instanceOf(config).key;
-    const run: Running = { key, slot, config, backend, started, adopted, carried: [], intake: [], retirement: {}, planned };
+    const run: Running = { key, slot, config, backend, started, adopted, carried: [], intake: [], peerRoutes: { ipv4: 0, ipv6: 0 }, retirement: {}, planned };
     this.running.set(key, run);
     return run;
   }
@@ -381,4 +390,21 @@ export class BackendSet {
       this.retireTimer = setTimeout(() => this.deps.requestReconcile('retiring an unused backend'), Math.max(50, nextCheck + 10));
     }
   }
+}
+
+export interface PeerRoutes {
+  readonly ipv4: number;
+  readonly ipv6: number;
+}
+
+function countPeerRoutes(routes: readonly WantedRoute[], carried: readonly Peer[]): PeerRoutes {
+  const keys = new Set(carried.map((p) => p.key));
+  let ipv4 = 0;
+  let ipv6 = 0;
+  for (const r of routes) {
+    if (r.peer === undefined || !keys.has(r.peer)) continue;
+    if (r.dst.includes(':')) ipv6++;
+    else ipv4++;
+  }
+  return { ipv4, ipv6 };
 }

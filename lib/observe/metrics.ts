@@ -11,6 +11,7 @@
  * | metric                                   | type      | labels            |
  * |------------------------------------------|-----------|-------------------|
  * | twill_peers                              | gauge     | backend           |
+ * | twill_peer_routes                        | gauge     | backend, family=ipv4\|ipv6 |
  * | twill_reconcile_total                    | counter   | result=ok\|error  |
  * | twill_reconcile_duration_seconds         | histogram |                   |
  * | twill_kernel_changes_total               | counter   | kind=changed\|removed |
@@ -104,6 +105,7 @@ export class AgentMetrics {
   readonly registry = new Registry();
 
   private readonly peers: Gauge<'backend'>;
+  private readonly peerRoutes: Gauge<'backend' | 'family'>;
   private readonly reconciles: Counter<'result'>;
   private readonly reconcileDuration: Histogram;
   private readonly kernelChanges: Counter<'kind'>;
@@ -136,6 +138,7 @@ export class AgentMetrics {
     r.collect(processMetrics('twill_'));
 
     this.peers = r.register(new Gauge('twill_peers', 'Peers (other nodes\' leases) currently programmed into the datapath, per backend.', ['backend']));
+    this.peerRoutes = r.register(new Gauge('twill_peer_routes', 'Routes to peers\' pod subnets the backend\'s last plan holds, per address family (ipv6: dual stack).', ['backend', 'family']));
     this.reconciles = r.register(new Counter('twill_reconcile_total', 'Reconciles of the kernel state with the leases, by result (ok: the backend ran to the end, error: it threw and will be retried).', ['result']));
     this.reconcileDuration = r.register(new Histogram('twill_reconcile_duration_seconds', 'Time one reconcile of the kernel state with the leases took, whether it succeeded or not.', RECONCILE_BUCKETS));
     this.kernelChanges = r.register(new Counter('twill_kernel_changes_total', 'Kernel objects (routes, FDB and ARP entries, links) that reconciles added or replaced (kind="changed") or deleted (kind="removed"). A steady rise on a quiet cluster means something else keeps undoing them.', ['kind']));
@@ -187,6 +190,11 @@ export class AgentMetrics {
   /** Renders every metric in the Prometheus text format. Rejects only if a collector throws. */
   metrics(): Promise<string> {
     return this.registry.render();
+  }
+
+  /** Routes to peers' subnets `backend` holds after a reconcile, per address family. */
+  setPeerRoutes(backend: string, family: 'ipv4' | 'ipv6', n: number): void {
+    if (isCount(n)) this.peerRoutes.labels(backend, family).set(n);
   }
 
   /** Peers programmed by `backend` after a reconcile (0 once a backend stops). */

@@ -10,15 +10,17 @@ import { readFileSync } from 'fs';
 import { ping, startPingStream } from '../harness/ping';
 import { migrateUnderProbes } from '../harness/migration';
 import { startCapture } from '../harness/capture';
-import { allPodsPing } from '../harness/checks';
+import { allPodsPing, httpBody } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { vtepLinkLocal } from '../../backends/vxlan/device';
-import { runDiagnose } from '../harness/diagnose';
+import { runDiagnose, runTwill } from '../harness/diagnose';
+import { UNDERLAY } from '../harness/cluster';
 import { sleep, waitFor } from '../harness/wait';
 
 const NODES = 3;
 const ALL = Array.from({ length: NODES }, (_, i) => i);
 const REPAIR_S = 2;
+const HEALTH_PORT = 9466;
 const CONFIG = {
   Network: '10.244.0.0/16',
   EnableIPv6: true,
@@ -31,7 +33,11 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
   let tc: TwillCluster;
 
   before(async () => {
-    tc = await TwillCluster.create({ nodes: NODES, ipv6: true, config: CONFIG, agentArgs: ['--repair-interval', String(REPAIR_S)] });
+    tc = await TwillCluster.create({
+      nodes: NODES, ipv6: true, config: CONFIG,
+      agentArgs: ['--repair-interval', String(REPAIR_S), '--healthz-port', String(HEALTH_PORT)],
+      agentArgsFor: (node) => ['--healthz-ip', `198.18.0.${node + 1}`],
+    });
   });
   after(async () => {
     await tc?.destroy();
@@ -66,6 +72,17 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
   it('lets every pod ping every other pod over IPv4 and over IPv6', async () => {
     expect(await allPodsPing(tc)).to.deep.equal([]);
     expect(await allPodsPing(tc, ALL, 6)).to.deep.equal([]);
+  });
+
+  it('counts the routes to peers per family in /metrics, and twill status shows each node\'s IPv6 subnet and address', async () => {
+    const metrics = await httpBody('198.18.0.1', HEALTH_PORT, '/metrics');
+    expect(metrics).to.contain('twill_peer_routes{backend="host-gw",family="ipv4"} 2');
+    expect(metrics).to.contain('twill_peer_routes{backend="host-gw",family="ipv6"} 2');
+    const status = await runTwill(['status', '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp)]);
+    for (let i = 0; i < NODES; i++) {
+      const row = status.split('\n').find((line) => line.includes(` ${tc.lease(i).subnet} `) || line.startsWith(`${tc.lease(i).subnet} `));
+      expect(row, status).to.be.a('string').and.to.contain(tc.lease(i).ipv6Subnet!).and.to.contain(`fd00:198:18::${i + 1}`);
+    }
   });
 
   it('restores an IPv6 route deleted by hand within one repair interval', async () => {
