@@ -96,7 +96,11 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
     }
     let paths = new Map<string, PlannedPath>();
     if (view && own && local && backend) {
-      const planned = await checkPlannedEntries({ nl, config: view.config, own, leases: view.leases, local: { extIface: local.iface, publicIP: local.publicIP } }, out);
+      const planned = await checkPlannedEntries({ nl, config: view.config, own, leases: view.leases, local: {
+        extIface: local.iface, publicIP: local.publicIP,
+        // The own lease's PublicIPv6: vxlan's plan then states its intake over IPv6, which the guard check compares.
+        ...(own.attrs.publicIPv6 ? { publicIPv6: own.attrs.publicIPv6 } : {}),
+      } }, out);
       paths = planned.paths;
       await checkGuard({ enabled: o.tunnelGuard ?? true, own, leases: view.leases, intakes: planned.intakes }, out);
     }
