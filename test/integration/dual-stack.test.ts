@@ -107,7 +107,7 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
     tc = await TwillCluster.create({
       nodes: NODES, ipv6: true, config: { ...CONFIG, Backend: { Type: 'vxlan' } },
       agentArgs: ['--repair-interval', String(REPAIR_S), '--ip-masq', '--iptables-resync', '1', '--healthz-port', String(HEALTH_PORT)],
-      agentArgsFor: (node) => ['--healthz-ip', tc.net.nodeIp(node)],
+      agentArgsFor: (node) => ['--healthz-ip', `198.18.0.${node + 1}`], // node i's underlay address (tc is not assigned yet)
     });
     outside = await addOutsideHost(tc, { ipv6: true });
   });
