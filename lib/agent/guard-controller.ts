@@ -110,7 +110,7 @@ export class GuardController {
       const script = guardScript(want, seen);
       if (script) {
         // Element changes follow the leases; anything else changed behind twilld's back.
-        const repairs = seen && f.installed ? guardDifferences(want, seen).filter((d) => !d.startsWith(`set ${PEERS_SET} `) && !d.startsWith('set subnets ')) : [];
+        const repairs = seen && f.installed ? guardDifferences(want, seen).filter((d) => !/^set (peers|subnets|other_subnets) /.test(d)) : [];
         await f.table.write(script);
         if (repairs.length) this.o.log.warn(`tunnel guard: put back what someone changed in ${table}`, { changes: repairs.join('; ') });
       }
@@ -191,11 +191,11 @@ export class GuardController {
 /** Whether the table as applied already takes every peer and subnet of `want`. */
 function admits(applied: GuardState, want: GuardState): boolean {
   const peers = new Set(applied.peers);
-  const subnets = new Set(applied.subnets);
-  return want.peers.every((p) => peers.has(p)) && want.subnets.every((s) => subnets.has(s));
+  const subnets = new Set([...applied.subnets, ...applied.otherSubnets]);
+  return want.peers.every((p) => peers.has(p)) && [...want.subnets, ...want.otherSubnets].every((s) => subnets.has(s));
 }
 
 function samePlan(a: GuardState, b: GuardState): boolean {
   const same = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
-  return same(a.peers, b.peers) && same(a.subnets, b.subnets) && same(a.input.map((r) => r.text), b.input.map((r) => r.text));
+  return same(a.peers, b.peers) && same(a.subnets, b.subnets) && same(a.otherSubnets, b.otherSubnets) && same(a.input.map((r) => r.text), b.input.map((r) => r.text));
 }

@@ -42,8 +42,10 @@ export function parseGuardListing(text: string): SeenGuard {
       const s = item.set;
       const elements: string[] = [];
       const packets = new Map<string, number>();
+      // `other_subnets` pairs an address with an inner source of the other family (plan.ts).
+      const other = s.name === 'other_subnets';
       for (const e of Array.isArray(s.elem) ? s.elem : []) {
-        const { key, count } = element(e);
+        const { key, count } = element(e, other);
         if (key === undefined) continue;
         elements.push(key);
         if (count !== undefined) packets.set(key, count);
@@ -66,17 +68,18 @@ export function parseGuardListing(text: string): SeenGuard {
  * `198.18.0.2 . 183763200-183763455`; with its packet counter when the set
  * keeps one (`{"elem": {"val": …, "counter": {…}}}`).
  */
-function element(e: unknown): { key?: string; count?: number } {
+function element(e: unknown, otherFamily = false): { key?: string; count?: number } {
   if (typeof e === 'string') return { key: e };
   if (!isObject(e)) return {};
   if (isObject(e.elem)) {
-    const inner = element(e.elem.val);
+    const inner = element(e.elem.val, otherFamily);
     const counter = e.elem.counter;
     return { key: inner.key, ...(isObject(counter) ? { count: Number(counter.packets) || 0 } : {}) };
   }
   if (Array.isArray(e.concat)) {
-    // The integer after an IPv6 address is an inner IPv6 source: 128 bits wide.
-    const bits = typeof e.concat[0] === 'string' && e.concat[0].includes(':') ? 128 : 32;
+    // The integer after an IPv6 address is an inner IPv6 source, 128 bits wide (in `other_subnets`, an IPv4 one).
+    const v6 = typeof e.concat[0] === 'string' && e.concat[0].includes(':');
+    const bits = v6 !== otherFamily ? 128 : 32;
     const parts = e.concat.map((p) => part(p, bits));
     return parts.every((p) => p !== undefined) ? { key: parts.join(' . ') } : {};
   }

@@ -21,9 +21,12 @@
  * has a table of its own, `ip6 twill_guard`, planned by the same code for
  * family 6: the same sets, counters and chains, keyed by the peers'
  * PublicIPv6, with the inner IPv6 source (128 bits) checked against the
- * peer's IPv6 subnet. Each table guards its family's underlay only; inner
- * packets of the other family are not source-checked (as before, a frame
- * whose ethertype is not the intake's family passes the inner check).
+ * peer's IPv6 subnet. VXLAN can carry either family inside either: a
+ * frame of the other family (IPv6 inside the IPv4 underlay, IPv4 inside the
+ * IPv6 one) is checked against the peer's subnet of that family in the set
+ * `other_subnets` (keyed by the same outer address); a peer without one may
+ * send none. flanneld's devices never carry such frames, so this costs
+ * legitimate traffic nothing but one ethertype comparison.
  *
  * The diff (`guardScript`) changes only what differs, in one `nft -f -`
  * transaction: elements are added and deleted one by one, a chain whose
@@ -46,6 +49,8 @@ export const INPUT_CHAIN = 'input';
 export const SPOOFED_CHAIN = 'spoofed';
 export const PEERS_SET = 'peers';
 export const SUBNETS_SET = 'subnets';
+/** Outer address . inner source of the other family (vxlan only). */
+export const OTHER_SUBNETS_SET = 'other_subnets';
 /** Before the default filter priority, so no accept elsewhere lets a packet through first. */
 const INPUT_HOOK = 'type filter hook input priority filter - 10; policy accept;';
 
@@ -77,6 +82,8 @@ export interface GuardState {
   readonly peers: readonly string[];
   /** `subnets` elements in canonical form: `198.18.0.2 . 183763200-183763455`. */
   readonly subnets: readonly string[];
+  /** `other_subnets` elements: public IP . the peer's subnet of the other family, as integers. */
+  readonly otherSubnets: readonly string[];
   readonly counters: readonly string[];
   readonly input: readonly GuardRule[];
   readonly spoofed: readonly GuardRule[];
@@ -125,9 +132,11 @@ const FAMILY = {
   6: { saddr: 'ip6 saddr', proto: 'meta l4proto 4', sourceAt: 8, bits: 128, ethertype: '0x86dd', addrType: 'ipv6_addr' },
 } as const;
 
-/** The rules for one intake: its match, then the two drops. */
+/** The rules for one intake: its match, then the two drops (and for vxlan the inner check of the other family). */
 function intakeRules(i: Intake): GuardRule[] {
-  const f = FAMILY[intakeFamily(i)];
+  const family = intakeFamily(i);
+  const f = FAMILY[family];
+  const o = FAMILY[family === 6 ? 4 : 6];
   const match = i.port !== undefined ? `udp dport ${i.port}` : f.proto;
   const label = intakeLabel(i);
   const innerSource = (i.inner + f.sourceAt) * 8;
@@ -140,6 +149,10 @@ function intakeRules(i: Intake): GuardRule[] {
       comment: `${label} spoofed source`,
       text: `${match}${familyOnly} ${f.saddr} . @th,${innerSource},${f.bits} != @${SUBNETS_SET} counter name "${counterName(i.kind, 'spoofed_source')}" goto ${SPOOFED_CHAIN}`,
     },
+    ...(i.ethertypeAt === undefined ? [] : [{
+      comment: `${label} spoofed ${family === 6 ? 'IPv4' : 'IPv6'} source`,
+      text: `${match} @th,${i.ethertypeAt * 8},16 ${o.ethertype} ${f.saddr} . @th,${(i.inner + o.sourceAt) * 8},${o.bits} != @${OTHER_SUBNETS_SET} counter name "${counterName(i.kind, 'spoofed_source')}" goto ${SPOOFED_CHAIN}`,
+    }]),
   ];
 }
 
@@ -180,6 +193,7 @@ export function planGuard(peers: readonly GuardPeer[], intakes: readonly Intake[
   const skipped: string[] = [];
   const ips = new Set<string>();
   const subnets = new Set<string>();
+  const other = new Set<string>();
   for (const p of peers) {
     // A lease's PublicIP(v6) comes from etcd: only a plain address as twill prints it goes into the nft script.
     const ip = publicAddress(p, family);
@@ -190,6 +204,7 @@ export function planGuard(peers: readonly GuardPeer[], intakes: readonly Intake[
       }
       ips.add(ip);
       subnets.add(`${ip} . ${p.subnet.ip.value}-${p.subnet.last.value}`);
+      if (p.ipv6Subnet?.family === 6) other.add(`${ip} . ${p.ipv6Subnet.ip.value}-${p.ipv6Subnet.last.value}`);
       continue;
     }
     // An IPv4-only peer sends nothing over the IPv6 underlay: left out without a word.
@@ -200,6 +215,7 @@ export function planGuard(peers: readonly GuardPeer[], intakes: readonly Intake[
     }
     ips.add(ip);
     subnets.add(`${ip} . ${p.ipv6Subnet.ip.value}-${p.ipv6Subnet.last.value}`);
+    if (p.subnet.family === 4) other.add(`${ip} . ${p.subnet.ip.value}-${p.subnet.last.value}`);
   }
   const counters = sorted.flatMap((i) => [
     counterName(i.kind, 'unknown_source'),
@@ -209,6 +225,7 @@ export function planGuard(peers: readonly GuardPeer[], intakes: readonly Intake[
     family,
     peers: [...ips].sort(),
     subnets: [...subnets].sort(),
+    otherSubnets: [...other].sort(),
     counters: [...new Set(counters)],
     input: sorted.flatMap(intakeRules),
     spoofed: spoofedRules(family),
@@ -228,6 +245,9 @@ export function guardDifferences(want: GuardState, seen: SeenGuard | undefined):
   else out.push(...elementDifferences(PEERS_SET, want.peers, peers.elements));
   if (!subnets) out.push(`set ${SUBNETS_SET} is missing`);
   else out.push(...elementDifferences(SUBNETS_SET, want.subnets, subnets.elements));
+  const other = seen.sets.get(OTHER_SUBNETS_SET);
+  if (!other) out.push(`set ${OTHER_SUBNETS_SET} is missing`);
+  else out.push(...elementDifferences(OTHER_SUBNETS_SET, want.otherSubnets, other.elements));
   for (const [name, rules, hook] of [[INPUT_CHAIN, want.input, 'input'], [SPOOFED_CHAIN, want.spoofed, undefined]] as const) {
     const chain = seen.chains.get(name);
     if (!chain) out.push(`chain ${name} is missing`);
@@ -267,11 +287,15 @@ export function guardScript(want: GuardState, seen: SeenGuard | undefined): stri
   for (const c of want.counters) if (!seenCounters.has(c)) lines.push(`add counter ${T} ${c}`);
   const peers = seen?.sets.get(PEERS_SET);
   const subnets = seen?.sets.get(SUBNETS_SET);
+  const other = seen?.sets.get(OTHER_SUBNETS_SET);
+  const otherBits = want.family === 6 ? 32 : 128;
   if (!peers) lines.push(`add set ${T} ${PEERS_SET} { type ${f.addrType}; counter; }`);
   // The typeof's raw payload only gives the key its width; each rule says where the inner source is.
   if (!subnets) lines.push(`add set ${T} ${SUBNETS_SET} { typeof ${f.saddr} . @th,96,${f.bits}; flags interval; }`);
   lines.push(...elementChanges(T, PEERS_SET, want.peers, peers?.elements ?? [], (e) => e));
+  if (!other) lines.push(`add set ${T} ${OTHER_SUBNETS_SET} { typeof ${f.saddr} . @th,96,${otherBits}; flags interval; }`);
   lines.push(...elementChanges(T, SUBNETS_SET, want.subnets, subnets?.elements ?? [], (e) => subnetElementText(e, f.bits)));
+  lines.push(...elementChanges(T, OTHER_SUBNETS_SET, want.otherSubnets, other?.elements ?? [], (e) => subnetElementText(e, otherBits)));
   // The spoofed chain before the input chain: input's rules jump to it.
   lines.push(...chainChanges(T, SPOOFED_CHAIN, undefined, want.spoofed, seen?.chains.get(SPOOFED_CHAIN)));
   lines.push(...chainChanges(T, INPUT_CHAIN, INPUT_HOOK, want.input, seen?.chains.get(INPUT_CHAIN)));

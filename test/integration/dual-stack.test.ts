@@ -17,7 +17,7 @@ import { allPodsPing } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { sleep, waitFor } from '../harness/wait';
 import { addOutsideHost, type OutsideHost } from '../harness/outside-host';
-import { sendUdp, udp6Packet, vxlanPayload } from '../harness/packets';
+import { sendUdp, tcpPacket, udp6Packet, vxlanPayload } from '../harness/packets';
 import { assertSafeTarget } from '../harness/cluster';
 import { httpBody } from '../harness/checks';
 import { runDiagnose } from '../harness/diagnose';
@@ -148,26 +148,32 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
     expect(failures).to.deep.equal([]);
   });
 
-  /** A counter of node 0's IPv6 guard table. */
-  const guardCounter6 = async (name: string): Promise<number> => {
-    const out = await tc.net.exec(0, ['nft', '-j', 'list', 'counter', 'ip6', 'twill_guard', name]);
+  /** A counter of node 0's IPv6 (or IPv4) guard table. */
+  const guardCounter6 = async (name: string, family: 'ip' | 'ip6' = 'ip6'): Promise<number> => {
+    const out = await tc.net.exec(0, ['nft', '-j', 'list', 'counter', family, 'twill_guard', name]);
     return (JSON.parse(out.stdout) as { nftables: { counter?: { packets: number } }[] }).nftables.find((i) => i.counter)!.counter!.packets;
   };
   /** How many crafted IPv6 datagrams (UDP to port 9) from inner source `src` reached node 0's pod while `act` ran. */
   const reachingPod0 = async (src: string, act: () => Promise<void>): Promise<number> => {
     // The capture keeps IPv4 frames only and counts the others: with this filter, each one counted is a crafted datagram.
-    const cap = await startCapture(tc.podNs(0), 'eth0', `ip6 src ${src} and udp dst port 9`);
+    const cap = await startCapture(tc.podNs(0), 'eth0', src.includes(':') ? `ip6 src ${src} and udp dst port 9` : `ip src ${src} and tcp dst port 9`);
     await act();
     await sleep(500);
     await cap.stop();
-    return cap.skipped;
+    return cap.skipped + cap.captured.length;
   };
-  /** Sends an IPv6 datagram from `src` to node 0's pod as VXLAN over the IPv6 underlay, from namespace `ns`, as a peer's flannel-v6.1 would. */
-  const sendVxlan6 = async (ns: string, src: string): Promise<void> => {
-    const to = tc.net.nodeIpv6(0);
+  /**
+   * Sends a datagram from `src` to node 0's pod as VXLAN from namespace `ns`, as a peer's flannel-v6.1 would:
+   * IPv6 (UDP to port 9) over the IPv6 underlay; with `via`, the other family inside the other underlay
+   * (IPv6 inside IPv4 to flannel.1, or an IPv4 TCP segment to port 9 inside IPv6 to flannel-v6.1).
+   */
+  const sendVxlan6 = async (ns: string, src: string, via: 'ipv6' | 'ipv4' = 'ipv6'): Promise<void> => {
+    const to = via === 'ipv4' ? tc.net.nodeIp(0) : tc.net.nodeIpv6(0);
     assertSafeTarget(to, ns);
-    const vtep = (await tc.net.ip(0, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
-    await sendUdp(ns, to, 8472, vxlanPayload(1, vtep, '02:00:00:00:00:99', udp6Packet(src, tc.podIpv6(0), 9, 20)));
+    const dev = via === 'ipv4' ? 'flannel.1' : 'flannel-v6.1';
+    const vtep = (await tc.net.ip(0, ['link', 'show', dev])).match(/link\/ether (\S+)/)![1];
+    const inner = src.includes(':') ? udp6Packet(src, tc.podIpv6(0), 9, 20) : tcpPacket(src, tc.podIp(0), 20);
+    await sendUdp(ns, to, 8472, vxlanPayload(1, vtep, '02:00:00:00:00:99', inner));
   };
   /** An address in node's IPv6 subnet other than its pod's. */
   const inV6Subnet = (node: number) => tc.lease(node).ipv6Subnet!.replace(/::\/64$/, '::7');
@@ -187,17 +193,30 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
     expect(await guardCounter6('spoofed_vxlan') - spoofed).to.equal(1);
   });
 
+  it('checks the other family inside each underlay: IPv6 inside IPv4 VXLAN and IPv4 inside IPv6 VXLAN only from the peer\'s own subnets', async () => {
+    const [v4spoofed, v6spoofed] = [await guardCounter6('spoofed_vxlan', 'ip'), await guardCounter6('spoofed_vxlan')];
+    const own6 = inV6Subnet(1);
+    const own4 = tc.lease(1).subnet.replace(/\.0\/24$/, '.7');
+    // Controls: each path delivers when the inner source is the peer's own, so the drops below are the guard's.
+    expect(await reachingPod0(own6, () => sendVxlan6(tc.nodeNs(1), own6, 'ipv4')), 'IPv6 inside IPv4 from the peer\'s subnet').to.equal(1);
+    expect(await reachingPod0(own4, () => sendVxlan6(tc.nodeNs(1), own4)), 'IPv4 inside IPv6 from the peer\'s subnet').to.equal(1);
+    expect(await reachingPod0('fd00:10:244:c9::9', () => sendVxlan6(tc.nodeNs(1), 'fd00:10:244:c9::9', 'ipv4')), 'spoofed IPv6 inside IPv4').to.equal(0);
+    expect(await reachingPod0('10.244.201.9', () => sendVxlan6(tc.nodeNs(1), '10.244.201.9')), 'spoofed IPv4 inside IPv6').to.equal(0);
+    expect(await guardCounter6('spoofed_vxlan', 'ip') - v4spoofed).to.equal(1);
+    expect(await guardCounter6('spoofed_vxlan') - v6spoofed).to.equal(1);
+  });
+
   it('reports the IPv6 guard\'s drops on /metrics and in twill diagnose, naming the peer that sent a spoofed source', async () => {
     await sleep(REPAIR_S * 1000 + 500);
     const body = await httpBody(tc.net.nodeIp(0), HEALTH_PORT, '/metrics');
     expect(body).to.match(/^twill_underlay_drops_total\{reason="unknown_source",intake="vxlan",family="ipv6"\} 3$/m);
-    expect(body).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan",family="ipv6"\} 1$/m);
+    expect(body).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan",family="ipv6"\} 2$/m);
     const r = await runDiagnose(tc, 0, ['--json']);
     const guard = (JSON.parse(r.stdout) as { findings: Finding[] }).findings.filter((f) => f.topic === 'guard');
     const ok = guard.filter((f) => f.level === 'OK').map((f) => f.what);
     expect(ok.join('\n'), JSON.stringify(guard)).to.match(/^tunnel guard active: vxlan udp\/8472 take packets only from 2 peer\(s\)/m);
-    expect(ok.join('\n')).to.match(/^IPv6 tunnel guard active: vxlan udp\/8472 over IPv6 take packets only from 2 peer\(s\).*dropped so far: 3 \(vxlan 3\) from hosts without a lease, 1 \(vxlan 1\) with a spoofed inner source$/m);
-    expect(guard.filter((f) => f.level === 'WARN').map((f) => f.what).join('\n')).to.contain(`peer fd00:198:18::2 (${tc.lease(1).ipv6Subnet}) sent 1 packet(s)`);
+    expect(ok.join('\n')).to.match(/^IPv6 tunnel guard active: vxlan udp\/8472 over IPv6 take packets only from 2 peer\(s\).*dropped so far: 3 \(vxlan 3\) from hosts without a lease, 2 \(vxlan 2\) with a spoofed inner source$/m);
+    expect(guard.filter((f) => f.level === 'WARN').map((f) => f.what).join('\n')).to.contain(`peer fd00:198:18::2 (${tc.lease(1).ipv6Subnet}) sent 2 packet(s)`);
     expect(guard.filter((f) => f.level === 'FAIL')).to.deep.equal([]);
   });
 
