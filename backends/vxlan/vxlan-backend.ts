@@ -156,7 +156,8 @@ export class VxlanBackend implements Backend {
       devices: [{ name: link.name, ifindex: link.index, addresses: [`${input.own.subnet.ip.toString()}/32`], neighbors, fdb }, ...v6.devices],
       keepRoutes: [...peers.leaving.map((p) => p.subnet.toString()), ...v6.keepRoutes],
       skipped: [...skipped, ...v6.skipped],
-      intake: [vxlanIntake(this.settings.port)],
+      // flannel-v6.<VNI> takes VXLAN over the IPv6 underlay on the same port.
+      intake: [vxlanIntake(this.settings.port), ...(input.own.ipv6Subnet && input.local.publicIPv6 ? [vxlanIntake(this.settings.port, 6)] : [])],
     };
   }
 

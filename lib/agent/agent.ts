@@ -167,7 +167,10 @@ export class Agent {
       { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs, backend: this.opts.natBackend },
       () => {
         const own = this.manager.ownLease();
-        return own ? { podNetwork: network, nodeSubnet: own.subnet } : undefined;
+        if (!own) return undefined;
+        // flanneld's MasqIP6Rules: the IPv6 network and this node's IPv6 subnet, when it leased one.
+        const v6 = config.enableIPv6 && config.ipv6Network && own.ipv6Subnet ? { ipv6: { podNetwork: config.ipv6Network, nodeSubnet: own.ipv6Subnet } } : {};
+        return { podNetwork: network, nodeSubnet: own.subnet, ...v6 };
       },
       this.log,
     );

@@ -4,7 +4,9 @@
  * migrations all reach it the same way, with the same peers (the
  * assignment's usable peers) and the intakes of every running backend.
  *
- * Each call reads twill's table `ip twill_guard`, writes only what differs
+ * Each call reads twill's table `ip twill_guard` (and, when a backend
+ * receives tunnels over the IPv6 underlay, `ip6 twill_guard`: each family
+ * has its own plan, state and counters here), writes only what differs
  * (one nft transaction; never a flush of the table, which would reset the
  * counters), and feeds the drop counters to /metrics.
  *
@@ -21,11 +23,14 @@
  * retried on the next call; the userspace engines check senders themselves
  * meanwhile. `--tunnel-guard=false` removes the table once.
  */
-import { type Intake, intakeLabel } from '../../backends/intake';
+import { type Intake, type UnderlayFamily, intakeLabel } from '../../backends/intake';
 import type { Log } from '../observe/logger';
 import type { GuardMetrics } from '../observe/metrics';
 import { GuardTable, GuardUnavailableError } from '../guard/guard-table';
-import { counterName, type DropReason, type GuardPeer, type GuardState, PEERS_SET, type SeenGuard, guardDifferences, guardScript, planGuard } from '../guard/plan';
+import {
+  canonicalIPv6, counterName, type DropReason, GUARD_FAMILIES, type GuardPeer, type GuardState, guardTableName, PEERS_SET, type SeenGuard,
+  guardDifferences, guardScript, planGuard,
+} from '../guard/plan';
 
 export const SPOOF_LOG_INTERVAL_MS = 60_000;
 /**
@@ -40,118 +45,140 @@ export interface GuardControllerOptions {
   readonly enabled: boolean;
   readonly log: Log;
   readonly metrics: GuardMetrics;
+  /** The IPv4 table; the IPv6 one uses the same nft (GuardTable.withFamily). */
   readonly table?: GuardTable;
   readonly now?: () => number;
 }
 
-export class GuardController {
-  private readonly table: GuardTable;
-  private readonly now: () => number;
-  private lastError = '';
-  private removed = false;
-  private installed = false;
+/** What the controller keeps per table. */
+class FamilyState {
+  lastError = '';
+  removed = false;
+  installed = false;
   /** The plan written (or found in place) last. */
-  private applied?: GuardState;
+  applied?: GuardState;
   /** When the table was last read and made to match `applied`. */
-  private checkedAt = -Infinity;
-  private reportedSkips = new Set<string>();
+  checkedAt = -Infinity;
   /** Per peer public IP: the spoof count seen last, and when it was last logged. */
-  private readonly spoofs = new Map<string, { count: number; loggedAt?: number; unlogged: number }>();
+  readonly spoofs = new Map<string, { count: number; loggedAt?: number; unlogged: number }>();
+  constructor(readonly family: UnderlayFamily, readonly table: GuardTable) {}
+}
+
+export class GuardController {
+  private readonly now: () => number;
+  private readonly families: FamilyState[];
+  private reportedSkips = new Set<string>();
 
   constructor(private readonly o: GuardControllerOptions) {
-    this.table = o.table ?? new GuardTable();
+    const table = o.table ?? new GuardTable();
+    this.families = GUARD_FAMILIES.map((f) => new FamilyState(f, table.withFamily(f)));
     this.now = o.now ?? Date.now;
   }
 
   /**
-   * Makes the table match these peers and intakes; never throws. With
-   * `onlyToAdmit` (before the backends program a reconcile's routes) it
+   * Makes each family's table match these peers and intakes; never throws.
+   * With `onlyToAdmit` (before the backends program a reconcile's routes) it
    * writes only when a peer is missing from what was applied last (then the
    * whole plan, with the intakes the backends' previous plans stated); the
    * call after the routes adds what a backend's new plan receives.
    */
   async apply(peers: readonly GuardPeer[], intakes: readonly Intake[], opts: { onlyToAdmit?: boolean } = {}): Promise<void> {
+    const skipped: string[] = [];
+    let active = true;
+    for (const f of this.families) {
+      const ok = await this.applyFamily(f, peers, intakes, opts, skipped);
+      if (ok === false) active = false;
+    }
+    if (!opts.onlyToAdmit) this.reportSkips(skipped);
+    // Active: every table wanted is in place (and at least the IPv4 one or the IPv6 one is wanted).
+    this.o.metrics.setTunnelGuardActive(active && this.families.some((f) => f.installed));
+  }
+
+  /** One family's table; false when it is wanted but could not be put in place, undefined when not wanted. */
+  private async applyFamily(f: FamilyState, peers: readonly GuardPeer[], intakes: readonly Intake[], opts: { onlyToAdmit?: boolean }, skipped: string[]): Promise<boolean | undefined> {
+    const table = guardTableName(f.family);
     try {
-      if (opts.onlyToAdmit && (!this.o.enabled || intakes.length === 0)) return;
-      if (!this.o.enabled) return await this.removeOnce('--tunnel-guard=false');
-      const want = planGuard(peers, intakes);
-      if (!want) return await this.removeOnce('no backend running here receives tunnel traffic');
-      if (opts.onlyToAdmit && this.applied && admits(this.applied, want)) return;
-      if (this.applied && this.now() - this.checkedAt < RECHECK_MS && samePlan(this.applied, want)) return;
-      this.removed = false;
-      this.reportSkips(want.skipped);
-      const seen = await this.table.read();
+      if (opts.onlyToAdmit && (!this.o.enabled || intakes.length === 0)) return f.installed || undefined;
+      if (!this.o.enabled) return await this.removeOnce(f, '--tunnel-guard=false');
+      const want = planGuard(peers, intakes, f.family);
+      if (!want) return await this.removeOnce(f, f.family === 6 ? 'no backend running here receives tunnel traffic over IPv6' : 'no backend running here receives tunnel traffic');
+      skipped.push(...want.skipped);
+      if (opts.onlyToAdmit && f.applied && admits(f.applied, want)) return true;
+      if (f.applied && this.now() - f.checkedAt < RECHECK_MS && samePlan(f.applied, want)) return true;
+      f.removed = false;
+      const seen = await f.table.read();
       const script = guardScript(want, seen);
       if (script) {
         // Element changes follow the leases; anything else changed behind twilld's back.
-        const repairs = seen && this.installed ? guardDifferences(want, seen).filter((d) => !d.startsWith(`set ${PEERS_SET} `) && !d.startsWith('set subnets ')) : [];
-        await this.table.write(script);
-        if (repairs.length) this.o.log.warn('tunnel guard: put back what someone changed', { changes: repairs.join('; ') });
+        const repairs = seen && f.installed ? guardDifferences(want, seen).filter((d) => !/^set (peers|subnets|other_subnets) /.test(d)) : [];
+        await f.table.write(script);
+        if (repairs.length) this.o.log.warn(`tunnel guard: put back what someone changed in ${table}`, { changes: repairs.join('; ') });
       }
-      if (!this.installed) {
-        this.o.log.info(`tunnel guard ${seen ? 'adopted' : 'installed'}: tunnel packets only from peers, inner sources only from their subnets`, {
-          table: 'ip twill_guard', peers: want.peers.length, intakes: want.intakes.map(intakeLabel).join(', '),
+      if (!f.installed) {
+        this.o.log.info(`tunnel guard ${seen ? 'adopted' : 'installed'}${f.family === 6 ? ' for the IPv6 underlay' : ''}: tunnel packets only from peers, inner sources only from their subnets`, {
+          table, peers: want.peers.length, intakes: want.intakes.map(intakeLabel).join(', '),
         });
       }
-      this.installed = true;
-      this.applied = want;
-      this.checkedAt = this.now();
-      this.o.metrics.setTunnelGuardActive(true);
-      this.count(want, seen, peers);
-      this.lastError = '';
+      f.installed = true;
+      f.applied = want;
+      f.checkedAt = this.now();
+      this.count(f, want, seen, peers);
+      f.lastError = '';
+      return true;
     } catch (err) {
-      this.o.metrics.setTunnelGuardActive(false);
       const message = (err as Error).message;
-      if (message !== this.lastError) this.o.log.warn(`tunnel guard: ${message}; tunnel traffic is not filtered by nftables until this is fixed (retrying)`);
-      this.lastError = message;
+      if (message !== f.lastError) this.o.log.warn(`tunnel guard (${table}): ${message}; tunnel traffic is not filtered by nftables until this is fixed (retrying)`);
+      f.lastError = message;
+      return false;
     }
   }
 
-  private async removeOnce(why: string): Promise<void> {
-    this.o.metrics.setTunnelGuardActive(false);
-    this.installed = false;
-    this.applied = undefined;
-    if (this.removed) return;
+  private async removeOnce(f: FamilyState, why: string): Promise<undefined> {
+    f.installed = false;
+    f.applied = undefined;
+    if (f.removed) return undefined;
     let removed: boolean;
     try {
-      removed = await this.table.remove();
+      removed = await f.table.remove();
     } catch (err) {
       // Without nft there is no table of ours to remove, and nothing to warn about when none is wanted.
       if (!(err instanceof GuardUnavailableError)) throw err;
       removed = false;
     }
-    if (removed) this.o.log.info(`removed twill's tunnel guard table ip twill_guard (${why})`);
-    this.removed = true;
-    this.lastError = '';
+    if (removed) this.o.log.info(`removed twill's tunnel guard table ${guardTableName(f.family)} (${why})`);
+    f.removed = true;
+    f.lastError = '';
+    return undefined;
   }
 
   /** Drop counters to /metrics; a warning per peer whose spoofed packets rose, at most once a minute each. */
-  private count(want: GuardState, seen: SeenGuard | undefined, peers: readonly GuardPeer[]): void {
+  private count(f: FamilyState, want: GuardState, seen: SeenGuard | undefined, peers: readonly GuardPeer[]): void {
     for (const kind of new Set(want.intakes.map((i) => i.kind))) {
       for (const reason of REASONS) {
         const name = counterName(kind, reason);
         // No such counter where the engine checks inner sources: its drops are in twill_datapath_drops_total.
-        if (want.counters.includes(name)) this.o.metrics.setUnderlayDrops(reason, kind, seen?.counters.get(name)?.packets ?? 0);
+        if (want.counters.includes(name)) this.o.metrics.setUnderlayDrops(reason, kind, seen?.counters.get(name)?.packets ?? 0, f.family);
       }
     }
     const perPeer = seen?.sets.get(PEERS_SET)?.packets ?? new Map<string, number>();
     const now = this.now();
     for (const [ip, count] of perPeer) {
-      const last = this.spoofs.get(ip) ?? { count: 0, unlogged: 0 };
+      const last = f.spoofs.get(ip) ?? { count: 0, unlogged: 0 };
       // Lower than before: the element was removed and added again, and counts from 0.
       const rose = count >= last.count ? count - last.count : count;
       const next = { ...last, count, unlogged: last.unlogged + rose };
       if (next.unlogged > 0 && (last.loggedAt === undefined || now - last.loggedAt >= SPOOF_LOG_INTERVAL_MS)) {
-        const holders = peers.filter((p) => p.publicIP === ip).map((p) => p.subnet.toString()).join(', ') || 'no lease now';
+        const holders = peers.filter((p) => (f.family === 6 ? canonicalIPv6(p.publicIPv6) === ip : p.publicIP === ip))
+          .map((p) => (f.family === 6 ? p.ipv6Subnet : p.subnet)?.toString()).filter((s) => s !== undefined).join(', ') || 'no lease now';
         this.o.log.warn(`tunnel guard: dropped ${next.unlogged} packet(s) from peer ${ip} whose inner source lies outside its subnet (${holders})`, {
           peer: ip, subnet: holders,
         });
         next.loggedAt = now;
         next.unlogged = 0;
       }
-      this.spoofs.set(ip, next);
+      f.spoofs.set(ip, next);
     }
-    for (const ip of [...this.spoofs.keys()]) if (!perPeer.has(ip)) this.spoofs.delete(ip);
+    for (const ip of [...f.spoofs.keys()]) if (!perPeer.has(ip)) f.spoofs.delete(ip);
   }
 
   private reportSkips(skipped: readonly string[]): void {
@@ -164,11 +191,11 @@ export class GuardController {
 /** Whether the table as applied already takes every peer and subnet of `want`. */
 function admits(applied: GuardState, want: GuardState): boolean {
   const peers = new Set(applied.peers);
-  const subnets = new Set(applied.subnets);
-  return want.peers.every((p) => peers.has(p)) && want.subnets.every((s) => subnets.has(s));
+  const subnets = new Set([...applied.subnets, ...applied.otherSubnets]);
+  return want.peers.every((p) => peers.has(p)) && [...want.subnets, ...want.otherSubnets].every((s) => subnets.has(s));
 }
 
 function samePlan(a: GuardState, b: GuardState): boolean {
   const same = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
-  return same(a.peers, b.peers) && same(a.subnets, b.subnets) && same(a.input.map((r) => r.text), b.input.map((r) => r.text));
+  return same(a.peers, b.peers) && same(a.subnets, b.subnets) && same(a.otherSubnets, b.otherSubnets) && same(a.input.map((r) => r.text), b.input.map((r) => r.text));
 }

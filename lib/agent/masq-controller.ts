@@ -2,10 +2,13 @@
  * Keeps the NAT/forward rules in line with the flags and the own lease:
  * installs them at start, re-checks them every resync period (someone may
  * flush them), and removes twill's table when neither is wanted
- * (`--ip-masq=false` after a run with it). Errors are logged once per
+ * (`--ip-masq=false` after a run with it). With dual stack (an IPv6
+ * network and an IPv6 lease) the IPv6 rules are kept the same way, beside
+ * the IPv4 ones. Errors are logged once per
  * distinct message, never once per period, and never stop the agent.
  */
 import type { IPNet } from '../ip';
+import type { MasqNetworks } from '../masq/nftables';
 import type { Log } from '../observe/logger';
 import { createNatRules, NatBackend, NatRules } from '../masq';
 
@@ -23,7 +26,7 @@ export class MasqController {
 
   constructor(
     private readonly settings: MasqSettings,
-    private readonly networks: () => { podNetwork: IPNet; nodeSubnet: IPNet } | undefined,
+    private readonly networks: () => { podNetwork: IPNet; nodeSubnet: IPNet; ipv6?: MasqNetworks } | undefined,
     private readonly log: Log,
     private readonly nft: NatRules = createNatRules(settings.backend),
   ) {}
@@ -55,7 +58,10 @@ export class MasqController {
         const nets = this.networks();
         if (!nets) return;
         if (await this.nft.ensure({ ...nets, masquerade, forwardRules })) {
-          this.log.info('installed NAT/forward rules', { with: this.nft.kind, masquerade, forwardRules, podNetwork: nets.podNetwork.toString() });
+          this.log.info('installed NAT/forward rules', {
+            with: this.nft.kind, masquerade, forwardRules, podNetwork: nets.podNetwork.toString(),
+            ...(nets.ipv6 ? { ipv6Network: nets.ipv6.podNetwork.toString() } : {}),
+          });
         }
       }
       this.lastError = '';

@@ -96,6 +96,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
     }
     let paths = new Map<string, PlannedPath>();
     if (view && own && local && backend) {
+      // The plan check adds the own lease's PublicIPv6: vxlan's plan then states its IPv6 entries and intake, which the guard check compares.
       const planned = await checkPlannedEntries({ nl, config: view.config, own, leases: view.leases, local: { extIface: local.iface, publicIP: local.publicIP } }, out);
       paths = planned.paths;
       await checkGuard({ enabled: o.tunnelGuard ?? true, own, leases: view.leases, intakes: planned.intakes }, out);

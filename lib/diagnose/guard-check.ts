@@ -1,6 +1,7 @@
 /**
  * Whether the tunnel guard is in force on this node (issue 15): the table
- * `ip twill_guard` compared with the plan twilld would write — the same
+ * `ip twill_guard` (and `ip6 twill_guard` where vxlan takes VXLAN over the
+ * IPv6 underlay, reported by the same findings prefixed "IPv6") compared with the plan twilld would write — the same
  * peers (lib/guard/plan.ts `guardPeers`, the agent's lease filter) and the
  * intakes the backends' plans state (plan-check.ts reads them) — and what
  * it has dropped since it was installed.
@@ -10,11 +11,11 @@
  * rogue host can reach the pods); WARN when --tunnel-guard=false, and per
  * peer that has sent spoofed inner sources.
  */
-import type { Intake } from '../../backends/intake';
+import type { Intake, UnderlayFamily } from '../../backends/intake';
 import { intakeLabel } from '../../backends/intake';
 import type { Lease } from '../subnet';
 import { GuardTable, GuardUnavailableError } from '../guard/guard-table';
-import { counterName, guardDifferences, guardPeers, PEERS_SET, planGuard, type DropReason } from '../guard/plan';
+import { canonicalIPv6, counterName, guardDifferences, guardPeers, guardTableName, PEERS_SET, planGuard, type DropReason } from '../guard/plan';
 import { Findings, TWILLD_REPAIRS } from './findings';
 
 const TOPIC = 'guard';
@@ -36,27 +37,36 @@ export async function checkGuard(c: GuardCheck, out: Findings): Promise<void> {
       'any host that reaches this node\'s tunnel ports (or sends IP protocol 4) can put packets into the pod network; run twilld without --tunnel-guard=false');
     return;
   }
-  const want = planGuard(guardPeers(c.own, c.leases), c.intakes);
-  if (!want) {
+  const peers = guardPeers(c.own, c.leases);
+  if (!planGuard(peers, c.intakes, 4) && !planGuard(peers, c.intakes, 6)) {
     out.ok(TOPIC, 'no backend here receives tunnel traffic: nothing to filter');
     return;
   }
+  for (const family of [4, 6] as const) await checkFamily(c, family, table.withFamily(family), out);
+}
+
+async function checkFamily(c: GuardCheck, family: UnderlayFamily, table: GuardTable, out: Findings): Promise<void> {
+  const want = planGuard(guardPeers(c.own, c.leases), c.intakes, family);
+  if (!want) return;
+  const name = guardTableName(family);
+  // The IPv4 findings read as before dual stack; the IPv6 ones say which underlay they are about.
+  const guard = family === 6 ? 'IPv6 tunnel guard' : 'tunnel guard';
   const what = want.intakes.map(intakeLabel).join(', ');
   let seen;
   try {
     seen = await table.read();
   } catch (err) {
     const advice = err instanceof GuardUnavailableError ? 'install nftables (apt-get install nftables) on the node; twilld installs the table on its next reconcile' : TWILLD_REPAIRS;
-    out.fail(TOPIC, `cannot read the tunnel guard: ${(err as Error).message}`, advice);
+    out.fail(TOPIC, `cannot read the ${guard}: ${(err as Error).message}`, advice);
     return;
   }
   if (!seen) {
-    out.fail(TOPIC, `tunnel guard table ip twill_guard is missing: ${what} accept packets from any host`, TWILLD_REPAIRS);
+    out.fail(TOPIC, `${guard} table ${name} is missing: ${what} accept packets from any host`, TWILLD_REPAIRS);
     return;
   }
   const differences = guardDifferences(want, seen);
-  for (const d of differences.slice(0, 5)) out.fail(TOPIC, `tunnel guard differs from the plan: ${d}`, TWILLD_REPAIRS);
-  if (differences.length > 5) out.fail(TOPIC, `tunnel guard: ${differences.length - 5} more difference(s)`, TWILLD_REPAIRS);
+  for (const d of differences.slice(0, 5)) out.fail(TOPIC, `${guard} differs from the plan: ${d}`, TWILLD_REPAIRS);
+  if (differences.length > 5) out.fail(TOPIC, `${guard}: ${differences.length - 5} more difference(s)`, TWILLD_REPAIRS);
   const drops = (reason: DropReason) => {
     const kinds = [...new Set(want.intakes.map((i) => i.kind))].filter((k) => want.counters.includes(counterName(k, reason)));
     const per = kinds.map((k) => [k, seen!.counters.get(counterName(k, reason))?.packets ?? 0] as const);
@@ -64,12 +74,13 @@ export async function checkGuard(c: GuardCheck, out: Findings): Promise<void> {
     return `${total}${total ? ` (${per.filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')})` : ''}`;
   };
   if (!differences.length) {
-    out.ok(TOPIC, `tunnel guard active: ${what} take packets only from ${want.peers.length} peer(s), inner sources only from their subnets; ` +
+    out.ok(TOPIC, `${guard} active: ${what} take packets only from ${want.peers.length} peer(s), inner sources only from their subnets; ` +
       `dropped so far: ${drops('unknown_source')} from hosts without a lease, ${drops('spoofed_source')} with a spoofed inner source`);
   }
   for (const [ip, n] of seen.sets.get(PEERS_SET)?.packets ?? []) {
     if (n === 0) continue;
-    const subnets = c.leases.filter((l) => l.attrs.publicIP === ip).map((l) => l.subnet.toString()).join(', ');
+    const subnets = c.leases.filter((l) => (family === 6 ? canonicalIPv6(l.attrs.publicIPv6) === ip : l.attrs.publicIP === ip))
+      .map((l) => (family === 6 ? l.ipv6Subnet : l.subnet)?.toString()).filter((s) => s !== undefined).join(', ');
     out.warn(TOPIC, `peer ${ip} (${subnets || 'no lease'}) sent ${n} packet(s) with an inner source outside its subnet (dropped)`,
       'find out what on that node sends from addresses it does not own (a pod with a forged address, a misrouted host)');
   }

@@ -10,6 +10,7 @@
  */
 import { nftRunner, type NftRunner } from '../masq/nftables';
 import { parseGuardListing } from './listing';
+import type { UnderlayFamily } from '../../backends/intake';
 import { GUARD_TABLE, removalScript, type SeenGuard } from './plan';
 
 export class GuardUnavailableError extends Error {
@@ -23,13 +24,19 @@ export class GuardUnavailableError extends Error {
 export const runGuardNft: NftRunner = nftRunner((detail) => new GuardUnavailableError(detail));
 
 export class GuardTable {
-  constructor(private readonly run: NftRunner = runGuardNft) {}
+  /** The table of one underlay family: `ip twill_guard` (4) or `ip6 twill_guard` (6). */
+  constructor(private readonly run: NftRunner = runGuardNft, readonly family: UnderlayFamily = 4) {}
+
+  /** The same nft, for the other family's table. */
+  withFamily(family: UnderlayFamily): GuardTable {
+    return family === this.family ? this : new GuardTable(this.run, family);
+  }
 
   /** The table as the kernel holds it; undefined when there is none. */
   async read(): Promise<SeenGuard | undefined> {
     let text: string;
     try {
-      text = await this.run(['-j', 'list', 'table', 'ip', GUARD_TABLE]);
+      text = await this.run(['-j', 'list', 'table', this.family === 6 ? 'ip6' : 'ip', GUARD_TABLE]);
     } catch (err) {
       if (err instanceof GuardUnavailableError) throw err;
       if (/No such file or directory|does not exist/i.test((err as Error).message)) return undefined;
@@ -46,7 +53,7 @@ export class GuardTable {
   /** Deletes the table; resolves with whether there was one. */
   async remove(): Promise<boolean> {
     if (!(await this.read())) return false;
-    await this.write(removalScript());
+    await this.write(removalScript(this.family));
     return true;
   }
 }

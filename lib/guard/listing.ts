@@ -1,5 +1,5 @@
 /**
- * Reads `nft -j list table ip twill_guard` into what the guard's diff
+ * Reads `nft -j list table ip twill_guard` (or `ip6 twill_guard`) into what the guard's diff
  * compares (plan.ts `SeenGuard`): named counters with their values, set
  * elements in the plan's canonical form (with the per-element packet
  * counts of `peers`), and each chain's hook and rule comments.
@@ -42,8 +42,10 @@ export function parseGuardListing(text: string): SeenGuard {
       const s = item.set;
       const elements: string[] = [];
       const packets = new Map<string, number>();
+      // `other_subnets` pairs an address with an inner source of the other family (plan.ts).
+      const other = s.name === 'other_subnets';
       for (const e of Array.isArray(s.elem) ? s.elem : []) {
-        const { key, count } = element(e);
+        const { key, count } = element(e, other);
         if (key === undefined) continue;
         elements.push(key);
         if (count !== undefined) packets.set(key, count);
@@ -66,32 +68,49 @@ export function parseGuardListing(text: string): SeenGuard {
  * `198.18.0.2 . 183763200-183763455`; with its packet counter when the set
  * keeps one (`{"elem": {"val": …, "counter": {…}}}`).
  */
-function element(e: unknown): { key?: string; count?: number } {
+function element(e: unknown, otherFamily = false): { key?: string; count?: number } {
   if (typeof e === 'string') return { key: e };
   if (!isObject(e)) return {};
   if (isObject(e.elem)) {
-    const inner = element(e.elem.val);
+    const inner = element(e.elem.val, otherFamily);
     const counter = e.elem.counter;
     return { key: inner.key, ...(isObject(counter) ? { count: Number(counter.packets) || 0 } : {}) };
   }
   if (Array.isArray(e.concat)) {
-    const parts = e.concat.map(part);
+    // The integer after an IPv6 address is an inner IPv6 source, 128 bits wide (in `other_subnets`, an IPv4 one).
+    const v6 = typeof e.concat[0] === 'string' && e.concat[0].includes(':');
+    const bits = v6 !== otherFamily ? 128 : 32;
+    const parts = e.concat.map((p) => part(p, bits));
     return parts.every((p) => p !== undefined) ? { key: parts.join(' . ') } : {};
   }
   return {};
 }
 
-function part(p: unknown): string | undefined {
-  if (typeof p === 'string') return p;
+/** A set key part: an address as nft prints it, or an integer (range) in decimal; nft prints 128-bit integers as hex strings. */
+function part(p: unknown, bits: number): string | undefined {
+  if (typeof p === 'string') {
+    if (!/^0x[0-9a-f]+$/i.test(p)) return p;
+    const n = BigInt(p);
+    return `${n}-${n}`;
+  }
   if (typeof p === 'number') return `${p}-${p}`;
-  if (isObject(p) && Array.isArray(p.range) && p.range.length === 2) return `${Number(p.range[0])}-${Number(p.range[1])}`;
+  if (isObject(p) && Array.isArray(p.range) && p.range.length === 2) {
+    const [lo, hi] = p.range.map(integer);
+    return lo !== undefined && hi !== undefined ? `${lo}-${hi}` : undefined;
+  }
   if (isObject(p) && isObject(p.prefix)) {
     // nft may print a range that is a whole prefix of an integer as one; widen it back.
-    const addr = Number(p.prefix.addr);
+    const addr = integer(p.prefix.addr);
     const len = Number(p.prefix.len);
-    if (!Number.isInteger(addr) || !Number.isInteger(len)) return undefined;
-    const size = 2 ** (32 - len);
-    return `${addr}-${addr + size - 1}`;
+    if (addr === undefined || !Number.isInteger(len) || len < 0 || len > bits) return undefined;
+    const size = 1n << BigInt(bits - len);
+    return `${addr}-${addr + size - 1n}`;
   }
+  return undefined;
+}
+
+function integer(v: unknown): bigint | undefined {
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+  if (typeof v === 'string' && /^(0x[0-9a-f]+|\d+)$/i.test(v)) return BigInt(v);
   return undefined;
 }

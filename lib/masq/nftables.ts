@@ -1,7 +1,10 @@
 /**
  * Masquerade and forward rules for the pod network, as flanneld's
  * `--ip-masq` and `--iptables-forward-rules` install them, in an nftables
- * table of twill's own (`ip twill`), so nothing else's rules are touched.
+ * table of twill's own (`ip twill`), so nothing else's rules are touched;
+ * with dual stack, the same rules for the IPv6 network and subnet in
+ * `ip6 twill` (flanneld's MasqIP6Rules: ff00::/8 in place of 224.0.0.0/4),
+ * written in the same transaction.
  *
  * Every change is one atomic `nft -f -` transaction whose script arrives on
  * stdin: the addresses in it are IPNet values formatted by twill, and no
@@ -16,12 +19,23 @@ import type { NatRules } from './nat-rules';
 
 export const TABLE = 'twill';
 
-export interface MasqPolicy {
+export interface MasqNetworks {
   readonly podNetwork: IPNet;
   readonly nodeSubnet: IPNet;
+}
+
+export interface MasqPolicy extends MasqNetworks {
   readonly masquerade: boolean;
   readonly forwardRules: boolean;
+  /** The IPv6 network and this node's IPv6 subnet (EnableIPv6 with an IPv6 lease); absent: no IPv6 rules. */
+  readonly ipv6?: MasqNetworks;
 }
+
+/** Per family: nft's table family and address keyword, and the multicast range that is never masqueraded. */
+const FAMILIES = {
+  4: { table: 'ip', addr: 'ip', multicast: '224.0.0.0/4' },
+  6: { table: 'ip6', addr: 'ip6', multicast: 'ff00::/8' },
+} as const;
 
 export type NftRunner = (args: readonly string[], stdin?: string) => Promise<string>;
 
@@ -52,22 +66,35 @@ export function nftRunner(unavailable: (detail: string) => Error): NftRunner {
 
 export const runNft: NftRunner = nftRunner((detail) => new NftablesUnavailableError(detail));
 
-/** The nft script that makes table `ip twill` hold exactly the policy's rules. */
+/**
+ * The nft script that makes table `ip twill` hold exactly the policy's
+ * rules, and `ip6 twill` its IPv6 ones (or not exist, without IPv6).
+ */
 export function renderRules(p: MasqPolicy): string {
-  const pods = p.podNetwork.toString();
-  const node = p.nodeSubnet.toString();
-  const lines = [`table ip ${TABLE} {}`, `flush table ip ${TABLE}`, `table ip ${TABLE} {`];
+  const lines = familyRules(4, p, p);
+  if (p.ipv6) lines.push(...familyRules(6, p.ipv6, p));
+  // Created then deleted in the same transaction: gone whether it was there or not.
+  else lines.push(`table ip6 ${TABLE} {}`, `delete table ip6 ${TABLE}`);
+  return lines.join('\n') + '\n';
+}
+
+function familyRules(family: 4 | 6, nets: MasqNetworks, p: MasqPolicy): string[] {
+  const f = FAMILIES[family];
+  const pods = nets.podNetwork.toString();
+  const node = nets.nodeSubnet.toString();
+  const t = `${f.table} ${TABLE}`;
+  const lines = [`table ${t} {}`, `flush table ${t}`, `table ${t} {`];
   if (p.masquerade) {
     lines.push(
       '  chain postrouting {',
       '    type nat hook postrouting priority srcnat; policy accept;',
       // Pod to pod keeps its source: the overlay is NAT-free.
-      `    ip saddr ${pods} ip daddr ${pods} return`,
-      `    ip saddr ${pods} ip daddr != 224.0.0.0/4 masquerade fully-random`,
+      `    ${f.addr} saddr ${pods} ${f.addr} daddr ${pods} return`,
+      `    ${f.addr} saddr ${pods} ${f.addr} daddr != ${f.multicast} masquerade fully-random`,
       // Traffic from outside to this node's own pods is not rewritten…
-      `    ip saddr != ${pods} ip daddr ${node} return`,
+      `    ${f.addr} saddr != ${pods} ${f.addr} daddr ${node} return`,
       // …but the host's own traffic into the overlay is, so replies come back through it.
-      `    ip saddr != ${pods} ip daddr ${pods} masquerade fully-random`,
+      `    ${f.addr} saddr != ${pods} ${f.addr} daddr ${pods} masquerade fully-random`,
       '  }',
     );
   }
@@ -75,13 +102,13 @@ export function renderRules(p: MasqPolicy): string {
     lines.push(
       '  chain forward {',
       '    type filter hook forward priority filter; policy accept;',
-      `    ip saddr ${pods} accept`,
-      `    ip daddr ${pods} accept`,
+      `    ${f.addr} saddr ${pods} accept`,
+      `    ${f.addr} daddr ${pods} accept`,
       '  }',
     );
   }
   lines.push('}');
-  return lines.join('\n') + '\n';
+  return lines;
 }
 
 export class NftablesMasq implements NatRules {
@@ -102,18 +129,29 @@ export class NftablesMasq implements NatRules {
     return true;
   }
 
-  /** Removes twill's table, if present. */
+  /** Removes twill's tables (`ip twill`, `ip6 twill`), if present. */
   async remove(): Promise<boolean> {
     this.lastScript = undefined;
     this.lastListing = undefined;
-    if ((await this.listing()) === undefined) return false;
-    await this.run(['delete', 'table', 'ip', TABLE]);
-    return true;
+    let removed = false;
+    for (const family of ['ip', 'ip6']) {
+      if ((await this.familyListing(family)) === undefined) continue;
+      await this.run(['delete', 'table', family, TABLE]);
+      removed = true;
+    }
+    return removed;
   }
 
+  /** Both tables' listings; undefined when the IPv4 one is missing. */
   private async listing(): Promise<string | undefined> {
+    const v4 = await this.familyListing('ip');
+    if (v4 === undefined) return undefined;
+    return `${v4}${(await this.familyListing('ip6')) ?? ''}`;
+  }
+
+  private async familyListing(family: 'ip' | 'ip6' | string): Promise<string | undefined> {
     try {
-      return await this.run(['list', 'table', 'ip', TABLE]);
+      return await this.run(['list', 'table', family, TABLE]);
     } catch (err) {
       if (err instanceof NftablesUnavailableError) throw err;
       return undefined; // no such table

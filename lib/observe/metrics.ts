@@ -29,7 +29,7 @@
  * | twill_datapath_receive_bytes_total       | counter   | backend           |
  * | twill_datapath_transmit_bytes_total      | counter   | backend           |
  * | twill_datapath_drops_total               | counter   | backend           |
- * | twill_underlay_drops_total               | counter   | reason=unknown_source\|spoofed_source, intake=vxlan\|udp\|ipip |
+ * | twill_underlay_drops_total               | counter   | reason=unknown_source\|spoofed_source, intake=vxlan\|udp\|ipip, family=ipv4\|ipv6 |
  * | twill_tunnel_guard_active                | gauge     |                   |
  * | twill_wireguard_peer_handshake_age_seconds | gauge   | peer              |
  * | twill_wireguard_peer_receive_bytes       | gauge     | peer              |
@@ -119,7 +119,7 @@ export class AgentMetrics {
   private readonly leasesSkipped: Counter;
   private readonly backendInfo: Gauge<'backend' | 'mode'>;
   private readonly datapath: Record<DatapathField, Counter<'backend'>>;
-  private readonly underlayDrops: Counter<'reason' | 'intake'>;
+  private readonly underlayDrops: Counter<'reason' | 'intake' | 'family'>;
   private readonly underlayLast = new Map<string, number>();
   private readonly guardActive: Gauge;
   private readonly wgHandshakeAge: GaugeSet<'peer'>;
@@ -161,7 +161,7 @@ export class AgentMetrics {
       drops: datapath('twill_datapath_drops_total', 'Packets the datapath dropped'),
     };
 
-    this.underlayDrops = r.register(new Counter('twill_underlay_drops_total', 'Tunnel packets the kernel dropped in twill\'s nftables guard (table ip twill_guard): from a source that holds no lease (reason="unknown_source") or from a peer with an inner source outside its subnet (reason="spoofed_source"), per intake (vxlan, udp, ipip).', ['reason', 'intake']));
+    this.underlayDrops = r.register(new Counter('twill_underlay_drops_total', 'Tunnel packets the kernel dropped in twill\'s nftables guard (tables ip and ip6 twill_guard): from a source that holds no lease (reason="unknown_source") or from a peer with an inner source outside its subnet (reason="spoofed_source"), per intake (vxlan, udp, ipip) and underlay family (ipv4, ipv6).', ['reason', 'intake', 'family']));
     this.guardActive = r.register(new Gauge('twill_tunnel_guard_active', 'Whether twill\'s nftables guard filters tunnel traffic on this node (1) or not (0: --tunnel-guard=false, no nft, or no backend here receives tunnels).'));
     this.guardActive.set(0);
     this.wgHandshakeAge = r.register(new GaugeSet('twill_wireguard_peer_handshake_age_seconds', 'Seconds since the last WireGuard handshake with each peer (by its subnet); absent before the first. Above about 180 s with traffic flowing means the peer is not answering.', ['peer']));
@@ -268,11 +268,11 @@ export class AgentMetrics {
    * the datapath counters, a value lower than the last means the counter
    * started over (the table was recreated): the value itself is the increase.
    */
-  setUnderlayDrops(reason: 'unknown_source' | 'spoofed_source', intake: string, total: number): void {
+  setUnderlayDrops(reason: 'unknown_source' | 'spoofed_source', intake: string, total: number, family: 4 | 6 = 4): void {
     if (!isCount(total)) return;
-    const key = `${reason}/${intake}`;
+    const key = `${reason}/${intake}/${family}`;
     const previous = this.underlayLast.get(key) ?? 0;
-    this.underlayDrops.labels(reason, intake).inc(total >= previous ? total - previous : total);
+    this.underlayDrops.labels(reason, intake, family === 6 ? 'ipv6' : 'ipv4').inc(total >= previous ? total - previous : total);
     this.underlayLast.set(key, total);
   }
 
@@ -323,7 +323,7 @@ export class AgentMetrics {
 
 /** Underlay metrics are fed by the guard controller (lib/agent/guard-controller.ts). */
 export interface GuardMetrics {
-  setUnderlayDrops(reason: 'unknown_source' | 'spoofed_source', intake: string, total: number): void;
+  setUnderlayDrops(reason: 'unknown_source' | 'spoofed_source', intake: string, total: number, family?: 4 | 6): void;
   setTunnelGuardActive(active: boolean): void;
 }
 

@@ -4,6 +4,7 @@
  * host) would.
  */
 import type { CapturedFrame } from './capture';
+import { IP } from '../../lib/ip';
 import { execIn } from './netns';
 
 const ETH_LEN = 14;
@@ -69,10 +70,37 @@ export function tcpPacket(src: string, dst: string, payload: number): Buffer {
   return pkt;
 }
 
-/** Sends `payload` as one UDP datagram from namespace `ns` to `dst`:`port` (node's dgram). */
+/** A UDP/IPv6 datagram to `dport` with `payload` bytes of data, its checksum valid (IPv6 requires one). */
+export function udp6Packet(src: string, dst: string, dport: number, payload: number): Buffer {
+  const pkt = Buffer.alloc(48 + payload);
+  const addr = (text: string, at: number) => {
+    const v = IP.parse(text, 6).value;
+    for (let i = 0; i < 16; i++) pkt[at + i] = Number((v >> BigInt(8 * (15 - i))) & 0xffn);
+  };
+  pkt.writeUInt32BE(0x60000000, 0);
+  pkt.writeUInt16BE(8 + payload, 4);
+  pkt[6] = 17;
+  pkt[7] = 64;
+  addr(src, 8);
+  addr(dst, 24);
+  pkt.writeUInt16BE(40000, 40);
+  pkt.writeUInt16BE(dport, 42);
+  pkt.writeUInt16BE(8 + payload, 44);
+  for (let i = 0; i < payload; i++) pkt[48 + i] = i & 0xff;
+  // Pseudo-header: source, destination, upper-layer length, next header.
+  const pseudo = Buffer.alloc(40);
+  pkt.copy(pseudo, 0, 8, 40);
+  pseudo.writeUInt32BE(8 + payload, 32);
+  pseudo[39] = 17;
+  const sum = checksum(Buffer.concat([pseudo, pkt.subarray(40)]));
+  pkt.writeUInt16BE(sum === 0 ? 0xffff : sum, 46);
+  return pkt;
+}
+
+/** Sends `payload` as one UDP datagram from namespace `ns` to `dst`:`port` (node's dgram; IPv6 when `dst` is). */
 export async function sendUdp(ns: string, dst: string, port: number, payload: Buffer): Promise<void> {
   await execIn(ns, [process.execPath, '-e',
-    "const s=require('dgram').createSocket('udp4');s.send(Buffer.from(process.argv[1],'hex'),Number(process.argv[2]),process.argv[3],(e)=>{s.close();if(e)throw e})",
+    `const s=require('dgram').createSocket('${dst.includes(':') ? 'udp6' : 'udp4'}');s.send(Buffer.from(process.argv[1],'hex'),Number(process.argv[2]),process.argv[3],(e)=>{s.close();if(e)throw e})`,
     payload.toString('hex'), String(port), dst]);
 }
 
@@ -81,13 +109,13 @@ export async function sendIpip(ns: string, dst: string, inner: Buffer): Promise<
   await execIn(ns, ['python3', '-c', 'import socket,sys;socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_IPIP).sendto(bytes.fromhex(sys.argv[1]),(sys.argv[2],0))', inner.toString('hex'), dst]);
 }
 
-/** A VXLAN payload (header with VNI `vni`, inner Ethernet `srcMac` → `dstMac`, IPv4) carrying `inner`. */
+/** A VXLAN payload (header with VNI `vni`, inner Ethernet `srcMac` → `dstMac`, IPv4 or IPv6 as `inner` is) carrying `inner`. */
 export function vxlanPayload(vni: number, dstMac: string, srcMac: string, inner: Buffer): Buffer {
   const head = Buffer.alloc(8 + 14);
   head[0] = 0x08;
   head.writeUIntBE(vni, 4, 3);
   Buffer.from(dstMac.replace(/:/g, ''), 'hex').copy(head, 8);
   Buffer.from(srcMac.replace(/:/g, ''), 'hex').copy(head, 14);
-  head.writeUInt16BE(0x0800, 20);
+  head.writeUInt16BE(inner[0] >> 4 === 6 ? 0x86dd : 0x0800, 20);
   return Buffer.concat([head, inner]);
 }

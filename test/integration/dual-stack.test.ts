@@ -3,7 +3,10 @@
  * underlay (198.18.0.0/24 and the ULA fd00:198:18::/64), host-gw and
  * vxlan, pods with an address of each family. The leases in etcd,
  * subnet.env, the routes and vxlan's IPv6 device are flanneld's; every pod
- * reaches every other over both families.
+ * reaches every other over both families. The vxlan cluster also runs
+ * --ip-masq and has an outside host on the underlay (no lease, no twilld):
+ * the rogue for the IPv6 tunnel guard and the host beyond the cluster
+ * network for IPv6 masquerading.
  */
 import { expect } from 'chai';
 import { readFileSync } from 'fs';
@@ -14,13 +17,16 @@ import { allPodsPing, httpBody } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { vtepLinkLocal } from '../../backends/vxlan/device';
 import { runDiagnose, runTwill } from '../harness/diagnose';
-import { UNDERLAY } from '../harness/cluster';
 import { sleep, waitFor } from '../harness/wait';
+import { addOutsideHost, type OutsideHost } from '../harness/outside-host';
+import { sendUdp, tcpPacket, udp6Packet, vxlanPayload } from '../harness/packets';
+import { UNDERLAY, assertSafeTarget } from '../harness/cluster';
+import type { Finding } from '../../lib/diagnose/findings';
 
 const NODES = 3;
 const ALL = Array.from({ length: NODES }, (_, i) => i);
 const REPAIR_S = 2;
-const HEALTH_PORT = 9466;
+const HOST_GW_HEALTH_PORT = 9466;
 const CONFIG = {
   Network: '10.244.0.0/16',
   EnableIPv6: true,
@@ -35,7 +41,7 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
   before(async () => {
     tc = await TwillCluster.create({
       nodes: NODES, ipv6: true, config: CONFIG,
-      agentArgs: ['--repair-interval', String(REPAIR_S), '--healthz-port', String(HEALTH_PORT)],
+      agentArgs: ['--repair-interval', String(REPAIR_S), '--healthz-port', String(HOST_GW_HEALTH_PORT)],
       agentArgsFor: (node) => ['--healthz-ip', `198.18.0.${node + 1}`],
     });
   });
@@ -75,7 +81,7 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
   });
 
   it('counts the routes to peers per family in /metrics, and twill status shows each node\'s IPv6 subnet and address', async () => {
-    const metrics = await httpBody('198.18.0.1', HEALTH_PORT, '/metrics');
+    const metrics = await httpBody('198.18.0.1', HOST_GW_HEALTH_PORT, '/metrics');
     expect(metrics).to.contain('twill_peer_routes{backend="host-gw",family="ipv4"} 2');
     expect(metrics).to.contain('twill_peer_routes{backend="host-gw",family="ipv6"} 2');
     const status = await runTwill(['status', '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp)]);
@@ -102,7 +108,9 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
 
 describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underlay', function () {
   this.timeout(90_000);
+  const HEALTH_PORT = 9462;
   let tc: TwillCluster;
+  let outside: OutsideHost;
 
   /** The gateway of routes to a node's IPv6 subnet: its IPv6 VTEP MAC's link-local address (EUI-64). */
   const vtepGateway = async (node: number): Promise<string> => {
@@ -111,7 +119,12 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
   };
 
   before(async () => {
-    tc = await TwillCluster.create({ nodes: NODES, ipv6: true, config: { ...CONFIG, Backend: { Type: 'vxlan' } }, agentArgs: ['--repair-interval', String(REPAIR_S)] });
+    tc = await TwillCluster.create({
+      nodes: NODES, ipv6: true, config: { ...CONFIG, Backend: { Type: 'vxlan' } },
+      agentArgs: ['--repair-interval', String(REPAIR_S), '--ip-masq', '--iptables-resync', '1', '--healthz-port', String(HEALTH_PORT)],
+      agentArgsFor: (node) => ['--healthz-ip', `198.18.0.${node + 1}`], // node i's underlay address (tc is not assigned yet)
+    });
+    outside = await addOutsideHost(tc, { ipv6: true });
   });
   after(async () => {
     await tc?.destroy();
@@ -173,6 +186,104 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
     expect(byIPv6.code, byIPv6.stdout).to.equal(0);
   });
 
+  /** A counter of node 0's IPv6 (or IPv4) guard table. */
+  const guardCounter6 = async (name: string, family: 'ip' | 'ip6' = 'ip6'): Promise<number> => {
+    const out = await tc.net.exec(0, ['nft', '-j', 'list', 'counter', family, 'twill_guard', name]);
+    return (JSON.parse(out.stdout) as { nftables: { counter?: { packets: number } }[] }).nftables.find((i) => i.counter)!.counter!.packets;
+  };
+  /** How many crafted IPv6 datagrams (UDP to port 9) from inner source `src` reached node 0's pod while `act` ran. */
+  const reachingPod0 = async (src: string, act: () => Promise<void>): Promise<number> => {
+    // The capture keeps IPv4 frames only and counts the others: with this filter, each one counted is a crafted datagram.
+    const cap = await startCapture(tc.podNs(0), 'eth0', src.includes(':') ? `ip6 src ${src} and udp dst port 9` : `ip src ${src} and tcp dst port 9`);
+    await act();
+    await sleep(500);
+    await cap.stop();
+    return cap.skipped + cap.captured.length;
+  };
+  /**
+   * Sends a datagram from `src` to node 0's pod as VXLAN from namespace `ns`, as a peer's flannel-v6.1 would:
+   * IPv6 (UDP to port 9) over the IPv6 underlay; with `via`, the other family inside the other underlay
+   * (IPv6 inside IPv4 to flannel.1, or an IPv4 TCP segment to port 9 inside IPv6 to flannel-v6.1).
+   */
+  const sendVxlan6 = async (ns: string, src: string, via: 'ipv6' | 'ipv4' = 'ipv6'): Promise<void> => {
+    const to = via === 'ipv4' ? tc.net.nodeIp(0) : tc.net.nodeIpv6(0);
+    assertSafeTarget(to, ns);
+    const dev = via === 'ipv4' ? 'flannel.1' : 'flannel-v6.1';
+    const vtep = (await tc.net.ip(0, ['link', 'show', dev])).match(/link\/ether (\S+)/)![1];
+    const inner = src.includes(':') ? udp6Packet(src, tc.podIpv6(0), 9, 20) : tcpPacket(src, tc.podIp(0), 20);
+    await sendUdp(ns, to, 8472, vxlanPayload(1, vtep, '02:00:00:00:00:99', inner));
+  };
+  /** An address in node's IPv6 subnet other than its pod's. */
+  const inV6Subnet = (node: number) => tc.lease(node).ipv6Subnet!.replace(/::\/64$/, '::7');
+
+  it('guards VXLAN over IPv6 in ip6 twill_guard: a peer\'s packet arrives; a host without a lease and a spoofed inner IPv6 source are dropped and counted', async () => {
+    const table = (await tc.net.exec(0, ['nft', 'list', 'table', 'ip6', 'twill_guard'])).stdout;
+    expect(table).to.contain('fd00:198:18::2').and.to.contain('fd00:198:18::3').and.to.contain('udp dport 8472');
+    const src = inV6Subnet(1);
+    expect(await reachingPod0(src, () => sendVxlan6(tc.nodeNs(1), src)), 'from the peer').to.equal(1);
+    const [unknown, spoofed] = [await guardCounter6('unknown_vxlan'), await guardCounter6('spoofed_vxlan')];
+    expect(await reachingPod0(src, async () => {
+      for (let i = 0; i < 3; i++) await sendVxlan6(outside.ns, src);
+    }), 'from the host without a lease').to.equal(0);
+    expect(await guardCounter6('unknown_vxlan') - unknown).to.equal(3);
+    const forged = 'fd00:10:244:c8::9';
+    expect(await reachingPod0(forged, () => sendVxlan6(tc.nodeNs(1), forged)), 'spoofed inner source').to.equal(0);
+    expect(await guardCounter6('spoofed_vxlan') - spoofed).to.equal(1);
+  });
+
+  it('checks the other family inside each underlay: IPv6 inside IPv4 VXLAN and IPv4 inside IPv6 VXLAN only from the peer\'s own subnets', async () => {
+    const [v4spoofed, v6spoofed] = [await guardCounter6('spoofed_vxlan', 'ip'), await guardCounter6('spoofed_vxlan')];
+    const own6 = inV6Subnet(1);
+    const own4 = tc.lease(1).subnet.replace(/\.0\/24$/, '.7');
+    // Controls: each path delivers when the inner source is the peer's own, so the drops below are the guard's.
+    expect(await reachingPod0(own6, () => sendVxlan6(tc.nodeNs(1), own6, 'ipv4')), 'IPv6 inside IPv4 from the peer\'s subnet').to.equal(1);
+    expect(await reachingPod0(own4, () => sendVxlan6(tc.nodeNs(1), own4)), 'IPv4 inside IPv6 from the peer\'s subnet').to.equal(1);
+    expect(await reachingPod0('fd00:10:244:c9::9', () => sendVxlan6(tc.nodeNs(1), 'fd00:10:244:c9::9', 'ipv4')), 'spoofed IPv6 inside IPv4').to.equal(0);
+    expect(await reachingPod0('10.244.201.9', () => sendVxlan6(tc.nodeNs(1), '10.244.201.9')), 'spoofed IPv4 inside IPv6').to.equal(0);
+    expect(await guardCounter6('spoofed_vxlan', 'ip') - v4spoofed).to.equal(1);
+    expect(await guardCounter6('spoofed_vxlan') - v6spoofed).to.equal(1);
+  });
+
+  it('reports the IPv6 guard\'s drops on /metrics and in twill diagnose, naming the peer that sent a spoofed source', async () => {
+    await sleep(REPAIR_S * 1000 + 500);
+    const body = await httpBody(tc.net.nodeIp(0), HEALTH_PORT, '/metrics');
+    expect(body).to.match(/^twill_underlay_drops_total\{reason="unknown_source",intake="vxlan",family="ipv6"\} 3$/m);
+    expect(body).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan",family="ipv6"\} 2$/m);
+    const r = await runDiagnose(tc, 0, ['--json']);
+    const guard = (JSON.parse(r.stdout) as { findings: Finding[] }).findings.filter((f) => f.topic === 'guard');
+    const ok = guard.filter((f) => f.level === 'OK').map((f) => f.what);
+    expect(ok.join('\n'), JSON.stringify(guard)).to.match(/^tunnel guard active: vxlan udp\/8472 take packets only from 2 peer\(s\)/m);
+    expect(ok.join('\n')).to.match(/^IPv6 tunnel guard active: vxlan udp\/8472 over IPv6 take packets only from 2 peer\(s\).*dropped so far: 3 \(vxlan 3\) from hosts without a lease, 2 \(vxlan 2\) with a spoofed inner source$/m);
+    expect(guard.filter((f) => f.level === 'WARN').map((f) => f.what).join('\n')).to.contain(`peer fd00:198:18::2 (${tc.lease(1).ipv6Subnet}) sent 2 packet(s)`);
+    expect(guard.filter((f) => f.level === 'FAIL')).to.deep.equal([]);
+  });
+
+  it('--ip-masq: a pod\'s IPv6 packet to a host outside the cluster network leaves with the node\'s IPv6 address; pod to pod keeps the pod\'s', async () => {
+    const rules = await waitFor('the IPv6 NAT rules', async () => {
+      const r = await tc.net.exec(0, ['nft', 'list', 'table', 'ip6', 'twill']).catch(() => undefined);
+      return r?.stdout.includes('masquerade') ? r.stdout : undefined;
+    }, 5000);
+    expect(rules).to.contain('ip6 saddr fd00:10:244::/56 ip6 daddr fd00:10:244::/56 return').and.to.contain('ff00::/8');
+    // Echo requests only (ICMPv6 type 128), by source; the outside host has no route to the pods, so a reply means NAT.
+    const requestsFrom = (src: string) => `icmp6 and ip6[40] == 128 and ip6 src ${src}`;
+    const [natted, raw] = [await startCapture(outside.ns, 'eth0', requestsFrom(tc.net.nodeIpv6(0))), await startCapture(outside.ns, 'eth0', requestsFrom(tc.podIpv6(0)))];
+    const r = await ping(tc.podNs(0), outside.ipv6!, { count: 3, intervalMs: 100, timeoutMs: 5000 });
+    await natted.stop();
+    await raw.stop();
+    expect(r.received).to.be.greaterThan(0);
+    expect(natted.skipped, 'requests from the node address').to.be.at.least(3);
+    expect(raw.skipped, 'requests from the pod address').to.equal(0);
+    const pod = await startCapture(tc.podNs(1), 'eth0', requestsFrom(tc.podIpv6(0)));
+    expect((await ping(tc.podNs(0), tc.podIpv6(1), { count: 3, intervalMs: 100 })).received).to.equal(3);
+    await pod.stop();
+    expect(pod.skipped, 'pod-to-pod requests with the pod source').to.equal(3);
+  });
+
+  it('--ip-masq: puts the IPv6 NAT table back within a resync period after someone deletes it', async () => {
+    await tc.net.exec(0, ['nft', 'delete', 'table', 'ip6', 'twill']);
+    await waitFor('the IPv6 NAT table to return', async () => (await tc.net.exec(0, ['nft', 'list', 'table', 'ip6', 'twill']).catch(() => undefined))?.stdout.includes('masquerade') ?? false, 4000);
+  });
+
   it('sends the IPv6 overlay as VXLAN over the IPv6 underlay (port 8472)', async () => {
     const cap = await startCapture(tc.nodeNs(0), 'eth0', 'ip6 and udp dst port 8472');
     const r = await ping(tc.podNs(0), tc.podIpv6(2), { count: 3, intervalMs: 100 });
@@ -214,4 +325,10 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
       expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', to === 'host-gw' ? '118' : '117'])).to.contain(route);
     });
   }
+
+  it('removes the IPv6 NAT table with the IPv4 one when restarted with --ip-masq=false --iptables-forward-rules=false', async () => {
+    expect(await tc.stopAgent(0)).to.equal(0);
+    await tc.startAgent(0, ['--ip-masq=false', '--iptables-forward-rules=false']);
+    await waitFor('both NAT tables to go', async () => !/^table ip6? twill$/m.test((await tc.net.exec(0, ['nft', 'list', 'tables'])).stdout), 5000);
+  });
 });

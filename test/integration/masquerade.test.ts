@@ -3,24 +3,7 @@ import { TwillCluster } from '../harness/twill-cluster';
 import { ping } from '../harness/ping';
 import { startCapture } from '../harness/capture';
 import { waitFor } from '../harness/wait';
-import { addNetns, ip as ipCmd } from '../harness/netns';
-
-/**
- * An "outside" host on the underlay: namespace tw<id>-n9 with eth0 at
- * 198.18.0.200, attached to the cluster bridge. Named like a node so the
- * cluster's teardown removes it too.
- */
-async function addOutsideHost(tc: TwillCluster): Promise<{ ns: string; ip: string }> {
-  const ns = `tw${tc.net.id}-n9`;
-  const rootVeth = `tw${tc.net.id}n9`;
-  const ip = '198.18.0.200';
-  await addNetns(ns);
-  await ipCmd(['link', 'add', rootVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-  await ipCmd(['link', 'set', rootVeth, 'master', tc.net.bridge, 'up']);
-  await ipCmd(['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
-  await ipCmd(['-n', ns, 'link', 'set', 'eth0', 'up']);
-  return { ns, ip };
-}
+import { addOutsideHost } from '../harness/outside-host';
 
 /** What each way of writing rules looks like from the outside. */
 const NAT = {

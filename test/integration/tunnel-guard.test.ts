@@ -133,8 +133,8 @@ describe('tunnel guard: tunnel packets only from lease holders, inner sources on
   it('reports the drops on /metrics by reason and intake', async () => {
     await sleep(REPAIR_S * 1000);
     const body = await metrics();
-    expect(body).to.match(/^twill_underlay_drops_total\{reason="unknown_source",intake="vxlan"\} [3-9]/m);
-    expect(body).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan"\} [1-9]/m);
+    expect(body).to.match(/^twill_underlay_drops_total\{reason="unknown_source",intake="vxlan",family="ipv4"\} [3-9]/m);
+    expect(body).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan",family="ipv4"\} [1-9]/m);
     expect(body, 'udp\'s spoofed sources are the engine\'s to count').to.not.match(/reason="spoofed_source",intake="udp"/);
     expect(body).to.match(/^twill_tunnel_guard_active 1/m);
   });

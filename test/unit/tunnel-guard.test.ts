@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { IPNet } from '../../lib/ip';
 import type { Lease } from '../../lib/subnet';
 import { ipipIntake, udpIntake, vxlanIntake } from '../../backends/intake';
-import { guardPeers, guardScript, planGuard, type GuardPeer, type GuardState, type SeenGuard } from '../../lib/guard/plan';
+import { guardDifferences, guardPeers, guardScript, planGuard, type GuardPeer, type GuardState, type SeenGuard } from '../../lib/guard/plan';
 import { parseGuardListing } from '../../lib/guard/listing';
 import { GuardTable, GuardUnavailableError } from '../../lib/guard/guard-table';
 import { GuardController, SPOOF_LOG_INTERVAL_MS } from '../../lib/agent/guard-controller';
@@ -29,6 +29,7 @@ function seenAs(want: GuardState, packets: Record<string, number> = {}): SeenGua
     sets: new Map([
       ['peers', { elements: want.peers, packets: new Map(want.peers.map((p) => [p, packets[p] ?? 0])) }],
       ['subnets', { elements: want.subnets, packets: new Map() }],
+      ['other_subnets', { elements: want.otherSubnets, packets: new Map() }],
     ]),
     chains: new Map<string, { hook?: string; comments: readonly string[] }>([
       ['input', { hook: 'input', comments: want.input.map((r) => r.comment) }],
@@ -48,6 +49,8 @@ describe('tunnel guard', () => {
         'udp dport 8285 ip saddr != @peers counter name "unknown_udp" drop',
         'udp dport 8472 ip saddr != @peers counter name "unknown_vxlan" drop',
         'udp dport 8472 @th,224,16 0x0800 ip saddr . @th,336,32 != @subnets counter name "spoofed_vxlan" goto spoofed',
+        // IPv6 inside the IPv4 underlay: the inner IPv6 source (128 bits after 8) in the peer's IPv6 subnet, or none at all.
+        'udp dport 8472 @th,224,16 0x86dd ip saddr . @th,304,128 != @other_subnets counter name "spoofed_vxlan" goto spoofed',
       ]);
       expect(want.subnets).to.deep.equal([`198.18.0.2 . ${0x0af40200}-${0x0af402ff}`]);
       expect(want.counters).to.deep.equal(['unknown_ipip', 'spoofed_ipip', 'unknown_udp', 'unknown_vxlan', 'spoofed_vxlan']);
@@ -55,9 +58,38 @@ describe('tunnel guard', () => {
 
     it('follows a backend\'s Port, and lists two instances of one type (a Port migration) once each', () => {
       const want = planGuard([], [vxlanIntake(4789), vxlanIntake(8472), vxlanIntake(4789)])!;
-      expect(want.input.filter((r) => r.text.startsWith('udp dport 4789'))).to.have.length(2);
-      expect(want.input.filter((r) => r.text.startsWith('udp dport 8472'))).to.have.length(2);
+      expect(want.input.filter((r) => r.text.startsWith('udp dport 4789'))).to.have.length(3);
+      expect(want.input.filter((r) => r.text.startsWith('udp dport 8472'))).to.have.length(3);
       expect(want.counters).to.deep.equal(['unknown_vxlan', 'spoofed_vxlan']);
+    });
+
+    it('plans the IPv6 table from the IPv6 intake only: peers by PublicIPv6, the inner IPv6 source (128 bits) in the IPv6 subnet', () => {
+      const p6 = (n: number, publicIPv6 = `fd00:198:18:0:0:0:0:${n}`): GuardPeer => ({ ...peer(n), publicIPv6, ipv6Subnet: IPNet.parse(`fd00:10:244:${n}::/64`) });
+      const intakes = [vxlanIntake(8472), vxlanIntake(8472, 6)];
+      const want = planGuard([p6(2), peer(3), p6(4, 'fd00::4 } ; flush ruleset ; {')], intakes, 6)!;
+      expect(want.family).to.equal(6);
+      expect(want.input.map((r) => r.text)).to.deep.equal([
+        'udp dport 8472 ip6 saddr != @peers counter name "unknown_vxlan" drop',
+        'udp dport 8472 @th,224,16 0x86dd ip6 saddr . @th,304,128 != @subnets counter name "spoofed_vxlan" goto spoofed',
+        'udp dport 8472 @th,224,16 0x0800 ip6 saddr . @th,336,32 != @other_subnets counter name "spoofed_vxlan" goto spoofed',
+      ]);
+      expect(want.input[0].comment).to.equal('vxlan udp/8472 over IPv6 unknown source');
+      expect(want.peers, 'RFC 5952 form, as nft prints it; the IPv4-only peer is left out').to.deep.equal(['fd00:198:18::2']);
+      expect(want.otherSubnets, 'IPv4 inside IPv6: the peer\'s IPv4 subnet').to.deep.equal([`fd00:198:18::2 . ${0x0af40200}-${0x0af402ff}`]);
+      const v4 = planGuard([p6(2), peer(3)], intakes, 4)!;
+      expect(v4.otherSubnets, 'IPv6 inside IPv4: only peers with an IPv6 subnet may send it').to.deep.equal([`198.18.0.2 . ${0xfd000010024400020000000000000000n}-${0xfd00001002440002ffffffffffffffffn}`]);
+      expect(want.skipped).to.have.length(1);
+      expect(want.skipped[0]).to.contain('10.244.4.0-24').and.to.contain('over IPv6');
+      const script = guardScript(want, undefined)!;
+      expect(script).to.not.contain('flush ruleset');
+      expect(script).to.contain('add table ip6 twill_guard');
+      expect(script).to.contain('add set ip6 twill_guard peers { type ipv6_addr; counter; }');
+      expect(script).to.contain('add element ip6 twill_guard subnets { fd00:198:18::2 . 0xfd000010024400020000000000000000-0xfd00001002440002ffffffffffffffff }');
+      expect(script).to.contain('add rule ip6 twill_guard spoofed ip6 saddr @peers comment "count per peer"');
+      expect(script).to.contain('add set ip6 twill_guard other_subnets { typeof ip6 saddr . @th,96,32; flags interval; }');
+      expect(script).to.contain('add element ip6 twill_guard other_subnets { fd00:198:18::2 . 0x0af40200-0x0af402ff }');
+      expect(planGuard([p6(2)], intakes, 4)!.input.every((r) => !r.text.includes('ip6'))).to.equal(true);
+      expect(planGuard([p6(2)], [vxlanIntake(8472)], 6), 'no IPv6 intake: no IPv6 table').to.equal(undefined);
     });
 
     it('plans nothing when no running backend receives tunnels (host-gw)', () => {
@@ -100,6 +132,19 @@ describe('tunnel guard', () => {
         'delete element ip twill_guard subnets { 198.18.0.3 . 0x0af40300-0x0af403ff }\n');
     });
 
+    it('adds the set and rule for the other family to a table from before them, keeping its counters', () => {
+      const old = seenAs(want);
+      const before: SeenGuard = {
+        ...old,
+        sets: new Map([...old.sets].filter(([name]) => name !== 'other_subnets')),
+        chains: new Map([...old.chains].map(([name, c]) => [name, name === 'input' ? { ...c, comments: c.comments.filter((x) => !x.includes('IPv6')) } : c])),
+      };
+      const lines = guardScript(want, before)!.trim().split('\n');
+      expect(lines).to.include('add set ip twill_guard other_subnets { typeof ip saddr . @th,96,128; flags interval; }');
+      expect(lines).to.include('flush chain ip twill_guard input');
+      expect(lines.some((l) => l.startsWith('add table') || l.startsWith('delete') || l.startsWith('add counter'))).to.equal(false);
+    });
+
     it('refills a chain whose rules someone changed, and deletes counters of an intake that is gone after the rules that use them', () => {
       const next = planGuard([peer(2), peer(3)], [udpIntake(8285)])!;
       const lines = guardScript(next, seenAs(want))!.trim().split('\n');
@@ -129,6 +174,25 @@ describe('tunnel guard', () => {
       expect(seen.chains.get('input')).to.deep.equal({ hook: 'input', comments: ['vxlan udp/8472 unknown source', ''] });
     });
 
+    it('reads the IPv6 subnets set, whose 128-bit ranges nft prints as hex strings, as the plan writes it', () => {
+      const p6: GuardPeer = { ...peer(2), publicIPv6: 'fd00:198:18::2', ipv6Subnet: IPNet.parse('fd00:10:244:2::/64') };
+      const want = planGuard([p6], [vxlanIntake(8472, 6)], 6)!;
+      const seen = parseGuardListing(JSON.stringify({ nftables: [
+        { table: { family: 'ip6', name: 'twill_guard' } },
+        ...want.counters.map((name) => ({ counter: { name, packets: 0, bytes: 0 } })),
+        { set: { name: 'peers', type: 'ipv6_addr', elem: [{ elem: { val: 'fd00:198:18::2', counter: { packets: 1, bytes: 90 } } }] } },
+        { set: { name: 'subnets', type: ['ipv6_addr', 'integer'], elem: [{ concat: ['fd00:198:18::2', { range: ['0xfd000010024400020000000000000000', '0xfd00001002440002ffffffffffffffff'] }] }] } },
+        // nft prints a range that is a whole prefix as one: 10.244.2.0/24 as an integer prefix, 32 bits wide here.
+        { set: { name: 'other_subnets', type: ['ipv6_addr', 'integer'], elem: [{ concat: ['fd00:198:18::2', { prefix: { addr: 0x0af40200, len: 24 } }] }] } },
+        { chain: { name: 'input', hook: 'input' } },
+        { chain: { name: 'spoofed' } },
+        ...want.input.map((r) => ({ rule: { chain: 'input', comment: r.comment } })),
+        ...want.spoofed.map((r) => ({ rule: { chain: 'spoofed', comment: r.comment } })),
+      ] }));
+      expect(guardDifferences(want, seen)).to.deep.equal([]);
+      expect(guardScript(want, seen)).to.equal(undefined);
+    });
+
     it('refuses text that is not nft JSON, saying so', () => {
       expect(() => parseGuardListing('table ip twill_guard {')).to.throw(/tunnel guard table: not JSON/);
     });
@@ -136,14 +200,15 @@ describe('tunnel guard', () => {
 
   describe('controller', () => {
     /** A fake nft holding one listing; records the scripts written. */
-    function fakeNft(state: { listing?: string; missing?: boolean; scripts: string[] }) {
+    function fakeNft(state: { listing?: string; missing?: boolean; v6?: boolean; scripts: string[] }) {
       return async (args: readonly string[], stdin?: string): Promise<string> => {
         if (state.missing) throw new GuardUnavailableError('the nft command is not installed');
         if (args[0] === '-f') {
           state.scripts.push(stdin ?? '');
           return '';
         }
-        if (state.listing === undefined) throw new Error('nft -j list table ip twill_guard failed: Error: No such file or directory');
+        // The listing is the IPv4 table's; there is no IPv6 one unless a test says so.
+        if (state.listing === undefined || (args.includes('ip6') && !state.v6)) throw new Error(`nft ${args.join(' ')} failed: Error: No such file or directory`);
         return state.listing;
       };
     }
@@ -186,7 +251,7 @@ describe('tunnel guard', () => {
       const state = { listing: listingWith(7), scripts: [] as string[] };
       await new GuardController({ enabled: true, log: new MemoryLog(), metrics, table: new GuardTable(fakeNft(state)) }).apply([peer(2)], [vxlanIntake(8472)]);
       const text = await metrics.metrics();
-      expect(text).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan"\} 7$/m);
+      expect(text).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan",family="ipv4"\} 7$/m);
       expect(text).to.match(/^twill_tunnel_guard_active 1$/m);
     });
 
