@@ -71,7 +71,7 @@ interface AddResult {
   routes?: { dst: string; gw?: string }[];
 }
 
-describe('twill-cni on a 2-node vxlan cluster running twilld', function () {
+for (const dualStack of [false, true]) describe(`twill-cni on a 2-node ${dualStack ? 'dual-stack ' : ''}vxlan cluster running twilld`, function () {
   this.timeout(180_000);
   let tc: TwillCluster;
   let work: string;
@@ -132,7 +132,8 @@ describe('twill-cni on a 2-node vxlan cluster running twilld', function () {
     chmodSync(plugin(), 0o755);
     tc = await TwillCluster.create({
       nodes: 2,
-      config: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } },
+      ipv6: dualStack,
+      config: { Network: '10.244.0.0/16', ...(dualStack ? { EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' } : {}), Backend: { Type: 'vxlan' } },
       agentArgs: ['--healthz-port', String(HEALTHZ_PORT)],
       start: false,
     });
@@ -152,20 +153,27 @@ describe('twill-cni on a 2-node vxlan cluster running twilld', function () {
     }
   });
 
-  it('VERSION lists the spec versions, 1.0.0 among them', async () => {
+  if (!dualStack) it('VERSION lists the spec versions, 1.0.0 among them', async () => {
     const r = await runIn(null, plugin(), { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}');
     expect(r.code).to.equal(0);
     expect(r.json).to.deep.equal({ cniVersion: '1.0.0', supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
   });
 
-  it('ADD gives each pod an address in its node\'s subnet, cni0 as gateway and the vxlan MTU', async () => {
+  it(`ADD gives each pod an address in its node's subnet${dualStack ? ' and one in its IPv6 subnet' : ''}, cni0 as gateway and the vxlan MTU`, async () => {
     for (let i = 0; i < 2; i++) {
       const r = await addPod(i);
       results[i] = r;
       const lease = tc.lease(i);
       const gw = lease.subnet.replace(/\.0\/\d+$/, '.1');
       expect(r.cniVersion).to.equal('1.0.0');
-      expect(r.ips).to.have.length(1);
+      expect(r.ips).to.have.length(dualStack ? 2 : 1);
+      if (dualStack) {
+        // host-local with one range per family, as flannel's plugin: the IPv6 address in the node's IPv6 subnet, its ::1 the gateway.
+        const v6 = lease.ipv6Subnet!;
+        expect(r.ips[1].address).to.match(new RegExp(`^${v6.replace(/::\/64$/, '')}::[0-9a-f]+/64$`));
+        expect(r.ips[1].gateway).to.equal(v6.replace(/::\/64$/, '::1'));
+        expect(r.routes).to.deep.include({ dst: 'fd00:10:244::/56', gw: r.ips[1].gateway });
+      }
       const [addr, len] = r.ips[0].address.split('/');
       expect(inSubnet(addr, lease.subnet), `${addr} in ${lease.subnet}`).to.equal(true);
       expect(len).to.equal(lease.subnet.split('/')[1]);
@@ -182,13 +190,15 @@ describe('twill-cni on a 2-node vxlan cluster running twilld', function () {
     }
   });
 
-  it('lets pod 0 ping pod 1 across the nodes, and back', async () => {
-    const ip0 = results[0].ips[0].address.split('/')[0];
-    const ip1 = results[1].ips[0].address.split('/')[0];
-    const there = await ping(pods[0], ip1, { count: 3, intervalMs: 200, timeoutMs: 8000 });
-    const back = await ping(pods[1], ip0, { count: 3, intervalMs: 200, timeoutMs: 8000 });
-    expect(there.received, `pod 0 -> ${ip1}`).to.be.greaterThan(0);
-    expect(back.received, `pod 1 -> ${ip0}`).to.be.greaterThan(0);
+  it(`lets pod 0 ping pod 1 across the nodes, and back${dualStack ? ', over IPv4 and over IPv6' : ''}`, async () => {
+    for (const family of dualStack ? [0, 1] : [0]) {
+      const ip0 = results[0].ips[family].address.split('/')[0];
+      const ip1 = results[1].ips[family].address.split('/')[0];
+      const there = await ping(pods[0], ip1, { count: 3, intervalMs: 200, timeoutMs: 8000 });
+      const back = await ping(pods[1], ip0, { count: 3, intervalMs: 200, timeoutMs: 8000 });
+      expect(there.received, `pod 0 -> ${ip1}`).to.be.greaterThan(0);
+      expect(back.received, `pod 1 -> ${ip0}`).to.be.greaterThan(0);
+    }
   });
 
   it('saves the bridge config it delegated under dataDir, named by container id', () => {
@@ -201,10 +211,16 @@ describe('twill-cni on a 2-node vxlan cluster running twilld', function () {
     });
     expect(saved.ipam).to.deep.equal({
       dataDir: ipamDir(0), type: 'host-local',
-      ranges: [[{ subnet: lease.subnet }]],
-      routes: [{ dst: '10.244.0.0/16', gw: lease.subnet.replace(/\.0\/\d+$/, '.1') }],
+      ranges: dualStack ? [[{ subnet: lease.subnet }], [{ subnet: lease.ipv6Subnet }]] : [[{ subnet: lease.subnet }]],
+      routes: [
+        { dst: '10.244.0.0/16', gw: lease.subnet.replace(/\.0\/\d+$/, '.1') },
+        ...(dualStack ? [{ dst: 'fd00:10:244::/56', gw: lease.ipv6Subnet!.replace(/::\/64$/, '::1') }] : []),
+      ],
     });
   });
+
+  // The rest does not depend on the address families: once, on the IPv4 cluster.
+  if (dualStack) return;
 
   it('CHECK with the ADD\'s result as prevResult succeeds', async () => {
     for (let i = 0; i < 2; i++) {
