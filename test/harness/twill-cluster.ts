@@ -55,10 +55,11 @@ export interface KubeModeOptions {
   /** The kube-apiserver binary (findKubeApiserver). */
   readonly binary: string;
   /**
-   * The Node objects made at start, by node index, with their podCIDR
-   * (undefined: none yet). Default: every node, node i with 10.244.<i+1>.0/24.
+   * The Node objects made at start, by node index, with their podCIDR, or
+   * their podCIDRs in dual stack (undefined: none yet). Default: every
+   * node, node i with 10.244.<i+1>.0/24.
    */
-  readonly nodes?: ReadonlyMap<number, string | undefined>;
+  readonly nodes?: ReadonlyMap<number, string | readonly string[] | undefined>;
 }
 
 export interface NodeLease {
@@ -90,7 +91,10 @@ export class TwillCluster {
           tc.kube = await startKubeApiserver(opts.kube.binary, { bindAddress: UNDERLAY.bridgeIp });
           tc.writeNetConf(opts.config);
           const nodes = opts.kube.nodes ?? new Map(Array.from({ length: opts.nodes }, (_, i) => [i, `10.244.${i + 1}.0/24`]));
-          for (const [i, podCIDR] of nodes) await tc.kube.createNode(tc.kubeNodeName(i), podCIDR ? { podCIDR, podCIDRs: [podCIDR] } : {});
+          for (const [i, cidrs] of nodes) {
+            const podCIDRs = typeof cidrs === 'string' ? [cidrs] : cidrs ? [...cidrs] : [];
+            await tc.kube.createNode(tc.kubeNodeName(i), podCIDRs.length ? { podCIDR: podCIDRs[0], podCIDRs } : {});
+          }
         } catch (err) {
           await tc.destroy();
           throw err;

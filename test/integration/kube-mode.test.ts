@@ -325,3 +325,44 @@ describe('twilld --kube-subnet-mgr: 3 nodes, Nodes in a real kube-apiserver', fu
     expect(await allPodsPing(cluster(), RUNNING)).to.deep.equal([]);
   });
 });
+
+describe('twilld --kube-subnet-mgr in dual stack: Nodes with an IPv4 and an IPv6 podCIDR', function () {
+  this.timeout(60_000);
+  let tc: TwillCluster | undefined;
+  const NODES = [0, 1];
+
+  before(async function () {
+    this.timeout(90_000);
+    const found = findKubeApiserver();
+    if (!found.binary) {
+      console.log(`      skipped: no kube-apiserver binary (looked at ${found.looked.join(' and ')})`);
+      this.skip();
+    }
+    tc = await TwillCluster.create({
+      nodes: 2, ipv6: true,
+      config: { Network: NETWORK, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', Backend: { Type: 'vxlan' } },
+      kube: { binary: found.binary, nodes: new Map(NODES.map((i) => [i, [`10.244.${i + 1}.0/24`, `fd00:10:244:${i + 1}::/64`]])) },
+      agentArgs: ['--repair-interval', '2'],
+      start: false,
+    });
+    for (const i of NODES) await tc.startAgent(i);
+    for (const i of NODES) await tc.addPod(i);
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+  const cluster = (): TwillCluster => tc!;
+
+  it('takes each family\'s subnet from the podCIDRs, annotates PublicIPv6 and the IPv6 VTEP as flanneld, and every pod reaches every pod over both', async () => {
+    for (const i of NODES) {
+      expect(cluster().lease(i)).to.include({ subnet: `10.244.${i + 1}.0/24`, ipv6Subnet: `fd00:10:244:${i + 1}::/64` });
+      const node = await cluster().kube!.admin.getNode(cluster().kubeNodeName(i));
+      const a = node.metadata.annotations ?? {};
+      expect(a[names.publicIPv6]).to.equal(`fd00:198:18::${i + 1}`);
+      const v6mac = (await cluster().net.ip(i, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+      expect(JSON.parse(a[names.backendV6Data] ?? 'null')).to.deep.equal({ VNI: 1, VtepMAC: v6mac });
+    }
+    expect(await allPodsPing(cluster())).to.deep.equal([]);
+    expect(await allPodsPing(cluster(), NODES, 6)).to.deep.equal([]);
+  });
+});
