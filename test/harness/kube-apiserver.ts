@@ -47,6 +47,17 @@ export function findKubeApiserver(env: NodeJS.ProcessEnv = process.env, shared =
   return existsSync(shared) ? { binary: shared, looked } : { looked };
 }
 
+/**
+ * The kube-apiserver binary for a `before` hook; where there is none, one
+ * line saying where it looked, and the suite is skipped (`ctx.skip()` throws).
+ */
+export function kubeApiserverOrSkip(ctx: Mocha.Context): string {
+  const found = findKubeApiserver();
+  if (found.binary) return found.binary;
+  console.log(`      skipped: no kube-apiserver binary (looked at ${found.looked.join(' and ')})`);
+  return ctx.skip();
+}
+
 export interface NodeSpecInput {
   readonly podCIDR?: string;
   readonly podCIDRs?: readonly string[];

@@ -4,7 +4,7 @@
  * Skips, saying where it looked, when the binary is not there.
  */
 import { expect } from 'chai';
-import { findKubeApiserver, KubeApiServer, startKubeApiserver } from '../harness/kube-apiserver';
+import { kubeApiserverOrSkip, KubeApiServer, startKubeApiserver } from '../harness/kube-apiserver';
 import { GoneError, KubeApiError, KubeClient, KubeNode, NodeWatchEvent } from '../../lib/kube';
 import { waitFor } from '../harness/wait';
 import { flannelAnnotations } from '../../lib/kube';
@@ -30,13 +30,9 @@ describe('Kubernetes API client (real kube-apiserver)', function () {
   const created = new Set<string>();
 
   before(async function () {
-    const found = findKubeApiserver();
-    if (!found.binary) {
-      console.log(`      skipped: no kube-apiserver binary (looked at ${found.looked.join(' and ')})`);
-      this.skip();
-    }
+    const binary = kubeApiserverOrSkip(this);
     // Without the watch cache for Nodes, an etcd compaction makes an old resourceVersion fail at once (see GoneError below).
-    starting = startKubeApiserver(found.binary, { nodeWatchCache: false });
+    starting = startKubeApiserver(binary, { nodeWatchCache: false });
     api = await starting;
   });
 

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { loadAll } from 'js-yaml';
 import * as os from 'os';
 import * as path from 'path';
-import { findKubeApiserver, KubeApiServer, startKubeApiserver } from '../harness/kube-apiserver';
+import { kubeApiserverOrSkip, KubeApiServer, startKubeApiserver } from '../harness/kube-apiserver';
 import { flannelAnnotations, KubeApiError, KubeClient } from '../../lib/kube';
 import { parseNetworkConfig } from '../../lib/config';
 import { KubeSubnetManager, KubeSetupError } from '../../lib/subnet/kube-manager';
@@ -41,14 +41,10 @@ describe('KubeSubnetManager (real kube-apiserver)', function () {
   const managers: KubeSubnetManager[] = [];
 
   before(async function () {
-    const found = findKubeApiserver();
-    if (!found.binary) {
-      console.log(`      skipped: no kube-apiserver binary (looked at ${found.looked.join(' and ')})`);
-      this.skip();
-    }
+    const binary = kubeApiserverOrSkip(this);
     dir = mkdtempSync(path.join(os.tmpdir(), 'twill-kube-manager-'));
     writeFileSync(path.join(dir, 'net-conf.json'), NET_CONF);
-    starting = startKubeApiserver(found.binary);
+    starting = startKubeApiserver(binary);
     api = await starting;
   });
 

@@ -15,7 +15,7 @@ import { readFileSync } from 'fs';
 import { createServer, type Server } from 'net';
 import { spawn } from 'child_process';
 import * as path from 'path';
-import { findKubeApiserver } from '../harness/kube-apiserver';
+import { kubeApiserverOrSkip } from '../harness/kube-apiserver';
 import { TwillCluster } from '../harness/twill-cluster';
 import { allPodsPing } from '../harness/checks';
 import { Probes, hasFootprint, type ProbeReport } from '../harness/migration';
@@ -40,16 +40,12 @@ describe('twilld --kube-subnet-mgr: 3 nodes, Nodes in a real kube-apiserver', fu
 
   before(async function () {
     this.timeout(90_000);
-    const found = findKubeApiserver();
-    if (!found.binary) {
-      console.log(`      skipped: no kube-apiserver binary (looked at ${found.looked.join(' and ')})`);
-      this.skip();
-    }
+    const binary = kubeApiserverOrSkip(this);
     // Node 3's Node object is made later, by the test that adds it.
     tc = await TwillCluster.create({
       nodes: 4,
       config: { Network: NETWORK, Backend: { Type: 'vxlan' } },
-      kube: { binary: found.binary, nodes: new Map(RUNNING.map((i) => [i, `10.244.${i + 1}.0/24`])) },
+      kube: { binary, nodes: new Map(RUNNING.map((i) => [i, `10.244.${i + 1}.0/24`])) },
       agentArgs: ['--repair-interval', '2'],
       start: false,
     });
@@ -333,15 +329,11 @@ describe('twilld --kube-subnet-mgr in dual stack: Nodes with an IPv4 and an IPv6
 
   before(async function () {
     this.timeout(90_000);
-    const found = findKubeApiserver();
-    if (!found.binary) {
-      console.log(`      skipped: no kube-apiserver binary (looked at ${found.looked.join(' and ')})`);
-      this.skip();
-    }
+    const binary = kubeApiserverOrSkip(this);
     tc = await TwillCluster.create({
       nodes: 2, ipv6: true,
       config: { Network: NETWORK, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', Backend: { Type: 'vxlan' } },
-      kube: { binary: found.binary, nodes: new Map(NODES.map((i) => [i, [`10.244.${i + 1}.0/24`, `fd00:10:244:${i + 1}::/64`]])) },
+      kube: { binary, nodes: new Map(NODES.map((i) => [i, [`10.244.${i + 1}.0/24`, `fd00:10:244:${i + 1}::/64`]])) },
       agentArgs: ['--repair-interval', '2'],
       start: false,
     });

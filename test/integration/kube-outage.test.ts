@@ -6,7 +6,7 @@
  * Skips, saying where it looked, when the kube-apiserver binary is absent.
  */
 import { expect } from 'chai';
-import { findKubeApiserver } from '../harness/kube-apiserver';
+import { kubeApiserverOrSkip } from '../harness/kube-apiserver';
 import { TwillCluster } from '../harness/twill-cluster';
 import { Probes, type ProbeReport } from '../harness/migration';
 import { waitFor, sleep } from '../harness/wait';
@@ -24,15 +24,11 @@ describe('twilld --kube-subnet-mgr: the API server stopped for 60 s', function (
 
   before(async function () {
     this.timeout(90_000);
-    const found = findKubeApiserver();
-    if (!found.binary) {
-      console.log(`      skipped: no kube-apiserver binary (looked at ${found.looked.join(' and ')})`);
-      this.skip();
-    }
+    const binary = kubeApiserverOrSkip(this);
     tc = await TwillCluster.create({
       nodes: NODES.length,
       config: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } },
-      kube: { binary: found.binary },
+      kube: { binary: binary },
       agentArgs: ['--repair-interval', '2'],
     });
   });
