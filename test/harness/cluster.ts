@@ -34,7 +34,10 @@
  * With `ipv6Underlay`, the underlay is dual stack: node i's eth0 also holds
  * fd00:198:18::<i+1>/64 (a ULA, inside the node namespaces only; the root
  * bridge only switches it) with IPv6 forwarding on in the node, and pods
- * may be given an IPv6 subnet inside fd00::/8 beside their IPv4 one.
+ * may be given an IPv6 subnet inside fd00::/8 beside their IPv4 one. With
+ * far nodes too, the far side is fd00:198:19::/64 (far node i at ::<i+1>),
+ * the router's legs ::fe on each, and each side routes the other's /64 via
+ * the router, as in IPv4.
  *
  * With `nearPrefixLen: 23`, the near nodes hold 198.18.0.<i+1>/23: the far
  * subnet lies inside their interface prefix, yet their more specific route
@@ -94,10 +97,19 @@ export const FAR_UNDERLAY = {
   routerIp: '198.18.1.254',
 } as const;
 
+/** The far nodes' IPv6 underlay (`ipv6Underlay` with `farNodes`), behind the router. */
+export const FAR_UNDERLAY_V6 = {
+  network: 'fd00:198:19::/64',
+  prefixLen: 64,
+  routerIp: 'fd00:198:19::fe',
+} as const;
+
 /** The IPv6 underlay of `ipv6Underlay` (a ULA /64, inside node namespaces only). */
 export const UNDERLAY_V6 = {
   network: 'fd00:198:18::/64',
   prefixLen: 64,
+  /** The router's near leg (with `farNodes`). */
+  routerIp: 'fd00:198:18::fe',
 } as const;
 
 /** Pods may only be given subnets inside this network. */
@@ -176,7 +188,7 @@ export interface ClusterOptions {
    * router (see the module comment).
    */
   nearPrefixLen?: 23 | 24;
-  /** A dual-stack underlay: node i's eth0 also holds fd00:198:18::<i+1>/64 (see the module comment). Not with `farNodes`. */
+  /** A dual-stack underlay: node i's eth0 also holds fd00:198:18::<i+1>/64, a far node fd00:198:19::<i+1>/64 (see the module comment). */
   ipv6Underlay?: boolean;
 }
 
@@ -298,7 +310,7 @@ export class Cluster {
   /** Node i's IPv6 underlay address (`ipv6Underlay`): fd00:198:18::<i+1>. */
   nodeIpv6(node: NodeRef): string {
     if (!this.ipv6Underlay) throw new Error(`cluster ${this.id} has no IPv6 underlay (ipv6Underlay)`);
-    return `fd00:198:18::${(this.index(node) + 1).toString(16)}`;
+    return `${this.isFar(node) ? 'fd00:198:19' : 'fd00:198:18'}::${(this.index(node) + 1).toString(16)}`;
   }
 
   /** True when the node sits behind the router (`farNodes`). */
@@ -472,6 +484,10 @@ export class Cluster {
     if (this.ipv6Underlay) {
       await ipIn(ns, ['-6', 'addr', 'add', `${this.nodeIpv6(i)}/${UNDERLAY_V6.prefixLen}`, 'dev', 'eth0', 'nodad']);
       await execIn(ns, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
+      if (this.router) {
+        const [other, via] = this.isFar(i) ? [UNDERLAY_V6.network, FAR_UNDERLAY_V6.routerIp] : [FAR_UNDERLAY_V6.network, UNDERLAY_V6.routerIp];
+        await ipIn(ns, ['-6', 'route', 'add', other, 'via', via, 'dev', 'eth0']);
+      }
     }
   }
 
@@ -490,6 +506,11 @@ export class Cluster {
     await addBridge(ipCommand, { name: FAR_BRIDGE, address: `${FAR_UNDERLAY.routerIp}/${FAR_UNDERLAY.prefixLen}`, ns: router });
     await enableForwarding(ipCommand, router);
     await ip(['route', 'add', FAR_UNDERLAY.network, 'via', UNDERLAY.gateway, 'dev', this.bridge]);
+    if (this.ipv6Underlay) {
+      await ipIn(router, ['-6', 'addr', 'add', `${UNDERLAY_V6.routerIp}/${UNDERLAY_V6.prefixLen}`, 'dev', 'eth0', 'nodad']);
+      await ipIn(router, ['-6', 'addr', 'add', `${FAR_UNDERLAY_V6.routerIp}/${FAR_UNDERLAY_V6.prefixLen}`, 'dev', FAR_BRIDGE, 'nodad']);
+      await execIn(router, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
+    }
   }
 
   private async doDestroy(): Promise<void> {
@@ -530,7 +551,6 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   if (bad.length) throw new RangeError(`createCluster: farNodes must be node indexes 0..${opts.nodes - 1}, got ${bad.map(String).join(', ')}`);
   const nearPrefixLen = opts.nearPrefixLen ?? UNDERLAY.prefixLen;
   if (nearPrefixLen !== 23 && nearPrefixLen !== 24) throw new RangeError(`createCluster: nearPrefixLen must be 23 or 24, got ${String(nearPrefixLen)}`);
-  if (opts.ipv6Underlay && far.length) throw new RangeError('createCluster: ipv6Underlay does not support farNodes yet');
   const name = (opts.name ?? 'cluster').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
   const lock = await acquireUnderlay(opts.underlayWaitMs ?? 45_000);
   let cluster: Cluster;

@@ -289,3 +289,32 @@ describe('the far node inside the near nodes\' /23 but routed via the router: on
     });
   });
 });
+
+describe('dual stack: host-gw with Fallback vxlan carries each peer\'s IPv6 subnet as it carries its IPv4 one', function () {
+  this.timeout(180_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await TwillCluster.create({
+      nodes: 3, farNodes: [FAR], ipv6: true, agentArgs: ['--repair-interval', '2'],
+      config: { ...CONFIG, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' },
+    });
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('routes node 1\'s IPv6 subnet by host-gw via its PublicIPv6 and node 2\'s through flannel-v6.1; every pod reaches every pod over both families', async () => {
+    const sub6 = [0, 1, 2].map((i) => tc.lease(i).ipv6Subnet!);
+    const routes = async (n: number) => tc.net.ip(n, ['-6', 'route', 'show']);
+    const line = async (n: number, sub: string) => (await routes(n)).split('\n').find((l) => l.startsWith(`${sub} `))?.trim() ?? '';
+    await waitFor('node 0 to route both peers\' IPv6 subnets', async () => (await line(0, sub6[1])).includes('proto 118') && (await line(0, sub6[FAR])).includes('flannel-v6.1'), 15_000).catch(() => undefined);
+    const why = `node 0 IPv6 routes:\n${await routes(0)}\n${agentLogs(tc)}`;
+    expect(await line(0, sub6[1]), why).to.match(new RegExp(`^${sub6[1]} via fd00:198:18::2 dev eth0 proto 118`));
+    expect(await line(0, sub6[FAR]), why).to.match(new RegExp(`^${sub6[FAR]} via fe80::\\S+ dev flannel-v6\\.1 proto 117`));
+    expect(await line(FAR, sub6[0]), why).to.match(new RegExp(`^${sub6[0]} via fe80::\\S+ dev flannel-v6\\.1 proto 117`));
+    expect(await tc.net.ip(FAR, ['-6', 'route', 'show', 'proto', '118'])).to.equal('');
+    expect(await allPodsPing(tc), agentLogs(tc)).to.deep.equal([]);
+    expect(await allPodsPing(tc, [0, 1, 2], 6), agentLogs(tc)).to.deep.equal([]);
+  });
+});
