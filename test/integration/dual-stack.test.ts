@@ -10,8 +10,8 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'fs';
-import { ping, startPingStream } from '../harness/ping';
-import { migrateUnderProbes } from '../harness/migration';
+import { ping } from '../harness/ping';
+import { Probes, migrateUnderProbes, type ProbeReport } from '../harness/migration';
 import { startCapture } from '../harness/capture';
 import { allPodsPing, httpBody } from '../harness/checks';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
@@ -97,12 +97,18 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
     await waitFor('the IPv6 route to come back', async () => (await tc.net.ip(0, ['-6', 'route', 'show', subnet])).includes('via fd00:198:18::2'), REPAIR_S * 1000 + 1000);
   });
 
-  it('keeps both subnets across a restart', async () => {
+  it('keeps both subnets, and every packet of both families at 100 pps between every pod, across a twilld restart', async () => {
     const before = tc.lease(2);
-    expect(await tc.restartAgent(2)).to.equal(0);
+    const probes = await Probes.start(tc, 100, ALL, [4, 6]);
+    let report: ProbeReport | undefined;
+    try {
+      expect(await tc.restartAgent(2)).to.equal(0);
+      await sleep(500);
+    } finally {
+      report = await probes.stop();
+    }
+    expect(report.lost, report.lines.join('\n')).to.equal(0);
     expect(tc.lease(2)).to.deep.equal(before);
-    const r = await ping(tc.podNs(0), tc.podIpv6(2), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-    expect(r.received).to.be.greaterThan(0);
   });
 });
 
@@ -304,15 +310,18 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
       (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.includes('dst fd00:198:18::3') &&
       (await tc.net.ip(0, ['-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).includes(`${gw} lladdr`), REPAIR_S * 1000 + 1000);
   });
-  it('keeps every IPv6 packet of a 50 pps ping through a twilld restart, with the same IPv6 VTEP MAC', async () => {
+  it('keeps every packet of both families at 100 pps between every pod through a twilld restart, with the same IPv6 VTEP MAC', async () => {
     const mac = async () => (await tc.net.ip(0, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
     const before = await mac();
-    const stream = await startPingStream(tc.podNs(0), tc.podIpv6(1), 50);
-    await stream.waitForReplies(5);
-    expect(await tc.restartAgent(0)).to.equal(0);
-    await sleep(500);
-    const r = await stream.stop();
-    expect(r.lost, JSON.stringify(r)).to.equal(0);
+    const probes = await Probes.start(tc, 100, ALL, [4, 6]);
+    let report: ProbeReport | undefined;
+    try {
+      expect(await tc.restartAgent(0)).to.equal(0);
+      await sleep(500);
+    } finally {
+      report = await probes.stop();
+    }
+    expect(report.lost, report.lines.join('\n')).to.equal(0);
     expect(await mac()).to.equal(before);
   });
 
