@@ -35,7 +35,8 @@ export function checkDevice(link: LinkInfo, backend: BackendConfig, config: Netw
     if (v.port !== s.port) problems.push(`UDP port ${v.port}, want ${s.port}`);
     if (v.learning !== s.learning) problems.push(`learning ${v.learning ? 'on' : 'off'}, want ${s.learning ? 'on' : 'off'}`);
   }
-  const published = (own.attrs.backendData as Partial<Record<string, unknown>> | undefined)?.VtepMAC;
+  // An IPv6-only node's one device is the IPv6 one, published as BackendV6Data.
+  const published = ((config.enableIPv4 ? own.attrs.backendData : own.attrs.backendV6Data) as Partial<Record<string, unknown>> | undefined)?.VtepMAC;
   const macProblem = typeof published === 'string' && link.mac && published.toLowerCase() !== link.mac
     ? `MAC ${link.mac}, but this node's lease publishes VtepMAC ${published}: peers address the wrong VTEP`
     : undefined;

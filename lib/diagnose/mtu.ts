@@ -4,6 +4,7 @@
  * ext − 28, host-gw and alloc ext) and whether subnet.env — what CNI hands
  * to pods — agrees with the running backend and the node's lease.
  */
+import { carriesIPv4 } from '../subnet/lease';
 import { promises as fs } from 'fs';
 import type { NetworkConfig } from '../config';
 import type { ExternalInterface } from '../iface';
@@ -26,8 +27,13 @@ export function podMtu(backend: string, extMtu: number, config?: NetworkConfig):
       // a bad setting is reported with the config; the default applies
     }
   }
+  // IPv6 only: vxlan's one device, flannel-v6.<VNI>, carries outer IPv6 (40 bytes, not 20).
+  if (backend === 'vxlan' && config && !config.enableIPv4) return extMtu - VXLAN_V6_OVERHEAD;
   return extMtu - (BACKEND_OVERHEAD[backend] ?? 0);
 }
+
+/** Outer IPv6 + UDP + VXLAN + inner Ethernet (backends/vxlan). */
+const VXLAN_V6_OVERHEAD = 70;
 
 export interface MtuCheck {
   readonly ext: ExternalInterface;
@@ -81,7 +87,7 @@ async function checkSubnetFile(c: MtuCheck, backend: string, want: number, out: 
   }
 
   const subnet = vars.get('FLANNEL_SUBNET');
-  if (c.own && subnet !== undefined) {
+  if (c.own && carriesIPv4(c.own) && subnet !== undefined) {
     const expected = `${c.own.subnet.ip.add(1).toString()}/${c.own.subnet.prefixLen}`;
     if (subnet !== expected) {
       out.fail(TOPIC, `${c.subnetFile} says FLANNEL_SUBNET=${subnet}, but this node's lease is ${c.own.subnet.toString()} (want ${expected})`,

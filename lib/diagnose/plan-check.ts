@@ -105,7 +105,9 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     const siblings = instances.filter((i) => i !== instance && i.config.type === type).length;
     let state: KernelState;
     try {
-      state = plannedState(backend, { local: c.local, own: c.own, device, reach, network: c.config.network, siblings }, peers);
+      // IPv6 only: the one vxlan device is the IPv6 one.
+      const v6only = !c.config.enableIPv4;
+      state = plannedState(backend, { local: c.local, own: c.own, device: v6only ? undefined : device, ipv6Device: v6only ? device : undefined, reach, network: c.config.network, siblings }, peers);
     } catch (err) {
       out.fail(TOPIC, `cannot plan the ${instance.key} backend: ${(err as Error).message}`, TWILLD_REPAIRS);
       continue;

@@ -14,6 +14,7 @@
  * be started is a WARN (the echo replies are still counted). Never throws
  * for network conditions.
  */
+import { carriesIPv4, leaseLabel } from '../subnet/lease';
 import { execFile } from 'child_process';
 import type { NetworkConfig } from '../config';
 import type { ExternalInterface } from '../iface';
@@ -65,10 +66,11 @@ export function findPeerLease(spec: string, leases: readonly Lease[]): Lease | u
   const text = spec.trim().replace(/^(\d+\.\d+\.\d+\.\d+)-(\d+)$/, '$1/$2');
   if (text.includes('/')) {
     const net = IPNet.parse(text, { want: 4, allowHostBits: true });
-    return leases.find((l) => l.subnet.equals(net));
+    return leases.find((l) => carriesIPv4(l) && l.subnet.equals(net));
   }
   const ip = IP.parse(text, 4);
-  return leases.find((l) => l.attrs.publicIP === ip.toString()) ?? leases.find((l) => l.subnet.contains(ip));
+  // An IPv6-only lease's empty IPv4 part (0.0.0.0/0) contains every address: it names no peer.
+  return leases.find((l) => l.attrs.publicIP === ip.toString() && carriesIPv4(l)) ?? leases.find((l) => carriesIPv4(l) && l.subnet.contains(ip));
 }
 
 /** True when `spec` can name a peer (see findPeerLease). */
@@ -83,6 +85,7 @@ export function isPeerSpec(spec: string): boolean {
 
 /** The peer's pod gateway: its subnet's first address + 1. Throws if that is not inside the peer's subnet and the network. */
 export function podGateway(peer: Lease, config: NetworkConfig): string {
+  if (!carriesIPv4(peer)) throw new Error(`refusing to probe ${leaseLabel(peer)}: an IPv6-only peer cannot be probed yet (the probe sends IPv4)`);
   const gw = peer.subnet.ip.add(1);
   if (!peer.subnet.contains(gw) || !config.network?.contains(gw)) {
     throw new Error(`refusing to probe ${gw.toString()}: it is not inside ${peer.subnet.toString()} and ${config.network?.toString() ?? 'the network'}`);

@@ -25,6 +25,7 @@
  */
 import type { IPNet } from '../ip';
 import type { Lease } from '../subnet';
+import { carriesIPv4 } from '../subnet/lease';
 import { type Intake, type IntakeKind, intakeLabel } from '../../backends/intake';
 import { unusablePeer } from '../../backends/assignment';
 
@@ -88,7 +89,8 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]
 export function guardPeers(own: Lease, leases: Iterable<Lease>): GuardPeer[] {
   const out: GuardPeer[] = [];
   for (const l of leases) {
-    if (l.key === own.key || unusablePeer(l, own)) continue;
+    // The guard filters IPv4 tunnels; an IPv6-only peer sends over IPv6 (not filtered yet).
+    if (l.key === own.key || unusablePeer(l, own) || !carriesIPv4(l)) continue;
     out.push({ key: l.key, publicIP: l.attrs.publicIP, subnet: l.subnet });
   }
   return out;
