@@ -1,0 +1,90 @@
+/**
+ * IPv6-only end to end (issue 14): 3 nodes on an IPv6-only underlay (eth0
+ * holds only fd00:198:18::<i+1>/64; etcd is reached through a relay, see
+ * TwillCluster `ipv6Only`), `EnableIPv4: false`, pods with an IPv6 address
+ * only. One cluster for every case: vxlan first, then a live migration to
+ * host-gw. The leases are flanneld's `0.0.0.0-0&<IPv6 subnet>` keys, and no
+ * node ever gets an IPv4 overlay route, least of all one to 0.0.0.0/0.
+ */
+import { expect } from 'chai';
+import { readFileSync } from 'fs';
+import { allPodsPing } from '../harness/checks';
+import { convergedOn } from '../harness/migration';
+import { TwillCluster, PREFIX } from '../harness/twill-cluster';
+import { waitFor } from '../harness/wait';
+
+const NODES = 3;
+const CONFIG = { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', Backend: { Type: 'vxlan' } };
+/** The route protocols of the vxlan and host-gw backends (backends/route-protocols.ts). */
+const VXLAN_PROTO = '117';
+const HOST_GW_PROTO = '118';
+
+describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-gw', function () {
+  this.timeout(120_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await TwillCluster.create({ nodes: NODES, ipv6Only: true, config: CONFIG, agentArgs: ['--repair-interval', '2'] });
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  /** IPv4 routes of the overlay on a node (either backend's protocol), and any IPv4 default route: there must be none. */
+  async function ipv4Routes(node: number): Promise<string[]> {
+    const all = (await tc.net.ip(node, ['-4', 'route', 'show', 'table', 'all'])).split('\n').filter(Boolean);
+    return all.filter((r) => /^(default|0\.0\.0\.0\/0)\b/.test(r) || new RegExp(`proto (${VXLAN_PROTO}|${HOST_GW_PROTO}|vxlan|host-gw)\\b`).test(r) || /^10\.244\./.test(r));
+  }
+
+  it("writes flanneld's IPv6-only leases: key 0.0.0.0-0&<IPv6 subnet>, PublicIP 0.0.0.0, only BackendV6Data", async () => {
+    const leases = await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).strings();
+    expect(Object.keys(leases)).to.have.length(NODES);
+    for (let i = 0; i < NODES; i++) {
+      const v6 = tc.lease(i).ipv6Subnet!;
+      expect(v6).to.match(/^fd00:10:244:[0-9a-f]{1,2}::\/64$/);
+      const key = `${PREFIX}/subnets/0.0.0.0-0&${v6.replace('/', '-')}`;
+      const mac = (await tc.net.ip(i, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+      expect(leases[key], key).to.equal(`{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:198:18::${i + 1}","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"${mac}"}}`);
+    }
+  });
+
+  it('writes subnet.env without FLANNEL_NETWORK or FLANNEL_SUBNET, as flanneld with EnableIPv4 false', () => {
+    const first = tc.lease(0).ipv6Subnet!.replace(/::\//, '::1/');
+    expect(readFileSync(tc.subnetFile(0), 'utf8')).to.equal(
+      `FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=${first}\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n`,
+    );
+  });
+
+  it('creates flannel-v6.1 on the IPv6 underlay and no flannel.1, as flanneld', async () => {
+    for (let i = 0; i < NODES; i++) {
+      const links = await tc.net.ip(i, ['-o', 'link', 'show']);
+      expect(links, `node ${i}`).to.not.match(/ flannel\.1[:@]/);
+      expect(await tc.net.ip(i, ['-d', 'link', 'show', 'flannel-v6.1'])).to.match(new RegExp(`vxlan id 1 local fd00:198:18::${i + 1} dev eth0`));
+    }
+    const peer = tc.lease(1).ipv6Subnet!;
+    expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', VXLAN_PROTO])).to.contain(`${peer} via ${peer.replace(/\/64$/, '')} dev flannel-v6.1`);
+  });
+
+  it('lets every pod ping every other pod over IPv6 with vxlan, with no IPv4 route installed', async () => {
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+    for (let i = 0; i < NODES; i++) expect(await ipv4Routes(i), `node ${i}`).to.deep.equal([]);
+  });
+
+  it('migrates live to host-gw: every pod pings every other over IPv6, routes via PublicIPv6, still no IPv4 route', async () => {
+    await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: 'host-gw' } }));
+    await waitFor('every node on host-gw with nothing of vxlan left', async () => {
+      if (!(await convergedOn(tc, NODES, 'host-gw', 'vxlan'))) return false;
+      for (let i = 0; i < NODES; i++) {
+        if ((await tc.net.ip(i, ['-o', 'link', 'show'])).includes(' flannel-v6.1')) return false;
+      }
+      return true;
+    }, 60_000, 250);
+    for (const peer of [1, 2]) {
+      expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', HOST_GW_PROTO])).to.contain(`${tc.lease(peer).ipv6Subnet} via fd00:198:18::${peer + 1} dev eth0`);
+    }
+    expect(await allPodsPing(tc)).to.deep.equal([]);
+    for (let i = 0; i < NODES; i++) expect(await ipv4Routes(i), `node ${i}`).to.deep.equal([]);
+    const leases = await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).keys();
+    expect(leases.every((k) => k.startsWith(`${PREFIX}/subnets/0.0.0.0-0&fd00:10:244:`)), leases.join(', ')).to.equal(true);
+  });
+});
