@@ -30,6 +30,9 @@ export function ipv6DeviceName(vni: number): string {
 /** Names twill gives vxlan devices, for finding them again after a restart. */
 export const VXLAN_DEVICE_PATTERN = /^(flannel\.\d+|vx\d+\.\d+)$/;
 
+/** flanneld's IPv6 vxlan device names (`ipv6DeviceName`). */
+export const IPV6_DEVICE_PATTERN = /^flannel-v6\.\d+$/;
+
 /**
  * 0e:VV:a:b:c:d — locally administered, unicast; VV is the VNI's low byte
  * and a.b.c.d the node's IPv4 address (the low 32 bits of its IPv6 address

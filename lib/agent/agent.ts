@@ -162,8 +162,12 @@ export class Agent {
     this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
     this.startCounterReadout();
     await this.watchKernel(this.netlink!);
-    const network = config.network;
-    if (!network) return;
+    const network = config.enableIPv4 ? config.network : undefined;
+    if (!network) {
+      // NAT (and the forward rules) cover IPv4 only so far.
+      if (this.opts.ipMasq) this.log.warn('--ip-masq covers IPv4 only, and this network is IPv6-only (EnableIPv4 false): no NAT rules are installed');
+      return;
+    }
     this.masq = new MasqController(
       { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs, backend: this.opts.natBackend },
       () => {

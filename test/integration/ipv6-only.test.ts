@@ -11,7 +11,8 @@ import { readFileSync } from 'fs';
 import { allPodsPing } from '../harness/checks';
 import { convergedOn } from '../harness/migration';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
-import { waitFor } from '../harness/wait';
+import { startPingStream } from '../harness/ping';
+import { sleep, waitFor } from '../harness/wait';
 
 const NODES = 3;
 const CONFIG = { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', Backend: { Type: 'vxlan' } };
@@ -68,6 +69,19 @@ describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-g
   it('lets every pod ping every other pod over IPv6 with vxlan, with no IPv4 route installed', async () => {
     expect(await allPodsPing(tc)).to.deep.equal([]);
     for (let i = 0; i < NODES; i++) expect(await ipv4Routes(i), `node ${i}`).to.deep.equal([]);
+  });
+
+  it('keeps its IPv6 subnet, lease key and IPv6 VTEP MAC across a twilld restart, losing no ping', async () => {
+    const key = async () => (await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).keys()).filter((k) => k.endsWith(`&${tc.lease(2).ipv6Subnet!.replace('/', '-')}`));
+    const mac = async () => (await tc.net.ip(2, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
+    const before = { lease: tc.lease(2), keys: await key(), mac: await mac() };
+    const stream = await startPingStream(tc.podNs(0), tc.podIp(2), 50);
+    await stream.waitForReplies(5);
+    expect(await tc.restartAgent(2)).to.equal(0);
+    await sleep(500);
+    const r = await stream.stop();
+    expect(r.lost, JSON.stringify(r)).to.equal(0);
+    expect({ lease: tc.lease(2), keys: await key(), mac: await mac() }).to.deep.equal(before);
   });
 
   it('migrates live to host-gw: every pod pings every other over IPv6, routes via PublicIPv6, still no IPv4 route', async () => {
