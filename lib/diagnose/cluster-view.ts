@@ -5,6 +5,7 @@
  * no agent can use (WARN, twilld skips it too) — and the view is undefined
  * when there is nothing to diagnose the leases against.
  */
+import { describeNetworks } from './mtu';
 import type { Etcd3 } from 'etcd3';
 import { NetworkConfig, parseNetworkConfig } from '../config';
 import { Lease, RawKV, filterLeases } from '../subnet';
@@ -48,7 +49,7 @@ export async function readClusterView(client: Etcd3, prefix: string, endpoints: 
   }
   const backend = config.backend;
   const settings = Object.keys(backend.settings).filter((k) => k.toLowerCase() !== 'type');
-  out.ok('config', `network ${config.network?.toString() ?? '(IPv6 only)'}, /${config.subnetLen} per node, backend ${backend.type}` +
+  out.ok('config', `${describeNetworks(config)}, backend ${backend.type}` +
     (settings.length ? ` (${settings.map((k) => `${k}=${JSON.stringify(backend.settings[k])}`).join(', ')})` : ''));
   for (const w of config.warnings) out.warn('config', w, `remove or correct it in ${registry.configKey}`);
 

@@ -10,6 +10,7 @@
  * rogue host can reach the pods); WARN when --tunnel-guard=false, and per
  * peer that has sent spoofed inner sources.
  */
+import { carriesIPv4 } from '../subnet/lease';
 import type { Intake } from '../../backends/intake';
 import { intakeLabel } from '../../backends/intake';
 import type { Lease } from '../subnet';
@@ -63,9 +64,11 @@ export async function checkGuard(c: GuardCheck, out: Findings): Promise<void> {
     const total = per.reduce((s, [, n]) => s + n, 0);
     return `${total}${total ? ` (${per.filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')})` : ''}`;
   };
+  const unfiltered = c.leases.filter((l) => l.key !== c.own.key && !carriesIPv4(l)).length;
   if (!differences.length) {
     out.ok(TOPIC, `tunnel guard active: ${what} take packets only from ${want.peers.length} peer(s), inner sources only from their subnets; ` +
-      `dropped so far: ${drops('unknown_source')} from hosts without a lease, ${drops('spoofed_source')} with a spoofed inner source`);
+      `dropped so far: ${drops('unknown_source')} from hosts without a lease, ${drops('spoofed_source')} with a spoofed inner source` +
+      (unfiltered ? `; ${unfiltered} IPv6-only peer(s) tunnel over IPv6, which the guard does not filter yet` : ''));
   }
   for (const [ip, n] of seen.sets.get(PEERS_SET)?.packets ?? []) {
     if (n === 0) continue;

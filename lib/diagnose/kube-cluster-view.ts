@@ -8,6 +8,7 @@
  * nothing to diagnose the leases against. Which Nodes are peers is the
  * agents' own rule (`filterNodes`).
  */
+import { describeNetworks } from './mtu';
 import { parseNetworkConfig, type NetworkConfig } from '../config';
 import { filterNodes } from '../subnet/kube-lease';
 import { KNOWN_BACKEND_TYPES, backendFactory, BackendUnavailableError } from '../../backends';
@@ -44,7 +45,7 @@ export async function readKubeClusterView(kube: KubeCli, out: Findings): Promise
   }
   const backend = config.backend;
   const settings = Object.keys(backend.settings).filter((k) => k.toLowerCase() !== 'type');
-  out.ok('config', `network ${config.network?.toString() ?? '(IPv6 only)'}, /${config.subnetLen} per node, backend ${backend.type}` +
+  out.ok('config', `${describeNetworks(config)}, backend ${backend.type}` +
     (settings.length ? ` (${settings.map((k) => `${k}=${JSON.stringify(backend.settings[k])}`).join(', ')})` : '') + ` (from the ${where})`);
   for (const w of config.warnings) out.warn('config', w, `remove or correct it in the ${where}`);
 

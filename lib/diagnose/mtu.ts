@@ -35,6 +35,13 @@ export function podMtu(backend: string, extMtu: number, config?: NetworkConfig):
 /** Outer IPv6 + UDP + VXLAN + inner Ethernet (backends/vxlan). */
 const VXLAN_V6_OVERHEAD = 70;
 
+/** `network 10.244.0.0/16, /24 per node`, with the IPv6 network beside it (dual stack) or alone (IPv6 only). */
+export function describeNetworks(config: NetworkConfig): string {
+  const v4 = config.enableIPv4 && config.network ? `network ${config.network.toString()}, /${config.subnetLen} per node` : undefined;
+  const v6 = config.enableIPv6 && config.ipv6Network ? `IPv6 network ${config.ipv6Network.toString()}, /${config.ipv6SubnetLen} per node` : undefined;
+  return [v4, v6].filter((t) => t !== undefined).join('; ');
+}
+
 export interface MtuCheck {
   readonly ext: ExternalInterface;
   /** The backend this node runs (its lease's), else the config's; undefined when the cluster (etcd, the Kubernetes API) could not be read. */
@@ -54,7 +61,7 @@ export async function checkMtu(c: MtuCheck, out: Findings): Promise<void> {
   }
   const want = podMtu(c.backend, c.ext.mtu, c.config);
   const others = SHOWN_BACKENDS.filter((b) => b !== c.backend).map((b) => `${b} ${podMtu(b, c.ext.mtu)}`);
-  const overhead = BACKEND_OVERHEAD[c.backend] ?? 0;
+  const overhead = c.backend === 'vxlan' && c.config && !c.config.enableIPv4 ? VXLAN_V6_OVERHEAD : BACKEND_OVERHEAD[c.backend] ?? 0;
   const how = want === c.ext.mtu - overhead ? `${c.ext.name} MTU ${c.ext.mtu}${overhead ? ` − ${overhead}` : ''}` : 'Backend.MTU in the network config';
   out.ok(TOPIC, `backend ${c.backend}: pod MTU ${want} (${how}); on ${c.ext.name} the other backends would give ${others.join(', ')}`);
   if (want < 576) {

@@ -13,11 +13,12 @@
  * that the plan does not want is a WARN (stale). Peers no backend can carry
  * are WARNs, as twilld skips them too.
  */
+import { leaseLabel, underlayAddress } from '../subnet/lease';
 import type { BackendConfig, NetworkConfig } from '../config';
 import type { Lease } from '../subnet';
 import type { LinkInfo, Netlink, RouteInfo } from '../netlink';
 import {
-  AssignedPeers, Backend, InstanceSlot, Intake, KernelState, LeftOver, LocalNode, ObservedState, Plan,
+  AssignedPeers, Backend, InstanceSlot, Intake, KernelState, LeftOver, LocalNode, ObservedState, Peer, Plan,
   assignPeers, backendFactory, backendsInKernel, diffKernelState, fallbackConfig, preferenceOrder,
   terminatedBy, typeOfKey, identityOfKey, withoutFallback,
 } from '../../backends';
@@ -146,8 +147,8 @@ async function runningInstances(c: PlanCheck): Promise<Instance[]> {
   });
 }
 
-function label(p: { subnet: { toString(): string }; publicIP: string }): string {
-  return `${p.subnet.toString()} (${p.publicIP})`;
+function label(p: Peer): string {
+  return `${leaseLabel(p)} (${underlayAddress({ publicIP: p.publicIP, publicIPv6: p.publicIPv6 ?? null }) ?? p.publicIP})`;
 }
 
 function describeRoute(r: { gateway?: string; dev?: string; ifindex?: number; onlink: boolean }): string {

@@ -181,6 +181,11 @@ export class TwillCluster {
     }
   }
 
+  /** The etcd endpoint the agent of `node` uses, from inside its namespace (etcd mode). */
+  etcdEndpointInNode(node: number): string {
+    return this.opts.etcdEndpoints?.(node) ?? (this.opts.ipv6Only ? `http://127.0.0.1:${ETCD_RELAY_PORT}` : this.etcd.endpointOn(UNDERLAY.bridgeIp));
+  }
+
   get size(): number {
     return this.opts.nodes;
   }
@@ -222,7 +227,7 @@ export class TwillCluster {
     const kube = this.kube;
     const store = kube
       ? ['--kube-subnet-mgr', '--kubeconfig-file', kube.adminKubeconfig, '--net-config-path', this.netConfPath]
-      : ['--etcd-endpoints', this.opts.etcdEndpoints?.(node) ?? (this.opts.ipv6Only ? `http://127.0.0.1:${ETCD_RELAY_PORT}` : this.etcd.endpointOn(UNDERLAY.bridgeIp))];
+      : ['--etcd-endpoints', this.etcdEndpointInNode(node)];
     const args = [
       process.execPath, ...nodeFlags, TWILLD,
       ...store,

@@ -8,12 +8,18 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'fs';
+import * as path from 'path';
+import type { StatusDocument } from '../../lib/cli/status/json';
+import { IPNet } from '../../lib/ip';
 import { allPodsPing } from '../harness/checks';
+import { linesMatching, runDiagnose } from '../harness/diagnose';
+import { envWithoutFlanneld, runToEnd } from '../harness/run-to-end';
 import { convergedOn } from '../harness/migration';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
 import { startPingStream } from '../harness/ping';
 import { sleep, waitFor } from '../harness/wait';
 
+const TWILL = path.resolve(__dirname, '../../cmd/twill.js');
 const NODES = 3;
 const CONFIG = { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', Backend: { Type: 'vxlan' } };
 /** The route protocols of the vxlan and host-gw backends (backends/route-protocols.ts). */
@@ -71,6 +77,18 @@ describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-g
     for (let i = 0; i < NODES; i++) expect(await ipv4Routes(i), `node ${i}`).to.deep.equal([]);
   });
 
+  it('twill diagnose on a node finds nothing wrong with vxlan', async () => {
+    const r = await runDiagnose(tc, 0);
+    expect(linesMatching(r.stdout, /^FAIL/), r.stdout).to.deep.equal([]);
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(linesMatching(r.stdout, /^OK (config|mtu|lease|device): /).join('\n')).to.include('IPv6 network fd00:10:244::/56, /64 per node, backend vxlan')
+      .and.to.include('pod MTU 1430 (eth0 MTU 1500 − 70)')
+      .and.to.include(`this node (fd00:198:18::1) holds ${tc.lease(0).ipv6Subnet}`)
+      .and.to.include('flannel-v6.1: vxlan VNI 1');
+    const peers = linesMatching(r.stdout, /^OK peer: /);
+    expect(peers.map((l) => l.replace(/ \(VTEP .*$/, '')).sort()).to.deep.equal([1, 2].map((i) => `OK peer: ${tc.lease(i).ipv6Subnet} (fd00:198:18::${i + 1}), vxlan: route, neighbour and FDB entry programmed`).sort());
+  });
+
   it('keeps its IPv6 subnet, lease key and IPv6 VTEP MAC across a twilld restart, losing no ping', async () => {
     const key = async () => (await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).keys()).filter((k) => k.endsWith(`&${tc.lease(2).ipv6Subnet!.replace('/', '-')}`));
     const mac = async () => (await tc.net.ip(2, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
@@ -100,5 +118,15 @@ describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-g
     for (let i = 0; i < NODES; i++) expect(await ipv4Routes(i), `node ${i}`).to.deep.equal([]);
     const leases = await tc.admin.getAll().prefix(`${PREFIX}/subnets/`).keys();
     expect(leases.every((k) => k.startsWith(`${PREFIX}/subnets/0.0.0.0-0&fd00:10:244:`)), leases.join(', ')).to.equal(true);
+  });
+
+  it('twill status shows each node by its IPv6 subnet and PublicIPv6, valid, reaching every peer over host-gw', async () => {
+    const r = await runToEnd(process.execPath, [TWILL, 'status', '--json', '--etcd-endpoints', tc.etcd.endpoint], { timeoutMs: 20_000, env: envWithoutFlanneld() });
+    expect(r.code, r.stderr).to.equal(0);
+    const doc = JSON.parse(r.stdout) as StatusDocument;
+    const rows = doc.leases.map((l) => ({ subnet: l.subnet, ipv6Subnet: l.ipv6Subnet, publicIPv6: l.publicIPv6, valid: l.valid, via: l.peers?.map((p) => p.backend) }));
+    expect(rows).to.deep.equal([0, 1, 2].map((i) => ({
+      subnet: null, ipv6Subnet: tc.lease(i).ipv6Subnet, publicIPv6: `fd00:198:18::${i + 1}`, valid: true, via: ['host-gw', 'host-gw'],
+    })).sort((a, b) => (IPNet.parse(a.ipv6Subnet!).ip.value < IPNet.parse(b.ipv6Subnet!).ip.value ? -1 : 1)));
   });
 });
