@@ -51,6 +51,7 @@ export interface BackendStart {
 export interface Peer {
   /** Its lease key (`10.244.1.0-24`). */
   readonly key: string;
+  /** 0.0.0.0/0 for an IPv6-only peer: ask `carriesIPv4` (lib/subnet/lease.ts) before routing to it. */
   readonly subnet: IPNet;
   readonly publicIP: string;
   /** Its IPv6 subnet and the IPv6 address it publishes (PublicIPv6), when its lease has them. */

@@ -29,6 +29,7 @@ export interface BackendAdvert {
 export interface Lease {
   /** The etcd key below `<prefix>/subnets/`, e.g. `10.244.1.0-24`. */
   readonly key: string;
+  /** The IPv4 subnet; flanneld's empty 0.0.0.0/0 for an IPv6-only lease: ask `carriesIPv4` before routing or naming by it. */
   readonly subnet: IPNet;
   readonly ipv6Subnet?: IPNet;
   readonly attrs: LeaseAttrs;
@@ -45,6 +46,9 @@ export type LeaseEvent =
   | { readonly type: 'added'; readonly lease: Lease }
   | { readonly type: 'changed'; readonly lease: Lease; readonly previous: Lease }
   | { readonly type: 'removed'; readonly lease: Lease };
+
+/** flanneld's PublicIP of a node without an IPv4 address (an IPv6-only network). */
+export const NO_PUBLIC_IP = '0.0.0.0';
 
 /**
  * The IPv4 subnet of an IPv6-only lease: flanneld's empty IP4Net, which its
@@ -90,6 +94,3 @@ export function underlayAddress(attrs: Pick<LeaseAttrs, 'publicIP' | 'publicIPv6
   if (attrs.publicIP !== NO_PUBLIC_IP) return attrs.publicIP;
   return attrs.publicIPv6 ?? undefined;
 }
-
-/** flanneld's PublicIP of a node without an IPv4 address. */
-export const NO_PUBLIC_IP = '0.0.0.0';
