@@ -18,7 +18,7 @@ export function leaseFromRaw(raw: RawKV, config: NetworkConfig): Lease {
   const { subnet, ipv6Subnet } = parseSubnetKey(raw.key);
   const hasIPv4 = carriesIPv4({ subnet });
   if (config.enableIPv4 && !hasIPv4) {
-    throw new LeaseFormatError('key', `an IPv6-only lease (no IPv4 subnet), but EnableIPv4 is true`);
+    throw new LeaseFormatError('key', 'an IPv6-only lease (no IPv4 subnet), but EnableIPv4 is true');
   }
   if (!config.enableIPv4 && config.enableIPv6 && !ipv6Subnet) {
     throw new LeaseFormatError('key', `subnet ${subnet.toString()} has no IPv6 subnet, but EnableIPv4 is false (an IPv6-only network)`);

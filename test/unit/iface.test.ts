@@ -293,5 +293,10 @@ describe('selectInterface', () => {
       if (process.platform !== 'linux') this.skip();
       expect(selectInterface({ iface: ['127.0.0.1'] }, linuxSystem).iface.name).to.equal('lo');
     });
+
+    it('reads /proc/net/ipv6_route: --iface-can-reach ::1 leaves by lo', function () {
+      if (process.platform !== 'linux' || !(linuxSystem.routes6?.() ?? []).some((r) => r.dst === 1n && r.mask === 128)) this.skip();
+      expect(selectInterface({ ifaceCanReach: '::1' }, linuxSystem).iface.name).to.equal('lo');
+    });
   });
 });
