@@ -102,15 +102,23 @@ describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-g
     expect({ lease: tc.lease(2), keys: await key(), mac: await mac() }).to.deep.equal(before);
   });
 
-  it('migrates live to host-gw: every pod pings every other over IPv6, routes via PublicIPv6, still no IPv4 route', async () => {
-    await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: 'host-gw' } }));
-    await waitFor('every node on host-gw with nothing of vxlan left', async () => {
-      if (!(await convergedOn(tc, NODES, 'host-gw', 'vxlan'))) return false;
-      for (let i = 0; i < NODES; i++) {
-        if ((await tc.net.ip(i, ['-o', 'link', 'show'])).includes(' flannel-v6.1')) return false;
-      }
-      return true;
-    }, 60_000, 250);
+  it('migrates live to host-gw losing no probe at 100 pps: every pod pings every other over IPv6, routes via PublicIPv6, still no IPv4 route', async () => {
+    const stream = await startPingStream(tc.podNs(0), tc.podIp(2), 100);
+    try {
+      await stream.waitForReplies(5);
+      await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: 'host-gw' } }));
+      await waitFor('every node on host-gw with nothing of vxlan left', async () => {
+        if (!(await convergedOn(tc, NODES, 'host-gw', 'vxlan'))) return false;
+        for (let i = 0; i < NODES; i++) {
+          if ((await tc.net.ip(i, ['-o', 'link', 'show'])).includes(' flannel-v6.1')) return false;
+        }
+        return true;
+      }, 60_000, 250);
+    } finally {
+      const r = await stream.stop();
+      console.log(`      vxlan -> host-gw, IPv6 only: ${r.sent} probes, ${r.lost} lost, longest reply gap ${Math.round(r.maxGapMs)} ms`);
+      expect(r.lost, JSON.stringify(r)).to.equal(0);
+    }
     for (const peer of [1, 2]) {
       expect(await tc.net.ip(0, ['-6', 'route', 'show', 'proto', HOST_GW_PROTO])).to.contain(`${tc.lease(peer).ipv6Subnet} via fd00:198:18::${peer + 1} dev eth0`);
     }
