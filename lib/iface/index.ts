@@ -168,7 +168,8 @@ export function selectInterface(opts: InterfaceOptions, sys: SystemView = linuxS
   };
   // `flag` is the option that led to this interface, named when it cannot be used;
   // `preferredIP` the address that selected it (published when it is of a published family).
-  const finish = (name: string, reason: string, preferredIP?: string, flag = '--iface'): InterfaceSelection => {
+  const finish = (name: string, why: string, preferredIP?: string, flag = '--iface'): InterfaceSelection => {
+    let reason = why;
     const entry = byName(name);
     const link = sys.linkInfo(name);
     if (!entry || !link) throw new InterfaceSelectionError(flag, `interface ${name} has vanished`);
@@ -177,6 +178,8 @@ export function selectInterface(opts: InterfaceOptions, sys: SystemView = linuxS
     const ipv6 = entry.ipv6.find((a) => sameAddress(a, preferred)) ?? entry.ipv6[0];
     const iface: ExternalInterface = { name, index: link.index, mtu: link.mtu, ipv4, ipv6 };
     const publicIP = v6only ? NO_PUBLIC_IP : opts.publicIP ?? ipv4;
+    // flanneld publishes no IPv4 address in an IPv6-only network, whatever --public-ip says.
+    if (v6only && opts.publicIP !== undefined) reason += `; --public-ip ${opts.publicIP} is ignored (EnableIPv4 is false)`;
     if (!publicIP) throw new InterfaceSelectionError(flag, `interface ${name} has no IPv4 address; give --public-ip or choose another interface`);
     if (!wantIPv6) return { iface, publicIP, reason };
     const v6 = opts.publicIPv6 ?? ipv6;

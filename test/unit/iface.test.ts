@@ -262,7 +262,12 @@ describe('selectInterface', () => {
       expect(s.iface.name).to.equal('eth1');
       expect(s.reason).to.include('IPv6 default route');
     });
-    it('takes the interface holding --public-ipv6 before the default route (IPv6 only)', () => {
+    it('publishes PublicIP 0.0.0.0 whatever --public-ip says (IPv6 only), and says the flag is ignored', () => {
+      const s = selectInterface({ iface: ['eth1'], publicIP: '192.168.7.10', wantIPv4: false, wantIPv6: true }, sys);
+      expect(s.publicIP).to.equal('0.0.0.0');
+      expect(s.reason).to.include('--public-ip 192.168.7.10 is ignored (EnableIPv4 is false)');
+    });
+        it('takes the interface holding --public-ipv6 before the default route (IPv6 only)', () => {
       expect(v6only({ publicIPv6: 'fd00:198:18::9' })).to.deep.equal({ name: 'eth0', publicIP: '0.0.0.0', publicIPv6: 'fd00:198:18::9' });
     });
     it('refuses an --iface without a global IPv6 address (IPv6 only), naming --iface', () => {
