@@ -23,6 +23,7 @@
  */
 import { BackendConfig, ConfigError, setting } from '../lib/config';
 import type { BackendAdvert, Lease, LeaseAttrs } from '../lib/subnet';
+import { leaseLabel, underlayAddress } from '../lib/subnet/lease';
 import type { AssignedPeers, Peer } from './backend';
 import { bareLeaseKey, instanceKey, instanceOf, matchBareKey, typeOfKey } from './instance';
 
@@ -46,7 +47,8 @@ export function advertKey(advert: BackendAdvert): string {
  */
 export function terminatedBy(attrs: LeaseAttrs, local?: readonly string[]): string[] {
   if (attrs.backends && attrs.backends.length > 0) return [...new Set(attrs.backends.map(advertKey))];
-  const key = bareLeaseKey(primaryBackendType(attrs), attrs.backendData);
+  // An IPv6-only node publishes only BackendV6Data (flanneld's vxlan has no IPv4 device then).
+  const key = bareLeaseKey(primaryBackendType(attrs), attrs.backendData ?? attrs.backendV6Data);
   return [local ? matchBareKey(key, local) : key];
 }
 
@@ -175,9 +177,10 @@ export function peerFor(lease: Lease, key: string): Peer {
 
 /** Why `lease` cannot be a peer of `own` at all; undefined when it can. */
 export function unusablePeer(lease: Lease, own: Lease): string | undefined {
-  const label = `peer ${lease.subnet.toString()}`;
-  if (lease.attrs.publicIP === own.attrs.publicIP) return `${label} claims this node's own public IP ${lease.attrs.publicIP}; ignoring it`;
-  if (lease.attrs.publicIP === '0.0.0.0') return `${label} publishes no public IP; ignoring it`;
+  const label = `peer ${leaseLabel(lease)}`;
+  const address = underlayAddress(lease.attrs);
+  if (address === undefined) return `${label} publishes no public IP; ignoring it`;
+  if (address === underlayAddress(own.attrs)) return `${label} claims this node's own public IP ${address}; ignoring it`;
   return undefined;
 }
 
@@ -189,11 +192,11 @@ export function assignPeers(input: AssignmentInput): Assignment {
   const skipped: string[] = [];
   const usable = (key: string, lease: Lease) => {
     const type = typeOfKey(key);
-    if (type === 'host-gw') return input.reach(lease.attrs.publicIP);
-    if (type === 'bgp') return input.routed?.(lease.subnet.toString()) ?? true;
+    if (type === 'host-gw') return input.reach(underlayAddress(lease.attrs)!);
+    if (type === 'bgp') return input.routed?.(leaseLabel(lease)) ?? true;
     return true;
   };
-  const ready = (key: string, lease: Lease) => usable(key, lease) && (input.established?.(key, lease.subnet.toString()) ?? true);
+  const ready = (key: string, lease: Lease) => usable(key, lease) && (input.established?.(key, leaseLabel(lease)) ?? true);
   for (const lease of input.leases) {
     if (lease.key === input.own.key) continue;
     const unusable = unusablePeer(lease, input.own);
@@ -208,11 +211,11 @@ export function assignPeers(input: AssignmentInput): Assignment {
     known.push(peerFor(lease, key ?? remote[0]));
     if (!key) {
       const offLink = remote.includes('host-gw') && input.running.includes('host-gw')
-        ? `; host-gw cannot reach it (${input.whyNotReached(lease.attrs.publicIP)}): give host-gw a Fallback (e.g. "Fallback": "vxlan") to carry such peers`
+        ? `; host-gw cannot reach it (${input.whyNotReached(underlayAddress(lease.attrs)!)}): give host-gw a Fallback (e.g. "Fallback": "vxlan") to carry such peers`
         : remote.includes('bgp') && input.running.includes('bgp')
           ? '; BGP has no route to it yet (see its session in `twill status`): give bgp a Fallback (e.g. "Fallback": "vxlan") to carry such peers meanwhile'
           : ': not reachable until they share a backend';
-      skipped.push(`peer ${lease.subnet.toString()} (${lease.attrs.publicIP}) terminates ${remote.join(', ')}; this node runs ${input.running.join(', ')}${offLink}`);
+      skipped.push(`peer ${leaseLabel(lease)} (${underlayAddress(lease.attrs)}) terminates ${remote.join(', ')}; this node runs ${input.running.join(', ')}${offLink}`);
       continue;
     }
     carried.get(key)!.push(peerFor(lease, key));

@@ -19,7 +19,7 @@
 import type { BackendConfig } from '../lib/config';
 import type { ExternalInterface } from '../lib/iface';
 import type { IPNet } from '../lib/ip';
-import type { Lease } from '../lib/subnet';
+import { NO_PUBLIC_IP, type Lease } from '../lib/subnet/lease';
 import type { Log } from '../lib/observe/logger';
 import type { LinkInfo, Netlink } from '../lib/netlink';
 import type { KernelState } from './kernel-state';
@@ -27,9 +27,15 @@ import type { WireguardPeerStats } from '../lib/observe/metrics';
 
 export interface LocalNode {
   readonly extIface: ExternalInterface;
+  /** Published as PublicIP; flanneld's "0.0.0.0" in an IPv6-only network (`localCarriesIPv4`). */
   readonly publicIP: string;
   /** Published as PublicIPv6 when the network carries IPv6 (EnableIPv6); peers route this node's IPv6 subnet to it. */
   readonly publicIPv6?: string;
+}
+
+/** Whether this node sends and receives IPv4 on the underlay: false in an IPv6-only network (PublicIP "0.0.0.0"). */
+export function localCarriesIPv4(local: Pick<LocalNode, 'publicIP'>): boolean {
+  return local.publicIP !== NO_PUBLIC_IP;
 }
 
 export interface BackendStart {
@@ -45,6 +51,7 @@ export interface BackendStart {
 export interface Peer {
   /** Its lease key (`10.244.1.0-24`). */
   readonly key: string;
+  /** 0.0.0.0/0 for an IPv6-only peer: ask `carriesIPv4` (lib/subnet/lease.ts) before routing to it. */
   readonly subnet: IPNet;
   readonly publicIP: string;
   /** Its IPv6 subnet and the IPv6 address it publishes (PublicIPv6), when its lease has them. */
@@ -92,7 +99,7 @@ export interface PlanInput {
   readonly device?: LinkInfo;
   /** Its IPv6 device (vxlan's `flannel-v6.<VNI>`), from `prepareIPv6`; undefined when it has none or it is unknown. */
   readonly ipv6Device?: LinkInfo;
-  /** Whether a peer's public IP is reached directly through the external interface (backends/direct-reach.ts). */
+  /** Whether a peer's public address (IPv4 or IPv6) is reached directly through the external interface (backends/direct-reach.ts). */
   readonly reach: (publicIP: string) => boolean;
   /** The pod network (udp routes all of it into its TUN). */
   readonly network?: IPNet;

@@ -26,6 +26,7 @@
  * and the failure is in the returned list, for the caller to log.
  */
 import { readFileSync } from 'fs';
+import { IP } from '../lib/ip';
 import { NetlinkError, type NeighborInfo, type Netlink } from '../lib/netlink';
 
 /** The external interface: its index (what routes and neighbours name) and name (for messages). */
@@ -72,7 +73,7 @@ export class DirectReach {
   }
 
   /**
-   * Looks up every IP (IPv4 public IPs of peers) not looked up within
+   * Looks up every IP (public IPs of peers, IPv4 or IPv6) not looked up within
    * maxAgeMs and remembers which are direct; IPs not listed are forgotten.
    * Resolves with the problems met (one line per failed lookup or probe),
    * never rejects.
@@ -91,8 +92,10 @@ export class DirectReach {
       this.verdicts = next;
       return problems;
     }
-    const neighborsLoaded = this.nl.listNeighbors(this.ext.index, 4).then(
-      (list) => new Map<string, NeighborInfo>(list.filter((n) => n.ifindex === this.ext.index).map((n) => [n.ip, n])),
+    // IPv6 peers (PublicIPv6) are neighbours of the other table: NDP's, not ARP's.
+    const families = [...new Set(ips.map((ip) => (ip.includes(':') ? 6 : 4) as 4 | 6))];
+    const neighborsLoaded = Promise.all(families.map((f) => this.nl.listNeighbors(this.ext.index, f))).then(
+      (lists) => new Map<string, NeighborInfo>(lists.flat().filter((n) => n.ifindex === this.ext.index).map((n) => [canonical(n.ip), n])),
       (err: unknown) => {
         problems.push(`listing neighbours on ${this.ext.name}: ${message(err)}`);
         return undefined;
@@ -126,7 +129,7 @@ export class DirectReach {
         return;
       }
       const before = this.verdicts.get(ip)?.neighborFailed;
-      const entry = neighbors?.get(ip);
+      const entry = neighbors?.get(canonical(ip));
       let failed = before;
       if (entry?.state.includes('failed')) failed = true;
       else if (entry && RESOLVED_STATES.some((s) => entry.state.includes(s))) failed = false;
@@ -173,6 +176,16 @@ export class DirectReach {
   /** Why `ip` is or is not direct, for logs and diagnostics. */
   why(ip: string): string {
     return this.verdicts.get(ip)?.why ?? 'not looked up yet';
+  }
+}
+
+/** One spelling per address, so that an IPv6 neighbour is found whichever way its address is written. */
+function canonical(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  try {
+    return IP.parse(ip, 6).toString();
+  } catch {
+    return ip;
   }
 }
 

@@ -11,7 +11,7 @@ import type { Netlink } from '../lib/netlink';
 import type { InstanceSlot } from './backend';
 import { BACKEND_ROUTE_PROTOCOL, ownerOfProtocol } from './route-protocols';
 import { IPIP_DEVICE } from './ipip/constants';
-import { VXLAN_DEVICE_PATTERN } from './vxlan/device';
+import { IPV6_DEVICE_PATTERN, VXLAN_DEVICE_PATTERN } from './vxlan/device';
 import { UDP_BESIDE_DEVICE, UDP_DEVICE, portOfUdpAlias } from './udp';
 import { WIREGUARD_DEVICE, portOfWireguardAlias } from './wireguard';
 import { BIRD_METRIC, RTPROT_BIRD } from './bgp/bgp-backend';
@@ -28,7 +28,8 @@ export interface LeftOver {
 }
 
 export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
-  const [links, routes] = await Promise.all([nl.listLinks(), nl.listRoutes({ family: 4 })]);
+  // Both families: an IPv6-only node's backends own IPv6 routes alone.
+  const [links, routes] = await Promise.all([nl.listLinks(), nl.listRoutes()]);
   const owners = routes.map((r) => ({ owner: ownerOfProtocol(r.protocol), ifindex: r.ifindex }));
   const slotsOf = (type: string) => new Set(owners.filter((o) => o.owner?.type === type).map((o) => o.owner!.slot));
   /** The slot whose routes lead through the device; 0 when none do. */
@@ -36,6 +37,8 @@ export async function backendsInKernel(nl: Netlink): Promise<LeftOver[]> {
   const found: LeftOver[] = [];
 
   const vxlans = links.filter((l) => l.kind === 'vxlan' && VXLAN_DEVICE_PATTERN.test(l.name) && l.vxlan);
+  // An IPv6-only node's vxlan has only flanneld's IPv6 device (in dual stack it goes with flannel.<VNI>).
+  vxlans.push(...links.filter((l) => l.kind === 'vxlan' && l.vxlan && IPV6_DEVICE_PATTERN.test(l.name) && !vxlans.some((v) => v.vxlan!.vni === l.vxlan!.vni)));
   for (const l of vxlans) {
     const v = l.vxlan!;
     found.push({ config: { type: 'vxlan', settings: { VNI: v.vni, Port: v.port, GBP: v.gbp, Learning: v.learning } }, slot: slotVia(l.index), device: l.name });

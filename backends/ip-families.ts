@@ -24,7 +24,11 @@ export function ipv6NotCarriedWarning(config: NetworkConfig): string | undefined
 /** Backends whose encapsulation holds only IPv4 packets. */
 const IPV4_ONLY_BACKENDS: readonly string[] = ['udp', 'ipip'];
 
-/** Throws ConfigError naming the key when EnableIPv6 is on with a backend (or Fallback) that cannot carry IPv6. */
+/**
+ * Throws ConfigError naming the key when EnableIPv6 is on with a backend (or
+ * Fallback) that cannot carry IPv6, or the network is IPv6-only with one
+ * that does not route IPv6 yet (wireguard, bgp).
+ */
 export function checkIPv6Backends(config: NetworkConfig): void {
   if (!config.enableIPv6) return;
   const refuse = (field: string, type: string) => new ConfigError(field,
@@ -33,4 +37,14 @@ export function checkIPv6Backends(config: NetworkConfig): void {
   if (IPV4_ONLY_BACKENDS.includes(config.backend.type)) throw refuse('Backend.Type', config.backend.type);
   const fallback = fallbackConfig(config.backend);
   if (fallback && IPV4_ONLY_BACKENDS.includes(fallback.type)) throw refuse('Backend.Fallback', fallback.type);
+  if (config.enableIPv4) return;
+  // IPv6 only: a backend that routes IPv4 alone would carry nothing at all.
+  const refuseV6Only = (field: string, type: string) => new ConfigError(field,
+    `${field} ${JSON.stringify(type)} does not route IPv6 yet, and EnableIPv4 is false (an IPv6-only network) leaves it nothing to carry; ` +
+    `use one of ${IPV6_ONLY_BACKENDS.filter((t) => t !== 'alloc').join(', ')}, or set EnableIPv4 to true`);
+  if (!IPV6_ONLY_BACKENDS.includes(config.backend.type)) throw refuseV6Only('Backend.Type', config.backend.type);
+  if (fallback && !IPV6_ONLY_BACKENDS.includes(fallback.type)) throw refuseV6Only('Backend.Fallback', fallback.type);
 }
+
+/** The backends an IPv6-only network (EnableIPv4 false) runs on in this build: those routing IPv6, and alloc, which routes nothing. */
+const IPV6_ONLY_BACKENDS: readonly string[] = ['vxlan', 'host-gw', 'alloc'];

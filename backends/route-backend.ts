@@ -6,6 +6,7 @@
  */
 import type { IPNet } from '../lib/ip';
 import type { Lease } from '../lib/subnet';
+import { carriesIPv4, heldSubnets, leaseLabel } from '../lib/subnet/lease';
 import type { LinkInfo, Netlink } from '../lib/netlink';
 import type { AssignedPeers, Backend, BackendStart, LocalNode, Peer, PlanInput } from './backend';
 import type { DeviceState, KernelState, WantedRoute } from './kernel-state';
@@ -41,8 +42,10 @@ export abstract class RouteBackend implements Backend {
       : [];
     const routes: WantedRoute[] = [];
     const skipped: string[] = [];
+    // IPv4 routes only between two nodes that both hold an IPv4 subnet: an IPv6-only lease's is 0.0.0.0/0.
+    const ipv4 = carriesIPv4(input.own);
     for (const peer of peers.carried) {
-      routes.push({ ...this.routeTo(input, peer), peer: peer.key });
+      if (ipv4 && carriesIPv4(peer)) routes.push({ ...this.routeTo(input, peer), peer: peer.key });
       const v6 = this.ipv6Route(input, peer);
       if (typeof v6 === 'string') skipped.push(v6);
       else if (v6) routes.push({ ...v6, peer: peer.key });
@@ -51,7 +54,7 @@ export abstract class RouteBackend implements Backend {
       protocol: this.routeProtocol,
       routes,
       devices,
-      keepRoutes: peers.leaving.flatMap((p) => (p.ipv6Subnet ? [p.subnet.toString(), p.ipv6Subnet.toString()] : [p.subnet.toString()])),
+      keepRoutes: peers.leaving.flatMap((p) => heldSubnets(p).map((s) => s.toString())),
       skipped,
     };
   }
@@ -59,7 +62,7 @@ export abstract class RouteBackend implements Backend {
   /** The peer's IPv6 route; undefined when this node or the peer has no IPv6 subnet; a reason when the peer cannot get one. */
   private ipv6Route(input: PlanInput, peer: Peer): WantedRoute | string | undefined {
     if (!this.ipv6RouteTo || !input.own.ipv6Subnet || !peer.ipv6Subnet) return undefined;
-    if (!peer.publicIPv6) return `peer ${peer.subnet.toString()} has the IPv6 subnet ${peer.ipv6Subnet.toString()} but publishes no PublicIPv6; its IPv6 subnet is not routed`;
+    if (!peer.publicIPv6) return `peer ${leaseLabel(peer)} has the IPv6 subnet ${peer.ipv6Subnet.toString()} but publishes no PublicIPv6; its IPv6 subnet is not routed`;
     return this.ipv6RouteTo(input, { ...peer, ipv6Subnet: peer.ipv6Subnet, publicIPv6: peer.publicIPv6 });
   }
 

@@ -39,12 +39,16 @@ export function ipv6DeviceFor(device: string, vni: number): string | undefined {
 /** Names twill gives vxlan devices, for finding them again after a restart. */
 export const VXLAN_DEVICE_PATTERN = /^(flannel\.\d+|vx\d+\.\d+)$/;
 
+/** flanneld's IPv6 vxlan device names (`ipv6DeviceName`). */
+export const IPV6_DEVICE_PATTERN = /^flannel-v6\.\d+$/;
+
 /**
  * 0e:VV:a:b:c:d — locally administered, unicast; VV is the VNI's low byte
- * and a.b.c.d the node's IPv4 address, so nodes (and VNIs on one node) differ.
+ * and a.b.c.d the node's IPv4 address (the low 32 bits of its IPv6 address
+ * on an IPv6-only node), so nodes (and VNIs on one node) differ.
  */
 export function derivedVtepMac(address: string, vni: number): string {
-  const v = IP.parse(address, 4).value;
+  const v = IP.parse(address).value & 0xffffffffn;
   const bytes = [0x0e, vni & 0xff, Number((v >> 24n) & 0xffn), Number((v >> 16n) & 0xffn), Number((v >> 8n) & 0xffn), Number(v & 0xffn)];
   return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
 }

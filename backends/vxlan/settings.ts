@@ -25,10 +25,10 @@ export const VXLAN_V6_OVERHEAD = 70;
  * devices this node runs, so that a full-size packet of either family fits
  * its underlay (flanneld writes the IPv4 device's).
  */
-export function vxlanMtus(s: VxlanSettings, extMtu: number, ipv6: boolean): { readonly v4: number; readonly v6: number; readonly pod: number } {
+export function vxlanMtus(s: VxlanSettings, extMtu: number, ipv6: boolean, ipv4 = true): { readonly v4: number; readonly v6: number; readonly pod: number } {
   const v4 = s.mtu ?? extMtu - VXLAN_OVERHEAD;
   const v6 = s.mtu ?? extMtu - VXLAN_V6_OVERHEAD;
-  return { v4, v6, pod: ipv6 ? Math.min(v4, v6) : v4 };
+  return { v4, v6, pod: !ipv4 ? v6 : ipv6 ? Math.min(v4, v6) : v4 };
 }
 
 export function vxlanSettings(config: BackendConfig): VxlanSettings {

@@ -19,6 +19,7 @@ import {
 } from '../subnet';
 import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
 import { encodeLeaseAttrs } from '../subnet/lease-codec';
+import { carriesIPv4, leaseLabel, underlayAddress } from '../subnet/lease';
 import { BackendSet } from './backend-set';
 import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
@@ -103,7 +104,7 @@ export class Agent {
       await this.watchPeers(config);
       await this.startRepairs(config);
       await this.watchConfig(revision);
-      this.log.info('twilld running', { subnet: lease.subnet.toString(), backend: backends.primary.type, mode: backends.primary.mode, mtu, backends: backends.keys().join(',') });
+      this.log.info('twilld running', { subnet: leaseLabel(lease), backend: backends.primary.type, mode: backends.primary.mode, mtu, backends: backends.keys().join(',') });
       await untilAborted(signal);
     } finally {
       await this.shutdown();
@@ -111,7 +112,7 @@ export class Agent {
   }
 
   private chooseInterface(config: NetworkConfig): LocalNode {
-    const selection = selectInterface({ ...this.opts.interfaces, wantIPv6: config.enableIPv6 });
+    const selection = selectInterface({ ...this.opts.interfaces, wantIPv4: config.enableIPv4, wantIPv6: config.enableIPv6 });
     this.log.info('using interface', { iface: selection.iface.name, publicIP: selection.publicIP, publicIPv6: selection.publicIPv6, why: selection.reason });
     return { extIface: selection.iface, publicIP: selection.publicIP, publicIPv6: selection.publicIPv6 };
   }
@@ -161,13 +162,17 @@ export class Agent {
     this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
     this.startCounterReadout();
     await this.watchKernel(this.netlink!);
-    const network = config.network;
-    if (!network) return;
+    const network = config.enableIPv4 ? config.network : undefined;
+    if (!network) {
+      // NAT (and the forward rules) need the IPv4 table beside the IPv6 one so far.
+      if (this.opts.ipMasq) this.log.warn('--ip-masq does not cover IPv6-only networks yet (EnableIPv4 false): no NAT rules are installed');
+      return;
+    }
     this.masq = new MasqController(
       { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs, backend: this.opts.natBackend },
       () => {
         const own = this.manager.ownLease();
-        if (!own) return undefined;
+        if (!own || !carriesIPv4(own)) return undefined;
         // flanneld's MasqIP6Rules: the IPv6 network and this node's IPv6 subnet, when it leased one.
         const v6 = config.enableIPv6 && config.ipv6Network && own.ipv6Subnet ? { ipv6: { podNetwork: config.ipv6Network, nodeSubnet: own.ipv6Subnet } } : {};
         return { podNetwork: network, nodeSubnet: own.subnet, ...v6 };
@@ -249,7 +254,7 @@ export class Agent {
 
   /** The own lease was re-acquired after a loss: publish its subnet and reconcile. */
   async ownLeaseChanged(lease: Lease, previous: Lease): Promise<void> {
-    if (!lease.subnet.equals(previous.subnet)) this.metrics.subnetChanged();
+    if (lease.key !== previous.key) this.metrics.subnetChanged();
     this.readiness.leaseHeld(true);
     if (this.running) await this.writeSubnetFile(this.running.config, lease, this.running.mtu);
     this.loop.request('own lease re-acquired');
@@ -279,14 +284,14 @@ export class Agent {
 
   private async writeSubnetFile(config: NetworkConfig, lease: Lease, mtu: number): Promise<void> {
     await writeSubnetFile(this.opts.subnetFile, {
-      network: config.network,
-      subnet: lease.subnet,
+      network: config.enableIPv4 ? config.network : undefined,
+      subnet: carriesIPv4(lease) ? lease.subnet : undefined,
       ipv6Network: config.ipv6Network,
       ipv6Subnet: lease.ipv6Subnet,
       mtu,
       ipMasq: this.opts.ipMasq,
     });
-    this.log.info('wrote subnet file', { file: this.opts.subnetFile, subnet: lease.subnet.toString() });
+    this.log.info('wrote subnet file', { file: this.opts.subnetFile, subnet: leaseLabel(lease) });
   }
 
   /** Never throws: a failed reconcile is logged and retried by the repair timer. */
@@ -351,7 +356,7 @@ export class Agent {
   /** One line per lease for a few changes; a count for a burst, so thousands of leases do not flood the log. */
   private logLeaseEvents(events: readonly LeaseEvent[]): void {
     if (events.length <= 10) {
-      for (const ev of events) this.log.info(`lease ${ev.type}`, { subnet: ev.lease.subnet.toString(), publicIP: ev.lease.attrs.publicIP });
+      for (const ev of events) this.log.info(`lease ${ev.type}`, { subnet: leaseLabel(ev.lease), publicIP: underlayAddress(ev.lease.attrs) ?? ev.lease.attrs.publicIP });
       return;
     }
     const count = (t: LeaseEvent['type']) => events.filter((e) => e.type === t).length;

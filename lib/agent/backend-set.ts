@@ -21,6 +21,7 @@
 import type { BackendConfig } from '../config';
 import type { IPNet } from '../ip';
 import type { Lease, LeaseAttrs } from '../subnet';
+import { NO_PUBLIC_IP } from '../subnet/lease';
 import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
 import type { WireguardPeerStats } from '../observe/metrics';
@@ -158,7 +159,9 @@ export class BackendSet {
     const all = [...leases];
     const skipped: string[] = [];
     if (keys.some((k) => this.running.get(k)!.backend.usesReach)) {
-      const problems = await this.direct.refresh(all.filter((l) => l.key !== own.key).map((l) => l.attrs.publicIP)).catch((err: unknown) => [String(err)]);
+      // Both families: host-gw and DirectRouting ask each family's own address (PublicIPv6 for IPv6).
+      const addresses = all.filter((l) => l.key !== own.key).flatMap((l) => [l.attrs.publicIP, l.attrs.publicIPv6 ?? NO_PUBLIC_IP]).filter((ip) => ip !== NO_PUBLIC_IP);
+      const problems = await this.direct.refresh(addresses).catch((err: unknown) => [String(err)]);
       for (const problem of problems) skipped.push(`reachability: ${problem}`);
     }
     const readiness = await peerReadiness(new Map(keys.map((k) => [k, this.running.get(k)!.backend])), network, (key, message) => skipped.push(`${key}: ${message}`));

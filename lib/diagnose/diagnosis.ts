@@ -14,6 +14,8 @@ import type { Etcd3 } from 'etcd3';
 import { InterfaceSelection, InterfaceSelectionError, selectInterface } from '../iface';
 import { Netlink } from '../netlink';
 import { Lease } from '../subnet';
+import { NO_PUBLIC_IP, heldSubnets, leaseLabel, underlayAddress } from '../subnet/lease';
+import type { NetworkConfig } from '../config';
 import { EtcdRegistry } from '../subnet/etcd';
 import { primaryBackendType, terminatedBy } from '../../backends/assignment';
 import { typeOfKey } from '../../backends/instance';
@@ -64,7 +66,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
   const out = new Findings();
   const s = o.store;
   const view = s.kind === 'etcd' ? await readClusterView(s.etcd, s.prefix, s.endpoints, out) : await readKubeClusterView(s.kube, out);
-  const local = chooseInterface(o, out);
+  const local = chooseInterface(o, out, view?.config);
 
   let nl: Netlink;
   try {
@@ -76,7 +78,7 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
   let probe: ProbeReport | undefined;
   try {
     const ext = local && (await describeInterface(nl, local, out));
-    const own = view && local ? await findOwnLease(o, view, local.publicIP, out) : undefined;
+    const own = view && local ? await findOwnLease(o, view, underlayAddress({ publicIP: local.publicIP, publicIPv6: local.publicIPv6 ?? null }) ?? local.publicIP, out) : undefined;
     const backend = own ? primaryBackendType(own.attrs) : view?.config.backend.type;
     if (own && view && backend !== view.config.backend.type) {
       out.warn('lease', `this node's lease says backend ${backend}, the network config says ${view.config.backend.type}`,
@@ -112,9 +114,9 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
         const peer = findPeerLease(o.peer, view.leases);
         if (!peer) {
           out.fail('probe', `no lease matches --peer ${o.peer}`,
-            `give a peer's subnet, public IP or an address inside its subnet; leases: ${view.leases.map((l) => `${l.subnet.toString()} (${l.attrs.publicIP})`).join(', ') || 'none'}`);
+            `give a peer's subnet, public IP or an address inside its subnet; leases: ${view.leases.map((l) => `${leaseLabel(l)} (${underlayAddress(l.attrs) ?? l.attrs.publicIP})`).join(', ') || 'none'}`);
         } else if (peer.key === own.key) {
-          out.fail('probe', `--peer ${o.peer} is this node's own lease ${own.subnet.toString()}`, 'name another node\'s subnet or public IP');
+          out.fail('probe', `--peer ${o.peer} is this node's own lease ${leaseLabel(own)}`, 'name another node\'s subnet or public IP');
         } else {
           if (o.peer.includes(':')) out.ok('probe', `--peer ${o.peer} is the lease ${peer.subnet.toString()} and ${peer.ipv6Subnet?.toString() ?? '?'}; the probe crosses over IPv4`);
           probe = await probePeer({
@@ -139,9 +141,9 @@ function finish(out: Findings, probe?: ProbeReport): Diagnosis {
   return { findings, probe, failed: out.failed };
 }
 
-function chooseInterface(o: DiagnosisOptions, out: Findings): InterfaceSelection | undefined {
+function chooseInterface(o: DiagnosisOptions, out: Findings, config?: NetworkConfig): InterfaceSelection | undefined {
   try {
-    return selectInterface({ iface: o.iface.length ? o.iface : undefined, publicIP: o.publicIP });
+    return selectInterface({ iface: o.iface.length ? o.iface : undefined, publicIP: o.publicIP, wantIPv4: config?.enableIPv4, wantIPv6: config?.enableIPv6 });
   } catch (err) {
     const flag = err instanceof InterfaceSelectionError ? err.flag : '--iface';
     out.fail('interface', `no external interface: ${(err as Error).message}`,
@@ -159,11 +161,15 @@ interface InterfaceFacts {
 
 async function describeInterface(nl: Netlink, local: InterfaceSelection, out: Findings): Promise<InterfaceFacts> {
   const { iface, publicIP } = local;
-  const [link, addrs] = await Promise.all([nl.getLink(iface.index), nl.listAddresses(iface.index, 4)]);
-  const prefixLen = addrs.find((a) => a.address === iface.ipv4)?.prefixLen;
-  const natted = !addrs.some((a) => a.address === publicIP);
-  const addr = `${iface.ipv4 ?? 'no IPv4'}${prefixLen !== undefined ? `/${prefixLen}` : ''}`;
-  const what = `${iface.name} (${addr}, MTU ${iface.mtu}), chosen because ${local.reason}; public IP ${publicIP}${natted ? ' (not on the interface: NAT)' : ''}`;
+  // An IPv6-only node publishes PublicIPv6 alone (PublicIP "0.0.0.0").
+  const v6only = publicIP === NO_PUBLIC_IP && local.publicIPv6 !== undefined;
+  const published = v6only ? local.publicIPv6! : publicIP;
+  const own = v6only ? iface.ipv6 : iface.ipv4;
+  const [link, addrs] = await Promise.all([nl.getLink(iface.index), nl.listAddresses(iface.index, v6only ? 6 : 4)]);
+  const prefixLen = addrs.find((a) => a.address === own)?.prefixLen;
+  const natted = !addrs.some((a) => a.address === published);
+  const addr = `${own ?? (v6only ? 'no IPv6' : 'no IPv4')}${prefixLen !== undefined ? `/${prefixLen}` : ''}`;
+  const what = `${iface.name} (${addr}, MTU ${iface.mtu}), chosen because ${local.reason}; public IP ${published}${natted ? ' (not on the interface: NAT)' : ''}`;
   if (!link || !link.up) {
     out.fail('interface', `${what}, but it is down`, `bring it up: ip link set ${iface.name} up`);
   } else if (!link.lowerUp) {
@@ -175,7 +181,7 @@ async function describeInterface(nl: Netlink, local: InterfaceSelection, out: Fi
 }
 
 async function findOwnLease(o: DiagnosisOptions, view: ClusterView, publicIP: string, out: Findings): Promise<Lease | undefined> {
-  const mine = view.leases.filter((l) => l.attrs.publicIP === publicIP);
+  const mine = view.leases.filter((l) => underlayAddress(l.attrs) === publicIP);
   if (o.store.kind === 'kube') return findOwnNode(view, mine, publicIP, o.store.kube, out);
   if (mine.length === 0) {
     out.fail('lease', `no lease in etcd carries this node's public IP ${publicIP} (${view.leases.length} lease(s) held by others)`,
@@ -183,12 +189,12 @@ async function findOwnLease(o: DiagnosisOptions, view: ClusterView, publicIP: st
     return undefined;
   }
   if (mine.length > 1) {
-    out.warn('lease', `${mine.length} leases carry this node's public IP ${publicIP}: ${mine.map((l) => l.subnet.toString()).join(', ')}`,
+    out.warn('lease', `${mine.length} leases carry this node's public IP ${publicIP}: ${mine.map((l) => leaseLabel(l)).join(', ')}`,
       'peers program each of them; delete the ones this node does not use (etcdctl del <prefix>/subnets/<key>)');
   }
   const own = mine[0];
   const peers = view.leases.length - mine.length;
-  const data = own.attrs.backendData as Partial<Record<string, unknown>> | undefined;
+  const data = (own.attrs.backendData ?? own.attrs.backendV6Data) as Partial<Record<string, unknown>> | undefined;
   const vtep = typeof data?.VtepMAC === 'string' ? `, VTEP ${data.VtepMAC}` : '';
   const what = `this node (${publicIP}) holds ${ownSubnets(own)}, backend ${primaryBackendType(own.attrs)}${vtep}; ${peers} peer lease(s)`;
   if (own.etcdLeaseId === undefined) {
@@ -227,15 +233,16 @@ function findOwnNode(view: ClusterView, mine: readonly Lease[], publicIP: string
   }
   const own = mine[0];
   const peers = view.leases.length - mine.length;
-  const data = own.attrs.backendData as Partial<Record<string, unknown>> | undefined;
+  const data = (own.attrs.backendData ?? own.attrs.backendV6Data) as Partial<Record<string, unknown>> | undefined;
   const vtep = typeof data?.VtepMAC === 'string' ? `, VTEP ${data.VtepMAC}` : '';
   out.ok('lease', `this node (${publicIP}) is Node ${nodeName(own)}, podCIDR ${ownSubnets(own)}, backend ${primaryBackendType(own.attrs)}${vtep}; ${peers} peer Node(s)`);
   return own;
 }
 
-/** The subnets a lease holds, and in dual stack the IPv6 address it publishes. */
+/** The subnets a lease holds (IPv4, IPv6 or both), and the IPv6 address it publishes when it holds an IPv6 subnet. */
 function ownSubnets(own: Lease): string {
-  return own.ipv6Subnet ? `${own.subnet.toString()} and ${own.ipv6Subnet.toString()} (public IPv6 ${own.attrs.publicIPv6 ?? 'none'})` : own.subnet.toString();
+  const held = heldSubnets(own).map((n) => n.toString()).join(' and ');
+  return own.ipv6Subnet ? `${held} (public IPv6 ${own.attrs.publicIPv6 ?? 'none'})` : held;
 }
 
 function formatDuration(seconds: number): string {

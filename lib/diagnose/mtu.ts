@@ -4,6 +4,7 @@
  * ext − 28, host-gw and alloc ext) and whether subnet.env — what CNI hands
  * to pods — agrees with the running backend and the node's lease.
  */
+import { carriesIPv4 } from '../subnet/lease';
 import { promises as fs } from 'fs';
 import type { NetworkConfig } from '../config';
 import type { ExternalInterface } from '../iface';
@@ -34,7 +35,7 @@ export function overlayMtus(backend: string, extMtu: number, config?: NetworkCon
     } catch {
       // a bad setting is reported with the config; the default applies
     }
-    return vxlanMtus(settings, extMtu, ipv6);
+    return vxlanMtus(settings, extMtu, ipv6, config?.enableIPv4 ?? true);
   }
   const mtu = extMtu - (BACKEND_OVERHEAD[backend] ?? 0);
   return { v4: mtu, v6: mtu, pod: mtu };
@@ -100,7 +101,7 @@ async function checkSubnetFile(c: MtuCheck, backend: string, want: number, out: 
   }
 
   const subnet = vars.get('FLANNEL_SUBNET');
-  if (c.own && subnet !== undefined) {
+  if (c.own && carriesIPv4(c.own) && subnet !== undefined) {
     const expected = `${c.own.subnet.ip.add(1).toString()}/${c.own.subnet.prefixLen}`;
     if (subnet !== expected) {
       out.fail(TOPIC, `${c.subnetFile} says FLANNEL_SUBNET=${subnet}, but this node's lease is ${c.own.subnet.toString()} (want ${expected})`,

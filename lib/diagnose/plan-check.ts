@@ -13,11 +13,12 @@
  * that the plan does not want is a WARN (stale). Peers no backend can carry
  * are WARNs, as twilld skips them too.
  */
+import { leaseLabel, underlayAddress } from '../subnet/lease';
 import type { BackendConfig, NetworkConfig } from '../config';
 import type { Lease } from '../subnet';
 import type { LinkInfo, Netlink, RouteInfo } from '../netlink';
 import {
-  AssignedPeers, Backend, InstanceSlot, Intake, KernelState, LeftOver, LocalNode, ObservedState, Plan,
+  AssignedPeers, Backend, InstanceSlot, Intake, KernelState, LeftOver, LocalNode, ObservedState, Peer, Plan,
   assignPeers, backendFactory, backendsInKernel, diffKernelState, fallbackConfig, preferenceOrder,
   terminatedBy, typeOfKey, identityOfKey, withoutFallback,
 } from '../../backends';
@@ -103,7 +104,7 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
         out.fail('device', `${instance.device} does not exist: no peer is reachable over ${type}`, TWILLD_REPAIRS);
         continue;
       }
-      checkDevice(device, instance.config, c.config, c.local.extIface.mtu, c.own, out);
+      checkDevice(device, instance.config, c.config, c.local.extIface.mtu, c.own, out, c.config.enableIPv4 ? 4 : 6);
     }
     let ipv6Device: LinkInfo | undefined;
     const ipv6Name = local.publicIPv6 ? ipv6DeviceOf(instance.config, instance.device) : undefined;
@@ -115,7 +116,9 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     const siblings = instances.filter((i) => i !== instance && i.config.type === type).length;
     let state: KernelState;
     try {
-      state = plannedState(backend, { local, own: c.own, device, ipv6Device, reach, network: c.config.network, siblings }, peers);
+      // IPv6 only: the one vxlan device is the IPv6 one.
+      const v6only = !c.config.enableIPv4;
+      state = plannedState(backend, { local, own: c.own, device: v6only ? undefined : device, ipv6Device: v6only ? device : ipv6Device, reach, network: c.config.network, siblings }, peers);
     } catch (err) {
       out.fail(TOPIC, `cannot plan the ${instance.key} backend: ${(err as Error).message}`, TWILLD_REPAIRS);
       continue;
@@ -154,8 +157,8 @@ async function runningInstances(c: PlanCheck): Promise<Instance[]> {
   });
 }
 
-function label(p: { subnet: { toString(): string }; publicIP: string }): string {
-  return `${p.subnet.toString()} (${p.publicIP})`;
+function label(p: Peer): string {
+  return `${leaseLabel(p)} (${underlayAddress({ publicIP: p.publicIP, publicIPv6: p.publicIPv6 ?? null }) ?? p.publicIP})`;
 }
 
 function describeRoute(r: { gateway?: string; dev?: string; ifindex?: number; onlink: boolean }): string {

@@ -14,6 +14,7 @@
  * be started is a WARN (the echo replies are still counted). Never throws
  * for network conditions.
  */
+import { carriesIPv4, leaseLabel } from '../subnet/lease';
 import { execFile } from 'child_process';
 import type { NetworkConfig } from '../config';
 import type { ExternalInterface } from '../iface';
@@ -64,7 +65,8 @@ export interface ProbeReport {
 export function findPeerLease(spec: string, leases: readonly Lease[]): Lease | undefined {
   const text = spec.trim().replace(/^(\d+\.\d+\.\d+\.\d+)-(\d+)$/, '$1/$2');
   const family = text.includes(':') ? 6 : 4;
-  const subnetOf = (l: Lease) => (family === 6 ? l.ipv6Subnet : l.subnet);
+  // An IPv6-only lease's empty IPv4 part (0.0.0.0/0) contains every address: it names no peer.
+  const subnetOf = (l: Lease) => (family === 6 ? l.ipv6Subnet : carriesIPv4(l) ? l.subnet : undefined);
   if (text.includes('/')) {
     const net = IPNet.parse(text, { want: family, allowHostBits: true });
     return leases.find((l) => subnetOf(l)?.equals(net));
@@ -86,6 +88,7 @@ export function isPeerSpec(spec: string): boolean {
 
 /** The peer's pod gateway: its subnet's first address + 1. Throws if that is not inside the peer's subnet and the network. */
 export function podGateway(peer: Lease, config: NetworkConfig): string {
+  if (!carriesIPv4(peer)) throw new Error(`refusing to probe ${leaseLabel(peer)}: an IPv6-only peer cannot be probed yet (the probe sends IPv4)`);
   const gw = peer.subnet.ip.add(1);
   if (!peer.subnet.contains(gw) || !config.network?.contains(gw)) {
     throw new Error(`refusing to probe ${gw.toString()}: it is not inside ${peer.subnet.toString()} and ${config.network?.toString() ?? 'the network'}`);

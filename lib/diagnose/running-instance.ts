@@ -18,7 +18,7 @@ import { BACKEND_ROUTE_PROTOCOL, routeProtocol } from '../../backends/route-prot
 import { IPIP_DEVICE } from '../../backends/ipip';
 import { UDP_BESIDE_DEVICE, UDP_DEVICE } from '../../backends/udp';
 import { WIREGUARD_DEVICE } from '../../backends/wireguard';
-import { deviceName, ipv6DeviceFor } from '../../backends/vxlan/device';
+import { deviceName, ipv6DeviceFor, ipv6DeviceName } from '../../backends/vxlan/device';
 import { vxlanSettings, type VxlanSettings } from '../../backends/vxlan/settings';
 
 export interface RunningInstance {
@@ -47,7 +47,8 @@ export function vxlanSettingsOrDefault(config: NetworkConfig): VxlanSettings {
 
 /** The device a backend creates on this node by default (in `slot`), if it has one. */
 export function defaultDevice(backend: string, config: NetworkConfig, slot: InstanceSlot = 0): string | undefined {
-  if (backend === 'vxlan') return deviceName(vxlanSettingsOrDefault(config).vni);
+  // An IPv6-only network has only flanneld's IPv6 device.
+  if (backend === 'vxlan') return (config.enableIPv4 ? deviceName : ipv6DeviceName)(vxlanSettingsOrDefault(config).vni);
   if (backend === 'ipip') return IPIP_DEVICE;
   if (backend === 'udp') return slot === 1 ? UDP_BESIDE_DEVICE : UDP_DEVICE;
   if (backend === 'wireguard') return WIREGUARD_DEVICE;

@@ -36,6 +36,7 @@
  */
 import { IP, type IPNet } from '../ip';
 import type { Lease } from '../subnet';
+import { NO_PUBLIC_IP, carriesIPv4 } from '../subnet/lease';
 import { type Intake, type IntakeKind, type UnderlayFamily, intakeFamily, intakeLabel } from '../../backends/intake';
 import { unusablePeer } from '../../backends/assignment';
 
@@ -61,8 +62,9 @@ export interface GuardPeer {
   /** Its lease key, for the log. */
   readonly key: string;
   readonly publicIP: string;
-  readonly subnet: IPNet;
-  /** Its PublicIPv6 and IPv6 subnet (dual stack), when it publishes them. */
+  /** Its IPv4 subnet; absent for a peer of an IPv6-only network. */
+  readonly subnet?: IPNet;
+  /** Its PublicIPv6 and IPv6 subnet (dual stack, IPv6 only), when it publishes them. */
   readonly publicIPv6?: string;
   readonly ipv6Subnet?: IPNet;
 }
@@ -114,7 +116,9 @@ export function guardPeers(own: Lease, leases: Iterable<Lease>): GuardPeer[] {
   for (const l of leases) {
     if (l.key === own.key || unusablePeer(l, own)) continue;
     out.push({
-      key: l.key, publicIP: l.attrs.publicIP, subnet: l.subnet,
+      key: l.key, publicIP: l.attrs.publicIP,
+      // An IPv6-only lease's empty IPv4 part (0.0.0.0/0) is no subnet it may send from.
+      ...(carriesIPv4(l) ? { subnet: l.subnet } : {}),
       ...(l.attrs.publicIPv6 ? { publicIPv6: l.attrs.publicIPv6 } : {}),
       ...(l.ipv6Subnet ? { ipv6Subnet: l.ipv6Subnet } : {}),
     });
@@ -198,7 +202,9 @@ export function planGuard(peers: readonly GuardPeer[], intakes: readonly Intake[
     // A lease's PublicIP(v6) comes from etcd: only a plain address as twill prints it goes into the nft script.
     const ip = publicAddress(p, family);
     if (family === 4) {
-      if (ip === undefined || p.subnet.family !== 4) {
+      // A peer of an IPv6-only network sends nothing over the IPv4 underlay: left out without a word.
+      if (p.subnet === undefined && p.publicIP === NO_PUBLIC_IP) continue;
+      if (ip === undefined || p.subnet?.family !== 4) {
         skipped.push(`tunnel guard: peer ${p.key} has no IPv4 public IP and subnet (${JSON.stringify(p.publicIP)}); its packets are refused`);
         continue;
       }
@@ -215,7 +221,7 @@ export function planGuard(peers: readonly GuardPeer[], intakes: readonly Intake[
     }
     ips.add(ip);
     subnets.add(`${ip} . ${p.ipv6Subnet.ip.value}-${p.ipv6Subnet.last.value}`);
-    if (p.subnet.family === 4) other.add(`${ip} . ${p.subnet.ip.value}-${p.subnet.last.value}`);
+    if (p.subnet?.family === 4) other.add(`${ip} . ${p.subnet.ip.value}-${p.subnet.last.value}`);
   }
   const counters = sorted.flatMap((i) => [
     counterName(i.kind, 'unknown_source'),

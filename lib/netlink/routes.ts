@@ -192,7 +192,7 @@ export async function listRoutes(ctx: RtContext, filter: RouteFilter = {}): Prom
 /**
  * The route the kernel would use to send to one IPv4 address now (`ip route
  * get <ip>`): one RTM_GETROUTE request, not a dump. The reply carries the
- * address as a /32 destination, the output device and, when the kernel
+ * address as a /32 (/128) destination, the output device and, when the kernel
  * would hand the packet to a router, the gateway — with the most specific
  * route, policy rules and `onlink` gateways already taken into account.
  * Undefined when the kernel has no route (ENETUNREACH) or an unreachable
@@ -200,10 +200,10 @@ export async function listRoutes(ctx: RtContext, filter: RouteFilter = {}): Prom
  * `resolveDev: false` skips it.
  */
 export async function routeGet(ctx: RtContext, dst: string, resolveDev = true): Promise<RouteInfo | undefined> {
-  if (ipFamily(dst, 'dst') !== 4) throw new InvalidArgumentError('dst', dst, 'an IPv4 address');
+  const family = ipFamily(dst, 'dst');
   const describe: Describe = { operation: 'get route', object: dst };
   const out = new AttrStream();
-  rt.formatRouteMessage({ kind: 'route', data: { family: addressFamily(4), dstLen: 32 }, attrs: { dst: encodeIp(dst, 'dst') } }, out);
+  rt.formatRouteMessage({ kind: 'route', data: { family: addressFamily(family), dstLen: family === 4 ? 32 : 128 }, attrs: { dst: encodeIp(dst, 'dst') } }, out);
   let replies: rt.Message[];
   try {
     replies = await ctx.reader.request(rt.MessageType.GETROUTE, out.bufs, 0, describe);

@@ -1,7 +1,9 @@
 /**
  * Lease keys and values, byte-compatible with flanneld (etcd mode).
  *
- * Key:   `10.244.1.0-24` or, dual stack, `10.244.1.0-24&fc00:0:0:1::-64`.
+ * Key:   `10.244.1.0-24` or, dual stack, `10.244.1.0-24&fc00:0:0:1::-64`,
+ *        or, IPv6 only, `0.0.0.0-0&fc00:0:0:1::-64` (flanneld's MakeSubnetKey
+ *        with an empty IPv4 subnet).
  * Value: JSON with the fields in flanneld's order — PublicIP, PublicIPv6
  *        (always present, null when none), BackendType, BackendData,
  *        BackendV6Data (each omitted when empty) — then twill's own fields.
@@ -47,6 +49,9 @@ export function parseSubnetKey(key: string): SubnetKey {
   try {
     const subnet = IPNet.parse(`${m[1]}/${m[2]}`, { want: 4 });
     const ipv6Subnet = m[3] === undefined ? undefined : IPNet.parse(`${m[3]}/${m[4]}`, { want: 6 });
+    if (subnet.prefixLen === 0 && !ipv6Subnet) {
+      throw new LeaseFormatError('key', `lease key ${quote(key)} holds no subnet: an IPv6-only lease key is 0.0.0.0-0&<IPv6 subnet>-<length>`);
+    }
     return { subnet, ipv6Subnet };
   } catch (err) {
     if (err instanceof InvalidAddressError) {

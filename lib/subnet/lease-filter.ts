@@ -15,7 +15,7 @@
  * share a subnet with it, directly or through others.
  */
 import type { NetworkConfig } from '../config';
-import type { Lease, LeaseEvent } from './lease';
+import { heldSubnets, type Lease, type LeaseEvent } from './lease';
 import type { RawKV } from './etcd-registry';
 import { leaseFromRaw } from './lease-validation';
 
@@ -185,7 +185,8 @@ interface Decoded {
 function decode(raw: RawKV, config: NetworkConfig): Decoded {
   try {
     const lease = leaseFromRaw(raw, config);
-    const subnets = lease.ipv6Subnet ? [lease.subnet.toString(), lease.ipv6Subnet.toString()] : [lease.subnet.toString()];
+    // Only the subnets it holds: every IPv6-only lease has the same empty IPv4 part.
+    const subnets = heldSubnets(lease).map((s) => s.toString());
     return { raw, lease, subnets };
   } catch (err) {
     // Whatever leaseFromRaw throws on, the entry is someone else's data: skipped, not fatal.

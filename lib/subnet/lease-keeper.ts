@@ -18,12 +18,12 @@
  */
 import type { NetworkConfig } from '../config';
 import type { Log } from '../observe/logger';
-import type { Lease, LeaseAttrs, LeaseEvent } from './lease';
+import { carriesIPv4, heldSubnets, leaseLabel, underlayAddress, type Lease, type LeaseAttrs, type LeaseEvent } from './lease';
 import type { EtcdRegistry, LeaseListing, RawKV } from './etcd-registry';
 import type { PreviousSubnets } from './subnet-file';
 import { encodeLeaseAttrs, formatSubnetKey, parseSubnetKey, SubnetKey } from './lease-codec';
 import { leaseFromRaw } from './lease-validation';
-import { allocationRange, isFreeSubnet, pickSubnet } from './allocator';
+import { allocationRange, pickSubnet, wantedSubnet } from './allocator';
 import { Backoff } from './backoff';
 import { setTimeout as sleep } from 'timers/promises';
 
@@ -109,7 +109,7 @@ export class LeaseKeeper {
     for (const ev of events) {
       if (ev.lease.key !== own.key) continue;
       if (ev.type === 'removed') void this.recover('the lease was deleted from etcd');
-      else if (ev.lease.attrs.publicIP !== own.attrs.publicIP) void this.recover(`another node (${ev.lease.attrs.publicIP}) wrote over the lease`);
+      else if (underlayAddress(ev.lease.attrs) !== underlayAddress(own.attrs)) void this.recover(`another node (${underlayAddress(ev.lease.attrs) ?? ev.lease.attrs.publicIP}) wrote over the lease`);
       else if (ev.lease.modRevision > own.modRevision) this.own = { ...own, modRevision: ev.lease.modRevision };
     }
   }
@@ -138,8 +138,8 @@ export class LeaseKeeper {
         } catch {
           continue; // not a lease key: it occupies nothing
         }
-        taken.add(key.subnet.toString());
-        if (key.ipv6Subnet) taken.add(key.ipv6Subnet.toString());
+        // What it holds: the empty IPv4 part of an IPv6-only key blocks nothing.
+        for (const held of heldSubnets(key)) taken.add(held.toString());
         if (!prefer && this.carriesThisNode(raw, config, attrs)) mine.push(raw);
       }
 
@@ -165,30 +165,29 @@ export class LeaseKeeper {
       }
 
       const wanted = prefer ?? previous;
-      const candidate: SubnetKey =
-        wanted.subnet && isFreeSubnet(range, taken, { subnet: wanted.subnet, ipv6Subnet: wanted.ipv6Subnet })
-          ? { subnet: wanted.subnet, ipv6Subnet: range.firstV6 ? wanted.ipv6Subnet : undefined }
-          : pickSubnet(range, taken, this.opts.random);
+      const candidate: SubnetKey = wantedSubnet(range, taken, wanted) ?? pickSubnet(range, taken, this.opts.random);
       prefer = undefined;
       const key = formatSubnetKey(candidate);
       const leaseId = await this.registry.grant(this.opts.ttlSeconds);
       const res = await this.registry.createIfAbsent(key, value, leaseId);
       if (res.created) {
         this.expiry = new Date(Date.now() + this.opts.ttlSeconds * 1000);
-        this.opts.log.info('acquired subnet lease', { subnet: candidate.subnet.toString(), ipv6Subnet: candidate.ipv6Subnet?.toString(), ttlSeconds: this.opts.ttlSeconds });
+        this.opts.log.info('acquired subnet lease', { subnet: leaseLabel(candidate), ipv6Subnet: candidate.ipv6Subnet?.toString(), ttlSeconds: this.opts.ttlSeconds });
         return { key, subnet: candidate.subnet, ipv6Subnet: candidate.ipv6Subnet, attrs, etcdLeaseId: leaseId, modRevision: res.revision };
       }
       await this.registry.revoke(leaseId).catch(() => undefined);
-      this.opts.log.info('subnet taken by another node at the same moment; trying another', { subnet: candidate.subnet.toString(), attempt });
+      this.opts.log.info('subnet taken by another node at the same moment; trying another', { subnet: leaseLabel(candidate), attempt });
     }
     throw new CollisionLimitError(MAX_CREATE_ATTEMPTS);
   }
 
+  /** A lease carrying this node's PublicIP, or, IPv6 only (PublicIP "0.0.0.0"), its PublicIPv6. */
   private carriesThisNode(raw: RawKV, config: NetworkConfig, attrs: LeaseAttrs): boolean {
-    if (attrs.publicIP === '0.0.0.0') return false;
+    const mine = underlayAddress(attrs);
+    if (mine === undefined) return false;
     try {
       const lease = leaseFromRaw(raw, config);
-      return lease.attrs.publicIP === attrs.publicIP;
+      return underlayAddress(lease.attrs) === mine;
     } catch {
       return false;
     }
@@ -210,7 +209,7 @@ export class LeaseKeeper {
       modRevision = res.revision;
     }
     const lease = leaseFromRaw({ ...raw, value, modRevision }, config);
-    this.opts.log.info(raw.leaseId === undefined ? 'using reserved subnet' : 'reusing existing subnet lease', { subnet: lease.subnet.toString(), ipv6Subnet: lease.ipv6Subnet?.toString() });
+    this.opts.log.info(raw.leaseId === undefined ? 'using reserved subnet' : 'reusing existing subnet lease', { subnet: leaseLabel(lease), ipv6Subnet: lease.ipv6Subnet?.toString() });
     return lease;
   }
 
@@ -252,7 +251,7 @@ export class LeaseKeeper {
       }
       this.expiry = new Date(Date.now() + ttl * 1000);
       this.renewBackoff.reset();
-      this.opts.log.debug('renewed subnet lease', { subnet: own.subnet.toString(), expires: this.expiry.toISOString() });
+      this.opts.log.debug('renewed subnet lease', { subnet: leaseLabel(own), expires: this.expiry.toISOString() });
       this.scheduleRenewal();
     } catch (err) {
       this.opts.log.debug('lease renewal failed; retrying', { error: (err as Error).message });
@@ -281,7 +280,7 @@ export class LeaseKeeper {
     const config = this.config;
     const attrs = this.attrs;
     if (!previous || !config || !attrs) return;
-    this.opts.log.warn('own subnet lease lost; acquiring it again', { subnet: previous.subnet.toString(), reason });
+    this.opts.log.warn('own subnet lease lost; acquiring it again', { subnet: leaseLabel(previous), reason });
     const backoff = new Backoff(500, 15_000);
     while (!this.closed) {
       try {
@@ -295,13 +294,13 @@ export class LeaseKeeper {
         }
         const lease = await this.tryAcquire(config, attrs, {}, { subnet: previous.subnet, ipv6Subnet: previous.ipv6Subnet });
         this.setOwn(lease);
-        if (!lease.subnet.equals(previous.subnet)) {
+        if (lease.key !== previous.key) {
           this.opts.log.error('own subnet was taken by another node; moved to a new subnet — pods on the old subnet must be restarted', {
-            old: previous.subnet.toString(),
-            new: lease.subnet.toString(),
+            old: leaseLabel(previous),
+            new: leaseLabel(lease),
           });
         } else {
-          this.opts.log.info('own subnet lease re-acquired', { subnet: lease.subnet.toString() });
+          this.opts.log.info('own subnet lease re-acquired', { subnet: leaseLabel(lease) });
         }
         this.opts.onOwnLeaseChanged?.(lease, previous);
         return;
@@ -325,6 +324,9 @@ export function familyMismatch(raw: RawKV, config: NetworkConfig): string | unde
   } catch {
     return 'not a lease key';
   }
+  const hasIPv4 = carriesIPv4(key);
+  if (config.enableIPv4 && !hasIPv4) return 'EnableIPv4 is true but the lease has no IPv4 subnet';
+  if (!config.enableIPv4 && hasIPv4) return 'EnableIPv4 is false but the lease has an IPv4 subnet';
   if (config.enableIPv6 && !key.ipv6Subnet) return 'EnableIPv6 is true but the lease has no IPv6 subnet';
   if (!config.enableIPv6 && key.ipv6Subnet) return 'EnableIPv6 is false but the lease has an IPv6 subnet';
   return undefined;

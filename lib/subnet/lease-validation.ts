@@ -3,14 +3,26 @@
  * A lease written by another node is only data: anything malformed, outside
  * the network or of the wrong size is refused here with a message naming
  * the key and the fault, and the caller skips it.
+ *
+ * In an IPv6-only network (EnableIPv4 false) a lease must hold an IPv6
+ * subnet; its IPv4 part is normally flanneld's empty `0.0.0.0-0`, and a
+ * dual-stack lease (a node not yet moved to the new config) is accepted,
+ * its IPv4 subnet left unrouted since this node has none.
  */
 import type { NetworkConfig } from '../config';
-import type { Lease } from './lease';
+import { carriesIPv4, type Lease } from './lease';
 import type { RawKV } from './etcd-registry';
 import { LeaseFormatError, decodeLeaseAttrs, parseSubnetKey } from './lease-codec';
 
 export function leaseFromRaw(raw: RawKV, config: NetworkConfig): Lease {
   const { subnet, ipv6Subnet } = parseSubnetKey(raw.key);
+  const hasIPv4 = carriesIPv4({ subnet });
+  if (config.enableIPv4 && !hasIPv4) {
+    throw new LeaseFormatError('key', 'an IPv6-only lease (no IPv4 subnet), but EnableIPv4 is true');
+  }
+  if (!config.enableIPv4 && config.enableIPv6 && !ipv6Subnet) {
+    throw new LeaseFormatError('key', `subnet ${subnet.toString()} has no IPv6 subnet, but EnableIPv4 is false (an IPv6-only network)`);
+  }
   if (config.enableIPv4 && config.network) {
     if (!config.network.covers(subnet)) {
       throw new LeaseFormatError('key', `subnet ${subnet.toString()} is outside the network ${config.network.toString()}`);

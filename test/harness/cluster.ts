@@ -190,6 +190,13 @@ export interface ClusterOptions {
   nearPrefixLen?: 23 | 24;
   /** A dual-stack underlay: node i's eth0 also holds fd00:198:18::<i+1>/64, a far node fd00:198:19::<i+1>/64 (see the module comment). */
   ipv6Underlay?: boolean;
+  /**
+   * With `ipv6Underlay`: false takes the IPv4 address (and the IPv4 default
+   * route) off the nodes' eth0, leaving an IPv6-only underlay. The nodes
+   * then cannot reach the root namespace over the bridge; see
+   * TwillCluster's etcd relay. Default true.
+   */
+  ipv4Underlay?: boolean;
 }
 
 /** A pod namespace attached to a node's cni0 bridge. */
@@ -281,6 +288,8 @@ export class Cluster {
     readonly nearPrefixLen: number = UNDERLAY.prefixLen,
     /** The underlay is dual stack (`ClusterOptions.ipv6Underlay`). */
     readonly ipv6Underlay: boolean = false,
+    /** The nodes keep their IPv4 underlay address (`ClusterOptions.ipv4Underlay`). */
+    readonly ipv4Underlay: boolean = true,
   ) {
     this.names = clusterNames(prefix, id);
     this.bridge = this.names.bridge;
@@ -403,6 +412,37 @@ export class Cluster {
   }
 
   /**
+   * An IPv6-only pod (an IPv6-only network): cni0 holding the IPv6
+   * subnet's first address, one pod namespace behind it holding the second,
+   * with its IPv6 default route via cni0. The PodInfo's `subnet`, `ip` and
+   * `gateway` are then IPv6 (and `ipv6` is `ip`).
+   */
+  async addPodIpv6Only(node: NodeRef, ipv6SubnetCidr: string, opts: { mtu?: number } = {}): Promise<PodInfo> {
+    const i = this.index(node);
+    if (this.pods.has(i)) throw new Error(`cluster ${this.id}: node ${i} already has a pod`);
+    const subnet = IPNet.parse(ipv6SubnetCidr, { want: 6 });
+    if (!ULA.covers(subnet) || subnet.prefixLen > 126) throw new RangeError(`pod IPv6 subnet ${ipv6SubnetCidr} must be a /126 or larger inside ${ULA_SPACE}`);
+    const nodeNs = this.nodeName(i);
+    const podNs = this.names.pod(i);
+    const gateway = subnet.ip.add(1).toString();
+    const podIp = subnet.ip.add(2).toString();
+    const hostVeth = `veth-p${i}`;
+    const mtu = String(opts.mtu ?? 1500);
+    await addNamespace(ipCommand, podNs);
+    const pod: PodInfo = { node: i, ns: podNs, subnet: subnet.toString(), ip: podIp, gateway, ipv6: podIp, hostVeth, mtu: opts.mtu ?? 1500 };
+    this.pods.set(i, pod);
+    await ipIn(nodeNs, ['link', 'add', 'cni0', 'type', 'bridge']);
+    await ipIn(nodeNs, ['link', 'set', 'cni0', 'up']);
+    await ipIn(nodeNs, ['-6', 'addr', 'add', `${gateway}/${subnet.prefixLen}`, 'dev', 'cni0', 'nodad']);
+    await ipIn(nodeNs, ['link', 'add', hostVeth, 'mtu', mtu, 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', mtu, 'netns', podNs]);
+    await ipIn(nodeNs, ['link', 'set', hostVeth, 'master', 'cni0', 'up']);
+    await ipIn(podNs, ['-6', 'addr', 'add', `${podIp}/${subnet.prefixLen}`, 'dev', 'eth0', 'nodad']);
+    await ipIn(podNs, ['link', 'set', 'eth0', 'up']);
+    await ipIn(podNs, ['-6', 'route', 'add', 'default', 'via', gateway, 'dev', 'eth0']);
+    return pod;
+  }
+
+  /**
    * The pod's second family: cni0 holds the IPv6 subnet's first address,
    * the pod its second, with the IPv6 default route via cni0. No duplicate
    * address detection: the addresses are usable at once, and unique by construction.
@@ -489,6 +529,8 @@ export class Cluster {
         await ipIn(ns, ['-6', 'route', 'add', other, 'via', via, 'dev', 'eth0']);
       }
     }
+    // IPv6 only: the IPv4 address goes, and with it the IPv4 routes of eth0.
+    if (!this.ipv4Underlay) await ipIn(ns, ['-4', 'addr', 'flush', 'dev', 'eth0']);
   }
 
   /**
@@ -551,13 +593,15 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   if (bad.length) throw new RangeError(`createCluster: farNodes must be node indexes 0..${opts.nodes - 1}, got ${bad.map(String).join(', ')}`);
   const nearPrefixLen = opts.nearPrefixLen ?? UNDERLAY.prefixLen;
   if (nearPrefixLen !== 23 && nearPrefixLen !== 24) throw new RangeError(`createCluster: nearPrefixLen must be 23 or 24, got ${String(nearPrefixLen)}`);
+  if (opts.ipv4Underlay === false && !opts.ipv6Underlay) throw new RangeError('createCluster: ipv4Underlay false needs ipv6Underlay (an underlay with no address family)');
+  if (opts.ipv4Underlay === false && far.length) throw new RangeError('createCluster: an IPv6-only underlay does not support farNodes yet');
   const name = (opts.name ?? 'cluster').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
   const lock = await acquireUnderlay(opts.underlayWaitMs ?? 45_000);
   let cluster: Cluster;
   try {
     await cleanupStale(HARNESS_PREFIX);
     await assertUnderlayFree(far.length > 0);
-    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name, HARNESS_PREFIX, far, nearPrefixLen, opts.ipv6Underlay ?? false);
+    cluster = new Cluster(await freshId(HARNESS_PREFIX), opts.nodes, name, HARNESS_PREFIX, far, nearPrefixLen, opts.ipv6Underlay ?? false, opts.ipv4Underlay ?? true);
     lock.cluster = cluster;
   } catch (e) {
     releaseUnderlay(lock.cluster);

@@ -2,7 +2,6 @@
 import { execFile } from 'child_process';
 import * as path from 'path';
 import type { TwillCluster } from './twill-cluster';
-import { UNDERLAY } from './cluster';
 
 const TWILL = path.join(__dirname, '..', '..', 'cmd', 'twill.js');
 
@@ -15,7 +14,7 @@ export interface CliRun {
 export function runDiagnose(tc: TwillCluster, node: number, args: readonly string[] = []): Promise<CliRun> {
   const argv = [
     'netns', 'exec', tc.nodeNs(node), process.execPath, TWILL, 'diagnose',
-    '--etcd-endpoints', tc.etcd.endpointOn(UNDERLAY.bridgeIp), '--iface', 'eth0', '--subnet-file', tc.subnetFile(node), ...args,
+    '--etcd-endpoints', tc.etcdEndpointInNode(node), '--iface', 'eth0', '--subnet-file', tc.subnetFile(node), ...args,
   ];
   return new Promise((resolve) => {
     execFile('ip', argv, { timeout: 60_000 }, (err, stdout, stderr) => {

@@ -6,6 +6,7 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as os from 'os';
+import * as net from 'net';
 import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
 import { readSubnetEnv } from '../../lib/lab/lab';
@@ -42,6 +43,15 @@ export interface TwillClusterOptions {
    */
   readonly ipv6?: boolean;
   /**
+   * An IPv6-only underlay (cluster.ts `ipv4Underlay: false`): node i's eth0
+   * holds only fd00:198:18::<i+1>/64, pods get only an IPv6 address (from
+   * FLANNEL_IPV6_SUBNET), and the agents reach etcd through a relay: a TCP
+   * listener on 127.0.0.1:ETCD_RELAY_PORT in each node namespace passing
+   * connections to a unix socket that the test process passes on to etcd
+   * (nothing of the ULA underlay reaches the root namespace).
+   */
+  readonly ipv6Only?: boolean;
+  /**
    * Kubernetes mode: a real kube-apiserver listening on the underlay bridge
    * (the agents run in node namespaces, where the host's 127.0.0.1 is not
    * theirs), one Node object per node, and agents started with
@@ -69,9 +79,27 @@ export interface NodeLease {
   readonly ipv6Subnet?: string;
 }
 
+/** Where the agents of an `ipv6Only` cluster find etcd, inside their node namespace. */
+export const ETCD_RELAY_PORT = 12379;
+
+/** Listens on 127.0.0.1:<port> in a node namespace; each connection is piped to the unix socket <path>. */
+const NODE_RELAY = `const net = require('net');
+const [sock, port] = process.argv.slice(1);
+net.createServer((c) => {
+  const u = net.connect(sock);
+  const drop = () => { c.destroy(); u.destroy(); };
+  c.on('error', drop).on('close', drop);
+  u.on('error', drop).on('close', drop);
+  c.pipe(u);
+  u.pipe(c);
+}).listen(Number(port), '127.0.0.1', () => console.log('relay ready'));`;
+
 export class TwillCluster {
   readonly agents = new Map<number, NsProcess>();
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'twill-cluster-'));
+  /** `ipv6Only`: the test process's end of the etcd relay. */
+  private relay?: net.Server;
+  private readonly relaySockets = new Set<net.Socket>();
 
   /** Kubernetes mode's API server (opts.kube), else undefined. */
   kube?: KubeApiServer;
@@ -79,13 +107,24 @@ export class TwillCluster {
   private constructor(readonly net: Cluster, readonly etcd: EtcdServer, readonly admin: Etcd3, private readonly opts: TwillClusterOptions) {}
 
   static async create(opts: TwillClusterOptions): Promise<TwillCluster> {
-    const net = await createCluster({ nodes: opts.nodes, farNodes: opts.farNodes, nearPrefixLen: opts.nearPrefixLen, ipv6Underlay: opts.ipv6 });
+    const net = await createCluster({
+      nodes: opts.nodes, farNodes: opts.farNodes, nearPrefixLen: opts.nearPrefixLen,
+      ipv6Underlay: opts.ipv6 || opts.ipv6Only, ipv4Underlay: !opts.ipv6Only,
+    });
     let etcd: EtcdServer | undefined;
     try {
       etcd = await startEtcd({ listenIPs: [UNDERLAY.bridgeIp] });
       const admin = etcd.client();
       await admin.put(`${PREFIX}/config`).value(JSON.stringify(opts.config));
       const tc = new TwillCluster(net, etcd, admin, opts);
+      if (opts.ipv6Only) {
+        try {
+          await tc.startEtcdRelay();
+        } catch (err) {
+          await tc.destroy();
+          throw err;
+        }
+      }
       if (opts.kube) {
         try {
           tc.kube = await startKubeApiserver(opts.kube.binary, { bindAddress: UNDERLAY.bridgeIp });
@@ -115,6 +154,40 @@ export class TwillCluster {
       await net.destroy();
       throw err;
     }
+  }
+
+  /** `ipv6Only`: the unix socket in the test process, and a relay to it in every node. */
+  private async startEtcdRelay(): Promise<void> {
+    const sock = path.join(this.dir, 'etcd.sock');
+    const port = this.etcd.port;
+    const sockets = this.relaySockets;
+    this.relay = net.createServer((c) => {
+      const u = net.connect(port, '127.0.0.1');
+      sockets.add(c).add(u);
+      const drop = () => {
+        c.destroy();
+        u.destroy();
+        sockets.delete(c);
+        sockets.delete(u);
+      };
+      c.on('error', drop).on('close', drop);
+      u.on('error', drop).on('close', drop);
+      c.pipe(u);
+      u.pipe(c);
+    });
+    await new Promise<void>((resolve, reject) => this.relay!.once('error', reject).listen(sock, resolve));
+    for (let i = 0; i < this.opts.nodes; i++) {
+      const p = await this.net.spawn(i, [process.execPath, '-e', NODE_RELAY, sock, String(ETCD_RELAY_PORT)]);
+      await waitFor(`the etcd relay in node ${i}`, () => {
+        if (p.exitedWith) throw new Error(`the etcd relay in node ${i} exited: ${p.stderr}`);
+        return p.stdout.includes('relay ready');
+      }, 10_000);
+    }
+  }
+
+  /** The etcd endpoint the agent of `node` uses, from inside its namespace (etcd mode). */
+  etcdEndpointInNode(node: number): string {
+    return this.opts.etcdEndpoints?.(node) ?? (this.opts.ipv6Only ? `http://127.0.0.1:${ETCD_RELAY_PORT}` : this.etcd.endpointOn(UNDERLAY.bridgeIp));
   }
 
   get size(): number {
@@ -158,7 +231,7 @@ export class TwillCluster {
     const kube = this.kube;
     const store = kube
       ? ['--kube-subnet-mgr', '--kubeconfig-file', kube.adminKubeconfig, '--net-config-path', this.netConfPath]
-      : ['--etcd-endpoints', this.opts.etcdEndpoints?.(node) ?? this.etcd.endpointOn(UNDERLAY.bridgeIp)];
+      : ['--etcd-endpoints', this.etcdEndpointInNode(node)];
     const args = [
       process.execPath, ...nodeFlags, TWILLD,
       ...store,
@@ -202,6 +275,17 @@ export class TwillCluster {
   }
 
   readSubnetFile(node: number): NodeLease | undefined {
+    if (this.opts.ipv6Only) {
+      // IPv6 only: the file has no FLANNEL_SUBNET; `subnet` is the IPv6 one.
+      let env;
+      try {
+        env = parseSubnetFile(readFileSync(this.subnetFile(node), 'utf8'));
+      } catch {
+        return undefined;
+      }
+      if (!env.ipv6Subnet || env.mtu === undefined) return undefined;
+      return { subnet: env.ipv6Subnet.toString(), ipv6Subnet: env.ipv6Subnet.toString(), mtu: env.mtu };
+    }
     const l = readSubnetEnv(this.subnetFile(node));
     if (!l || !this.opts.ipv6) return l;
     const v6 = parseSubnetFile(readFileSync(this.subnetFile(node), 'utf8')).ipv6Subnet;
@@ -216,6 +300,10 @@ export class TwillCluster {
 
   async addPod(node: number): Promise<void> {
     const l = this.lease(node);
+    if (this.opts.ipv6Only) {
+      await this.net.addPodIpv6Only(node, l.ipv6Subnet!, { mtu: l.mtu });
+      return;
+    }
     await this.net.addPod(node, l.subnet, { mtu: l.mtu, ...(l.ipv6Subnet ? { ipv6Subnet: l.ipv6Subnet } : {}) });
   }
 
@@ -268,6 +356,8 @@ export class TwillCluster {
     const runDirs = this.daemonRunDirs();
     for (const node of [...this.agents.keys()]) await this.stopAgent(node, 'SIGKILL').catch((e) => errors.push(e));
     await this.net.destroy().catch((e) => errors.push(e));
+    for (const socket of this.relaySockets) socket.destroy();
+    await new Promise<void>((resolve) => (this.relay ? this.relay.close(() => resolve()) : resolve()));
     for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
     await this.kube?.destroy().catch((e) => errors.push(e));
     await this.etcd.destroy().catch((e) => errors.push(e));

@@ -69,6 +69,24 @@ describe('DirectReach: which peers are on the link, by route lookup and ARP', fu
     expect(again.why['198.18.0.2']).to.match(/neighbour (reachable|stale|delay)/);
   });
 
+  it("calls an IPv6 peer (a PublicIPv6) on the link direct by the IPv6 route lookup and NDP, and one behind a router not direct", async function () {
+    await ipIn(node, '-6', 'addr', 'add', 'fd00:198:18::1/64', 'dev', 'eth0', 'nodad');
+    await ipIn(neighbour, '-6', 'addr', 'add', 'fd00:198:18::2/64', 'dev', 'eth0', 'nodad');
+    await ipIn(node, '-6', 'route', 'add', 'fd00:198:19::/64', 'via', 'fd00:198:18::2', 'dev', 'eth0');
+    const r = await refresh(['fd00:198:18::2', 'fd00:198:19::5']);
+    expect(r.problems).to.deep.equal([]);
+    expect(r.direct['fd00:198:18::2'], r.why['fd00:198:18::2']).to.equal(true);
+    expect(r.direct['fd00:198:19::5'], r.why['fd00:198:19::5']).to.equal(false);
+    expect(r.why['fd00:198:19::5']).to.include('routed via fd00:198:18::2');
+    // The refresh started neighbour discovery for it; the neighbour answers.
+    await waitFor('fd00:198:18::2 to resolve', async () => {
+      const list = await drv!.call<NeighborInfo[]>('listNeighbors', 'eth0', 6);
+      return /reachable|stale|delay/.test(list.find((n) => n.ip === 'fd00:198:18::2')?.state.join(',') ?? '');
+    }, 10_000);
+    const again = await refresh(['fd00:198:18::2']);
+    expect(again.why['fd00:198:18::2']).to.match(/neighbour (reachable|stale|delay)/);
+  });
+
   it('keeps a verdict for maxAgeMs: a route added meanwhile is seen only by a refresh without a fresh verdict', async function () {
     const cached = (ips: string[]) => drv!.call<DirectReachResult>('directReachRefresh', 'eth0', ips, [], 60_000);
     expect((await cached(['198.18.0.2'])).direct['198.18.0.2']).to.equal(true);

@@ -152,6 +152,43 @@ describe('etcd subnet manager (real etcd)', function () {
     });
   });
 
+  describe('IPv6 only (EnableIPv4 false)', () => {
+    const v6only = config({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', Backend: { Type: 'host-gw' } });
+    const v6Attrs = (n: number): LeaseAttrs => ({ ...attrs('0.0.0.0'), publicIPv6: `fd00:198:18::${n}` });
+
+    it("creates flanneld's key 0.0.0.0-0&<IPv6 subnet> with PublicIP 0.0.0.0, and reuses it (same etcd lease) after a restart, found by PublicIPv6", async () => {
+      const first = manager();
+      const a = await first.m.acquireLease(v6only, v6Attrs(3), {});
+      expect(a.key).to.match(/^0\.0\.0\.0-0&fd00:10:244:[0-9a-f]+::-64$/);
+      expect(await admin.get(SUBNETS + a.key).string()).to.equal('{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:198:18::3","BackendType":"host-gw"}');
+      await first.m.close();
+      const b = await manager().m.acquireLease(v6only, v6Attrs(3), {});
+      expect({ key: b.key, etcdLeaseId: b.etcdLeaseId }).to.deep.equal({ key: a.key, etcdLeaseId: a.etcdLeaseId });
+    });
+
+    it('gives 30 managers racing against one etcd 30 distinct IPv6 subnets, though every PublicIP is 0.0.0.0', async () => {
+      const managers = Array.from({ length: 30 }, () => manager().m);
+      const leases = await Promise.all(managers.map((m, i) => m.acquireLease(v6only, v6Attrs(i + 10), {})));
+      expect(new Set(leases.map((l) => l.ipv6Subnet!.toString())).size).to.equal(30);
+      expect((await admin.getAll().prefix(SUBNETS).keys()).length).to.equal(30);
+    });
+
+    it("takes the previous subnet.env's IPv6 subnet when free", async () => {
+      const previous = { ipv6Subnet: IPNet.parse('fd00:10:244:4d::/64') };
+      expect((await manager().m.acquireLease(v6only, v6Attrs(3), previous)).key).to.equal('0.0.0.0-0&fd00:10:244:4d::-64');
+    });
+
+    it("never takes another node's reservation: with two of three subnets reserved, it gets the third", async () => {
+      const small = config({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/62', Backend: { Type: 'host-gw' } });
+      for (const n of [1, 2]) await admin.put(`${SUBNETS}0.0.0.0-0&fd00:10:244:${n}::-64`).value(encodeLeaseAttrs(v6Attrs(n + 20)));
+      expect((await manager().m.acquireLease(small, v6Attrs(3), {})).key).to.equal('0.0.0.0-0&fd00:10:244:3::-64');
+      expect(await admin.get(`${SUBNETS}0.0.0.0-0&fd00:10:244:1::-64`).string()).to.equal(encodeLeaseAttrs(v6Attrs(21)));
+      const err = await manager().m.acquireLease(small, v6Attrs(4), {}).then(() => undefined, (e: Error) => e);
+      expect(err).to.be.instanceOf(OutOfSubnetsError);
+      expect(err!.message).to.contain('fd00:10:244:1::/64 .. fd00:10:244:3::/64');
+    });
+  });
+
   it('takes the previous subnet.env subnet when it is still free', async () => {
     const { m } = manager();
     const wanted = IPNet.parse('10.244.77.0/24');

@@ -8,9 +8,10 @@ import {
   describeRange,
   freeSubnets,
   pickSubnet,
+  wantedSubnet,
   type AllocationRange,
 } from '../../lib/subnet/allocator';
-import type { SubnetKey } from '../../lib/subnet/lease-codec';
+import { formatSubnetKey, type SubnetKey } from '../../lib/subnet/lease-codec';
 
 const KNOWN = ['alloc', 'host-gw', 'ipip', 'udp', 'vxlan'];
 
@@ -95,17 +96,19 @@ describe('subnet allocator', () => {
       it(c.name, () => {
         const r = rangeOf(c.config);
         expect({
-          first: r.first.toString(),
-          last: r.last.toString(),
+          first: r.first?.toString(),
+          last: r.last?.toString(),
           firstV6: r.firstV6?.toString(),
           lastV6: r.lastV6?.toString(),
         }).to.deep.equal(c.expected);
       });
     }
 
-    it('refuses an IPv6-only network, saying an IPv4 Network is needed', () => {
-      const v6only = config({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fc00::/48' });
-      expect(() => allocationRange(v6only)).to.throw(/IPv4 Network/);
+    it('allocates IPv6 subnets alone in an IPv6-only network', () => {
+      const v6only = allocationRange(config({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fc00::/48' }));
+      expect(v6only.first).to.equal(undefined);
+      expect(v6only.firstV6?.toString()).to.equal('fc00:0:0:1::/64');
+      expect(describeRange(v6only)).to.equal('fc00:0:0:1::/64 .. fc00:0:0:ffff::/64');
     });
 
     it('describes a range by its first and last subnets', () => {
@@ -188,6 +191,34 @@ describe('subnet allocator', () => {
           return freeSubnets(r, new Set()).map(show);
         }
       });
+    });
+  });
+
+  describe('in an IPv6-only network', () => {
+    const V6ONLY = { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', Backend: { Type: 'vxlan' } };
+
+    it("walks the IPv6 subnets alone, each keyed with flanneld's empty IPv4 part 0.0.0.0-0", () => {
+      const free = freeSubnets(rangeOf(V6ONLY), new Set(), 2);
+      expect(free.map(show)).to.deep.equal(['0.0.0.0/0 fd00:10:244:1::/64', '0.0.0.0/0 fd00:10:244:2::/64']);
+      expect(free.map(formatSubnetKey)).to.deep.equal(['0.0.0.0-0&fd00:10:244:1::-64', '0.0.0.0-0&fd00:10:244:2::-64']);
+    });
+
+    it('skips taken IPv6 subnets, whatever IPv4 subnets are taken', () => {
+      const free = freeSubnets(rangeOf(V6ONLY), new Set(['fd00:10:244:1::/64', '10.244.2.0/24']), 1);
+      expect(free.map(show)).to.deep.equal(['0.0.0.0/0 fd00:10:244:2::/64']);
+    });
+
+    it('runs out when every IPv6 subnet is taken', () => {
+      const range = rangeOf({ ...V6ONLY, IPv6Network: 'fd00:10:244::/62' });
+      const taken = new Set(['fd00:10:244:1::/64', 'fd00:10:244:2::/64', 'fd00:10:244:3::/64']);
+      expect(() => pickSubnet(range, taken)).to.throw(OutOfSubnetsError, /fd00:10:244:1::\/64 \.\. fd00:10:244:3::\/64/);
+    });
+
+    it('takes the previous IPv6 subnet back when it is free, and not when it is taken', () => {
+      const range = rangeOf(V6ONLY);
+      const wanted = { ipv6Subnet: IPNet.parse('fd00:10:244:7::/64') };
+      expect(formatSubnetKey(wantedSubnet(range, new Set(), wanted)!)).to.equal('0.0.0.0-0&fd00:10:244:7::-64');
+      expect(wantedSubnet(range, new Set(['fd00:10:244:7::/64']), wanted)).to.equal(undefined);
     });
   });
 
@@ -276,7 +307,7 @@ describe('subnet allocator', () => {
             }
             const picked = pickSubnet(range, taken, () => draw);
             expect(isTaken(picked, taken), `round ${round}: ${show(picked)} is taken`).to.equal(false);
-            checkInside(picked.subnet, range.first, range.last, cfg.subnetLen, cfg.network);
+            checkInside(picked.subnet, range.first!, range.last!, cfg.subnetLen, cfg.network);
             expect(picked.ipv6Subnet === undefined).to.equal(range.firstV6 === undefined);
             if (picked.ipv6Subnet && range.firstV6 && range.lastV6) {
               checkInside(picked.ipv6Subnet, range.firstV6, range.lastV6, cfg.ipv6SubnetLen, cfg.ipv6Network);
@@ -291,8 +322,8 @@ describe('subnet allocator', () => {
       function enumerate(range: AllocationRange): SubnetKey[] {
         const out: SubnetKey[] = [];
         for (let i = 0n; ; i++) {
-          const subnet = IPNet.of(range.first.ip.add(i * range.first.size), range.first.prefixLen);
-          if (subnet.ip.value > range.last.ip.value) break;
+          const subnet = IPNet.of(range.first!.ip.add(i * range.first!.size), range.first!.prefixLen);
+          if (subnet.ip.value > range.last!.ip.value) break;
           if (!range.firstV6 || !range.lastV6) {
             out.push({ subnet });
             continue;

@@ -319,6 +319,17 @@ describe('dual stack (etcd mode)', () => {
       expect(state.routes.map((r) => r.dst)).to.include('fd00:10:244:2::/64');
     });
 
+    it('DirectRouting: asks each family its own reachability (PublicIP for IPv4, PublicIPv6 for IPv6)', () => {
+      const backend = backendFactory('vxlan').create({ type: 'vxlan', settings: { DirectRouting: true } }, { log: QUIET, netlink: NO_KERNEL });
+      const reach = (ip: string) => ip === '198.18.0.2' || ip === 'fd00:198:18::3';
+      const a = assignPeers({ order: ['vxlan'], running: ['vxlan'], own, leases: [lease(2), lease(3)], reach, whyNotReached: () => '' });
+      const state = backend.desired({ local, own, device: flannel1, ipv6Device: flannelV6, reach, siblings: 0 }, assignedTo(a, 'vxlan', new Map()));
+      expect(state.routes.map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}`)).to.deep.equal([
+        '10.244.2.0/24 via 198.18.0.2 dev eth0', '10.244.3.0/24 via 10.244.3.0 dev flannel.1',
+        'fd00:10:244:2::/64 via fe80::1c01:c6ff:fe12:2 dev flannel-v6.1', 'fd00:10:244:3::/64 via fd00:198:18::3 dev eth0',
+      ]);
+    });
+
     it("never removes the kernel's link-local address of the IPv6 device", () => {
       const state = plan([lease(2)]);
       const addr = (cidr: string, scope: number) => ({ family: 6 as const, address: cidr.split('/')[0], prefixLen: Number(cidr.split('/')[1]), cidr, ifindex: 8, scope });

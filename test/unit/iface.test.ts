@@ -6,6 +6,7 @@ import {
   linuxSystem,
   selectInterface,
   type InterfaceOptions,
+  type SystemRoute,
   type SystemView,
 } from '../../lib/iface';
 
@@ -18,7 +19,7 @@ interface FakeLink {
 }
 
 interface FakeRoute {
-  /** "a.b.c.d/len" */
+  /** "a.b.c.d/len" or an IPv6 prefix */
   readonly dst: string;
   readonly iface: string;
   readonly metric?: number;
@@ -33,12 +34,16 @@ function fakeSystem(links: readonly FakeLink[], routes: readonly FakeRoute[], va
       const l = links.find((x) => x.name === name && !vanished.includes(name));
       return l ? { index: l.index, mtu: l.mtu } : undefined;
     },
-    routes: () =>
-      routes.map((r) => {
-        const [addr, len] = r.dst.split('/');
-        return { iface: r.iface, dst: IP.parse(addr, 4).value, mask: Number(len), metric: r.metric ?? 0 };
-      }),
+    routes: () => toRoutes(routes.filter((r) => !r.dst.includes(':')), 4),
+    routes6: () => toRoutes(routes.filter((r) => r.dst.includes(':')), 6),
   };
+}
+
+function toRoutes(routes: readonly FakeRoute[], family: 4 | 6): SystemRoute[] {
+  return routes.map((r) => {
+    const [addr, len] = r.dst.split('/');
+    return { iface: r.iface, dst: IP.parse(addr, family).value, mask: Number(len), metric: r.metric ?? 0 };
+  });
 }
 
 /**
@@ -171,9 +176,9 @@ describe('selectInterface', () => {
       { name: 'a list of --iface where none has an IPv4 address', opts: { iface: ['bare0', 'v6only'] }, flag: '--iface', message: /bare0, v6only/ },
       { name: 'an --iface-regex that is not a regular expression', opts: { ifaceRegex: ['eth(0'] }, flag: '--iface-regex', message: /"eth\(0" is not a valid regular expression/ },
       { name: 'an --iface-regex that matches nothing', opts: { ifaceRegex: ['^ens', '^enp'] }, flag: '--iface-regex', message: /--iface-regex \^ens, \^enp/ },
-      { name: 'an --iface-regex matching only interfaces without IPv4', opts: { ifaceRegex: ['^(bare0|v6only)$'] }, flag: '--iface-regex', message: /no interface/ },
-      { name: 'an --iface-can-reach that is not an address', opts: { ifaceCanReach: 'gateway.example' }, flag: '--iface-can-reach', message: /"gateway\.example" is not an IPv4 address/ },
-      { name: 'an IPv6 --iface-can-reach', opts: { ifaceCanReach: 'fd00::1' }, flag: '--iface-can-reach', message: /is not an IPv4 address/ },
+      { name: 'an --iface-regex matching only interfaces without IPv4', opts: { ifaceRegex: ['^(bare0|v6only)$'] }, flag: '--iface-regex', message: /no address or name of an interface with an IPv4 address matches/ },
+      { name: 'an --iface-can-reach that is not an address', opts: { ifaceCanReach: 'gateway.example' }, flag: '--iface-can-reach', message: /"gateway\.example" is not an IPv4 or IPv6 address/ },
+      { name: 'an IPv6 --iface-can-reach that no IPv6 route reaches', opts: { ifaceCanReach: 'fd00::1' }, flag: '--iface-can-reach', message: /no route reaches fd00::1/ },
       { name: 'an --iface-can-reach that no route reaches', opts: { ifaceCanReach: '203.0.113.9' }, sys: noDefault, flag: '--iface-can-reach', message: /no route reaches 203\.0\.113\.9/ },
       { name: 'a --public-ip that is not an address', opts: { publicIP: '198.18.0' }, flag: '--public-ip', message: /"198\.18\.0" is not an IPv4 address/ },
       { name: 'an IPv6 --public-ip', opts: { publicIP: 'fd00::5' }, flag: '--public-ip', message: /is not an IPv4 address/ },
@@ -210,6 +215,72 @@ describe('selectInterface', () => {
     }
   });
 
+  describe('by IPv6 addresses (flanneld issue #2081)', () => {
+    /** eth0 and eth1 hold IPv6 on separate prefixes; the IPv6 default route leaves by eth1. */
+    const V6_LINKS: readonly FakeLink[] = [
+      { name: 'lo', index: 1, mtu: 65536, ipv4: ['127.0.0.1'], ipv6: ['::1'] },
+      { name: 'eth0', index: 2, mtu: 1500, ipv6: ['fd00:198:18::1', 'fd00:198:18::9'] },
+      { name: 'eth1', index: 3, mtu: 9000, ipv4: ['192.168.7.10'], ipv6: ['fd00:7::10'] },
+      { name: 'bare0', index: 6, mtu: 1500 },
+    ];
+    const V6_ROUTES: readonly FakeRoute[] = [
+      { dst: '0.0.0.0/0', iface: 'eth1' },
+      { dst: '::/0', iface: 'eth1', metric: 1024 },
+      { dst: 'fd00:198:18::/64', iface: 'eth0', metric: 256 },
+      { dst: 'fd00:198::/32', iface: 'eth1', metric: 256 },
+      { dst: 'fd00:7::/64', iface: 'eth1', metric: 256 },
+    ];
+    const sys = fakeSystem(V6_LINKS, V6_ROUTES);
+    const v6only = (opts: InterfaceOptions) => {
+      const s = selectInterface({ ...opts, wantIPv4: false, wantIPv6: true }, sys);
+      return { name: s.iface.name, publicIP: s.publicIP, publicIPv6: s.publicIPv6 };
+    };
+
+    it('--iface-regex matching an IPv6 address selects its interface and publishes that address (IPv6 only)', () => {
+      expect(v6only({ ifaceRegex: ['::9$'] })).to.deep.equal({ name: 'eth0', publicIP: '0.0.0.0', publicIPv6: 'fd00:198:18::9' });
+    });
+    it('--iface-regex matching an IPv6 address selects its interface in dual stack too, publishing its IPv4 and that IPv6 address', () => {
+      const s = selectInterface({ ifaceRegex: ['^fd00:7:'], wantIPv6: true }, sys);
+      expect({ name: s.iface.name, publicIP: s.publicIP, publicIPv6: s.publicIPv6 }).to.deep.equal({ name: 'eth1', publicIP: '192.168.7.10', publicIPv6: 'fd00:7::10' });
+    });
+    it('--iface-can-reach an IPv6 address follows the longest IPv6 route', () => {
+      expect(v6only({ ifaceCanReach: 'fd00:198:18::77' }).name).to.equal('eth0');
+      expect(v6only({ ifaceCanReach: 'fd00:198:99::1' }).name).to.equal('eth1');
+      expect(selectInterface({ ifaceCanReach: 'fd00:198:18::77', wantIPv6: true }, fakeSystem(V6_LINKS.map((l) => (l.name === 'eth0' ? { ...l, ipv4: ['198.18.0.1'] } : l)), V6_ROUTES)).iface.name).to.equal('eth0');
+    });
+    it('--iface-can-reach an IPv6 address with only the IPv6 default route takes that route', () => {
+      expect(v6only({ ifaceCanReach: '2001:db8::1' }).name).to.equal('eth1');
+    });
+    it('--iface by name takes an interface with only IPv6 addresses (IPv6 only)', () => {
+      expect(v6only({ iface: ['eth0'] })).to.deep.equal({ name: 'eth0', publicIP: '0.0.0.0', publicIPv6: 'fd00:198:18::1' });
+    });
+    it('--iface by IPv6 address publishes that address (IPv6 only)', () => {
+      expect(v6only({ iface: ['FD00:198:18:0:0:0:0:9'] }).publicIPv6).to.equal('fd00:198:18::9');
+    });
+    it('without options takes the IPv6 default-route interface (IPv6 only)', () => {
+      const s = selectInterface({ wantIPv4: false, wantIPv6: true }, sys);
+      expect(s.iface.name).to.equal('eth1');
+      expect(s.reason).to.include('IPv6 default route');
+    });
+    it('publishes PublicIP 0.0.0.0 whatever --public-ip says (IPv6 only), and says the flag is ignored', () => {
+      const s = selectInterface({ iface: ['eth1'], publicIP: '192.168.7.10', wantIPv4: false, wantIPv6: true }, sys);
+      expect(s.publicIP).to.equal('0.0.0.0');
+      expect(s.reason).to.include('--public-ip 192.168.7.10 is ignored (EnableIPv4 is false)');
+    });
+        it('takes the interface holding --public-ipv6 before the default route (IPv6 only)', () => {
+      expect(v6only({ publicIPv6: 'fd00:198:18::9' })).to.deep.equal({ name: 'eth0', publicIP: '0.0.0.0', publicIPv6: 'fd00:198:18::9' });
+    });
+    it('refuses an --iface without a global IPv6 address (IPv6 only), naming --iface', () => {
+      const err = selectionError(() => selectInterface({ iface: ['bare0'], wantIPv4: false, wantIPv6: true }, sys));
+      expect(err.flag).to.equal('--iface');
+      expect(err.message).to.equal('none of --iface bare0 names an interface with a global IPv6 address');
+    });
+    it('refuses a node without an IPv6 default route when nothing is given (IPv6 only)', () => {
+      const err = selectionError(() => selectInterface({ wantIPv4: false, wantIPv6: true }, fakeSystem(V6_LINKS, V6_ROUTES.filter((r) => r.dst !== '::/0'))));
+      expect(err.message).to.match(/no IPv6 default route/);
+    });
+  });
+
   describe('on this machine (linuxSystem)', () => {
     it('selects lo for --iface lo, with 127.0.0.1 and its real index and MTU', function () {
       if (process.platform !== 'linux') this.skip();
@@ -226,6 +297,11 @@ describe('selectInterface', () => {
     it('selects lo for --iface 127.0.0.1, by its address', function () {
       if (process.platform !== 'linux') this.skip();
       expect(selectInterface({ iface: ['127.0.0.1'] }, linuxSystem).iface.name).to.equal('lo');
+    });
+
+    it('reads /proc/net/ipv6_route: --iface-can-reach ::1 leaves by lo', function () {
+      if (process.platform !== 'linux' || !(linuxSystem.routes6?.() ?? []).some((r) => r.dst === 1n && r.mask === 128)) this.skip();
+      expect(selectInterface({ ifaceCanReach: '::1' }, linuxSystem).iface.name).to.equal('lo');
     });
   });
 });

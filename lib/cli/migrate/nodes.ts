@@ -3,6 +3,7 @@
  * what it terminates, which peers it still reaches over another backend
  * (`chooseBackend`, as the agents choose), and why it has not converged. Pure.
  */
+import { heldSubnets, leaseLabel, underlayAddress } from '../../subnet/lease';
 import type { NetworkConfig } from '../../config';
 import { filterLeases, peersOf, type Lease, type RawKV } from '../../subnet';
 import { chooseBackend, terminatedBy } from '../../../backends/assignment';
@@ -22,14 +23,16 @@ export interface NodeState {
 
 /** What each valid lease terminates against the plan, in subnet order. */
 export function assessNodes(leases: readonly Lease[], plan: Pick<MigrationPlan, 'target' | 'order' | 'wanted'>): NodeState[] {
-  const sorted = [...leases].sort((a, b) => (a.subnet.ip.value < b.subnet.ip.value ? -1 : a.subnet.ip.value > b.subnet.ip.value ? 1 : 0));
+  // By the subnet that names each lease (the IPv6 one of an IPv6-only lease).
+  const named = (l: Lease) => heldSubnets(l)[0]?.ip.value ?? 0n;
+  const sorted = [...leases].sort((a, b) => (named(a) < named(b) ? -1 : named(a) > named(b) ? 1 : 0));
   return sorted.map((lease) => {
     const terminates = terminatedBy(lease.attrs);
     const notOnTarget = new Map<string, string[]>();
     for (const peer of peersOf(sorted, lease.key)) {
       const over = chooseBackend(plan.order, terminates, terminatedBy(peer.attrs)) ?? 'none';
       if (over === plan.target) continue;
-      notOnTarget.set(over, [...(notOnTarget.get(over) ?? []), peer.subnet.toString()]);
+      notOnTarget.set(over, [...(notOnTarget.get(over) ?? []), leaseLabel(peer)]);
     }
     const pending: string[] = [];
     const primary = terminates[0];
@@ -42,7 +45,7 @@ export function assessNodes(leases: readonly Lease[], plan: Pick<MigrationPlan, 
     if (extra.length > 0 && terminates.includes(plan.target)) pending.push(`still terminates ${extra.join(', ')}`);
     return {
       key: lease.key,
-      name: `${lease.subnet.toString()} (${lease.attrs.publicIP})`,
+      name: `${leaseLabel(lease)} (${underlayAddress(lease.attrs) ?? lease.attrs.publicIP})`,
       terminates,
       notOnTarget,
       peers: sorted.length - 1,

@@ -9,6 +9,7 @@
  */
 import type { BgpSessionState, ClusterStatus, ConfigStatus, Expiry, Health, LeaseRow, StatusStore } from './model';
 import { NO_COMMON_BACKEND, encrypts, peersOf, type PeerBackend } from './topology';
+import { carriesIPv4 } from '../../subnet/lease';
 
 export const NONE = '-';
 
@@ -33,7 +34,8 @@ export interface LeaseCells {
 export function leaseCells(row: LeaseRow, status: ClusterStatus): LeaseCells {
   const attrs = row.attrs;
   return {
-    subnet: row.subnet ? row.subnet.toString() : printable(row.key, 40),
+    // An IPv6-only lease holds no IPv4 subnet (its key's 0.0.0.0-0): '-', its IPv6 subnet beside.
+    subnet: row.subnet ? (carriesIPv4({ subnet: row.subnet }) ? row.subnet.toString() : NONE) : printable(row.key, 40),
     ipv6Subnet: row.ipv6Subnet ? row.ipv6Subnet.toString() : NONE,
     publicIP: attrs ? attrs.publicIP : NONE,
     publicIPv6: attrs?.publicIPv6 ?? NONE,

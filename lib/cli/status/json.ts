@@ -15,6 +15,7 @@
  * etcd fields say nothing applies (`etcdLeaseId`, `expirySeconds` null,
  * `reservation` false).
  */
+import { carriesIPv4 } from '../../subnet/lease';
 import { rowName, type ClusterStatus, type ConfigStatus, type LeaseRow } from './model';
 import { encrypts, peersOf } from './topology';
 
@@ -47,6 +48,7 @@ export interface LeaseDocument {
   readonly key: string;
   /** Kubernetes mode: the Node's name; null in etcd mode. */
   readonly node: string | null;
+  /** The IPv4 subnet; null for an IPv6-only lease (and a key that does not parse). */
   readonly subnet: string | null;
   readonly ipv6Subnet: string | null;
   readonly publicIP: string | null;
@@ -124,7 +126,8 @@ function leaseDocument(row: LeaseRow, status: ClusterStatus): LeaseDocument {
   return {
     key: row.key,
     node: row.node ?? null,
-    subnet: row.subnet?.toString() ?? null,
+    // null for an IPv6-only lease: its key's 0.0.0.0-0 is no subnet.
+    subnet: row.subnet && carriesIPv4({ subnet: row.subnet }) ? row.subnet.toString() : null,
     ipv6Subnet: row.ipv6Subnet?.toString() ?? null,
     publicIP: row.attrs?.publicIP ?? null,
     publicIPv6: row.attrs?.publicIPv6 ?? null,

@@ -18,6 +18,7 @@ import {
   type LeaseAttrs, type Lease, type RawKV,
 } from '../../subnet';
 import { KNOWN_BACKEND_TYPES, BackendUnavailableError, advertKey, backendFactory, terminatedBy } from '../../../backends';
+import { carriesIPv4, leaseLabel } from '../../subnet/lease';
 
 /** The network config at `<prefix>/config`, as found. */
 export type ConfigStatus =
@@ -212,7 +213,9 @@ export function backendsOf(attrs: LeaseAttrs): Pick<LeaseRow, 'backendType' | 't
   // Instance keys, as the agents compare them (backends/instance.ts): `vxlan{VNI=2}` while a VNI migration runs.
   const twillBackends = attrs.backends?.map(advertKey);
   const terminates = terminatedBy(attrs);
-  const vxlanData = attrs.backendType === 'vxlan' ? attrs.backendData : attrs.backends?.find((b) => b.type === 'vxlan')?.data;
+  const vxlan = attrs.backendType === 'vxlan' ? { data: attrs.backendData, v6Data: attrs.backendV6Data } : attrs.backends?.find((b) => b.type === 'vxlan');
+  // An IPv6-only node has only the IPv6 device's VTEP.
+  const vxlanData = vxlan?.data ?? vxlan?.v6Data;
   return { backendType, twillBackends, terminates, vtepMAC: vtepMacOf(vxlanData) };
 }
 
@@ -228,11 +231,17 @@ function compareBigint(a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** By subnet address, then prefix length; entries whose key does not parse last. Stable. */
+/**
+ * By subnet address, then prefix length (IPv6-only leases by their IPv6
+ * subnet, after the others); entries whose key does not parse last. Stable.
+ */
 export function sortBySubnet(rows: readonly LeaseRow[]): LeaseRow[] {
+  const named = (r: LeaseRow) => (r.subnet && !carriesIPv4({ subnet: r.subnet }) && r.ipv6Subnet ? r.ipv6Subnet : r.subnet);
   return [...rows].sort((a, b) => {
-    if (a.subnet && b.subnet) {
-      return compareBigint(a.subnet.ip.value, b.subnet.ip.value) || a.subnet.prefixLen - b.subnet.prefixLen;
+    const x = named(a);
+    const y = named(b);
+    if (x && y) {
+      return (x.family - y.family) || compareBigint(x.ip.value, y.ip.value) || x.prefixLen - y.prefixLen;
     }
     if (a.subnet) return -1;
     if (b.subnet) return 1;
@@ -240,7 +249,7 @@ export function sortBySubnet(rows: readonly LeaseRow[]): LeaseRow[] {
   });
 }
 
-/** The label of a row: its IPv4 subnet, or its raw key when that does not parse. */
+/** The label of a row: its IPv4 subnet (IPv6 for an IPv6-only lease), or its raw key when that does not parse. */
 export function rowName(row: LeaseRow): string {
-  return row.subnet ? row.subnet.toString() : row.key;
+  return row.subnet ? leaseLabel({ subnet: row.subnet, ipv6Subnet: row.ipv6Subnet }) : row.key;
 }

@@ -16,6 +16,7 @@ import { DEFAULT_DEADLINE_MS, withDeadline } from '../etcd-deadline';
 import { buildClusterStatus, type ClusterStatus, type Expiry, type StatusInput } from './model';
 import { probeReadiness } from './health';
 import { typeOfKey } from '../../../backends/instance';
+import { NO_PUBLIC_IP, underlayAddress } from '../../subnet/lease';
 
 export interface SnapshotOptions {
   readonly prefix: string;
@@ -31,7 +32,7 @@ export async function readSnapshot(registry: EtcdRegistry, opts: SnapshotOptions
   const fromEtcd = await withDeadline(readEtcd(registry, opts), opts.deadlineMs ?? DEFAULT_DEADLINE_MS, opts.endpoints);
   if (opts.healthPort === undefined) return buildClusterStatus(fromEtcd);
   // Only leases a node would accept are asked: the others are not peers.
-  const targets = buildClusterStatus(fromEtcd).rows.flatMap((r) => (r.lease ? [{ key: r.key, publicIP: r.lease.attrs.publicIP, bgp: r.terminates.some((k) => typeOfKey(k) === 'bgp') }] : []));
+  const targets = buildClusterStatus(fromEtcd).rows.flatMap((r) => (r.lease ? [{ key: r.key, publicIP: underlayAddress(r.lease.attrs) ?? NO_PUBLIC_IP, bgp: r.terminates.some((k) => typeOfKey(k) === 'bgp') }] : []));
   return buildClusterStatus({ ...fromEtcd, health: await probeReadiness(targets, opts.healthPort) });
 }
 

@@ -29,6 +29,7 @@
 import { IP, IPNet } from '../../ip';
 import { chooseBackend, preferenceOrder, typeOfKey } from '../../../backends';
 import { rowName, type ConfigStatus, type LeaseRow } from './model';
+import { underlayAddress } from '../../subnet/lease';
 
 export const NO_COMMON_BACKEND = 'none';
 
@@ -97,20 +98,28 @@ export function backendBetween(order: readonly string[], local: LeaseRow, remote
   return chooseBackend(order, local.terminates, remote.terminates, (type) => type !== 'host-gw' || onOneLink(local, remote));
 }
 
-/** Each public IP lies in the other's underlay subnet (its reported prefix, else /24). */
+/**
+ * Each public IP lies in the other's underlay subnet (its reported prefix,
+ * else /24). IPv6-only nodes (PublicIP "0.0.0.0") by their PublicIPv6,
+ * assumed on a /64.
+ */
 export function onOneLink(a: LeaseRow, b: LeaseRow): boolean {
   const ipA = publicAddress(a);
   const ipB = publicAddress(b);
-  if (!ipA || !ipB) return false;
-  const within = (ip: IP, of: IP, row: LeaseRow) => IPNet.of(of, row.publicPrefixLen ?? ASSUMED_UNDERLAY_PREFIX_LEN).contains(ip);
+  if (!ipA || !ipB || ipA.family !== ipB.family) return false;
+  const within = (ip: IP, of: IP, row: LeaseRow) =>
+    IPNet.of(of, ip.family === 6 ? ASSUMED_UNDERLAY_PREFIX_LEN_V6 : row.publicPrefixLen ?? ASSUMED_UNDERLAY_PREFIX_LEN).contains(ip);
   return within(ipB, ipA, a) && within(ipA, ipB, b);
 }
 
+/** The prefix length assumed for an IPv6 underlay (a node reports only its IPv4 one). */
+export const ASSUMED_UNDERLAY_PREFIX_LEN_V6 = 64;
+
 function publicAddress(row: LeaseRow): IP | undefined {
-  const text = row.attrs?.publicIP;
-  if (!text || text === '0.0.0.0') return undefined;
+  const text = row.attrs ? underlayAddress(row.attrs) : undefined;
+  if (!text) return undefined;
   try {
-    return IP.parse(text, 4);
+    return IP.parse(text);
   } catch {
     return undefined;
   }
