@@ -109,13 +109,15 @@ export interface ProbeReport {
 export class Probes {
   private constructor(private readonly streams: { label: string; stream: PingStream }[]) {}
 
-  /** Every pod of `nodes` (default: all) pings every other at `pps`. */
-  static async start(tc: TwillCluster, pps: number, nodes: readonly number[] = Array.from({ length: tc.size }, (_, i) => i)): Promise<Probes> {
+  /** Every pod of `nodes` (default: all) pings every other at `pps`; with `ipv6`, over IPv6 too (a stream per family). */
+  static async start(tc: TwillCluster, pps: number, nodes: readonly number[] = Array.from({ length: tc.size }, (_, i) => i), ipv6 = false): Promise<Probes> {
     const streams: { label: string; stream: PingStream }[] = [];
     try {
       for (const a of nodes) {
         for (const b of nodes) {
-          if (a !== b) streams.push({ label: `pod ${a} -> pod ${b}`, stream: await startPingStream(tc.podNs(a), tc.podIp(b), pps) });
+          if (a === b) continue;
+          streams.push({ label: `pod ${a} -> pod ${b}`, stream: await startPingStream(tc.podNs(a), tc.podIp(b), pps) });
+          if (ipv6) streams.push({ label: `pod ${a} -> pod ${b} (IPv6)`, stream: await startPingStream(tc.podNs(a), tc.podIpv6(b), pps) });
         }
       }
       await Promise.all(streams.map((s) => s.stream.waitForReplies(20, 5000)));
@@ -151,9 +153,9 @@ export interface MigrationReport extends ProbeReport {
  */
 export async function migrateUnderProbes(
   tc: TwillCluster, from: string, to: string, write: () => Promise<unknown>,
-  opts: { pps?: number; during?: () => Promise<void> } = {},
+  opts: { pps?: number; during?: () => Promise<void>; ipv6?: boolean } = {},
 ): Promise<MigrationReport> {
-  const probes = await Probes.start(tc, opts.pps ?? 200);
+  const probes = await Probes.start(tc, opts.pps ?? 200, undefined, opts.ipv6);
   let report: ProbeReport | undefined;
   try {
     const written = Date.now();
