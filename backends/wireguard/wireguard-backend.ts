@@ -316,11 +316,12 @@ export class WireguardBackend implements Backend {
 
   /** Gives each wireguard-go the planned key, port and peers: only what differs from what it holds. */
   async setEnginePeers(peers: readonly EnginePeer[]): Promise<void> {
-    await this.configureEngine(this.engine, this.settings.listenPort, peers.filter((p) => (p.device ?? WIREGUARD_DEVICE) === WIREGUARD_DEVICE));
-    if (this.layout !== 'separate') return;
     const v6 = peers.filter((p) => p.device === WIREGUARD_V6_DEVICE);
-    await this.configureEngine(this.v6Engine, this.settings.listenPortV6, v6);
-    this.v6Entries = new Map(v6.flatMap((p) => (p.peerSubnet ? [[p.peerSubnet, p.subnet] as const] : [])));
+    // Before either wireguard-go is told: a peer whose IPv4 handshake completes while flannel-wg-v6 does not hold it
+    // yet (or cannot be told) must not count as established.
+    if (this.layout === 'separate') this.v6Entries = new Map(v6.flatMap((p) => (p.peerSubnet ? [[p.peerSubnet, p.subnet] as const] : [])));
+    await this.configureEngine(this.engine, this.settings.listenPort, peers.filter((p) => (p.device ?? WIREGUARD_DEVICE) === WIREGUARD_DEVICE));
+    if (this.layout === 'separate') await this.configureEngine(this.v6Engine, this.settings.listenPortV6, v6);
   }
 
   private async configureEngine(engine: WireguardEngine, listenPort: number, peers: readonly EnginePeer[]): Promise<void> {
