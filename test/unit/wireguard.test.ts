@@ -15,7 +15,7 @@ import { autoEndpoint, formatEndpoint, isPrivateAddress } from '../../backends/w
 import { ConfigError } from '../../lib/config';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
 import { assignedTo, backendFactory, type LocalNode } from '../../backends';
-import type { DeviceState } from '../../backends/wireguard/uapi';
+import type { DevicePeer, DeviceState } from '../../backends/wireguard/uapi';
 import { assignPeers } from '../../backends';
 import { IPNet } from '../../lib/ip';
 import type { Lease, LeaseAttrs } from '../../lib/subnet';
@@ -286,5 +286,57 @@ describe('wireguard', () => {
       expect(routes(state)).to.deep.equal(['10.244.2.0/24 dev flannel-wg']);
       expect(state.engine).to.deep.equal([{ subnet: '10.244.2.0/24', publicIP: '198.18.0.2', port: 51820, publicKey: key(2) }]);
     });
-  });
+  
+    describe('make before break on both devices (Mode separate)', () => {
+      /** A wireguard-go stand-in: holds what it is told; `handshaken` keys have completed a handshake; `broken` refuses every request. */
+      class FakeEngine {
+        peers: DevicePeer[] = [];
+        handshaken = new Set<string>();
+        broken = false;
+        async state(): Promise<DeviceState> {
+          if (this.broken) throw new Error('wireguard-go does not answer');
+          return { listenPort: 1, peers: this.peers.map((p) => ({ ...p, lastHandshakeSec: this.handshaken.has(p.publicKey) ? 1 : 0 })) };
+        }
+        async configure(lines: readonly string[]): Promise<void> {
+          if (this.broken) throw new Error('wireguard-go does not answer');
+          let cur: DevicePeer | undefined;
+          for (const l of lines) {
+            const [k, v] = l.split('=');
+            if (k === 'public_key') {
+              cur = this.peers.find((p) => p.publicKey === v);
+              if (!cur) this.peers.push(cur = { publicKey: v, presharedKey: '0'.repeat(64), allowedIPs: [], keepalive: 0, lastHandshakeSec: 0, rxBytes: 0, txBytes: 0 });
+            } else if (k === 'allowed_ip' && cur) (cur.allowedIPs as string[]).push(v);
+          }
+        }
+        detach(): void {}
+      }
+      const setup = () => {
+        const backend = backendFactory('wireguard').create({ type: 'wireguard', settings: {} }, { log: QUIET, netlink: NO_KERNEL });
+        const v4 = new FakeEngine();
+        const v6 = new FakeEngine();
+        Object.assign(backend, { engine: v4, v6Engine: v6, keys: generateKeyPair(), layout: 'separate', local });
+        const table = plan({}, [lease(2)]).engine!;
+        return { backend, v4, v6, table };
+      };
+
+      it('counts a peer as established only once flannel-wg and flannel-wg-v6 both completed a handshake with it', async () => {
+        const { backend, v4, v6, table } = setup();
+        await backend.setEnginePeers!(table);
+        expect(v6.peers.map((p) => p.allowedIPs)).to.deep.equal([['fd00:10:244:2::/64']]);
+        v4.handshaken.add(keyToHex(key(2)));
+        expect([...await backend.establishedPeers!()]).to.deep.equal([]);
+        v6.handshaken.add(keyToHex(key6(2)));
+        expect([...await backend.establishedPeers!()]).to.deep.equal(['10.244.2.0/24']);
+      });
+
+      it('does not count it when flannel-wg-v6 could not be told about the peer, whatever flannel-wg says', async () => {
+        const { backend, v4, v6, table } = setup();
+        v6.broken = true;
+        await backend.setEnginePeers!(table).catch(() => undefined);
+        v4.handshaken.add(keyToHex(key(2)));
+        v6.broken = false;
+        expect([...await backend.establishedPeers!()]).to.deep.equal([]);
+      });
+    });
+});
 });
