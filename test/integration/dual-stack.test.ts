@@ -6,7 +6,7 @@
  * flanneld's; every pod reaches every other over both families.
  */
 import { expect } from 'chai';
-import { readFileSync, rmSync, statSync } from 'fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'fs';
 import * as path from 'path';
 import { ping, startPingStream } from '../harness/ping';
 import { convergedOn, migrateUnderProbes } from '../harness/migration';
@@ -314,6 +314,20 @@ describe('dual stack with wireguard: flannel-wg-v6 (Mode separate) carries IPv6 
     await setDevice(sock, [`public_key=${peerKey}`, 'remove=true']);
     await waitFor('the IPv6 peer back in wireguard-go', async () => (await getDevice(sock)).peers.some((p) => p.publicKey === peerKey), REPAIR_S * 1000 + 3000);
     expect((await ping(tc.podNs(0), tc.podIpv6(1), { count: 2, intervalMs: 200, timeoutMs: 5000 })).received).to.be.greaterThan(0);
+  });
+
+  // IPv4 probes only: a migration onto a freshly made flannel-v6.1 loses a few IPv6 packets right after the switch
+  // (measured 13 of ~3400 across the 6 pairs, ≤ 4 in a row); that is vxlan's new IPv6 device, not wireguard's teardown.
+  it('migrates back to vxlan with 0 lost IPv4 probes, and flannel-wg-v6, its wireguard-go and its IPv6 routes are gone', async () => {
+    const report = await migrateUnderProbes(tc, 'wireguard', 'vxlan', async () => {
+      await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: 'vxlan' } }));
+    }, { pps: 100 });
+    expect(report.lost, report.lines.join('\n')).to.equal(0);
+    for (let i = 0; i < NODES; i++) {
+      expect((await tc.net.ip(i, ['-6', 'route', 'show', 'proto', '125'])).trim(), `node ${i}: wireguard's IPv6 routes`).to.equal('');
+      expect(await tc.net.ip(i, ['-o', 'link', 'show']), `node ${i}: flannel-wg-v6`).to.not.include(' flannel-wg-v6');
+      expect(existsSync(socket(i, 'flannel-wg-v6')), `node ${i}: flannel-wg-v6's socket`).to.equal(false);
+    }
   });
 });
 
