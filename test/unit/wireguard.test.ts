@@ -287,6 +287,22 @@ describe('wireguard', () => {
       expect(state.engine).to.deep.equal([{ subnet: '10.244.2.0/24', publicIP: '198.18.0.2', port: 51820, publicKey: key(2) }]);
     });
   
+    it('refuses to change Mode or ListenPortV6 in place where the node carries IPv6, saying to restart twilld; takes them on an IPv4-only node', () => {
+      const running = (settings: Record<string, unknown>, layout: string, node: LocalNode = local) => {
+        const b = backendFactory('wireguard').create({ type: 'wireguard', settings }, { log: QUIET, netlink: NO_KERNEL });
+        Object.assign(b, { layout, local: node });
+        return b;
+      };
+      const refusal = (b: ReturnType<typeof running>, settings: Record<string, unknown>) => b.inPlaceRefusal!({ type: 'wireguard', settings });
+      expect(refusal(running({}, 'separate'), { Mode: 'auto' })).to.include('cannot take Backend.Mode "auto" (this node runs "separate") live').and.to.include('restart twilld');
+      expect(refusal(running({}, 'separate'), { ListenPortV6: 52000 })).to.include('Backend.ListenPortV6 52000 (flannel-wg-v6 listens on 51821)');
+      expect(refusal(running({ Mode: 'ipv4' }, 'shared'), { Mode: 'ipv6' })).to.include('Backend.Mode "ipv6"');
+      expect(refusal(running({}, 'separate'), { PSK: ALICE_PUBLIC })).to.equal(undefined);
+      const v4only = { ...local, publicIPv6: undefined };
+      expect(refusal(running({}, 'none', v4only), { Mode: 'auto', ListenPortV6: 52000 })).to.equal(undefined);
+      expect(refusal(running({}, 'none', v4only), { Mode: 'ipv6' })).to.include('needs an IPv6 public address');
+    });
+
     describe('make before break on both devices (Mode separate)', () => {
       /** A wireguard-go stand-in: holds what it is told; `handshaken` keys have completed a handshake; `broken` refuses every request. */
       class FakeEngine {
