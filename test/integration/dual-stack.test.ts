@@ -329,6 +329,30 @@ describe('dual stack with wireguard: flannel-wg-v6 (Mode separate) carries IPv6 
       expect(existsSync(socket(i, 'flannel-wg-v6')), `node ${i}: flannel-wg-v6's socket`).to.equal(false);
     }
   });
+
+  it('Mode auto: flannel-wg alone carries both families (both addresses, a peer per node with both subnets at PublicIP:51820), migrated onto from vxlan with both families probed: 0 lost; every pod reaches every other over IPv6', async () => {
+    const report = await migrateUnderProbes(tc, 'vxlan', 'wireguard', async () => {
+      await tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ ...CONFIG, Backend: { Type: 'wireguard', Mode: 'auto' } }));
+    }, { pps: 50, ipv6: true });
+    expect(report.lost, report.lines.join('\n')).to.equal(0);
+    expect(await tc.net.ip(0, ['-o', 'link', 'show'])).to.not.include(' flannel-wg-v6');
+    expect(await tc.net.ip(0, ['addr', 'show', 'dev', 'flannel-wg'])).to.contain(`inet ${tc.lease(0).subnet.split('/')[0]}/32`).and.to.contain(`inet6 ${v6ip(0)}/128`);
+    const dev = await getDevice(socket(0, 'flannel-wg'));
+    // 198.18.0.0/15 is not RFC 1918, so flanneld's auto picks IPv4 endpoints.
+    expect(dev.peers.map((p) => `${p.endpoint} ${[...p.allowedIPs].sort().join(',')}`).sort()).to.deep.equal(
+      [1, 2].map((n) => `198.18.0.${n + 1}:51820 ${[tc.lease(n).subnet, tc.lease(n).ipv6Subnet!].sort().join(',')}`));
+    const routes = await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '125']);
+    for (const peer of [1, 2]) expect(routes).to.contain(`${tc.lease(peer).ipv6Subnet} dev flannel-wg`);
+    const failures: string[] = [];
+    for (let a = 0; a < NODES; a++) {
+      for (let b = 0; b < NODES; b++) {
+        if (a === b) continue;
+        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
+        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
+      }
+    }
+    expect(failures).to.deep.equal([]);
+  });
 });
 
 /** The 16 bytes of an IPv6 address. */
