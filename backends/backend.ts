@@ -97,7 +97,7 @@ export interface PlanInput {
   readonly own: Lease;
   /** The backend's device as the kernel holds it now (from `prepare`, or read by diagnose); undefined when it has none. */
   readonly device?: LinkInfo;
-  /** Its IPv6 device (vxlan's `flannel-v6.<VNI>`), from `prepareIPv6`; undefined when it has none or it is unknown. */
+  /** Its IPv6 device (vxlan's `flannel-v6.<VNI>`, wireguard's `flannel-wg-v6`), from `prepareIPv6`; undefined when it has none or it is unknown. */
   readonly ipv6Device?: LinkInfo;
   /** Whether a peer's public address (IPv4 or IPv6) is reached directly through the external interface (backends/direct-reach.ts). */
   readonly reach: (publicIP: string) => boolean;
@@ -123,6 +123,12 @@ export interface EnginePeer {
   readonly port?: number;
   /** wireguard: the peer's public key (base64, from its lease). */
   readonly publicKey?: string;
+  /** wireguard: what the peer may send from; absent: [subnet]. In dual stack with one device: both of its subnets. */
+  readonly allowedIPs?: readonly string[];
+  /** wireguard: the device that holds this entry; absent: the backend's main one (`flannel-wg`). */
+  readonly device?: string;
+  /** wireguard: the node's IPv4 subnet, on an entry of its IPv6 subnet (`flannel-wg-v6`). */
+  readonly peerSubnet?: string;
 }
 
 export interface Backend {

@@ -5,20 +5,20 @@
  * those is refused, Fallback included, rather than leaving pods with IPv6
  * addresses nobody routes.
  */
-import { ConfigError, type NetworkConfig } from '../lib/config';
+import { ConfigError, setting, type NetworkConfig } from '../lib/config';
 import { fallbackConfig } from './assignment';
 
 /** The backends flanneld runs with EnableIPv6 (the wire contract twill follows). */
 export const IPV6_BACKENDS: readonly string[] = ['vxlan', 'host-gw', 'wireguard'];
 
 /** Backends that can carry IPv6 but do not yet in this build: a node running one leases and publishes IPv6, and says so. */
-const IPV6_NOT_YET: readonly string[] = ['wireguard', 'bgp'];
+const IPV6_NOT_YET: readonly string[] = ['bgp'];
 
 /** A warning for a config whose backend leases IPv6 without routing it here; undefined when there is nothing to say. */
 export function ipv6NotCarriedWarning(config: NetworkConfig): string | undefined {
   if (!config.enableIPv6 || !IPV6_NOT_YET.includes(config.backend.type)) return undefined;
   return `EnableIPv6 is true but the ${config.backend.type} backend of this build does not route IPv6 yet: ` +
-    'this node leases and publishes an IPv6 subnet, but its pods are reached over IPv4 only (vxlan and host-gw carry both)';
+    'this node leases and publishes an IPv6 subnet, but its pods are reached over IPv4 only (vxlan, host-gw and wireguard carry both)';
 }
 
 /** Backends whose encapsulation holds only IPv4 packets. */
@@ -30,7 +30,17 @@ const IPV4_ONLY_BACKENDS: readonly string[] = ['udp', 'ipip'];
  * that does not route IPv6 yet (wireguard, bgp).
  */
 export function checkIPv6Backends(config: NetworkConfig): void {
-  if (!config.enableIPv6) return;
+  if (!config.enableIPv6) {
+    // wireguard's Mode "ipv6" sends to each peer's PublicIPv6, which only EnableIPv6 publishes.
+    for (const [field, backend] of [['Backend.Mode', config.backend], ['Backend.Fallback', fallbackConfig(config.backend)]] as const) {
+      const mode = backend?.type === 'wireguard' ? setting(backend.settings, 'Mode') : undefined;
+      if (typeof mode === 'string' && mode.toLowerCase() === 'ipv6') {
+        throw new ConfigError(field, `${field}: wireguard Mode "ipv6" reaches peers over IPv6, but EnableIPv6 is false; ` +
+          'set EnableIPv6 (with IPv6Network), or use Mode "separate" (the default), "auto" or "ipv4"');
+      }
+    }
+    return;
+  }
   const refuse = (field: string, type: string) => new ConfigError(field,
     `${field} ${JSON.stringify(type)} cannot carry IPv6, but EnableIPv6 is true; ` +
     `use one of ${IPV6_BACKENDS.join(', ')}, or set EnableIPv6 to false`);

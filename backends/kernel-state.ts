@@ -42,8 +42,8 @@ export interface WantedFdb {
 export interface DeviceState {
   readonly name: string;
   readonly ifindex: number;
-  /** The family of its addresses and neighbours (vxlan's IPv6 device: 6); absent: 4. */
-  readonly family?: 4 | 6;
+  /** The family of its addresses and neighbours (vxlan's IPv6 device: 6; wireguard's one device in dual stack: 'dual'); absent: 4. */
+  readonly family?: 4 | 6 | 'dual';
   readonly addresses: readonly string[];
   readonly neighbors?: readonly WantedNeighbor[];
   readonly fdb?: readonly WantedFdb[];

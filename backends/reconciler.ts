@@ -31,7 +31,7 @@ export async function observe(nl: Netlink, state: KernelState): Promise<Observed
   // Both families: a backend that carries IPv6 (host-gw in dual stack) owns its IPv6 routes by the same number.
   const routes = state.protocol !== undefined ? nl.listRoutes({ protocol: state.protocol }) : Promise.resolve([]);
   const devices = await Promise.all(state.devices.map(async (d) => {
-    const family = d.family ?? 4;
+    const family = d.family === 'dual' ? undefined : d.family ?? 4;
     const [addresses, neighbors, fdb] = await Promise.all([
       nl.listAddresses(d.ifindex, family),
       d.neighbors ? nl.listNeighbors(d.ifindex, family) : Promise.resolve([]),

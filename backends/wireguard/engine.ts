@@ -2,8 +2,8 @@
  * wireguard-go, the userspace WireGuard engine, run and supervised by
  * twilld where the kernel has no WireGuard.
  *
- * One runs per network namespace, for the device `flannel-wg`. It is
- * started through twill-wg-run (native/private-run.c), which gives it a
+ * One runs per WireGuard device (`flannel-wg`, and `flannel-wg-v6` in dual
+ * stack with Mode separate) in each network namespace. It is started through twill-wg-run (native/private-run.c), which gives it a
  * socket directory of its own: /run/twill/wireguard-<netns inode>, seen by
  * wireguard-go as /var/run/wireguard. twilld, `twill status` and `twill
  * diagnose` all find the UAPI socket there (`socketPathFor`).
@@ -24,7 +24,7 @@
  *   routes and its socket with it.
  */
 import { spawn, type ChildProcess } from 'child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { getDevice, setDevice, type DeviceState } from './uapi';
@@ -93,12 +93,13 @@ export class WireguardEngine {
     this.socketPath = path.join(this.dir, `${opts.device}.sock`);
   }
 
+  /** `flannel-wg` keeps the names of a build with one device, so that a wireguard-go it started is adopted. */
   private get pidFile(): string {
-    return path.join(this.dir, 'wireguard-go.pid');
+    return path.join(this.dir, this.opts.device === 'flannel-wg' ? 'wireguard-go.pid' : `${this.opts.device}.pid`);
   }
 
   private get logFile(): string {
-    return path.join(this.dir, 'wireguard-go.log');
+    return path.join(this.dir, this.opts.device === 'flannel-wg' ? 'wireguard-go.log' : `${this.opts.device}.log`);
   }
 
   /** The PID of the running wireguard-go, when it is known and alive. */
@@ -149,14 +150,19 @@ export class WireguardEngine {
     this.child = undefined;
   }
 
-  /** Ends wireguard-go (its TUN goes with it) and removes its directory. */
+  /** Ends wireguard-go (its TUN goes with it) and removes its files, and the directory once no other device's are left. */
   async destroy(): Promise<void> {
     this.stopping = true;
     const pid = this.child?.pid ?? this.pid();
     this.child = undefined;
     if (pid !== undefined) await killAndWait(pid, STOP_TIMEOUT_MS);
-    rmSync(this.dir, { recursive: true, force: true });
-    this.opts.log.info('wireguard-go stopped', { device: this.opts.device, pid });
+    for (const f of [this.socketPath, this.pidFile, this.logFile]) rmSync(f, { force: true });
+    try {
+      rmdirSync(this.dir);
+    } catch {
+      // another device's wireguard-go still has its files here, or the directory is gone
+    }
+    if (pid !== undefined) this.opts.log.info('wireguard-go stopped', { device: this.opts.device, pid });
   }
 
   private async answers(): Promise<boolean> {

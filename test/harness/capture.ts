@@ -143,6 +143,7 @@ export interface CaptureOptions {
 /** A capture running in a namespace. */
 export class Capture {
   private readonly frames: CapturedFrame[] = [];
+  private readonly others: { ts: number; raw: Buffer }[] = [];
   private nonIpv4 = 0;
   private endReason: string | null = null;
   private waiters: (() => void)[] = [];
@@ -159,9 +160,14 @@ export class Capture {
     return this.frames;
   }
 
-  /** Frames that were not IPv4 (ARP, IPv6), counted but not kept. */
+  /** How many frames were not IPv4 (ARP, IPv6). */
   get skipped(): number {
     return this.nonIpv4;
+  }
+
+  /** The frames that were not IPv4 (ARP, IPv6), undecoded: tests that look at IPv6 read them. */
+  get otherFrames(): readonly { ts: number; raw: Buffer }[] {
+    return this.others;
   }
 
   /** Why the driver ended ('count', 'timeout', 'signal'), null while running. */
@@ -206,7 +212,10 @@ export class Capture {
       const raw = Buffer.from(msg.hex, 'hex');
       const parsed = parseFrame(raw, this.vxlanPorts);
       if (parsed) this.frames.push({ ...parsed, ts: msg.ts, raw });
-      else this.nonIpv4++;
+      else {
+        this.nonIpv4++;
+        this.others.push({ ts: msg.ts, raw });
+      }
       const waiters = this.waiters;
       this.waiters = [];
       for (const w of waiters) w();

@@ -13,7 +13,7 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ConfigError, parseNetworkConfig, type NetworkConfig } from '../../lib/config';
-import { KNOWN_BACKEND_TYPES, backendFactory } from '../../backends';
+import { KNOWN_BACKEND_TYPES, backendFactory, checkIPv6Backends } from '../../backends';
 import {
   LeaseFormatError,
   MAX_LEASE_VALUE_BYTES,
@@ -80,6 +80,7 @@ const HUGE = 'x'.repeat(100_000);
 function loadConfig(text: string): NetworkConfig {
   const config = parseNetworkConfig(text, KNOWN_BACKEND_TYPES);
   backendFactory(config.backend.type).validate(config.backend);
+  checkIPv6Backends(config);
   return config;
 }
 
@@ -138,7 +139,10 @@ const configRows: Row<ConfigInput>[] = [
   { name: 'wireguard ListenPort 0', input: withBackend({ Type: 'wireguard', ListenPort: 0 }), expect: { names: 'Backend.ListenPort', says: ['0 is out of range', 'between 1 and 65535'] } },
   { name: 'wireguard PersistentKeepaliveInterval -1', input: withBackend({ Type: 'wireguard', PersistentKeepaliveInterval: -1 }), expect: { names: 'Backend.PersistentKeepaliveInterval', says: ['-1 is out of range'] } },
   { name: 'wireguard Mode "tunnel"', input: withBackend({ Type: 'wireguard', Mode: 'tunnel' }), expect: { names: 'Backend.Mode', says: ['"tunnel" is not one of separate, auto, ipv4, ipv6'] } },
-  { name: 'wireguard Mode "ipv6" (IPv4 only here)', input: withBackend({ Type: 'wireguard', Mode: 'ipv6' }), expect: { names: 'Backend.Mode', says: ['"ipv6" is not supported', 'IPv4'] } },
+  { name: 'wireguard Mode "ipv6" without EnableIPv6', input: withBackend({ Type: 'wireguard', Mode: 'ipv6' }), expect: { names: 'Backend.Mode', says: ['Mode "ipv6" reaches peers over IPv6', 'EnableIPv6 is false'] } },
+  { name: 'wireguard ListenPortV6 70000', input: withBackend({ Type: 'wireguard', ListenPortV6: 70000 }), expect: { names: 'Backend.ListenPortV6', says: ['70000 is out of range', 'between 1 and 65535'] } },
+  { name: 'wireguard ListenPortV6 as a string', input: withBackend({ Type: 'wireguard', ListenPortV6: '51821' }), expect: { names: 'Backend.ListenPortV6', says: ['"51821" is not a whole number'] } },
+  { name: 'wireguard ListenPortV6 equal to ListenPort in Mode separate', input: withBackend({ Type: 'wireguard', ListenPort: 51820, ListenPortV6: 51820 }), expect: { names: 'Backend.ListenPortV6', says: ['51820 is also the ListenPort', 'flannel-wg-v6', 'Mode "auto"'] } },
 
   // vxlan keys
   { name: 'VNI -1', input: withBackend({ Type: 'vxlan', VNI: -1 }), expect: { names: 'Backend.VNI', says: ['-1 is out of range', 'between 0 and 16777215'] } },

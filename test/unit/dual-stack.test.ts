@@ -152,9 +152,10 @@ describe('dual stack (etcd mode)', () => {
       const err = refusedWith(ConfigError, () => parseNetworkConfigText(JSON.stringify({ ...DUAL, Backend: { Type: 'host-gw', Fallback: 'udp' } })));
       expect(err.field).to.equal('Backend.Fallback');
     });
-    it('warns that wireguard leases IPv6 without routing it yet in this build, and says nothing for vxlan', () => {
-      expect(ipv6NotCarriedWarning(dualConfig({ Backend: { Type: 'wireguard' } }))).to.include('wireguard backend of this build does not route IPv6 yet');
+    it('warns that bgp leases IPv6 without routing it yet in this build, and says nothing for vxlan or wireguard', () => {
+      expect(ipv6NotCarriedWarning(dualConfig({ Backend: { Type: 'bgp' } }))).to.include('bgp backend of this build does not route IPv6 yet');
       expect(ipv6NotCarriedWarning(dualConfig({ Backend: { Type: 'vxlan' } }))).to.equal(undefined);
+      expect(ipv6NotCarriedWarning(dualConfig({ Backend: { Type: 'wireguard' } }))).to.equal(undefined);
     });
     it('accepts host-gw and vxlan with EnableIPv6, and udp without it', () => {
       expect(parseNetworkConfigText(JSON.stringify(DUAL)).enableIPv6).to.equal(true);
