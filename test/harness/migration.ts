@@ -176,3 +176,17 @@ export async function migrateUnderProbes(
     if (!report) await probes.stop().catch(() => undefined);
   }
 }
+
+/** Every pod pinging every other at `pps` over `families` while node `node`'s twilld restarts; the figures half a second after, with the old twilld's exit code. */
+export async function restartUnderProbes(tc: TwillCluster, node: number, pps: number, families: readonly (4 | 6)[]): Promise<ProbeReport & { exitCode: number | null }> {
+  const probes = await Probes.start(tc, pps, undefined, families);
+  let exitCode: number | null;
+  try {
+    exitCode = await tc.restartAgent(node);
+    await new Promise((r) => setTimeout(r, 500));
+  } catch (err) {
+    await probes.stop().catch(() => undefined);
+    throw err;
+  }
+  return { ...(await probes.stop()), exitCode };
+}

@@ -336,6 +336,11 @@ export class TwillCluster {
    * The run directories twill's daemons keep per network namespace (BIRD's,
    * wireguard-go's: /run/twill/<daemon>-<netns inode>), for this cluster's nodes.
    */
+  /** Where node `node`'s wireguard-go keeps its UAPI sockets and PID file (backends/wireguard). */
+  wireguardRunDir(node: number): string {
+    return `/run/twill/wireguard-${statSync(`/run/netns/${this.nodeNs(node)}`).ino}`;
+  }
+
   daemonRunDirs(): string[] {
     const out: string[] = [];
     for (let i = 0; i < this.size; i++) {

@@ -9,10 +9,10 @@
  * the cluster network for IPv6 masquerading.
  */
 import { expect } from 'chai';
-import { existsSync, readFileSync, rmSync, statSync } from 'fs';
+import { existsSync, readFileSync } from 'fs';
 import * as path from 'path';
-import { ping, startPingStream } from '../harness/ping';
-import { Probes, convergedOn, migrateUnderProbes, type ProbeReport } from '../harness/migration';
+import { ping } from '../harness/ping';
+import { migrateUnderProbes, restartUnderProbes } from '../harness/migration';
 import { getDevice, setDevice } from '../../backends/wireguard/uapi';
 import { keyToHex, publicKeyOf } from '../../backends/wireguard/keys';
 import { startCapture } from '../harness/capture';
@@ -102,14 +102,8 @@ describe('dual stack with host-gw: 3 nodes on an IPv4 + IPv6 underlay', function
 
   it('keeps both subnets, and every packet of both families at 100 pps between every pod, across a twilld restart', async () => {
     const before = tc.lease(2);
-    const probes = await Probes.start(tc, 100, ALL, [4, 6]);
-    let report: ProbeReport | undefined;
-    try {
-      expect(await tc.restartAgent(2)).to.equal(0);
-      await sleep(500);
-    } finally {
-      report = await probes.stop();
-    }
+    const report = await restartUnderProbes(tc, 2, 100, [4, 6]);
+    expect(report.exitCode).to.equal(0);
     expect(report.lost, report.lines.join('\n')).to.equal(0);
     expect(tc.lease(2)).to.deep.equal(before);
   });
@@ -316,14 +310,8 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
   it('keeps every packet of both families at 100 pps between every pod through a twilld restart, with the same IPv6 VTEP MAC', async () => {
     const mac = async () => (await tc.net.ip(0, ['link', 'show', 'flannel-v6.1'])).match(/link\/ether (\S+)/)![1];
     const before = await mac();
-    const probes = await Probes.start(tc, 100, ALL, [4, 6]);
-    let report: ProbeReport | undefined;
-    try {
-      expect(await tc.restartAgent(0)).to.equal(0);
-      await sleep(500);
-    } finally {
-      report = await probes.stop();
-    }
+    const report = await restartUnderProbes(tc, 0, 100, [4, 6]);
+    expect(report.exitCode).to.equal(0);
     expect(report.lost, report.lines.join('\n')).to.equal(0);
     expect(await mac()).to.equal(before);
   });
@@ -349,20 +337,17 @@ describe('dual stack with wireguard: flannel-wg-v6 (Mode separate) carries IPv6 
   this.timeout(180_000);
   let tc: TwillCluster;
   /** Each node's wireguard-go directory (both devices' sockets, PID files, logs), by its network namespace's inode. */
-  const runDirs: string[] = [];
-  const socket = (node: number, dev: string) => path.join(runDirs[node], `${dev}.sock`);
+  const socket = (node: number, dev: string) => path.join(tc.wireguardRunDir(node), `${dev}.sock`);
   const v6ip = (node: number) => tc.lease(node).ipv6Subnet!.split('/')[0];
 
   before(async () => {
     tc = await TwillCluster.create({ nodes: NODES, ipv6: true, config: { ...CONFIG, Backend: { Type: 'vxlan' } }, agentArgs: ['--repair-interval', String(REPAIR_S)], start: false });
-    for (let i = 0; i < NODES; i++) runDirs.push(`/run/twill/wireguard-${statSync(`/run/netns/${tc.nodeNs(i)}`).ino}`);
     for (let i = 0; i < NODES; i++) await tc.startAgent(i);
     for (let i = 0; i < NODES; i++) await tc.addPod(i);
   });
   after(async () => {
-    // The cluster kills every process of its namespaces (both wireguard-go included) by PID; the directories are ours.
+    // The cluster kills every process of its namespaces (wireguard-go included) by PID and removes their run directories.
     await tc?.destroy();
-    for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
   });
 
   it('migrates vxlan → wireguard with IPv4 and IPv6 probes at 100 pps: 0 lost in either, nothing of vxlan left in either family', async () => {
@@ -401,15 +386,7 @@ describe('dual stack with wireguard: flannel-wg-v6 (Mode separate) carries IPv6 
 
   it('lets every pod ping every other pod over IPv4 and over IPv6, with a handshake on both devices between every pair', async () => {
     expect(await allPodsPing(tc)).to.deep.equal([]);
-    const failures: string[] = [];
-    for (let a = 0; a < NODES; a++) {
-      for (let b = 0; b < NODES; b++) {
-        if (a === b) continue;
-        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
-      }
-    }
-    expect(failures).to.deep.equal([]);
+    expect(await allPodsPing(tc, ALL, 6)).to.deep.equal([]);
     for (let i = 0; i < NODES; i++) {
       for (const dev of ['flannel-wg', 'flannel-wg-v6']) {
         const peers = (await getDevice(socket(i, dev))).peers;
@@ -490,15 +467,7 @@ describe('dual stack with wireguard: flannel-wg-v6 (Mode separate) carries IPv6 
       [1, 2].map((n) => `198.18.0.${n + 1}:51820 ${[tc.lease(n).subnet, tc.lease(n).ipv6Subnet!].sort().join(',')}`));
     const routes = await tc.net.ip(0, ['-6', 'route', 'show', 'proto', '125']);
     for (const peer of [1, 2]) expect(routes).to.contain(`${tc.lease(peer).ipv6Subnet} dev flannel-wg`);
-    const failures: string[] = [];
-    for (let a = 0; a < NODES; a++) {
-      for (let b = 0; b < NODES; b++) {
-        if (a === b) continue;
-        const r = await ping(tc.podNs(a), tc.podIpv6(b), { count: 2, intervalMs: 200, timeoutMs: 5000 });
-        if (r.received === 0) failures.push(`pod ${a} -> pod ${b} (${tc.podIpv6(b)})`);
-      }
-    }
-    expect(failures).to.deep.equal([]);
+    expect(await allPodsPing(tc, ALL, 6)).to.deep.equal([]);
   });
 });
 

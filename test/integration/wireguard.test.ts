@@ -8,7 +8,7 @@
  * wireguard → vxlan → wireguard at 200 pps without losing a probe.
  */
 import { expect } from 'chai';
-import { readFileSync, rmSync, statSync } from 'fs';
+import { readFileSync, statSync } from 'fs';
 import * as path from 'path';
 import { allPodsPing, httpBody } from '../harness/checks';
 import { runTwill } from '../harness/diagnose';
@@ -42,9 +42,8 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
   this.timeout(300_000);
   let tc: TwillCluster;
   /** Each node's wireguard-go directory (socket, PID file, log), by its network namespace's inode. */
-  const runDirs: string[] = [];
-  const socket = (node: number) => path.join(runDirs[node], 'flannel-wg.sock');
-  const wireguardGo = (node: number) => Number(readFileSync(path.join(runDirs[node], 'wireguard-go.pid'), 'utf8').trim());
+  const socket = (node: number) => path.join(tc.wireguardRunDir(node), 'flannel-wg.sock');
+  const wireguardGo = (node: number) => Number(readFileSync(path.join(tc.wireguardRunDir(node), 'wireguard-go.pid'), 'utf8').trim());
   const putConfig = (backend: object) => tc.admin.put(`${PREFIX}/config`).value(JSON.stringify({ Network: NETWORK, Backend: backend }));
 
   before(async () => {
@@ -55,14 +54,12 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
       agentArgsFor: (node) => ['--healthz-ip', `198.18.0.${node + 1}`],
       start: false,
     });
-    for (let i = 0; i < NODES; i++) runDirs.push(`/run/twill/wireguard-${statSync(`/run/netns/${tc.nodeNs(i)}`).ino}`);
     for (let i = 0; i < NODES; i++) await tc.startAgent(i);
     for (let i = 0; i < NODES; i++) await tc.addPod(i);
   });
   after(async () => {
-    // The cluster kills every process of its namespaces (wireguard-go included) by PID; the directories are ours.
+    // The cluster kills every process of its namespaces (wireguard-go included) by PID and removes their run directories.
     await tc?.destroy();
-    for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
   });
 
   it('gives pods the MTU external − 80 and publishes flanneld\'s lease: BackendData {"PublicKey": <the key file\'s public key>}', async () => {

@@ -5,6 +5,7 @@
  * are flanneld's (test/unit/fixtures/flanneld-dual-stack/README.md).
  */
 import { expect } from 'chai';
+import { refusedWith } from './refused-with';
 import { readFileSync } from 'fs';
 import * as path from 'path';
 import { IPNet } from '../../lib/ip';
@@ -39,16 +40,6 @@ const DUAL = {
   Backend: { Type: 'host-gw' },
 };
 const dualConfig = (over: Record<string, unknown> = {}) => parseNetworkConfig(JSON.stringify({ ...DUAL, ...over }), KNOWN_BACKEND_TYPES);
-
-function refusedWith<E extends Error>(cls: new (...args: never[]) => E, fn: () => unknown): E {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(cls);
-    return err as E;
-  }
-  throw new Error(`expected a ${cls.name}, but nothing was thrown`);
-}
 
 describe('dual stack (etcd mode)', () => {
   describe("flanneld's lease key and value", () => {

@@ -7,6 +7,7 @@
  * are flanneld's (test/unit/fixtures/flanneld-ipv6-only/README.md).
  */
 import { expect } from 'chai';
+import { refusedWith } from './refused-with';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -46,16 +47,6 @@ const DUAL = { Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10
 const dualConfig = () => parseNetworkConfig(JSON.stringify(DUAL), KNOWN_BACKEND_TYPES);
 
 const raw = (key: string, value = fixture('lease-vxlan.json'), createRevision = 5n): RawKV => ({ key, value, leaseId: '7', modRevision: createRevision, createRevision });
-
-function refusedWith<E extends Error>(cls: new (...args: never[]) => E, fn: () => unknown): E {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(cls);
-    return err as E;
-  }
-  throw new Error(`expected a ${cls.name}, but nothing was thrown`);
-}
 
 describe('IPv6-only networks (etcd mode)', () => {
   describe("flanneld's lease key and value", () => {
