@@ -162,20 +162,15 @@ export class Agent {
     this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
     this.startCounterReadout();
     await this.watchKernel(this.netlink!);
-    const network = config.enableIPv4 ? config.network : undefined;
-    if (!network) {
-      // NAT (and the forward rules) need the IPv4 table beside the IPv6 one so far.
-      if (this.opts.ipMasq) this.log.warn('--ip-masq does not cover IPv6-only networks yet (EnableIPv4 false): no NAT rules are installed');
-      return;
-    }
     this.masq = new MasqController(
       { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs, backend: this.opts.natBackend },
       () => {
         const own = this.manager.ownLease();
-        if (!own || !carriesIPv4(own)) return undefined;
-        // flanneld's MasqIP6Rules: the IPv6 network and this node's IPv6 subnet, when it leased one.
+        if (!own) return undefined;
+        // Each family's network and this node's subnet of it (flanneld's MasqIP6Rules for IPv6); an IPv6-only network has IPv6 alone.
+        const v4 = config.enableIPv4 && config.network && carriesIPv4(own) ? { ipv4: { podNetwork: config.network, nodeSubnet: own.subnet } } : {};
         const v6 = config.enableIPv6 && config.ipv6Network && own.ipv6Subnet ? { ipv6: { podNetwork: config.ipv6Network, nodeSubnet: own.ipv6Subnet } } : {};
-        return { podNetwork: network, nodeSubnet: own.subnet, ...v6 };
+        return { ...v4, ...v6 };
       },
       this.log,
     );

@@ -7,7 +7,6 @@
  * the IPv4 ones. Errors are logged once per
  * distinct message, never once per period, and never stop the agent.
  */
-import type { IPNet } from '../ip';
 import type { MasqNetworks } from '../masq/nftables';
 import type { Log } from '../observe/logger';
 import { createNatRules, NatBackend, NatRules } from '../masq';
@@ -26,7 +25,7 @@ export class MasqController {
 
   constructor(
     private readonly settings: MasqSettings,
-    private readonly networks: () => { podNetwork: IPNet; nodeSubnet: IPNet; ipv6?: MasqNetworks } | undefined,
+    private readonly networks: () => { ipv4?: MasqNetworks; ipv6?: MasqNetworks } | undefined,
     private readonly log: Log,
     private readonly nft: NatRules = createNatRules(settings.backend),
   ) {}
@@ -59,7 +58,8 @@ export class MasqController {
         if (!nets) return;
         if (await this.nft.ensure({ ...nets, masquerade, forwardRules })) {
           this.log.info('installed NAT/forward rules', {
-            with: this.nft.kind, masquerade, forwardRules, podNetwork: nets.podNetwork.toString(),
+            with: this.nft.kind, masquerade, forwardRules,
+            ...(nets.ipv4 ? { podNetwork: nets.ipv4.podNetwork.toString() } : {}),
             ...(nets.ipv6 ? { ipv6Network: nets.ipv6.podNetwork.toString() } : {}),
           });
         }

@@ -55,8 +55,8 @@ export const runIptables: IptablesRunner = (cmd, args, stdin) =>
 
 /** The iptables-restore script of the IPv4 rules; `renderRestore(p, 'ipv6')` the ip6tables-restore one (p.ipv6's networks). */
 export function renderRestore(p: MasqPolicy, family: 'ipv4' | 'ipv6' = 'ipv4'): string {
-  const nets: MasqNetworks | undefined = family === 'ipv6' ? p.ipv6 : p;
-  if (!nets) throw new Error('renderRestore: the policy has no IPv6 networks');
+  const nets: MasqNetworks | undefined = family === 'ipv6' ? p.ipv6 : p.ipv4;
+  if (!nets) throw new Error(`renderRestore: the policy has no ${family === 'ipv6' ? 'IPv6' : 'IPv4'} networks`);
   const multicast = family === 'ipv6' ? V6.multicast : V4.multicast;
   const pods = nets.podNetwork.toString();
   const node = nets.nodeSubnet.toString();
@@ -82,19 +82,22 @@ export class IptablesRules implements NatRules {
   constructor(private readonly run: IptablesRunner = runIptables) {}
 
   async ensure(policy: MasqPolicy): Promise<boolean> {
-    let wrote = await this.ensureFamily(V4, renderRestore(policy));
-    if (policy.ipv6) wrote = (await this.ensureFamily(V6, renderRestore(policy, 'ipv6'))) || wrote;
-    else if (this.last.has(V6) || !this.checkedV6Gone) {
-      // No IPv6 now: twill's IPv6 chains from a dual-stack run go, checked once.
-      await this.removeFamily(V6).catch((err: Error) => {
-        if (!(err instanceof IptablesUnavailableError)) throw err;
-      });
-      this.checkedV6Gone = true;
+    let wrote = false;
+    for (const [f, nets, name] of [[V4, policy.ipv4, 'ipv4'], [V6, policy.ipv6, 'ipv6']] as const) {
+      if (nets) {
+        wrote = (await this.ensureFamily(f, renderRestore(policy, name))) || wrote;
+      } else if (this.last.has(f) || !this.checkedGone.has(f)) {
+        // No networks of this family now: twill's chains from an earlier run of it go, checked once.
+        await this.removeFamily(f).catch((err: Error) => {
+          if (!(err instanceof IptablesUnavailableError)) throw err;
+        });
+        this.checkedGone.add(f);
+      }
     }
     return wrote;
   }
 
-  private checkedV6Gone = false;
+  private readonly checkedGone = new Set<Family>();
 
   async remove(): Promise<boolean> {
     const v4 = await this.removeFamily(V4);

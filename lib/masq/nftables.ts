@@ -24,9 +24,11 @@ export interface MasqNetworks {
   readonly nodeSubnet: IPNet;
 }
 
-export interface MasqPolicy extends MasqNetworks {
+export interface MasqPolicy {
   readonly masquerade: boolean;
   readonly forwardRules: boolean;
+  /** The IPv4 network and this node's IPv4 subnet; absent in an IPv6-only network: no IPv4 rules. */
+  readonly ipv4?: MasqNetworks;
   /** The IPv6 network and this node's IPv6 subnet (EnableIPv6 with an IPv6 lease); absent: no IPv6 rules. */
   readonly ipv6?: MasqNetworks;
 }
@@ -68,13 +70,17 @@ export const runNft: NftRunner = nftRunner((detail) => new NftablesUnavailableEr
 
 /**
  * The nft script that makes table `ip twill` hold exactly the policy's
- * rules, and `ip6 twill` its IPv6 ones (or not exist, without IPv6).
+ * IPv4 rules and `ip6 twill` its IPv6 ones, or not exist when the policy
+ * has no networks of that family.
  */
 export function renderRules(p: MasqPolicy): string {
-  const lines = familyRules(4, p, p);
-  if (p.ipv6) lines.push(...familyRules(6, p.ipv6, p));
-  // Created then deleted in the same transaction: gone whether it was there or not.
-  else lines.push(`table ip6 ${TABLE} {}`, `delete table ip6 ${TABLE}`);
+  const lines: string[] = [];
+  for (const family of [4, 6] as const) {
+    const nets = family === 4 ? p.ipv4 : p.ipv6;
+    if (nets) lines.push(...familyRules(family, nets, p));
+    // Created then deleted in the same transaction: gone whether it was there or not.
+    else lines.push(`table ${FAMILIES[family].table} ${TABLE} {}`, `delete table ${FAMILIES[family].table} ${TABLE}`);
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -122,7 +128,7 @@ export class NftablesMasq implements NatRules {
   async ensure(policy: MasqPolicy): Promise<boolean> {
     const script = renderRules(policy);
     const listing = await this.listing();
-    if (script === this.lastScript && listing !== undefined && listing === this.lastListing) return false;
+    if (script === this.lastScript && listing === this.lastListing) return false;
     await this.run(['-f', '-'], script);
     this.lastScript = script;
     this.lastListing = await this.listing();
@@ -142,11 +148,9 @@ export class NftablesMasq implements NatRules {
     return removed;
   }
 
-  /** Both tables' listings; undefined when the IPv4 one is missing. */
-  private async listing(): Promise<string | undefined> {
-    const v4 = await this.familyListing('ip');
-    if (v4 === undefined) return undefined;
-    return `${v4}${(await this.familyListing('ip6')) ?? ''}`;
+  /** Both tables' listings (a missing one marked as such), to tell whether someone changed them since the last write. */
+  private async listing(): Promise<string> {
+    return `${(await this.familyListing('ip')) ?? '(no ip table)'}${(await this.familyListing('ip6')) ?? '(no ip6 table)'}`;
   }
 
   private async familyListing(family: 'ip' | 'ip6' | string): Promise<string | undefined> {

@@ -17,7 +17,9 @@ import { linesMatching, runDiagnose } from '../harness/diagnose';
 import { envWithoutFlanneld, runToEnd } from '../harness/run-to-end';
 import { convergedOn } from '../harness/migration';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
-import { startPingStream } from '../harness/ping';
+import { ping, startPingStream } from '../harness/ping';
+import { startCapture } from '../harness/capture';
+import { addOutsideHost, type OutsideHost } from '../harness/outside-host';
 import { sleep, waitFor } from '../harness/wait';
 
 const TWILL = path.resolve(__dirname, '../../cmd/twill.js');
@@ -30,9 +32,11 @@ const HOST_GW_PROTO = '118';
 describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-gw', function () {
   this.timeout(120_000);
   let tc: TwillCluster;
+  let outside: OutsideHost;
 
   before(async () => {
-    tc = await TwillCluster.create({ nodes: NODES, ipv6Only: true, config: CONFIG, agentArgs: ['--repair-interval', '2'] });
+    tc = await TwillCluster.create({ nodes: NODES, ipv6Only: true, config: CONFIG, agentArgs: ['--repair-interval', '2', '--ip-masq'] });
+    outside = await addOutsideHost(tc, { ipv6: true });
   });
   after(async () => {
     await tc?.destroy();
@@ -77,6 +81,24 @@ describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-g
   it('lets every pod ping every other pod over IPv6 with vxlan, with no IPv4 route installed', async () => {
     expect(await allPodsPing(tc)).to.deep.equal([]);
     for (let i = 0; i < NODES; i++) expect(await ipv4Routes(i), `node ${i}`).to.deep.equal([]);
+  });
+
+  it('--ip-masq: a pod reaches an IPv6 host outside the network from the node\'s address, with table ip6 twill alone', async () => {
+    const rules = await waitFor('the IPv6 NAT rules', async () => {
+      const r = await tc.net.exec(0, ['nft', 'list', 'table', 'ip6', 'twill']).catch(() => undefined);
+      return r?.stdout.includes('masquerade') ? r.stdout : undefined;
+    }, 5000);
+    expect(rules).to.contain('ip6 saddr fd00:10:244::/56 ip6 daddr fd00:10:244::/56 return');
+    expect((await tc.net.exec(0, ['nft', 'list', 'tables'])).stdout).to.not.match(/^table ip twill$/m);
+    // Echo requests (ICMPv6 type 128) by source; the outside host has no route to the pods, so a reply means NAT.
+    const requestsFrom = (src: string) => `icmp6 and ip6[40] == 128 and ip6 src ${src}`;
+    const [natted, raw] = [await startCapture(outside.ns, 'eth0', requestsFrom(tc.net.nodeIpv6(0))), await startCapture(outside.ns, 'eth0', requestsFrom(tc.podIpv6(0)))];
+    const r = await ping(tc.podNs(0), outside.ipv6!, { count: 3, intervalMs: 100, timeoutMs: 5000 });
+    await natted.stop();
+    await raw.stop();
+    expect(r.received).to.be.greaterThan(0);
+    expect(natted.skipped, 'requests from the node address').to.be.at.least(3);
+    expect(raw.skipped, 'requests from the pod address').to.equal(0);
   });
 
   it('twill diagnose on a node finds nothing wrong with vxlan', async () => {

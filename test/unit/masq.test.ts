@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { IPNet } from '../../lib/ip';
 import { renderRestore, renderRules, type MasqPolicy } from '../../lib/masq';
 
-const v4: MasqPolicy = { podNetwork: IPNet.parse('10.244.0.0/16'), nodeSubnet: IPNet.parse('10.244.1.0/24'), masquerade: true, forwardRules: true };
+const v4: MasqPolicy = { ipv4: { podNetwork: IPNet.parse('10.244.0.0/16'), nodeSubnet: IPNet.parse('10.244.1.0/24') }, masquerade: true, forwardRules: true };
 const dual: MasqPolicy = { ...v4, ipv6: { podNetwork: IPNet.parse('fd00:10:244::/56'), nodeSubnet: IPNet.parse('fd00:10:244:1::/64') } };
 
 describe('NAT rules for IPv6', () => {
@@ -27,11 +27,18 @@ describe('NAT rules for IPv6', () => {
     expect(renderRules(v4)).to.contain('delete table ip6 twill').and.to.not.contain('ip6 saddr');
   });
 
+  it('nftables: an IPv6-only network gets table ip6 twill alone, and the script removes an ip twill table left from before', () => {
+    const script = renderRules({ masquerade: true, forwardRules: false, ipv6: dual.ipv6 });
+    expect(script).to.contain('delete table ip twill').and.to.not.contain('ip saddr');
+    expect(script).to.contain('ip6 saddr fd00:10:244::/56 ip6 daddr != ff00::/8 masquerade fully-random');
+  });
+
   it('iptables: the ip6tables-restore script has the same chains for the IPv6 networks', () => {
     const script = renderRestore(dual, 'ipv6');
     expect(script).to.contain('-A TWILL-POSTRTG -s fd00:10:244::/56 ! -d ff00::/8 -j MASQUERADE --random-fully');
     expect(script).to.contain('-A TWILL-POSTRTG ! -s fd00:10:244::/56 -d fd00:10:244:1::/64 -j RETURN');
     expect(script).to.contain('-A TWILL-FWD -d fd00:10:244::/56 -j ACCEPT');
     expect(renderRestore(dual)).to.contain('! -d 224.0.0.0/4').and.to.not.contain('fd00');
+    expect(() => renderRestore({ masquerade: true, forwardRules: true, ipv6: dual.ipv6 })).to.throw('no IPv4 networks');
   });
 });
