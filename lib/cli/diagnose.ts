@@ -32,7 +32,7 @@ export function registerDiagnose(program: Command): void {
     .option('--iface <name|ip>', 'external interface, as given to twilld (repeatable; env FLANNELD_IFACE; default: the default-route interface)', collect)
     .option('--public-ip <ip>', 'the public IP twilld publishes, when it is not the interface address (env FLANNELD_PUBLIC_IP)', env('PUBLIC_IP'))
     .option('--subnet-file <file>', 'the subnet file twilld writes (env FLANNELD_SUBNET_FILE)', env('SUBNET_FILE') ?? '/run/flannel/subnet.env')
-    .option('--peer <subnet|ip>', "probe this peer: its subnet, public IP or an address inside its subnet (IPv4, or IPv6 in dual stack); pings the peer's IPv4 pod gateway (subnet + 1) and captures what leaves", parsePeer)
+    .option('--peer <subnet|ip>', "probe this peer: its subnet, public IP or an address inside its subnet (IPv4 or IPv6); pings the peer's pod gateway (subnet + 1) in that family and captures what leaves", parsePeer)
     .option('--tunnel-guard <bool>', 'whether twilld runs with the tunnel guard on, as given to twilld (env FLANNELD_TUNNEL_GUARD)', env('TUNNEL_GUARD') ?? 'true')
     .option('--json', 'print the findings as JSON');
   addKubeOptions(addEtcdOptions(cmd)).action(async (opts: DiagnoseCliOptions, command: Command) => {

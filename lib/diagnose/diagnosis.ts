@@ -14,7 +14,7 @@ import type { Etcd3 } from 'etcd3';
 import { InterfaceSelection, InterfaceSelectionError, selectInterface } from '../iface';
 import { Netlink } from '../netlink';
 import { Lease } from '../subnet';
-import { NO_PUBLIC_IP, heldSubnets, leaseLabel, underlayAddress } from '../subnet/lease';
+import { NO_PUBLIC_IP, carriesIPv4, heldSubnets, leaseLabel, underlayAddress } from '../subnet/lease';
 import type { NetworkConfig } from '../config';
 import { EtcdRegistry } from '../subnet/etcd';
 import { primaryBackendType, terminatedBy } from '../../backends/assignment';
@@ -118,9 +118,10 @@ export async function runDiagnosis(o: DiagnosisOptions): Promise<Diagnosis> {
         } else if (peer.key === own.key) {
           out.fail('probe', `--peer ${o.peer} is this node's own lease ${leaseLabel(own)}`, 'name another node\'s subnet or public IP');
         } else {
-          if (o.peer.includes(':')) out.ok('probe', `--peer ${o.peer} is the lease ${peer.subnet.toString()} and ${peer.ipv6Subnet?.toString() ?? '?'}; the probe crosses over IPv4`);
+          // The family the operator named the peer in, or IPv6 for a peer that holds no IPv4 subnet.
+          const family = o.peer.includes(':') || !carriesIPv4(peer) ? 6 : 4;
           probe = await probePeer({
-            nl, config: view.config, backend, own, peer, path: paths.get(peer.key), ext: local.iface, extMac: ext?.mac, durationMs: o.probeMs,
+            nl, config: view.config, backend, own, peer, path: paths.get(peer.key), ext: local.iface, extMac: ext?.mac, durationMs: o.probeMs, family,
           }, out);
         }
       }

@@ -1,16 +1,19 @@
 /**
  * Decoding what the overlay puts on the wire, from an Ethernet frame down to
  * the packet a pod (or a probe) sent:
- *   VXLAN    Ethernet / IPv4 / UDP <vxlan port> / VXLAN / Ethernet / IPv4
+ *   VXLAN    Ethernet / IP / UDP <vxlan port> / VXLAN / Ethernet / IP
  *   udp      Ethernet / IPv4 / UDP 8285 / IPv4        (flannel's udp backend)
  *   ipip     Ethernet / IPv4 proto 4 / IPv4
- *   plain    Ethernet / IPv4                          (host-gw, DirectRouting)
+ *   plain    Ethernet / IP                            (host-gw, DirectRouting)
+ * where IP is IPv4 or IPv6 (dual stack, IPv6 only; no extension headers).
  * The integration harness (test/harness/capture.ts) decodes its captures
  * with the header helpers exported here, so both read the wire the same way.
  *
- * `parseFrame` returns null for frames that are not IPv4 (ARP, IPv6) and
- * throws `FrameParseError` for an IPv4 frame cut short.
+ * `parseFrame` returns null for frames that are not IP (ARP) and throws
+ * `FrameParseError` for an IP frame cut short.
  */
+
+import { IP } from '../ip';
 
 export interface EthernetHeader {
   readonly srcMac: string;
@@ -18,16 +21,21 @@ export interface EthernetHeader {
   readonly etherType: number;
 }
 
+/** An IPv4 header, or an IPv6 one (proto: its next header, ttl: its hop limit). */
 export interface Ipv4Header {
   readonly src: string;
   readonly dst: string;
-  /** 1 ICMP, 4 IPIP, 6 TCP, 17 UDP. */
+  /** 1 ICMP, 4 IPIP, 6 TCP, 17 UDP, 58 ICMPv6. */
   readonly proto: number;
   readonly ttl: number;
 }
 
 export interface IcmpHeader {
-  /** 8 echo request, 0 echo reply, 3 destination unreachable, 11 time exceeded. */
+  /**
+   * 8 echo request, 0 echo reply, 3 destination unreachable, 11 time
+   * exceeded: ICMPv4's numbers, which ICMPv6's (128, 129, 1, 3) are read as,
+   * so that one judgement serves both families.
+   */
   readonly type: number;
   readonly code: number;
   /** For errors (3, 11): the destination of the packet the error is about. */
@@ -72,7 +80,12 @@ export interface FramePorts {
 export const DEFAULT_FRAME_PORTS: FramePorts = { vxlan: [8472, 4789], udp: 8285 };
 
 export const ETHERTYPE_IPV4 = 0x0800;
+export const ETHERTYPE_IPV6 = 0x86dd;
 export const PROTO_ICMP = 1;
+const PROTO_ICMPV6 = 58;
+const IPV6_LEN = 40;
+/** ICMPv6 types as ICMPv4's: echo request, echo reply, destination unreachable, time exceeded. */
+const ICMPV6_AS_V4: Readonly<Record<number, number>> = { 128: 8, 129: 0, 1: 3, 3: 11 };
 const PROTO_IPIP = 4;
 export const PROTO_UDP = 17;
 export const ETH_LEN = 14;
@@ -83,8 +96,9 @@ const ICMP_LEN = 8;
 export function parseFrame(buf: Buffer, ports: FramePorts = DEFAULT_FRAME_PORTS): ParsedFrame | null {
   need(buf, ETH_LEN, 'Ethernet header');
   const eth: EthernetHeader = { dstMac: mac(buf, 0), srcMac: mac(buf, 6), etherType: buf.readUInt16BE(12) };
-  if (eth.etherType !== ETHERTYPE_IPV4) return null;
-  const { header: outer, payloadOffset: off } = parseIpv4(buf, ETH_LEN, 'IPv4 header');
+  if (eth.etherType !== ETHERTYPE_IPV4 && eth.etherType !== ETHERTYPE_IPV6) return null;
+  const v6 = eth.etherType === ETHERTYPE_IPV6;
+  const { header: outer, payloadOffset: off } = parseIp(buf, ETH_LEN, eth.etherType, v6 ? 'IPv6 header' : 'IPv4 header');
   if (outer.proto === PROTO_UDP) {
     need(buf, off + UDP_LEN, 'UDP header');
     const srcPort = buf.readUInt16BE(off);
@@ -96,29 +110,45 @@ export function parseFrame(buf: Buffer, ports: FramePorts = DEFAULT_FRAME_PORTS)
       const encapsulation: Encapsulation = {
         kind: 'vxlan', vni: buf.readUIntBE(v + 4, 3), srcPort, dstPort, innerDstMac: mac(buf, e), innerSrcMac: mac(buf, e + 6),
       };
-      const packet = buf.readUInt16BE(e + 12) === ETHERTYPE_IPV4 ? parsePacket(buf, e + ETH_LEN, 'inner IPv4 header') : undefined;
+      const innerType = buf.readUInt16BE(e + 12);
+      const packet = innerType === ETHERTYPE_IPV4 || innerType === ETHERTYPE_IPV6 ? parsePacket(buf, e + ETH_LEN, innerType, 'inner IP header') : undefined;
       return { eth, outer, encapsulation, packet };
     }
-    if (dstPort === ports.udp || srcPort === ports.udp) {
-      return { eth, outer, encapsulation: { kind: 'udp', srcPort, dstPort }, packet: parsePacket(buf, off + UDP_LEN, 'inner IPv4 header') };
+    if (!v6 && (dstPort === ports.udp || srcPort === ports.udp)) {
+      return { eth, outer, encapsulation: { kind: 'udp', srcPort, dstPort }, packet: parsePacket(buf, off + UDP_LEN, ETHERTYPE_IPV4, 'inner IPv4 header') };
     }
   }
-  if (outer.proto === PROTO_IPIP) {
-    return { eth, outer, encapsulation: { kind: 'ipip' }, packet: parsePacket(buf, off, 'inner IPv4 header') };
+  if (!v6 && outer.proto === PROTO_IPIP) {
+    return { eth, outer, encapsulation: { kind: 'ipip' }, packet: parsePacket(buf, off, ETHERTYPE_IPV4, 'inner IPv4 header') };
   }
-  return { eth, outer, encapsulation: { kind: 'plain' }, packet: parsePacket(buf, ETH_LEN, 'IPv4 header') };
+  return { eth, outer, encapsulation: { kind: 'plain' }, packet: parsePacket(buf, ETH_LEN, eth.etherType, v6 ? 'IPv6 header' : 'IPv4 header') };
 }
 
-function parsePacket(buf: Buffer, off: number, what: string): InnerPacket {
-  const { header, payloadOffset } = parseIpv4(buf, off, what);
-  if (header.proto !== PROTO_ICMP) return header;
-  need(buf, payloadOffset + 2, 'ICMP header');
-  const type = buf[payloadOffset];
+function parsePacket(buf: Buffer, off: number, etherType: number, what: string): InnerPacket {
+  const { header, payloadOffset } = parseIp(buf, off, etherType, what);
+  const v6 = etherType === ETHERTYPE_IPV6;
+  if (header.proto !== (v6 ? PROTO_ICMPV6 : PROTO_ICMP)) return header;
+  need(buf, payloadOffset + 2, v6 ? 'ICMPv6 header' : 'ICMP header');
+  const raw = buf[payloadOffset];
+  const type = v6 ? ICMPV6_AS_V4[raw] ?? raw : raw;
   const code = buf[payloadOffset + 1];
   let quotedDst: string | undefined;
-  // An ICMP error quotes the IPv4 header of the packet it is about after its own 8 bytes.
-  if ((type === 3 || type === 11) && buf.length >= payloadOffset + ICMP_LEN + 20) quotedDst = ipv4(buf, payloadOffset + ICMP_LEN + 16);
+  // An ICMP error quotes the header of the packet it is about after its own 8 bytes.
+  if (type === 3 || type === 11) {
+    if (!v6 && buf.length >= payloadOffset + ICMP_LEN + 20) quotedDst = ipv4(buf, payloadOffset + ICMP_LEN + 16);
+    if (v6 && (raw === 1 || raw === 3) && buf.length >= payloadOffset + ICMP_LEN + IPV6_LEN) quotedDst = ipv6(buf, payloadOffset + ICMP_LEN + 24);
+  }
   return { ...header, icmp: { type, code, quotedDst } };
+}
+
+/** The IPv4 or IPv6 header at `off` (by the Ethernet type that announced it) and where its payload starts. */
+function parseIp(buf: Buffer, off: number, etherType: number, what: string): { header: Ipv4Header; payloadOffset: number } {
+  if (etherType !== ETHERTYPE_IPV6) return parseIpv4(buf, off, what);
+  need(buf, off + IPV6_LEN, what);
+  return {
+    header: { ttl: buf[off + 7], proto: buf[off + 6], src: ipv6(buf, off + 8), dst: ipv6(buf, off + 24) },
+    payloadOffset: off + IPV6_LEN,
+  };
 }
 
 /** The IPv4 header at `off` and where its payload starts (after any options). */
@@ -142,6 +172,11 @@ export function mac(buf: Buffer, off: number): string {
   return [...buf.subarray(off, off + 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
+/** The IPv6 address at `off`, in its canonical text (RFC 5952), as `ip` prints it. */
+function ipv6(buf: Buffer, off: number): string {
+  return IP.fromValue(6, BigInt(`0x${buf.subarray(off, off + 16).toString('hex')}`)).toString();
+}
+
 function ipv4(buf: Buffer, off: number): string {
   return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
 }
@@ -149,7 +184,7 @@ function ipv4(buf: Buffer, off: number): string {
 /** One line for an operator: how the frame was encapsulated and between which addresses. */
 export function describeFrame(f: ParsedFrame): string {
   const p = f.packet;
-  const inner = p ? `${p.src} → ${p.dst}${p.icmp ? ` ${icmpName(p.icmp)}` : ` proto ${p.proto}`}` : 'a non-IPv4 frame';
+  const inner = p ? `${p.src} → ${p.dst}${p.icmp ? ` ${icmpName(p.icmp)}` : ` proto ${p.proto}`}` : 'a non-IP frame';
   const outer = `outer ${f.outer.src} → ${f.outer.dst}`;
   switch (f.encapsulation.kind) {
     case 'vxlan':

@@ -49,7 +49,9 @@ export interface PlanCheck {
 /** How twilld sends to a peer, as planned: over which backend type, and whether as plain IP (host-gw, DirectRouting). */
 export interface PlannedPath {
   readonly type: string;
+  /** Sent as plain IP over IPv4 (host-gw, DirectRouting), per family: each family's own reachability decides. */
   readonly plain: boolean;
+  readonly plainV6: boolean;
 }
 
 /** One running instance, as found in the kernel. */
@@ -130,10 +132,11 @@ export async function checkPlannedEntries(c: PlanCheck, out: Findings): Promise<
     const observed: ObservedState = { ...kernel, routes: await c.nl.listRoutes() };
     // Two instances of one type (a settings migration) are told apart by key.
     report(siblings ? instance.key : type, state, observed, diffKernelState(state, observed), peers, backend, out);
-    const ipv4RouteOf = new Map(state.routes.filter((r) => !r.dst.includes(':')).map((r) => [r.peer, r]));
+    const routeOf = (v6: boolean) => new Map(state.routes.filter((r) => r.dst.includes(':') === v6).map((r) => [r.peer, r]));
+    const [ipv4RouteOf, ipv6RouteOf] = [routeOf(false), routeOf(true)];
+    const ext = c.local.extIface.index;
     for (const p of peers.carried) {
-      const route = ipv4RouteOf.get(p.key);
-      paths.set(p.key, { type, plain: route !== undefined && route.ifindex === c.local.extIface.index });
+      paths.set(p.key, { type, plain: ipv4RouteOf.get(p.key)?.ifindex === ext, plainV6: ipv6RouteOf.get(p.key)?.ifindex === ext });
     }
   }
   return { paths, intakes };

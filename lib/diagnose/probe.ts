@@ -3,7 +3,9 @@
  * gateway (its subnet's first address + 1, e.g. 10.244.2.1, which the CNI
  * bridge holds) while libpcap captures the external interface, then what
  * left the node — encapsulation, VNI, inner and outer addresses — and
- * whether replies came back.
+ * whether replies came back. In one address family: IPv6 (the gateway
+ * fd00:10:244:2::1, over the peer's PublicIPv6) when the peer was named by
+ * an IPv6 subnet or address, or holds no IPv4 subnet.
  *
  * Network safety: the only address probed is that gateway, computed from
  * the peer's lease and checked to lie inside the peer's subnet and the
@@ -46,6 +48,8 @@ export interface ProbeSetup {
   readonly path?: PlannedPath;
   /** How long to capture; default 2 s. */
   readonly durationMs?: number;
+  /** The family probed; default 4. */
+  readonly family?: 4 | 6;
 }
 
 /** What the probe saw, for --json. */
@@ -87,13 +91,22 @@ export function isPeerSpec(spec: string): boolean {
 }
 
 /** The peer's pod gateway: its subnet's first address + 1. Throws if that is not inside the peer's subnet and the network. */
-export function podGateway(peer: Lease, config: NetworkConfig): string {
-  if (!carriesIPv4(peer)) throw new Error(`refusing to probe ${leaseLabel(peer)}: an IPv6-only peer cannot be probed yet (the probe sends IPv4)`);
-  const gw = peer.subnet.ip.add(1);
-  if (!peer.subnet.contains(gw) || !config.network?.contains(gw)) {
-    throw new Error(`refusing to probe ${gw.toString()}: it is not inside ${peer.subnet.toString()} and ${config.network?.toString() ?? 'the network'}`);
+export function podGateway(peer: Lease, config: NetworkConfig, family: 4 | 6 = 4): string {
+  const subnet = family === 6 ? peer.ipv6Subnet : carriesIPv4(peer) ? peer.subnet : undefined;
+  const network = family === 6 ? config.ipv6Network : config.network;
+  if (!subnet) throw new Error(`refusing to probe ${leaseLabel(peer)} over IPv${family}: it holds no IPv${family} subnet`);
+  const gw = subnet.ip.add(1);
+  if (!subnet.contains(gw) || !network?.contains(gw)) {
+    throw new Error(`refusing to probe ${gw.toString()}: it is not inside ${subnet.toString()} and ${network?.toString() ?? 'the network'}`);
   }
   return gw.toString();
+}
+
+/** The peer's subnet and underlay address in the family probed. */
+function peerIn(peer: Lease, family: 4 | 6): { readonly subnet: string; readonly publicIP: string } {
+  return family === 6
+    ? { subnet: peer.ipv6Subnet?.toString() ?? '?', publicIP: peer.attrs.publicIPv6 ?? '?' }
+    : { subnet: peer.subnet.toString(), publicIP: peer.attrs.publicIP };
 }
 
 interface Expectation {
@@ -111,7 +124,7 @@ function expectation(s: ProbeSetup): Expectation {
   if (type === 'vxlan') {
     const v = vxlanSettings(s.config.backend.type === 'vxlan' ? s.config.backend : { type: 'vxlan', settings: {} });
     const ports = { ...DEFAULT_FRAME_PORTS, vxlan: [...new Set([v.port, ...DEFAULT_FRAME_PORTS.vxlan])] };
-    if (s.path?.plain) return { ...plain('vxlan DirectRouting, peer reached directly'), ports };
+    if (s.family === 6 ? s.path?.plainV6 : s.path?.plain) return { ...plain('vxlan DirectRouting, peer reached directly'), ports };
     return { kind: 'vxlan', vni: v.vni, description: `VXLAN VNI ${v.vni} to UDP port ${v.port}`, ports, transport: `UDP port ${v.port}` };
   }
   if (type === 'ipip') {
@@ -135,28 +148,30 @@ function udpPortOrDefault(config: NetworkConfig): number {
 }
 
 export async function probePeer(s: ProbeSetup, out: Findings): Promise<ProbeReport> {
-  const target = podGateway(s.peer, s.config);
+  const family = s.family ?? 4;
+  const target = podGateway(s.peer, s.config, family);
   const expect = expectation(s);
   const durationMs = s.durationMs ?? 2000;
-  const peerText = `${s.peer.subnet.toString()} (${s.peer.attrs.publicIP})`;
+  const peer = peerIn(s.peer, family);
+  const peerText = `${peer.subnet} (${peer.publicIP})`;
 
   let capture: PacketCapture | undefined;
   let captureError: string | undefined;
   try {
-    capture = PacketCapture.open(s.ext.name, `host ${s.peer.attrs.publicIP} or net ${s.peer.subnet.toString()}`, expect.ports);
+    capture = PacketCapture.open(s.ext.name, `host ${peer.publicIP} or net ${peer.subnet}`, expect.ports);
   } catch (err) {
     captureError = err instanceof CaptureError ? err.message : String(err);
   }
   const [ping] = await Promise.all([runPing(target, durationMs), new Promise((r) => setTimeout(r, durationMs))]);
   const frames = capture ? await capture.stop() : [];
 
-  const leaving = (f: CapturedFrame) => (s.extMac ? f.eth.srcMac === s.extMac : f.outer.src === s.ext.ipv4);
+  const leaving = (f: CapturedFrame) => (s.extMac ? f.eth.srcMac === s.extMac : f.outer.src === (family === 6 ? s.own.attrs.publicIPv6 : s.ext.ipv4));
   const requests = frames.filter((f) => leaving(f) && f.packet?.dst === target && f.packet.icmp?.type === ECHO_REQUEST);
   const replies = frames.filter((f) => !leaving(f) && f.packet?.src === target && f.packet.icmp?.type === ECHO_REPLY);
   const errors = frames.filter((f) => !leaving(f) && f.packet?.icmp?.quotedDst === target);
   const report: ProbeReport = {
     target,
-    peer: { subnet: s.peer.subnet.toString(), publicIP: s.peer.attrs.publicIP },
+    peer,
     expected: expect.description,
     sent: ping.sent,
     received: ping.received,
@@ -175,7 +190,7 @@ export async function probePeer(s: ProbeSetup, out: Findings): Promise<ProbeRepo
   if (captureError) {
     out.warn(TOPIC, `${captureError}; what left the node is unknown`, 'run twill diagnose as root on the node, with libpcap installed (apt-get install libpcap0.8)');
   } else {
-    await judgeRequests(s, expect, target, requests, out);
+    await judgeRequests(s, expect, target, peer, requests, out);
   }
 
   const answered = Math.max(ping.received, replies.length);
@@ -185,13 +200,13 @@ export async function probePeer(s: ProbeSetup, out: Findings): Promise<ProbeRepo
   } else {
     const icmp = report.icmpErrors.length ? `; the network answered ${[...new Set(report.icmpErrors)].join(', ')}` : '';
     out.fail(TOPIC, `no reply from ${target} within ${durationMs / 1000} s (${ping.sent} request(s) sent)${icmp}`,
-      `on ${s.peer.attrs.publicIP}: is twilld running, and does \`twill diagnose\` there pass? ${target} exists once a pod runs there (the CNI bridge holds it); ` +
+      `on ${peer.publicIP}: is twilld running, and does \`twill diagnose\` there pass? ${target} exists once a pod runs there (the CNI bridge holds it); ` +
       `firewalls between the nodes must pass ${expect.transport}`);
   }
   return report;
 }
 
-async function judgeRequests(s: ProbeSetup, expect: Expectation, target: string, requests: readonly CapturedFrame[], out: Findings): Promise<void> {
+async function judgeRequests(s: ProbeSetup, expect: Expectation, target: string, peer: { subnet: string; publicIP: string }, requests: readonly CapturedFrame[], out: Findings): Promise<void> {
   if (requests.length === 0) {
     out.fail(TOPIC, `nothing for ${target} left ${s.ext.name}; the kernel routes it by ${await kernelRoute(s.nl, target)}`,
       `the peer's route is missing or wrong (see the peer entries above; \`ip route get ${target}\`); ${TWILLD_REPAIRS}`);
@@ -202,24 +217,24 @@ async function judgeRequests(s: ProbeSetup, expect: Expectation, target: string,
   const e = first.encapsulation;
   if (e.kind !== expect.kind) {
     out.fail(TOPIC, `${what}, but backend ${s.backend} should send ${expect.description}; the kernel routes it by ${await kernelRoute(s.nl, target)}`,
-      `the route to ${s.peer.subnet.toString()} does not lead into the ${s.backend} datapath (\`ip route get ${target}\`); ${TWILLD_REPAIRS}`);
+      `the route to ${peer.subnet} does not lead into the ${s.backend} datapath (\`ip route get ${target}\`); ${TWILLD_REPAIRS}`);
     return;
   }
   if (e.kind === 'vxlan' && expect.vni !== undefined && e.vni !== expect.vni) {
     out.fail(TOPIC, `${what}, but the network uses VNI ${expect.vni}`, `the vxlan device is misconfigured: ${TWILLD_REPAIRS}`);
     return;
   }
-  if (e.kind !== 'plain' && first.outer.dst !== s.peer.attrs.publicIP) {
-    out.fail(TOPIC, `${what}, but the peer's lease says ${s.peer.attrs.publicIP}`,
+  if (e.kind !== 'plain' && first.outer.dst !== peer.publicIP) {
+    out.fail(TOPIC, `${what}, but the peer's lease says ${peer.publicIP}`,
       `this node holds a wrong ${e.kind === 'vxlan' ? 'FDB entry' : 'route'} for the peer: ${TWILLD_REPAIRS}`);
     return;
   }
   if (e.kind === 'plain') {
     // Unencapsulated, the frame must go to the peer's own MAC (its public IP's neighbour entry).
-    const peerMac = (await s.nl.listNeighbors(s.ext.index, 4)).find((n) => n.ip === s.peer.attrs.publicIP)?.mac;
+    const peerMac = (await s.nl.listNeighbors(s.ext.index, s.family ?? 4)).find((n) => n.ip === peer.publicIP)?.mac;
     if (peerMac && first.eth.dstMac !== peerMac) {
-      out.fail(TOPIC, `${what}, but ${s.peer.attrs.publicIP} is at MAC ${peerMac}: the frames went to another next hop; the kernel routes it by ${await kernelRoute(s.nl, target)}`,
-        `the route to ${s.peer.subnet.toString()} should be via ${s.peer.attrs.publicIP} dev ${s.ext.name}; ${TWILLD_REPAIRS}`);
+      out.fail(TOPIC, `${what}, but ${peer.publicIP} is at MAC ${peerMac}: the frames went to another next hop; the kernel routes it by ${await kernelRoute(s.nl, target)}`,
+        `the route to ${peer.subnet} should be via ${peer.publicIP} dev ${s.ext.name}; ${TWILLD_REPAIRS}`);
       return;
     }
   }
@@ -228,10 +243,10 @@ async function judgeRequests(s: ProbeSetup, expect: Expectation, target: string,
 
 /** The main-table route the kernel picks for `target` (longest prefix, then lowest metric), as `ip route` prints it. */
 async function kernelRoute(nl: Netlink, target: string): Promise<string> {
-  const ip = IP.parse(target, 4);
+  const ip = IP.parse(target);
   let best: { route: RouteInfo; net: IPNet } | undefined;
-  for (const route of await nl.listRoutes({ family: 4 })) {
-    const net = IPNet.parse(route.dst, { want: 4, allowHostBits: true });
+  for (const route of await nl.listRoutes({ family: ip.family })) {
+    const net = IPNet.parse(route.dst, { want: ip.family, allowHostBits: true });
     if (!net.contains(ip)) continue;
     if (!best || net.prefixLen > best.net.prefixLen || (net.prefixLen === best.net.prefixLen && (route.metric ?? 0) < (best.route.metric ?? 0))) {
       best = { route, net };
@@ -239,7 +254,7 @@ async function kernelRoute(nl: Netlink, target: string): Promise<string> {
   }
   if (!best) return '"no route" (it is unreachable)';
   const r = best.route;
-  const dst = r.dst === '0.0.0.0/0' ? 'default' : r.dst;
+  const dst = r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst;
   const type = r.type === 'unicast' ? '' : `${r.type} `;
   return `"${type}${dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}${r.onlink ? ' onlink' : ''}"`;
 }

@@ -184,8 +184,12 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
     await waitFor('twilld to restore the IPv6 FDB entry', async () =>
       (await tc.net.exec(0, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).stdout.includes(`${mac} dst fd00:198:18::2`), 20_000);
 
+    // Named by its IPv6 subnet, the peer is probed over IPv6: its IPv6 pod gateway, through flannel-v6.1 to its PublicIPv6.
+    const gateway = tc.lease(2).ipv6Subnet!.replace(/::\/64$/, '::1');
     const byIPv6 = await runDiagnose(tc, 0, ['--peer', tc.lease(2).ipv6Subnet!]);
-    expect(byIPv6.stdout).to.contain(`OK probe: --peer ${tc.lease(2).ipv6Subnet} is the lease ${tc.lease(2).subnet} and ${tc.lease(2).ipv6Subnet}`);
+    expect(byIPv6.stdout).to.contain(`OK probe: sent 3 ICMP echo request(s) to ${gateway}, the pod gateway of peer ${tc.lease(2).ipv6Subnet} (fd00:198:18::3)`);
+    expect(byIPv6.stdout).to.match(new RegExp(`^OK probe: \\d+ echo request\\(s\\) left eth0 as VXLAN VNI 1 \\(inner \\S+ → ${gateway} echo request, inner dst MAC 1e:\\S+\\), outer fd00:198:18::1 → fd00:198:18::3 UDP port 8472$`, 'm'));
+    expect(byIPv6.stdout).to.match(/^OK probe: reply received: [1-9]/m);
     expect(byIPv6.code, byIPv6.stdout).to.equal(0);
   });
 

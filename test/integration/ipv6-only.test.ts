@@ -114,6 +114,11 @@ describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-g
     // VXLAN over the IPv6 underlay is filtered: only the two peers' PublicIPv6 may send it, and no IPv4 table is needed.
     expect(r.stdout).to.match(/^OK guard: IPv6 tunnel guard active: .*take packets only from 2 peer\(s\)/m);
     expect((await tc.net.exec(0, ['nft', 'list', 'tables'])).stdout).to.not.match(/^table ip twill_guard$/m);
+    // --peer probes an IPv6-only peer over IPv6, by its subnet or its PublicIPv6.
+    const probe = await runDiagnose(tc, 0, ['--peer', 'fd00:198:18::2']);
+    expect(probe.stdout).to.match(/^OK probe: \d+ echo request\(s\) left eth0 as VXLAN VNI 1 .*outer fd00:198:18::1 → fd00:198:18::2 UDP port 8472$/m);
+    expect(probe.stdout).to.match(/^OK probe: reply received: [1-9]/m);
+    expect(probe.code, probe.stdout).to.equal(0);
   });
 
   it('keeps its IPv6 subnet, lease key and IPv6 VTEP MAC across a twilld restart, losing no ping', async () => {
