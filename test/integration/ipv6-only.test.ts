@@ -63,7 +63,7 @@ describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-g
   it('writes subnet.env without FLANNEL_NETWORK or FLANNEL_SUBNET, as flanneld with EnableIPv4 false', () => {
     const first = tc.lease(0).ipv6Subnet!.replace(/::\//, '::1/');
     expect(readFileSync(tc.subnetFile(0), 'utf8')).to.equal(
-      `FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=${first}\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n`,
+      `FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=${first}\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n`,
     );
   });
 
