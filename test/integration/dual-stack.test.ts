@@ -159,7 +159,10 @@ describe('dual stack with vxlan: flannel-v6.1 carries IPv6 over the IPv6 underla
   });
 
   it('twill diagnose checks both families: flannel-v6.1, each peer\'s IPv6 entries, the pod MTU, IPv6 forwarding; a missing IPv6 FDB entry is a FAIL', async () => {
-    const healthy = await runDiagnose(tc, 0);
+    // In two full runs of this file the first diagnose here found etcd silent for its 5 s (FAIL etcd: did not answer in time);
+    // not yet explained, and not what this test is about: a diagnose that could not read the cluster is run again.
+    let healthy = await runDiagnose(tc, 0);
+    for (let retry = 0; retry < 2 && /^FAIL etcd: .*did not answer in time/m.test(healthy.stdout); retry++) healthy = await runDiagnose(tc, 0);
     expect(healthy.code, healthy.stdout).to.equal(0);
     const l = tc.lease(0);
     expect(healthy.stdout).to.contain('OK config: network 10.244.0.0/16, /24 per node; IPv6 network fd00:10:244::/56, /64 per node, backend vxlan');
