@@ -2,7 +2,8 @@ import type { BackendFactory, Identity } from '../backend';
 import { WireguardBackend } from './wireguard-backend';
 import { DEFAULT_LISTEN_PORT, wireguardSettings } from './settings';
 
-export { WIREGUARD_DEVICE, WIREGUARD_V6_DEVICE, WireguardBackend, peerPublicKey, portOfWireguardAlias } from './wireguard-backend';
+export { WIREGUARD_DEVICE, WIREGUARD_V6_DEVICE, WireguardBackend, portOfWireguardAlias } from './wireguard-backend';
+export { peerPublicKey } from './keys';
 export { socketPathFor } from './engine';
 
 export const wireguardBackend: BackendFactory = {

@@ -99,3 +99,16 @@ export function loadOrCreateKey(file: string): KeyPair & { readonly created: boo
 export function keyFileMode(file: string): number {
   return statSync(file).mode & 0o777;
 }
+
+/** The public key a peer publishes in its BackendData; a string saying what is wrong when it has none usable. */
+export function peerPublicKey(data: unknown): { key: string } | { problem: string } {
+  const v = data !== null && typeof data === 'object' ? (data as Record<string, unknown>).PublicKey : undefined;
+  if (v === undefined) return { problem: 'its lease has no BackendData.PublicKey' };
+  if (typeof v !== 'string') return { problem: `its lease's BackendData.PublicKey is ${JSON.stringify(v)}, not a string` };
+  try {
+    decodeKey(v);
+  } catch (err) {
+    return { problem: `its lease's BackendData.PublicKey ${(err as Error).message}` };
+  }
+  return { key: v.trim() };
+}

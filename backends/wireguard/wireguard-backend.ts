@@ -45,11 +45,11 @@ import {
 import type { DeviceState, KernelState, WantedRoute } from '../kernel-state';
 import { BACKEND_ROUTE_PROTOCOL } from '../route-protocols';
 import { WireguardEngine, engineMissing } from './engine';
-import { DEFAULT_KEY_FILE, KeyFileError, decodeKey, loadOrCreateKey, type KeyPair } from './keys';
+import { DEFAULT_KEY_FILE, KeyFileError, loadOrCreateKey, peerPublicKey, type KeyPair } from './keys';
+import { autoEndpoint, formatEndpoint } from './endpoint';
 import { configLines, greetingRequests, newPeers } from './peer-config';
 import { wireguardSettings, type WireguardSettings } from './settings';
 import type { DevicePeer } from './uapi';
-import { IP } from '../../lib/ip';
 
 export const WIREGUARD_DEVICE = 'flannel-wg';
 /** flanneld's IPv6 device in Mode separate. */
@@ -71,48 +71,9 @@ export function wireguardV6Alias(port: number): string {
   return `twill wireguard ListenPortV6=${port}`;
 }
 
-/** `ip:port` for wireguard-go, an IPv6 address in brackets and RFC 5952 form (as wireguard-go prints it back). */
-export function formatEndpoint(ip: string, port: number): string {
-  return ip.includes(':') ? `[${IP.parse(ip, 6).toString()}]:${port}` : `${ip}:${port}`;
-}
-
-/** Go's net.IP.IsPrivate: RFC 1918 and RFC 4193 (fc00::/7). */
-export function isPrivateAddress(ip: string): boolean {
-  const a = IP.parse(ip);
-  if (a.family === 6) return (a.value >> 121n) === 0x7en;
-  const v = a.value;
-  return (v >> 24n) === 10n || (v >> 20n) === 0xac1n || (v >> 16n) === 0xc0a8n;
-}
-
-/**
- * flanneld's choice of endpoint address in Mode auto, for a peer that
- * publishes both families: IPv4 when its PublicIP is public and this node
- * has an IPv4 address; else IPv6 when its PublicIPv6 and this node's are
- * public; else IPv4. With one family published, that one.
- */
-export function autoEndpoint(peerIPv4: string | undefined, peerIPv6: string | undefined, localIPv4: string | undefined, localIPv6: string | undefined): string | undefined {
-  if (!peerIPv4 || !peerIPv6) return peerIPv4 ?? peerIPv6;
-  if (!isPrivateAddress(peerIPv4) && localIPv4) return peerIPv4;
-  if (!isPrivateAddress(peerIPv6) && localIPv6 && !isPrivateAddress(localIPv6)) return peerIPv6;
-  return peerIPv4;
-}
-
 export function portOfWireguardAlias(alias: string | undefined): number | undefined {
   const m = /^twill wireguard ListenPort=(\d{1,5})$/.exec(alias ?? '');
   return m ? Number(m[1]) : undefined;
-}
-
-/** The public key a peer publishes in its BackendData; a string saying what is wrong when it has none usable. */
-export function peerPublicKey(data: unknown): { key: string } | { problem: string } {
-  const v = data !== null && typeof data === 'object' ? (data as Record<string, unknown>).PublicKey : undefined;
-  if (v === undefined) return { problem: 'its lease has no BackendData.PublicKey' };
-  if (typeof v !== 'string') return { problem: `its lease's BackendData.PublicKey is ${JSON.stringify(v)}, not a string` };
-  try {
-    decodeKey(v);
-  } catch (err) {
-    return { problem: `its lease's BackendData.PublicKey ${(err as Error).message}` };
-  }
-  return { key: v.trim() };
 }
 
 /** Where a plan puts this node's IPv6 subnet: nowhere, on `flannel-wg-v6`, or on `flannel-wg` with the IPv4 one. */

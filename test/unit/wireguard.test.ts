@@ -11,7 +11,7 @@ import { KeyFileError, generateKeyPair, hexToKey, keyToHex, loadOrCreateKey, pub
 import { configLines, greetingRequests, newPeers, type WantedDevice } from '../../backends/wireguard/peer-config';
 import { wireguardSettings } from '../../backends/wireguard/settings';
 import { peerPublicKey } from '../../backends/wireguard';
-import { autoEndpoint, formatEndpoint, isPrivateAddress } from '../../backends/wireguard/wireguard-backend';
+import { autoEndpoint, formatEndpoint, isPrivateAddress } from '../../backends/wireguard/endpoint';
 import { ConfigError } from '../../lib/config';
 import type { LinkInfo, Netlink } from '../../lib/netlink';
 import { assignedTo, backendFactory, type LocalNode } from '../../backends';
