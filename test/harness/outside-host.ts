@@ -7,6 +7,8 @@
  */
 import type { TwillCluster } from './twill-cluster';
 import { addNetns, ip as ipCmd } from './netns';
+import { startCapture } from './capture';
+import { ping } from './ping';
 
 export interface OutsideHost {
   readonly ns: string;
@@ -27,4 +29,21 @@ export async function addOutsideHost(tc: TwillCluster, opts: { ipv6?: boolean } 
   if (ipv6) await ipCmd(['-n', ns, '-6', 'addr', 'add', `${ipv6}/64`, 'dev', 'eth0', 'nodad']);
   await ipCmd(['-n', ns, 'link', 'set', 'eth0', 'up']);
   return { ns, ip, ...(ipv6 ? { ipv6 } : {}) };
+}
+
+/**
+ * Node `node`'s pod pings the outside host over IPv6 (3 echo requests); how
+ * many replies came back, and how many requests reached it from the node's
+ * address (masqueraded) and from the pod's own. The outside host has no route
+ * to the pods, so a reply means NAT.
+ */
+export async function ipv6EchoSources(tc: TwillCluster, outside: OutsideHost, node: number): Promise<{ received: number; fromNode: number; fromPod: number }> {
+  // Echo requests only (ICMPv6 type 128), by source; the capture counts the non-IPv4 frames it keeps out.
+  const requestsFrom = (src: string) => `icmp6 and ip6[40] == 128 and ip6 src ${src}`;
+  const natted = await startCapture(outside.ns, 'eth0', requestsFrom(tc.net.nodeIpv6(node)));
+  const raw = await startCapture(outside.ns, 'eth0', requestsFrom(tc.podIpv6(node)));
+  const r = await ping(tc.podNs(node), outside.ipv6!, { count: 3, intervalMs: 100, timeoutMs: 5000 });
+  await natted.stop();
+  await raw.stop();
+  return { received: r.received, fromNode: natted.skipped, fromPod: raw.skipped };
 }

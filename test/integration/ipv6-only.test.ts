@@ -17,9 +17,8 @@ import { linesMatching, runDiagnose } from '../harness/diagnose';
 import { envWithoutFlanneld, runToEnd } from '../harness/run-to-end';
 import { convergedOn } from '../harness/migration';
 import { TwillCluster, PREFIX } from '../harness/twill-cluster';
-import { ping, startPingStream } from '../harness/ping';
-import { startCapture } from '../harness/capture';
-import { addOutsideHost, type OutsideHost } from '../harness/outside-host';
+import { startPingStream } from '../harness/ping';
+import { addOutsideHost, ipv6EchoSources, type OutsideHost } from '../harness/outside-host';
 import { sleep, waitFor } from '../harness/wait';
 
 const TWILL = path.resolve(__dirname, '../../cmd/twill.js');
@@ -90,15 +89,10 @@ describe('IPv6-only cluster: 3 nodes on an IPv6-only underlay, vxlan then host-g
     }, 5000);
     expect(rules).to.contain('ip6 saddr fd00:10:244::/56 ip6 daddr fd00:10:244::/56 return');
     expect((await tc.net.exec(0, ['nft', 'list', 'tables'])).stdout).to.not.match(/^table ip twill$/m);
-    // Echo requests (ICMPv6 type 128) by source; the outside host has no route to the pods, so a reply means NAT.
-    const requestsFrom = (src: string) => `icmp6 and ip6[40] == 128 and ip6 src ${src}`;
-    const [natted, raw] = [await startCapture(outside.ns, 'eth0', requestsFrom(tc.net.nodeIpv6(0))), await startCapture(outside.ns, 'eth0', requestsFrom(tc.podIpv6(0)))];
-    const r = await ping(tc.podNs(0), outside.ipv6!, { count: 3, intervalMs: 100, timeoutMs: 5000 });
-    await natted.stop();
-    await raw.stop();
-    expect(r.received).to.be.greaterThan(0);
-    expect(natted.skipped, 'requests from the node address').to.be.at.least(3);
-    expect(raw.skipped, 'requests from the pod address').to.equal(0);
+    const echo = await ipv6EchoSources(tc, outside, 0);
+    expect(echo.received).to.be.greaterThan(0);
+    expect(echo.fromNode, 'requests from the node address').to.be.at.least(3);
+    expect(echo.fromPod, 'requests from the pod address').to.equal(0);
   });
 
   it('twill diagnose on a node finds nothing wrong with vxlan', async () => {
