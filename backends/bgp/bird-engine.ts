@@ -40,6 +40,7 @@ import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { Netlink, RouteTable } from '../../lib/netlink';
 import { killAndWait } from '../daemon-process';
+import { findOnPath } from '../../lib/which';
 import { kernelMetricOf } from './bird-config';
 import { BirdConfigFileError, BirdControl, CONFIG_FILE_ERROR, birdConfigure, birdConfigureCheck, birdSessions, type BirdSession, type ConfigureOutcome } from './bird-control';
 
@@ -73,12 +74,7 @@ export function birdSocketPathFor(netnsPath?: string): string {
 export function findBird(): string | undefined {
   const chosen = process.env.TWILL_BIRD;
   if (chosen) return existsSync(chosen) ? chosen : undefined;
-  const dirs = (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':');
-  for (const dir of [...dirs, '/usr/sbin', '/usr/local/sbin']) {
-    const p = path.join(dir || '.', 'bird');
-    if (existsSync(p)) return p;
-  }
-  return undefined;
+  return findOnPath('bird', ['/usr/sbin', '/usr/local/sbin']);
 }
 
 /** Why BIRD cannot run here (what to install); undefined when it can. */

@@ -29,6 +29,8 @@ import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { getDevice, setDevice, type DeviceState } from './uapi';
 import { killAndWait } from '../daemon-process';
+import { findNativeBuild } from '../../lib/native-build';
+import { findOnPath } from '../../lib/which';
 
 export const RUN_DIR = '/run/twill';
 const START_TIMEOUT_MS = 5000;
@@ -53,17 +55,12 @@ export function socketPathFor(device: string, netnsPath?: string): string {
 
 /** wireguard-go on the PATH (Debian's package puts it in /usr/bin). */
 export function findWireguardGo(): string | undefined {
-  for (const dir of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    const p = path.join(dir || '.', 'wireguard-go');
-    if (existsSync(p)) return p;
-  }
-  return undefined;
+  return findOnPath('wireguard-go');
 }
 
-/** twill-wg-run, built beside twill-dataplane (the repository root is three levels above dist/backends/wireguard). */
+/** twill-wg-run, built beside twill-dataplane. */
 export function findLauncher(): string | undefined {
-  const roots = [path.resolve(__dirname, '../../..'), path.resolve(__dirname, '../..')];
-  return roots.flatMap((r) => [path.join(r, 'build', 'Release', 'twill-wg-run'), path.join(r, 'build', 'Debug', 'twill-wg-run')]).find((p) => existsSync(p));
+  return findNativeBuild('twill-wg-run');
 }
 
 /** Why wireguard-go cannot run here (what to install); undefined when it can. */

@@ -7,25 +7,15 @@
  * Its stderr is copied to ours, where runtimes log it.
  */
 import { spawn } from 'child_process';
-import { accessSync, constants, statSync } from 'fs';
-import * as path from 'path';
+import { findExecutable } from '../which';
 import { CniError, ERR } from './errors';
 import { isObject, type JsonObject } from './net-conf';
 import type { CniCommand, Invocation } from './invocation';
 
 /** The first executable file named `type` in the CNI_PATH directories. */
 export function findPlugin(type: string, dirs: readonly string[]): string {
-  for (const dir of dirs) {
-    const file = path.join(dir, type);
-    try {
-      if (statSync(file).isFile()) {
-        accessSync(file, constants.X_OK);
-        return file;
-      }
-    } catch {
-      // not here; try the next directory
-    }
-  }
+  const file = findExecutable(type, dirs);
+  if (file) return file;
   throw new CniError(
     ERR.INTERNAL,
     `cannot find the CNI plugin "${type}" in CNI_PATH (${dirs.join(':') || 'empty'})`,

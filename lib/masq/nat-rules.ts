@@ -3,7 +3,7 @@
  * agent need not know which firewall the host has: nftables when the `nft`
  * command exists, else iptables (DESIGN §2, lib/masq).
  */
-import { execFileSync } from 'child_process';
+import { findOnPath } from '../which';
 import type { MasqPolicy } from './nftables';
 import { NftablesMasq } from './nftables';
 import { IptablesRules } from './iptables';
@@ -18,18 +18,9 @@ export interface NatRules {
 
 export type NatBackend = 'auto' | 'nftables' | 'iptables';
 
-function hasCommand(name: string): boolean {
-  try {
-    execFileSync(name, ['--version'], { stdio: 'ignore', timeout: 5000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The rule writer for `choice`; `auto` prefers nftables and falls back to iptables. */
 export function createNatRules(choice: NatBackend): NatRules {
   if (choice === 'nftables') return new NftablesMasq();
   if (choice === 'iptables') return new IptablesRules();
-  return hasCommand('nft') || !hasCommand('iptables') ? new NftablesMasq() : new IptablesRules();
+  return findOnPath('nft') || !findOnPath('iptables') ? new NftablesMasq() : new IptablesRules();
 }
