@@ -4,8 +4,7 @@
  * reports. twilld never loads native code: the engine is a program of its
  * own (native/main.c), so a fault there cannot take twilld down with it.
  */
-import { existsSync } from 'fs';
-import * as path from 'path';
+import { findNativeBuild, nativeBuildCandidates } from '../../lib/native-build';
 
 export interface EngineConfig {
   mode: 'udp' | 'ipip';
@@ -65,12 +64,11 @@ export interface EngineCounters {
 
 const PROGRAM = 'twill-dataplane';
 
-/** Where the program may be: the repository root is three levels above dist/backends/userspace. */
+/** Where the program may be (build/Release or build/Debug). */
 export function dataplaneCandidates(): string[] {
-  const roots = [path.resolve(__dirname, '../../..'), path.resolve(__dirname, '../..')];
-  return roots.flatMap((r) => [path.join(r, 'build', 'Release', PROGRAM), path.join(r, 'build', 'Debug', PROGRAM)]);
+  return nativeBuildCandidates(PROGRAM);
 }
 
 export function findDataplane(): string | null {
-  return dataplaneCandidates().find((p) => existsSync(p)) ?? null;
+  return findNativeBuild(PROGRAM) ?? null;
 }

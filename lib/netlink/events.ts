@@ -15,14 +15,13 @@
  *
  * Events carry interface indexes; the `dev` name fields stay unset.
  */
-import { existsSync } from 'fs';
-import * as path from 'path';
 import { parseMessages, NetlinkMessage, rt } from './package';
 import { AddressInfo, decodeAddress } from './addresses';
 import { decodeFdb, FdbEntry } from './fdb';
 import { decodeLink, LinkInfo } from './links';
 import { decodeNeighbor, NeighborInfo } from './neighbors';
 import { decodeRoute, RouteInfo } from './routes';
+import { findNativeBuild, nativeBuildCandidates } from '../native-build';
 
 export type EventGroup = 'link' | 'ipv4-route' | 'ipv6-route' | 'neigh' | 'ipv4-ifaddr' | 'ipv6-ifaddr';
 
@@ -118,17 +117,11 @@ const RESYNC_QUIET_MS = 50;
 /** …or this long after its first loss, whichever comes first. */
 const RESYNC_MAX_DELAY_MS = 1000;
 
-/** Where the addon may be: the repository root is three levels above dist/lib/netlink (two above lib/netlink). */
-export function eventAddonCandidates(): string[] {
-  const roots = [path.resolve(__dirname, '../../..'), path.resolve(__dirname, '../..')];
-  return roots.flatMap((r) => [path.join(r, 'build', 'Release', ADDON), path.join(r, 'build', 'Debug', ADDON)]);
-}
-
 let addon: EventSocketAddon | undefined;
 function loadAddon(): EventSocketAddon {
   if (addon) return addon;
-  const file = eventAddonCandidates().find((p) => existsSync(p));
-  if (!file) throw new Error(`the netlink event addon is not built (looked for ${eventAddonCandidates().join(', ')}); run \`npm run build:native\``);
+  const file = findNativeBuild(ADDON);
+  if (!file) throw new Error(`the netlink event addon is not built (looked for ${nativeBuildCandidates(ADDON).join(', ')}); run \`npm run build:native\``);
   addon = require(file) as EventSocketAddon;
   return addon;
 }
