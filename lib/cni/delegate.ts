@@ -7,15 +7,29 @@
  * Its stderr is copied to ours, where runtimes log it.
  */
 import { spawn } from 'child_process';
-import { findExecutable } from '../which';
+import { accessSync, constants, statSync } from 'fs';
+import * as path from 'path';
 import { CniError, ERR } from './errors';
 import { isObject, type JsonObject } from './net-conf';
 import type { CniCommand, Invocation } from './invocation';
 
-/** The first executable file named `type` in the CNI_PATH directories. */
+/**
+ * The first executable file named `type` in the CNI_PATH directories.
+ * (lib/which.ts does the same for the agent; lib/cni is copied onto the host
+ * alone by the manifests' install-cni step, so it imports nothing outside it.)
+ */
 export function findPlugin(type: string, dirs: readonly string[]): string {
-  const file = findExecutable(type, dirs);
-  if (file) return file;
+  for (const dir of dirs) {
+    const file = path.join(dir, type);
+    try {
+      if (statSync(file).isFile()) {
+        accessSync(file, constants.X_OK);
+        return file;
+      }
+    } catch {
+      // not here; try the next directory
+    }
+  }
   throw new CniError(
     ERR.INTERNAL,
     `cannot find the CNI plugin "${type}" in CNI_PATH (${dirs.join(':') || 'empty'})`,
