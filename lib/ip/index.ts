@@ -5,7 +5,7 @@
  * arithmetic is done on bigints so that one type serves both families.
  * Every parse failure throws `InvalidAddressError` naming the bad text.
  */
-import { Address4, Address6 } from 'ip-address';
+import { Address6 } from 'ip-address';
 
 export type Family = 4 | 6;
 
@@ -22,8 +22,41 @@ function familyOf(text: string): Family {
   return text.includes(':') ? 6 : 4;
 }
 
+/** Four decimal octets without leading zeros, as ip-address and Go's netip accept them. */
+const IPV4_TEXT = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+
+/**
+ * IPv4 text to its value, or undefined when it is not an IPv4 address.
+ * Done here rather than by ip-address because every reconcile parses and
+ * prints each peer's addresses: at 5000 peers ip-address's bigint and hex
+ * round trips were ~50 ms of CPU and much of the garbage of every repair.
+ */
+function parseIPv4(text: string): bigint | undefined {
+  const m = IPV4_TEXT.exec(text);
+  if (!m) return undefined;
+  let value = 0;
+  for (let i = 1; i <= 4; i++) {
+    const octet = Number(m[i]);
+    if (octet > 255) return undefined;
+    value = value * 256 + octet;
+  }
+  return BigInt(value);
+}
+
+function formatIPv4(value: bigint): string {
+  const v = Number(value);
+  return `${Math.floor(v / 0x1000000)}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
+}
+
 /** An IP address: its family and its value as an unsigned integer. */
 export class IP {
+  /**
+   * toString's result, kept: an IP never changes, and peers' addresses are
+   * printed on every reconcile. An ES private field, so that two equal IPs
+   * still compare deeply equal whether or not one was printed.
+   */
+  #text: string | undefined;
+
   private constructor(readonly family: Family, readonly value: bigint) {}
 
   static parse(text: string, want?: Family): IP {
@@ -37,8 +70,9 @@ export class IP {
       throw new InvalidAddressError(text, want === 6 ? 'an IPv6 address' : 'an IPv4 address');
     }
     if (family === 4) {
-      if (!Address4.isValid(text) || !/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) throw new InvalidAddressError(text, 'an IPv4 address');
-      return new IP(4, new Address4(text).bigInt());
+      const value = parseIPv4(text);
+      if (value === undefined) throw new InvalidAddressError(text, 'an IPv4 address');
+      return new IP(4, value);
     }
     if (!Address6.isValid(text)) throw new InvalidAddressError(text, 'an IPv6 address');
     return new IP(6, new Address6(text).bigInt());
@@ -68,9 +102,11 @@ export class IP {
    * ("::ffff:192.0.2.1", RFC 5952 §5), as Go's netip prints it.
    */
   toString(): string {
-    if (this.family === 4) return Address4.fromBigInt(this.value).correctForm();
-    if (this.value >> 32n === 0xffffn) return `::ffff:${Address4.fromBigInt(this.value & 0xffffffffn).correctForm()}`;
-    return Address6.fromBigInt(this.value).correctForm();
+    if (this.#text !== undefined) return this.#text;
+    if (this.family === 4) this.#text = formatIPv4(this.value);
+    else if (this.value >> 32n === 0xffffn) this.#text = `::ffff:${formatIPv4(this.value & 0xffffffffn)}`;
+    else this.#text = Address6.fromBigInt(this.value).correctForm();
+    return this.#text;
   }
 }
 

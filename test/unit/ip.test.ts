@@ -197,3 +197,40 @@ describe('IPNet', () => {
     });
   });
 });
+
+describe('IPv4 text without ip-address: the same answers as ip-address', () => {
+  // lib/ip parses and prints IPv4 itself (it is on every reconcile's path); ip-address stays the reference.
+  const { Address4 } = require('ip-address') as typeof import('ip-address');
+  const reference = (text: string): bigint | 'invalid' =>
+    Address4.isValid(text) && /^\d{1,3}(\.\d{1,3}){3}$/.test(text) ? new Address4(text).bigInt() : 'invalid';
+  const ours = (text: string): bigint | 'invalid' => {
+    try {
+      return IP.parse(text, 4).value;
+    } catch {
+      return 'invalid';
+    }
+  };
+
+  it('parses and prints every octet value, and the extremes, as ip-address does', () => {
+    const samples = ['0.0.0.0', '255.255.255.255', '10.244.0.1', '198.18.0.254', '127.0.0.1', '1.2.3.4'];
+    for (let o = 0; o < 256; o++) samples.push(`${o}.${255 - o}.${o}.${(o * 7) % 256}`);
+    for (const text of samples) {
+      expect(ours(text), text).to.equal(reference(text));
+      expect(IP.parse(text).toString(), text).to.equal(Address4.fromBigInt(reference(text) as bigint).correctForm());
+    }
+  });
+
+  it('refuses what ip-address refuses: leading zeros, octets over 255, too few or many parts, signs, spaces', () => {
+    for (const text of ['010.0.0.1', '00.0.0.0', '1.2.3.04', '256.0.0.0', '1.2.3.999', '1.2.3', '1.2.3.4.5', '+1.2.3.4', ' 1.2.3.4', '1.2.3.4 ', '1..2.3', '1.2.3.4.', '0x1.2.3.4', '1.2.3.-1', '']) {
+      expect(ours(text), JSON.stringify(text)).to.equal('invalid');
+      expect(reference(text), JSON.stringify(text)).to.equal('invalid');
+    }
+  });
+
+  it('prints an IPv4-mapped IPv6 address in its mixed form', () => {
+    expect(IP.parse('::ffff:198.18.0.1').toString()).to.equal('::ffff:198.18.0.1');
+    const printed = IP.parse('10.244.1.1');
+    printed.toString();
+    expect(printed).to.deep.equal(IP.parse('10.244.1.1'));
+  });
+});
