@@ -59,7 +59,7 @@ function encodeIpv6(ip: string): Buffer {
 
 /** 4 or 16 bytes → address text; IPv6 in the RFC 5952 form `ip` prints (except IPv4-mapped ones, kept in hex). */
 export function decodeIp(bytes: Buffer): string {
-  if (bytes.length === 4) return Array.from(bytes).join('.');
+  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
   if (bytes.length !== 16) throw new InvalidArgumentError('address bytes', bytes.toString('hex'), '4 or 16 bytes long');
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i));
@@ -89,8 +89,13 @@ export function encodeMac(mac: string, field = 'mac'): Buffer {
 }
 
 /** 6 bytes → 'aa:bb:cc:dd:ee:ff' (lower case, as `ip` prints). */
+/** Two lower-case hex digits per byte value: every dump decodes thousands of MACs (one per peer's FDB and neighbour entry). */
+const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
 export function decodeMac(bytes: Buffer): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(':');
+  let text = bytes.length ? HEX_BYTE[bytes[0]] : '';
+  for (let i = 1; i < bytes.length; i++) text += `:${HEX_BYTE[bytes[i]]}`;
+  return text;
 }
 
 /** A parsed 'address/prefix'. */

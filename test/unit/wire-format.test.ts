@@ -1,0 +1,22 @@
+import { expect } from 'chai';
+import { decodeIp, decodeMac } from '../../lib/netlink/wire-format';
+
+describe('netlink address decoding', () => {
+  it('prints MACs as two lower-case hex digits per byte, colon-separated, for every byte value', () => {
+    expect(decodeMac(Buffer.from([0x0e, 0xfa, 0xc6, 0x12, 0x00, 0x01]))).to.equal('0e:fa:c6:12:00:01');
+    for (let b = 0; b < 256; b++) {
+      const bytes = Buffer.from([b, 255 - b, 0, 0x0f, 0xf0, b]);
+      expect(decodeMac(bytes)).to.equal([...bytes].map((x) => x.toString(16).padStart(2, '0')).join(':'));
+    }
+    expect(decodeMac(Buffer.alloc(0))).to.equal('');
+    expect(decodeMac(Buffer.from([7]))).to.equal('07');
+  });
+
+  it('prints IPv4 as a dotted quad and IPv6 in RFC 5952 form', () => {
+    expect(decodeIp(Buffer.from([198, 18, 0, 1]))).to.equal('198.18.0.1');
+    expect(decodeIp(Buffer.from([0, 0, 0, 0]))).to.equal('0.0.0.0');
+    expect(decodeIp(Buffer.from([255, 255, 255, 255]))).to.equal('255.255.255.255');
+    expect(decodeIp(Buffer.from('fd00010202440007000000000000000a', 'hex'))).to.equal('fd00:102:244:7::a');
+    expect(() => decodeIp(Buffer.from([1, 2, 3]))).to.throw(/4 or 16 bytes/);
+  });
+});
