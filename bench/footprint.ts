@@ -10,6 +10,8 @@
  *  - lease put → route: a new peer lease put into etcd until node 0 routes it;
  *  - for vxlan and host-gw: 5000 fake peer leases (as bench/scale.ts puts
  *    them) put while it runs; RSS/PSS once all 5000 are in the kernel.
+ *    Then 40 s with nothing changing: the agent's CPU (its repair timer and
+ *    GC) and its RSS at the end and at its peak, sampled every second.
  *  - with --kube: the same cluster in Kubernetes mode (--kube-subnet-mgr,
  *    Nodes in a real kube-apiserver; no etcd client loaded): exec →
  *    subnet.env, CPU and memory settled (no fake peers: they would be Nodes).
@@ -46,6 +48,8 @@ interface Row {
   scaleProgramMs: number | null;
   /** CPU seconds of the tree from exec until all N peers are programmed. */
   cpuAtScaleS: number | null;
+  /** With N peers and nothing changing: the agent's CPU over IDLE_WINDOW_S (repairs, GC), and its RSS at the end and at most. */
+  idleAtScale: { cpuPercent: number; rssEndMb: number; rssPeakMb: number } | null;
 }
 
 function arg(name: string, fallback: string): string {
@@ -105,6 +109,26 @@ export function treeMemory(pid: number): Memory {
     pssMb: pids.reduce((s, p) => s + kb(`/proc/${p}/smaps_rollup`, 'Pss'), 0) / 1024,
     agentRssMb: kb(`/proc/${pid}/status`, 'VmRSS') / 1024,
   };
+}
+
+/**
+ * How long an agent with N peers is watched while nothing changes: several
+ * repair intervals (5 s), long enough for V8 to let garbage pile up and
+ * collect it, which is what an operator's memory limit must allow for.
+ */
+const IDLE_WINDOW_S = 40;
+
+/** Starts at once (beside the 3 s settle before the memory reading): CPU over the window, RSS sampled each second. */
+async function watchIdle(pid: number): Promise<{ cpuPercent: number; rssEndMb: number; rssPeakMb: number }> {
+  const from = treeCpu(pid);
+  let peak = 0;
+  let last = 0;
+  for (let s = 0; s < IDLE_WINDOW_S; s++) {
+    await sleep(1000);
+    last = treeMemory(pid).rssMb;
+    peak = Math.max(peak, last);
+  }
+  return { cpuPercent: ((treeCpu(pid) - from) / IDLE_WINDOW_S) * 100, rssEndMb: last, rssPeakMb: peak };
 }
 
 function treeCpu(pid: number): number {
@@ -213,6 +237,7 @@ async function benchBackend(backend: string, peers: number, kube: boolean): Prom
     let atScale: Memory | null = null;
     let scaleProgramMs: number | null = null;
     let cpuAtScaleS: number | null = null;
+    let idleAtScale: Row['idleAtScale'] = null;
     if (SCALE_BACKENDS.has(backend) && peers > 0 && !kube) {
       const started = Date.now();
       await putLeases(tc.admin, config.Type, 0, peers);
@@ -225,10 +250,12 @@ async function benchBackend(backend: string, peers: number, kube: boolean): Prom
       }
       scaleProgramMs = Date.now() - started;
       cpuAtScaleS = treeCpu(pid);
+      const idle = await watchIdle(pid);
       await sleep(3000);
       atScale = treeMemory(pid);
+      idleAtScale = await idle;
     }
-    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS };
+    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS, idleAtScale };
   } finally {
     await tc.destroy();
   }
@@ -244,14 +271,14 @@ async function main(): Promise<void> {
     const r = rows[rows.length - 1];
     console.error(`${b}: ${JSON.stringify(r)}`);
   }
-  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | PSS MB settled | exec→subnet.env ms | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers |`);
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | PSS MB settled | exec→subnet.env ms | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers | idle ${IDLE_WINDOW_S} s at ${peers} peers: CPU % | RSS MB at its end (peak) |`);
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} |`);
+    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} | ${r.idleAtScale ? fmt(r.idleAtScale.cpuPercent, 1) : 'n/a'} | ${r.idleAtScale ? `${fmt(r.idleAtScale.rssEndMb, 1)} (${fmt(r.idleAtScale.rssPeakMb, 1)})` : 'n/a'} |`);
   }
   const flags = process.env.TWILL_AGENT_NODE_FLAGS;
   if (flags) console.log(`\ntwilld ran with Node flags: ${flags}`);
-  console.log('| flanneld (reference, from the issue; not measured here) | 1 | 33 | — | 35–48 | — | — | — | — | — | — |');
+  console.log('| flanneld (reference, from the issue; not measured here) | 1 | 33 | — | 35–48 | — | — | — | — | — | — | — | — |');
 }
 
 if (require.main === module) {
