@@ -69,17 +69,14 @@ export function decodeEvent(msg: NetlinkMessage): NetlinkEvent | undefined {
       return address && { type: 'address', action: msg.type === T.NEWADDR ? 'new' : 'del', address };
     }
     case T.NEWROUTE: case T.DELROUTE: {
-      const m = rt.parseMessage(msg.type, msg.data);
-      const route = m.kind === 'route' ? decodeRoute(m) : undefined;
+      const route = decodeRoute(msg.data);
       return route && { type: 'route', action: msg.type === T.NEWROUTE ? 'new' : 'del', route };
     }
     case T.NEWNEIGH: case T.DELNEIGH: {
-      const m = rt.parseMessage(msg.type, msg.data);
-      if (m.kind !== 'neighbor') return undefined;
       const action: EventAction = msg.type === T.NEWNEIGH ? 'new' : 'del';
-      const fdb = decodeFdb(m);
+      const fdb = decodeFdb(msg.data);
       if (fdb) return { type: 'fdb', action, fdb };
-      const neighbor = decodeNeighbor(m);
+      const neighbor = decodeNeighbor(msg.data);
       return neighbor && { type: 'neighbor', action, neighbor };
     }
     default:

@@ -12,12 +12,12 @@
  * Failure: `NetlinkError` — ENOENT when `deleteFdb` finds nothing, ENODEV
  * for a missing link, EINVAL for a `dst` of the wrong family for the device.
  */
-import { AttrStream, FlagsNew, getU32, rt } from './package';
+import { AttrStream, FlagsNew, rt } from './package';
 import { LinkRef, RtContext } from './context';
 import { isNotFound } from './errors';
-import { flagNames } from './neighbors';
+import { NDA_DST, NDA_LLADDR, NDMSG_LENGTH } from './neighbors';
 import { Describe } from './socket';
-import { AF_BRIDGE, decodeIp, decodeMac, encodeIp, encodeMac } from './wire-format';
+import { AF_BRIDGE, decodeIp, decodeMac, encodeIp, encodeMac, flagNames, hostS32, hostU16, hostU32, rtAttributes } from './wire-format';
 
 /** An entry to install: frames for `mac` go to the VTEP at `dst`. */
 export interface FdbSpec {
@@ -49,20 +49,28 @@ export interface FdbEntry {
   port?: number;
 }
 
-/** Decodes an AF_BRIDGE RTM_NEWNEIGH message; undefined for other families. */
-export function decodeFdb(msg: rt.NeighborMessage): FdbEntry | undefined {
-  const { data, attrs } = msg;
-  if (data.family !== AF_BRIDGE || !attrs.lladdr || attrs.lladdr.length !== 6) return undefined;
+const NDA_PORT = 6;
+const NDA_VNI = 7;
+
+/** Decodes the body of an AF_BRIDGE RTM_NEWNEIGH/DELNEIGH message; undefined for other families. */
+export function decodeFdb(data: Buffer): FdbEntry | undefined {
+  if (data[0] !== AF_BRIDGE) return undefined;
+  const attrs = rtAttributes(data, NDMSG_LENGTH, 'fdb');
+  const lladdr = attrs.get(NDA_LLADDR);
+  if (!lladdr || lladdr.length !== 6) return undefined;
   const entry: FdbEntry = {
-    mac: decodeMac(attrs.lladdr),
-    ifindex: data.ifindex ?? 0,
-    permanent: flagNames(data.state).includes('permanent'),
-    self: data.flags?.self === true,
+    mac: decodeMac(lladdr),
+    ifindex: hostS32(data, 4),
+    permanent: flagNames(rt.parseNeighborState(hostU16(data, 8))).includes('permanent'),
+    self: rt.parseNeighborFlags(data[10]).self === true,
   };
-  if (attrs.dst) entry.dst = decodeIp(attrs.dst);
-  // NDA_VNI is host order, NDA_PORT network order; the package gives both raw.
-  if (attrs.vni && attrs.vni.length === 4) entry.vni = getU32(attrs.vni);
-  if (attrs.port && attrs.port.length === 2) entry.port = attrs.port.readUInt16BE(0);
+  const dst = attrs.get(NDA_DST);
+  if (dst) entry.dst = decodeIp(dst);
+  // NDA_VNI is host order, NDA_PORT network order.
+  const vni = attrs.get(NDA_VNI);
+  if (vni && vni.length === 4) entry.vni = hostU32(vni, 0);
+  const port = attrs.get(NDA_PORT);
+  if (port && port.length === 2) entry.port = port.readUInt16BE(0);
   return entry;
 }
 
@@ -89,13 +97,11 @@ export async function listFdb(ctx: RtContext, ref: LinkRef): Promise<FdbEntry[]>
   // ndm_ifindex doubles as the kernel's "bridge port" dump filter.
   const out = new AttrStream();
   rt.formatNeighborMessage({ kind: 'neighbor', data: { family: AF_BRIDGE, ifindex }, attrs: {} }, out);
-  const replies = await ctx.reader.dump(rt.MessageType.GETNEIGH, out.bufs, describe);
+  const replies = await ctx.reader.dumpDecoded(rt.MessageType.GETNEIGH, out.bufs, describe, (type, data) => (type === rt.MessageType.NEWNEIGH ? decodeFdb(data) : undefined));
   const dev = typeof ref === 'string' ? ref : (await ctx.linkNames()).get(ifindex);
   const entries: FdbEntry[] = [];
-  for (const m of replies) {
-    if (m.kind !== 'neighbor') continue;
-    const e = decodeFdb(m);
-    if (e && e.ifindex === ifindex) entries.push({ ...e, dev });
+  for (const e of replies) {
+    if (e.ifindex === ifindex) entries.push({ ...e, dev });
   }
   return entries;
 }

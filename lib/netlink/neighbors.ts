@@ -11,7 +11,7 @@ import { AttrStream, FlagsNew, rt } from './package';
 import { LinkRef, RtContext } from './context';
 import { isNotFound } from './errors';
 import { Describe } from './socket';
-import { addressFamily, decodeIp, decodeMac, encodeIp, encodeMac, IpFamily, ipFamily, ipFamilyOf } from './wire-format';
+import { addressFamily, decodeIp, decodeMac, encodeIp, encodeMac, flagNames, hostS32, hostU16, IpFamily, ipFamily, ipFamilyOf, rtAttributes } from './wire-format';
 
 /** A neighbour entry to install. */
 export interface NeighborSpec {
@@ -40,19 +40,22 @@ export interface NeighborInfo {
   permanent: boolean;
 }
 
-/** Names of the true members of one of the package's flag objects (`{ permanent: true }` → ['permanent']). */
-export function flagNames(flags: object | undefined): string[] {
-  if (!flags) return [];
-  return Object.entries(flags).filter(([name, on]) => name !== '__unknown' && on === true).map(([name]) => name);
-}
+/** struct ndmsg: family u8, pad, ifindex s32 at 4, state u16 at 8, flags u8 at 10, type u8 at 11. */
+export const NDMSG_LENGTH = 12;
+export const NDA_DST = 1;
+export const NDA_LLADDR = 2;
 
-/** Decodes an ARP/NDP RTM_NEWNEIGH message; undefined for other families (FDB entries are family AF_BRIDGE). */
-export function decodeNeighbor(msg: rt.NeighborMessage): NeighborInfo | undefined {
-  const family = ipFamilyOf(msg.data.family ?? 0);
-  if (!family || !msg.attrs.dst) return undefined;
-  const state = flagNames(msg.data.state);
-  const info: NeighborInfo = { family, ip: decodeIp(msg.attrs.dst), ifindex: msg.data.ifindex ?? 0, state, permanent: state.includes('permanent') };
-  if (msg.attrs.lladdr && msg.attrs.lladdr.length === 6) info.mac = decodeMac(msg.attrs.lladdr);
+/** Decodes the body of an RTM_NEWNEIGH/DELNEIGH message (ARP/NDP); undefined for other families (FDB entries are family AF_BRIDGE). */
+export function decodeNeighbor(data: Buffer): NeighborInfo | undefined {
+  const family = ipFamilyOf(data[0]);
+  if (!family) return undefined;
+  const attrs = rtAttributes(data, NDMSG_LENGTH, 'neighbour');
+  const dst = attrs.get(NDA_DST);
+  if (!dst) return undefined;
+  const state = flagNames(rt.parseNeighborState(hostU16(data, 8)));
+  const info: NeighborInfo = { family, ip: decodeIp(dst), ifindex: hostS32(data, 4), state, permanent: state.includes('permanent') };
+  const lladdr = attrs.get(NDA_LLADDR);
+  if (lladdr && lladdr.length === 6) info.mac = decodeMac(lladdr);
   return info;
 }
 
@@ -70,12 +73,11 @@ export async function listNeighbors(ctx: RtContext, ref?: LinkRef, family: IpFam
   }
   const out = new AttrStream();
   rt.formatNeighborMessage({ kind: 'neighbor', data: { family: addressFamily(family), ifindex }, attrs: {} }, out);
-  const [replies, names] = await Promise.all([ctx.reader.dump(rt.MessageType.GETNEIGH, out.bufs, describe), ctx.linkNames()]);
+  const decode = (type: number, data: Buffer) => (type === rt.MessageType.NEWNEIGH ? decodeNeighbor(data) : undefined);
+  const [replies, names] = await Promise.all([ctx.reader.dumpDecoded(rt.MessageType.GETNEIGH, out.bufs, describe, decode), ctx.linkNames()]);
   const result: NeighborInfo[] = [];
-  for (const m of replies) {
-    if (m.kind !== 'neighbor') continue;
-    const n = decodeNeighbor(m);
-    if (!n || n.family !== family || (ifindex !== undefined && n.ifindex !== ifindex)) continue;
+  for (const n of replies) {
+    if (n.family !== family || (ifindex !== undefined && n.ifindex !== ifindex)) continue;
     n.dev = names.get(n.ifindex);
     result.push(n);
   }

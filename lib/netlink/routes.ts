@@ -27,7 +27,7 @@ import { LinkRef, RtContext } from './context';
 import { InvalidArgumentError, isNotFound, NetlinkError } from './errors';
 import { getLink } from './links';
 import { Describe } from './socket';
-import { addressFamily, decodeIp, encodeIp, formatCidr, IpFamily, ipFamily, ipFamilyOf, parseCidr } from './wire-format';
+import { addressFamily, decodeIp, encodeIp, formatCidr, hostU32, IpFamily, ipFamily, ipFamilyOf, parseCidr, rtAttributes } from './wire-format';
 
 /** Route protocol numbers (`rtm_protocol`, /etc/iproute2/rt_protos). */
 export const RouteProtocol = {
@@ -115,37 +115,51 @@ export interface RouteInfo {
   src?: string;
 }
 
-function enumNumber<E extends Record<string, string | number>>(values: E, value: number | string | undefined): number {
-  if (value === undefined) return 0;
-  if (typeof value === 'number') return value;
-  const n = values[value];
-  return typeof n === 'number' ? n : 0;
+
+/** struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type (u8 each), flags u32 at 8. */
+const RTMSG_LENGTH = 12;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_PRIORITY = 6;
+const RTA_PREFSRC = 7;
+const RTA_TABLE = 15;
+
+/** A u32 attribute's value, or undefined when absent or not 4 bytes. */
+function u32Attr(attrs: Map<number, Buffer>, type: number): number | undefined {
+  const v = attrs.get(type);
+  return v && v.length === 4 ? hostU32(v, 0) : undefined;
 }
 
-/** Decodes an RTM_NEWROUTE message; undefined for families other than IPv4/IPv6. */
-export function decodeRoute(msg: rt.RouteMessage): RouteInfo | undefined {
-  const { data, attrs } = msg;
-  const family = ipFamilyOf(data.family ?? 0);
+/** Decodes the body of an RTM_NEWROUTE/DELROUTE message; undefined for families other than IPv4/IPv6. */
+export function decodeRoute(data: Buffer): RouteInfo | undefined {
+  const family = ipFamilyOf(data[0]);
   if (!family) return undefined;
-  const dstLen = data.dstLen ?? 0;
-  const dst = attrs.dst ? decodeIp(attrs.dst) : family === 4 ? '0.0.0.0' : '::';
-  const type = enumNumber(rt.RouteType, data.type);
+  const attrs = rtAttributes(data, RTMSG_LENGTH, 'route');
+  const dst = attrs.get(RTA_DST);
+  const type = data[7];
   const info: RouteInfo = {
     family,
-    dst: formatCidr(dst, dstLen),
-    onlink: ((data.flags?.__unknown ?? 0) & RTNH_F_ONLINK) !== 0,
-    protocol: enumNumber(rt.RouteProtocol, data.protocol),
-    scope: enumNumber(rt.RouteScope, data.scope),
+    dst: formatCidr(dst ? decodeIp(dst) : family === 4 ? '0.0.0.0' : '::', data[1]),
+    onlink: (hostU32(data, 8) & RTNH_F_ONLINK) !== 0,
+    protocol: data[5],
+    scope: data[6],
     // rtm_table is a u8; tables above 255 are only in RTA_TABLE.
-    table: attrs.table ?? data.table ?? 0,
+    table: u32Attr(attrs, RTA_TABLE) ?? data[4],
     type: (rt.RouteType[type] ?? String(type)).toLowerCase(),
   };
-  if (attrs.gateway) info.gateway = decodeIp(attrs.gateway);
-  if (attrs.oif) info.ifindex = attrs.oif;
-  if (attrs.priority !== undefined) info.metric = attrs.priority;
-  if (attrs.prefsrc) info.src = decodeIp(attrs.prefsrc);
+  const gateway = attrs.get(RTA_GATEWAY);
+  if (gateway) info.gateway = decodeIp(gateway);
+  const oif = u32Attr(attrs, RTA_OIF);
+  if (oif) info.ifindex = oif;
+  const metric = u32Attr(attrs, RTA_PRIORITY);
+  if (metric !== undefined) info.metric = metric;
+  const prefsrc = attrs.get(RTA_PREFSRC);
+  if (prefsrc) info.src = decodeIp(prefsrc);
   return info;
 }
+
+const decodeRouteReply = (type: number, data: Buffer): RouteInfo | undefined => (type === rt.MessageType.NEWROUTE ? decodeRoute(data) : undefined);
 
 /** `10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink proto 116`, for error messages. */
 function describeRoute(r: RouteSelector & { onlink?: boolean }): string {
@@ -172,13 +186,10 @@ export async function listRoutes(ctx: RtContext, filter: RouteFilter = {}): Prom
   }
   const out = new AttrStream();
   rt.formatRouteMessage({ kind: 'route', data: { family: filter.family ? addressFamily(filter.family) : 0 }, attrs: {} }, out);
-  const [replies, names] = await Promise.all([ctx.reader.dump(rt.MessageType.GETROUTE, out.bufs, describe), ctx.linkNames()]);
+  const [replies, names] = await Promise.all([ctx.reader.dumpDecoded(rt.MessageType.GETROUTE, out.bufs, describe, decodeRouteReply), ctx.linkNames()]);
   const table = filter.table ?? RouteTable.MAIN;
   const routes: RouteInfo[] = [];
-  for (const m of replies) {
-    if (m.kind !== 'route') continue;
-    const r = decodeRoute(m);
-    if (!r) continue;
+  for (const r of replies) {
     if (filter.family && r.family !== filter.family) continue;
     if (table !== 'all' && r.table !== table) continue;
     if (filter.protocol !== undefined && r.protocol !== filter.protocol) continue;
@@ -204,15 +215,14 @@ export async function routeGet(ctx: RtContext, dst: string, resolveDev = true): 
   const describe: Describe = { operation: 'get route', object: dst };
   const out = new AttrStream();
   rt.formatRouteMessage({ kind: 'route', data: { family: addressFamily(family), dstLen: family === 4 ? 32 : 128 }, attrs: { dst: encodeIp(dst, 'dst') } }, out);
-  let replies: rt.Message[];
+  let replies: RouteInfo[];
   try {
-    replies = await ctx.reader.request(rt.MessageType.GETROUTE, out.bufs, 0, describe);
+    replies = await ctx.reader.requestDecoded(rt.MessageType.GETROUTE, out.bufs, 0, describe, decodeRouteReply);
   } catch (err) {
     if (err instanceof NetlinkError && (err.code === 'ENETUNREACH' || err.code === 'EHOSTUNREACH')) return undefined;
     throw err;
   }
-  const msg = replies.find((m): m is rt.RouteMessage => m.kind === 'route');
-  const route = msg ? decodeRoute(msg) : undefined;
+  const route = replies[0];
   if (!route) throw new NetlinkError(describe.operation, describe.object, 'EBADMSG', 'the kernel answered without a route');
   if (resolveDev && route.ifindex !== undefined) route.dev = (await getLink(ctx, route.ifindex))?.name;
   return route;

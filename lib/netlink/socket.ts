@@ -59,13 +59,20 @@ export interface Describe {
   object: string;
 }
 
+/** Turns one reply's bytes into what the caller keeps; undefined drops it. Throwing fails the request with EBADMSG. */
+export type ReplyDecoder<T> = (type: number, data: Buffer) => T | undefined;
+
+const parseReply: ReplyDecoder<rt.Message> = (type, data) => rt.parseMessage(type as rt.MessageType, data);
+
 interface Pending {
   readonly describe: Describe;
   readonly sentAt: number;
-  readonly replies: rt.Message[];
+  readonly replies: unknown[];
+  /** How replies are decoded: the package's parser unless the dump brings its own. */
+  readonly decode: ReplyDecoder<unknown>;
   /** for a dump: set when the kernel marked it NLM_F_DUMP_INTR (the table changed while it was read). */
   readonly dumpState?: { interrupted: boolean };
-  resolve(replies: rt.Message[]): void;
+  resolve(replies: unknown[]): void;
   reject(err: NetlinkError): void;
 }
 
@@ -120,10 +127,15 @@ export class RtSocket {
    * change, one for a GET).
    */
   async request(type: rt.MessageType, body: Uint8Array[], flags: number, describe: Describe): Promise<rt.Message[]> {
+    return this.requestDecoded(type, body, flags, describe, parseReply);
+  }
+
+  /** `request`, with the replies turned into the caller's records by `decode` instead of the package's parser. */
+  async requestDecoded<T>(type: rt.MessageType, body: Uint8Array[], flags: number, describe: Describe, decode: ReplyDecoder<T>): Promise<T[]> {
     await this.acquire('request', describe);
-    return new Promise<rt.Message[]>((resolve, reject) => {
+    return new Promise<T[]>((resolve, reject) => {
       const seq = this.nl.generateSeq();
-      this.pending.set(seq, { describe, sentAt: Date.now(), replies: [], resolve, reject });
+      this.pending.set(seq, { describe, sentAt: Date.now(), replies: [], decode, resolve: (r) => resolve(r as T[]), reject });
       this.armSweeper();
       this.send(type, body, Flags.REQUEST | Flags.ACK | flags, seq);
     });
@@ -134,9 +146,18 @@ export class RtSocket {
    * the kernel marks the dump inconsistent (the table changed meanwhile).
    */
   async dump(type: rt.MessageType, body: Uint8Array[], describe: Describe): Promise<rt.Message[]> {
+    return this.dumpDecoded(type, body, describe, parseReply);
+  }
+
+  /**
+   * A dump whose replies `decode` turns into the caller's own records as they
+   * arrive, skipping the package's parser: for the tables a repair reads by
+   * the thousand (lib/netlink/dump-decoders.ts).
+   */
+  async dumpDecoded<T>(type: rt.MessageType, body: Uint8Array[], describe: Describe, decode: ReplyDecoder<T>): Promise<T[]> {
     for (let attempt = 0; ; attempt++) {
-      const { messages, interrupted } = await this.dumpOnce(type, body, describe);
-      if (!interrupted || attempt >= MAX_DUMP_RETRIES) return messages;
+      const { messages, interrupted } = await this.dumpOnce(type, body, describe, decode);
+      if (!interrupted || attempt >= MAX_DUMP_RETRIES) return messages as T[];
     }
   }
 
@@ -150,12 +171,12 @@ export class RtSocket {
     this.nl.close();
   }
 
-  private async dumpOnce(type: rt.MessageType, body: Uint8Array[], describe: Describe): Promise<{ messages: rt.Message[]; interrupted: boolean }> {
+  private async dumpOnce(type: rt.MessageType, body: Uint8Array[], describe: Describe, decode: ReplyDecoder<unknown>): Promise<{ messages: unknown[]; interrupted: boolean }> {
     await this.acquire('dump', describe);
     const dumpState = { interrupted: false };
-    const messages = await new Promise<rt.Message[]>((resolve, reject) => {
+    const messages = await new Promise<unknown[]>((resolve, reject) => {
       const seq = this.nl.generateSeq();
-      this.dump_ = { seq, pending: { describe, sentAt: Date.now(), replies: [], resolve, reject, dumpState } };
+      this.dump_ = { seq, pending: { describe, sentAt: Date.now(), replies: [], decode, resolve, reject, dumpState } };
       this.armSweeper();
       this.send(type, body, Flags.REQUEST | FlagsGet.DUMP, seq);
     });
@@ -210,7 +231,8 @@ export class RtSocket {
   private decodeInto(pending: Pending, msgs: NetlinkMessage[]): boolean {
     for (const m of msgs) {
       try {
-        pending.replies.push(rt.parseMessage(m.type as rt.MessageType, m.data));
+        const reply = pending.decode(m.type, m.data);
+        if (reply !== undefined) pending.replies.push(reply);
       } catch (err) {
         const seq = m.seq;
         this.settle(seq, 'EBADMSG', `reply could not be decoded: ${(err as Error).message}`);

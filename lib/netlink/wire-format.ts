@@ -6,6 +6,7 @@
  * Everything here is pure. Bad input throws `InvalidArgumentError` naming the
  * field, before anything is sent to the kernel.
  */
+import { endianness } from 'os';
 import { isIPv4, isIPv6 } from 'net';
 import { AttrStream, StreamData } from './package';
 import { InvalidArgumentError } from './errors';
@@ -147,3 +148,39 @@ export function flatten(data: StreamData): Buffer {
   stream.emit(data);
   return Buffer.concat(stream.bufs);
 }
+
+/** Names of the true members of one of the package's flag objects (`{ permanent: true }` → ['permanent']). */
+export function flagNames(flags: object | undefined): string[] {
+  if (!flags) return [];
+  return Object.entries(flags).filter(([name, on]) => name !== '__unknown' && on === true).map(([name]) => name);
+}
+
+// rtnetlink headers and attribute values are in host byte order.
+const LITTLE_ENDIAN = endianness() === 'LE';
+export const hostU16 = (b: Buffer, at: number): number => (LITTLE_ENDIAN ? b.readUInt16LE(at) : b.readUInt16BE(at));
+export const hostU32 = (b: Buffer, at: number): number => (LITTLE_ENDIAN ? b.readUInt32LE(at) : b.readUInt32BE(at));
+export const hostS32 = (b: Buffer, at: number): number => (LITTLE_ENDIAN ? b.readInt32LE(at) : b.readInt32BE(at));
+
+/** The two top bits of nla_type are flags (nested, network byte order). */
+const NLA_TYPE_MASK = 0x3fff;
+
+/**
+ * The attributes after a message's fixed header (`headerLength` bytes), as
+ * slices of `data` by type, the last of a type winning. Read straight from
+ * the bytes rather than through the `netlink` package's parsers, which
+ * build an object for every attribute of every message: a repair at 5000
+ * peers decodes ~15000 of them, and that was ~40% of an idle agent's
+ * garbage (bench/README.md, "Bundled daemon").
+ */
+export function rtAttributes(data: Buffer, headerLength: number, what: string): Map<number, Buffer> {
+  if (data.length < headerLength) throw new InvalidArgumentError(`${what} message`, `${data.length} bytes`, `at least its ${headerLength}-byte header`);
+  const out = new Map<number, Buffer>();
+  for (let at = headerLength; at + 4 <= data.length; ) {
+    const len = hostU16(data, at);
+    if (len < 4 || at + len > data.length) throw new InvalidArgumentError(`${what} attribute at byte ${at}`, `${len} bytes`, `within the message's ${data.length}`);
+    out.set(hostU16(data, at + 2) & NLA_TYPE_MASK, data.subarray(at + 4, at + len));
+    at += (len + 3) & ~3;
+  }
+  return out;
+}
+
