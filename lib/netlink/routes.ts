@@ -115,7 +115,6 @@ export interface RouteInfo {
   src?: string;
 }
 
-
 /** struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type (u8 each), flags u32 at 8. */
 const RTMSG_LENGTH = 12;
 const RTA_DST = 1;

@@ -152,7 +152,7 @@ export class RtSocket {
   /**
    * A dump whose replies `decode` turns into the caller's own records as they
    * arrive, skipping the package's parser: for the tables a repair reads by
-   * the thousand (lib/netlink/dump-decoders.ts).
+   * the thousand (decodeNeighbor, decodeFdb, decodeRoute).
    */
   async dumpDecoded<T>(type: rt.MessageType, body: Uint8Array[], describe: Describe, decode: ReplyDecoder<T>): Promise<T[]> {
     for (let attempt = 0; ; attempt++) {

@@ -89,10 +89,10 @@ export function encodeMac(mac: string, field = 'mac'): Buffer {
   return Buffer.from(mac.split(':').map((b) => parseInt(b, 16)));
 }
 
-/** 6 bytes → 'aa:bb:cc:dd:ee:ff' (lower case, as `ip` prints). */
 /** Two lower-case hex digits per byte value: every dump decodes thousands of MACs (one per peer's FDB and neighbour entry). */
 const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
 
+/** 6 bytes → 'aa:bb:cc:dd:ee:ff' (lower case, as `ip` prints). */
 export function decodeMac(bytes: Buffer): string {
   let text = bytes.length ? HEX_BYTE[bytes[0]] : '';
   for (let i = 1; i < bytes.length; i++) text += `:${HEX_BYTE[bytes[i]]}`;
