@@ -249,7 +249,9 @@ describe('etcd subnet manager (real etcd)', function () {
     const lease = await m.acquireLease(net16, attrs('198.18.0.3'), {});
     await m.watchLeases(net16, { onEvents: () => undefined, onWarning: () => undefined });
     await admin.delete().key(SUBNETS + lease.key);
-    await waitFor('the lease to come back', async () => (await admin.get(SUBNETS + lease.key).string()) !== null, 10_000);
+    // The key can reappear in etcd a moment before the manager has read its
+    // own Txn reply and told its listener, so wait for both.
+    await waitFor('the lease to come back', async () => changes.length > 0 && (await admin.get(SUBNETS + lease.key).string()) !== null, 10_000);
     expect(changes).to.deep.equal([lease.subnet.toString()]);
     expect(log.messages('warn').join('\n')).to.contain('own subnet lease lost');
     expect(m.ownLease()!.subnet.toString()).to.equal(lease.subnet.toString());
