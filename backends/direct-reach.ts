@@ -62,6 +62,7 @@ const RESOLVED_STATES = ['reachable', 'stale', 'delay', 'probe', 'permanent', 'n
 
 export class DirectReach {
   private verdicts = new Map<string, Verdict>();
+  private changes = 0;
   private readonly concurrency: number;
   private readonly probe: boolean;
   private readonly maxAgeMs: number;
@@ -89,7 +90,7 @@ export class DirectReach {
     }
     const problems: string[] = [];
     if (ips.length === 0) {
-      this.verdicts = next;
+      this.adopt(next);
       return problems;
     }
     // IPv6 peers (PublicIPv6) are neighbours of the other table: NDP's, not ARP's.
@@ -143,7 +144,7 @@ export class DirectReach {
         why: direct ? `on the link of ${this.ext.name} (neighbour ${state})` : `on the link of ${this.ext.name}, but its ARP resolution failed (neighbour ${state})`,
       });
     });
-    this.verdicts = next;
+    this.adopt(next);
 
     if (this.probe && toProbe.length) {
       let tableFull = 0;
@@ -158,6 +159,31 @@ export class DirectReach {
       if (tableFull > 0) problems.push(neighbourTableFull(tableFull, toProbe.length, this.ext.name, this.gcThresh3()));
     }
     return problems;
+  }
+
+  /**
+   * Rises whenever a refresh changes an answer `isDirect` gives, or the
+   * reason `why` gives for an IP that is not direct, or which IPs are known:
+   * while it stands still, whatever was decided from those answers stands.
+   */
+  get version(): number {
+    return this.changes;
+  }
+
+  private adopt(next: Map<string, Verdict>): void {
+    const before = this.verdicts;
+    this.verdicts = next;
+    if (before.size !== next.size) {
+      this.changes++;
+      return;
+    }
+    for (const [ip, v] of next) {
+      const old = before.get(ip);
+      if (!old || old.direct !== v.direct || (!v.direct && old.why !== v.why)) {
+        this.changes++;
+        return;
+      }
+    }
   }
 
   /** True when the last refresh found `ip` directly reachable; false for an IP never refreshed. */

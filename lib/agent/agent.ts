@@ -30,7 +30,8 @@ import type { NetworkConfigWatch } from '../subnet/manager';
 import { ReconcileLoop } from './reconcile-loop';
 import { MasqController } from './masq-controller';
 import { GuardController } from './guard-controller';
-import { guardPeers } from '../guard/plan';
+import { type GuardPeer, guardPeers } from '../guard/plan';
+import { LastResult } from '../last-result';
 import type { NatBackend } from '../masq';
 import { AgentMetrics } from '../observe/metrics';
 import { Readiness } from '../observe/readiness';
@@ -68,6 +69,7 @@ export class Agent {
   private kernelChangeTimer?: NodeJS.Timeout;
   private reportedSkips = new Set<string>();
   private readonly loop = new ReconcileLoop((reason) => this.reconcile(reason));
+  private readonly guardedPeers = new LastResult<GuardPeer[]>();
   private readonly guard: GuardController;
 
   constructor(
@@ -294,15 +296,15 @@ export class Agent {
     const own = this.manager.ownLease();
     const backends = this.backends;
     if (!own || !backends || !this.watcher || !this.running) return;
-    const leases = this.watcher.leases();
+    const leases = [...this.watcher.leases().values()];
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     // A peer that joined is admitted before its routes exist, so its first packets are not dropped.
-    const guarded = guardPeers(own, leases.values());
+    const guarded = this.guardedPeers.get([own, leases], () => guardPeers(own, leases));
     await this.guard.apply(guarded, backends.intakes(), { onlyToAdmit: true });
     try {
-      const report = await backends.reconcile(own, leases.values(), this.running.config.network);
-      if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: leases.size - 1, changed: report.changed, removed: report.removed });
+      const report = await backends.reconcile(own, leases, this.running.config.network);
+      if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: leases.length - 1, changed: report.changed, removed: report.removed });
       for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);
       this.reportSkips(report.skipped);
       await this.guard.apply(guarded, backends.intakes());

@@ -30,8 +30,9 @@ import {
   Backend, BackendCounters, BgpSessionInfo, BackendStart, InstanceSlot, Intake, LeftOver, LocalNode, Peer,
   backendFactory, createBackend, fallbackConfig, instanceOf, liveBackendKeys, withoutFallback,
 } from '../../backends';
-import { assignPeers, assignedTo } from '../../backends/assignment';
-import { peerReadiness } from '../../backends/readiness';
+import { type Assignment, assignPeers, assignedTo } from '../../backends/assignment';
+import { type PeerReadiness, peerReadiness } from '../../backends/readiness';
+import { LastResult } from '../last-result';
 import { plannedState } from '../../backends/standby';
 import { DirectReach } from '../../backends/direct-reach';
 import { ReconcileReport, reconcileKernel, removeRoutes } from '../../backends/reconciler';
@@ -76,6 +77,7 @@ export class BackendSet {
   /** Backends being removed, by key: one configured again starts only once its old self is gone (device, engine). */
   private readonly removing = new Map<string, Promise<void>>();
   private carriedCounts: ReadonlyMap<string, number> = new Map();
+  private readonly lastAssignment = new LastResult<Assignment>();
 
   constructor(private readonly deps: BackendSetDeps) {
     this.direct = new DirectReach(deps.netlink, deps.local.extIface);
@@ -154,9 +156,8 @@ export class BackendSet {
   }
 
   /** Never throws for one backend's fault: its failure is reported and the others go on. */
-  async reconcile(own: Lease, leases: Iterable<Lease>, network: IPNet | undefined): Promise<ReconcileReport> {
+  async reconcile(own: Lease, all: readonly Lease[], network: IPNet | undefined): Promise<ReconcileReport> {
     const keys = this.keys();
-    const all = [...leases];
     const skipped: string[] = [];
     if (keys.some((k) => this.running.get(k)!.backend.usesReach)) {
       // Both families: host-gw and DirectRouting ask each family's own address (PublicIPv6 for IPv6).
@@ -165,11 +166,7 @@ export class BackendSet {
       for (const problem of problems) skipped.push(`reachability: ${problem}`);
     }
     const readiness = await peerReadiness(new Map(keys.map((k) => [k, this.running.get(k)!.backend])), network, (key, message) => skipped.push(`${key}: ${message}`));
-    const assignment = assignPeers({
-      order: this.order, running: keys, own, leases: all,
-      reach: (ip) => this.direct.isDirect(ip), whyNotReached: (ip) => this.direct.why(ip),
-      ...readiness,
-    });
+    const assignment = this.assign(keys, own, all, readiness);
     skipped.push(...assignment.skipped);
     const previous = new Map(keys.map((k) => [k, this.running.get(k)!.carried]));
     const total = { changed: 0, removed: 0, skipped, failures: [] as string[] };
@@ -201,6 +198,25 @@ export class BackendSet {
     this.carriedCounts = new Map(keys.map((k) => [k, assignment.carried.get(k)?.length ?? 0]));
     await this.retireUnused();
     return { ...total, skipped: [...new Set(total.skipped)] };
+  }
+
+  /**
+   * Which instance carries each peer. BGP's routes and WireGuard's sessions
+   * are read afresh on every reconcile, so with those the assignment is
+   * always made again; otherwise the last one stands while the preference,
+   * the running instances, the leases and the reachability answers do.
+   */
+  private assign(keys: readonly string[], own: Lease, leases: readonly Lease[], readiness: PeerReadiness): Assignment {
+    const compute = () => assignPeers({
+      order: this.order, running: keys, own, leases,
+      reach: (ip) => this.direct.isDirect(ip), whyNotReached: (ip) => this.direct.why(ip),
+      ...readiness,
+    });
+    if (readiness.routed || readiness.established) {
+      this.lastAssignment.clear();
+      return compute();
+    }
+    return this.lastAssignment.get([this.order.join('\n'), keys.join('\n'), own, leases, this.direct.version], compute);
   }
 
   /** How many routes BIRD installed (undefined when no bgp backend runs); a failed read counts as none. */

@@ -27,6 +27,7 @@ import { type Intake, type UnderlayFamily, intakeLabel } from '../../backends/in
 import type { Log } from '../observe/logger';
 import type { GuardMetrics } from '../observe/metrics';
 import { GuardTable, GuardUnavailableError } from '../guard/guard-table';
+import { LastResult } from '../last-result';
 import {
   canonicalIPv6, counterName, type DropReason, GUARD_FAMILIES, type GuardPeer, type GuardState, guardTableName, PEERS_SET, type SeenGuard,
   guardDifferences, guardScript, planGuard,
@@ -57,6 +58,8 @@ class FamilyState {
   installed = false;
   /** The plan written (or found in place) last. */
   applied?: GuardState;
+  /** planGuard's last answer: the same peers and intakes plan the same table. */
+  readonly plan = new LastResult<GuardState | undefined>();
   /** When the table was last read and made to match `applied`. */
   checkedAt = -Infinity;
   /** Per peer public IP: the spoof count seen last, and when it was last logged. */
@@ -85,8 +88,10 @@ export class GuardController {
   async apply(peers: readonly GuardPeer[], intakes: readonly Intake[], opts: { onlyToAdmit?: boolean } = {}): Promise<void> {
     const skipped: string[] = [];
     let active = true;
+    // Intakes are rebuilt by every backend plan; their content is what counts.
+    const intakesKey = JSON.stringify(intakes);
     for (const f of this.families) {
-      const ok = await this.applyFamily(f, peers, intakes, opts, skipped);
+      const ok = await this.applyFamily(f, peers, intakes, intakesKey, opts, skipped);
       if (ok === false) active = false;
     }
     if (!opts.onlyToAdmit) this.reportSkips(skipped);
@@ -95,12 +100,14 @@ export class GuardController {
   }
 
   /** One family's table; false when it is wanted but could not be put in place, undefined when not wanted. */
-  private async applyFamily(f: FamilyState, peers: readonly GuardPeer[], intakes: readonly Intake[], opts: { onlyToAdmit?: boolean }, skipped: string[]): Promise<boolean | undefined> {
+  private async applyFamily(
+    f: FamilyState, peers: readonly GuardPeer[], intakes: readonly Intake[], intakesKey: string, opts: { onlyToAdmit?: boolean }, skipped: string[],
+  ): Promise<boolean | undefined> {
     const table = guardTableName(f.family);
     try {
       if (opts.onlyToAdmit && (!this.o.enabled || intakes.length === 0)) return f.installed || undefined;
       if (!this.o.enabled) return await this.removeOnce(f, '--tunnel-guard=false');
-      const want = planGuard(peers, intakes, f.family);
+      const want = f.plan.get([peers, intakesKey], () => planGuard(peers, intakes, f.family));
       if (!want) return await this.removeOnce(f, f.family === 6 ? 'no backend running here receives tunnel traffic over IPv6' : 'no backend running here receives tunnel traffic');
       skipped.push(...want.skipped);
       if (opts.onlyToAdmit && f.applied && admits(f.applied, want)) return true;
@@ -190,12 +197,14 @@ export class GuardController {
 
 /** Whether the table as applied already takes every peer and subnet of `want`. */
 function admits(applied: GuardState, want: GuardState): boolean {
+  if (applied === want) return true;
   const peers = new Set(applied.peers);
   const subnets = new Set([...applied.subnets, ...applied.otherSubnets]);
   return want.peers.every((p) => peers.has(p)) && [...want.subnets, ...want.otherSubnets].every((s) => subnets.has(s));
 }
 
 function samePlan(a: GuardState, b: GuardState): boolean {
+  if (a === b) return true;
   const same = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
   return same(a.peers, b.peers) && same(a.subnets, b.subnets) && same(a.otherSubnets, b.otherSubnets) && same(a.input.map((r) => r.text), b.input.map((r) => r.text));
 }

@@ -58,3 +58,36 @@ describe('twill diagnose on the neighbour table', () => {
     expect(out.all).to.deep.equal([]);
   });
 });
+
+describe('DirectReach.version: what was decided from its answers stands while it does', () => {
+  const ext = { name: 'eth0', index: 2 };
+  let gateway: Record<string, string> = {};
+  const nl = {
+    listNeighbors: async () => [],
+    routeGet: async (ip: string) => ({ type: 'unicast', ifindex: ext.index, dst: ip, table: 254, ...(gateway[ip] ? { gateway: gateway[ip] } : {}) }),
+    probeNeighbor: async () => undefined,
+  } as unknown as Netlink;
+
+  it('stays when a refresh gives the same answers, and rises when an answer, a reason for not direct, or the set of IPs changes', async () => {
+    gateway = {};
+    const reach = new DirectReach(nl, ext, { maxAgeMs: 0 });
+    await reach.refresh(['198.18.0.2', '198.18.0.3']);
+    const v0 = reach.version;
+    await reach.refresh(['198.18.0.2', '198.18.0.3']);
+    expect(reach.version, 'same answers').to.equal(v0);
+
+    gateway['198.18.0.3'] = '198.18.0.1';
+    await reach.refresh(['198.18.0.2', '198.18.0.3']);
+    expect(reach.isDirect('198.18.0.3')).to.equal(false);
+    const v1 = reach.version;
+    expect(v1, 'a peer that became routed').to.be.greaterThan(v0);
+
+    gateway['198.18.0.3'] = '198.18.0.9';
+    await reach.refresh(['198.18.0.2', '198.18.0.3']);
+    const v2 = reach.version;
+    expect(v2, 'still not direct, for another reason (it is in the skip message)').to.be.greaterThan(v1);
+
+    await reach.refresh(['198.18.0.2']);
+    expect(reach.version, 'an IP forgotten').to.be.greaterThan(v2);
+  });
+});

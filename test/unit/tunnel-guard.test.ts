@@ -246,6 +246,21 @@ describe('tunnel guard', () => {
       expect(warnings()[1]).to.contain('dropped 3 packet(s)');
     });
 
+    it('plans again when the intakes or the peers change, though the agent hands it the same peer list while the leases stand', async () => {
+      const state = { listing: listingWith(0), scripts: [] as string[] };
+      let now = 0;
+      const guard = new GuardController({ enabled: true, log: new MemoryLog(), metrics: new AgentMetrics(), table: new GuardTable(fakeNft(state)), now: () => now });
+      const peers = [peer(2)];
+      await guard.apply(peers, [vxlanIntake(8472)]);
+      expect(state.scripts.at(-1)).to.contain('8472').and.not.contain('8285');
+      now += 1000;
+      await guard.apply(peers, [vxlanIntake(8472), udpIntake(8285)]);
+      expect(state.scripts.at(-1), 'a backend that started receiving').to.contain('8285');
+      now += 1000;
+      await guard.apply([...peers, peer(3)], [vxlanIntake(8472), udpIntake(8285)]);
+      expect(state.scripts.at(-1), 'a peer that joined').to.contain('198.18.0.3');
+    });
+
     it('reports the drop counters on /metrics', async () => {
       const metrics = new AgentMetrics();
       const state = { listing: listingWith(7), scripts: [] as string[] };
