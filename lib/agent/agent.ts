@@ -67,6 +67,8 @@ export class Agent {
   private netlink?: Netlink;
   private unsubscribeKernel?: Unsubscribe;
   private kernelChangeTimer?: NodeJS.Timeout;
+  /** Why the pending burst's reconcile runs. */
+  private kernelChangeReason?: string;
   private reportedSkips = new Set<string>();
   private readonly loop = new ReconcileLoop((reason) => this.reconcile(reason));
   private readonly guardedPeers = new LastResult<GuardPeer[]>();
@@ -384,10 +386,16 @@ export class Agent {
    */
   private kernelChanged(ev: NetlinkEvent): void {
     const relevant = ev.type === 'resync' || ev.type === 'link' || ev.action === 'del';
-    if (!relevant || this.kernelChangeTimer) return;
+    if (!relevant) return;
+    if (ev.type === 'resync') this.log.warn('kernel notifications were lost; reconciling against the whole kernel state', { why: ev.reason });
+    // Lost events outrank any one change in the log: the burst's reconcile is then a full resync.
+    if (ev.type === 'resync' || !this.kernelChangeReason) this.kernelChangeReason = ev.type === 'resync' ? 'kernel events lost' : `kernel ${ev.type} changed`;
+    if (this.kernelChangeTimer) return;
     this.kernelChangeTimer = setTimeout(() => {
+      const reason = this.kernelChangeReason!;
       this.kernelChangeTimer = undefined;
-      this.loop.request(ev.type === 'resync' ? 'kernel events lost' : `kernel ${ev.type} changed`);
+      this.kernelChangeReason = undefined;
+      this.loop.request(reason);
     }, 100);
   }
 
