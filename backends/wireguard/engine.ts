@@ -18,7 +18,8 @@
  * - When a wireguard-go started here exits, the log says so and a reconcile
  *   is asked for, whose `ensure` starts a new one (its TUN is new: the plan
  *   puts the address and routes back). One adopted from an earlier twilld is
- *   checked by the same `ensure` on every reconcile (the repair interval).
+ *   checked by the same `ensure` on every reconcile (the repair interval, or
+ *   at once as its TUN goes), which says so the same way when it is gone.
  * - `detach` leaves it running (twilld stops, the next one adopts it);
  *   `destroy` ends it, by the PID twilld recorded, which takes its TUN, its
  *   routes and its socket with it.
@@ -107,9 +108,12 @@ export class WireguardEngine {
     } catch {
       return undefined;
     }
-    // A recycled PID is not ours: only a wireguard-go counts.
+    // A recycled PID is not ours: only a wireguard-go counts, and not one that has exited and waits to be reaped.
     try {
-      return Number.isInteger(pid) && pid > 0 && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'wireguard-go' ? pid : undefined;
+      if (!Number.isInteger(pid) || pid <= 0 || readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'wireguard-go') return undefined;
+      // /proc/PID/stat: "PID (comm) STATE …"; Z is a zombie, X dead.
+      const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+      return state === 'Z' || state === 'X' ? undefined : pid;
     } catch {
       return undefined;
     }
@@ -128,7 +132,13 @@ export class WireguardEngine {
     if (stale !== undefined) {
       this.opts.log.warn('wireguard-go does not answer on its socket; killing it', { pid: stale, socket: this.socketPath });
       await killAndWait(stale, STOP_TIMEOUT_MS);
+    } else if (this.child || this.adopted) {
+      // Gone before its exit reached this process: one adopted is not our child, and
+      // a reconcile (the TUN's removal runs one) can come before the exit event.
+      this.opts.log.error('wireguard-go exited; starting a new one', { device: this.opts.device, how: 'found gone', log: this.logTail() });
     }
+    this.child = undefined;
+    this.adopted = false;
     await this.start();
     return 'started';
   }

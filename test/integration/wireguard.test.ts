@@ -30,9 +30,8 @@ const metrics = (node: number) => httpBody(`198.18.0.${node + 1}`, HEALTH_PORT, 
 interface LogLine {
   level: string;
   message: string;
+  how?: string;
 }
-
-
 
 function logLines(tc: TwillCluster, node: number): LogLine[] {
   return tc.logs(node).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
@@ -168,7 +167,7 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
       }
     }, 15_000);
     await waitFor('pods on node 2 reachable again', async () => (await allPodsPing(tc)).length === 0, 15_000, 500);
-    expect(logLines(tc, 2).some((l) => l.level === 'error' && l.message.includes('wireguard-go exited'))).to.equal(true);
+    await waitFor('an error line saying wireguard-go exited', () => logLines(tc, 2).some((l) => l.level === 'error' && l.message.includes('wireguard-go exited')), 5_000);
   });
 
   it('keeps the same wireguard-go and loses no probe at 100 pps across a twilld restart', async () => {
@@ -185,6 +184,20 @@ describe('wireguard backend (wireguard-go): 3 nodes running twilld', function ()
     expect(logLines(tc, 1).some((l) => l.message.startsWith('wireguard-go adopted'))).to.equal(true);
     const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${before}/status`, 'utf8'))?.[1] ?? 0);
     console.log(`      wireguard-go: one process per node, ${(rssKb / 1024).toFixed(1)} MB resident after the tests so far`);
+  });
+
+  it('starts a new wireguard-go, with an error line, when the one it adopted across that restart is killed', async () => {
+    const adopted = wireguardGo(1);
+    process.kill(adopted, 'SIGKILL');
+    await waitFor('a new wireguard-go on node 1', async () => {
+      try {
+        return wireguardGo(1) !== adopted && (await getDevice(socket(1))).peers.length === NODES - 1;
+      } catch {
+        return false;
+      }
+    }, 15_000);
+    await waitFor('pods on node 1 reachable again', async () => (await allPodsPing(tc)).length === 0, 15_000, 500);
+    await waitFor('an error line saying the adopted wireguard-go is gone', () => logLines(tc, 1).some((l) => l.level === 'error' && l.message.includes('wireguard-go exited') && l.how === 'found gone'), 5_000);
   });
 
   it('reports the backend, and each peer\'s handshake age and bytes, in /metrics', async () => {
