@@ -113,7 +113,9 @@ describe('tunnel guard: tunnel packets only from lease holders, inner sources on
     it(`drops ${intake} packets from a peer whose inner source is outside its subnet, and counts them`, async () => {
       // udp: nftables filters senders only; twill-dataplane drops and counts the spoofed source itself.
       const count = intake === 'vxlan' ? () => counter('spoofed_vxlan') : engineDrops;
-      const before = await count();
+      // The engine's counters reach /metrics 5 s after start, then every 5 s: the first reading waits for them.
+      let before = NaN;
+      await waitFor(`the ${intake} drop count`, async () => !Number.isNaN(before = await count()), 15_000);
       const src = '10.244.200.9';
       const got = await reachingPod0(src, () => send(1, intake, tcpPacket(src, tc.podIp(0), 20)));
       expect(got).to.equal(0);
