@@ -131,8 +131,9 @@ export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing:
   const have = new Map(existing.filter((r) => r.protocol === protocol).map((r) => [id(r.dst, r.metric), r]));
   const want = new Set<string>();
   for (const w of wanted) {
-    want.add(id(w.dst, w.metric));
-    const r = have.get(id(w.dst, w.metric));
+    const key = id(w.dst, w.metric);
+    want.add(key);
+    const r = have.get(key);
     if (r && r.gateway === w.gateway && r.ifindex === w.ifindex && r.onlink === w.onlink && r.type === 'unicast') continue;
     plan.upserts.push({ op: 'replaceRoute', route: { dst: w.dst, gateway: w.gateway, dev: w.ifindex, onlink: w.onlink, protocol, ...(w.metric ? { metric: w.metric } : {}) } });
   }
@@ -162,8 +163,9 @@ export function diffFdb(plan: Plan, dev: number, wanted: readonly WantedFdb[], e
   const have = new Set(existing.filter((e) => e.dst && e.permanent).map((e) => key(e.mac, e.dst!)));
   const want = new Set<string>();
   for (const w of wanted) {
-    want.add(key(w.mac, w.dst));
-    if (!have.has(key(w.mac, w.dst))) plan.upserts.push({ op: 'replaceFdb', fdb: { dev, mac: w.mac, dst: w.dst } });
+    const k = key(w.mac, w.dst);
+    want.add(k);
+    if (!have.has(k)) plan.upserts.push({ op: 'replaceFdb', fdb: { dev, mac: w.mac, dst: w.dst } });
   }
   for (const e of existing) {
     if (e.dst && !want.has(key(e.mac, e.dst))) plan.deletes.push({ op: 'deleteFdb', fdb: { dev, mac: e.mac, dst: e.dst } });
