@@ -15,9 +15,9 @@
 import { AttrStream, FlagsNew, rt } from './package';
 import { LinkRef, RtContext } from './context';
 import { isNotFound } from './errors';
-import { NDA_DST, NDA_LLADDR, NDMSG_LENGTH } from './neighbors';
+import { NDA_DST, NDA_LLADDR, NDMSG_LENGTH, neighborStateNames } from './neighbors';
 import { Describe } from './socket';
-import { AF_BRIDGE, decodeIp, decodeMac, encodeIp, encodeMac, flagNames, hostS32, hostU16, hostU32, rtAttributes } from './wire-format';
+import { AF_BRIDGE, decodeIp, decodeMac, encodeIp, encodeMac, hostS32, hostU16, hostU32, rtAttributes } from './wire-format';
 
 /** An entry to install: frames for `mac` go to the VTEP at `dst`. */
 export interface FdbSpec {
@@ -51,25 +51,22 @@ export interface FdbEntry {
 
 const NDA_PORT = 6;
 const NDA_VNI = 7;
+const FDB_ATTRIBUTES = [NDA_LLADDR, NDA_DST, NDA_VNI, NDA_PORT];
 
 /** Decodes the body of an AF_BRIDGE RTM_NEWNEIGH/DELNEIGH message; undefined for other families. */
 export function decodeFdb(data: Buffer): FdbEntry | undefined {
   if (data[0] !== AF_BRIDGE) return undefined;
-  const attrs = rtAttributes(data, NDMSG_LENGTH, 'fdb');
-  const lladdr = attrs.get(NDA_LLADDR);
+  const [lladdr, dst, vni, port] = rtAttributes(data, NDMSG_LENGTH, 'fdb', FDB_ATTRIBUTES);
   if (!lladdr || lladdr.length !== 6) return undefined;
   const entry: FdbEntry = {
     mac: decodeMac(lladdr),
     ifindex: hostS32(data, 4),
-    permanent: flagNames(rt.parseNeighborState(hostU16(data, 8))).includes('permanent'),
+    permanent: neighborStateNames(hostU16(data, 8)).includes('permanent'),
     self: rt.parseNeighborFlags(data[10]).self === true,
   };
-  const dst = attrs.get(NDA_DST);
   if (dst) entry.dst = decodeIp(dst);
   // NDA_VNI is host order, NDA_PORT network order.
-  const vni = attrs.get(NDA_VNI);
   if (vni && vni.length === 4) entry.vni = hostU32(vni, 0);
-  const port = attrs.get(NDA_PORT);
   if (port && port.length === 2) entry.port = port.readUInt16BE(0);
   return entry;
 }

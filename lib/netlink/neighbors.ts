@@ -35,8 +35,8 @@ export interface NeighborInfo {
   ifindex: number;
   /** Link name; filled by `listNeighbors`, absent in events. */
   dev?: string;
-  /** NUD states set: 'permanent', 'reachable', 'stale', 'incomplete', 'failed', 'noarp', … */
-  state: string[];
+  /** NUD states set: 'permanent', 'reachable', 'stale', 'incomplete', 'failed', 'noarp', … (shared between entries of one state) */
+  state: readonly string[];
   permanent: boolean;
 }
 
@@ -44,17 +44,29 @@ export interface NeighborInfo {
 export const NDMSG_LENGTH = 12;
 export const NDA_DST = 1;
 export const NDA_LLADDR = 2;
+const NEIGHBOR_ATTRIBUTES = [NDA_DST, NDA_LLADDR];
+
+/** A handful of NUD state combinations occur; each is named once, not once per entry of a dump. */
+const stateNames = new Map<number, readonly string[]>();
+
+/** The names of the NUD states set in `state` (ndm_state), as the package names them. */
+export function neighborStateNames(state: number): readonly string[] {
+  let names = stateNames.get(state);
+  if (!names) {
+    names = Object.freeze(flagNames(rt.parseNeighborState(state)));
+    stateNames.set(state, names);
+  }
+  return names;
+}
 
 /** Decodes the body of an RTM_NEWNEIGH/DELNEIGH message (ARP/NDP); undefined for other families (FDB entries are family AF_BRIDGE). */
 export function decodeNeighbor(data: Buffer): NeighborInfo | undefined {
   const family = ipFamilyOf(data[0]);
   if (!family) return undefined;
-  const attrs = rtAttributes(data, NDMSG_LENGTH, 'neighbour');
-  const dst = attrs.get(NDA_DST);
+  const [dst, lladdr] = rtAttributes(data, NDMSG_LENGTH, 'neighbour', NEIGHBOR_ATTRIBUTES);
   if (!dst) return undefined;
-  const state = flagNames(rt.parseNeighborState(hostU16(data, 8)));
+  const state = neighborStateNames(hostU16(data, 8));
   const info: NeighborInfo = { family, ip: decodeIp(dst), ifindex: hostS32(data, 4), state, permanent: state.includes('permanent') };
-  const lladdr = attrs.get(NDA_LLADDR);
   if (lladdr && lladdr.length === 6) info.mac = decodeMac(lladdr);
   return info;
 }

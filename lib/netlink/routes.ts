@@ -125,17 +125,17 @@ const RTA_PREFSRC = 7;
 const RTA_TABLE = 15;
 
 /** A u32 attribute's value, or undefined when absent or not 4 bytes. */
-function u32Attr(attrs: Map<number, Buffer>, type: number): number | undefined {
-  const v = attrs.get(type);
+function u32Attr(v: Buffer | undefined): number | undefined {
   return v && v.length === 4 ? hostU32(v, 0) : undefined;
 }
+
+const ROUTE_ATTRIBUTES = [RTA_DST, RTA_TABLE, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_PREFSRC];
 
 /** Decodes the body of an RTM_NEWROUTE/DELROUTE message; undefined for families other than IPv4/IPv6. */
 export function decodeRoute(data: Buffer): RouteInfo | undefined {
   const family = ipFamilyOf(data[0]);
   if (!family) return undefined;
-  const attrs = rtAttributes(data, RTMSG_LENGTH, 'route');
-  const dst = attrs.get(RTA_DST);
+  const [dst, table, gateway, oifAttr, priority, prefsrc] = rtAttributes(data, RTMSG_LENGTH, 'route', ROUTE_ATTRIBUTES);
   const type = data[7];
   const info: RouteInfo = {
     family,
@@ -144,16 +144,14 @@ export function decodeRoute(data: Buffer): RouteInfo | undefined {
     protocol: data[5],
     scope: data[6],
     // rtm_table is a u8; tables above 255 are only in RTA_TABLE.
-    table: u32Attr(attrs, RTA_TABLE) ?? data[4],
+    table: u32Attr(table) ?? data[4],
     type: (rt.RouteType[type] ?? String(type)).toLowerCase(),
   };
-  const gateway = attrs.get(RTA_GATEWAY);
   if (gateway) info.gateway = decodeIp(gateway);
-  const oif = u32Attr(attrs, RTA_OIF);
+  const oif = u32Attr(oifAttr);
   if (oif) info.ifindex = oif;
-  const metric = u32Attr(attrs, RTA_PRIORITY);
+  const metric = u32Attr(priority);
   if (metric !== undefined) info.metric = metric;
-  const prefsrc = attrs.get(RTA_PREFSRC);
   if (prefsrc) info.src = decodeIp(prefsrc);
   return info;
 }

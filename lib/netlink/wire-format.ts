@@ -165,20 +165,22 @@ export const hostS32 = (b: Buffer, at: number): number => (LITTLE_ENDIAN ? b.rea
 const NLA_TYPE_MASK = 0x3fff;
 
 /**
- * The attributes after a message's fixed header (`headerLength` bytes), as
- * slices of `data` by type, the last of a type winning. Read straight from
- * the bytes rather than through the `netlink` package's parsers, which
- * build an object for every attribute of every message: a repair at 5000
- * peers decodes ~15000 of them, and that was ~40% of an idle agent's
- * garbage (bench/README.md, "Bundled daemon").
+ * The attributes `types` after a message's fixed header (`headerLength`
+ * bytes), as slices of `data` in the order of `types` (undefined where
+ * absent), the last of a type winning; every attribute's length is checked.
+ * Read straight from the bytes, and only the few a decoder uses sliced: the
+ * `netlink` package's parsers build an object for every attribute of every
+ * message, and a repair at 5000 peers decodes ~15000 messages
+ * (bench/README.md, "Bundled daemon" and "Repairs that find nothing changed").
  */
-export function rtAttributes(data: Buffer, headerLength: number, what: string): Map<number, Buffer> {
+export function rtAttributes(data: Buffer, headerLength: number, what: string, types: readonly number[]): (Buffer | undefined)[] {
   if (data.length < headerLength) throw new InvalidArgumentError(`${what} message`, `${data.length} bytes`, `at least its ${headerLength}-byte header`);
-  const out = new Map<number, Buffer>();
+  const out = new Array<Buffer | undefined>(types.length).fill(undefined);
   for (let at = headerLength; at + 4 <= data.length; ) {
     const len = hostU16(data, at);
     if (len < 4 || at + len > data.length) throw new InvalidArgumentError(`${what} attribute at byte ${at}`, `${len} bytes`, `within the message's ${data.length}`);
-    out.set(hostU16(data, at + 2) & NLA_TYPE_MASK, data.subarray(at + 4, at + len));
+    const i = types.indexOf(hostU16(data, at + 2) & NLA_TYPE_MASK);
+    if (i >= 0) out[i] = data.subarray(at + 4, at + len);
     at += (len + 3) & ~3;
   }
   return out;
