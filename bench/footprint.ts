@@ -17,7 +17,9 @@
  *    subnet.env, CPU and memory settled (no fake peers: they would be Nodes).
  * Usage: node dist/bench/footprint.js [--backends vxlan,host-gw,udp,ipip-userspace] [--peers 5000] [--kube]
  */
-import { readFileSync, readdirSync, statSync } from 'fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
@@ -151,9 +153,33 @@ async function settled(tc: TwillCluster, backend: string): Promise<boolean> {
   return [1, 2].every((n) => r.includes(`${tc.lease(n).subnet} `));
 }
 
+/** Fake peer i's public IP: 198.18.1.1 and up, on node 0's link for host-gw. */
+function fakePeerIP(i: number): string {
+  return `198.18.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+}
+
+/**
+ * The fake peers answer no ARP, and this kernel's neighbour table holds
+ * gc_thresh3 (1024) resolving entries: host-gw would see some of them fail
+ * and rightly leave them out, at random. Real peers answer; a permanent
+ * entry per fake peer (not counted against gc_thresh3) stands for that
+ * answer. They go with node 0's namespace.
+ */
+async function answerForFakePeers(ns: string, peers: number): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'twill-footprint-'));
+  try {
+    const file = path.join(dir, 'neighbours.batch');
+    const hex = (n: number) => n.toString(16).padStart(2, '0');
+    writeFileSync(file, Array.from({ length: peers }, (_, i) => `neigh replace ${fakePeerIP(i)} lladdr 02:fa:00:00:${hex(i >> 8)}:${hex(i & 0xff)} nud permanent dev eth0\n`).join(''));
+    await run(nsArgv(ns, ['ip', '-batch', file]), { timeoutMs: 60_000 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function peerLease(type: string, i: number): { key: string; value: string } {
   const subnet = `10.244.${64 + (i >> 5)}.${(i & 31) * 8}`;
-  const publicIP = `198.18.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+  const publicIP = fakePeerIP(i);
   const mac = `0e:fa:c6:12:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
   const value = type === 'vxlan'
     ? { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } }
@@ -239,6 +265,7 @@ async function benchBackend(backend: string, peers: number, kube: boolean): Prom
     let cpuAtScaleS: number | null = null;
     let idleAtScale: Row['idleAtScale'] = null;
     if (SCALE_BACKENDS.has(backend) && peers > 0 && !kube) {
+      if (config.Type === 'host-gw') await answerForFakePeers(ns, peers);
       const started = Date.now();
       await putLeases(tc.admin, config.Type, 0, peers);
       const proto = String(PROTOCOL[backend]);
