@@ -52,6 +52,8 @@ export interface FdbEntry {
 const NDA_PORT = 6;
 const NDA_VNI = 7;
 const FDB_ATTRIBUTES = [NDA_LLADDR, NDA_DST, NDA_VNI, NDA_PORT];
+/** ndm_flags bit: the entry is in the device's own table (a flag object per entry from the package's parser is not needed to read one bit). */
+const NTF_SELF = 0x02;
 
 /** Decodes the body of an AF_BRIDGE RTM_NEWNEIGH/DELNEIGH message; undefined for other families. */
 export function decodeFdb(data: Buffer): FdbEntry | undefined {
@@ -62,7 +64,7 @@ export function decodeFdb(data: Buffer): FdbEntry | undefined {
     mac: decodeMac(lladdr),
     ifindex: hostS32(data, 4),
     permanent: neighborStateNames(hostU16(data, 8)).includes('permanent'),
-    self: rt.parseNeighborFlags(data[10]).self === true,
+    self: (data[10] & NTF_SELF) !== 0,
   };
   if (dst) entry.dst = decodeIp(dst);
   // NDA_VNI is host order, NDA_PORT network order.
