@@ -12,10 +12,14 @@
  *    them) put while it runs; RSS/PSS once all 5000 are in the kernel.
  *    Then 40 s with nothing changing: the agent's CPU (its repair timer and
  *    GC) and its RSS at the end and at its peak, sampled every second.
+ *  - twilld starts from its code cache (lib/code-cache.ts), written by
+ *    nodes 1 and 2, as every start after a node's first does; with
+ *    --code-cache cold no agent has one (TWILL_CODE_CACHE_DIR=off), as at
+ *    the first start after an install or upgrade.
  *  - with --kube: the same cluster in Kubernetes mode (--kube-subnet-mgr,
  *    Nodes in a real kube-apiserver; no etcd client loaded): exec →
  *    subnet.env, CPU and memory settled (no fake peers: they would be Nodes).
- * Usage: node dist/bench/footprint.js [--backends vxlan,host-gw,udp,ipip-userspace] [--peers 5000] [--kube]
+ * Usage: node dist/bench/footprint.js [--backends vxlan,host-gw,udp,ipip-userspace] [--peers 5000] [--kube] [--code-cache warm|cold]
  */
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
@@ -220,9 +224,20 @@ function kubeBinary(): string {
   return found.binary;
 }
 
-async function benchBackend(backend: string, peers: number, kube: boolean): Promise<Row> {
+/** Until nodes 1 and 2 have written the code cache node 0 is to start from. */
+async function waitForCodeCache(dir: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!readdirSync(dir).some((f) => f.endsWith('.v8cache'))) {
+    if (Date.now() > deadline) throw new Error(`no code cache appeared in ${dir} within 20 s`);
+    await sleep(100);
+  }
+}
+
+async function benchBackend(backend: string, peers: number, kube: boolean, warm: boolean): Promise<Row> {
   const config = BENCH_BACKENDS[backend];
   if (!config) throw new Error(`--backends: unknown ${JSON.stringify(backend)}; choose from ${Object.keys(BENCH_BACKENDS).join(', ')}`);
+  const cacheDir = mkdtempSync(path.join(tmpdir(), 'twill-footprint-cache-'));
+  process.env.TWILL_CODE_CACHE_DIR = warm ? cacheDir : 'off';
   const tc = await createWaiting({
     nodes: 3, config: { ...NETWORK, Backend: config }, start: false,
     ...(kube ? { kube: { binary: kubeBinary() } } : {}),
@@ -233,6 +248,7 @@ async function benchBackend(backend: string, peers: number, kube: boolean): Prom
     await run(nsArgv(ns, ['ip', 'route', 'add', '198.18.0.0/15', 'dev', 'eth0', 'scope', 'link']));
     await tc.startAgent(1);
     await tc.startAgent(2);
+    if (warm) await waitForCodeCache(cacheDir);
 
     const t0 = Date.now();
     await tc.startAgent(0);
@@ -285,6 +301,7 @@ async function benchBackend(backend: string, peers: number, kube: boolean): Prom
     return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS, idleAtScale };
   } finally {
     await tc.destroy();
+    rmSync(cacheDir, { recursive: true, force: true });
   }
 }
 
@@ -292,9 +309,11 @@ async function main(): Promise<void> {
   const backends = arg('backends', 'vxlan,host-gw,udp,ipip-userspace').split(',');
   const peers = Number(arg('peers', '5000'));
   const kube = process.argv.includes('--kube');
+  const codeCache = arg('code-cache', 'warm');
+  if (codeCache !== 'warm' && codeCache !== 'cold') throw new Error(`--code-cache: ${JSON.stringify(codeCache)}; choose warm or cold`);
   const rows: Row[] = [];
   for (const b of backends) {
-    rows.push(await benchBackend(b, peers, kube));
+    rows.push(await benchBackend(b, peers, kube, codeCache === 'warm'));
     const r = rows[rows.length - 1];
     console.error(`${b}: ${JSON.stringify(r)}`);
   }
@@ -303,6 +322,7 @@ async function main(): Promise<void> {
   for (const r of rows) {
     console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} | ${r.idleAtScale ? fmt(r.idleAtScale.cpuPercent, 1) : 'n/a'} | ${r.idleAtScale ? `${fmt(r.idleAtScale.rssEndMb, 1)} (${fmt(r.idleAtScale.rssPeakMb, 1)})` : 'n/a'} |`);
   }
+  console.log(`\ntwilld started ${codeCache === 'warm' ? 'from the code cache nodes 1 and 2 wrote' : 'without a code cache (TWILL_CODE_CACHE_DIR=off)'}`);
   const flags = process.env.TWILL_AGENT_NODE_FLAGS;
   if (flags) console.log(`\ntwilld ran with Node flags: ${flags}`);
   console.log('| flanneld (reference, from the issue; not measured here) | 1 | 33 | — | 35–48 | — | — | — | — | — | — | — | — |');

@@ -1,6 +1,8 @@
 /**
  * `npm run build`, after tsc: bundles twilld into one file,
- * dist/cmd/twilld.js (replacing tsc's), with esbuild.
+ * dist/cmd/twilld.bundle.js, with esbuild, and writes dist/cmd/twilld.js
+ * (replacing tsc's) as the launcher that runs it with a V8 code cache
+ * (lib/code-cache.ts).
  *
  * Why: twilld is paid once per node. Resolving and reading the ~300 files
  * of its dependencies took ~0.2 s of CPU at every start, and etcd3 parsed
@@ -15,12 +17,17 @@
  * repository root, like dist/lib).
  */
 import * as path from 'path';
-import { readFileSync } from 'fs';
+import { createHash } from 'crypto';
+import { readFileSync, writeFileSync } from 'fs';
 import { build, type Plugin } from 'esbuild';
 import { describeEtcdServices } from '../lib/subnet/etcd-services-describe';
 
 const ROOT = path.resolve(__dirname, '../..');
-const OUT = path.join(ROOT, 'dist', 'cmd', 'twilld.js');
+const LAUNCHER = path.join(ROOT, 'dist', 'cmd', 'twilld.js');
+const OUT = path.join(ROOT, 'dist', 'cmd', 'twilld.bundle.js');
+/** The bundle is one function expression, run by lib/code-cache.ts with CommonJS's arguments. */
+const WRAP_HEAD = '(function (exports, require, module, __filename, __dirname) {';
+const WRAP_TAIL = '\n})';
 
 /** Replaces `needle` in a dependency's file, or fails the build naming the file: a silent miss would ship the slow path. */
 function patched(file: string, replacements: Array<[needle: string, replacement: string]>): string {
@@ -82,10 +89,28 @@ async function main(): Promise<void> {
     plugins: [relocations()],
     logLevel: 'warning',
     metafile: true,
+    banner: { js: WRAP_HEAD },
+    footer: { js: WRAP_TAIL },
   });
   const inputs = Object.keys(result.metafile.inputs);
   const unwanted = inputs.filter((f) => /[\\/](proto-loader|cap)[\\/]|protobufjs[\\/]src[\\/]parse\.js$/.test(f));
   if (unwanted.length) throw new Error(`bundle-daemon: the daemon bundle pulled in ${unwanted.join(', ')}`);
+  writeLauncher();
+}
+
+/** The launcher names the bundle's digest, so a cache made from another build is never fed to this one. */
+function writeLauncher(): void {
+  const bundle = readFileSync(OUT);
+  // esbuild keeps the entry's hashbang above the banner; V8 allows one at the start of a script.
+  if (!bundle.toString('latin1', 0, 200).replace(/^#!.*\n/, '').startsWith(WRAP_HEAD)) throw new Error('bundle-daemon: the bundle does not start with the wrapper function');
+  const buildId = createHash('sha256').update(bundle).digest('hex');
+  writeFileSync(LAUNCHER, [
+    '#!/usr/bin/env node',
+    "'use strict';",
+    '// Written by cmd/bundle-daemon.ts: runs twilld.bundle.js with a V8 code cache (lib/code-cache.ts).',
+    `require('../lib/code-cache').runBundle({ bundle: require('path').join(__dirname, 'twilld.bundle.js'), buildId: '${buildId}' });`,
+    '',
+  ].join('\n'), { mode: 0o755 });
 }
 
 main().catch((err: Error) => {

@@ -11,12 +11,16 @@ import { type Lease, type SubnetManager } from '../lib/subnet';
 import { parseDaemonFlags, usage, UsageError, DaemonFlags } from './flags';
 import { VERSION } from '../lib/version';
 import { startHealthServer, HealthServer } from '../lib/observe/health-server';
+import { codeCacheHook, type CodeCacheHook } from '../lib/code-cache';
 
 /**
  * /readyz turns 503 once etcd has been out of reach this long: long enough
  * to ride out a reconnect, short enough for an operator to see an outage.
  */
 const READINESS_ETCD_WINDOW_MS = 10_000;
+
+/** The code cache is written this long after the agent runs, so it holds the first reconcile's code too. */
+const CODE_CACHE_SAVE_DELAY_MS = 2000;
 
 async function main(): Promise<number> {
   let flags: DaemonFlags;
@@ -34,6 +38,9 @@ async function main(): Promise<number> {
 
   const log = createLogger({ format: flags.logFormat, level: flags.logLevel });
   log.info('twilld starting', { version: VERSION, pid: process.pid });
+  const codeCache = codeCacheHook();
+  if (codeCache) reportCodeCacheLoad(log, codeCache);
+  let codeCacheTimer: NodeJS.Timeout | undefined;
 
   let agent: Agent | undefined;
   let made: { manager: SubnetManager; configKey: string; close: () => void };
@@ -58,6 +65,9 @@ async function main(): Promise<number> {
     // flanneld reads the key file's path from WIREGUARD_KEY_FILE only; twill also takes a flag.
     wireguardKeyFile: flags.wireguardKeyFile ?? (process.env.WIREGUARD_KEY_FILE || undefined),
     configKey,
+    onRunning: () => {
+      if (codeCache) codeCacheTimer = setTimeout(() => saveCodeCache(log, codeCache), CODE_CACHE_SAVE_DELAY_MS);
+    },
   }, log);
 
   let health: HealthServer | undefined;
@@ -90,9 +100,24 @@ async function main(): Promise<number> {
     fatal(log, err as Error);
     return 1;
   } finally {
+    clearTimeout(codeCacheTimer);
     await health?.close();
     made.close();
   }
+}
+
+function reportCodeCacheLoad(log: Log, cache: CodeCacheHook): void {
+  const l = cache.loaded;
+  if (l.state === 'used') log.info('compiled code read from the code cache', { file: l.file });
+  // Compiled code from a file others can write would run as twilld: worth a warning, not only a note.
+  else if (l.state === 'refused') log.warn(`not using a code cache: ${l.reason}`, { file: l.file, state: l.state });
+  else if (l.state !== 'off') log.info(`not using a code cache: ${l.reason}`, { file: l.file, state: l.state });
+}
+
+function saveCodeCache(log: Log, cache: CodeCacheHook): void {
+  const saved = cache.save();
+  if (saved.state === 'written') log.info('wrote the code cache for the next start', { file: saved.file, bytes: saved.bytes });
+  else if (saved.state === 'failed') log.warn('cannot write the code cache; the next start compiles everything again', { file: saved.file, error: saved.error });
 }
 
 type MadeManager = { manager: SubnetManager; configKey: string; close: () => void };

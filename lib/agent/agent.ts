@@ -52,6 +52,8 @@ export interface AgentOptions {
   readonly tunnelGuard: boolean;
   /** The wireguard backend's key file; undefined: /run/flannel/wgkey. */
   readonly wireguardKeyFile?: string;
+  /** Called once, when the agent is running (the line "twilld running" is logged). */
+  readonly onRunning?: () => void;
 }
 
 export class Agent {
@@ -109,6 +111,7 @@ export class Agent {
       await this.startRepairs(config);
       await this.watchConfig(revision);
       this.log.info('twilld running', { subnet: leaseLabel(lease), backend: backends.primary.type, mode: backends.primary.mode, mtu, backends: backends.keys().join(',') });
+      this.opts.onRunning?.();
       await untilAborted(signal);
     } finally {
       await this.shutdown();

@@ -9,7 +9,7 @@
  * removed inside node 0's namespace with `ip -batch`.
  */
 import { expect } from 'chai';
-import { readFileSync, readdirSync, readlinkSync, writeFileSync, mkdtempSync, rmSync } from 'fs';
+import { readFileSync, readdirSync, readlinkSync, statSync, writeFileSync, mkdtempSync, rmSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { TwillCluster } from '../harness/twill-cluster';
@@ -139,5 +139,32 @@ describe('one lean twilld process per node (vxlan)', function () {
     const lost = 'kernel notifications were lost; reconciling against the whole kernel state';
     await waitFor('the agent to say it lost notifications', () => tc!.logs(0).includes(lost), 5_000);
     expect(tc!.logs(0)).to.match(/WARN +kernel notifications were lost; reconciling against the whole kernel state why="notifications were lost \(the socket receive buffer overflowed\)"/);
+  });
+
+  it('writes a code cache once running, starts from it the next time, and runs without one where it cannot write', async function () {
+    const cacheDir = path.join(dir!, 'code-cache');
+    const start = async (env: Record<string, string>): Promise<string> => {
+      await tc!.stopAgent(1);
+      await tc!.startAgent(1, [], { env });
+      return tc!.logs(1);
+    };
+    const cold = await start({ TWILL_CODE_CACHE_DIR: cacheDir });
+    expect(cold).to.include('not using a code cache: no cache for this build yet');
+    await waitFor('twilld to write its code cache', () => tc!.logs(1).includes('wrote the code cache for the next start'), 10_000);
+    const file = /wrote the code cache for the next start file=(\S+)/.exec(tc!.logs(1))![1];
+    expect(path.dirname(file)).to.equal(cacheDir);
+    expect(statSync(file).size, 'the cache holds the compiled bundle').to.be.above(100_000);
+
+    const warm = await start({ TWILL_CODE_CACHE_DIR: cacheDir });
+    expect(warm).to.include(`compiled code read from the code cache file=${file}`);
+    const peerSubnet = tc!.lease(0).subnet;
+    await waitFor(`node 1, started from the cache, to route ${peerSubnet}`, async () => (await ipIn(tc!.nodeNs(1), ['route', 'show', 'dev', 'flannel.1'])).includes(peerSubnet), 20_000);
+
+    // A file where the directory should be: the agent runs, and says the next start will compile again.
+    const blocked = path.join(dir!, 'not-a-directory');
+    writeFileSync(blocked, '');
+    await start({ TWILL_CODE_CACHE_DIR: blocked });
+    await waitFor('twilld to report it cannot write the code cache', () => tc!.logs(1).includes('cannot write the code cache; the next start compiles everything again'), 10_000);
+    expect(tc!.agents.get(1)!.exitedWith).to.equal(null);
   });
 });

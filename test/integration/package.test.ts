@@ -38,7 +38,7 @@ describe('the npm package: packed, installed with npm install -g into a temporar
   it(`is named ${pkg.name}-${pkg.version}.tgz and holds the built code, the engine's C sources and the manifests, not the tests`, () => {
     expect(path.basename(tarball)).to.equal(`${pkg.name}-${pkg.version}.tgz`);
     const files = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n');
-    for (const f of ['dist/cmd/twilld.js', 'dist/cmd/twill.js', 'dist/cmd/twill-cni.js', 'binding.gyp', 'backends/userspace/native/engine.c', 'backends/wireguard/native/private-run.c', 'lib/netlink/native/event-socket.c', 'manifests/systemd/twilld.service', 'manifests/kubernetes/twill.yaml']) {
+    for (const f of ['dist/cmd/twilld.js', 'dist/cmd/twilld.bundle.js', 'dist/cmd/twill.js', 'dist/cmd/twill-cni.js', 'binding.gyp', 'backends/userspace/native/engine.c', 'backends/wireguard/native/private-run.c', 'lib/netlink/native/event-socket.c', 'manifests/systemd/twilld.service', 'manifests/kubernetes/twill.yaml']) {
       expect(files, f).to.include(`package/${f}`);
     }
     expect(files.filter((f) => f.startsWith('package/dist/test/') || f.startsWith('package/build/'))).to.deep.equal([]);

@@ -160,6 +160,7 @@ describe('manifests/', () => {
         expect(a, `--${f}`).to.match(/^--[a-z-]+=\/etc\/twill\/etcd\/\S+$/);
       }
       expect(args).to.include('--subnet-file=/run/flannel/subnet.env');
+      expect(mountAt('/var/cache/twill').volume.hostPath, 'the code cache outlives the container').to.include({ path: '/var/cache/twill', type: 'DirectoryOrCreate' });
     });
 
     it('runs twilld, with only flags twilld has', () => {
