@@ -3,6 +3,9 @@
  * 3-node cluster in namespaces; nodes 1 and 2 start first, then node 0 is
  * measured:
  *  - exec → subnet.env: from spawning twilld to its subnet file's mtime;
+ *  - exec → first pod ping: node 0's pod is made as soon as subnet.env is
+ *    there (as a kubelet would, here with `ip`: its own time is reported
+ *    beside), then pings node 1's pod every 5 ms until the first reply;
  *  - CPU exec → settled: CPU seconds of twilld and all its descendants from
  *    exec until node 0 routes both peers;
  *  - memory settled: summed RSS and PSS (/proc/<pid>/smaps_rollup) of twilld
@@ -47,6 +50,8 @@ interface Memory {
 interface Row {
   backend: string;
   execToEnvMs: number;
+  /** From exec until node 0's new pod gets its first reply from node 1's pod, and how long making that pod took. */
+  firstPing: { ms: number; podSetupMs: number };
   cpuToSettledS: number;
   settled: Memory;
   leaseToRouteMs: number | null;
@@ -224,6 +229,30 @@ function kubeBinary(): string {
   return found.binary;
 }
 
+/** From `t0` (exec) until node `0`'s first pod, made once subnet.env is there, gets a reply from node 1's pod. */
+async function firstPodPing(tc: TwillCluster, t0: number): Promise<Row['firstPing']> {
+  while (!tc.readSubnetFile(0)) {
+    if (Date.now() - t0 > 20_000) throw new Error(`node 0 wrote no subnet file within 20 s: ${tc.logs(0)}`);
+    await sleep(2);
+  }
+  const podStart = Date.now();
+  await tc.addPod(0);
+  const podSetupMs = Date.now() - podStart;
+  // -D stamps each reply; with -w, -c 1 means "until one reply".
+  const { stdout } = await run(nsArgv(tc.podNs(0), ['ping', '-n', '-D', '-c', '1', '-i', '0.005', '-w', '10', tc.podIp(1)]), { timeoutMs: 15_000 });
+  const reply = /^\[(\d+\.\d+)\] \d+ bytes from/m.exec(stdout);
+  if (!reply) throw new Error(`node 0's pod got no reply from node 1's pod: ${stdout}`);
+  return { ms: Number(reply[1]) * 1000 - t0, podSetupMs };
+}
+
+async function untilRunning(tc: TwillCluster, node: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!tc.logs(node).includes('twilld running')) {
+    if (Date.now() > deadline) throw new Error(`twilld on node ${node} did not log "twilld running": ${tc.logs(node)}`);
+    await sleep(10);
+  }
+}
+
 /** Until nodes 1 and 2 have written the code cache node 0 is to start from. */
 async function waitForCodeCache(dir: string): Promise<void> {
   const deadline = Date.now() + 20_000;
@@ -249,9 +278,12 @@ async function benchBackend(backend: string, peers: number, kube: boolean, warm:
     await tc.startAgent(1);
     await tc.startAgent(2);
     if (warm) await waitForCodeCache(cacheDir);
+    await tc.addPod(1);
 
     const t0 = Date.now();
-    await tc.startAgent(0);
+    await tc.startAgent(0, [], { waitRunning: false });
+    const firstPing = await firstPodPing(tc, t0);
+    await untilRunning(tc, 0);
     const execToEnvMs = statSync(tc.subnetFile(0)).mtimeMs - t0;
     const pid = tc.agents.get(0)!.pid;
     const deadline = Date.now() + 30_000;
@@ -298,7 +330,7 @@ async function benchBackend(backend: string, peers: number, kube: boolean, warm:
       atScale = treeMemory(pid);
       idleAtScale = await idle;
     }
-    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS, idleAtScale };
+    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, firstPing, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS, idleAtScale };
   } finally {
     await tc.destroy();
     rmSync(cacheDir, { recursive: true, force: true });
@@ -317,15 +349,15 @@ async function main(): Promise<void> {
     const r = rows[rows.length - 1];
     console.error(`${b}: ${JSON.stringify(r)}`);
   }
-  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | PSS MB settled | exec→subnet.env ms | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers | idle ${IDLE_WINDOW_S} s at ${peers} peers: CPU % | RSS MB at its end (peak) |`);
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | PSS MB settled | exec→subnet.env ms | exec→first pod ping ms (pod set-up) | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers | idle ${IDLE_WINDOW_S} s at ${peers} peers: CPU % | RSS MB at its end (peak) |`);
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} | ${r.idleAtScale ? fmt(r.idleAtScale.cpuPercent, 1) : 'n/a'} | ${r.idleAtScale ? `${fmt(r.idleAtScale.rssEndMb, 1)} (${fmt(r.idleAtScale.rssPeakMb, 1)})` : 'n/a'} |`);
+    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.firstPing.ms, 0)} (${fmt(r.firstPing.podSetupMs, 0)}) | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} | ${r.idleAtScale ? fmt(r.idleAtScale.cpuPercent, 1) : 'n/a'} | ${r.idleAtScale ? `${fmt(r.idleAtScale.rssEndMb, 1)} (${fmt(r.idleAtScale.rssPeakMb, 1)})` : 'n/a'} |`);
   }
   console.log(`\ntwilld started ${codeCache === 'warm' ? 'from the code cache nodes 1 and 2 wrote' : 'without a code cache (TWILL_CODE_CACHE_DIR=off)'}`);
   const flags = process.env.TWILL_AGENT_NODE_FLAGS;
   if (flags) console.log(`\ntwilld ran with Node flags: ${flags}`);
-  console.log('| flanneld (reference, from the issue; not measured here) | 1 | 33 | — | 35–48 | — | — | — | — | — | — | — | — |');
+  console.log('| flanneld (reference, from the issue; not measured here) | 1 | 33 | — | 35–48 | 73–78 | — | — | — | — | — | — | — | — |');
 }
 
 if (require.main === module) {
