@@ -274,6 +274,22 @@ function elementDifferences(set: string, want: readonly string[], have: readonly
   return out;
 }
 
+/** The table as it stands once `state` was applied exactly (its counters at zero). */
+export function seenAfterApplying(state: GuardState): SeenGuard {
+  return {
+    counters: new Map(state.counters.map((c) => [c, { packets: 0, bytes: 0 }])),
+    sets: new Map([
+      [PEERS_SET, { elements: state.peers, packets: new Map(state.peers.map((p) => [p, 0])) }],
+      [SUBNETS_SET, { elements: state.subnets, packets: new Map() }],
+      [OTHER_SUBNETS_SET, { elements: state.otherSubnets, packets: new Map() }],
+    ]),
+    chains: new Map<string, { hook?: string; comments: readonly string[] }>([
+      [INPUT_CHAIN, { hook: 'input', comments: state.input.map((r) => r.comment) }],
+      [SPOOFED_CHAIN, { comments: state.spoofed.map((r) => r.comment) }],
+    ]),
+  };
+}
+
 /**
  * The `nft -f -` script that turns `seen` into `want`, changing only what
  * differs; undefined when nothing does. A chain someone replaced with one

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { IPNet } from '../../lib/ip';
 import type { Lease } from '../../lib/subnet';
 import { ipipIntake, udpIntake, vxlanIntake } from '../../backends/intake';
-import { guardDifferences, guardPeers, guardScript, planGuard, type GuardPeer, type GuardState, type SeenGuard } from '../../lib/guard/plan';
+import { guardDifferences, guardPeers, guardScript, planGuard, seenAfterApplying, type GuardPeer, type GuardState, type SeenGuard } from '../../lib/guard/plan';
 import { parseGuardListing } from '../../lib/guard/listing';
 import { GuardTable, GuardUnavailableError } from '../../lib/guard/guard-table';
 import { GuardController, SPOOF_LOG_INTERVAL_MS } from '../../lib/agent/guard-controller';
@@ -22,20 +22,11 @@ const lease = (n: number, publicIP = `198.18.0.${n}`): Lease => ({
   key: `10.244.${n}.0-24`, subnet: IPNet.parse(`10.244.${n}.0/24`), modRevision: 1n, attrs: { publicIP, publicIPv6: null },
 });
 
-/** What the kernel would hold after applying `want` exactly. */
+/** What the kernel would hold after applying `want` exactly, with these per-peer packet counts. */
 function seenAs(want: GuardState, packets: Record<string, number> = {}): SeenGuard {
-  return {
-    counters: new Map(want.counters.map((c) => [c, { packets: 0, bytes: 0 }])),
-    sets: new Map([
-      ['peers', { elements: want.peers, packets: new Map(want.peers.map((p) => [p, packets[p] ?? 0])) }],
-      ['subnets', { elements: want.subnets, packets: new Map() }],
-      ['other_subnets', { elements: want.otherSubnets, packets: new Map() }],
-    ]),
-    chains: new Map<string, { hook?: string; comments: readonly string[] }>([
-      ['input', { hook: 'input', comments: want.input.map((r) => r.comment) }],
-      ['spoofed', { comments: want.spoofed.map((r) => r.comment) }],
-    ]),
-  };
+  const seen = seenAfterApplying(want);
+  const peers = seen.sets.get('peers')!;
+  return { ...seen, sets: new Map([...seen.sets, ['peers', { ...peers, packets: new Map(want.peers.map((p) => [p, packets[p] ?? 0])) }]]) };
 }
 
 describe('tunnel guard', () => {
@@ -259,6 +250,44 @@ describe('tunnel guard', () => {
       now += 1000;
       await guard.apply([...peers, peer(3)], [vxlanIntake(8472), udpIntake(8285)]);
       expect(state.scripts.at(-1), 'a peer that joined').to.contain('198.18.0.3');
+    });
+
+    it('admits a peer that joined with one write of what it lacks, without reading the table first', async () => {
+      const state = { listing: listingWith(0), scripts: [] as string[], reads: 0 };
+      const nft = fakeNft(state);
+      const counting = async (args: readonly string[], stdin?: string): Promise<string> => {
+        if (args[0] !== '-f') state.reads++;
+        return nft(args, stdin);
+      };
+      const guard = new GuardController({ enabled: true, log: new MemoryLog(), metrics: new AgentMetrics(), table: new GuardTable(counting) });
+      await guard.apply([peer(2)], [vxlanIntake(8472)]);
+      const before = { reads: state.reads, writes: state.scripts.length };
+      await guard.apply([peer(2), peer(3)], [vxlanIntake(8472)], { onlyToAdmit: true });
+      expect(state.reads - before.reads, 'reads').to.equal(0);
+      expect(state.scripts.slice(before.writes)).to.deep.equal([
+        'add element ip twill_guard peers { 198.18.0.3 }\nadd element ip twill_guard subnets { 198.18.0.3 . 0x0af40300-0x0af403ff }\n',
+      ]);
+    });
+
+    it('reads the table and writes the whole plan when admitting onto what it applied last is refused', async () => {
+      const state: { listing?: string; scripts: string[]; refuse: boolean } = { listing: listingWith(0), scripts: [], refuse: false };
+      const nft = fakeNft(state);
+      const refusing = async (args: readonly string[], stdin?: string): Promise<string> => {
+        if (state.refuse && args[0] === '-f' && !stdin?.includes('add table')) {
+          state.refuse = false;
+          throw new Error('nft -f - failed: Error: Could not process rule: No such file or directory');
+        }
+        return nft(args, stdin);
+      };
+      const log = new MemoryLog();
+      const guard = new GuardController({ enabled: true, log, metrics: new AgentMetrics(), table: new GuardTable(refusing) });
+      await guard.apply([peer(2)], [vxlanIntake(8472)]);
+      // Someone deleted the table: the listing finds none, and the admit's element script is refused.
+      state.listing = undefined;
+      state.refuse = true;
+      await guard.apply([peer(2), peer(3)], [vxlanIntake(8472)], { onlyToAdmit: true });
+      expect(state.scripts.at(-1)).to.contain('add table ip twill_guard').and.to.contain('198.18.0.3').and.to.contain('198.18.0.2');
+      expect(log.messages('warn'), 'nothing to warn about: the table is back').to.deep.equal([]);
     });
 
     it('reports the drop counters on /metrics', async () => {
