@@ -395,6 +395,11 @@ describe('manifests/', () => {
       expect(get('Install', 'WantedBy')).to.deep.equal(['multi-user.target']);
     });
 
+    it('gives twilld /var/cache/twill, its own, for the code cache', () => {
+      expect(get('Service', 'CacheDirectory')).to.deep.equal(['twill']);
+      expect(get('Service', 'CacheDirectoryMode')).to.deep.equal(['0700']);
+    });
+
     it('reads FLANNELD_* settings from an optional /etc/default/twilld', () => {
       expect(get('Service', 'EnvironmentFile')).to.deep.equal(['-/etc/default/twilld']);
     });
