@@ -90,7 +90,11 @@ export function runBundle(opts: RunBundleOptions): void {
     save(): CodeCacheSave {
       if (saved || loaded.state === 'used' || loaded.state === 'off') return { state: 'kept' };
       saved = true;
-      return writeCache(file, script.createCachedData());
+      try {
+        return writeCache(file, script.createCachedData());
+      } catch (err) {
+        return { state: 'failed', file, error: (err as Error).message };
+      }
     },
   };
   (globalThis as Record<symbol, CodeCacheHook>)[CODE_CACHE_HOOK] = hook;
@@ -123,14 +127,9 @@ interface FoundCache {
 
 /** The cache's payload, if the file is there, ours, and intact; undefined when there is none. */
 function readCache(file: string): FoundCache | undefined {
-  let fd: number;
+  let fd: number | undefined;
   try {
     fd = openSync(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    return { problem: { state: 'unreadable', reason: `cannot read it: ${(err as Error).message}` } };
-  }
-  try {
     const untrusted = untrustedReason(fstatSync(fd), 'the file') ?? untrustedReason(statSync(path.dirname(file)), 'its directory');
     if (untrusted) return { problem: { state: 'refused', reason: untrusted } };
     const bytes = readFileSync(fd);
@@ -139,8 +138,11 @@ function readCache(file: string): FoundCache | undefined {
       return { problem: { state: 'corrupt', reason: 'its checksum does not match' } };
     }
     return { data: payload };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return { problem: { state: 'unreadable', reason: `cannot read it: ${(err as Error).message}` } };
   } finally {
-    closeSync(fd);
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

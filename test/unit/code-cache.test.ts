@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { spawnSync } from 'child_process';
 import { buildSync } from 'esbuild';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { CODE_CACHE_HOOK, codeCacheFile, codeCacheHook, runBundle, type CodeCacheHook } from '../../lib/code-cache';
@@ -117,7 +117,7 @@ describe('code cache: the launcher runs the bundle with V8 compiled code it wrot
     expect(hook.save()).to.deep.include({ state: 'failed', error: 'the directory can be written by others (mode 777)' });
   });
 
-  it('runs without a cache when it is off, or when its directory cannot be made', () => {
+  it('runs without a cache when it is off, when its directory cannot be made, or when the file cannot be read', () => {
     const off = start('a'.repeat(64), 'off');
     expect(off.loaded).to.deep.equal({ state: 'off' });
     expect(off.save()).to.deep.equal({ state: 'kept' });
@@ -129,7 +129,12 @@ describe('code cache: the launcher runs the bundle with V8 compiled code it wrot
     expect(saved.state).to.equal('failed');
     expect(saved.state === 'failed' && saved.error).to.match(/ENOTDIR|EEXIST/);
     expect(existsSync(path.join(dir, 'cache'))).to.equal(false);
-    expect(ran.__codeCacheTest!.runs).to.have.length(2);
+    // A directory where the cache file should be: it opens, but cannot be read.
+    mkdirSync(codeCacheFile(path.join(dir, 'odd'), 'a'.repeat(64)), { recursive: true });
+    const odd = start('a'.repeat(64), path.join(dir, 'odd'));
+    expect(odd.loaded).to.deep.include({ state: 'unreadable' });
+    expect(odd.save().state).to.equal('failed');
+    expect(ran.__codeCacheTest!.runs).to.have.length(3);
   });
 
   it('with --enable-source-maps, runs the bundle through the module loader so stack traces name the sources', () => {
