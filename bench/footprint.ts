@@ -32,6 +32,7 @@ import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
 import { cpuSeconds, fmt, BENCH_BACKENDS } from './measure';
 import { findKubeApiserver } from '../test/harness/kube-apiserver';
+import { isCodeCacheFileName } from '../lib/code-cache';
 
 const SCALE_BACKENDS = new Set(['vxlan', 'host-gw']);
 const PROTOCOL: Record<string, number> = { vxlan: 117, 'host-gw': 118 };
@@ -245,18 +246,10 @@ async function firstPodPing(tc: TwillCluster, t0: number): Promise<Row['firstPin
   return { ms: Number(reply[1]) * 1000 - t0, podSetupMs };
 }
 
-async function untilRunning(tc: TwillCluster, node: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!tc.logs(node).includes('twilld running')) {
-    if (Date.now() > deadline) throw new Error(`twilld on node ${node} did not log "twilld running": ${tc.logs(node)}`);
-    await sleep(10);
-  }
-}
-
 /** Until nodes 1 and 2 have written the code cache node 0 is to start from. */
 async function waitForCodeCache(dir: string): Promise<void> {
   const deadline = Date.now() + 20_000;
-  while (!readdirSync(dir).some((f) => f.endsWith('.v8cache'))) {
+  while (!readdirSync(dir).some(isCodeCacheFileName)) {
     if (Date.now() > deadline) throw new Error(`no code cache appeared in ${dir} within 20 s`);
     await sleep(100);
   }
@@ -283,7 +276,7 @@ async function benchBackend(backend: string, peers: number, kube: boolean, warm:
     const t0 = Date.now();
     await tc.startAgent(0, [], { waitRunning: false });
     const firstPing = await firstPodPing(tc, t0);
-    await untilRunning(tc, 0);
+    await tc.waitRunning(0);
     const execToEnvMs = statSync(tc.subnetFile(0)).mtimeMs - t0;
     const pid = tc.agents.get(0)!.pid;
     const deadline = Date.now() + 30_000;

@@ -57,6 +57,11 @@ export function codeCacheFile(dir: string, buildId: string): string {
   return path.join(dir, `twilld-${buildId.slice(0, 16)}-${process.version}-${process.arch}.v8cache`);
 }
 
+/** Whether a file name is a code cache's (of any build), as codeCacheFile names them. */
+export function isCodeCacheFileName(name: string): boolean {
+  return /^twilld-.*\.v8cache$/.test(name);
+}
+
 export interface RunBundleOptions {
   /** The bundle: one function expression taking CommonJS's five arguments. */
   readonly bundle: string;
@@ -173,7 +178,7 @@ function writeCache(file: string, data: Buffer): CodeCacheSave {
     return { state: 'failed', file, error: (err as Error).message };
   }
   for (const name of readdirSync(dir)) {
-    if (/^twilld-.*\.v8cache$/.test(name) && name !== path.basename(file)) {
+    if (isCodeCacheFileName(name) && name !== path.basename(file)) {
       try {
         unlinkSync(path.join(dir, name));
       } catch {

@@ -246,12 +246,18 @@ export class TwillCluster {
     const agent = await this.net.spawn(node, args, Object.keys(env).length ? { env: { ...process.env, ...env } } : undefined);
     this.agents.set(node, agent);
     if (opts.waitRunning === false) return agent;
-    // "twilld running" is logged after the subnet file is written.
+    await this.waitRunning(node);
+    return agent;
+  }
+
+  /** Until the node's twilld logs "twilld running" (after it wrote its subnet file); rejects if it exits first. */
+  async waitRunning(node: number): Promise<void> {
+    const agent = this.agents.get(node);
+    if (!agent) throw new Error(`no twilld was started on node ${node}`);
     await waitFor(`twilld on node ${node} to run`, () => {
       if (agent.exitedWith) throw new Error(`twilld on node ${node} exited (${JSON.stringify(agent.exitedWith)}): ${agent.stdout}${agent.stderr}`);
       return (agent.stdout + agent.stderr).includes('twilld running');
     }, 20_000);
-    return agent;
   }
 
   async stopAgent(node: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
