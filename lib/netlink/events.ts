@@ -45,8 +45,19 @@ export type NetlinkEvent =
   | { type: 'route'; action: EventAction; route: RouteInfo }
   | { type: 'neighbor'; action: EventAction; neighbor: NeighborInfo }
   | { type: 'fdb'; action: EventAction; fdb: FdbEntry }
-  /** Notifications may have been lost: read the kernel's state again instead of trusting the events seen so far. */
-  | { type: 'resync'; reason: string };
+  /**
+   * Under `deletionsOnly`: additions and changes happened, and were not
+   * decoded. Says only what they touched: the protocols of routes, the
+   * interface indexes of addresses and neighbours (FDB entries too);
+   * `unknown`: some could not be told, so assume they touched anything.
+   */
+  | { type: 'changes'; routeProtocols: readonly number[]; ifindexes: readonly number[]; unknown: boolean }
+  /**
+   * Notifications may have been lost: read the kernel's state again instead
+   * of trusting the events seen so far. `closed`: the socket failed and no
+   * event follows.
+   */
+  | { type: 'resync'; reason: string; closed?: boolean };
 
 export type EventListener = (event: NetlinkEvent) => void;
 
@@ -88,19 +99,32 @@ export interface EventSocketOptions {
   /** SO_RCVBUF to ask for (default 4 MiB; capped by net.core.rmem_max). */
   recvBufferSize?: number;
   /**
-   * Report only removals (and every link change): additions of routes,
-   * addresses and neighbours are dropped before decoding (in the addon, before
-   * they reach JavaScript). An agent that repairs what others delete needs no
-   * more, and skipping the flood of notifications its own batches cause keeps
-   * it fast.
+   * Report only removals (and every link change) in full: additions and
+   * changes of routes, addresses and neighbours are dropped before decoding
+   * (in the addon, before they reach JavaScript), and only a summary of what
+   * they touched arrives, as a 'changes' event per batch. An agent that
+   * repairs what others delete needs no more, and skipping the flood of
+   * notifications its own batches cause keeps it fast.
    */
   deletionsOnly?: boolean;
+}
+
+/** The addon's summary of the messages it skipped (its layout is described at note_skipped in event-socket.c). */
+export function decodeSkipped(summary: Buffer): NetlinkEvent {
+  const routeProtocols: number[] = [];
+  for (let byte = 0; byte < 32; byte++) {
+    const bits = summary[byte];
+    if (bits) for (let bit = 0; bit < 8; bit++) if (bits & (1 << bit)) routeProtocols.push(byte * 8 + bit);
+  }
+  const ifindexes: number[] = [];
+  for (let at = 36; at + 4 <= summary.length; at += 4) ifindexes.push(summary.readInt32LE(at));
+  return { type: 'changes', routeProtocols, ifindexes, unknown: summary.readUInt32LE(32) !== 0 };
 }
 
 /** RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWNEIGH: additions skipped under `deletionsOnly`. */
 const ADDITIONS = [20, 24, 28];
 
-type BatchCallback = (messages: Buffer | null, lost: boolean, drained: boolean, error: string | null) => void;
+type BatchCallback = (messages: Buffer | null, lost: boolean, drained: boolean, error: string | null, skipped: Buffer | null) => void;
 interface EventSocketAddon {
   open(groups: number[], recvBufferSize: number, skipTypes: number[], onBatch: BatchCallback): object;
   close(handle: object): void;
@@ -148,8 +172,9 @@ export function openEventSocket(groups: EventGroup[], onEvent: EventListener, op
     else firstLoss = now;
     resyncTimer = setTimeout(resync, Math.max(0, Math.min(RESYNC_QUIET_MS, firstLoss + RESYNC_MAX_DELAY_MS - now)));
   };
-  const onBatch: BatchCallback = (messages, lost, _drained, error) => {
+  const onBatch: BatchCallback = (messages, lost, _drained, error, skipped) => {
     if (!open) return;
+    if (skipped) onEvent(decodeSkipped(skipped));
     if (messages) {
       let msgs: NetlinkMessage[] = [];
       try {
@@ -171,7 +196,7 @@ export function openEventSocket(groups: EventGroup[], onEvent: EventListener, op
     if (error) {
       open = false;
       if (resyncTimer) clearTimeout(resyncTimer);
-      onEvent({ type: 'resync', reason: `notification socket failed and was closed: ${error}` });
+      onEvent({ type: 'resync', reason: `notification socket failed and was closed: ${error}`, closed: true });
     }
   };
   const groupIds = [...new Set(groups)].map((g) => GROUPS[g]);

@@ -322,6 +322,19 @@ describe('lib/netlink in a network namespace', function () {
       expect(e).to.have.nested.property('route.family', 6);
     });
 
+    it('with deletionsOnly, sums up additions and changes by route protocol and device instead of reporting each', async function () {
+      const link = await vtep('flannel.1');
+      await drv.call('subscribe', ['ipv4-route', 'neigh', 'ipv4-ifaddr'], { deletionsOnly: true });
+      await drv.call('replaceRoute', { dst: '10.244.2.0/24', gateway: '10.244.2.0', dev: 'flannel.1', onlink: true, protocol: TWILL_PROTO });
+      const route = await drv.waitForEvent((ev) => ev.type === 'changes' && ev.routeProtocols.includes(TWILL_PROTO));
+      expect(route).to.include({ unknown: false });
+      await bridge('fdb', 'replace', 'aa:bb:cc:dd:ee:02', 'dev', 'flannel.1', 'dst', '198.18.0.3', 'self');
+      await drv.waitForEvent((ev) => ev.type === 'changes' && ev.ifindexes.includes(link.index));
+      expect(drv.events.filter((ev) => ev.type === 'route' || ev.type === 'fdb' || ev.type === 'neighbor'), 'additions are not reported one by one').to.deep.equal([]);
+      await ip('route', 'del', '10.244.2.0/24');
+      await drv.waitForEvent((ev) => ev.type === 'route' && ev.action === 'del' && ev.route.dst === '10.244.2.0/24');
+    });
+
     it('survives a flood of notifications with a resync event and keeps reporting afterwards', async function () {
       this.timeout(60_000);
       await vtep('twflood0');

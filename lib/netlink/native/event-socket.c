@@ -16,14 +16,18 @@
  *
  * API (all on the main thread):
  *   open(groups: number[], recvBufferSize: number, skipTypes: number[],
- *        onBatch: (messages: Buffer | null, lost: boolean, drained: boolean, error: string | null) => void): handle
+ *        onBatch: (messages: Buffer | null, lost: boolean, drained: boolean, error: string | null,
+ *                  skipped: Buffer | null) => void): handle
  *   close(handle)          idempotent
  *   ref(handle) / unref(handle)
  * `messages` holds whole netlink messages back to back (types in skipTypes
  * dropped before they reach JavaScript). `lost`: notifications were lost
  * during this read (JavaScript coalesces a burst of losses into one resync).
  * `drained`: the socket was read until empty. `error`: the socket failed for
- * another reason and is closed.
+ * another reason and is closed. `skipped` summarises the messages dropped by
+ * skipTypes (null when none was): what they touched, not what they said
+ * (the layout is at note_skipped), so JavaScript can tell whether its own
+ * objects changed without decoding the flood its own writes cause.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +38,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <node_api.h>
 #include <uv.h>
 
@@ -44,6 +49,8 @@
 /* Datagrams read per wake-up at most, so that a flood does not starve the event loop. */
 #define MAX_READS_PER_WAKE 64
 #define RECV_BUFFER_BYTES (64 * 1024)
+/* Distinct device indexes a summary of skipped messages lists before it says "any". */
+#define MAX_SKIPPED_IFINDEXES 64
 
 typedef struct {
   uv_poll_t poll;            /* first member: the close callback casts back */
@@ -56,6 +63,12 @@ typedef struct {
   char *recv_buf;
   char *out;
   size_t out_len, out_cap;
+  /* Summary of the skipped messages since the last delivery (note_skipped). */
+  int skipped;
+  int skipped_unknown;
+  uint8_t skipped_protocols[32];
+  uint32_t n_skipped_ifindexes;
+  int32_t skipped_ifindexes[MAX_SKIPPED_IFINDEXES];
 } event_socket;
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
@@ -77,6 +90,35 @@ static int append(event_socket *s, const char *data, size_t len) {
   memcpy(s->out + s->out_len, data, len);
   s->out_len += len;
   return 0;
+}
+
+/*
+ * A skipped message still says what it touched: a route its protocol
+ * (rtm_protocol, byte 5 of struct rtmsg), an address or neighbour its
+ * device (ifa_index / ndm_ifindex, bytes 4-7 of struct ifaddrmsg / ndmsg).
+ * Delivered as: 32 bytes, a bit per route protocol; 4 bytes, 1 when some
+ * message could not be told (then assume it touched anything); then each
+ * device index as a little-endian int32.
+ */
+static void note_skipped(event_socket *s, const struct nlmsghdr *h) {
+  const unsigned char *p = NLMSG_DATA(h);
+  size_t len = h->nlmsg_len >= NLMSG_HDRLEN ? h->nlmsg_len - NLMSG_HDRLEN : 0;
+  s->skipped = 1;
+  if (h->nlmsg_type == RTM_NEWROUTE || h->nlmsg_type == RTM_DELROUTE) {
+    if (len < sizeof(struct rtmsg)) { s->skipped_unknown = 1; return; }
+    uint8_t protocol = ((const struct rtmsg *)p)->rtm_protocol;
+    s->skipped_protocols[protocol >> 3] |= (uint8_t)(1u << (protocol & 7));
+    return;
+  }
+  if (len < 8 || (h->nlmsg_type != RTM_NEWNEIGH && h->nlmsg_type != RTM_DELNEIGH && h->nlmsg_type != RTM_NEWADDR && h->nlmsg_type != RTM_DELADDR)) {
+    s->skipped_unknown = 1;
+    return;
+  }
+  int32_t ifindex;
+  memcpy(&ifindex, p + 4, sizeof ifindex);
+  for (uint32_t i = 0; i < s->n_skipped_ifindexes; i++) if (s->skipped_ifindexes[i] == ifindex) return;
+  if (s->n_skipped_ifindexes < MAX_SKIPPED_IFINDEXES) s->skipped_ifindexes[s->n_skipped_ifindexes++] = ifindex;
+  else s->skipped_unknown = 1;
 }
 
 static void on_closed(uv_handle_t *h) {
@@ -101,7 +143,7 @@ static void deliver(event_socket *s, int lost, int drained, const char *error) {
   napi_env env = s->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value argv[4], cb, recv, result;
+  napi_value argv[5], cb, recv, result;
   if (s->out_len > 0) {
     void *copy;
     napi_create_buffer_copy(env, s->out_len, s->out, &copy, &argv[0]);
@@ -113,13 +155,29 @@ static void deliver(event_socket *s, int lost, int drained, const char *error) {
   napi_get_boolean(env, drained, &argv[2]);
   if (error) napi_create_string_utf8(env, error, NAPI_AUTO_LENGTH, &argv[3]);
   else napi_get_null(env, &argv[3]);
+  if (s->skipped) {
+    size_t n = 36 + 4 * (size_t)s->n_skipped_ifindexes;
+    void *data;
+    napi_create_buffer(env, n, &data, &argv[4]);
+    unsigned char *b = data;
+    memcpy(b, s->skipped_protocols, 32);
+    uint32_t unknown = s->skipped_unknown ? 1 : 0;
+    memcpy(b + 32, &unknown, 4);
+    memcpy(b + 36, s->skipped_ifindexes, 4 * (size_t)s->n_skipped_ifindexes);
+    s->skipped = 0;
+    s->skipped_unknown = 0;
+    s->n_skipped_ifindexes = 0;
+    memset(s->skipped_protocols, 0, sizeof s->skipped_protocols);
+  } else {
+    napi_get_null(env, &argv[4]);
+  }
   napi_get_reference_value(env, s->callback, &cb);
   napi_get_undefined(env, &recv);
   napi_callback_scope cscope;
   napi_value resource;
   napi_create_object(env, &resource);
   if (napi_open_callback_scope(env, resource, s->async, &cscope) == napi_ok) {
-    if (napi_call_function(env, recv, cb, 4, argv, &result) == napi_pending_exception) {
+    if (napi_call_function(env, recv, cb, 5, argv, &result) == napi_pending_exception) {
       napi_value exc;
       napi_get_and_clear_last_exception(env, &exc);
       napi_fatal_exception(env, exc); /* as if thrown from any other callback: 'uncaughtException' */
@@ -158,7 +216,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     const struct nlmsghdr *h = (const struct nlmsghdr *)s->recv_buf;
     size_t left = (size_t)n;
     for (; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type < 64 && (s->skip_mask & (1ULL << h->nlmsg_type))) continue;
+      if (h->nlmsg_type < 64 && (s->skip_mask & (1ULL << h->nlmsg_type))) { note_skipped(s, h); continue; }
       if (h->nlmsg_type == NLMSG_OVERRUN) { lost = 1; continue; }
       if (append(s, (const char *)h, NLMSG_ALIGN(h->nlmsg_len) <= left ? NLMSG_ALIGN(h->nlmsg_len) : h->nlmsg_len) < 0) {
         lost = 1; /* out of memory: drop, and say so */
@@ -169,7 +227,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     int err = uv_poll_start(&s->poll, UV_READABLE, on_readable);
     if (err) { snprintf(errbuf, sizeof errbuf, "poll: %s", uv_strerror(err)); error = errbuf; }
   }
-  if (s->out_len > 0 || lost || error) deliver(s, lost, drained, error);
+  if (s->out_len > 0 || s->skipped || lost || error) deliver(s, lost, drained, error);
   if (error) shut(s);
 }
 
