@@ -36,8 +36,17 @@ import type { NatBackend } from '../masq';
 import { AgentMetrics } from '../observe/metrics';
 import { Readiness } from '../observe/readiness';
 import { Backoff } from '../subnet/backoff';
+import { KernelWatch } from './kernel-watch';
+import { EMPTY_REPORT } from '../../backends/reconciler';
 
 const COUNTER_READ_MS = 5000;
+const REPAIR_TIMER = 'repair timer';
+/**
+ * A repair reads the whole kernel at least once in this many repair
+ * intervals (a minute by default) even when no notification said anything
+ * changed: the notifications are trusted, but not for ever.
+ */
+const FULL_CHECK_REPAIRS = 12;
 
 export interface AgentOptions {
   readonly interfaces: InterfaceOptions;
@@ -72,6 +81,7 @@ export class Agent {
   /** Why the pending burst's reconcile runs. */
   private kernelChangeReason?: string;
   private reportedSkips = new Set<string>();
+  private readonly kernelWatch: KernelWatch;
   private readonly loop = new ReconcileLoop((reason) => this.reconcile(reason));
   private readonly guardedPeers = new LastResult<GuardPeer[]>();
   private readonly guard: GuardController;
@@ -85,6 +95,7 @@ export class Agent {
     readonly readiness = new Readiness(),
   ) {
     this.guard = new GuardController({ enabled: opts.tunnelGuard, log, metrics });
+    this.kernelWatch = new KernelWatch(opts.repairIntervalMs * FULL_CHECK_REPAIRS);
   }
 
   /** Runs until `signal` aborts; rejects on a fault it cannot wait out. */
@@ -166,7 +177,7 @@ export class Agent {
     // The first reconcile need not wait for the kernel notification socket: it
     // reads the kernel itself, and anything deleted meanwhile it puts back.
     this.loop.request('start-up');
-    this.repairTimer = setInterval(() => this.loop.request('repair timer'), this.opts.repairIntervalMs);
+    this.repairTimer = setInterval(() => this.loop.request(REPAIR_TIMER), this.opts.repairIntervalMs);
     this.startCounterReadout();
     await this.watchKernel(this.netlink!);
     this.masq = new MasqController(
@@ -304,14 +315,22 @@ export class Agent {
     const leases = [...this.watcher.leases().values()];
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    const inputs = [this.running.config, own, ...leases];
+    const quiet = reason === REPAIR_TIMER && backends.plansFromLeasesAlone() && this.kernelWatch.unchanged(inputs);
+    const mark = this.kernelWatch.mark();
     // A peer that joined is admitted before its routes exist, so its first packets are not dropped.
     const guarded = this.guardedPeers.get([own, leases], () => guardPeers(own, leases));
     await this.guard.apply(guarded, backends.intakes(), { onlyToAdmit: true });
     try {
-      const report = await backends.reconcile(own, leases, this.running.config.network);
+      const report = quiet ? EMPTY_REPORT : await backends.reconcile(own, leases, this.running.config.network);
+      if (quiet) this.metrics.repairTrusted();
+      else {
+        if (report.failures.length === 0) this.kernelWatch.verify(mark, inputs);
+        else this.kernelWatch.forget();
+        this.reportSkips(report.skipped);
+      }
       if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: leases.length - 1, changed: report.changed, removed: report.removed });
       for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);
-      this.reportSkips(report.skipped);
       await this.guard.apply(guarded, backends.intakes());
       const published = await this.publishBackends(own);
       const ok = report.failures.length === 0 && published;
@@ -326,6 +345,7 @@ export class Agent {
       this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       this.readiness.reconciled(ok, ok ? undefined : `${report.failures.length} kernel change(s) refused, first: ${report.failures[0]}`);
     } catch (err) {
+      this.kernelWatch.forget();
       this.metrics.observeReconcile(seconds(), false);
       this.readiness.reconciled(false, (err as Error).message);
       this.log.error('reconcile failed; will retry', { reason, error: (err as Error).message });
@@ -375,7 +395,8 @@ export class Agent {
   /** Kernel deletions trigger a reconcile; without events the repair timer still repairs, only later. */
   private async watchKernel(nl: Netlink): Promise<void> {
     try {
-      this.unsubscribeKernel = await nl.subscribe(['link', 'ipv4-route', 'ipv6-route', 'neigh'], (ev) => this.kernelChanged(ev), { deletionsOnly: true });
+      this.unsubscribeKernel = await nl.subscribe(['link', 'ipv4-route', 'ipv6-route', 'neigh', 'ipv4-ifaddr', 'ipv6-ifaddr'], (ev) => this.kernelChanged(ev), { deletionsOnly: true });
+      this.kernelWatch.started();
       this.loop.request('kernel events subscribed');
     } catch (err) {
       this.log.warn('cannot watch kernel changes; repairs will wait for the repair timer', { error: (err as Error).message });
@@ -385,11 +406,18 @@ export class Agent {
   /**
    * Someone removed a link, route or entry (or events were lost): reconcile
    * soon, once for a burst. Additions and state changes are left to the
-   * repair timer, so ordinary ARP traffic does not cause reconciles.
+   * repair timer, so ordinary ARP traffic does not cause reconciles; when
+   * they touch twill's own objects, that repair reads the kernel again.
    */
   private kernelChanged(ev: NetlinkEvent): void {
+    if (ev.type === 'changes') {
+      if (ev.unknown || this.backends?.touches(ev) !== false) this.kernelWatch.changed();
+      return;
+    }
     const relevant = ev.type === 'resync' || ev.type === 'link' || ev.action === 'del';
     if (!relevant) return;
+    this.kernelWatch.changed();
+    if (ev.type === 'resync' && ev.closed) this.kernelWatch.stopped();
     if (ev.type === 'resync') this.log.warn('kernel notifications were lost; reconciling against the whole kernel state', { why: ev.reason });
     // Lost events outrank any one change in the log: the burst's reconcile is then a full resync.
     if (ev.type === 'resync' || !this.kernelChangeReason) this.kernelChangeReason = ev.type === 'resync' ? 'kernel events lost' : `kernel ${ev.type} changed`;

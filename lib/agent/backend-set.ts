@@ -57,6 +57,8 @@ interface Running {
   retirement: RetirementState;
   /** Planned and applied once: only then is it advertised (advertisement.ts `advertisedInstances`). */
   planned: boolean;
+  /** The devices whose addresses and entries its last plan owns. */
+  devices?: readonly number[];
 }
 
 export interface BackendSetDeps {
@@ -179,6 +181,7 @@ export class BackendSet {
         const siblings = [...this.running.values()].filter((r) => r !== run && r.config.type === run.config.type).length;
         const state = plannedState(run.backend, { local: this.deps.local, own, device, ipv6Device, reach: (ip) => this.direct.isDirect(ip), network, siblings }, peers);
         run.intake = state.intake ?? [];
+        run.devices = state.devices.map((d) => d.ifindex);
         run.peerRoutes = countPeerRoutes(state.routes, peers.carried);
         const report = await reconcileKernel(this.deps.netlink, run.backend, state);
         if (report.failures.length === 0) run.planned = true;
@@ -198,6 +201,34 @@ export class BackendSet {
     this.carriedCounts = new Map(keys.map((k) => [k, assignment.carried.get(k)?.length ?? 0]));
     await this.retireUnused();
     return { ...total, skipped: [...new Set(total.skipped)] };
+  }
+
+  /**
+   * Whether a reconcile with the same leases and config plans the same
+   * kernel state: one instance, planning from those alone. Reachability
+   * (host-gw, DirectRouting), a userspace engine's table, BGP's routes and
+   * WireGuard's sessions are read afresh by every reconcile.
+   */
+  plansFromLeasesAlone(): boolean {
+    if (this.running.size !== 1) return false;
+    const { backend } = [...this.running.values()][0];
+    return !backend.usesReach && !backend.setEnginePeers && !backend.learnedRoutes && !backend.establishedPeers;
+  }
+
+  /**
+   * Whether kernel changes (the notification socket's summary) may have
+   * touched what a running instance owns: any route (another program's
+   * `ip route replace` takes the place of one of twill's with no deletion
+   * notice, under its own protocol number), or an address or entry of one
+   * of its devices. Neighbour churn on other devices (ARP) does not count.
+   */
+  touches(change: { readonly routeProtocols: readonly number[]; readonly ifindexes: readonly number[] }): boolean {
+    if (change.routeProtocols.length > 0) return true;
+    for (const { devices } of this.running.values()) {
+      // Not planned yet: its devices are not known, so anything may matter.
+      if (!devices || devices.some((i) => change.ifindexes.includes(i))) return true;
+    }
+    return false;
   }
 
   /**

@@ -15,6 +15,7 @@
  * | twill_reconcile_total                    | counter   | result=ok\|error  |
  * | twill_reconcile_duration_seconds         | histogram |                   |
  * | twill_kernel_changes_total               | counter   | kind=changed\|removed |
+ * | twill_repairs_trusted_total              | counter   |                   |
  * | twill_lease_expiry_timestamp_seconds     | gauge     |                   |
  * | twill_subnet_changes_total               | counter   |                   |
  * | twill_etcd_errors_total                  | counter   | operation         |
@@ -108,6 +109,7 @@ export class AgentMetrics {
   private readonly peerRoutes: Gauge<'backend' | 'family'>;
   private readonly reconciles: Counter<'result'>;
   private readonly reconcileDuration: Histogram;
+  private readonly repairsTrusted: Counter;
   private readonly kernelChanges: Counter<'kind'>;
   private readonly leaseExpiry: Gauge;
   private readonly subnetChanges: Counter;
@@ -141,6 +143,7 @@ export class AgentMetrics {
     this.peerRoutes = r.register(new Gauge('twill_peer_routes', 'Routes to peers\' pod subnets the backend\'s last plan holds, per address family (ipv6: dual stack).', ['backend', 'family']));
     this.reconciles = r.register(new Counter('twill_reconcile_total', 'Reconciles of the kernel state with the leases, by result (ok: the backend ran to the end, error: it threw and will be retried).', ['result']));
     this.reconcileDuration = r.register(new Histogram('twill_reconcile_duration_seconds', 'Time one reconcile of the kernel state with the leases took, whether it succeeded or not.', RECONCILE_BUCKETS));
+    this.repairsTrusted = r.register(new Counter('twill_repairs_trusted_total', 'Repairs that did not read the kernel state again: no kernel notification since the last full read touched twill\'s routes or devices (a full read still comes at least every 12 repair intervals).', []));
     this.kernelChanges = r.register(new Counter('twill_kernel_changes_total', 'Kernel objects (routes, FDB and ARP entries, links) that reconciles added or replaced (kind="changed") or deleted (kind="removed"). A steady rise on a quiet cluster means something else keeps undoing them.', ['kind']));
     this.leaseExpiry = r.register(new Gauge('twill_lease_expiry_timestamp_seconds', 'Unix time at which this node\'s subnet lease expires unless renewed; 0 for a reservation (never expires) or when no lease is held.'));
     this.subnetChanges = r.register(new Counter('twill_subnet_changes_total', 'Times this node lost its own subnet lease and had to take a different subnet; every pod on the node needs a new address afterwards.'));
@@ -178,6 +181,7 @@ export class AgentMetrics {
     this.reconciles.labels('ok').inc(0);
     this.reconciles.labels('error').inc(0);
     this.kernelChanges.labels('changed').inc(0);
+    this.repairsTrusted.inc(0);
     this.kernelChanges.labels('removed').inc(0);
     this.leaseExpiry.set(0);
   }
@@ -206,6 +210,11 @@ export class AgentMetrics {
   observeReconcile(seconds: number, ok: boolean): void {
     this.reconciles.labels(ok ? 'ok' : 'error').inc();
     if (isCount(seconds)) this.reconcileDuration.observe(seconds);
+  }
+
+  /** A repair trusted the kernel notifications instead of reading the kernel. */
+  repairTrusted(): void {
+    this.repairsTrusted.inc();
   }
 
   /** Kernel objects a reconcile added/replaced and deleted (its report's `changed` and `removed`). */

@@ -1,0 +1,75 @@
+/**
+ * Repairs that trust the kernel's notifications: while nothing touches
+ * twill's routes or devices, a repair does not read the kernel again
+ * (twill_repairs_trusted_total counts those), and a change someone makes
+ * (a route of theirs in place of twill's, an ARP entry given another MAC;
+ * changes, not deletions, so only the summary of skipped notifications
+ * tells) makes the next repair read the kernel and put it back, long before
+ * the full read every 12 repair intervals would.
+ *
+ * Two nodes on vxlan in the test's own namespaces (198.18.0.0/24 underlay,
+ * 10.244.0.0/16 pods).
+ */
+import { expect } from 'chai';
+import { httpBody } from '../harness/checks';
+import { TwillCluster } from '../harness/twill-cluster';
+import { sleep, waitFor } from '../harness/wait';
+
+const REPAIR_S = 2;
+const HEALTH_PORT = 9468;
+/** Well inside the 12 × REPAIR_S between full reads: only a notification can make the repair look this soon. */
+const NOTICED_WITHIN_MS = (2 * REPAIR_S + 1) * 1000;
+
+describe('repairs trust kernel notifications while nothing changes (vxlan)', function () {
+  this.timeout(120_000);
+  let tc: TwillCluster;
+
+  const trusted = async (): Promise<number> => {
+    const body = await httpBody(tc.net.nodeIp(0), HEALTH_PORT, '/metrics');
+    return Number(/^twill_repairs_trusted_total (\d+)/m.exec(body)?.[1] ?? 'NaN');
+  };
+  const peerRoute = async (): Promise<string> => (await tc.net.ip(0, ['route', 'show', tc.lease(1).subnet])).trim();
+  /** Node 0's ARP entry for node 1's VTEP (the first address of its subnet). */
+  const peerArp = async (): Promise<string> => (await tc.net.ip(0, ['neigh', 'show', tc.lease(1).subnet.split('/')[0], 'dev', 'flannel.1'])).trim();
+
+  before(async () => {
+    tc = await TwillCluster.create({
+      nodes: 2,
+      config: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } },
+      agentArgs: ['--repair-interval', String(REPAIR_S), '--healthz-port', String(HEALTH_PORT)],
+      agentArgsFor: (node) => ['--healthz-ip', tc.net.nodeIp(node)],
+      start: false,
+    });
+    for (const node of [0, 1]) await tc.startAgent(node);
+    await waitFor('node 0 to route node 1', async () => (await peerRoute()).includes('flannel.1'), 20_000);
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('does not read the kernel again at repairs while nothing touches its objects', async () => {
+    const before = await trusted();
+    expect(before, 'twill_repairs_trusted_total is exported').to.not.be.NaN;
+    await sleep(3 * REPAIR_S * 1000 + 500);
+    expect(await trusted() - before, 'repairs that trusted the notifications in three intervals').to.be.at.least(2);
+  });
+
+  it('puts back a route someone replaced with their own within a repair or two', async () => {
+    const route = await peerRoute();
+    expect(route).to.match(/dev flannel\.1 .*onlink/);
+    // Same destination, another protocol (boot): the kernel announces the new route only.
+    await tc.net.ip(0, ['route', 'replace', tc.lease(1).subnet, 'dev', 'eth0']);
+    expect(await peerRoute()).to.not.include('flannel.1');
+    await waitFor('twilld to put its route back', async () => (await peerRoute()) === route, NOTICED_WITHIN_MS);
+  });
+
+  it('puts back an ARP entry someone gave another MAC, and trusts the notifications again afterwards', async () => {
+    const entry = await peerArp();
+    expect(entry, 'node 1\'s VTEP in node 0\'s ARP table').to.match(/lladdr [0-9a-f:]{17} PERMANENT/);
+    await tc.net.ip(0, ['neigh', 'replace', tc.lease(1).subnet.split('/')[0], 'lladdr', '02:00:00:00:00:99', 'dev', 'flannel.1', 'nud', 'permanent']);
+    expect(await peerArp()).to.include('02:00:00:00:00:99');
+    await waitFor('twilld to put node 1\'s VTEP MAC back', async () => (await peerArp()) === entry, NOTICED_WITHIN_MS);
+    const before = await trusted();
+    await waitFor('a repair that trusts the notifications again', async () => (await trusted()) > before, 3 * REPAIR_S * 1000);
+  });
+});
