@@ -88,7 +88,7 @@ const SPECS: readonly FlagSpec[] = [
   { name: 'healthz-ip', kind: 'string', def: '127.0.0.1', help: 'the IP address for the health server to listen on (flanneld: 0.0.0.0)' },
   { name: 'healthz-port', kind: 'int', def: '0', help: 'the port for the health server to listen on (0 disables it)' },
   { name: 'nat-backend', kind: 'string', def: 'auto', help: 'how to install --ip-masq/forward rules: auto (nftables if nft exists, else iptables), nftables or iptables (twill)' },
-  { name: 'repair-interval', kind: 'int', def: '5', help: 'seconds between re-checks of the kernel state (twill)' },
+  { name: 'repair-interval', kind: 'int', def: '5', help: 'seconds between repairs of the kernel state; a repair reads the kernel when its notifications say twill\'s routes or devices changed, and every 12th reads it anyway (twill)' },
   { name: 'tunnel-guard', kind: 'bool', def: 'true', help: 'accept tunnel packets (vxlan, udp, ipip) only from nodes that hold a lease, with inner sources in their subnet; false removes the filter (twill)' },
   { name: 'log-format', kind: 'string', def: 'text', help: 'log format: text or json (twill)' },
   { name: 'log-level', kind: 'string', def: 'info', help: 'log level: error, warn, info or debug (twill)' },

@@ -21,7 +21,7 @@ import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
 import { encodeLeaseAttrs } from '../subnet/lease-codec';
 import { carriesIPv4, leaseLabel, underlayAddress } from '../subnet/lease';
 import { BackendSet } from './backend-set';
-import { Netlink, NetlinkEvent, Unsubscribe } from '../netlink';
+import { Netlink, NetlinkEvent, Unsubscribe, watchNftables } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
 import { ConfigError } from '../config';
 import { compareConfigs } from '../config/live-change';
@@ -94,7 +94,7 @@ export class Agent {
     readonly metrics = new AgentMetrics(),
     readonly readiness = new Readiness(),
   ) {
-    this.guard = new GuardController({ enabled: opts.tunnelGuard, log, metrics });
+    this.guard = new GuardController({ enabled: opts.tunnelGuard, log, metrics, watchNft: watchNftables });
     this.kernelWatch = new KernelWatch(opts.repairIntervalMs * FULL_CHECK_REPAIRS);
   }
 
@@ -434,6 +434,7 @@ export class Agent {
     await this.configWatch?.stop();
     await this.configQueue;
     this.unsubscribeKernel?.();
+    this.guard.stop();
     if (this.kernelChangeTimer) clearTimeout(this.kernelChangeTimer);
     if (this.repairTimer) clearInterval(this.repairTimer);
     if (this.counterTimer) clearInterval(this.counterTimer);

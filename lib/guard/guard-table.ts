@@ -45,6 +45,19 @@ export class GuardTable {
     return parseGuardListing(text);
   }
 
+  /** The table's named counters alone (a few lines of nft's output, whatever the sets hold); undefined when there is no table. */
+  async readCounters(): Promise<SeenGuard['counters'] | undefined> {
+    let text: string;
+    try {
+      text = await this.run(['-j', 'list', 'counters', 'table', this.family === 6 ? 'ip6' : 'ip', GUARD_TABLE]);
+    } catch (err) {
+      if (err instanceof GuardUnavailableError) throw err;
+      if (/No such file or directory|does not exist/i.test((err as Error).message)) return undefined;
+      throw err;
+    }
+    return parseGuardListing(text).counters;
+  }
+
   /** Applies a script from plan.ts in one transaction. */
   async write(script: string): Promise<void> {
     await this.run(['-f', '-'], script);

@@ -126,7 +126,7 @@ const ADDITIONS = [20, 24, 28];
 
 type BatchCallback = (messages: Buffer | null, lost: boolean, drained: boolean, error: string | null, skipped: Buffer | null) => void;
 interface EventSocketAddon {
-  open(groups: number[], recvBufferSize: number, skipTypes: number[], onBatch: BatchCallback): object;
+  open(groups: number[], recvBufferSize: number, skipTypes: number[], onBatch: BatchCallback, protocol?: number): object;
   close(handle: object): void;
   ref(handle: object): void;
   unref(handle: object): void;
@@ -202,9 +202,41 @@ export function openEventSocket(groups: EventGroup[], onEvent: EventListener, op
   const groupIds = [...new Set(groups)].map((g) => GROUPS[g]);
   const handle = native.open(groupIds, options.recvBufferSize ?? 4 << 20, options.deletionsOnly ? ADDITIONS : [], onBatch);
   return () => {
-    open = false;
     if (resyncTimer) clearTimeout(resyncTimer);
-    native.close(handle);
+    // After a socket error the addon has closed it already; closing again would touch freed memory.
+    if (open) native.close(handle);
+    open = false;
+  };
+}
+
+/** NETLINK_NETFILTER, and its group announcing every nftables transaction (NFNLGRP_NFTABLES). */
+const NETLINK_NETFILTER = 12;
+const NFNLGRP_NFTABLES = 7;
+
+/**
+ * Calls `onChange` whenever nftables changes in this network namespace (any
+ * table: nft announces every transaction, twill's own too), with 'lost'
+ * when announcements were lost and 'closed' when the socket failed (none
+ * follows). What changed is not decoded. Throws if the socket cannot be
+ * opened.
+ */
+export function watchNftables(onChange: (how: 'changed' | 'lost' | 'closed') => void): Unsubscribe {
+  const native = loadAddon();
+  let open = true;
+  const handle = native.open([NFNLGRP_NFTABLES], 1 << 20, [], (messages, lost, _drained, error) => {
+    if (!open) return;
+    if (error) {
+      open = false;
+      onChange('closed');
+    } else if (lost) {
+      onChange('lost');
+    } else if (messages) {
+      onChange('changed');
+    }
+  }, NETLINK_NETFILTER);
+  return () => {
+    if (open) native.close(handle);
+    open = false;
   };
 }
 

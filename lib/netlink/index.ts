@@ -14,6 +14,6 @@ export { RouteSpec, RouteSelector, RouteFilter, RouteInfo, RouteProtocol, RouteT
 export { NeighborSpec, NeighborSelector, NeighborInfo } from './neighbors';
 export { FdbSpec, FdbSelector, FdbEntry } from './fdb';
 export { Operation, OperationFailure, BatchResult, BatchOptions } from './batch';
-export { EventGroup, EventAction, NetlinkEvent, EventListener, Unsubscribe, EVENT_GROUPS } from './events';
+export { EventGroup, EventAction, NetlinkEvent, EventListener, Unsubscribe, EVENT_GROUPS, watchNftables } from './events';
 export { subscribe, SubscribeOptions } from './events';
 export { IpFamily, Cidr, parseCidr } from './wire-format';

@@ -5,7 +5,9 @@
  * (a route of theirs in place of twill's, an ARP entry given another MAC;
  * changes, not deletions, so only the summary of skipped notifications
  * tells) makes the next repair read the kernel and put it back, long before
- * the full read every 12 repair intervals would.
+ * the full read every 12 repair intervals would. The tunnel guard the same
+ * way: it reads only its counters at a repair while nftables announces no
+ * change, and the whole table once something changed it.
  *
  * Two nodes on vxlan in the test's own namespaces (198.18.0.0/24 underlay,
  * 10.244.0.0/16 pods).
@@ -61,6 +63,16 @@ describe('repairs trust kernel notifications while nothing changes (vxlan)', fun
     await tc.net.ip(0, ['route', 'replace', tc.lease(1).subnet, 'dev', 'eth0']);
     expect(await peerRoute()).to.not.include('flannel.1');
     await waitFor('twilld to put its route back', async () => (await peerRoute()) === route, NOTICED_WITHIN_MS);
+  });
+
+  it('notices at the next repair when someone takes a peer out of the tunnel guard or lets another host in', async () => {
+    const peers = async (): Promise<string> => (await tc.net.exec(0, ['nft', 'list', 'set', 'ip', 'twill_guard', 'peers'])).stdout;
+    expect(await peers()).to.include(tc.net.nodeIp(1));
+    // The guard reads only its counters at a repair while nftables announces no change.
+    await tc.net.exec(0, ['nft', 'delete', 'element', 'ip', 'twill_guard', 'peers', `{ ${tc.net.nodeIp(1)} }`]);
+    await waitFor('twilld to let node 1 in again', async () => (await peers()).includes(tc.net.nodeIp(1)), NOTICED_WITHIN_MS);
+    await tc.net.exec(0, ['nft', 'add', 'element', 'ip', 'twill_guard', 'peers', '{ 198.18.0.250 }']);
+    await waitFor('twilld to shut the host it never admitted out again', async () => !(await peers()).includes('198.18.0.250'), NOTICED_WITHIN_MS);
   });
 
   it('puts back an ARP entry someone gave another MAC, and trusts the notifications again afterwards', async () => {

@@ -11,7 +11,7 @@ import { ipipIntake, udpIntake, vxlanIntake } from '../../backends/intake';
 import { guardDifferences, guardPeers, guardScript, planGuard, seenAfterApplying, type GuardPeer, type GuardState, type SeenGuard } from '../../lib/guard/plan';
 import { parseGuardListing } from '../../lib/guard/listing';
 import { GuardTable, GuardUnavailableError } from '../../lib/guard/guard-table';
-import { GuardController, SPOOF_LOG_INTERVAL_MS } from '../../lib/agent/guard-controller';
+import { FULL_READ_MS, GuardController, SPOOF_LOG_INTERVAL_MS } from '../../lib/agent/guard-controller';
 import { AgentMetrics } from '../../lib/observe/metrics';
 import { MemoryLog } from '../harness/memory-log';
 import { checkGuard } from '../../lib/diagnose/guard-check';
@@ -297,6 +297,53 @@ describe('tunnel guard', () => {
       const text = await metrics.metrics();
       expect(text).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan",family="ipv4"\} 7$/m);
       expect(text).to.match(/^twill_tunnel_guard_active 1$/m);
+    });
+
+    it('with nftables announcing changes, reads only its counters until a change is announced, a spoof counter rises or a minute passes', async () => {
+      const state = { listing: listingWith(0), scripts: [] as string[] };
+      const nft = fakeNft(state);
+      const reads: string[] = [];
+      const recording = async (args: readonly string[], stdin?: string): Promise<string> => {
+        // The IPv6 table (none here: no intake over IPv6) is looked for once, to be removed.
+        if (args[0] !== '-f' && !args.includes('ip6')) reads.push(args.includes('counters') ? 'counters' : 'table');
+        return nft(args, stdin);
+      };
+      let announce: ((how: 'changed' | 'lost' | 'closed') => void) | undefined;
+      let now = 0;
+      const log = new MemoryLog();
+      const metrics = new AgentMetrics();
+      const guard = new GuardController({
+        enabled: true, log, metrics, table: new GuardTable(recording), now: () => now,
+        watchNft: (onChange) => {
+          announce = onChange;
+          return () => { announce = undefined; };
+        },
+      });
+      const check = async (): Promise<string> => {
+        now += 2000; // a repair interval
+        reads.length = 0;
+        await guard.apply([peer(2)], [vxlanIntake(8472)]);
+        return reads.join(',');
+      };
+      expect(await check(), 'the first check').to.equal('table');
+      expect(await check(), 'nothing announced').to.equal('counters');
+      announce!('changed');
+      expect(await check(), 'a change announced').to.equal('table');
+      expect(await check()).to.equal('counters');
+      state.listing = listingWith(3); // a peer sent spoofed inner sources
+      expect(await check(), 'a spoof counter rose').to.equal('counters,table');
+      expect(log.messages('warn').filter((m) => m.includes('dropped 3 packet(s) from peer 198.18.0.2'))).to.have.length(1);
+      expect(await metrics.metrics()).to.match(/^twill_underlay_drops_total\{reason="spoofed_source",intake="vxlan",family="ipv4"\} 3$/m);
+      expect(await check()).to.equal('counters');
+      now += FULL_READ_MS;
+      expect(await check(), 'a minute after the last whole read').to.equal('table');
+      announce!('lost');
+      expect(await check(), 'announcements lost').to.equal('table');
+      announce!('closed');
+      expect(await check(), 'the watch closed').to.equal('table');
+      expect(await check()).to.equal('table');
+      guard.stop();
+      expect(announce, 'stop releases the watch').to.equal(undefined);
     });
 
     it('without nft: warns once, keeps going, and says the guard is off', async () => {

@@ -17,7 +17,7 @@
  * API (all on the main thread):
  *   open(groups: number[], recvBufferSize: number, skipTypes: number[],
  *        onBatch: (messages: Buffer | null, lost: boolean, drained: boolean, error: string | null,
- *                  skipped: Buffer | null) => void): handle
+ *                  skipped: Buffer | null) => void, protocol?: number): handle
  *   close(handle)          idempotent
  *   ref(handle) / unref(handle)
  * `messages` holds whole netlink messages back to back (types in skipTypes
@@ -28,6 +28,8 @@
  * skipTypes (null when none was): what they touched, not what they said
  * (the layout is at note_skipped), so JavaScript can tell whether its own
  * objects changed without decoding the flood its own writes cause.
+ * `protocol`: the netlink family, NETLINK_ROUTE when absent (the tunnel
+ * guard listens to NETLINK_NETFILTER's nftables group the same way).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -246,10 +248,16 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
 }
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4) { napi_throw_type_error(env, NULL, "open(groups, recvBufferSize, skipTypes, onBatch)"); return NULL; }
+  if (argc < 4) { napi_throw_type_error(env, NULL, "open(groups, recvBufferSize, skipTypes, onBatch[, protocol])"); return NULL; }
+  int32_t protocol = NETLINK_ROUTE;
+  if (argc >= 5) {
+    napi_valuetype pt;
+    napi_typeof(env, argv[4], &pt);
+    if (pt == napi_number) napi_get_value_int32(env, argv[4], &protocol);
+  }
   uint32_t ngroups = 0, nskip = 0;
   int32_t rcvbuf = 0;
   napi_get_array_length(env, argv[0], &ngroups);
@@ -267,7 +275,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     if (type < 64) skip |= 1ULL << type;
   }
 
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
   if (fd < 0) return throw_errno(env, "cannot open the netlink notification socket", errno);
   if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0) {
     int e = errno; close(fd); return throw_errno(env, "cannot set the receive buffer size", e);
