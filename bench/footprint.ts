@@ -9,7 +9,10 @@
  *  - CPU exec → settled: CPU seconds of twilld and all its descendants from
  *    exec until node 0 routes both peers;
  *  - memory settled: summed RSS and PSS (/proc/<pid>/smaps_rollup) of twilld
- *    and every descendant, 3 s after settling;
+ *    and every descendant, 3 s after settling, and its RSS again
+ *    STEADY_AFTER_S later (V8 gives back the young generation start-up grew
+ *    only once allocation has been low for a while: the figure a node
+ *    shows for the rest of its life);
  *  - lease put → route: a new peer lease put into etcd until node 0 routes it;
  *  - for vxlan and host-gw: 5000 fake peer leases (as bench/scale.ts puts
  *    them) put while it runs; RSS/PSS once all 5000 are in the kernel.
@@ -38,6 +41,8 @@ const SCALE_BACKENDS = new Set(['vxlan', 'host-gw']);
 const PROTOCOL: Record<string, number> = { vxlan: 117, 'host-gw': 118 };
 /** /29s: 8192 subnets in 10.244.0.0/16, enough for 5000 fake peers at 10.244.64.0 and up, above the nodes' own. */
 const NETWORK = { Network: '10.244.0.0/16', SubnetLen: 29 };
+/** How long after `settled` the steady RSS is read. */
+const STEADY_AFTER_S = 30;
 
 interface Memory {
   processes: number;
@@ -55,6 +60,8 @@ interface Row {
   firstPing: { ms: number; podSetupMs: number };
   cpuToSettledS: number;
   settled: Memory;
+  /** The summed RSS STEADY_AFTER_S after `settled`. */
+  steadyRssMb: number;
   leaseToRouteMs: number | null;
   atScale: Memory | null;
   scaleProgramMs: number | null;
@@ -286,6 +293,8 @@ async function benchBackend(backend: string, peers: number, kube: boolean, warm:
     const cpuToSettledS = treeCpu(pid);
     await sleep(3000);
     const settledMemory = treeMemory(pid);
+    await sleep(STEADY_AFTER_S * 1000);
+    const steadyRssMb = treeMemory(pid).rssMb;
 
     let leaseToRouteMs: number | null = null;
     // bgp: a lease alone brings no route (a BGP session does); bench/datapath.ts times a real node joining.
@@ -323,7 +332,7 @@ async function benchBackend(backend: string, peers: number, kube: boolean, warm:
       atScale = treeMemory(pid);
       idleAtScale = await idle;
     }
-    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, firstPing, cpuToSettledS, settled: settledMemory, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS, idleAtScale };
+    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, firstPing, cpuToSettledS, settled: settledMemory, steadyRssMb, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS, idleAtScale };
   } finally {
     await tc.destroy();
     rmSync(cacheDir, { recursive: true, force: true });
@@ -342,15 +351,15 @@ async function main(): Promise<void> {
     const r = rows[rows.length - 1];
     console.error(`${b}: ${JSON.stringify(r)}`);
   }
-  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | PSS MB settled | exec→subnet.env ms | exec→first pod ping ms (pod set-up) | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers | idle ${IDLE_WINDOW_S} s at ${peers} peers: CPU % | RSS MB at its end (peak) |`);
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | RSS MB ${STEADY_AFTER_S} s later | PSS MB settled | exec→subnet.env ms | exec→first pod ping ms (pod set-up) | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers | idle ${IDLE_WINDOW_S} s at ${peers} peers: CPU % | RSS MB at its end (peak) |`);
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.firstPing.ms, 0)} (${fmt(r.firstPing.podSetupMs, 0)}) | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} | ${r.idleAtScale ? fmt(r.idleAtScale.cpuPercent, 1) : 'n/a'} | ${r.idleAtScale ? `${fmt(r.idleAtScale.rssEndMb, 1)} (${fmt(r.idleAtScale.rssPeakMb, 1)})` : 'n/a'} |`);
+    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.steadyRssMb, 1)} | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.firstPing.ms, 0)} (${fmt(r.firstPing.podSetupMs, 0)}) | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} | ${r.idleAtScale ? fmt(r.idleAtScale.cpuPercent, 1) : 'n/a'} | ${r.idleAtScale ? `${fmt(r.idleAtScale.rssEndMb, 1)} (${fmt(r.idleAtScale.rssPeakMb, 1)})` : 'n/a'} |`);
   }
   console.log(`\ntwilld started ${codeCache === 'warm' ? 'from the code cache nodes 1 and 2 wrote' : 'without a code cache (TWILL_CODE_CACHE_DIR=off)'}`);
   const flags = process.env.TWILL_AGENT_NODE_FLAGS;
   if (flags) console.log(`\ntwilld ran with Node flags: ${flags}`);
-  console.log('| flanneld (reference, from the issue; not measured here) | 1 | 33 | — | 35–48 | 73–78 | — | — | — | — | — | — | — | — |');
+  console.log('| flanneld (reference, from the issue; not measured here) | 1 | 33 | — | — | 35–48 | 73–78 | — | — | — | — | — | — | — | — |');
 }
 
 if (require.main === module) {

@@ -14,6 +14,9 @@
  * still go through the package (socket.ts), whose receive window is bounded.
  *
  * Events carry interface indexes; the `dev` name fields stay unset.
+ *
+ * The same addon also listens to nftables' change announcements
+ * (`watchNftables`, NETLINK_NETFILTER), for the tunnel guard.
  */
 import { parseMessages, NetlinkMessage, rt } from './package';
 import { AddressInfo, decodeAddress } from './addresses';
