@@ -9,7 +9,9 @@
  * rpc.proto and built gRPC reflection descriptors on top (bench/README.md,
  * "Footprint"). The bundle loads one file, and etcd3's services come from a
  * description made here (lib/subnet/etcd-services.ts), so neither
- * @grpc/proto-loader nor protobufjs's .proto parser is in it.
+ * @grpc/proto-loader nor protobufjs's .proto parser is in it, and their
+ * message codecs are made here too instead of by `new Function` at every
+ * start.
  *
  * Native parts stay outside: the `netlink` package's binding (found from the
  * package's own directory, resolved at run time) and twill's addons and
@@ -20,7 +22,7 @@ import * as path from 'path';
 import { createHash } from 'crypto';
 import { readFileSync, writeFileSync } from 'fs';
 import { build, type Plugin } from 'esbuild';
-import { describeEtcdServices } from '../lib/subnet/etcd-services-describe';
+import { describeEtcdServices, etcdCodecsSource } from '../lib/subnet/etcd-services-describe';
 
 const ROOT = path.resolve(__dirname, '../..');
 const LAUNCHER = path.join(ROOT, 'dist', 'cmd', 'twilld.js');
@@ -50,6 +52,7 @@ const ETCD3_LOAD = `const packageDefinition = (0, proto_loader_1.loadSync)(\`\${
 
 function relocations(): Plugin {
   const services = path.join(ROOT, 'lib', 'subnet', 'etcd-services.ts');
+  const description = describeEtcdServices();
   return {
     name: 'twill-relocations',
     setup(b) {
@@ -57,7 +60,7 @@ function relocations(): Plugin {
         loader: 'js',
         contents: patched(args.path, [
           ['const proto_loader_1 = require("@grpc/proto-loader");', `const etcd_services_1 = require(${JSON.stringify(services)});`],
-          [ETCD3_LOAD, `const packageDefinition = (0, etcd_services_1.etcdPackageDefinition)(${JSON.stringify(describeEtcdServices())}, { longs: String, enums: String, defaults: true, oneofs: true });`],
+          [ETCD3_LOAD, `const packageDefinition = (0, etcd_services_1.etcdPackageDefinition)(${JSON.stringify(description)}, { longs: String, enums: String, defaults: true, oneofs: true }, ${etcdCodecsSource(description)});`],
         ]),
       }));
       // The binding is found relative to the package; in the bundle __dirname is dist/cmd.

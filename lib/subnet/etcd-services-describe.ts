@@ -6,7 +6,7 @@
  */
 import * as path from 'path';
 import { loadSync, type Options } from '@grpc/proto-loader';
-import { Root } from 'protobufjs';
+import { converter, decoder, encoder, Root, Type } from 'protobufjs';
 import type { EtcdMethodDescription, EtcdServicesDescription } from './etcd-services';
 
 /** etcd3's rpc.proto, beside its own package.json. */
@@ -36,4 +36,45 @@ export function describeEtcdServices(protoFile = etcd3ProtoFile()): EtcdServices
   }
   if (services.length === 0) throw new Error(`no gRPC service found in ${protoFile}`);
   return { root: root.toJSON(), services };
+}
+
+/** The services twilld calls; codecs are made ahead for their messages only (the rest keep protobufjs's run-time ones). */
+export const TWILLD_ETCD_SERVICES: readonly string[] = ['etcdserverpb.KV', 'etcdserverpb.Watch', 'etcdserverpb.Lease', 'etcdserverpb.Auth'];
+
+/**
+ * JavaScript source of an object literal (lib/subnet/etcd-services.ts
+ * `EtcdCodecs`): per message type the services use, the constructor,
+ * encoder, decoder and converters protobufjs would otherwise generate with
+ * `new Function` at every start (~10 ms; code made that way is in no code
+ * cache), each wrapped in a function of the names it reads. Made from the
+ * same reflection the daemon builds (`description.root`), by protobufjs's
+ * own generators, so the functions are the ones it would make.
+ */
+export function etcdCodecsSource(description: EtcdServicesDescription, services: readonly string[] = TWILLD_ETCD_SERVICES): string {
+  const root = Root.fromJSON(description.root);
+  const types = new Map<string, Type>();
+  const visit = (t: Type): void => {
+    const name = t.fullName.slice(1);
+    if (types.has(name)) return;
+    types.set(name, t);
+    for (const f of t.fieldsArray) {
+      const r = f.resolve().resolvedType;
+      if (r instanceof Type) visit(r);
+    }
+  };
+  for (const [service, methods] of description.services) {
+    if (!services.includes(service)) continue;
+    for (const [, , , , request, response] of methods) for (const name of [request, response]) visit(root.lookupType(name));
+  }
+  const entries = [...types].map(([name, t]) => {
+    if (name.startsWith('google.protobuf.')) throw new Error(`${name}: protobufjs wraps the well-known types; leave them to it`);
+    return `${JSON.stringify(name)}: {
+  ctor: function () { return ${Type.generateConstructor(t).toString()}; },
+  encode: function (Writer, types, util) { return ${encoder(t).toString()}; },
+  decode: function (Reader, types, util) { return ${decoder(t).toString()}; },
+  fromObject: function (types, util) { return ${converter.fromObject(t).toString()}; },
+  toObject: function (types, util) { return ${converter.toObject(t).toString()}; }
+}`;
+  });
+  return `{${entries.join(',\n')}}`;
 }

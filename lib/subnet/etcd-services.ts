@@ -12,7 +12,7 @@
  * rpc.proto (as JSON), with the same conversion options as etcd3, so the
  * bytes on the wire are the same (test/unit/etcd-services.test.ts).
  */
-import { Root, Type, type INamespace, type IConversionOptions } from 'protobufjs/light';
+import { Enum, Reader, Root, Type, type INamespace, type IConversionOptions, util, verifier, Writer } from 'protobufjs/light';
 
 /** One method: name, proto-loader's camelCase alias, request/response streaming, request and response type names. */
 export type EtcdMethodDescription = [name: string, originalName: string, requestStream: boolean, responseStream: boolean, requestType: string, responseType: string];
@@ -38,6 +38,46 @@ export interface GrpcMethodDefinition {
 
 export type GrpcPackageDefinition = Record<string, Record<string, GrpcMethodDefinition>>;
 
+/** The resolved type of each field of a message, in field order: what generated code calls `types`. */
+type FieldTypes = Array<Type | Enum | null>;
+
+/**
+ * One message type's functions, made at build time by protobufjs's own
+ * generators (lib/subnet/etcd-services-describe.ts `etcdCodecsSource`), each
+ * wrapped in a function of the names its code reads.
+ */
+export interface EtcdCodec {
+  ctor(): Type['ctor'];
+  encode(writer: typeof Writer, types: FieldTypes, u: typeof util): Type['encode'];
+  decode(reader: typeof Reader, types: FieldTypes, u: typeof util): Type['decode'];
+  fromObject(types: FieldTypes, u: typeof util): Type['fromObject'];
+  toObject(types: FieldTypes, u: typeof util): Type['toObject'];
+}
+
+export type EtcdCodecs = Readonly<Record<string, EtcdCodec>>;
+
+/**
+ * Has `type` take its functions from `codec` where protobufjs would generate
+ * them on first use (Type.setup); `verify`, which twilld never calls, is
+ * still generated if anything ever does.
+ */
+function useCodec(type: Type, codec: EtcdCodec): void {
+  type.setup = function setup(this: Type): Type {
+    const types: FieldTypes = this.fieldsArray.map((f) => f.resolve().resolvedType);
+    this.ctor = codec.ctor();
+    this.encode = codec.encode(Writer, types, util);
+    this.decode = codec.decode(Reader, types, util);
+    this.fromObject = codec.fromObject(types, util);
+    this.toObject = codec.toObject(types, util);
+    // Generated only if called: twilld never verifies.
+    this.verify = function verify(this: Type, ...args: Parameters<Type['verify']>): ReturnType<Type['verify']> {
+      this.verify = verifier(this)({ types, util }) as Type['verify'];
+      return this.verify(...args);
+    };
+    return this;
+  };
+}
+
 function serializer(type: Type): (value: object) => Buffer {
   return (value) => {
     if (Array.isArray(value)) throw new Error(`cannot serialize an array as ${type.name}`);
@@ -51,9 +91,10 @@ function deserializer(type: Type, options: IConversionOptions): (bytes: Buffer) 
   return (bytes) => type.toObject(type.decode(bytes), options);
 }
 
-/** A package definition for grpc.loadPackageDefinition; `options` are etcd3's toObject options. */
-export function etcdPackageDefinition(description: EtcdServicesDescription, options: IConversionOptions): GrpcPackageDefinition {
+/** A package definition for grpc.loadPackageDefinition; `options` are etcd3's toObject options; `codecs`: functions made ahead for these types. */
+export function etcdPackageDefinition(description: EtcdServicesDescription, options: IConversionOptions, codecs: EtcdCodecs = {}): GrpcPackageDefinition {
   const root = Root.fromJSON(description.root);
+  for (const [name, codec] of Object.entries(codecs)) useCodec(root.lookupType(name), codec);
   const definition: GrpcPackageDefinition = {};
   for (const [service, methods] of description.services) {
     const def: Record<string, GrpcMethodDefinition> = {};

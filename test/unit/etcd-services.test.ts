@@ -6,14 +6,17 @@
  */
 import { expect } from 'chai';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
-import { etcdPackageDefinition, type GrpcMethodDefinition } from '../../lib/subnet/etcd-services';
-import { describeEtcdServices, etcd3ProtoFile, ETCD3_LOADER_OPTIONS } from '../../lib/subnet/etcd-services-describe';
+import { etcdPackageDefinition, type EtcdCodecs, type GrpcMethodDefinition } from '../../lib/subnet/etcd-services';
+import { describeEtcdServices, etcd3ProtoFile, etcdCodecsSource, ETCD3_LOADER_OPTIONS } from '../../lib/subnet/etcd-services-describe';
 
 const CONVERSION = { longs: String, enums: String, defaults: true, oneofs: true };
 
 describe('etcd services from the build-time description', () => {
   const description = describeEtcdServices();
   const lean = etcdPackageDefinition(JSON.parse(JSON.stringify(description)), CONVERSION);
+  // As the bundle has them: the source compiled as part of a script (here by Function, there by the bundle's own compile).
+  const codecs = new Function(`return ${etcdCodecsSource(description)};`)() as EtcdCodecs;
+  const ahead = etcdPackageDefinition(JSON.parse(JSON.stringify(description)), CONVERSION, codecs);
   const loaded = loadSync(etcd3ProtoFile(), ETCD3_LOADER_OPTIONS);
   const loaderMethod = (service: string, method: string) => (loaded[service] as Record<string, MethodDefinition<object, object>>)[method];
 
@@ -48,10 +51,15 @@ describe('etcd services from the build-time description', () => {
     ['etcdserverpb.Auth', 'Authenticate', { name: 'twill', password: 'secret' }],
   ];
 
-  for (const [service, method, request] of requests) {
-    it(`${service}.${method}: the same request bytes, and the same object back`, () => {
+  it('makes codecs ahead for the messages of KV, Watch, Lease and Auth', () => {
+    expect(Object.keys(codecs)).to.include.members(['etcdserverpb.RangeRequest', 'etcdserverpb.RangeResponse', 'etcdserverpb.TxnRequest', 'etcdserverpb.RequestOp', 'mvccpb.KeyValue', 'mvccpb.Event', 'etcdserverpb.WatchResponse', 'etcdserverpb.LeaseGrantRequest', 'etcdserverpb.AuthenticateRequest']);
+    expect(Object.keys(codecs)).to.not.include('etcdserverpb.AlarmRequest'); // Maintenance: twilld never calls it
+  });
+
+  for (const [service, method, request] of requests) for (const [codegen, def] of [['run-time codecs', lean], ['codecs made ahead', ahead]] as const) {
+    it(`${service}.${method} (${codegen}): the same request bytes, and the same object back`, () => {
       const want = loaderMethod(service, method);
-      const got = lean[service][method];
+      const got = def[service][method];
       const bytes = want.requestSerialize(request);
       expect(got.requestSerialize(request).equals(bytes)).to.equal(true);
       expect(bytes.length).to.be.greaterThan(0);
@@ -59,7 +67,7 @@ describe('etcd services from the build-time description', () => {
     });
   }
 
-  it('decodes a Range response with 64-bit numbers as strings and enums by name, as etcd3 expects', () => {
+  for (const [codegen, def] of [['run-time codecs', lean], ['codecs made ahead', ahead]] as const) it(`decodes a Range response with 64-bit numbers as strings and enums by name, as etcd3 expects (${codegen})`, () => {
     const response = {
       header: { cluster_id: '14841639068965178418', member_id: '10276657743932975437', revision: '9007199254740993', raft_term: '2' },
       kvs: [{ key: Buffer.from('/coreos.com/network/config'), value: Buffer.from('{"Network":"10.244.0.0/16"}'), create_revision: '3', mod_revision: '9007199254740993', version: '1', lease: '0' }],
@@ -67,7 +75,7 @@ describe('etcd services from the build-time description', () => {
       count: '1',
     };
     const want = loaderMethod('etcdserverpb.KV', 'Range');
-    const got = lean['etcdserverpb.KV'].Range;
+    const got = def['etcdserverpb.KV'].Range;
     const bytes = want.responseSerialize(response);
     expect(got.responseSerialize(response).equals(bytes)).to.equal(true);
     const decoded = got.responseDeserialize(bytes) as { header: { revision: string }; kvs: Array<{ mod_revision: string; value: Buffer }> };
@@ -76,7 +84,7 @@ describe('etcd services from the build-time description', () => {
     expect(decoded.kvs[0].value.toString()).to.equal('{"Network":"10.244.0.0/16"}');
 
     const watchBytes = loaderMethod('etcdserverpb.Watch', 'Watch').responseSerialize({ watch_id: '1', events: [{ type: 'Delete', kv: { key: Buffer.from('k') } }] });
-    const event = lean['etcdserverpb.Watch'].Watch.responseDeserialize(watchBytes) as { events: Array<{ type: string }> };
+    const event = def['etcdserverpb.Watch'].Watch.responseDeserialize(watchBytes) as { events: Array<{ type: string }> };
     expect(event).to.deep.equal(loaderMethod('etcdserverpb.Watch', 'Watch').responseDeserialize(watchBytes));
     expect(event.events[0].type).to.equal('Delete'); // etcd3's kv.proto names the values Put and Delete
   });
