@@ -27,7 +27,8 @@ export class LastResult<T> {
   }
 }
 
-function sameInputs(a: readonly unknown[], b: readonly unknown[]): boolean {
+/** The rule LastResult recomputes by: the same objects, an array input element by element. */
+export function sameInputs(a: readonly unknown[], b: readonly unknown[]): boolean {
   return a.length === b.length && a.every((x, i) => sameInput(x, b[i]));
 }
 

@@ -21,7 +21,7 @@ import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
 import { encodeLeaseAttrs } from '../subnet/lease-codec';
 import { carriesIPv4, leaseLabel, underlayAddress } from '../subnet/lease';
 import { BackendSet } from './backend-set';
-import { Netlink, NetlinkEvent, Unsubscribe, watchNftables } from '../netlink';
+import { Netlink, watchNftables } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
 import { ConfigError } from '../config';
 import { compareConfigs } from '../config/live-change';
@@ -36,7 +36,7 @@ import type { NatBackend } from '../masq';
 import { AgentMetrics } from '../observe/metrics';
 import { Readiness } from '../observe/readiness';
 import { Backoff } from '../subnet/backoff';
-import { KernelWatch } from './kernel-watch';
+import { KernelEvents } from './kernel-events';
 import { EMPTY_REPORT } from '../../backends/reconciler';
 
 const COUNTER_READ_MS = 5000;
@@ -76,12 +76,8 @@ export class Agent {
   private running?: { config: NetworkConfig; mtu: number };
   private masq?: MasqController;
   private netlink?: Netlink;
-  private unsubscribeKernel?: Unsubscribe;
-  private kernelChangeTimer?: NodeJS.Timeout;
-  /** Why the pending burst's reconcile runs. */
-  private kernelChangeReason?: string;
   private reportedSkips = new Set<string>();
-  private readonly kernelWatch: KernelWatch;
+  private readonly kernel: KernelEvents;
   private readonly loop = new ReconcileLoop((reason) => this.reconcile(reason));
   private readonly guardedPeers = new LastResult<GuardPeer[]>();
   private readonly guard: GuardController;
@@ -95,7 +91,12 @@ export class Agent {
     readonly readiness = new Readiness(),
   ) {
     this.guard = new GuardController({ enabled: opts.tunnelGuard, log, metrics, watchNft: watchNftables });
-    this.kernelWatch = new KernelWatch(opts.repairIntervalMs * FULL_CHECK_REPAIRS);
+    this.kernel = new KernelEvents({
+      log,
+      fullCheckMs: opts.repairIntervalMs * FULL_CHECK_REPAIRS,
+      request: (reason) => this.loop.request(reason),
+      touches: (change) => this.backends?.touches(change) !== false,
+    });
   }
 
   /** Runs until `signal` aborts; rejects on a fault it cannot wait out. */
@@ -179,7 +180,7 @@ export class Agent {
     this.loop.request('start-up');
     this.repairTimer = setInterval(() => this.loop.request(REPAIR_TIMER), this.opts.repairIntervalMs);
     this.startCounterReadout();
-    await this.watchKernel(this.netlink!);
+    await this.kernel.start(this.netlink!);
     this.masq = new MasqController(
       { masquerade: this.opts.ipMasq, forwardRules: this.opts.forwardRules, resyncMs: this.opts.masqResyncMs, backend: this.opts.natBackend },
       () => {
@@ -315,9 +316,10 @@ export class Agent {
     const leases = [...this.watcher.leases().values()];
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-    const inputs = [this.running.config, own, ...leases];
-    const quiet = reason === REPAIR_TIMER && backends.plansFromLeasesAlone() && this.kernelWatch.unchanged(inputs);
-    const mark = this.kernelWatch.mark();
+    const inputs = [this.running.config, own, leases];
+    const { watch } = this.kernel;
+    const quiet = reason === REPAIR_TIMER && backends.plansFromLeasesAlone() && watch.unchanged(inputs);
+    const mark = watch.mark();
     // A peer that joined is admitted before its routes exist, so its first packets are not dropped.
     const guarded = this.guardedPeers.get([own, leases], () => guardPeers(own, leases));
     await this.guard.apply(guarded, backends.intakes(), { onlyToAdmit: true });
@@ -325,8 +327,8 @@ export class Agent {
       const report = quiet ? EMPTY_REPORT : await backends.reconcile(own, leases, this.running.config.network);
       if (quiet) this.metrics.repairTrusted();
       else {
-        if (report.failures.length === 0) this.kernelWatch.verify(mark, inputs);
-        else this.kernelWatch.forget();
+        if (report.failures.length === 0) watch.verify(mark, inputs);
+        else watch.forget();
         this.reportSkips(report.skipped);
       }
       if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: leases.length - 1, changed: report.changed, removed: report.removed });
@@ -345,7 +347,7 @@ export class Agent {
       this.metrics.setLeaseExpiry(this.manager.leaseExpiry());
       this.readiness.reconciled(ok, ok ? undefined : `${report.failures.length} kernel change(s) refused, first: ${report.failures[0]}`);
     } catch (err) {
-      this.kernelWatch.forget();
+      watch.forget();
       this.metrics.observeReconcile(seconds(), false);
       this.readiness.reconciled(false, (err as Error).message);
       this.log.error('reconcile failed; will retry', { reason, error: (err as Error).message });
@@ -392,50 +394,11 @@ export class Agent {
     this.reportedSkips = now;
   }
 
-  /** Kernel deletions trigger a reconcile; without events the repair timer still repairs, only later. */
-  private async watchKernel(nl: Netlink): Promise<void> {
-    try {
-      this.unsubscribeKernel = await nl.subscribe(['link', 'ipv4-route', 'ipv6-route', 'neigh', 'ipv4-ifaddr', 'ipv6-ifaddr'], (ev) => this.kernelChanged(ev), { deletionsOnly: true });
-      this.kernelWatch.started();
-      this.loop.request('kernel events subscribed');
-    } catch (err) {
-      this.log.warn('cannot watch kernel changes; repairs will wait for the repair timer', { error: (err as Error).message });
-    }
-  }
-
-  /**
-   * Someone removed a link, route or entry (or events were lost): reconcile
-   * soon, once for a burst. Additions and state changes are left to the
-   * repair timer, so ordinary ARP traffic does not cause reconciles; when
-   * they touch twill's own objects, that repair reads the kernel again.
-   */
-  private kernelChanged(ev: NetlinkEvent): void {
-    if (ev.type === 'changes') {
-      if (ev.unknown || this.backends?.touches(ev) !== false) this.kernelWatch.changed();
-      return;
-    }
-    const relevant = ev.type === 'resync' || ev.type === 'link' || ev.action === 'del';
-    if (!relevant) return;
-    this.kernelWatch.changed();
-    if (ev.type === 'resync' && ev.closed) this.kernelWatch.stopped();
-    if (ev.type === 'resync') this.log.warn('kernel notifications were lost; reconciling against the whole kernel state', { why: ev.reason });
-    // Lost events outrank any one change in the log: the burst's reconcile is then a full resync.
-    if (ev.type === 'resync' || !this.kernelChangeReason) this.kernelChangeReason = ev.type === 'resync' ? 'kernel events lost' : `kernel ${ev.type} changed`;
-    if (this.kernelChangeTimer) return;
-    this.kernelChangeTimer = setTimeout(() => {
-      const reason = this.kernelChangeReason!;
-      this.kernelChangeTimer = undefined;
-      this.kernelChangeReason = undefined;
-      this.loop.request(reason);
-    }, 100);
-  }
-
   private async shutdown(): Promise<void> {
     await this.configWatch?.stop();
     await this.configQueue;
-    this.unsubscribeKernel?.();
+    this.kernel.stop();
     this.guard.stop();
-    if (this.kernelChangeTimer) clearTimeout(this.kernelChangeTimer);
     if (this.repairTimer) clearInterval(this.repairTimer);
     if (this.counterTimer) clearInterval(this.counterTimer);
     await this.masq?.stop();

@@ -36,6 +36,7 @@ import type { GuardMetrics } from '../observe/metrics';
 import { GuardTable, GuardUnavailableError } from '../guard/guard-table';
 import { LastResult } from '../last-result';
 import type { Unsubscribe } from '../netlink';
+import { KernelWatch } from './kernel-watch';
 import {
   canonicalIPv6, counterName, type DropReason, GUARD_FAMILIES, type GuardPeer, type GuardState, guardTableName, PEERS_SET, type SeenGuard,
   guardDifferences, guardScript, planGuard, seenAfterApplying,
@@ -63,13 +64,6 @@ export interface GuardControllerOptions {
   readonly watchNft?: (onChange: (how: 'changed' | 'lost' | 'closed') => void) => Unsubscribe;
 }
 
-/** nftables' announcements as a count: a whole read is still good while the count has not moved. */
-interface NftChanges {
-  watching: boolean;
-  count: number;
-  stop?: Unsubscribe;
-}
-
 /** What the controller keeps per table. */
 class FamilyState {
   lastError = '';
@@ -81,26 +75,27 @@ class FamilyState {
   readonly plan = new LastResult<GuardState | undefined>();
   /** When the table was last read and made to match `applied`. */
   checkedAt = -Infinity;
-  /** The announcement count before the last whole read (undefined: not watching, or that read failed), and its time. */
-  readMark?: number;
-  readAt = -Infinity;
+  /** nftables' announcements since the last whole read: while there are none, that read still stands. */
+  readonly announced: KernelWatch;
   /** The spoof counters at that read: a rise since means a peer to name, which only a whole read can. */
   spoofedAtRead = new Map<string, number>();
   /** Per peer public IP: the spoof count seen last, and when it was last logged. */
   readonly spoofs = new Map<string, { count: number; loggedAt?: number; unlogged: number }>();
-  constructor(readonly family: UnderlayFamily, readonly table: GuardTable) {}
+  constructor(readonly family: UnderlayFamily, readonly table: GuardTable, now: () => number) {
+    this.announced = new KernelWatch(FULL_READ_MS, now);
+  }
 }
 
 export class GuardController {
   private readonly now: () => number;
   private readonly families: FamilyState[];
   private reportedSkips = new Set<string>();
-  private nft?: NftChanges;
+  private nftWatch?: { stop?: Unsubscribe };
 
   constructor(private readonly o: GuardControllerOptions) {
     const table = o.table ?? new GuardTable();
-    this.families = GUARD_FAMILIES.map((f) => new FamilyState(f, table.withFamily(f)));
     this.now = o.now ?? Date.now;
+    this.families = GUARD_FAMILIES.map((f) => new FamilyState(f, table.withFamily(f), this.now));
   }
 
   /**
@@ -139,7 +134,7 @@ export class GuardController {
       if (opts.onlyToAdmit && f.applied && admits(f.applied, want)) return true;
       if (opts.onlyToAdmit && f.applied && f.installed && await this.admitOnto(f, want)) return true;
       if (f.applied && this.now() - f.checkedAt < RECHECK_MS && samePlan(f.applied, want)) return true;
-      if (f.applied && f.installed && samePlan(f.applied, want) && this.unchangedSinceRead(f)) {
+      if (f.applied && f.installed && samePlan(f.applied, want) && f.announced.unchanged([])) {
         const counters = await f.table.readCounters();
         if (counters && !spoofRose(f.spoofedAtRead, want, counters)) {
           this.countDrops(f, want, counters);
@@ -149,7 +144,7 @@ export class GuardController {
         }
       }
       f.removed = false;
-      f.readMark = this.nft?.watching ? this.nft.count : undefined;
+      const mark = f.announced.mark();
       const seen = await f.table.read();
       const script = guardScript(want, seen);
       if (script) {
@@ -166,13 +161,13 @@ export class GuardController {
       f.installed = true;
       f.applied = want;
       f.checkedAt = this.now();
-      f.readAt = f.checkedAt;
+      f.announced.verify(mark, []);
       f.spoofedAtRead = spoofCounts(want, seen?.counters);
       this.count(f, want, seen, peers);
       f.lastError = '';
       return true;
     } catch (err) {
-      f.readMark = undefined;
+      f.announced.forget();
       const message = (err as Error).message;
       if (message !== f.lastError) this.o.log.warn(`tunnel guard (${table}): ${message}; tunnel traffic is not filtered by nftables until this is fixed (retrying)`);
       f.lastError = message;
@@ -219,30 +214,26 @@ export class GuardController {
 
   /** Releases the nftables watch. */
   stop(): void {
-    this.nft?.stop?.();
-    if (this.nft) this.nft.watching = false;
+    this.nftWatch?.stop?.();
+    for (const f of this.families) f.announced.stopped();
   }
 
   /** Starts watching nftables' announcements once (a failure is logged, and every check then reads the whole table). */
   private watchNft(): void {
-    if (this.nft || !this.o.watchNft) return;
-    const nft: NftChanges = { watching: false, count: 0 };
-    this.nft = nft;
+    if (this.nftWatch || !this.o.watchNft) return;
+    const nftWatch: { stop?: Unsubscribe } = {};
+    this.nftWatch = nftWatch;
     try {
-      nft.stop = this.o.watchNft((how) => {
-        nft.count++;
-        if (how === 'closed') nft.watching = false;
+      nftWatch.stop = this.o.watchNft((how) => {
+        for (const f of this.families) {
+          f.announced.changed();
+          if (how === 'closed') f.announced.stopped();
+        }
       });
-      nft.watching = true;
+      for (const f of this.families) f.announced.started();
     } catch (err) {
       this.o.log.warn('cannot watch nftables for changes; the tunnel guard reads its whole table at every check', { error: (err as Error).message });
     }
-  }
-
-  /** Whether nothing was announced since `f`'s last whole read, and that read is recent. */
-  private unchangedSinceRead(f: FamilyState): boolean {
-    const nft = this.nft;
-    return !!nft && nft.watching && f.readMark === nft.count && this.now() - f.readAt < FULL_READ_MS;
   }
 
   /** Drop counters to /metrics; a warning per peer whose spoofed packets rose, at most once a minute each. */

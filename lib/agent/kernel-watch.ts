@@ -13,7 +13,12 @@
  * last full read is younger than `fullCheckMs`. Anything else, or any doubt
  * (no socket, a closed socket, lost notifications, a failed reconcile), reads
  * the kernel as before.
+ *
+ * The tunnel guard keeps one per nft table, fed by nftables' announcements
+ * instead (GuardController), so that an idle repair lists no table either.
  */
+import { sameInputs } from '../last-result';
+
 export class KernelWatch {
   private epoch = 0;
   private watching = false;
@@ -53,10 +58,9 @@ export class KernelWatch {
     this.verified = undefined;
   }
 
-  /** Whether the kernel holds what the last full reconcile verified for the same inputs (compared by identity). */
+  /** Whether the kernel holds what the last full reconcile verified for the same inputs (compared as LastResult compares them). */
   unchanged(inputs: readonly unknown[]): boolean {
     const v = this.verified;
-    if (!v || !this.watching || v.epoch !== this.epoch || this.now() - v.at >= this.fullCheckMs) return false;
-    return v.inputs.length === inputs.length && v.inputs.every((x, i) => x === inputs[i]);
+    return !!v && this.watching && v.epoch === this.epoch && this.now() - v.at < this.fullCheckMs && sameInputs(v.inputs, inputs);
   }
 }
