@@ -316,10 +316,12 @@ export class Agent {
     const leases = [...this.watcher.leases().values()];
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-    const inputs = [this.running.config, own, leases];
     const { watch } = this.kernel;
-    const quiet = reason === REPAIR_TIMER && backends.plansFromLeasesAlone() && watch.unchanged(inputs);
     const mark = watch.mark();
+    const reachProblems = await backends.refreshReach(own, leases);
+    const inputs = [this.running.config, own, leases, backends.reachVersion];
+    // A problem asking the kernel about reachability is reported by a full reconcile.
+    const quiet = reason === REPAIR_TIMER && reachProblems.length === 0 && backends.plansFromInputsAlone() && watch.unchanged(inputs);
     // A peer that joined is admitted before its routes exist, so its first packets are not dropped.
     const guarded = this.guardedPeers.get([own, leases], () => guardPeers(own, leases));
     await this.guard.apply(guarded, backends.intakes(), { onlyToAdmit: true });
@@ -329,7 +331,7 @@ export class Agent {
       else {
         if (report.failures.length === 0) watch.verify(mark, inputs);
         else watch.forget();
-        this.reportSkips(report.skipped);
+        this.reportSkips([...reachProblems, ...report.skipped]);
       }
       if (report.changed || report.removed) this.log.info('reconciled', { reason, peers: leases.length - 1, changed: report.changed, removed: report.removed });
       for (const f of report.failures) this.log.warn(`kernel refused a change; will retry: ${f}`);

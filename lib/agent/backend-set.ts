@@ -157,16 +157,31 @@ export class BackendSet {
     return leaseAttrsFor(this.deps.local.publicIP, this.deps.local.publicIPv6, configuredType, instances);
   }
 
-  /** Never throws for one backend's fault: its failure is reported and the others go on. */
+  /**
+   * Asks the kernel which peers are direct, for host-gw and DirectRouting,
+   * before a reconcile plans with the answers (`reachVersion` says whether
+   * they changed). Resolves with the problems met, one line each; never rejects.
+   */
+  async refreshReach(own: Lease, all: readonly Lease[]): Promise<string[]> {
+    if (!this.keys().some((k) => this.running.get(k)!.backend.usesReach)) return [];
+    // Both families: host-gw and DirectRouting ask each family's own address (PublicIPv6 for IPv6).
+    const addresses = all.filter((l) => l.key !== own.key).flatMap((l) => [l.attrs.publicIP, l.attrs.publicIPv6 ?? NO_PUBLIC_IP]).filter((ip) => ip !== NO_PUBLIC_IP);
+    const problems = await this.direct.refresh(addresses).catch((err: unknown) => [String(err)]);
+    return problems.map((problem) => `reachability: ${problem}`);
+  }
+
+  /** Rises when a refresh changed which peers are direct: an input of every plan that uses reachability. */
+  get reachVersion(): number {
+    return this.direct.version;
+  }
+
+  /**
+   * Plans and applies with the reachability of the last `refreshReach`.
+   * Never throws for one backend's fault: its failure is reported and the others go on.
+   */
   async reconcile(own: Lease, all: readonly Lease[], network: IPNet | undefined): Promise<ReconcileReport> {
     const keys = this.keys();
     const skipped: string[] = [];
-    if (keys.some((k) => this.running.get(k)!.backend.usesReach)) {
-      // Both families: host-gw and DirectRouting ask each family's own address (PublicIPv6 for IPv6).
-      const addresses = all.filter((l) => l.key !== own.key).flatMap((l) => [l.attrs.publicIP, l.attrs.publicIPv6 ?? NO_PUBLIC_IP]).filter((ip) => ip !== NO_PUBLIC_IP);
-      const problems = await this.direct.refresh(addresses).catch((err: unknown) => [String(err)]);
-      for (const problem of problems) skipped.push(`reachability: ${problem}`);
-    }
     const readiness = await peerReadiness(new Map(keys.map((k) => [k, this.running.get(k)!.backend])), network, (key, message) => skipped.push(`${key}: ${message}`));
     const assignment = this.assign(keys, own, all, readiness);
     skipped.push(...assignment.skipped);
@@ -204,15 +219,15 @@ export class BackendSet {
   }
 
   /**
-   * Whether a reconcile with the same leases and config plans the same
-   * kernel state: one instance, planning from those alone. Reachability
-   * (host-gw, DirectRouting), a userspace engine's table, BGP's routes and
+   * Whether a reconcile with the same leases, config and reachability
+   * (`reachVersion`) plans the same kernel state: one instance, planning
+   * from those alone. A userspace engine's table, BGP's routes and
    * WireGuard's sessions are read afresh by every reconcile.
    */
-  plansFromLeasesAlone(): boolean {
+  plansFromInputsAlone(): boolean {
     if (this.running.size !== 1) return false;
     const { backend } = [...this.running.values()][0];
-    return !backend.usesReach && !backend.setEnginePeers && !backend.learnedRoutes && !backend.establishedPeers;
+    return !backend.setEnginePeers && !backend.learnedRoutes && !backend.establishedPeers;
   }
 
   /**

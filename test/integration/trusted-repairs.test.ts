@@ -9,8 +9,11 @@
  * way: it reads only its counters at a repair while nftables announces no
  * change, and the whole table once something changed it.
  *
- * Two nodes on vxlan in the test's own namespaces (198.18.0.0/24 underlay,
- * 10.244.0.0/16 pods).
+ * host-gw too, whose plan also depends on which peers are direct: a repair
+ * trusts the kernel while those answers stand as well.
+ *
+ * Two nodes on vxlan, then two on host-gw, in the test's own namespaces
+ * (198.18.0.0/24 underlay, 10.244.0.0/16 pods).
  */
 import { expect } from 'chai';
 import { httpBody } from '../harness/checks';
@@ -22,47 +25,65 @@ const HEALTH_PORT = 9468;
 /** Well inside the 12 × REPAIR_S between full reads: only a notification can make the repair look this soon. */
 const NOTICED_WITHIN_MS = (2 * REPAIR_S + 1) * 1000;
 
+async function trustedRepairs(tc: TwillCluster): Promise<number> {
+  const body = await httpBody(tc.net.nodeIp(0), HEALTH_PORT, '/metrics');
+  return Number(/^twill_repairs_trusted_total (\d+)/m.exec(body)?.[1] ?? 'NaN');
+}
+
+/** Node 0's route to node 1's subnet. */
+async function peerRoute(tc: TwillCluster): Promise<string> {
+  return (await tc.net.ip(0, ['route', 'show', tc.lease(1).subnet])).trim();
+}
+
+async function twoNodes(backend: string): Promise<TwillCluster> {
+  const tc: TwillCluster = await TwillCluster.create({
+    nodes: 2,
+    config: { Network: '10.244.0.0/16', Backend: { Type: backend } },
+    agentArgs: ['--repair-interval', String(REPAIR_S), '--healthz-port', String(HEALTH_PORT)],
+    agentArgsFor: (node) => ['--healthz-ip', tc.net.nodeIp(node)],
+    start: false,
+  });
+  for (const node of [0, 1]) await tc.startAgent(node);
+  return tc;
+}
+
+/** Start-up's own changes (a device's link-local address, the peer's entries) are read back first. */
+async function expectTrustedRepairs(tc: TwillCluster): Promise<void> {
+  const before = await trustedRepairs(tc);
+  expect(before, 'twill_repairs_trusted_total is exported').to.not.be.NaN;
+  await waitFor('two repairs that trust the notifications', async () => (await trustedRepairs(tc)) - before >= 2, 10 * REPAIR_S * 1000, 200);
+}
+
+/** Same destination, another protocol (boot): the kernel announces the new route only. */
+async function expectReplacedRouteBack(tc: TwillCluster, theirs: string[]): Promise<void> {
+  const route = await peerRoute(tc);
+  await tc.net.ip(0, ['route', 'replace', tc.lease(1).subnet, ...theirs]);
+  expect(await peerRoute(tc)).to.not.equal(route);
+  await waitFor('twilld to put its route back', async () => (await peerRoute(tc)) === route, NOTICED_WITHIN_MS);
+}
+
 describe('repairs trust kernel notifications while nothing changes (vxlan)', function () {
   this.timeout(120_000);
   let tc: TwillCluster;
-
-  const trusted = async (): Promise<number> => {
-    const body = await httpBody(tc.net.nodeIp(0), HEALTH_PORT, '/metrics');
-    return Number(/^twill_repairs_trusted_total (\d+)/m.exec(body)?.[1] ?? 'NaN');
-  };
-  const peerRoute = async (): Promise<string> => (await tc.net.ip(0, ['route', 'show', tc.lease(1).subnet])).trim();
+  const trusted = (): Promise<number> => trustedRepairs(tc);
   /** Node 0's ARP entry for node 1's VTEP (the first address of its subnet). */
   const peerArp = async (): Promise<string> => (await tc.net.ip(0, ['neigh', 'show', tc.lease(1).subnet.split('/')[0], 'dev', 'flannel.1'])).trim();
 
   before(async () => {
-    tc = await TwillCluster.create({
-      nodes: 2,
-      config: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } },
-      agentArgs: ['--repair-interval', String(REPAIR_S), '--healthz-port', String(HEALTH_PORT)],
-      agentArgsFor: (node) => ['--healthz-ip', tc.net.nodeIp(node)],
-      start: false,
-    });
-    for (const node of [0, 1]) await tc.startAgent(node);
-    await waitFor('node 0 to route node 1', async () => (await peerRoute()).includes('flannel.1'), 20_000);
+    tc = await twoNodes('vxlan');
+    await waitFor('node 0 to route node 1', async () => (await peerRoute(tc)).includes('flannel.1'), 20_000);
   });
   after(async () => {
     await tc?.destroy();
   });
 
   it('does not read the kernel again at repairs while nothing touches its objects', async () => {
-    const before = await trusted();
-    expect(before, 'twill_repairs_trusted_total is exported').to.not.be.NaN;
-    // Start-up's own changes (the device's link-local address, the peer's entries) are read back first.
-    await waitFor('two repairs that trust the notifications', async () => (await trusted()) - before >= 2, 10 * REPAIR_S * 1000, 200);
+    await expectTrustedRepairs(tc);
   });
 
   it('puts back a route someone replaced with their own within a repair or two', async () => {
-    const route = await peerRoute();
-    expect(route).to.match(/dev flannel\.1 .*onlink/);
-    // Same destination, another protocol (boot): the kernel announces the new route only.
-    await tc.net.ip(0, ['route', 'replace', tc.lease(1).subnet, 'dev', 'eth0']);
-    expect(await peerRoute()).to.not.include('flannel.1');
-    await waitFor('twilld to put its route back', async () => (await peerRoute()) === route, NOTICED_WITHIN_MS);
+    expect(await peerRoute(tc)).to.match(/dev flannel\.1 .*onlink/);
+    await expectReplacedRouteBack(tc, ['dev', 'eth0']);
   });
 
   it('notices at the next repair when someone takes a peer out of the tunnel guard or lets another host in', async () => {
@@ -83,5 +104,27 @@ describe('repairs trust kernel notifications while nothing changes (vxlan)', fun
     await waitFor('twilld to put node 1\'s VTEP MAC back', async () => (await peerArp()) === entry, NOTICED_WITHIN_MS);
     const before = await trusted();
     await waitFor('a repair that trusts the notifications again', async () => (await trusted()) > before, 3 * REPAIR_S * 1000);
+  });
+});
+
+describe('repairs trust kernel notifications and reachability while nothing changes (host-gw)', function () {
+  this.timeout(120_000);
+  let tc: TwillCluster;
+
+  before(async () => {
+    tc = await twoNodes('host-gw');
+    await waitFor('node 0 to route node 1', async () => (await peerRoute(tc)).includes(`via ${tc.net.nodeIp(1)}`), 20_000);
+  });
+  after(async () => {
+    await tc?.destroy();
+  });
+
+  it('does not read the kernel again at repairs while no route changed and the peer stays direct', async () => {
+    await expectTrustedRepairs(tc);
+  });
+
+  it('puts back a route someone replaced with their own within a repair or two', async () => {
+    expect(await peerRoute(tc)).to.match(/via 198\.18\.\S+ dev eth0 proto 118/);
+    await expectReplacedRouteBack(tc, ['dev', 'eth0']);
   });
 });
