@@ -1,8 +1,9 @@
 /**
  * The tunnel guard's nftables table as a thing to read and write: `nft -j
  * list table ip twill_guard` parsed (listing.ts), and scripts applied as one
- * atomic `nft -f -` transaction with the script on stdin (no value from
- * etcd ever reaches a command line).
+ * atomic `nft -f -` transaction (no value from etcd ever reaches a command
+ * line). Both run in twilld's process through libnftables where it can
+ * (nftRunner, lib/masq/nftables.ts), else as the nft command.
  *
  * Failure semantics: a missing table reads as undefined; a missing `nft`
  * rejects with `GuardUnavailableError`; a refused script rejects with nft's

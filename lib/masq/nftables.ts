@@ -16,6 +16,7 @@
 import { execFile } from 'child_process';
 import type { IPNet } from '../ip';
 import type { NatRules } from './nat-rules';
+import { nftLibrary } from '../netlink/nft-library';
 
 export const TABLE = 'twill';
 
@@ -49,11 +50,44 @@ export class NftablesUnavailableError extends Error {
 }
 
 /**
- * Runs `nft` (a script on stdin when given); a missing nft command rejects
- * with `unavailable(detail)`, so each user says what it cannot do without
- * it (the NAT rules here, the tunnel guard in lib/guard).
+ * Runs nft's commands (a script on stdin when given): in this process
+ * through libnftables where it can (lib/netlink/nft-library.ts), else the
+ * `nft` command. A missing nft command rejects with `unavailable(detail)`,
+ * so each user says what it cannot do without it (the NAT rules here, the
+ * tunnel guard in lib/guard). Either way a refusal rejects with
+ * `nft <args> failed: <nft's message>`.
  */
 export function nftRunner(unavailable: (detail: string) => Error): NftRunner {
+  const exec = nftCommand(unavailable);
+  return (args, stdin) => {
+    const call = asLibraryCall(args, stdin);
+    const library = call && nftLibrary();
+    if (!call || !library || !('run' in library)) return exec(args, stdin);
+    return library.run(call.commands, { json: call.json }).catch((err: unknown) => {
+      throw new Error(`nft ${args.join(' ')} failed: ${(err as Error).message}`);
+    });
+  };
+}
+
+/**
+ * The library's form of an nft command line: `-j` (JSON output), then
+ * either `-f -` with the script on stdin or the command's words. Undefined
+ * for any other option, which only the command understands.
+ */
+export function asLibraryCall(args: readonly string[], stdin?: string): { json: boolean; commands: string } | undefined {
+  let json = false;
+  let i = 0;
+  for (; i < args.length && args[i].startsWith('-'); i++) {
+    if (args[i] === '-j') json = true;
+    else if (args[i] === '-f' && args[i + 1] === '-' && i + 2 === args.length && stdin !== undefined) return { json, commands: stdin };
+    else return undefined;
+  }
+  if (i === args.length || stdin !== undefined) return undefined;
+  return { json, commands: args.slice(i).join(' ') };
+}
+
+/** The `nft` command itself. */
+export function nftCommand(unavailable: (detail: string) => Error): NftRunner {
   return (args, stdin) =>
     new Promise((resolve, reject) => {
       const child = execFile('nft', [...args], { timeout: 10_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {

@@ -24,7 +24,7 @@ import { decodeFdb, FdbEntry } from './fdb';
 import { decodeLink, LinkInfo } from './links';
 import { decodeNeighbor, NeighborInfo } from './neighbors';
 import { decodeRoute, RouteInfo } from './routes';
-import { findNativeBuild, nativeBuildCandidates } from '../native-build';
+import { type BatchCallback, loadNetlinkAddon } from './addon';
 
 export type EventGroup = 'link' | 'ipv4-route' | 'ipv6-route' | 'neigh' | 'ipv4-ifaddr' | 'ipv6-ifaddr';
 
@@ -127,28 +127,10 @@ export function decodeSkipped(summary: Buffer): NetlinkEvent {
 /** RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWNEIGH: additions skipped under `deletionsOnly`. */
 const ADDITIONS = [20, 24, 28];
 
-type BatchCallback = (messages: Buffer | null, lost: boolean, drained: boolean, error: string | null, skipped: Buffer | null) => void;
-interface EventSocketAddon {
-  open(groups: number[], recvBufferSize: number, skipTypes: number[], onBatch: BatchCallback, protocol?: number): object;
-  close(handle: object): void;
-  ref(handle: object): void;
-  unref(handle: object): void;
-}
-
-const ADDON = 'twill_netlink_events.node';
 /** A burst of overflows is reported once it has been quiet this long… */
 const RESYNC_QUIET_MS = 50;
 /** …or this long after its first loss, whichever comes first. */
 const RESYNC_MAX_DELAY_MS = 1000;
-
-let addon: EventSocketAddon | undefined;
-function loadAddon(): EventSocketAddon {
-  if (addon) return addon;
-  const file = findNativeBuild(ADDON);
-  if (!file) throw new Error(`the netlink event addon is not built (looked for ${nativeBuildCandidates(ADDON).join(', ')}); run \`npm run build:native\``);
-  addon = require(file) as EventSocketAddon;
-  return addon;
-}
 
 /**
  * Joins `groups` on a new socket in this process and calls `onEvent` for each
@@ -158,7 +140,7 @@ function loadAddon(): EventSocketAddon {
  * Throws if the socket cannot be opened (e.g. EPERM) or the addon is not built.
  */
 export function openEventSocket(groups: EventGroup[], onEvent: EventListener, options: EventSocketOptions = {}): Unsubscribe {
-  const native = loadAddon();
+  const native = loadNetlinkAddon();
   let open = true;
   // A flood overflows the socket again and again while it is read; one
   // 'resync' after it has calmed down (no loss for RESYNC_QUIET_MS, or at
@@ -224,7 +206,7 @@ const NFNLGRP_NFTABLES = 7;
  * opened.
  */
 export function watchNftables(onChange: (how: 'changed' | 'lost' | 'closed') => void): Unsubscribe {
-  const native = loadAddon();
+  const native = loadNetlinkAddon();
   let open = true;
   const handle = native.open([NFNLGRP_NFTABLES], 1 << 20, [], (messages, lost, _drained, error) => {
     if (!open) return;

@@ -16,6 +16,9 @@
  * (198.18.0.0/24 underlay, 10.244.0.0/16 pods).
  */
 import { expect } from 'chai';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import * as path from 'path';
 import { httpBody } from '../harness/checks';
 import { TwillCluster } from '../harness/twill-cluster';
 import { waitFor } from '../harness/wait';
@@ -35,7 +38,7 @@ async function peerRoute(tc: TwillCluster): Promise<string> {
   return (await tc.net.ip(0, ['route', 'show', tc.lease(1).subnet])).trim();
 }
 
-async function twoNodes(backend: string): Promise<TwillCluster> {
+async function twoNodes(backend: string, env: (node: number) => Record<string, string> | undefined = () => undefined): Promise<TwillCluster> {
   const tc: TwillCluster = await TwillCluster.create({
     nodes: 2,
     config: { Network: '10.244.0.0/16', Backend: { Type: backend } },
@@ -43,7 +46,7 @@ async function twoNodes(backend: string): Promise<TwillCluster> {
     agentArgsFor: (node) => ['--healthz-ip', tc.net.nodeIp(node)],
     start: false,
   });
-  for (const node of [0, 1]) await tc.startAgent(node);
+  for (const node of [0, 1]) await tc.startAgent(node, [], { env: env(node) });
   return tc;
 }
 
@@ -66,19 +69,32 @@ describe('repairs trust kernel notifications while nothing changes (vxlan)', fun
   this.timeout(120_000);
   let tc: TwillCluster;
   const trusted = (): Promise<number> => trustedRepairs(tc);
+  /** An `nft` first on node 0's PATH that notes every run, then runs the real one. */
+  const nftDir = mkdtempSync(path.join(tmpdir(), 'twill-nft-'));
+  const nftRuns = path.join(nftDir, 'runs');
   /** Node 0's ARP entry for node 1's VTEP (the first address of its subnet). */
   const peerArp = async (): Promise<string> => (await tc.net.ip(0, ['neigh', 'show', tc.lease(1).subnet.split('/')[0], 'dev', 'flannel.1'])).trim();
 
   before(async () => {
-    tc = await twoNodes('vxlan');
+    const real = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].find((p) => existsSync(p)) ?? 'nft';
+    writeFileSync(path.join(nftDir, 'nft'), `#!/bin/sh\necho "$*" >> '${nftRuns}'\nexec ${real} "$@"\n`);
+    chmodSync(path.join(nftDir, 'nft'), 0o755);
+    tc = await twoNodes('vxlan', (node) => (node === 0 ? { PATH: `${nftDir}:${process.env.PATH ?? ''}` } : undefined));
     await waitFor('node 0 to route node 1', async () => (await peerRoute(tc)).includes('flannel.1'), 20_000);
   });
   after(async () => {
     await tc?.destroy();
+    rmSync(nftDir, { recursive: true, force: true });
   });
 
   it('does not read the kernel again at repairs while nothing touches its objects', async () => {
     await expectTrustedRepairs(tc);
+  });
+
+  it('runs the tunnel guard\'s nftables commands in its own process, not as an nft process each', async () => {
+    expect(await tc.net.exec(0, ['nft', 'list', 'set', 'ip', 'twill_guard', 'peers']).then((r) => r.stdout)).to.include(tc.net.nodeIp(1));
+    // Installing the guard, admitting node 1 and every repair since: none ran the nft on the PATH.
+    expect(existsSync(nftRuns) ? readFileSync(nftRuns, 'utf8') : '').to.equal('');
   });
 
   it('puts back a route someone replaced with their own within a repair or two', async () => {

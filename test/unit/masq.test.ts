@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import { IPNet } from '../../lib/ip';
 import { renderRestore, renderRules, type MasqPolicy } from '../../lib/masq';
+import { asLibraryCall } from '../../lib/masq/nftables';
 
 const v4: MasqPolicy = { ipv4: { podNetwork: IPNet.parse('10.244.0.0/16'), nodeSubnet: IPNet.parse('10.244.1.0/24') }, masquerade: true, forwardRules: true };
 const dual: MasqPolicy = { ...v4, ipv6: { podNetwork: IPNet.parse('fd00:10:244::/56'), nodeSubnet: IPNet.parse('fd00:10:244:1::/64') } };
@@ -40,5 +41,21 @@ describe('NAT rules for IPv6', () => {
     expect(script).to.contain('-A TWILL-FWD -d fd00:10:244::/56 -j ACCEPT');
     expect(renderRestore(dual)).to.contain('! -d 224.0.0.0/4').and.to.not.contain('fd00');
     expect(() => renderRestore({ masquerade: true, forwardRules: true, ipv6: dual.ipv6 })).to.throw('no IPv4 networks');
+  });
+});
+
+describe('nft command lines run through libnftables', () => {
+  it('takes JSON output, a script on stdin, or a command\'s words', () => {
+    expect(asLibraryCall(['-j', 'list', 'table', 'ip', 'twill_guard'])).to.deep.equal({ json: true, commands: 'list table ip twill_guard' });
+    expect(asLibraryCall(['-f', '-'], 'add element ip t s { 10.0.0.1 }\n')).to.deep.equal({ json: false, commands: 'add element ip t s { 10.0.0.1 }\n' });
+    expect(asLibraryCall(['delete', 'table', 'ip', 'twill'])).to.deep.equal({ json: false, commands: 'delete table ip twill' });
+  });
+
+  it('leaves to the nft command what only it understands', () => {
+    expect(asLibraryCall(['-a', 'list', 'ruleset'])).to.equal(undefined);
+    expect(asLibraryCall(['-f', '/etc/nftables.conf'])).to.equal(undefined);
+    expect(asLibraryCall(['-f', '-'])).to.equal(undefined);
+    expect(asLibraryCall(['list', 'ruleset'], 'stdin nobody reads')).to.equal(undefined);
+    expect(asLibraryCall(['-j'])).to.equal(undefined);
   });
 });

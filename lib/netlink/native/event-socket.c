@@ -44,6 +44,8 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "nft-library.h"
+
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
 #endif
@@ -350,6 +352,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "unref", NULL, js_ref_off, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  nft_library_init(env, exports);
   return exports;
 }
 
