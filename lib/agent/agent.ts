@@ -318,7 +318,7 @@ export class Agent {
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     const { watch } = this.kernel;
     const mark = watch.mark();
-    const reachProblems = await backends.refreshReach(own, leases);
+    const reachProblems = await backends.refreshReach(own, leases, mark);
     const inputs = [this.running.config, own, leases, backends.reachVersion];
     // A problem asking the kernel about reachability is reported by a full reconcile.
     const quiet = reason === REPAIR_TIMER && reachProblems.length === 0 && backends.plansFromInputsAlone() && watch.unchanged(inputs);

@@ -160,13 +160,15 @@ export class BackendSet {
   /**
    * Asks the kernel which peers are direct, for host-gw and DirectRouting,
    * before a reconcile plans with the answers (`reachVersion` says whether
-   * they changed). Resolves with the problems met, one line each; never rejects.
+   * they changed). `kernelEpoch`: KernelWatch.mark(), so that route answers
+   * stand while no notification arrived. Resolves with the problems met,
+   * one line each; never rejects.
    */
-  async refreshReach(own: Lease, all: readonly Lease[]): Promise<string[]> {
+  async refreshReach(own: Lease, all: readonly Lease[], kernelEpoch: number | undefined): Promise<string[]> {
     if (!this.keys().some((k) => this.running.get(k)!.backend.usesReach)) return [];
     // Both families: host-gw and DirectRouting ask each family's own address (PublicIPv6 for IPv6).
     const addresses = all.filter((l) => l.key !== own.key).flatMap((l) => [l.attrs.publicIP, l.attrs.publicIPv6 ?? NO_PUBLIC_IP]).filter((ip) => ip !== NO_PUBLIC_IP);
-    const problems = await this.direct.refresh(addresses).catch((err: unknown) => [String(err)]);
+    const problems = await this.direct.refresh(addresses, kernelEpoch).catch((err: unknown) => [String(err)]);
     return problems.map((problem) => `reachability: ${problem}`);
   }
 

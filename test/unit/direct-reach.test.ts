@@ -4,7 +4,7 @@
  * thousands of peers) gets one line naming the sysctl, not one per peer.
  */
 import { expect } from 'chai';
-import { DirectReach, neighbourTableFull } from '../../backends/direct-reach';
+import { DirectReach, neighbourTableFull, ROUTE_MAX_AGE_MS } from '../../backends/direct-reach';
 import { NetlinkError, type Netlink } from '../../lib/netlink';
 import { checkNeighbourTable } from '../../lib/diagnose/sysctls';
 import { Findings } from '../../lib/diagnose/findings';
@@ -89,5 +89,75 @@ describe('DirectReach.version: what was decided from its answers stands while it
 
     await reach.refresh(['198.18.0.2']);
     expect(reach.version, 'an IP forgotten').to.be.greaterThan(v2);
+  });
+});
+
+describe('DirectReach with kernel notifications: route answers stand until the kernel says routes changed', () => {
+  const ext = { name: 'eth0', index: 2 };
+  const peers = ['198.18.0.2', '198.18.0.3'];
+  let lookups: string[] = [];
+  let neighbourDumps = 0;
+  let failed = new Set<string>();
+  let gateway: Record<string, string> = {};
+  const nl = {
+    listNeighbors: async () => {
+      neighbourDumps++;
+      return [...failed].map((ip) => ({ ip, ifindex: ext.index, state: ['failed'] }));
+    },
+    routeGet: async (ip: string) => {
+      lookups.push(ip);
+      return { type: 'unicast', ifindex: ext.index, dst: ip, table: 254, ...(gateway[ip] ? { gateway: gateway[ip] } : {}) };
+    },
+    probeNeighbor: async () => undefined,
+  } as unknown as Netlink;
+  beforeEach(() => {
+    lookups = [];
+    neighbourDumps = 0;
+    failed = new Set();
+    gateway = {};
+  });
+
+  it('asks only the neighbour table again while the notification count stands, and every route once it moved', async () => {
+    const reach = new DirectReach(nl, ext, { maxAgeMs: 0 });
+    await reach.refresh(peers, 7);
+    expect(lookups).to.deep.equal(peers);
+    lookups = [];
+    gateway['198.18.0.3'] = '198.18.0.1'; // not announced yet: the answer stands
+    await reach.refresh(peers, 7);
+    expect(lookups, 'no route lookup at the same count').to.deep.equal([]);
+    expect(neighbourDumps, 'the neighbour part is due at every refresh here').to.equal(2);
+    expect(reach.isDirect('198.18.0.3')).to.equal(true);
+    await reach.refresh(peers, 8);
+    expect(lookups, 'a notification arrived: every route again').to.deep.equal(peers);
+    expect(reach.isDirect('198.18.0.3')).to.equal(false);
+    expect(reach.why('198.18.0.3')).to.equal('routed via 198.18.0.1');
+  });
+
+  it('still finds a peer whose ARP resolution failed, with its route answer standing', async () => {
+    const reach = new DirectReach(nl, ext, { maxAgeMs: 0 });
+    await reach.refresh(peers, 1);
+    failed.add('198.18.0.2');
+    lookups = [];
+    await reach.refresh(peers, 1);
+    expect(lookups).to.deep.equal([]);
+    expect(reach.isDirect('198.18.0.2')).to.equal(false);
+    expect(reach.isDirect('198.18.0.3')).to.equal(true);
+  });
+
+  it('looks every route up again without notifications, and after ROUTE_MAX_AGE_MS with them', async () => {
+    const reach = new DirectReach(nl, ext, { maxAgeMs: 0 });
+    await reach.refresh(peers);
+    await reach.refresh(peers);
+    expect(lookups, 'no notifications: no route answer stands').to.have.length(4);
+    lookups = [];
+    const realNow = Date.now;
+    try {
+      await reach.refresh(peers, 3);
+      Date.now = () => realNow() + ROUTE_MAX_AGE_MS;
+      await reach.refresh(peers, 3);
+    } finally {
+      Date.now = realNow;
+    }
+    expect(lookups, 'asked at count 3, then again once the answers were old').to.have.length(4);
   });
 });
