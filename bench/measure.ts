@@ -14,12 +14,16 @@ export function rssMb(pid: number): number {
   }
 }
 
-/** CPU seconds (user + system) a process has used. */
+/**
+ * CPU seconds (user + system) a process has used, with the children it ran
+ * and reaped (an `nft` per command, for instance): they run on the node for it.
+ */
 export function cpuSeconds(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+    // utime, stime, then cutime and cstime: the reaped children's.
+    return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / CLK_TCK;
   } catch {
     return 0;
   }
