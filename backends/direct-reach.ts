@@ -35,6 +35,8 @@
 import { readFileSync } from 'fs';
 import { IP } from '../lib/ip';
 import { NetlinkError, type NeighborInfo, type Netlink, type RouteInfo } from '../lib/netlink';
+import type { Lease } from '../lib/subnet';
+import { NO_PUBLIC_IP } from '../lib/subnet/lease';
 
 /** The external interface: its index (what routes and neighbours name) and name (for messages). */
 export interface DirectReachIface {
@@ -237,6 +239,11 @@ export class DirectReach {
   why(ip: string): string {
     return this.verdicts.get(ip)?.why ?? 'not looked up yet';
   }
+}
+
+/** The public IPs to ask about: every other node's, both families (host-gw and DirectRouting ask each family's own address, PublicIPv6 for IPv6). */
+export function peerPublicIPs(own: Lease, all: readonly Lease[]): string[] {
+  return all.filter((l) => l.key !== own.key).flatMap((l) => [l.attrs.publicIP, l.attrs.publicIPv6 ?? NO_PUBLIC_IP]).filter((ip) => ip !== NO_PUBLIC_IP);
 }
 
 /** One spelling per address, so that an IPv6 neighbour is found whichever way its address is written. */

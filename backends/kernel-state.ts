@@ -9,7 +9,7 @@
  * entry moved to a new MAC or gateway is replaced, then the stale one goes).
  */
 import type { AddressInfo, FdbEntry, NeighborInfo, Operation, RouteInfo } from '../lib/netlink';
-import type { EnginePeer } from './backend';
+import type { EnginePeer, Peer } from './backend';
 import type { Intake } from './intake';
 
 export interface WantedRoute {
@@ -170,4 +170,23 @@ export function diffFdb(plan: Plan, dev: number, wanted: readonly WantedFdb[], e
   for (const e of existing) {
     if (e.dst && !want.has(key(e.mac, e.dst))) plan.deletes.push({ op: 'deleteFdb', fdb: { dev, mac: e.mac, dst: e.dst } });
   }
+}
+
+/** Routes to carried peers' subnets, per family. */
+export interface PeerRoutes {
+  readonly ipv4: number;
+  readonly ipv6: number;
+}
+
+/** How many of a plan's routes lead to the carried peers, per family (`twill_peer_routes`). */
+export function countPeerRoutes(routes: readonly WantedRoute[], carried: readonly Peer[]): PeerRoutes {
+  const keys = new Set(carried.map((p) => p.key));
+  let ipv4 = 0;
+  let ipv6 = 0;
+  for (const r of routes) {
+    if (r.peer === undefined || !keys.has(r.peer)) continue;
+    if (r.dst.includes(':')) ipv6++;
+    else ipv4++;
+  }
+  return { ipv4, ipv6 };
 }

@@ -21,7 +21,6 @@
 import type { BackendConfig } from '../config';
 import type { IPNet } from '../ip';
 import type { Lease, LeaseAttrs } from '../subnet';
-import { NO_PUBLIC_IP } from '../subnet/lease';
 import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
 import type { WireguardPeerStats } from '../observe/metrics';
@@ -34,9 +33,9 @@ import { type Assignment, assignPeers, assignedTo } from '../../backends/assignm
 import { type PeerReadiness, peerReadiness } from '../../backends/readiness';
 import { LastResult } from '../last-result';
 import { plannedState } from '../../backends/standby';
-import { DirectReach } from '../../backends/direct-reach';
+import { DirectReach, peerPublicIPs } from '../../backends/direct-reach';
 import { ReconcileReport, reconcileKernel, removeRoutes } from '../../backends/reconciler';
-import type { WantedRoute } from '../../backends/kernel-state';
+import { type PeerRoutes, countPeerRoutes } from '../../backends/kernel-state';
 import { advertisedInstances, leaseAttrsFor } from './advertisement';
 import { RETIRE_MS, RetirementState, retirementStep } from './retirement';
 
@@ -166,9 +165,7 @@ export class BackendSet {
    */
   async refreshReach(own: Lease, all: readonly Lease[], kernelEpoch: number | undefined): Promise<string[]> {
     if (!this.keys().some((k) => this.running.get(k)!.backend.usesReach)) return [];
-    // Both families: host-gw and DirectRouting ask each family's own address (PublicIPv6 for IPv6).
-    const addresses = all.filter((l) => l.key !== own.key).flatMap((l) => [l.attrs.publicIP, l.attrs.publicIPv6 ?? NO_PUBLIC_IP]).filter((ip) => ip !== NO_PUBLIC_IP);
-    const problems = await this.direct.refresh(addresses, kernelEpoch).catch((err: unknown) => [String(err)]);
+    const problems = await this.direct.refresh(peerPublicIPs(own, all), kernelEpoch).catch((err: unknown) => [String(err)]);
     return problems.map((problem) => `reachability: ${problem}`);
   }
 
@@ -457,21 +454,4 @@ export class BackendSet {
       this.retireTimer = setTimeout(() => this.deps.requestReconcile('retiring an unused backend'), Math.max(50, nextCheck + 10));
     }
   }
-}
-
-export interface PeerRoutes {
-  readonly ipv4: number;
-  readonly ipv6: number;
-}
-
-function countPeerRoutes(routes: readonly WantedRoute[], carried: readonly Peer[]): PeerRoutes {
-  const keys = new Set(carried.map((p) => p.key));
-  let ipv4 = 0;
-  let ipv6 = 0;
-  for (const r of routes) {
-    if (r.peer === undefined || !keys.has(r.peer)) continue;
-    if (r.dst.includes(':')) ipv6++;
-    else ipv4++;
-  }
-  return { ipv4, ipv6 };
 }
