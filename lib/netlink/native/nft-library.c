@@ -135,7 +135,9 @@ static void after_run(napi_env env, napi_status status, void *data) {
   if (status != napi_ok) {
     napi_create_string_utf8(env, "the nft call was cancelled", NAPI_AUTO_LENGTH, &argv[0]);
   } else if (c->failed) {
-    napi_create_string_utf8(env, c->error[0] ? c->error : "nft refused the commands without a message", NAPI_AUTO_LENGTH, &argv[0]);
+    napi_create_string_utf8(env, c->error && c->error[0] ? c->error : "nft refused the commands without a message", NAPI_AUTO_LENGTH, &argv[0]);
+  } else if (!c->output) {
+    napi_create_string_utf8(env, "out of memory copying nft's output", NAPI_AUTO_LENGTH, &argv[0]);
   } else {
     napi_get_null(env, &argv[0]);
   }
