@@ -21,6 +21,7 @@ import { BackendStart, LocalNode, backendsInKernel } from '../../backends';
 import { encodeLeaseAttrs } from '../subnet/lease-codec';
 import { carriesIPv4, leaseLabel, underlayAddress } from '../subnet/lease';
 import { BackendSet } from './backend-set';
+import { bgpLearnedCount, bgpSessions, engineCounters, wireguardPeers } from './backend-readout';
 import { Netlink, watchNftables } from '../netlink';
 import { parseNetworkConfigText, waitForNetworkConfig } from './config-source';
 import { ConfigError } from '../config';
@@ -202,10 +203,11 @@ export class Agent {
     if (!backends) return;
     const read = async () => {
       try {
-        for (const [type, c] of await backends.counters()) this.metrics.setDatapathCounters(type, { ...c });
-        this.metrics.setWireguardPeers(await backends.wireguardPeers());
+        const instances = backends.instances();
+        for (const [type, c] of await engineCounters(instances)) this.metrics.setDatapathCounters(type, { ...c });
+        this.metrics.setWireguardPeers(await wireguardPeers(instances));
         // A BIRD that does not answer has no session up: say so rather than keep the last figures.
-        this.metrics.setBgp(await backends.bgpSessions().catch(() => []), await backends.bgpLearnedCount(this.running?.config.network));
+        this.metrics.setBgp(await bgpSessions(instances).catch(() => []), await bgpLearnedCount(instances, this.running?.config.network));
       } catch (err) {
         this.log.debug('cannot read the datapath counters', { error: (err as Error).message });
       }

@@ -23,10 +23,9 @@ import type { IPNet } from '../ip';
 import type { Lease, LeaseAttrs } from '../subnet';
 import type { Log } from '../observe/logger';
 import type { Netlink } from '../netlink';
-import type { WireguardPeerStats } from '../observe/metrics';
 import { changedBackendKeys } from '../config/live-change';
 import {
-  Backend, BackendCounters, BgpSessionInfo, BackendStart, InstanceSlot, Intake, LeftOver, LocalNode, Peer,
+  Backend, BackendStart, InstanceSlot, Intake, LeftOver, LocalNode, Peer,
   backendFactory, createBackend, fallbackConfig, instanceOf, liveBackendKeys, withoutFallback,
 } from '../../backends';
 import { type Assignment, assignPeers, assignedTo } from '../../backends/assignment';
@@ -264,36 +263,9 @@ export class BackendSet {
     return this.lastAssignment.get([this.order.join('\n'), keys.join('\n'), own, leases, this.direct.version], compute);
   }
 
-  /** How many routes BIRD installed (undefined when no bgp backend runs); a failed read counts as none. */
-  async bgpLearnedCount(network?: IPNet): Promise<number | undefined> {
-    let count: number | undefined;
-    for (const { backend } of this.running.values()) {
-      if (!backend.learnedRoutes) continue;
-      count = (count ?? 0) + (await backend.learnedRoutes(network).catch(() => new Set<string>())).size;
-    }
-    return count;
-  }
-
-  /** BIRD's BGP sessions (none when no bgp backend runs). */
-  async bgpSessions(): Promise<readonly BgpSessionInfo[]> {
-    const out: BgpSessionInfo[] = [];
-    for (const run of this.running.values()) if (run.backend.bgpSessions) out.push(...(await run.backend.bgpSessions()));
-    return out;
-  }
-
-  async counters(): Promise<Map<string, BackendCounters>> {
-    const out = new Map<string, BackendCounters>();
-    for (const [key, run] of this.running) {
-      if (run.backend.counters) out.set(key, await run.backend.counters());
-    }
-    return out;
-  }
-
-  /** Every WireGuard peer of the running wireguard backend (none when none runs). */
-  async wireguardPeers(): Promise<readonly WireguardPeerStats[]> {
-    const out: WireguardPeerStats[] = [];
-    for (const run of this.running.values()) if (run.backend.wireguardPeers) out.push(...(await run.backend.wireguardPeers()));
-    return out;
+  /** The running instances by key, for what they report (lib/agent/backend-readout.ts). */
+  instances(): ReadonlyMap<string, Backend> {
+    return new Map([...this.running].map(([key, run]) => [key, run.backend]));
   }
 
   /** Shutdown: every datapath stays in place for the next start to adopt. */
