@@ -2,7 +2,8 @@
   # Native parts, built by npm with node-gyp on install (`npm run build:native` by hand):
   # twill_netlink_events: the rtnetlink notification socket twilld reads in its
   #   own process, a small Node-API addon (lib/netlink/native; see event-socket.c for why),
-  #   and nftables commands run in-process through libnftables (nft-library.c).
+  #   nftables commands run in-process through libnftables (nft-library.c), and
+  #   the daemon bundle's text mapped from its file (mapped-source.c).
   # twill-wg-run: starts wireguard-go in a mount namespace with its own socket directory.
   # twill-dataplane: the userspace datapath (backends/userspace/native), a plain C
   #   program, not a Node addon, so the engine runs in a process of a few MB.
@@ -16,7 +17,8 @@
           {
             "sources": [
               "lib/netlink/native/event-socket.c",
-              "lib/netlink/native/nft-library.c"
+              "lib/netlink/native/nft-library.c",
+              "lib/netlink/native/mapped-source.c"
             ]
           }
         ]

@@ -20,7 +20,7 @@
  */
 import * as path from 'path';
 import { createHash } from 'crypto';
-import { readFileSync, writeFileSync } from 'fs';
+import { readFileSync, renameSync, writeFileSync } from 'fs';
 import { build, type Plugin } from 'esbuild';
 import { describeEtcdServices, etcdCodecsSource } from '../lib/subnet/etcd-services-describe';
 
@@ -92,13 +92,31 @@ async function main(): Promise<void> {
     plugins: [relocations()],
     logLevel: 'warning',
     metafile: true,
+    // ASCII only (the default, kept explicit): the launcher maps the bundle's bytes as Latin-1 text.
+    charset: 'ascii',
+    write: false,
     banner: { js: WRAP_HEAD },
     footer: { js: WRAP_TAIL },
   });
   const inputs = Object.keys(result.metafile.inputs);
   const unwanted = inputs.filter((f) => /[\\/](proto-loader|cap)[\\/]|protobufjs[\\/]src[\\/]parse\.js$/.test(f));
   if (unwanted.length) throw new Error(`bundle-daemon: the daemon bundle pulled in ${unwanted.join(', ')}`);
+  for (const file of result.outputFiles) {
+    if (file.path === OUT && file.contents.some((byte) => byte > 0x7f)) throw new Error('bundle-daemon: the bundle is not ASCII; the launcher reads it as Latin-1');
+    replaceFile(file.path, file.contents);
+  }
   writeLauncher();
+}
+
+/**
+ * Written beside and renamed over: a running twilld maps the bundle's pages
+ * (lib/code-cache.ts), and a file rewritten in place under it would change
+ * or vanish beneath the functions it has yet to compile.
+ */
+function replaceFile(file: string, contents: Uint8Array): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, contents);
+  renameSync(tmp, file);
 }
 
 /** The launcher names the bundle's digest, so a cache made from another build is never fed to this one. */

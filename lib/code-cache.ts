@@ -13,7 +13,8 @@
  *
  * TWILL_CODE_CACHE_DIR names the directory (default /var/cache/twill);
  * `off` turns the cache off. Loaded by the launcher before the bundle, so it
- * uses only Node's own modules.
+ * uses only Node's own modules and twill's addon (lib/netlink/addon.ts),
+ * which maps the bundle's text instead of copying it into the heap.
  */
 import { createHash } from 'crypto';
 import {
@@ -22,6 +23,7 @@ import {
 import Module, { createRequire } from 'module';
 import * as path from 'path';
 import { Script } from 'vm';
+import { loadNetlinkAddon } from './netlink/addon';
 
 export const DEFAULT_CODE_CACHE_DIR = '/var/cache/twill';
 const DIGEST_BYTES = 32;
@@ -79,7 +81,7 @@ export function runBundle(opts: RunBundleOptions): void {
   const dirSetting = opts.dir ?? process.env.TWILL_CODE_CACHE_DIR ?? DEFAULT_CODE_CACHE_DIR;
   const off = dirSetting === 'off' || dirSetting === '';
   const file = off ? '' : codeCacheFile(path.resolve(dirSetting), opts.buildId);
-  const source = readFileSync(opts.bundle, 'utf8');
+  const source = bundleSource(opts.bundle);
   const found = off ? undefined : readCache(file);
   const script = new Script(source, { filename: opts.bundle, cachedData: found?.data });
   let loaded: CodeCacheLoad;
@@ -107,6 +109,21 @@ export function runBundle(opts: RunBundleOptions): void {
   const run = script.runInThisContext() as (exports: object, require: NodeRequire, module: object, filename: string, dirname: string) => void;
   const bundleModule = { exports: {} as object, filename: opts.bundle, id: '.', loaded: false };
   run.call(bundleModule.exports, bundleModule.exports, createRequire(opts.bundle), bundleModule, opts.bundle, path.dirname(opts.bundle));
+}
+
+/**
+ * The bundle's text, over its file's pages where the addon can map it
+ * (lib/netlink/native/mapped-source.c): V8 holds a script's source for the
+ * script's life, and read into the heap it was the agent's largest object.
+ */
+function bundleSource(bundle: string): string {
+  try {
+    const mapped = loadNetlinkAddon().mapLatin1(bundle);
+    if (mapped !== null) return mapped;
+  } catch {
+    // Not built: the daemon reports that itself when it needs the addon.
+  }
+  return readFileSync(bundle, 'utf8');
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * twill's own native addon for twilld's process (native/: the notification
- * socket, event-socket.c, and nftables through libnftables, nft-library.c),
- * loaded once, when first needed.
+ * socket, event-socket.c, nftables through libnftables, nft-library.c, and
+ * the bundle's text mapped from its file, mapped-source.c), loaded once,
+ * when first needed.
  */
 import { findNativeBuild, nativeBuildCandidates } from '../native-build';
 
@@ -15,6 +16,8 @@ export interface NetlinkAddon {
   /** null when libnftables can be used in this process, else why not. */
   nftAvailable(): string | null;
   nftRun(json: boolean, commands: string, done: (error: string | null, output: string) => void): void;
+  /** An ASCII file's text as a string over its mapped pages; null when it cannot be mapped. */
+  mapLatin1(file: string): string | null;
 }
 
 const ADDON = 'twill_netlink_events.node';

@@ -91,6 +91,14 @@ describe('one lean twilld process per node (vxlan)', function () {
     }
   });
 
+  it("holds its bundle's text in the file's pages, not as a copy in its heap", function () {
+    const agent = tc!.agents.get(0)!;
+    const maps = readFileSync(`/proc/${agent.pid}/maps`, 'utf8').split('\n');
+    const bundle = maps.filter((l) => l.endsWith('/dist/cmd/twilld.bundle.js'));
+    expect(bundle, 'twilld.bundle.js mapped into twilld').to.have.length(1);
+    expect(bundle[0].split(/\s+/)[1], 'read-only, private').to.equal('r--p');
+  });
+
   it('survives an overflow of its kernel notifications and puts back a route whose deletion was lost', async function () {
     const ns = tc!.nodeNs(0);
     const agent = tc!.agents.get(0)!;

@@ -63,6 +63,14 @@ describe('code cache: the launcher runs the bundle with V8 compiled code it wrot
     ]);
   });
 
+  it("runs the bundle's text from its mapped file, not from a copy read into the heap", () => {
+    start();
+    const mapped = readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.endsWith(` ${bundle}`));
+    expect(mapped, 'the bundle mapped read-only into this process').to.have.length(1);
+    expect(mapped[0].split(/\s+/)[1]).to.equal('r--p');
+    expect(ran.__codeCacheTest!.runs.map((r) => r.value), 'and it ran').to.deep.equal([42]);
+  });
+
   it('skips a corrupt cache, still runs the bundle, and replaces the file', () => {
     start().save();
     const file = codeCacheFile(path.join(dir, 'cache'), 'a'.repeat(64));

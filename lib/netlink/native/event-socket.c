@@ -45,6 +45,7 @@
 #include <uv.h>
 
 #include "nft-library.h"
+#include "mapped-source.h"
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
@@ -353,6 +354,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   nft_library_init(env, exports);
+  mapped_source_init(env, exports);
   return exports;
 }
 
