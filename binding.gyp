@@ -3,7 +3,8 @@
   # twill_netlink_events: the rtnetlink notification socket twilld reads in its
   #   own process, a small Node-API addon (lib/netlink/native; see event-socket.c for why),
   #   nftables commands run in-process through libnftables (nft-library.c), and
-  #   the daemon bundle's text mapped from its file (mapped-source.c).
+  #   the daemon bundle's text mapped from its file (mapped-source.c), and the
+  #   cap on malloc arenas the launcher sets (malloc-arenas.c).
   # twill-wg-run: starts wireguard-go in a mount namespace with its own socket directory.
   # twill-dataplane: the userspace datapath (backends/userspace/native), a plain C
   #   program, not a Node addon, so the engine runs in a process of a few MB.
@@ -18,7 +19,8 @@
             "sources": [
               "lib/netlink/native/event-socket.c",
               "lib/netlink/native/nft-library.c",
-              "lib/netlink/native/mapped-source.c"
+              "lib/netlink/native/mapped-source.c",
+              "lib/netlink/native/malloc-arenas.c"
             ]
           }
         ]

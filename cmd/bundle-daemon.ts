@@ -133,6 +133,7 @@ function writeLauncher(): void {
     '#!/usr/bin/env node',
     "'use strict';",
     '// Written by cmd/bundle-daemon.ts: runs twilld.bundle.js with a V8 code cache (lib/code-cache.ts).',
+    "require('../lib/malloc-arenas').shareOneMallocArena();",
     `require('../lib/code-cache').runBundle({ bundle: require('path').join(__dirname, 'twilld.bundle.js'), buildId: '${buildId}' });`,
     '',
   ].join('\n'), { mode: 0o755 });

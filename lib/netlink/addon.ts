@@ -1,8 +1,8 @@
 /**
  * twill's own native addon for twilld's process (native/: the notification
  * socket, event-socket.c, nftables through libnftables, nft-library.c, and
- * the bundle's text mapped from its file, mapped-source.c), loaded once,
- * when first needed.
+ * the bundle's text mapped from its file, mapped-source.c, and the cap on
+ * malloc arenas, malloc-arenas.c), loaded once, when first needed.
  */
 import { findNativeBuild, nativeBuildCandidates } from '../native-build';
 
@@ -18,6 +18,8 @@ export interface NetlinkAddon {
   nftRun(json: boolean, commands: string, done: (error: string | null, output: string) => void): void;
   /** An ASCII file's text as a string over its mapped pages; null when it cannot be mapped. */
   mapLatin1(file: string): string | null;
+  /** Caps glibc's malloc arenas for threads that allocate from now on; false where refused. */
+  limitMallocArenas(n: number): boolean;
 }
 
 const ADDON = 'twill_netlink_events.node';

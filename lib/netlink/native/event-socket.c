@@ -46,6 +46,7 @@
 
 #include "nft-library.h"
 #include "mapped-source.h"
+#include "malloc-arenas.h"
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
@@ -355,6 +356,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   nft_library_init(env, exports);
   mapped_source_init(env, exports);
+  malloc_arenas_init(env, exports);
   return exports;
 }
 
