@@ -12,6 +12,7 @@
 import type { BackendConfig } from '../lib/config';
 import type { Identity } from './backend';
 import { maybeFactory } from './registry';
+import { byCodeUnit } from '../lib/order';
 
 export interface Instance {
   readonly type: string;
@@ -20,7 +21,7 @@ export interface Instance {
 }
 
 export function instanceKey(type: string, identity: Identity = {}): string {
-  const entries = Object.entries(identity).sort(([a], [b]) => a.localeCompare(b));
+  const entries = Object.entries(identity).sort(([a], [b]) => byCodeUnit(a, b));
   if (entries.length === 0) return type;
   return `${type}{${entries.map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : String(v)}`).join(',')}}`;
 }

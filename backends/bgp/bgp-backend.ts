@@ -21,6 +21,7 @@
 import { IP, IPNet } from '../../lib/ip';
 import type { Lease } from '../../lib/subnet';
 import type { Log } from '../../lib/observe/logger';
+import { byCodeUnit } from '../../lib/order';
 import type { BackendConfig } from '../../lib/config';
 import type { Netlink, Unsubscribe } from '../../lib/netlink';
 import { BackendUnavailableError, type AssignedPeers, type Backend, type BgpSessionInfo, type BackendContext, type BackendStart, type LocalNode, type Peer, type PlanInput } from '../backend';
@@ -55,7 +56,7 @@ export function birdPeers(settings: BgpSettings, terminating: readonly Peer[], o
     peers.push({ name: peerProtocolName('peer', p.ip), ip: p.ip, asn: p.asn, ...(p.password ?? settings.password ? { password: p.password ?? settings.password } : {}) });
   }
   if (settings.mesh) {
-    for (const p of [...terminating].sort((a, b) => a.publicIP.localeCompare(b.publicIP))) {
+    for (const p of [...terminating].sort((a, b) => byCodeUnit(a.publicIP, b.publicIP))) {
       if (taken.has(p.publicIP)) continue;
       const asn = peerAsn(p.data, settings.asn);
       if ('problem' in asn) {

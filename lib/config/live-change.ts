@@ -23,6 +23,7 @@
  */
 import type { IP, IPNet } from '../ip';
 import { setting } from './parse';
+import { byCodeUnit } from '../order';
 import type { BackendConfig, NetworkConfig } from './types';
 
 export type ConfigChange =
@@ -180,7 +181,7 @@ function settingChanges(running: BackendConfig, next: BackendConfig): KeyChange[
   for (const key of Object.keys(running.settings)) spelling.set(key.toLowerCase(), key);
   for (const key of Object.keys(next.settings)) spelling.set(key.toLowerCase(), key);
   const changes: KeyChange[] = [];
-  for (const [name, key] of [...spelling].sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [name, key] of [...spelling].sort(([a], [b]) => byCodeUnit(a, b))) {
     if (name === FALLBACK) continue;
     const was = setting(running.settings, name);
     const is = setting(next.settings, name);

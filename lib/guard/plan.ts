@@ -37,6 +37,7 @@
 import { IP, type IPNet } from '../ip';
 import type { Lease } from '../subnet';
 import { NO_PUBLIC_IP, carriesIPv4 } from '../subnet/lease';
+import { byCodeUnit } from '../order';
 import { type Intake, type IntakeKind, type UnderlayFamily, intakeFamily, intakeLabel } from '../../backends/intake';
 import { unusablePeer } from '../../backends/assignment';
 
@@ -193,7 +194,7 @@ export function canonicalIPv6(text: string | null | undefined): string | undefin
 export function planGuard(peers: readonly GuardPeer[], intakes: readonly Intake[], family: UnderlayFamily = 4): GuardState | undefined {
   const unique = new Map(intakes.filter((i) => intakeFamily(i) === family).map((i) => [intakeLabel(i), i]));
   if (unique.size === 0) return undefined;
-  const sorted = [...unique.values()].sort((a, b) => intakeLabel(a).localeCompare(intakeLabel(b)));
+  const sorted = [...unique.values()].sort((a, b) => byCodeUnit(intakeLabel(a), intakeLabel(b)));
   const skipped: string[] = [];
   const ips = new Set<string>();
   const subnets = new Set<string>();

@@ -121,6 +121,8 @@ describe('backend instances', () => {
 
     it('keeps instanceKey consistent with what the agents publish', () => {
       expect(instanceKey('vxlan', { VNI: 2, Port: 4789 })).to.equal('vxlan{Port=4789,VNI=2}');
+      // The order earlier releases published (they sorted with localeCompare): nodes of both compare keys.
+      expect(instanceKey('vxlan', { VNI: 3, Port: 4790, GBP: true })).to.equal('vxlan{GBP=true,Port=4790,VNI=3}');
     });
   });
 });
