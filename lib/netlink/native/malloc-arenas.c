@@ -5,13 +5,15 @@
  * core). twilld's helper threads (V8's four platform workers for
  * concurrent GC and compilation, libuv's pool for nftables and files)
  * allocate a little now and then, and each arena keeps a few hundred KB
- * touched for good: ~3 MB of a settled ~63 MB agent, paid on every node,
- * for threads that are idle nearly all the time.
+ * touched for good: four of them held 1.6-2.2 MB of a settled ~63 MB agent,
+ * paid on every node, for threads that are idle nearly all the time; with
+ * the cap a settled agent holds ~1.2 MB less (bench/README.md).
  *
  * Called by the launcher before the daemon's code runs. glibc settles its
  * arena limit only when more than eight arenas exist, so the cap still
  * applies to every thread that makes its first allocation after this
- * call; the one or two arenas made during Node's start-up stay.
+ * call. The arena Node's first helper thread made during start-up stays,
+ * so the threads share two.
  *
  * API: limitMallocArenas(n: number): boolean   false where mallopt refused
  */
