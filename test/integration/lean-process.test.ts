@@ -13,7 +13,7 @@ import { readFileSync, readdirSync, readlinkSync, statSync, writeFileSync, mkdte
 import * as os from 'os';
 import * as path from 'path';
 import { TwillCluster } from '../harness/twill-cluster';
-import { ipIn, isAlive } from '../harness/netns';
+import { ipIn, isAlive, nsArgv, run } from '../harness/netns';
 import { waitFor } from '../harness/wait';
 
 /** Every descendant of `pid` (children of each of its threads, recursively). */
@@ -97,6 +97,27 @@ describe('one lean twilld process per node (vxlan)', function () {
     const bundle = maps.filter((l) => l.endsWith('/dist/cmd/twilld.bundle.js'));
     expect(bundle, 'twilld.bundle.js mapped into twilld').to.have.length(1);
     expect(bundle[0].split(/\s+/)[1], 'read-only, private').to.equal('r--p');
+  });
+
+  it('has its tunnel guard written through libnftables, and does not keep the library loaded while idle', async function () {
+    const agent = tc!.agents.get(0)!;
+    const guard = (await run(nsArgv(tc!.nodeNs(0), ['nft', 'list', 'table', 'ip', 'twill_guard']))).stdout;
+    expect(guard, 'the guard table in node 0').to.include('table ip twill_guard');
+    // Repairs run every hour here, so nothing asks for nftables after start-up; the library is closed 1 s after its last command.
+    await waitFor('libnftables unmapped from twilld', () => !readFileSync(`/proc/${agent.pid}/maps`, 'utf8').includes('libnftables'), 5000);
+  });
+
+  it('shares at most two malloc arenas among its threads', function () {
+    const agent = tc!.agents.get(0)!;
+    // A glibc arena besides the main one is a 64 MB-aligned 64 MB reservation: an anonymous
+    // read-write part in use, then the inaccessible rest.
+    const HEAP = 64n * 1024n * 1024n;
+    const maps = readFileSync(`/proc/${agent.pid}/maps`, 'utf8').split('\n').map((l) => /^([0-9a-f]+)-([0-9a-f]+) (\S+) 00000000 00:00 0\s*$/.exec(l)).filter((m) => m !== null)
+      .map((m) => ({ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), perms: m[3] }));
+    const arenas = maps.filter((m, i) => m.perms === 'rw-p' && m.start % HEAP === 0n && maps[i + 1]?.start === m.end && maps[i + 1].perms === '---p' && maps[i + 1].end === m.start + HEAP);
+    const threads = readdirSync(`/proc/${agent.pid}/task`).length;
+    expect(threads, 'twilld has helper threads').to.be.greaterThan(4);
+    expect(arenas.length, `malloc arenas of twilld's ${threads} threads besides the main one`).to.be.at.most(1);
   });
 
   it('survives an overflow of its kernel notifications and puts back a route whose deletion was lost', async function () {
