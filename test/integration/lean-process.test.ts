@@ -99,7 +99,7 @@ describe('one lean twilld process per node (vxlan)', function () {
     expect(bundle[0].split(/\s+/)[1], 'read-only, private').to.equal('r--p');
   });
 
-  it('has its tunnel guard written through libnftables, and does not keep the library loaded while idle', async function () {
+  it('writes its tunnel guard, then does not keep libnftables loaded while idle', async function () {
     const agent = tc!.agents.get(0)!;
     const guard = (await run(nsArgv(tc!.nodeNs(0), ['nft', 'list', 'table', 'ip', 'twill_guard']))).stdout;
     expect(guard, 'the guard table in node 0').to.include('table ip twill_guard');
