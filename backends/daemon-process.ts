@@ -2,25 +2,10 @@
  * Ending a daemon twilld started (wireguard-go, BIRD) by its PID: it may be
  * our child or one an earlier twilld started and this one adopted.
  */
-import { readFileSync } from 'fs';
+import { running as alive } from '../lib/process-state';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Whether the process runs; a zombie (our own child not reaped yet) is gone for every purpose here. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
 }
 
 /** SIGTERM, then SIGKILL after `ms`; resolves once the process is gone, true when it had to be killed. */

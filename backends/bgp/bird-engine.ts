@@ -40,6 +40,7 @@ import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { Netlink, RouteTable } from '../../lib/netlink';
 import { killAndWait } from '../daemon-process';
+import { commandName, running } from '../../lib/process-state';
 import { findOnPath } from '../../lib/which';
 import { kernelMetricOf } from './bird-config';
 import { BirdConfigFileError, BirdControl, CONFIG_FILE_ERROR, birdConfigure, birdConfigureCheck, birdSessions, type BirdSession, type ConfigureOutcome } from './bird-control';
@@ -342,14 +343,7 @@ export function birdRunning(netnsPath?: string): boolean {
 }
 
 function isBird(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return comm === 'bird' && state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
+  return commandName(pid) === 'bird' && running(pid);
 }
 
 /**

@@ -21,6 +21,7 @@ import { spawn, type ChildProcess } from 'child_process';
 import { readFileSync } from 'fs';
 import * as net from 'net';
 import type { Log } from '../../lib/observe/logger';
+import { running } from '../../lib/process-state';
 import { DatapathDownError, DatapathStartError } from './errors';
 import type { EngineCounters, EngineInfo } from './native-engine';
 import { encodeFrame, encodeTable, FrameReader, Message, Request, type Frame } from './control-protocol';
@@ -395,12 +396,10 @@ export class DataplaneProcess {
   }
 }
 
-/** `pid` is alive (not a zombie) and runs twill-dataplane. */
+/** `pid` still runs (or is still exiting) and is twill-dataplane. */
 function isDataplane(pid: number): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') return false;
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0].endsWith('twill-dataplane');
+    return running(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0].endsWith('twill-dataplane');
   } catch {
     return false;
   }

@@ -15,6 +15,7 @@
  */
 import { readFileSync, readlinkSync, rmSync } from 'fs';
 import * as path from 'path';
+import { running } from '../../lib/process-state';
 
 const HANDOVER_DIR = '/run/twill';
 const EXIT_WAIT_MS = 2000;
@@ -39,9 +40,9 @@ export async function endLegacyHost(tunName: string): Promise<boolean> {
     // already gone
   }
   const deadline = Date.now() + EXIT_WAIT_MS;
-  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  while (running(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   rmSync(file, { force: true });
-  return !isAlive(pid);
+  return !running(pid);
 }
 
 function isLegacyHost(pid: number): boolean {
@@ -53,10 +54,3 @@ function isLegacyHost(pid: number): boolean {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); // a zombie holds no files
-  } catch {
-    return false;
-  }
-}

@@ -30,6 +30,7 @@ import * as path from 'path';
 import type { Log } from '../../lib/observe/logger';
 import { getDevice, setDevice, type DeviceState } from './uapi';
 import { killAndWait } from '../daemon-process';
+import { commandName, running } from '../../lib/process-state';
 import { findNativeBuild } from '../../lib/native-build';
 import { findOnPath } from '../../lib/which';
 
@@ -109,14 +110,7 @@ export class WireguardEngine {
       return undefined;
     }
     // A recycled PID is not ours: only a wireguard-go counts, and not one that has exited and waits to be reaped.
-    try {
-      if (!Number.isInteger(pid) || pid <= 0 || readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'wireguard-go') return undefined;
-      // /proc/PID/stat: "PID (comm) STATE …"; Z is a zombie, X dead.
-      const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
-      return state === 'Z' || state === 'X' ? undefined : pid;
-    } catch {
-      return undefined;
-    }
+    return commandName(pid) === 'wireguard-go' && running(pid) ? pid : undefined;
   }
 
   /** Adopts the running wireguard-go or starts one; resolves with which. */

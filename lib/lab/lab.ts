@@ -18,6 +18,7 @@ import { BRIDGE_IP, PREFIX, createNode, createPod, createUnderlay, killQuietly, 
 import { Pod, allOk, formatMatrix, measureMatrix } from './matrix';
 import { inNs, run } from './run';
 import { parseSubnetFile } from '../subnet/subnet-file';
+import { running as alive } from '../process-state';
 import { EtcdRegistry } from '../subnet/etcd-registry';
 
 const TWILLD = path.resolve(__dirname, '../../cmd/twilld.js');
@@ -224,16 +225,6 @@ export async function labExec(target: string, argv: readonly string[]): Promise<
     child.on('exit', (code) => resolve(code ?? 1));
     child.on('error', () => resolve(127));
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/\) Z /.test(stat);
-  } catch {
-    return false;
-  }
 }
 
 function tail(file: string): string {

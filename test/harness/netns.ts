@@ -13,6 +13,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'child_process';
 import { promises as fs } from 'fs';
+import { running } from '../../lib/process-state';
 
 /** What a finished command printed. */
 export interface RunResult {
@@ -150,16 +151,9 @@ export async function killNetnsProcesses(ns: string, graceMs = 2000): Promise<nu
   return pids;
 }
 
-/** True while `pid` exists and is not a zombie. */
+/** True while `pid` runs or is still exiting (lib/process-state). */
 export async function isAlive(pid: number): Promise<boolean> {
-  try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-    // Field 3 (after the parenthesised command name, which may hold spaces) is the state.
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
+  return running(pid);
 }
 
 /** SIGTERM to `pid`, then SIGKILL if it is still alive after `graceMs`. Never by name. */
