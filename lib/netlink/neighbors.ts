@@ -11,7 +11,7 @@ import { AttrStream, FlagsNew, rt } from './package';
 import { LinkRef, RtContext } from './context';
 import { isNotFound } from './errors';
 import { Describe } from './socket';
-import { addressFamily, decodeIp, decodeMac, encodeIp, encodeMac, flagNames, hostS32, hostU16, IpFamily, ipFamily, ipFamilyOf, rtAttributes } from './wire-format';
+import { addressFamily, encodeIp, encodeMac, flagNames, hostS32, hostU16, IpFamily, ipAttribute, ipFamily, ipFamilyOf, macAttribute, readAttributes } from './wire-format';
 
 /** A neighbour entry to install. */
 export interface NeighborSpec {
@@ -63,11 +63,13 @@ export function neighborStateNames(state: number): readonly string[] {
 export function decodeNeighbor(data: Buffer): NeighborInfo | undefined {
   const family = ipFamilyOf(data[0]);
   if (!family) return undefined;
-  const [dst, lladdr] = rtAttributes(data, NDMSG_LENGTH, 'neighbour', NEIGHBOR_ATTRIBUTES);
-  if (!dst) return undefined;
+  readAttributes(data, NDMSG_LENGTH, 'neighbour', NEIGHBOR_ATTRIBUTES);
+  const ip = ipAttribute(data, 0);
+  if (ip === undefined) return undefined;
   const state = neighborStateNames(hostU16(data, 8));
-  const info: NeighborInfo = { family, ip: decodeIp(dst), ifindex: hostS32(data, 4), state, permanent: state.includes('permanent') };
-  if (lladdr && lladdr.length === 6) info.mac = decodeMac(lladdr);
+  const info: NeighborInfo = { family, ip, ifindex: hostS32(data, 4), state, permanent: state.includes('permanent') };
+  const mac = macAttribute(data, 1);
+  if (mac !== undefined) info.mac = mac;
   return info;
 }
 

@@ -27,7 +27,7 @@ import { LinkRef, RtContext } from './context';
 import { InvalidArgumentError, isNotFound, NetlinkError } from './errors';
 import { getLink } from './links';
 import { Describe } from './socket';
-import { addressFamily, decodeIp, encodeIp, formatCidr, hostU32, IpFamily, ipFamily, ipFamilyOf, parseCidr, rtAttributes } from './wire-format';
+import { addressFamily, encodeIp, formatCidr, hostU32, IpFamily, ipAttribute, ipFamily, ipFamilyOf, parseCidr, readAttributes, u32Attribute } from './wire-format';
 
 /** Route protocol numbers (`rtm_protocol`, /etc/iproute2/rt_protos). */
 export const RouteProtocol = {
@@ -124,35 +124,44 @@ const RTA_PRIORITY = 6;
 const RTA_PREFSRC = 7;
 const RTA_TABLE = 15;
 
-/** A u32 attribute's value, or undefined when absent or not 4 bytes. */
-function u32Attr(v: Buffer | undefined): number | undefined {
-  return v && v.length === 4 ? hostU32(v, 0) : undefined;
-}
-
 const ROUTE_ATTRIBUTES = [RTA_DST, RTA_TABLE, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_PREFSRC];
+/** Positions in ROUTE_ATTRIBUTES. */
+const [DST, TABLE, GATEWAY, OIF, PRIORITY, PREFSRC] = [0, 1, 2, 3, 4, 5];
+
+/** 'unicast', 'local', …: one string per route type, not a new lower-cased copy per route. */
+const routeTypeNames = new Map<number, string>();
+function routeTypeName(type: number): string {
+  let name = routeTypeNames.get(type);
+  if (name === undefined) {
+    name = (rt.RouteType[type] ?? String(type)).toLowerCase();
+    routeTypeNames.set(type, name);
+  }
+  return name;
+}
 
 /** Decodes the body of an RTM_NEWROUTE/DELROUTE message; undefined for families other than IPv4/IPv6. */
 export function decodeRoute(data: Buffer): RouteInfo | undefined {
   const family = ipFamilyOf(data[0]);
   if (!family) return undefined;
-  const [dst, table, gateway, oifAttr, priority, prefsrc] = rtAttributes(data, RTMSG_LENGTH, 'route', ROUTE_ATTRIBUTES);
-  const type = data[7];
+  readAttributes(data, RTMSG_LENGTH, 'route', ROUTE_ATTRIBUTES);
   const info: RouteInfo = {
     family,
-    dst: formatCidr(dst ? decodeIp(dst) : family === 4 ? '0.0.0.0' : '::', data[1]),
+    dst: formatCidr(ipAttribute(data, DST) ?? (family === 4 ? '0.0.0.0' : '::'), data[1]),
     onlink: (hostU32(data, 8) & RTNH_F_ONLINK) !== 0,
     protocol: data[5],
     scope: data[6],
     // rtm_table is a u8; tables above 255 are only in RTA_TABLE.
-    table: u32Attr(table) ?? data[4],
-    type: (rt.RouteType[type] ?? String(type)).toLowerCase(),
+    table: u32Attribute(data, TABLE) ?? data[4],
+    type: routeTypeName(data[7]),
   };
-  if (gateway) info.gateway = decodeIp(gateway);
-  const oif = u32Attr(oifAttr);
+  const gateway = ipAttribute(data, GATEWAY);
+  if (gateway !== undefined) info.gateway = gateway;
+  const oif = u32Attribute(data, OIF);
   if (oif) info.ifindex = oif;
-  const metric = u32Attr(priority);
+  const metric = u32Attribute(data, PRIORITY);
   if (metric !== undefined) info.metric = metric;
-  if (prefsrc) info.src = decodeIp(prefsrc);
+  const src = ipAttribute(data, PREFSRC);
+  if (src !== undefined) info.src = src;
   return info;
 }
 

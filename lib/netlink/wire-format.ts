@@ -58,12 +58,40 @@ function encodeIpv6(ip: string): Buffer {
   return out;
 }
 
+/**
+ * Addresses and MACs are written here as bytes and read out as one string:
+ * every dump decodes thousands of them (one per peer's route, FDB and
+ * neighbour entry), and building each by concatenation allocated a string
+ * per piece. Sized for the longest link-layer address (MAX_ADDR_LEN, 32).
+ */
+const MAX_ADDR_LEN = 32;
+const TEXT = Buffer.alloc(3 * MAX_ADDR_LEN);
+const DOT = 0x2e;
+const COLON = 0x3a;
+const ZERO = 0x30;
+const HEX_DIGIT = Buffer.from('0123456789abcdef', 'latin1');
+
 /** 4 or 16 bytes → address text; IPv6 in the RFC 5952 form `ip` prints (except IPv4-mapped ones, kept in hex). */
 export function decodeIp(bytes: Buffer): string {
-  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  if (bytes.length !== 16) throw new InvalidArgumentError('address bytes', bytes.toString('hex'), '4 or 16 bytes long');
+  return ipAt(bytes, 0, bytes.length);
+}
+
+/** `decodeIp` of the `length` bytes at `start` in `data`, read in place. */
+export function ipAt(data: Buffer, start: number, length: number): string {
+  if (length === 4) {
+    let n = 0;
+    for (let i = 0; i < 4; i++) {
+      if (i > 0) TEXT[n++] = DOT;
+      const b = data[start + i];
+      if (b >= 100) TEXT[n++] = ZERO + Math.floor(b / 100);
+      if (b >= 10) TEXT[n++] = ZERO + (Math.floor(b / 10) % 10);
+      TEXT[n++] = ZERO + (b % 10);
+    }
+    return TEXT.toString('latin1', 0, n);
+  }
+  if (length !== 16) throw new InvalidArgumentError('address bytes', data.subarray(start, start + length).toString('hex'), '4 or 16 bytes long');
   const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i));
+  for (let i = 0; i < 16; i += 2) groups.push(data.readUInt16BE(start + i));
   // The longest run of two or more zero groups (the first on a tie) becomes "::".
   let bestStart = -1;
   let bestLength = 1;
@@ -89,14 +117,24 @@ export function encodeMac(mac: string, field = 'mac'): Buffer {
   return Buffer.from(mac.split(':').map((b) => parseInt(b, 16)));
 }
 
-/** Two lower-case hex digits per byte value: every dump decodes thousands of MACs (one per peer's FDB and neighbour entry). */
-const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
 
 /** 6 bytes → 'aa:bb:cc:dd:ee:ff' (lower case, as `ip` prints). */
 export function decodeMac(bytes: Buffer): string {
-  let text = bytes.length ? HEX_BYTE[bytes[0]] : '';
-  for (let i = 1; i < bytes.length; i++) text += `:${HEX_BYTE[bytes[i]]}`;
-  return text;
+  return macAt(bytes, 0, bytes.length);
+}
+
+/** `decodeMac` of the `length` bytes at `start` in `data`, read in place. */
+export function macAt(data: Buffer, start: number, length: number): string {
+  if (length === 0) return '';
+  if (length > MAX_ADDR_LEN) throw new InvalidArgumentError('link-layer address', `${length} bytes`, `at most ${MAX_ADDR_LEN}`);
+  let n = 0;
+  for (let i = 0; i < length; i++) {
+    if (i > 0) TEXT[n++] = COLON;
+    const b = data[start + i];
+    TEXT[n++] = HEX_DIGIT[b >> 4];
+    TEXT[n++] = HEX_DIGIT[b & 15];
+  }
+  return TEXT.toString('latin1', 0, n);
 }
 
 /** A parsed 'address/prefix'. */
@@ -164,25 +202,58 @@ export const hostS32 = (b: Buffer, at: number): number => (LITTLE_ENDIAN ? b.rea
 /** The two top bits of nla_type are flags (nested, network byte order). */
 const NLA_TYPE_MASK = 0x3fff;
 
+/** Decoders use at most this many attribute types. */
+const MAX_ATTRIBUTE_TYPES = 8;
 /**
- * The attributes `types` after a message's fixed header (`headerLength`
- * bytes), as slices of `data` in the order of `types` (undefined where
- * absent), the last of a type winning; every attribute's length is checked.
- * Read straight from the bytes, and only the few a decoder uses sliced: the
- * `netlink` package's parsers build an object for every attribute of every
- * message, and a repair at 5000 peers decodes ~15000 messages
- * (bench/README.md, "Bundled daemon" and "Repairs that find nothing changed").
+ * Where the attributes the last `readAttributes` asked for lie in its
+ * message: the i-th of its `types` at [spanStarts[i], spanStarts[i] +
+ * spanLengths[i]), length -1 where absent. Each call overwrites them, so a
+ * decoder reads every value it needs (`ipAttribute`, …) before returning,
+ * and nothing is sliced or allocated per attribute.
  */
-export function rtAttributes(data: Buffer, headerLength: number, what: string, types: readonly number[]): (Buffer | undefined)[] {
+const spanStarts = new Int32Array(MAX_ATTRIBUTE_TYPES);
+const spanLengths = new Int32Array(MAX_ATTRIBUTE_TYPES);
+
+/**
+ * Finds the attributes `types` after a message's fixed header
+ * (`headerLength` bytes), the last of a type winning, checking every
+ * attribute's length; read them with `ipAttribute` and the others, passing
+ * the same `data`. Read straight from the bytes: the `netlink` package's
+ * parsers build an object for every attribute of every message, and a repair
+ * at 5000 peers decodes ~15000 messages (bench/README.md, "Bundled daemon",
+ * "Repairs that find nothing changed" and "After a burst").
+ */
+export function readAttributes(data: Buffer, headerLength: number, what: string, types: readonly number[]): void {
   if (data.length < headerLength) throw new InvalidArgumentError(`${what} message`, `${data.length} bytes`, `at least its ${headerLength}-byte header`);
-  const out = new Array<Buffer | undefined>(types.length).fill(undefined);
+  spanLengths.fill(-1, 0, types.length);
   for (let at = headerLength; at + 4 <= data.length; ) {
     const len = hostU16(data, at);
     if (len < 4 || at + len > data.length) throw new InvalidArgumentError(`${what} attribute at byte ${at}`, `${len} bytes`, `within the message's ${data.length}`);
     const i = types.indexOf(hostU16(data, at + 2) & NLA_TYPE_MASK);
-    if (i >= 0) out[i] = data.subarray(at + 4, at + len);
+    if (i >= 0) {
+      spanStarts[i] = at + 4;
+      spanLengths[i] = len - 4;
+    }
     at += (len + 3) & ~3;
   }
-  return out;
 }
 
+/** The i-th attribute of the last `readAttributes` of `data` as an address, or undefined when absent. */
+export function ipAttribute(data: Buffer, i: number): string | undefined {
+  return spanLengths[i] < 0 ? undefined : ipAt(data, spanStarts[i], spanLengths[i]);
+}
+
+/** … as a MAC when it is 6 bytes long, else undefined. */
+export function macAttribute(data: Buffer, i: number): string | undefined {
+  return spanLengths[i] === 6 ? macAt(data, spanStarts[i], 6) : undefined;
+}
+
+/** … as a host-order u32 when it is 4 bytes long, else undefined. */
+export function u32Attribute(data: Buffer, i: number): number | undefined {
+  return spanLengths[i] === 4 ? hostU32(data, spanStarts[i]) : undefined;
+}
+
+/** … as a network-order u16 when it is 2 bytes long, else undefined. */
+export function u16beAttribute(data: Buffer, i: number): number | undefined {
+  return spanLengths[i] === 2 ? data.readUInt16BE(spanStarts[i]) : undefined;
+}

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { decodeIp, decodeMac } from '../../lib/netlink/wire-format';
+import { decodeIp, decodeMac, ipAt, macAt } from '../../lib/netlink/wire-format';
 
 describe('netlink address decoding', () => {
   it('prints MACs as two lower-case hex digits per byte, colon-separated, for every byte value', () => {
@@ -18,5 +18,15 @@ describe('netlink address decoding', () => {
     expect(decodeIp(Buffer.from([255, 255, 255, 255]))).to.equal('255.255.255.255');
     expect(decodeIp(Buffer.from('fd00010202440007000000000000000a', 'hex'))).to.equal('fd00:102:244:7::a');
     expect(() => decodeIp(Buffer.from([1, 2, 3]))).to.throw(/4 or 16 bytes/);
+    for (let b = 0; b < 256; b++) expect(decodeIp(Buffer.from([b, 255 - b, b % 10, 100]))).to.equal(`${b}.${255 - b}.${b % 10}.100`);
+  });
+
+  it('reads addresses and MACs in place, at any offset, each call independent of the last', () => {
+    const message = Buffer.from([9, 9, 10, 244, 64, 8, 0x02, 0xfa, 0x00, 0x0a, 0xb1, 0x9c, 9]);
+    const ip = ipAt(message, 2, 4);
+    const mac = macAt(message, 6, 6);
+    expect(ipAt(message, 3, 4)).to.equal('244.64.8.2');
+    expect([ip, mac]).to.deep.equal(['10.244.64.8', '02:fa:00:0a:b1:9c']);
+    expect(() => macAt(Buffer.alloc(40), 0, 33)).to.throw(/at most 32/);
   });
 });
