@@ -224,6 +224,7 @@ const spanLengths = new Int32Array(MAX_ATTRIBUTE_TYPES);
  * "Repairs that find nothing changed" and "After a burst").
  */
 export function readAttributes(data: Buffer, headerLength: number, what: string, types: readonly number[]): void {
+  if (types.length > MAX_ATTRIBUTE_TYPES) throw new RangeError(`a ${what} decoder asks for ${types.length} attribute types; readAttributes holds at most ${MAX_ATTRIBUTE_TYPES}`);
   if (data.length < headerLength) throw new InvalidArgumentError(`${what} message`, `${data.length} bytes`, `at least its ${headerLength}-byte header`);
   spanLengths.fill(-1, 0, types.length);
   for (let at = headerLength; at + 4 <= data.length; ) {

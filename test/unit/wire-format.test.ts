@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { decodeIp, decodeMac, ipAt, macAt } from '../../lib/netlink/wire-format';
+import { decodeIp, decodeMac, ipAt, macAt, readAttributes } from '../../lib/netlink/wire-format';
 
 describe('netlink address decoding', () => {
   it('prints MACs as two lower-case hex digits per byte, colon-separated, for every byte value', () => {
@@ -28,5 +28,6 @@ describe('netlink address decoding', () => {
     expect(ipAt(message, 3, 4)).to.equal('244.64.8.2');
     expect([ip, mac]).to.deep.equal(['10.244.64.8', '02:fa:00:0a:b1:9c']);
     expect(() => macAt(Buffer.alloc(40), 0, 33)).to.throw(/at most 32/);
+    expect(() => readAttributes(Buffer.alloc(16), 4, 'test', [1, 2, 3, 4, 5, 6, 7, 8, 9]), 'more types than its spans hold').to.throw(/at most 8/);
   });
 });
