@@ -102,8 +102,8 @@ export function diffKernelState(state: KernelState, observed: ObservedState): Pl
     if (!have) continue;
     diffAddresses(plan, d, have.addresses);
     // FDB and ARP first, so a route never points at a VTEP the kernel cannot resolve.
-    if (d.fdb) diffFdb(plan, d.ifindex, d.fdb, have.fdb.filter((e) => e.ifindex === d.ifindex));
-    if (d.neighbors) diffNeighbors(plan, d.ifindex, d.neighbors, have.neighbors.filter((n) => n.ifindex === d.ifindex && n.permanent));
+    if (d.fdb) diffFdb(plan, d.ifindex, d.fdb, have.fdb);
+    if (d.neighbors) diffNeighbors(plan, d.ifindex, d.neighbors, have.neighbors);
   }
   if (state.protocol !== undefined) diffRoutes(plan, state.routes, observed.routes, state.protocol, new Set(state.keepRoutes));
   return plan;
@@ -128,7 +128,10 @@ export function diffAddresses(plan: Plan, device: DeviceState, existing: readonl
 export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing: readonly RouteInfo[], protocol: number, keep: ReadonlySet<string> = new Set()): void {
   // The kernel stores an IPv6 route asked for with metric 0 as metric 1024 (and reports it so): the same route.
   const id = (dst: string, metric: number | undefined) => `${dst} metric ${metric || (dst.includes(':') ? IPV6_DEFAULT_METRIC : 0)}`;
-  const have = new Map(existing.filter((r) => r.protocol === protocol).map((r) => [id(r.dst, r.metric), r]));
+  // Loops and forEach rather than filter/map chains and entry iterators: at 5000 peers a full check diffs
+  // ~15000 entries, and each intermediate array or [key, value] pair is garbage the collector must promote.
+  const have = new Map<string, RouteInfo>();
+  for (const r of existing) if (r.protocol === protocol) have.set(id(r.dst, r.metric), r);
   const want = new Set<string>();
   for (const w of wanted) {
     const key = id(w.dst, w.metric);
@@ -137,30 +140,32 @@ export function diffRoutes(plan: Plan, wanted: readonly WantedRoute[], existing:
     if (r && r.gateway === w.gateway && r.ifindex === w.ifindex && r.onlink === w.onlink && r.type === 'unicast') continue;
     plan.upserts.push({ op: 'replaceRoute', route: { dst: w.dst, gateway: w.gateway, dev: w.ifindex, onlink: w.onlink, protocol, ...(w.metric ? { metric: w.metric } : {}) } });
   }
-  for (const [key, r] of have) {
+  have.forEach((r, key) => {
     if (!want.has(key) && !keep.has(r.dst)) plan.deletes.push({ op: 'deleteRoute', route: { dst: r.dst, protocol, table: r.table, ...(r.metric ? { metric: r.metric } : {}) } });
-  }
+  });
 }
 
-/** Permanent ARP entries on one device (the backend's own device: all of them are its). */
+/** Permanent ARP entries on device `dev` (the backend's own device: all of them are its); entries of other devices and non-permanent ones in `existing` are not its. */
 export function diffNeighbors(plan: Plan, dev: number, wanted: readonly WantedNeighbor[], existing: readonly NeighborInfo[]): void {
-  const have = new Map(existing.map((n) => [n.ip, n]));
+  const have = new Map<string, NeighborInfo>();
+  for (const n of existing) if (n.ifindex === dev && n.permanent) have.set(n.ip, n);
   const want = new Set<string>();
   for (const w of wanted) {
     want.add(w.ip);
     const n = have.get(w.ip);
-    if (n && n.permanent && n.mac === w.mac) continue;
+    if (n && n.mac === w.mac) continue;
     plan.upserts.push({ op: 'replaceNeighbor', neighbor: { dev, ip: w.ip, mac: w.mac, permanent: true } });
   }
   for (const n of existing) {
-    if (!want.has(n.ip)) plan.deletes.push({ op: 'deleteNeighbor', neighbor: { dev, ip: n.ip } });
+    if (n.ifindex === dev && n.permanent && !want.has(n.ip)) plan.deletes.push({ op: 'deleteNeighbor', neighbor: { dev, ip: n.ip } });
   }
 }
 
-/** FDB entries with a remote VTEP on one vxlan device. */
+/** FDB entries with a remote VTEP on vxlan device `dev`; entries of other devices in `existing` are not its. */
 export function diffFdb(plan: Plan, dev: number, wanted: readonly WantedFdb[], existing: readonly FdbEntry[]): void {
   const key = (mac: string, dst: string) => `${mac}@${dst}`;
-  const have = new Set(existing.filter((e) => e.dst && e.permanent).map((e) => key(e.mac, e.dst!)));
+  const have = new Set<string>();
+  for (const e of existing) if (e.ifindex === dev && e.dst && e.permanent) have.add(key(e.mac, e.dst));
   const want = new Set<string>();
   for (const w of wanted) {
     const k = key(w.mac, w.dst);
@@ -168,7 +173,7 @@ export function diffFdb(plan: Plan, dev: number, wanted: readonly WantedFdb[], e
     if (!have.has(k)) plan.upserts.push({ op: 'replaceFdb', fdb: { dev, mac: w.mac, dst: w.dst } });
   }
   for (const e of existing) {
-    if (e.dst && !want.has(key(e.mac, e.dst))) plan.deletes.push({ op: 'deleteFdb', fdb: { dev, mac: e.mac, dst: e.dst } });
+    if (e.ifindex === dev && e.dst && !want.has(key(e.mac, e.dst))) plan.deletes.push({ op: 'deleteFdb', fdb: { dev, mac: e.mac, dst: e.dst } });
   }
 }
 
