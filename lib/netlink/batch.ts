@@ -5,9 +5,9 @@
  * its window of them in the kernel's hands, and each answer lets the next
  * one go, so thousands of entries cost one wait instead of one round trip
  * each. Each operation succeeds or fails on its own: a failed entry is
- * reported with its index and error and does not stop the others. Order between operations is not
- * guaranteed beyond the socket's FIFO: do not put two operations on the same
- * object in one batch.
+ * reported with its index and error and does not stop the others. Order
+ * between operations is not guaranteed beyond the socket's FIFO: do not put
+ * two operations on the same object in one batch.
  */
 import { RtContext } from './context';
 import { isNotFound } from './errors';

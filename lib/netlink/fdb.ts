@@ -52,6 +52,8 @@ export interface FdbEntry {
 const NDA_PORT = 6;
 const NDA_VNI = 7;
 const FDB_ATTRIBUTES = [NDA_LLADDR, NDA_DST, NDA_VNI, NDA_PORT];
+/** Positions in FDB_ATTRIBUTES. */
+const [LLADDR, DST, VNI, PORT] = [0, 1, 2, 3];
 /** ndm_flags bit: the entry is in the device's own table (a flag object per entry from the package's parser is not needed to read one bit). */
 const NTF_SELF = 0x02;
 
@@ -59,7 +61,7 @@ const NTF_SELF = 0x02;
 export function decodeFdb(data: Buffer): FdbEntry | undefined {
   if (data[0] !== AF_BRIDGE) return undefined;
   readAttributes(data, NDMSG_LENGTH, 'fdb', FDB_ATTRIBUTES);
-  const mac = macAttribute(data, 0);
+  const mac = macAttribute(data, LLADDR);
   if (mac === undefined) return undefined;
   const entry: FdbEntry = {
     mac,
@@ -67,12 +69,12 @@ export function decodeFdb(data: Buffer): FdbEntry | undefined {
     permanent: neighborStateNames(hostU16(data, 8)).includes('permanent'),
     self: (data[10] & NTF_SELF) !== 0,
   };
-  const dst = ipAttribute(data, 1);
+  const dst = ipAttribute(data, DST);
   if (dst !== undefined) entry.dst = dst;
   // NDA_VNI is host order, NDA_PORT network order.
-  const vni = u32Attribute(data, 2);
+  const vni = u32Attribute(data, VNI);
   if (vni !== undefined) entry.vni = vni;
-  const port = u16beAttribute(data, 3);
+  const port = u16beAttribute(data, PORT);
   if (port !== undefined) entry.port = port;
   return entry;
 }

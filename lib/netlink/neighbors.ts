@@ -45,6 +45,8 @@ export const NDMSG_LENGTH = 12;
 export const NDA_DST = 1;
 export const NDA_LLADDR = 2;
 const NEIGHBOR_ATTRIBUTES = [NDA_DST, NDA_LLADDR];
+/** Positions in NEIGHBOR_ATTRIBUTES. */
+const [DST, LLADDR] = [0, 1];
 
 /** A handful of NUD state combinations occur; each is named once, not once per entry of a dump. */
 const stateNames = new Map<number, readonly string[]>();
@@ -64,11 +66,11 @@ export function decodeNeighbor(data: Buffer): NeighborInfo | undefined {
   const family = ipFamilyOf(data[0]);
   if (!family) return undefined;
   readAttributes(data, NDMSG_LENGTH, 'neighbour', NEIGHBOR_ATTRIBUTES);
-  const ip = ipAttribute(data, 0);
+  const ip = ipAttribute(data, DST);
   if (ip === undefined) return undefined;
   const state = neighborStateNames(hostU16(data, 8));
   const info: NeighborInfo = { family, ip, ifindex: hostS32(data, 4), state, permanent: state.includes('permanent') };
-  const mac = macAttribute(data, 1);
+  const mac = macAttribute(data, LLADDR);
   if (mac !== undefined) info.mac = mac;
   return info;
 }
