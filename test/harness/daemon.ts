@@ -5,6 +5,7 @@
  */
 import { ChildProcess, spawn } from 'child_process';
 import * as path from 'path';
+import './deployed-env';
 
 export const TWILLD = path.resolve(__dirname, '../../cmd/twilld.js');
 

@@ -14,6 +14,7 @@
 import { execFile, spawn, type ChildProcess } from 'child_process';
 import { promises as fs } from 'fs';
 import { running } from '../../lib/process-state';
+import './deployed-env';
 
 /** What a finished command printed. */
 export interface RunResult {

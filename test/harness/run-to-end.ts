@@ -5,6 +5,7 @@
  * by PID after `timeoutMs`.
  */
 import { spawn } from 'child_process';
+import './deployed-env';
 
 export interface RunToEndResult {
   readonly code: number | null;
