@@ -52,6 +52,7 @@ const ETCD3_LOAD = `const packageDefinition = (0, proto_loader_1.loadSync)(\`\${
 
 function relocations(): Plugin {
   const services = path.join(ROOT, 'lib', 'subnet', 'etcd-services.ts');
+  const grpcNet = path.join(ROOT, 'lib', 'subnet', 'grpc-net.ts');
   const description = describeEtcdServices();
   return {
     name: 'twill-relocations',
@@ -62,6 +63,13 @@ function relocations(): Plugin {
           ['const proto_loader_1 = require("@grpc/proto-loader");', `const etcd_services_1 = require(${JSON.stringify(services)});`],
           [ETCD3_LOAD, `const packageDefinition = (0, etcd_services_1.etcdPackageDefinition)(${JSON.stringify(description)}, { longs: String, enums: String, defaults: true, oneofs: true }, ${etcdCodecsSource(description)});`],
         ]),
+      }));
+      // grpc-js's `net` answers isIPv6 without compiling Node's IPv6 pattern for IPv4 endpoints.
+      b.onResolve({ filter: /^net$/ }, (args) => (/[\\/]@grpc[\\/]grpc-js[\\/]/.test(args.importer) ? { path: 'grpc-net', namespace: 'twill-grpc-net' } : undefined));
+      b.onLoad({ filter: /.*/, namespace: 'twill-grpc-net' }, () => ({
+        loader: 'js',
+        resolveDir: ROOT,
+        contents: `module.exports = require(${JSON.stringify(grpcNet)}).grpcNet;`,
       }));
       // winston's own debug output (DEBUG=winston:*) pulls in a colour library and
       // its palette (~0.7 MB of heap, ~3 ms at every start) for lines no operator reads.
