@@ -14,7 +14,8 @@
  * TWILL_CODE_CACHE_DIR names the directory (default /var/cache/twill);
  * `off` turns the cache off. Loaded by the launcher before the bundle, so it
  * uses only Node's own modules and twill's addon (lib/netlink/addon.ts),
- * which maps the bundle's text instead of copying it into the heap.
+ * which maps the bundle's text and the cache's bytes instead of copying
+ * them into the heap.
  */
 import { createHash } from 'crypto';
 import {
@@ -154,7 +155,7 @@ function readCache(file: string): FoundCache | undefined {
     fd = openSync(file, 'r');
     const untrusted = untrustedReason(fstatSync(fd), 'the file') ?? untrustedReason(statSync(path.dirname(file)), 'its directory');
     if (untrusted) return { problem: { state: 'refused', reason: untrusted } };
-    const bytes = readFileSync(fd);
+    const bytes = mappedBytes(fd) ?? readFileSync(fd);
     const payload = bytes.subarray(DIGEST_BYTES);
     if (bytes.length <= DIGEST_BYTES || !createHash('sha256').update(payload).digest().equals(bytes.subarray(0, DIGEST_BYTES))) {
       return { problem: { state: 'corrupt', reason: 'its checksum does not match' } };
@@ -165,6 +166,18 @@ function readCache(file: string): FoundCache | undefined {
     return { problem: { state: 'unreadable', reason: `cannot read it: ${(err as Error).message}` } };
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * The cache file's bytes over its mapped pages (lib/netlink/native/mapped-source.c
+ * says why); null where the addon is not built or the file cannot be mapped.
+ */
+function mappedBytes(fd: number): Buffer | null {
+  try {
+    return loadNetlinkAddon().mapBytes(fd);
+  } catch {
+    return null;
   }
 }
 

@@ -18,6 +18,8 @@ export interface NetlinkAddon {
   nftRun(json: boolean, commands: string, done: (error: string | null, output: string) => void): void;
   /** An ASCII file's text as a string over its mapped pages; null when it cannot be mapped. */
   mapLatin1(file: string): string | null;
+  /** An open file's bytes over its mapped pages (read-only); null when it cannot be mapped. */
+  mapBytes(fd: number): Buffer | null;
   /** Caps glibc's malloc arenas for threads that allocate from now on; false where refused. */
   limitMallocArenas(n: number): boolean;
 }

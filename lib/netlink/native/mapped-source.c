@@ -18,7 +18,14 @@
  * experimental in its headers), so it is looked up when called: where it is
  * missing the caller reads the file instead.
  *
+ * The code cache the launcher hands V8 is mapped too (mapBytes), for time
+ * rather than memory: read into a fresh buffer, each of its ~430 pages is a
+ * page fault of its own (7-8 ms for 1.7 MB on the CI machine, a quarter of
+ * a bare Node's start), where a mapping of page-cache pages takes them 16 at
+ * a time. The cache is also replaced only by rename.
+ *
  * API: mapLatin1(path: string): string | null   null when it cannot be mapped
+ *      mapBytes(fd: number): Buffer | null      the open file's bytes; null when it cannot be mapped
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -72,9 +79,32 @@ static napi_value js_map_latin1(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value js_map_bytes(napi_env env, napi_callback_info info) {
+  napi_value nothing;
+  napi_get_null(env, &nothing);
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return nothing;
+
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size <= 0) return nothing;
+  size_t size = (size_t)st.st_size;
+  void *bytes = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  if (bytes == MAP_FAILED) return nothing;
+
+  napi_value result;
+  if (napi_create_external_buffer(env, size, bytes, unmap, (void *)(uintptr_t)size, &result) != napi_ok) {
+    munmap(bytes, size);
+    return nothing;
+  }
+  return result;
+}
+
 void mapped_source_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "mapLatin1", NULL, js_map_latin1, NULL, NULL, NULL, napi_default, NULL },
+    { "mapBytes", NULL, js_map_bytes, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -3,7 +3,7 @@
 #define TWILL_MAPPED_SOURCE_H
 #include <node_api.h>
 
-/* Adds mapLatin1 to the addon's exports. */
+/* Adds mapLatin1 and mapBytes to the addon's exports. */
 void mapped_source_init(napi_env env, napi_value exports);
 
 #endif
