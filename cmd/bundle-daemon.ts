@@ -9,9 +9,9 @@
  * rpc.proto and built gRPC reflection descriptors on top (bench/README.md,
  * "Footprint"). The bundle loads one file, and etcd3's services come from a
  * description made here (lib/subnet/etcd-services.ts), so neither
- * @grpc/proto-loader nor protobufjs's .proto parser is in it, and their
- * message codecs are made here too instead of by `new Function` at every
- * start.
+ * @grpc/proto-loader nor protobufjs's .proto parser and reflection is in
+ * it: their message codecs are made here instead of by `new Function` at
+ * every start.
  *
  * Native parts stay outside: the `netlink` package's binding (found from the
  * package's own directory, resolved at run time) and twill's addons and
@@ -61,7 +61,7 @@ function relocations(): Plugin {
         loader: 'js',
         contents: patched(args.path, [
           ['const proto_loader_1 = require("@grpc/proto-loader");', `const etcd_services_1 = require(${JSON.stringify(services)});`],
-          [ETCD3_LOAD, `const packageDefinition = (0, etcd_services_1.etcdPackageDefinition)(${JSON.stringify(description)}, { longs: String, enums: String, defaults: true, oneofs: true }, ${etcdCodecsSource(description)});`],
+          [ETCD3_LOAD, `const packageDefinition = (0, etcd_services_1.etcdPackageDefinition)(${JSON.stringify(description.services)}, { longs: String, enums: String, defaults: true, oneofs: true }, ${etcdCodecsSource(description)});`],
         ]),
       }));
       // grpc-js's `net` answers isIPv6 without compiling Node's IPv6 pattern for IPv4 endpoints.
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     footer: { js: WRAP_TAIL },
   });
   const inputs = Object.keys(result.metafile.inputs);
-  const unwanted = inputs.filter((f) => /[\\/](proto-loader|cap)[\\/]|protobufjs[\\/]src[\\/]parse\.js$/.test(f));
+  const unwanted = inputs.filter((f) => /[\\/](proto-loader|cap)[\\/]|protobufjs[\\/]src[\\/](parse|root|type)\.js$/.test(f));
   if (unwanted.length) throw new Error(`bundle-daemon: the daemon bundle pulled in ${unwanted.join(', ')}`);
   for (const file of result.outputFiles) {
     if (file.path === OUT && file.contents.some((byte) => byte > 0x7f)) throw new Error('bundle-daemon: the bundle is not ASCII; the launcher reads it as Latin-1');

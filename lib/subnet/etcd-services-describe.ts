@@ -1,13 +1,20 @@
 /**
  * Build time: describes etcd3's gRPC services (its own rpc.proto, read the
- * way etcd3 reads it) for lib/subnet/etcd-services.ts. Used by the daemon
- * bundler and by the test that checks both give the same wire bytes; never
- * loaded by twilld.
+ * way etcd3 reads it) and makes their message codecs for
+ * lib/subnet/etcd-services.ts. Used by the daemon bundler and by the test
+ * that checks both give proto-loader's wire bytes; never loaded by twilld.
  */
 import * as path from 'path';
 import { loadSync, type Options } from '@grpc/proto-loader';
-import { converter, decoder, encoder, Root, Type } from 'protobufjs';
-import type { EtcdMethodDescription, EtcdServicesDescription } from './etcd-services';
+import { converter, decoder, encoder, Enum, Root, Type, type INamespace } from 'protobufjs';
+import type { EtcdMethodDescription, EtcdServiceList } from './etcd-services';
+
+export interface EtcdServicesDescription {
+  /** protobufjs's JSON of rpc.proto and its imports (Root.toJSON), for the generators. */
+  root: INamespace;
+  /** What the daemon's bundle carries: each service with its methods. */
+  services: EtcdServiceList;
+}
 
 /** etcd3's rpc.proto, beside its own package.json. */
 export function etcd3ProtoFile(): string {
@@ -38,43 +45,47 @@ export function describeEtcdServices(protoFile = etcd3ProtoFile()): EtcdServices
   return { root: root.toJSON(), services };
 }
 
-/** The services twilld calls; codecs are made ahead for their messages only (the rest keep protobufjs's run-time ones). */
-export const TWILLD_ETCD_SERVICES: readonly string[] = ['etcdserverpb.KV', 'etcdserverpb.Watch', 'etcdserverpb.Lease', 'etcdserverpb.Auth'];
-
 /**
- * JavaScript source of an object literal (lib/subnet/etcd-services.ts
- * `EtcdCodecs`): per message type the services use, the constructor,
- * encoder, decoder and converters protobufjs would otherwise generate with
- * `new Function` at every start (~10 ms; code made that way is in no code
- * cache), each wrapped in a function of the names it reads. Made from the
- * same reflection the daemon builds (`description.root`), by protobufjs's
- * own generators, so the functions are the ones it would make.
+ * JavaScript source of lib/subnet/etcd-services.ts's `EtcdCodecs`: for every
+ * message the services send or receive, the constructor, encoder, decoder
+ * and converters protobufjs would otherwise generate with `new Function` at
+ * every start (code made that way is in no code cache), each wrapped in a
+ * function of the names it reads, with the type each field's code indexes;
+ * and the values of every enum those messages use. Made by protobufjs's
+ * own generators from the reflection of `description.root`, so the
+ * functions are the ones it would make.
  */
-export function etcdCodecsSource(description: EtcdServicesDescription, services: readonly string[] = TWILLD_ETCD_SERVICES): string {
+export function etcdCodecsSource(description: EtcdServicesDescription): string {
   const root = Root.fromJSON(description.root);
-  const types = new Map<string, Type>();
+  const messages = new Map<string, Type>();
+  const enums = new Map<string, Enum>();
+  const nameOf = (t: Type | Enum): string => t.fullName.slice(1);
   const visit = (t: Type): void => {
-    const name = t.fullName.slice(1);
-    if (types.has(name)) return;
-    types.set(name, t);
+    const name = nameOf(t);
+    if (messages.has(name)) return;
+    if (name.startsWith('google.protobuf.')) throw new Error(`${name}: protobufjs wraps the well-known types; leave them to it`);
+    messages.set(name, t);
     for (const f of t.fieldsArray) {
       const r = f.resolve().resolvedType;
       if (r instanceof Type) visit(r);
+      else if (r instanceof Enum) enums.set(nameOf(r), r);
     }
   };
-  for (const [service, methods] of description.services) {
-    if (!services.includes(service)) continue;
+  for (const [, methods] of description.services) {
     for (const [, , , , request, response] of methods) for (const name of [request, response]) visit(root.lookupType(name));
   }
-  const entries = [...types].map(([name, t]) => {
-    if (name.startsWith('google.protobuf.')) throw new Error(`${name}: protobufjs wraps the well-known types; leave them to it`);
-    return `${JSON.stringify(name)}: {
+  const fieldTypes = (t: Type): Array<string | null> => t.fieldsArray.map((f) => {
+    const r = f.resolve().resolvedType;
+    return r ? nameOf(r) : null;
+  });
+  const messageEntries = [...messages].map(([name, t]) => `${JSON.stringify(name)}: {
+  types: ${JSON.stringify(fieldTypes(t))},
   ctor: function () { return ${Type.generateConstructor(t).toString()}; },
   encode: function (Writer, types, util) { return ${encoder(t).toString()}; },
   decode: function (Reader, types, util) { return ${decoder(t).toString()}; },
   fromObject: function (types, util) { return ${converter.fromObject(t).toString()}; },
   toObject: function (types, util) { return ${converter.toObject(t).toString()}; }
-}`;
-  });
-  return `{${entries.join(',\n')}}`;
+}`);
+  const enumEntries = [...enums].map(([name, e]) => `${JSON.stringify(name)}: ${JSON.stringify({ ...e.values })}`);
+  return `{messages: {${messageEntries.join(',\n')}},\nenums: {${enumEntries.join(',\n')}}}`;
 }

@@ -1,28 +1,27 @@
 /**
- * etcd's gRPC services for grpc-js, built from a description made when the
- * daemon is bundled (lib/subnet/etcd-services-describe.ts) instead of by
- * @grpc/proto-loader at every start.
+ * etcd's gRPC services for grpc-js, from codecs made when the daemon is
+ * bundled (lib/subnet/etcd-services-describe.ts) instead of by
+ * @grpc/proto-loader and protobufjs's reflection at every start.
  *
  * Why: etcd3 parses rpc.proto with proto-loader when it is loaded, and
  * proto-loader then builds and encodes descriptors of every message for gRPC
- * reflection, which twilld never serves. That costs ~4 MB of heap and ~70 ms
- * of CPU per start on every node. grpc-js needs only, per method, its path,
- * whether it streams, and the functions that turn objects into bytes and
- * back; those are made here with protobufjs's reflection from the same
- * rpc.proto (as JSON), with the same conversion options as etcd3, so the
- * bytes on the wire are the same (test/unit/etcd-services.test.ts).
+ * reflection, which twilld never serves (~4 MB of heap, ~70 ms of CPU per
+ * start on every node). grpc-js needs only, per method, its path, whether it
+ * streams, and the functions that turn objects into bytes and back. Those
+ * functions are protobufjs's own, generated from etcd3's rpc.proto with its
+ * generators at build time; here they are only tied to each other, each
+ * message on its first use, so no reflection of the ~110 messages is built
+ * and only protobufjs's runtime (Reader, Writer, util) is loaded. The bytes
+ * on the wire and the objects etcd3 gets are proto-loader's
+ * (test/unit/etcd-services.test.ts, every method of every service).
  */
-import { Enum, Reader, Root, Type, type INamespace, type IConversionOptions, util, verifier, Writer } from 'protobufjs/light';
+import { Reader, util, Writer } from 'protobufjs/minimal';
 
 /** One method: name, proto-loader's camelCase alias, request/response streaming, request and response type names. */
 export type EtcdMethodDescription = [name: string, originalName: string, requestStream: boolean, responseStream: boolean, requestType: string, responseType: string];
 
-export interface EtcdServicesDescription {
-  /** protobufjs's JSON of rpc.proto and its imports (Root.toJSON). */
-  root: INamespace;
-  /** Each service by its full name (etcdserverpb.KV), with its methods. */
-  services: Array<[service: string, methods: EtcdMethodDescription[]]>;
-}
+/** Each service by its full name (etcdserverpb.KV), with its methods. */
+export type EtcdServiceList = Array<[service: string, methods: EtcdMethodDescription[]]>;
 
 /** The fields of a grpc-js MethodDefinition that its client constructors read. */
 export interface GrpcMethodDefinition {
@@ -38,47 +37,112 @@ export interface GrpcMethodDefinition {
 
 export type GrpcPackageDefinition = Record<string, Record<string, GrpcMethodDefinition>>;
 
-/** The resolved type of each field of a message, in field order: what generated code calls `types`. */
-type FieldTypes = Array<Type | Enum | null>;
-
-/**
- * One message type's functions, made at build time by protobufjs's own
- * generators (lib/subnet/etcd-services-describe.ts `etcdCodecsSource`), each
- * wrapped in a function of the names its code reads.
- */
-export interface EtcdCodec {
-  ctor(): Type['ctor'];
-  encode(writer: typeof Writer, types: FieldTypes, u: typeof util): Type['encode'];
-  decode(reader: typeof Reader, types: FieldTypes, u: typeof util): Type['decode'];
-  fromObject(types: FieldTypes, u: typeof util): Type['fromObject'];
-  toObject(types: FieldTypes, u: typeof util): Type['toObject'];
+/** protobufjs's conversion options, as etcd3 passes them. */
+export interface ConversionOptions {
+  longs?: typeof String | typeof Number;
+  enums?: typeof String;
+  defaults?: boolean;
+  oneofs?: boolean;
 }
 
-export type EtcdCodecs = Readonly<Record<string, EtcdCodec>>;
+type MessageCtor = new (properties?: object) => object;
+type Encode = (message: object, writer?: Writer, depth?: number) => Writer;
+type Decode = (reader: Reader | Uint8Array, length?: number, end?: number, depth?: number) => object;
+type FromObject = (object: object, depth?: number) => object;
+type ToObject = (message: object, options?: ConversionOptions, depth?: number) => Record<string, unknown>;
+
+/** What generated code finds at `types[i]`: a message, an enum (its `values` as protobufjs's Enum has them), or nothing for a scalar field. */
+type FieldType = EtcdMessage | { readonly values: Readonly<Record<string, string | number>> } | null;
 
 /**
- * Has `type` take its functions from `codec` where protobufjs would generate
- * them on first use (Type.setup); `verify`, which twilld never calls, is
- * still generated if anything ever does.
+ * One message type's functions, made at build time by protobufjs's
+ * generators, each wrapped in a function of the names its code reads;
+ * `types` names each field's message or enum type in field order (null for
+ * scalars), which is what that code indexes.
  */
-function useCodec(type: Type, codec: EtcdCodec): void {
-  type.setup = function setup(this: Type): Type {
-    const types: FieldTypes = this.fieldsArray.map((f) => f.resolve().resolvedType);
-    this.ctor = codec.ctor();
-    this.encode = codec.encode(Writer, types, util);
-    this.decode = codec.decode(Reader, types, util);
-    this.fromObject = codec.fromObject(types, util);
-    this.toObject = codec.toObject(types, util);
-    // Generated only if called: twilld never verifies.
-    this.verify = function verify(this: Type, ...args: Parameters<Type['verify']>): ReturnType<Type['verify']> {
-      this.verify = verifier(this)({ types, util }) as Type['verify'];
-      return this.verify(...args);
-    };
+export interface EtcdCodec {
+  types: Array<string | null>;
+  ctor(): MessageCtor;
+  encode(writer: typeof Writer, types: FieldType[], u: typeof util): Encode;
+  decode(reader: typeof Reader, types: FieldType[], u: typeof util): Decode;
+  fromObject(types: FieldType[], u: typeof util): FromObject;
+  toObject(types: FieldType[], u: typeof util): ToObject;
+}
+
+export interface EtcdCodecs {
+  messages: Readonly<Record<string, EtcdCodec>>;
+  /** Each enum's values by name. */
+  enums: Readonly<Record<string, Readonly<Record<string, number>>>>;
+}
+
+/**
+ * A message type as generated code calls it (`types[i].encode(…)`, `new
+ * this.ctor`): its functions are tied on first use, as protobufjs's own
+ * Type.setup does, so start-up pays only for the messages it sends.
+ */
+class EtcdMessage {
+  ctor!: MessageCtor;
+
+  constructor(readonly name: string, private readonly codec: EtcdCodec, private readonly resolve: (name: string) => FieldType) {}
+
+  encode(message: object, writer?: Writer, depth?: number): Writer {
+    return this.setup().encode(message, writer, depth);
+  }
+
+  decode(reader: Reader | Uint8Array, length?: number, end?: number, depth?: number): object {
+    return this.setup().decode(reader, length, end, depth);
+  }
+
+  fromObject(object: object, depth?: number): object {
+    return this.setup().fromObject(object, depth);
+  }
+
+  toObject(message: object, options?: ConversionOptions, depth?: number): Record<string, unknown> {
+    return this.setup().toObject(message, options, depth);
+  }
+
+  /** Replaces the methods above with the generated ones, as own properties. */
+  private setup(): this {
+    const types = this.codec.types.map((name) => (name === null ? null : this.resolve(name)));
+    this.ctor = this.codec.ctor();
+    this.encode = this.codec.encode(Writer, types, util);
+    this.decode = this.codec.decode(Reader, types, util);
+    this.fromObject = this.codec.fromObject(types, util);
+    this.toObject = this.codec.toObject(types, util);
     return this;
+  }
+}
+
+/** protobufjs's Enum `values`: names to numbers, over numbers to names (generated toObject reads `values[number]`). */
+function enumValues(byName: Readonly<Record<string, number>>): Record<string, string | number> {
+  const byNumber: Record<string, string> = {};
+  for (const [name, n] of Object.entries(byName)) byNumber[n] = name;
+  return Object.assign(Object.create(byNumber) as Record<string, string | number>, byName);
+}
+
+/** Every message and enum of `codecs` by full name, tied to each other. */
+function etcdTypes(codecs: EtcdCodecs): (name: string) => EtcdMessage {
+  const types = new Map<string, FieldType>();
+  const resolve = (name: string): FieldType => {
+    const known = types.get(name);
+    if (known !== undefined) return known;
+    const codec = codecs.messages[name];
+    const byName = codecs.enums[name];
+    let made: FieldType;
+    if (codec) made = new EtcdMessage(name, codec, resolve);
+    else if (byName) made = { values: enumValues(byName) };
+    else throw new Error(`etcd services: no codec for ${name}; rebuild the daemon bundle (cmd/bundle-daemon.ts)`);
+    types.set(name, made);
+    return made;
+  };
+  return (name) => {
+    const t = resolve(name);
+    if (!(t instanceof EtcdMessage)) throw new Error(`etcd services: ${name} is not a message`);
+    return t;
   };
 }
 
-function serializer(type: Type): (value: object) => Buffer {
+function serializer(type: EtcdMessage): (value: object) => Buffer {
   return (value) => {
     if (Array.isArray(value)) throw new Error(`cannot serialize an array as ${type.name}`);
     const bytes = type.encode(type.fromObject(value)).finish();
@@ -87,20 +151,19 @@ function serializer(type: Type): (value: object) => Buffer {
   };
 }
 
-function deserializer(type: Type, options: IConversionOptions): (bytes: Buffer) => object {
+function deserializer(type: EtcdMessage, options: ConversionOptions): (bytes: Buffer) => object {
   return (bytes) => type.toObject(type.decode(bytes), options);
 }
 
-/** A package definition for grpc.loadPackageDefinition; `options` are etcd3's toObject options; `codecs`: functions made ahead for these types. */
-export function etcdPackageDefinition(description: EtcdServicesDescription, options: IConversionOptions, codecs: EtcdCodecs = {}): GrpcPackageDefinition {
-  const root = Root.fromJSON(description.root);
-  for (const [name, codec] of Object.entries(codecs)) useCodec(root.lookupType(name), codec);
+/** A package definition for grpc.loadPackageDefinition; `options` are etcd3's conversion options. */
+export function etcdPackageDefinition(services: EtcdServiceList, options: ConversionOptions, codecs: EtcdCodecs): GrpcPackageDefinition {
+  const message = etcdTypes(codecs);
   const definition: GrpcPackageDefinition = {};
-  for (const [service, methods] of description.services) {
+  for (const [service, methods] of services) {
     const def: Record<string, GrpcMethodDefinition> = {};
     for (const [name, originalName, requestStream, responseStream, requestName, responseName] of methods) {
-      const request = root.lookupType(requestName);
-      const response = root.lookupType(responseName);
+      const request = message(requestName);
+      const response = message(responseName);
       def[name] = {
         path: `/${service}/${name}`,
         requestStream,
