@@ -3,6 +3,8 @@
  * 3-node cluster in namespaces; nodes 1 and 2 start first, then node 0 is
  * measured:
  *  - exec → subnet.env: from spawning twilld to its subnet file's mtime;
+ *    beside it, a bare `node -e 0` spawned the same way, exec → exit: the
+ *    floor on this machine, from the same run;
  *  - exec → first pod ping: node 0's pod is made as soon as subnet.env is
  *    there (as a kubelet would, here with `ip`: its own time is reported
  *    beside), then pings node 1's pod every 5 ms until the first reply;
@@ -56,6 +58,8 @@ interface Memory {
 interface Row {
   backend: string;
   execToEnvMs: number;
+  /** The floor on this machine: a bare `node -e 0` spawned the same way in node 0's namespace, exec → exit (median of BARE_NODE_RUNS). */
+  bareNodeMs: number;
   /** From exec until node 0's new pod gets its first reply from node 1's pod, and how long making that pod took. */
   firstPing: { ms: number; podSetupMs: number };
   cpuToSettledS: number;
@@ -279,6 +283,7 @@ async function benchBackend(backend: string, peers: number, kube: boolean, warm:
     await tc.startAgent(2);
     if (warm) await waitForCodeCache(cacheDir);
     await tc.addPod(1);
+    const bareNodeMs = await bareNodeStart(ns);
 
     const t0 = Date.now();
     await tc.startAgent(0, [], { waitRunning: false });
@@ -332,11 +337,32 @@ async function benchBackend(backend: string, peers: number, kube: boolean, warm:
       atScale = treeMemory(pid);
       idleAtScale = await idle;
     }
-    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, firstPing, cpuToSettledS, settled: settledMemory, steadyRssMb, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS, idleAtScale };
+    return { backend: kube ? `${backend} (kube mode)` : backend, execToEnvMs, bareNodeMs, firstPing, cpuToSettledS, settled: settledMemory, steadyRssMb, leaseToRouteMs, atScale, scaleProgramMs, cpuAtScaleS, idleAtScale };
   } finally {
     await tc.destroy();
     rmSync(cacheDir, { recursive: true, force: true });
   }
+}
+
+/** How many bare Node starts `bareNodeStart` takes the median of. */
+const BARE_NODE_RUNS = 5;
+
+/**
+ * A bare Node's start and exit in `ns`, spawned as twilld is (the same
+ * binary, through `ip netns exec`, the harness's environment): the floor
+ * exec → subnet.env is measured against, from the same run. flanneld is not
+ * on this machine; Node's own start varies by ×2 between machines (58 ms on
+ * one, 68 on another, 125 where the shell's NODE_EXTRA_CA_CERTS applies).
+ */
+async function bareNodeStart(ns: string): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < BARE_NODE_RUNS; i++) {
+    const t0 = performance.now();
+    await run(nsArgv(ns, [process.execPath, '-e', '0']));
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
 }
 
 async function main(): Promise<void> {
@@ -351,10 +377,10 @@ async function main(): Promise<void> {
     const r = rows[rows.length - 1];
     console.error(`${b}: ${JSON.stringify(r)}`);
   }
-  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | RSS MB ${STEADY_AFTER_S} s later | PSS MB settled | exec→subnet.env ms | exec→first pod ping ms (pod set-up) | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers | idle ${IDLE_WINDOW_S} s at ${peers} peers: CPU % | RSS MB at its end (peak) |`);
+  console.log(`| backend | processes (Node) settled | RSS MB settled (twilld alone) | RSS MB ${STEADY_AFTER_S} s later | PSS MB settled | exec→subnet.env ms (bare Node exec→exit) | exec→first pod ping ms (pod set-up) | CPU exec→settled s | lease put→route ms | ${peers} peers: put → all programmed ms | CPU exec→all programmed s | RSS MB at ${peers} peers | PSS MB at ${peers} peers | idle ${IDLE_WINDOW_S} s at ${peers} peers: CPU % | RSS MB at its end (peak) |`);
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.steadyRssMb, 1)} | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} | ${fmt(r.firstPing.ms, 0)} (${fmt(r.firstPing.podSetupMs, 0)}) | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} | ${r.idleAtScale ? fmt(r.idleAtScale.cpuPercent, 1) : 'n/a'} | ${r.idleAtScale ? `${fmt(r.idleAtScale.rssEndMb, 1)} (${fmt(r.idleAtScale.rssPeakMb, 1)})` : 'n/a'} |`);
+    console.log(`| ${r.backend} | ${r.settled.processes} (${r.settled.nodeProcesses}) | ${fmt(r.settled.rssMb, 1)} (${fmt(r.settled.agentRssMb, 1)}) | ${fmt(r.steadyRssMb, 1)} | ${fmt(r.settled.pssMb, 1)} | ${fmt(r.execToEnvMs, 0)} (${fmt(r.bareNodeMs, 0)}) | ${fmt(r.firstPing.ms, 0)} (${fmt(r.firstPing.podSetupMs, 0)}) | ${fmt(r.cpuToSettledS, 2)} | ${r.leaseToRouteMs ?? (r.backend === 'udp' ? 'n/a (one network route)' : 'n/a (bench/datapath.ts: a node joining)')} | ${r.scaleProgramMs ?? 'n/a'} | ${r.cpuAtScaleS === null ? 'n/a' : fmt(r.cpuAtScaleS, 2)} | ${r.atScale ? fmt(r.atScale.rssMb, 1) : 'n/a'} | ${r.atScale ? fmt(r.atScale.pssMb, 1) : 'n/a'} | ${r.idleAtScale ? fmt(r.idleAtScale.cpuPercent, 1) : 'n/a'} | ${r.idleAtScale ? `${fmt(r.idleAtScale.rssEndMb, 1)} (${fmt(r.idleAtScale.rssPeakMb, 1)})` : 'n/a'} |`);
   }
   console.log(`\ntwilld started ${codeCache === 'warm' ? 'from the code cache nodes 1 and 2 wrote' : 'without a code cache (TWILL_CODE_CACHE_DIR=off)'}`);
   const flags = process.env.TWILL_AGENT_NODE_FLAGS;
