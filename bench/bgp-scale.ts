@@ -15,14 +15,9 @@ import type { Etcd3 } from 'etcd3';
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { NsProcess, run, nsArgv } from '../test/harness/netns';
 import { httpBody } from '../test/harness/checks';
-import { cpuSeconds, childPids, rssMb, fmt } from './measure';
+import { cpuSeconds, childPids, rssMb, fmt, arg } from './measure';
 
 const HEALTH_PORT = 9456;
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
 
 function fakeSubnet(i: number): string {
   return `10.${1 + (i >> 8)}.${i & 0xff}.0/24`;

@@ -11,7 +11,7 @@
  */
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
-import { iperf, rttMs, rssMb, treeCpuSeconds, childPids, fmt, BENCH_BACKENDS } from './measure';
+import { iperf, rttMs, rssMb, treeCpuSeconds, childPids, fmt, BENCH_BACKENDS, arg } from './measure';
 
 interface Row {
   backend: string;
@@ -33,11 +33,6 @@ interface Row {
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
 async function routePresent(ns: string, dst: string): Promise<boolean> {

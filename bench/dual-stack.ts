@@ -8,7 +8,7 @@
  * Usage: node dist/bench/dual-stack.js [--seconds 5] [--rounds 3] [--backends vxlan,host-gw]
  */
 import { TwillCluster } from '../test/harness/twill-cluster';
-import { iperf, rttMs, fmt } from './measure';
+import { iperf, rttMs, fmt, arg } from './measure';
 
 interface Figures {
   underlayGbps: number;
@@ -23,11 +23,6 @@ interface Row {
   ipv4Only: Figures;
   ipv4: Figures;
   ipv6: Figures;
-}
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
 function median(xs: number[]): number {

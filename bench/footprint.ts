@@ -35,8 +35,9 @@ import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
-import { cpuSeconds, fmt, BENCH_BACKENDS } from './measure';
+import { cpuSeconds, fmt, BENCH_BACKENDS, arg } from './measure';
 import { findKubeApiserver } from '../test/harness/kube-apiserver';
+import { sleep } from '../test/harness/wait';
 import { isCodeCacheFileName } from '../lib/code-cache';
 
 const SCALE_BACKENDS = new Set(['vxlan', 'host-gw']);
@@ -73,15 +74,6 @@ interface Row {
   cpuAtScaleS: number | null;
   /** With N peers and nothing changing: the agent's CPU over IDLE_WINDOW_S (repairs, GC), and its RSS at the end and at most. */
   idleAtScale: { cpuPercent: number; rssEndMb: number; rssPeakMb: number } | null;
-}
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** `pid` and all its descendants (children of each thread, recursively). */

@@ -4,6 +4,12 @@ import { run, nsArgv } from '../test/harness/netns';
 
 const CLK_TCK = 100;
 
+/** The value after `--name` on the benchmark's command line, or `fallback`. */
+export function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+
 /** Resident set size in MB of a process (0 if it is gone). */
 export function rssMb(pid: number): number {
   try {

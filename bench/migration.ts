@@ -15,6 +15,7 @@ import { startIperfStream } from '../test/harness/iperf';
 import { Probes, convergedOn, convergedOnSettings } from '../test/harness/migration';
 import { sleep } from '../test/harness/netns';
 import { waitFor } from '../test/harness/wait';
+import { arg } from './measure';
 
 const NODES = 3;
 const NETWORK = '10.244.0.0/16';
@@ -33,11 +34,6 @@ const CHAIN: Step[] = [
   { backend: { Type: 'udp', Port: 8300 }, settings: { listed: { Port: 8300 }, oldDevice: 'flannel0' } },
   { backend: { Type: 'udp' }, settings: { oldDevice: 'flannel1' } },
 ];
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
 
 interface Row {
   from: string;

@@ -19,7 +19,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { TwillCluster } from '../test/harness/twill-cluster';
-import { BENCH_BACKENDS } from './measure';
+import { BENCH_BACKENDS, arg, rssMb } from './measure';
+import { sleep } from '../test/harness/wait';
 
 const RSS_AFTER_MS = 2500;
 
@@ -29,26 +30,11 @@ interface Start {
   rssMb: number;
 }
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** CPU ms of every thread of `pid` so far. */
 function cpuMs(pid: number): number {
   let ns = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
   return ns / 1e6;
-}
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for ${pid}`);
-  return Number(m[1]) / 1024;
 }
 
 /** Starts `build`'s twilld on node 0, measures it, and stops it with SIGTERM. */

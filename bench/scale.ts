@@ -9,7 +9,7 @@
 import type { Etcd3 } from 'etcd3';
 import { TwillCluster, PREFIX } from '../test/harness/twill-cluster';
 import { run, nsArgv } from '../test/harness/netns';
-import { rssMb, cpuSeconds, childPids, fmt } from './measure';
+import { rssMb, cpuSeconds, childPids, fmt, arg } from './measure';
 
 const PROTOCOL: Record<string, number> = { vxlan: 117, 'host-gw': 118 };
 
@@ -22,11 +22,6 @@ interface Result {
   cpuS: number;
   rssMb: number;
   relayRssMb: number;
-}
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
 function fakeLease(i: number, backend: string): { key: string; value: string } {
