@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import { spawnSync } from 'child_process';
 import { buildSync } from 'esbuild';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { CODE_CACHE_HOOK, codeCacheFile, codeCacheHook, runBundle, type CodeCacheHook } from '../../lib/code-cache';
+import { loadNetlinkAddon } from '../../lib/netlink/addon';
 
 /** What the test bundles leave behind when they run. */
 interface Ran { runs: Array<{ filename: string; dirname: string; resolves: boolean; value: number }> }
@@ -69,6 +70,31 @@ describe('code cache: the launcher runs the bundle with V8 compiled code it wrot
     expect(mapped, 'the bundle mapped read-only into this process').to.have.length(1);
     expect(mapped[0].split(/\s+/)[1]).to.equal('r--p');
     expect(ran.__codeCacheTest!.runs.map((r) => r.value), 'and it ran').to.deep.equal([42]);
+  });
+
+  it("reads the cache over its file's mapped pages: the same bytes, read-only, and nothing for a file it cannot map", () => {
+    start().save();
+    const file = codeCacheFile(path.join(dir, 'cache'), 'a'.repeat(64));
+    const addon = loadNetlinkAddon();
+    const fd = openSync(file, 'r');
+    try {
+      const bytes = addon.mapBytes(fd);
+      expect(bytes, 'mapped').to.not.equal(null);
+      expect(bytes!.equals(readFileSync(file)), 'the file\'s bytes').to.equal(true);
+      const mapping = readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.endsWith(` ${file}`));
+      expect(mapping.map((l) => l.split(/\s+/)[1]), 'mapped read-only').to.include('r--p');
+    } finally {
+      closeSync(fd);
+    }
+    const empty = path.join(dir, 'empty');
+    writeFileSync(empty, '');
+    const emptyFd = openSync(empty, 'r');
+    try {
+      expect(addon.mapBytes(emptyFd), 'an empty file').to.equal(null);
+    } finally {
+      closeSync(emptyFd);
+    }
+    expect(addon.mapBytes(-1), 'no file').to.equal(null);
   });
 
   it('skips a corrupt cache, still runs the bundle, and replaces the file', () => {
