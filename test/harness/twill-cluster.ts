@@ -224,16 +224,17 @@ export class TwillCluster {
   /**
    * Starts twilld in the node and waits until it has written its subnet
    * file (`waitRunning` false: returns once it is started). `env`:
-   * variables added to twilld's environment.
+   * variables added to twilld's environment; `twilld`: another build's
+   * launcher (bench/restarts.ts compares builds), this checkout's by default.
    */
-  async startAgent(node: number, extraArgs: readonly string[] = [], opts: { waitRunning?: boolean; env?: Readonly<Record<string, string>> } = {}): Promise<NsProcess> {
+  async startAgent(node: number, extraArgs: readonly string[] = [], opts: { waitRunning?: boolean; env?: Readonly<Record<string, string>>; twilld?: string } = {}): Promise<NsProcess> {
     const nodeFlags = (process.env.TWILL_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
     const kube = this.kube;
     const store = kube
       ? ['--kube-subnet-mgr', '--kubeconfig-file', kube.adminKubeconfig, '--net-config-path', this.netConfPath]
       : ['--etcd-endpoints', this.etcdEndpointInNode(node)];
     const args = [
-      process.execPath, ...nodeFlags, TWILLD,
+      process.execPath, ...nodeFlags, opts.twilld ?? TWILLD,
       ...store,
       '--subnet-file', this.subnetFile(node),
       '--wireguard-key-file', this.wireguardKeyFile(node),
