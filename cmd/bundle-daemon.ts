@@ -50,7 +50,12 @@ const ETCD3_LOAD = `const packageDefinition = (0, proto_loader_1.loadSync)(\`\${
     oneofs: true,
 });`;
 
-function relocations(): Plugin {
+/**
+ * What the daemon's bundle changes in its dependencies (each says why).
+ * Exported for the subnet racers of test/integration/racing-agents.test.ts,
+ * which run the same etcd client as twilld.
+ */
+export function relocations(): Plugin {
   const services = path.join(ROOT, 'lib', 'subnet', 'etcd-services.ts');
   const grpcNet = path.join(ROOT, 'lib', 'subnet', 'grpc-net.ts');
   const description = describeEtcdServices();
@@ -95,6 +100,9 @@ function relocations(): Plugin {
   };
 }
 
+/** grpc-js requires proto-loader only to serve channelz and ORCA, which twilld never does. */
+export const BUNDLE_EXTERNALS = ['@grpc/proto-loader', 'netlink/package.json'];
+
 async function main(): Promise<void> {
   const result = await build({
     entryPoints: [path.join(ROOT, 'cmd', 'twilld.ts')],
@@ -107,8 +115,7 @@ async function main(): Promise<void> {
     minifyWhitespace: true,
     minifySyntax: true,
     sourcemap: true,
-    // grpc-js requires proto-loader only to serve channelz and ORCA, which twilld never does.
-    external: ['@grpc/proto-loader', 'netlink/package.json'],
+    external: BUNDLE_EXTERNALS,
     plugins: [relocations()],
     logLevel: 'warning',
     metafile: true,
@@ -156,7 +163,9 @@ function writeLauncher(): void {
   ].join('\n'), { mode: 0o755 });
 }
 
-main().catch((err: Error) => {
-  process.stderr.write(`${err.message}\n`);
-  process.exitCode = 1;
-});
+if (require.main === module) {
+  main().catch((err: Error) => {
+    process.stderr.write(`${err.message}\n`);
+    process.exitCode = 1;
+  });
+}

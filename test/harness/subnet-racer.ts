@@ -28,7 +28,8 @@
  * the process exits, as a node's lease outlives a twilld restart.
  *
  * Kept small on purpose — hundreds of these run at once: it loads the etcd
- * client and the subnet modules only (no backends, no netlink, no winston).
+ * client and the subnet modules only (no backends, no netlink, no winston),
+ * and the racing test runs it bundled as twilld is (racer-bundle.ts).
  */
 import { Etcd3 } from 'etcd3';
 import { parseNetworkConfig } from '../../lib/config/parse';

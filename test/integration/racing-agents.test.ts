@@ -10,16 +10,15 @@
 import { expect } from 'chai';
 import { ChildProcess, spawn } from 'child_process';
 import { readFileSync } from 'fs';
-import * as path from 'path';
 import type { Etcd3 } from 'etcd3';
 import { parseNetworkConfig } from '../../lib/config/parse';
 import { allocationRange, describeRange, freeSubnets } from '../../lib/subnet/allocator';
 import type { EtcdServer } from '../harness/etcd';
 import { withEtcd } from '../harness/etcd-hooks';
 import { DEFAULT_RACER_CONFIG, RacerResult } from '../harness/subnet-racer';
+import { bundleRacer } from '../harness/racer-bundle';
 import { waitFor, sleep } from '../harness/wait';
 
-const RACER = path.resolve(__dirname, '../harness/subnet-racer.js');
 const SUBNETS = '/coreos.com/network/subnets/';
 const TTL_SECONDS = 600;
 
@@ -60,7 +59,8 @@ interface StartOptions {
 class RacerPool {
   private readonly live = new Set<Racer>();
 
-  constructor(private readonly endpoint: string) {}
+  /** `racer`: the racer's script (its bundle, test/harness/racer-bundle.ts). */
+  constructor(private readonly endpoint: string, private readonly racer: string) {}
 
   /** Spawns one racer per public IP, all in one go (no waiting between spawns). */
   start(publicIPs: readonly string[], opts: StartOptions = {}): Racer[] {
@@ -90,7 +90,7 @@ class RacerPool {
   }
 
   private startOne(ip: string, opts: StartOptions): Racer {
-    const argv = ['--max-old-space-size=64', RACER, '--etcd', this.endpoint, '--public-ip', ip, '--ttl', String(TTL_SECONDS)];
+    const argv = ['--max-old-space-size=64', this.racer, '--etcd', this.endpoint, '--public-ip', ip, '--ttl', String(TTL_SECONDS)];
     if (opts.retry) argv.push('--retry');
     if (opts.holdAtStart) argv.push('--go-on-stdin');
     // Under `nice`: a forked child must run until it execs before spawn()
@@ -235,15 +235,19 @@ describe('subnet managers racing for subnets, each in its own process, against o
   let etcd: EtcdServer;
   let admin: Etcd3;
   let pool: RacerPool;
+  let racer: string;
 
   // Declared before withEtcd's hooks, so the racers are killed before etcd stops.
+  before(async () => {
+    racer = await bundleRacer();
+  });
   after(async () => {
     await pool?.killAll();
   });
   withEtcd((server, client) => {
     etcd = server;
     admin = client;
-    pool = new RacerPool(etcd.endpoint);
+    pool = new RacerPool(etcd.endpoint, racer);
   });
 
   it('the allocatable range is SubnetMin 10.20.1.0/24 .. SubnetMax 10.20.255.0/24: 255 subnets, as flanneld computes it', () => {
