@@ -11,6 +11,7 @@
  * clusters with, so the lab a user tries and the clusters the tests check are
  * wired the same way.
  */
+import { randomBytes } from 'crypto';
 import { rmSync } from 'fs';
 import { runDirFor } from '../../backends/wireguard/engine';
 import { ip, run } from './run';
@@ -60,13 +61,26 @@ export async function addNamespace(ip: IpCommand, ns: string): Promise<void> {
  * A bridge holding `address` (CIDR), up. `alias` marks who owns it (the
  * harness records its PID there); `ip link add … alias` drops the alias
  * silently, so it is set in a second step.
+ *
+ * The bridge gets a MAC of its own: without one it takes the lowest MAC of
+ * its ports, so a port added later (a node, an outside host, a pod) can
+ * change it under every neighbour that has resolved the bridge's address.
+ * Their frames to the old MAC then reach no one until they resolve it again,
+ * 30–50 s later: a node's etcd connection hung that long in the tests.
  */
 export async function addBridge(ip: IpCommand, bridge: { name: string; address: string; ns?: string; alias?: string }): Promise<void> {
   const { name, ns } = bridge;
-  await ip(['link', 'add', 'name', name, 'type', 'bridge', 'forward_delay', '0'], ns);
+  await ip(['link', 'add', 'name', name, 'address', localMac(), 'type', 'bridge', 'forward_delay', '0'], ns);
   if (bridge.alias !== undefined) await ip(['link', 'set', 'dev', name, 'alias', bridge.alias], ns);
   await ip(['addr', 'add', bridge.address, 'dev', name], ns);
   await ip(['link', 'set', name, 'up'], ns);
+}
+
+/** A random unicast MAC from the locally administered range. */
+export function localMac(): string {
+  const bytes = randomBytes(6);
+  bytes[0] = (bytes[0] & 0xfc) | 0x02;
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
 /** How a namespace's `eth0` hangs off a bridge; see `attachToBridge`. */

@@ -58,7 +58,7 @@
 import { randomBytes } from 'crypto';
 import * as net from 'net';
 import { IP, IPNet } from '../../lib/ip';
-import { addBridge, addNamespace, attachPod, attachToBridge, clusterNames, enableForwarding, type IpCommand } from '../../lib/lab/topology';
+import { addBridge, addNamespace, attachPod, attachToBridge, clusterNames, enableForwarding, localMac, type IpCommand } from '../../lib/lab/topology';
 import {
   NsProcess,
   deleteLink,
@@ -431,7 +431,7 @@ export class Cluster {
     await addNamespace(ipCommand, podNs);
     const pod: PodInfo = { node: i, ns: podNs, subnet: subnet.toString(), ip: podIp, gateway, ipv6: podIp, hostVeth, mtu: opts.mtu ?? 1500 };
     this.pods.set(i, pod);
-    await ipIn(nodeNs, ['link', 'add', 'cni0', 'type', 'bridge']);
+    await ipIn(nodeNs, ['link', 'add', 'cni0', 'address', localMac(), 'type', 'bridge']);
     await ipIn(nodeNs, ['link', 'set', 'cni0', 'up']);
     await ipIn(nodeNs, ['-6', 'addr', 'add', `${gateway}/${subnet.prefixLen}`, 'dev', 'cni0', 'nodad']);
     await ipIn(nodeNs, ['link', 'add', hostVeth, 'mtu', mtu, 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', mtu, 'netns', podNs]);

@@ -168,6 +168,21 @@ describe('harness: a 3-node cluster', function () {
     expect(r.received).to.equal(2);
   });
 
+  it('keeps the bridge\'s MAC when a port with a lower MAC joins, so a node that resolved 198.18.0.254 still reaches it', async () => {
+    const bridgeMac = async () => (await ip(['-br', 'link', 'show', 'dev', c().bridge])).trim().split(/\s+/)[2];
+    const before = await bridgeMac();
+    expect((await ping(c().nodeName(0), '198.18.0.254', { count: 1 })).received, 'node 0 → bridge before').to.equal(1);
+    const port = `tw${c().id}lowmac`;
+    try {
+      await ip(['link', 'add', port, 'address', '00:00:00:00:00:01', 'type', 'veth', 'peer', 'name', `tw${c().id}lowpeer`]);
+      await ip(['link', 'set', port, 'master', c().bridge, 'up']);
+      expect(await bridgeMac()).to.equal(before);
+      expect((await ping(c().nodeName(0), '198.18.0.254', { count: 1, timeoutMs: 2000 })).received, 'node 0 → bridge after').to.equal(1);
+    } finally {
+      await ip(['link', 'del', port]).catch(() => undefined);
+    }
+  });
+
   it('lets a pod reach its gateway on cni0, and sets the pod MTU', async () => {
     const pod = await c().addPod(1, '10.244.1.0/24');
     expect(pod).to.include({ ns: `tw${c().id}-p1`, ip: '10.244.1.2', gateway: '10.244.1.1' });
