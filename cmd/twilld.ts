@@ -19,6 +19,9 @@ import { codeCacheHook, type CodeCacheHook } from '../lib/code-cache';
  */
 const READINESS_ETCD_WINDOW_MS = 10_000;
 
+/** How long a stopped twilld waits for its connections to close before it exits anyway. */
+const EXIT_GRACE_MS = 1000;
+
 /** The code cache is written this long after the agent runs, so it holds the first reconcile's code too. */
 const CODE_CACHE_SAVE_DELAY_MS = 2000;
 
@@ -103,7 +106,22 @@ async function main(): Promise<number> {
     clearTimeout(codeCacheTimer);
     await health?.close();
     made.close();
+    exitAfterGrace(log);
   }
+}
+
+/**
+ * After a stop, whatever is still open must not hold the process: etcd3
+ * leaves a watch's stream open when etcd never confirms its cancellation
+ * (a link that drops packets), and that stream kept twilld alive until the
+ * kernel gave up on the connection, long after systemd or the kubelet had
+ * stopped waiting. Unreferenced, so a stop that closed everything exits at once.
+ */
+function exitAfterGrace(log: Log): void {
+  setTimeout(() => {
+    log.warn('exiting with connections still open after the stop', { graceMs: EXIT_GRACE_MS, open: process.getActiveResourcesInfo().join(',') });
+    process.exit();
+  }, EXIT_GRACE_MS).unref();
 }
 
 function reportCodeCacheLoad(log: Log, cache: CodeCacheHook): void {

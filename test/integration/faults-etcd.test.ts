@@ -181,6 +181,22 @@ describe('control-plane faults: etcd outage, lease expiry while cut off, compact
     for (const i of [0, 1]) await waitFor(`node ${i} to route node 2's new subnet`, () => routed(tc, i, moved), 10_000);
     await tc.admin.delete().key(key);
   });
+
+  // Last: it stops node 2's twilld. A link that drops packets, unlike a closed
+  // connection, never ends etcd's watch stream; twilld must not wait for it.
+  it('exits 0 on SIGTERM within the kubelet\'s 30 s grace while its etcd link drops every packet, leaving the datapath', async () => {
+    const subnet = tc.lease(2).subnet;
+    await tc.net.exec(2, ['nft', 'add', 'table', 'ip', 'twtest']);
+    await tc.net.exec(2, ['nft', 'add', 'chain', 'ip', 'twtest', 'out', '{ type filter hook output priority 0; }']);
+    await tc.net.exec(2, ['nft', 'add', 'rule', 'ip', 'twtest', 'out', 'ip', 'daddr', UNDERLAY.bridgeIp, 'tcp', 'dport', String(proxy.port), 'drop']);
+    const started = Date.now();
+    const stopped = await Promise.race([tc.stopAgent(2), sleep(30_000).then(() => 'still running after 30 s')]);
+    expect(stopped).to.equal(0);
+    console.log(`      figures: exited ${Date.now() - started} ms after SIGTERM`);
+    expect(await tc.net.ip(2, ['link', 'show', 'flannel.1']), 'flannel.1 left in place').to.contain('flannel.1');
+    expect(await routed(tc, 2, tc.lease(0).subnet), 'the route to node 0 left in place').to.equal(true);
+    expect(tc.readSubnetFile(2)?.subnet).to.equal(subnet);
+  });
 });
 
 describe('a 3-member etcd cluster losing its leader, then the member an agent talks to (3 nodes, 100 pps probes)', function () {
