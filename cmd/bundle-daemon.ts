@@ -21,7 +21,7 @@
 import * as path from 'path';
 import { createHash } from 'crypto';
 import { readFileSync, renameSync, writeFileSync } from 'fs';
-import { build, type Plugin } from 'esbuild';
+import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { describeEtcdServices, etcdCodecsSource } from '../lib/subnet/etcd-services-describe';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -50,12 +50,8 @@ const ETCD3_LOAD = `const packageDefinition = (0, proto_loader_1.loadSync)(\`\${
     oneofs: true,
 });`;
 
-/**
- * What the daemon's bundle changes in its dependencies (each says why).
- * Exported for the subnet racers of test/integration/racing-agents.test.ts,
- * which run the same etcd client as twilld.
- */
-export function relocations(): Plugin {
+/** What the daemon's bundle changes in its dependencies (each says why). */
+function relocations(): Plugin {
   const services = path.join(ROOT, 'lib', 'subnet', 'etcd-services.ts');
   const grpcNet = path.join(ROOT, 'lib', 'subnet', 'grpc-net.ts');
   const description = describeEtcdServices();
@@ -100,24 +96,33 @@ export function relocations(): Plugin {
   };
 }
 
-/** grpc-js requires proto-loader only to serve channelz and ORCA, which twilld never does. */
-export const BUNDLE_EXTERNALS = ['@grpc/proto-loader', 'netlink/package.json'];
-
-async function main(): Promise<void> {
-  const result = await build({
-    entryPoints: [path.join(ROOT, 'cmd', 'twilld.ts')],
-    outfile: OUT,
+/**
+ * How `entry` is bundled with the daemon's dependencies and relocations.
+ * Also used for the subnet racers of test/integration/racing-agents.test.ts,
+ * which run the same etcd client as twilld.
+ */
+export function daemonBundleOptions(entry: string, outfile: string) {
+  return {
+    entryPoints: [entry],
+    outfile,
     bundle: true,
     platform: 'node',
     target: 'node20',
     format: 'cjs',
+    // grpc-js requires proto-loader only to serve channelz and ORCA, which twilld never does.
+    external: ['@grpc/proto-loader', 'netlink/package.json'],
+    plugins: [relocations()],
+    logLevel: 'warning',
+  } satisfies BuildOptions;
+}
+
+async function main(): Promise<void> {
+  const result = await build({
+    ...daemonBundleOptions(path.join(ROOT, 'cmd', 'twilld.ts'), OUT),
     // Names stay, so stack traces and logs still say which function failed.
     minifyWhitespace: true,
     minifySyntax: true,
     sourcemap: true,
-    external: BUNDLE_EXTERNALS,
-    plugins: [relocations()],
-    logLevel: 'warning',
     metafile: true,
     // ASCII only (the default, kept explicit): the launcher maps the bundle's bytes as Latin-1 text.
     charset: 'ascii',

@@ -190,7 +190,11 @@ describe('control-plane faults: etcd outage, lease expiry while cut off, compact
     await tc.net.exec(2, ['nft', 'add', 'chain', 'ip', 'twtest', 'out', '{ type filter hook output priority 0; }']);
     await tc.net.exec(2, ['nft', 'add', 'rule', 'ip', 'twtest', 'out', 'ip', 'daddr', UNDERLAY.bridgeIp, 'tcp', 'dport', String(proxy.port), 'drop']);
     const started = Date.now();
-    const stopped = await Promise.race([tc.stopAgent(2), sleep(30_000).then(() => 'still running after 30 s')]);
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([
+      tc.stopAgent(2),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still running after 30 s'), 30_000))),
+    ]).finally(() => clearTimeout(timer));
     expect(stopped).to.equal(0);
     console.log(`      figures: exited ${Date.now() - started} ms after SIGTERM`);
     expect(await tc.net.ip(2, ['link', 'show', 'flannel.1']), 'flannel.1 left in place').to.contain('flannel.1');

@@ -237,10 +237,10 @@ describe('subnet managers racing for subnets, each in its own process, against o
   let pool: RacerPool;
   let racer: string;
 
-  // Declared before withEtcd's hooks, so the racers are killed before etcd stops.
   before(async () => {
     racer = await bundleRacer();
   });
+  // Declared before withEtcd's hooks, so the racers are killed before etcd stops.
   after(async () => {
     await pool?.killAll();
   });
